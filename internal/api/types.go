@@ -1,0 +1,266 @@
+// Package api defines the agent's REST API v1: the wire types shared by the
+// server (handlers in this package) and the typed client (internal/client).
+//
+// JSON field names are snake_case and match the Terraform provider's
+// attribute names. Secrets go in, never out: BMC passwords are accepted on
+// create/update and never returned.
+package api
+
+import (
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// APIVersion is the path prefix of this API.
+const APIVersion = "v1"
+
+// Route paths (Go 1.22 ServeMux patterns without the method). The OpenAPI
+// document in openapi.yaml lists the same paths; a test keeps them in step.
+const (
+	PathHealthz       = "/healthz"
+	PathReadyz        = "/readyz"
+	PathMetrics       = "/metrics"
+	PathInfo          = "/v1/info"
+	PathMachines      = "/v1/machines"
+	PathMachine       = "/v1/machines/{name}"
+	PathMachineAction = "/v1/machines/{name}/actions/{action}"
+	PathMachineEvents = "/v1/machines/{name}/events"
+	PathEvents        = "/v1/events" // agent-wide events (unknown MACs and the like)
+	PathProfiles      = "/v1/boot_profiles"
+	PathProfile       = "/v1/boot_profiles/{name}"
+	PathClusters      = "/v1/clusters"
+	PathCluster       = "/v1/clusters/{name}"
+)
+
+// Machine actions for PathMachineAction.
+const (
+	ActionPowerOn     = "power_on"
+	ActionPowerOff    = "power_off"
+	ActionReset       = "reset"
+	ActionProvision   = "provision"   // start a fresh provisioning run now
+	ActionDeprovision = "deprovision" // desired state becomes available
+)
+
+// Actions lists every machine action.
+var Actions = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision}
+
+// Query parameters.
+const (
+	QueryWait          = "wait"           // Go duration, long-poll up to this long (max 60s)
+	QueryAfterRevision = "after_revision" // long-poll until revision > this
+	QueryAfter         = "after"          // events cursor: Seq > after
+	QueryLimit         = "limit"
+)
+
+// HeaderLeaseHolder names the writer (e.g. a Terraform run) claiming a
+// machine's spec; a write by another holder while the lease is live gets 409.
+const HeaderLeaseHolder = "X-Baremetal-Lease-Holder"
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// BMCRequest is the BMC part of a machine create/update.
+type BMCRequest struct {
+	Endpoint string `json:"endpoint"`
+	Username string `json:"username"`
+	// Password is write-only; empty on update keeps the stored one.
+	Password  string `json:"password,omitempty"`
+	Insecure  bool   `json:"insecure,omitempty"`
+	CACertPEM string `json:"ca_cert_pem,omitempty"`
+}
+
+// MachineRequest is the body of POST /v1/machines and PUT /v1/machines/{name}.
+type MachineRequest struct {
+	Name        string            `json:"name"`
+	BMC         BMCRequest        `json:"bmc"`
+	MACs        []string          `json:"macs,omitempty"`
+	BootProfile string            `json:"boot_profile,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       string            `json:"state,omitempty"` // default "provisioned"
+	// Version, when non-zero on update, must equal the stored version (409 otherwise).
+	Version uint64 `json:"version,omitempty"`
+}
+
+// BMCInfo is the BMC part of a machine as the API returns it: no password.
+type BMCInfo struct {
+	Endpoint  string `json:"endpoint"`
+	Username  string `json:"username"`
+	Insecure  bool   `json:"insecure,omitempty"`
+	CACertPEM string `json:"ca_cert_pem,omitempty"`
+}
+
+// Machine is a machine as the API returns it.
+type Machine struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	BMC         BMCInfo           `json:"bmc"`
+	MACs        []string          `json:"macs"`
+	BootProfile string            `json:"boot_profile,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       string            `json:"state"`
+	Cluster     string            `json:"cluster,omitempty"`
+	Role        string            `json:"role,omitempty"`
+	Version     uint64            `json:"version"`
+	Revision    uint64            `json:"revision"`
+
+	Phase           string           `json:"phase"`
+	Step            string           `json:"step,omitempty"`
+	PowerState      string           `json:"power_state,omitempty"`
+	PowerDrift      bool             `json:"power_drift,omitempty"`
+	LastError       string           `json:"last_error,omitempty"`
+	Addresses       []string         `json:"addresses,omitempty"`
+	Inventory       *model.Inventory `json:"inventory,omitempty"`
+	ObservedVersion uint64           `json:"observed_version,omitempty"`
+	// ProvisionedProfile/Version say what the machine was last installed with.
+	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
+	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
+	ProvisionedAt             time.Time `json:"provisioned_at,omitempty"`
+	CreatedAt                 time.Time `json:"created_at"`
+	UpdatedAt                 time.Time `json:"updated_at"`
+}
+
+// MachineList is the body of GET /v1/machines.
+type MachineList struct {
+	Items []Machine `json:"items"`
+}
+
+// ActionResponse acknowledges a machine action.
+type ActionResponse struct {
+	Machine Machine `json:"machine"`
+	Action  string  `json:"action"`
+}
+
+// BootProfileRequest is the body of POST/PUT boot profiles.
+type BootProfileRequest struct {
+	Name        string            `json:"name"`
+	Kernel      string            `json:"kernel,omitempty"`
+	Initrds     []string          `json:"initrds,omitempty"`
+	Cmdline     string            `json:"cmdline,omitempty"`
+	IPXEScript  string            `json:"ipxe_script,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version,omitempty"`
+}
+
+// BootProfile is a boot profile as the API returns it.
+type BootProfile struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Kernel      string            `json:"kernel,omitempty"`
+	Initrds     []string          `json:"initrds,omitempty"`
+	Cmdline     string            `json:"cmdline,omitempty"`
+	IPXEScript  string            `json:"ipxe_script,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+}
+
+// BootProfileList is the body of GET /v1/boot_profiles.
+type BootProfileList struct {
+	Items []BootProfile `json:"items"`
+}
+
+// ClusterMember places a machine in a role.
+type ClusterMember struct {
+	Machine string `json:"machine"`
+	Role    string `json:"role"`
+}
+
+// ClusterRole names a role and its boot profile; roles provision in list order.
+type ClusterRole struct {
+	Name        string `json:"name"`
+	BootProfile string `json:"boot_profile"`
+}
+
+// Rollout bounds disruption during a change.
+type Rollout struct {
+	MaxUnavailable int `json:"max_unavailable"`
+}
+
+// ClusterRequest is the body of POST/PUT clusters.
+type ClusterRequest struct {
+	Name    string            `json:"name"`
+	Members []ClusterMember   `json:"members"`
+	Roles   []ClusterRole     `json:"roles"`
+	Params  map[string]string `json:"params,omitempty"`
+	Rollout *Rollout          `json:"rollout,omitempty"` // default max_unavailable 1
+	Version uint64            `json:"version,omitempty"`
+}
+
+// ClusterMemberStatus is a member with its machine's observed state.
+type ClusterMemberStatus struct {
+	Machine   string   `json:"machine"`
+	Role      string   `json:"role"`
+	Phase     string   `json:"phase"`
+	LastError string   `json:"last_error,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// Cluster is a cluster as the API returns it.
+type Cluster struct {
+	ID       string                `json:"id"`
+	Name     string                `json:"name"`
+	Members  []ClusterMemberStatus `json:"members"`
+	Roles    []ClusterRole         `json:"roles"`
+	Params   map[string]string     `json:"params,omitempty"`
+	Rollout  Rollout               `json:"rollout"`
+	Version  uint64                `json:"version"`
+	Revision uint64                `json:"revision"`
+	// Phase: pending, converging, ready, paused (a member failed), failed.
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	// Endpoints maps each role to its members' reported addresses.
+	Endpoints map[string][]string `json:"endpoints"`
+	CreatedAt time.Time           `json:"created_at"`
+	UpdatedAt time.Time           `json:"updated_at"`
+}
+
+// ClusterList is the body of GET /v1/clusters.
+type ClusterList struct {
+	Items []Cluster `json:"items"`
+}
+
+// EventList is the body of the events endpoints. Next is the cursor for the
+// following page (pass it as ?after=).
+type EventList struct {
+	Events []model.Event `json:"events"`
+	Next   uint64        `json:"next"`
+}
+
+// Info is the body of GET /v1/info.
+type Info struct {
+	Version      string   `json:"version"`
+	APIVersion   string   `json:"api_version"`
+	Capabilities []string `json:"capabilities"`
+	BootURL      string   `json:"boot_url,omitempty"`
+}
+
+// Error codes in ErrorBody.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeValidation   = "validation_failed"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeTooLarge     = "request_too_large"
+	CodeInternal     = "internal"
+	CodeUnavailable  = "unavailable"
+)
+
+// ErrorBody is every non-2xx response's body.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong and, for input errors, which field.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}

@@ -1,0 +1,19 @@
+package boot
+
+import (
+	"context"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// Lifecycle is how the boot edge reports what it saw to the reconciler,
+// which owns every decision about a machine's phase.
+type Lifecycle interface {
+	// Signal records a boot-chain observation for a machine (machine "" for
+	// an unknown MAC). It must not block for long: the boot edge calls it
+	// while a PXE client waits.
+	Signal(ctx context.Context, machine string, sig model.Signal, data map[string]string)
+	// Callback consumes a run's one-time token. It returns an error wrapping
+	// model.ErrTokenRejected for a wrong, replayed or foreign token.
+	Callback(ctx context.Context, machine, token string, report model.CallbackReport) error
+}

@@ -1,0 +1,316 @@
+// Package model holds the agent's domain objects: what the store persists,
+// what the reconciler decides on and what the boot edge renders from. Wire
+// formats live in internal/api; this package has no transport concerns.
+package model
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DesiredState is what the operator asks of a machine.
+type DesiredState string
+
+const (
+	// StateProvisioned: installed with its boot profile and left running.
+	StateProvisioned DesiredState = "provisioned"
+	// StateAvailable: registered and inventoried; the power is left as it is.
+	StateAvailable DesiredState = "available"
+	// StateOff: registered and powered off.
+	StateOff DesiredState = "off"
+)
+
+// DesiredStates lists every valid DesiredState, in the order docs print them.
+var DesiredStates = []string{string(StateProvisioned), string(StateAvailable), string(StateOff)}
+
+// Phase is where the reconciler observes a machine to be.
+type Phase string
+
+const (
+	PhaseRegistering    Phase = "registering"
+	PhaseInspecting     Phase = "inspecting"
+	PhaseAvailable      Phase = "available"
+	PhaseProvisioning   Phase = "provisioning"
+	PhaseProvisioned    Phase = "provisioned"
+	PhaseDeprovisioning Phase = "deprovisioning"
+	PhaseOff            Phase = "off"
+	PhaseFailed         Phase = "failed"
+)
+
+// Phases lists every Phase.
+var Phases = []string{
+	string(PhaseRegistering), string(PhaseInspecting), string(PhaseAvailable),
+	string(PhaseProvisioning), string(PhaseProvisioned), string(PhaseDeprovisioning),
+	string(PhaseOff), string(PhaseFailed),
+}
+
+// Step is the sub-step within provisioning or deprovisioning.
+type Step string
+
+const (
+	StepNone             Step = ""
+	StepSettingBoot      Step = "setting_boot"
+	StepPoweringOn       Step = "powering_on"
+	StepWaitingPXE       Step = "waiting_pxe"
+	StepBootingInstaller Step = "booting_installer"
+	StepInstalling       Step = "installing"
+	StepFinishing        Step = "finishing" // next boot to disk after the callback
+	StepWiping           Step = "wiping"
+	StepPoweringOff      Step = "powering_off"
+)
+
+// Signal is a boot-chain observation made by the boot edge.
+type Signal string
+
+const (
+	SignalPXERequested     Signal = "pxe_requested"
+	SignalScriptServed     Signal = "script_served"
+	SignalKernelFetched    Signal = "kernel_fetched"
+	SignalTemplatesFetched Signal = "templates_fetched"
+	SignalCallbackReceived Signal = "callback_received"
+	SignalCallbackRejected Signal = "callback_rejected"
+	SignalUnknownMAC       Signal = "unknown_mac"
+	SignalRenderFailed     Signal = "render_failed"
+)
+
+// Power states as Redfish reports them.
+const (
+	PowerOn  = "On"
+	PowerOff = "Off"
+)
+
+// BMC holds how to reach a machine's baseboard controller. Password is
+// plaintext in memory only: the store seals it and the API never returns it.
+type BMC struct {
+	Endpoint  string `json:"endpoint"`
+	Username  string `json:"username"`
+	Password  string `json:"password,omitempty"`
+	Insecure  bool   `json:"insecure,omitempty"`
+	CACertPEM string `json:"ca_cert_pem,omitempty"`
+}
+
+// Inventory is what the BMC reports about the hardware.
+type Inventory struct {
+	Manufacturer string    `json:"manufacturer,omitempty"`
+	Model        string    `json:"model,omitempty"`
+	Serial       string    `json:"serial,omitempty"`
+	UUID         string    `json:"uuid,omitempty"`
+	BIOSVersion  string    `json:"bios_version,omitempty"`
+	PowerState   string    `json:"power_state,omitempty"`
+	CPUs         int       `json:"cpus,omitempty"`
+	CPUModel     string    `json:"cpu_model,omitempty"`
+	MemoryGiB    float64   `json:"memory_gib,omitempty"`
+	NICs         []NIC     `json:"nics,omitempty"`
+	Disks        []Disk    `json:"disks,omitempty"`
+	CollectedAt  time.Time `json:"collected_at,omitempty"`
+}
+
+// NIC is one network interface seen by the BMC.
+type NIC struct {
+	Name      string `json:"name,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+	LinkState string `json:"link_state,omitempty"`
+	SpeedMbps int    `json:"speed_mbps,omitempty"`
+}
+
+// Disk is one drive seen by the BMC.
+type Disk struct {
+	Name      string  `json:"name,omitempty"`
+	Model     string  `json:"model,omitempty"`
+	Serial    string  `json:"serial,omitempty"`
+	SizeGiB   float64 `json:"size_gib,omitempty"`
+	MediaType string  `json:"media_type,omitempty"`
+}
+
+// Machine is one server under the agent's care: desired spec, observed status
+// and the current provisioning run.
+type Machine struct {
+	Name        string            `json:"name"`
+	BMC         BMC               `json:"bmc"`
+	MACs        []string          `json:"macs,omitempty"`
+	BootProfile string            `json:"boot_profile,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       DesiredState      `json:"state"`
+
+	// Cluster and Role are set when a cluster names this machine as a member.
+	Cluster string `json:"cluster,omitempty"`
+	Role    string `json:"role,omitempty"`
+
+	// Version is the spec's resource version: bumped by spec writes only, so
+	// the reconciler's status writes never make an operator's update stale.
+	Version uint64 `json:"version"`
+	// Revision is bumped by every write, spec or status; watchers wait on it.
+	Revision uint64 `json:"revision"`
+
+	// Lease guards a spec writer (a Terraform run) against a concurrent one.
+	Lease *Lease `json:"lease,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	Status Status `json:"status"`
+	Run    *Run   `json:"run,omitempty"`
+}
+
+// Status is what the reconciler observed and decided.
+type Status struct {
+	Phase      Phase     `json:"phase"`
+	Step       Step      `json:"step,omitempty"`
+	PhaseSince time.Time `json:"phase_since,omitempty"`
+	PowerState string    `json:"power_state,omitempty"`
+	// PowerDrift is set when the observed power differs from what the phase expects.
+	PowerDrift     bool       `json:"power_drift,omitempty"`
+	PowerCheckedAt time.Time  `json:"power_checked_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	Addresses      []string   `json:"addresses,omitempty"`
+	Inventory      *Inventory `json:"inventory,omitempty"`
+	// Provisioned* record what the machine was last installed with, so a
+	// change of profile, profile version or params triggers a re-provision.
+	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
+	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
+	ProvisionedParamsHash     string    `json:"provisioned_params_hash,omitempty"`
+	ProvisionedAt             time.Time `json:"provisioned_at,omitempty"`
+	// ObservedVersion is the spec Version the status reflects.
+	ObservedVersion uint64 `json:"observed_version,omitempty"`
+}
+
+// Run is one provisioning attempt. Its token authorises exactly one callback.
+type Run struct {
+	ID             string    `json:"id"`
+	Token          string    `json:"token,omitempty"` // sealed at rest by the store
+	Profile        string    `json:"profile"`
+	ProfileVersion uint64    `json:"profile_version"`
+	ParamsHash     string    `json:"params_hash,omitempty"`
+	StartedAt      time.Time `json:"started_at"`
+	StepDeadline   time.Time `json:"step_deadline,omitempty"`
+	Attempts       int       `json:"attempts,omitempty"`
+	// PowerOns counts power-on/reset actions issued for this run; restart
+	// safety means it never grows once CallbackAt is set.
+	PowerOns   int                  `json:"power_ons,omitempty"`
+	Signals    map[Signal]time.Time `json:"signals,omitempty"`
+	CallbackAt time.Time            `json:"callback_at,omitempty"`
+	// TokenUsed is set when the callback consumed the token.
+	TokenUsed bool `json:"token_used,omitempty"`
+}
+
+// Serving reports whether the boot edge should hand this machine its installer.
+func (r *Run) Serving() bool { return r != nil && !r.TokenUsed }
+
+// Lease is a time-bound claim on a machine's spec by one writer.
+type Lease struct {
+	Holder    string    `json:"holder"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CallbackReport is what an installer posts when it is done.
+type CallbackReport struct {
+	Addresses []string `json:"addresses,omitempty"`
+	Hostname  string   `json:"hostname,omitempty"`
+	LogTail   string   `json:"log_tail,omitempty"`
+	Status    string   `json:"status,omitempty"` // "ok" (default) or "failed"
+}
+
+// BootProfile is how to install a machine: kernel, initrds, cmdline and
+// templates, or a whole iPXE script.
+type BootProfile struct {
+	Name       string            `json:"name"`
+	Kernel     string            `json:"kernel,omitempty"`
+	Initrds    []string          `json:"initrds,omitempty"`
+	Cmdline    string            `json:"cmdline,omitempty"`
+	IPXEScript string            `json:"ipxe_script,omitempty"`
+	Templates  map[string]string `json:"templates,omitempty"`
+	Params     map[string]string `json:"params,omitempty"`
+	// WipeProfile names a profile run before power-off on deprovision.
+	WipeProfile string    `json:"wipe_profile,omitempty"`
+	Version     uint64    `json:"version"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Cluster groups machines into ordered roles.
+type Cluster struct {
+	Name      string            `json:"name"`
+	Members   []ClusterMember   `json:"members"`
+	Roles     []ClusterRole     `json:"roles"`
+	Params    map[string]string `json:"params,omitempty"`
+	Rollout   Rollout           `json:"rollout"`
+	Version   uint64            `json:"version"`
+	Revision  uint64            `json:"revision"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Status    ClusterStatus     `json:"status"`
+}
+
+// ClusterMember places a machine in a role.
+type ClusterMember struct {
+	Machine string `json:"machine"`
+	Role    string `json:"role"`
+}
+
+// ClusterRole names a role and the profile its members boot.
+type ClusterRole struct {
+	Name        string `json:"name"`
+	BootProfile string `json:"boot_profile"`
+}
+
+// Rollout bounds how many members are out at once during a change.
+type Rollout struct {
+	MaxUnavailable int `json:"max_unavailable"`
+}
+
+// ClusterStatus is the reconciler's view of a cluster.
+type ClusterStatus struct {
+	Phase   string `json:"phase,omitempty"` // pending, converging, ready, paused
+	Message string `json:"message,omitempty"`
+	// ActiveRole is the role currently being provisioned, if any.
+	ActiveRole string `json:"active_role,omitempty"`
+}
+
+// Event is one recorded fact about a machine (or the agent, with Machine "").
+type Event struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Machine string            `json:"machine,omitempty"`
+	Type    string            `json:"type"`
+	Phase   Phase             `json:"phase,omitempty"`
+	Step    Step              `json:"step,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Data    map[string]string `json:"data,omitempty"`
+}
+
+// Event types other than boot Signals.
+const (
+	EventPhaseChanged = "phase_changed"
+	EventPowerAction  = "power_action"
+	EventBootOverride = "boot_override"
+	EventError        = "error"
+	EventPowerDrift   = "power_drift"
+	EventSpecChanged  = "spec_changed"
+	EventRunStarted   = "run_started"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+
+// ValidName reports whether s is usable as an object name (DNS-label-like,
+// lower case, so it is safe in URLs, file names and templates).
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// NameRule describes ValidName for error messages and docs.
+const NameRule = "1-63 characters: lower-case letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
+
+// NormalizeMAC returns the lower-case colon form of a 48-bit MAC address.
+func NormalizeMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(strings.TrimSpace(s))
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not a 48-bit MAC address (want aa:bb:cc:dd:ee:ff)", s)
+	}
+	return hw.String(), nil
+}
+
+// ErrTokenRejected is returned for a callback whose token is wrong, replayed
+// or belongs to another run.
+var ErrTokenRejected = errors.New("callback token rejected")

@@ -1,0 +1,95 @@
+// Package store persists the agent's machines, boot profiles, clusters and
+// events behind one interface. Bolt (bbolt) is the embedded default.
+//
+// Implementations seal secrets (BMC passwords, run tokens) at rest; callers
+// see plaintext. Writes are transactional read-modify-write: the mutate
+// function runs inside the write transaction on a fresh copy, so concurrent
+// writers never lose each other's changes.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+var (
+	// ErrNotFound: no object by that name.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: an object by that name exists already.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the caller's version is stale. Mutate functions return it
+	// (wrapped is fine) to abort a write.
+	ErrConflict = errors.New("version conflict")
+	// ErrMACInUse: another machine claims one of the MACs.
+	ErrMACInUse = errors.New("mac address in use by another machine")
+)
+
+// Kind names an object collection in Change notifications.
+type Kind string
+
+const (
+	KindMachine Kind = "machine"
+	KindProfile Kind = "profile"
+	KindCluster Kind = "cluster"
+	KindEvent   Kind = "event"
+)
+
+// Change tells subscribers that an object was written or deleted.
+type Change struct {
+	Kind     Kind
+	Name     string // object name; for KindEvent the machine name
+	Revision uint64 // the object's Revision after the write (machines, clusters), or the event Seq
+	Deleted  bool
+}
+
+// Store is the agent's persistence.
+//
+// Version semantics: Create* sets Version=1 and Revision=1. Update* runs
+// mutate on a copy of the stored object; if mutate returns an error nothing
+// is written and the error is returned as is. After mutate, Revision is
+// always bumped; Version is bumped only when the mutate function says so by
+// returning specChanged=true (spec writes), so reconciler status writes do
+// not make an operator's version stale.
+type Store interface {
+	CreateMachine(ctx context.Context, m *model.Machine) (*model.Machine, error)
+	GetMachine(ctx context.Context, name string) (*model.Machine, error)
+	// MachineByMAC finds the machine that lists mac (normalised form).
+	MachineByMAC(ctx context.Context, mac string) (*model.Machine, error)
+	ListMachines(ctx context.Context) ([]*model.Machine, error)
+	UpdateMachine(ctx context.Context, name string, mutate func(m *model.Machine) (specChanged bool, err error)) (*model.Machine, error)
+	// DeleteMachine removes the machine and its events. check, when not nil,
+	// runs in the transaction on the stored object and may veto with an error.
+	DeleteMachine(ctx context.Context, name string, check func(m *model.Machine) error) error
+
+	CreateProfile(ctx context.Context, p *model.BootProfile) (*model.BootProfile, error)
+	GetProfile(ctx context.Context, name string) (*model.BootProfile, error)
+	ListProfiles(ctx context.Context) ([]*model.BootProfile, error)
+	// UpdateProfile always bumps Version (a profile has no status).
+	UpdateProfile(ctx context.Context, name string, mutate func(p *model.BootProfile) error) (*model.BootProfile, error)
+	DeleteProfile(ctx context.Context, name string, check func(p *model.BootProfile) error) error
+
+	CreateCluster(ctx context.Context, c *model.Cluster) (*model.Cluster, error)
+	GetCluster(ctx context.Context, name string) (*model.Cluster, error)
+	ListClusters(ctx context.Context) ([]*model.Cluster, error)
+	UpdateCluster(ctx context.Context, name string, mutate func(c *model.Cluster) (specChanged bool, err error)) (*model.Cluster, error)
+	DeleteCluster(ctx context.Context, name string, check func(c *model.Cluster) error) error
+
+	// AppendEvent assigns Seq (global, strictly increasing) and Time when zero.
+	// Events of one machine are capped (oldest dropped) so a flood cannot
+	// grow the file without bound.
+	AppendEvent(ctx context.Context, e model.Event) (model.Event, error)
+	// ListEvents returns events with Seq > after, oldest first, at most limit
+	// (limit <= 0 means a default of 1000). machine "" lists agent-wide events
+	// (those recorded with Machine ""), not all events.
+	ListEvents(ctx context.Context, machine string, after uint64, limit int) ([]model.Event, error)
+
+	// Subscribe delivers a Change after every committed write. The channel is
+	// buffered; a slow subscriber loses changes rather than blocking writers,
+	// and is told so by a Change with Kind "" (resync: list everything).
+	// cancel stops delivery and closes the channel.
+	Subscribe() (changes <-chan Change, cancel func())
+
+	Close() error
+}
