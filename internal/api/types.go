@@ -42,8 +42,8 @@ const (
 	ActionDeprovision = "deprovision" // desired state becomes available
 )
 
-// Actions lists every machine action.
-var Actions = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision}
+// ActionNames lists every machine action.
+var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision}
 
 // Query parameters.
 const (

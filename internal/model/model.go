@@ -146,6 +146,10 @@ type Machine struct {
 	// Revision is bumped by every write, spec or status; watchers wait on it.
 	Revision uint64 `json:"revision"`
 
+	// DeletionRequested is set by DELETE: the reconciler powers the machine
+	// off (deprovisioning it) and then removes it from the store.
+	DeletionRequested time.Time `json:"deletion_requested,omitempty"`
+
 	// Lease guards a spec writer (a Terraform run) against a concurrent one.
 	Lease *Lease `json:"lease,omitempty"`
 
