@@ -40,7 +40,7 @@ const (
 type Change struct {
 	Kind     Kind
 	Name     string // object name; for KindEvent the machine name
-	Revision uint64 // the object's Revision after the write (machines, clusters), or the event Seq
+	Revision uint64 // the object's Revision after the write (machines, clusters), a profile's Version, or the event Seq
 	Deleted  bool
 }
 
@@ -78,11 +78,13 @@ type Store interface {
 
 	// AppendEvent assigns Seq (global, strictly increasing) and Time when zero.
 	// Events of one machine are capped (oldest dropped) so a flood cannot
-	// grow the file without bound.
+	// grow the file without bound. An event for a machine the store does not
+	// hold fails with ErrNotFound (deleting a machine drops its events).
 	AppendEvent(ctx context.Context, e model.Event) (model.Event, error)
 	// ListEvents returns events with Seq > after, oldest first, at most limit
 	// (limit <= 0 means a default of 1000). machine "" lists agent-wide events
-	// (those recorded with Machine ""), not all events.
+	// (those recorded with Machine ""), not all events. An unknown machine
+	// gives ErrNotFound.
 	ListEvents(ctx context.Context, machine string, after uint64, limit int) ([]model.Event, error)
 
 	// Subscribe delivers a Change after every committed write. The channel is
