@@ -109,6 +109,17 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatalf("child: %s", sc.Text())
 		}
 		lines++
+		if lines == 30 {
+			// While the child holds the file, a second process cannot open it.
+			s2, err := OpenBolt(path, BoltOptions{LockTimeout: 100 * time.Millisecond, Logger: quiet})
+			if err == nil {
+				s2.Close()
+				t.Fatal("opened the data file while the child process held it")
+			}
+			if !strings.Contains(err.Error(), "is locked by another baremetal-agent") {
+				t.Fatalf("open while child holds the file: %v", err)
+			}
+		}
 		// Kill mid-stream: the child is already inside its next write.
 		if lines >= 150 || time.Now().After(deadline) {
 			break
