@@ -1,0 +1,395 @@
+package boot
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// maxCallbackBody bounds an installer's report; a log tail beyond this is
+// an installer bug or an attack, not information.
+const maxCallbackBody = 64 << 10
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.counted(route, h))
+	}
+	handle("GET /boot.ipxe", "boot.ipxe", s.handleBootIPXE)
+	handle("GET /boot/{mac}", "boot", s.handleMachineScript)
+	handle("GET /assets/{path...}", "assets", s.handleAssets)
+	handle("GET /machines/{name}/assets/{path...}", "machine_assets", s.handleAssets)
+	handle("GET /machines/{name}/templates/{tmpl}", "templates", s.handleTemplate)
+	handle("POST /machines/{name}/callback", "callback", s.handleCallback)
+	return mux
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps http.ServeContent's sendfile path when wrapped.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(r.ResponseWriter, src)
+}
+
+func (s *Server) counted(route string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, r)
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		s.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+	})
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func writeScript(w http.ResponseWriter, script string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, script)
+}
+
+// exitScript hands the machine back to its firmware, which boots the next
+// device (the local disk).
+const exitScript = "#!ipxe\nexit\n"
+
+// handleBootIPXE is the one script every iPXE is sent to first (by
+// ProxyDHCP, site DHCP or the TFTP boot.ipxe); it hops to the per-machine
+// script keyed by the booting NIC's MAC.
+func (s *Server) handleBootIPXE(w http.ResponseWriter, r *http.Request) {
+	writeScript(w, "#!ipxe\nchain "+s.bootURL+"/boot/${netX/mac}?arch=${buildarch}&platform=${platform} || exit\n")
+}
+
+func (s *Server) handleMachineScript(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	remote := remoteIP(r)
+	mac, err := model.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		http.Error(w, "not a MAC address", http.StatusBadRequest)
+		return
+	}
+	m, err := s.st.MachineByMAC(ctx, mac)
+	if errors.Is(err, store.ErrNotFound) {
+		s.serveUnknown(w, r, mac, remote)
+		return
+	}
+	if err != nil {
+		s.log.Error("boot script: store lookup failed", "mac", mac, "error", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	data := map[string]string{"mac": mac, "remote": remote}
+	if a := r.URL.Query().Get("arch"); a != "" {
+		data["arch"] = sanitizeLabel(a)
+	}
+	if p := r.URL.Query().Get("platform"); p != "" {
+		data["platform"] = sanitizeLabel(p)
+	}
+	s.lc.Signal(ctx, m.Name, model.SignalPXERequested, data)
+	if !m.Run.Serving() {
+		s.log.Info("boot script: not provisioning, booting local disk", "machine", m.Name, "mac", mac)
+		writeScript(w, exitScript)
+		return
+	}
+	in, err := s.loadInput(ctx, m)
+	if err != nil {
+		s.renderFailed(w, ctx, m.Name, err)
+		return
+	}
+	script, err := s.renderIPXE(in)
+	if err != nil {
+		s.renderFailed(w, ctx, m.Name, err)
+		return
+	}
+	s.log.Info("boot script: serving installer", "machine", m.Name, "mac", mac, "profile", in.profile.Name)
+	writeScript(w, script)
+	s.lc.Signal(ctx, m.Name, model.SignalScriptServed, map[string]string{"profile": in.profile.Name, "run": m.Run.ID})
+}
+
+// sanitizeLabel keeps client-supplied labels (arch, platform) short and
+// printable before they reach events.
+func sanitizeLabel(v string) string {
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
+	if len(v) > 32 {
+		v = v[:32]
+	}
+	return v
+}
+
+// renderFailed reports a render error to the Lifecycle and serves a script
+// that says so on the console and leaves the machine to its local disk:
+// never a partial script.
+func (s *Server) renderFailed(w http.ResponseWriter, ctx context.Context, machine string, err error) {
+	s.log.Warn("boot script: render failed", "machine", machine, "error", err.Error())
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	writeScript(w, "#!ipxe\necho baremetal: cannot render the boot script for "+ipxeNeutralize(machine)+": "+
+		ipxeNeutralize(err.Error())+"\nexit\n")
+}
+
+func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, mac, remote string) {
+	ctx := r.Context()
+	if s.unknown.allow(mac) {
+		s.log.Info("boot script: unknown MAC", "mac", mac, "remote", remote)
+		s.lc.Signal(ctx, "", model.SignalUnknownMAC, map[string]string{"mac": mac, "remote": remote})
+	}
+	if s.cfg.UnknownMAC == "exit" {
+		writeScript(w, exitScript)
+		return
+	}
+	p, err := s.st.GetProfile(ctx, s.cfg.UnknownMAC)
+	if err == nil {
+		var script string
+		if script, err = s.renderIPXE(renderInput{mac: mac, profile: p}); err == nil {
+			writeScript(w, script)
+			return
+		}
+	}
+	// The discovery profile is the agent's configuration, not a machine's:
+	// there is no machine to attach the failure to, so it is logged.
+	s.log.Error("boot script: discovery profile unusable", "profile", s.cfg.UnknownMAC, "error", err.Error())
+	writeScript(w, "#!ipxe\necho baremetal: discovery profile "+ipxeNeutralize(s.cfg.UnknownMAC)+" unusable\nexit\n")
+}
+
+// loadInput loads the machine's effective profile, its cluster and the
+// cluster's members for rendering. The run records which profile it was
+// started with; without that, a cluster member boots its role's profile and
+// any other machine its own boot_profile.
+func (s *Server) loadInput(ctx context.Context, m *model.Machine) (renderInput, error) {
+	in := renderInput{machine: m, members: map[string]*model.Machine{}}
+	if m.Run != nil {
+		in.token = m.Run.Token
+	}
+	profile := m.BootProfile
+	if m.Cluster != "" {
+		c, err := s.st.GetCluster(ctx, m.Cluster)
+		if err != nil {
+			return in, fmt.Errorf("cluster %q: %w", m.Cluster, err)
+		}
+		in.cluster = c
+		for _, r := range c.Roles {
+			if r.Name == m.Role && r.BootProfile != "" {
+				profile = r.BootProfile
+			}
+		}
+		for _, mem := range c.Members {
+			if mem.Machine == m.Name {
+				in.members[m.Name] = m
+				continue
+			}
+			mm, err := s.st.GetMachine(ctx, mem.Machine)
+			if err == nil {
+				in.members[mem.Machine] = mm
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return in, fmt.Errorf("cluster %q member %q: %w", c.Name, mem.Machine, err)
+			}
+		}
+	}
+	if m.Run != nil && m.Run.Profile != "" {
+		profile = m.Run.Profile
+	}
+	if profile == "" {
+		return in, errors.New("no boot profile (neither the machine nor its cluster role names one)")
+	}
+	p, err := s.st.GetProfile(ctx, profile)
+	if err != nil {
+		return in, fmt.Errorf("boot profile %q: %w", profile, err)
+	}
+	in.profile = p
+	return in, nil
+}
+
+// handleAssets serves a file from the assets directory, with Range and
+// conditional requests (http.ServeContent). Through the per-machine path
+// the first fetch of the run's kernel is signalled.
+func (s *Server) handleAssets(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.AssetsDir == "" {
+		http.NotFound(w, r)
+		return
+	}
+	rel := r.PathValue("path")
+	path, err := resolveTFTPPath(s.cfg.AssetsDir, rel)
+	if err != nil {
+		s.log.Info("asset refused", "path", rel, "remote", remoteIP(r), "reason", err.Error())
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if name := r.PathValue("name"); name != "" {
+		m, err := s.st.GetMachine(r.Context(), name)
+		if errors.Is(err, store.ErrNotFound) {
+			http.NotFound(w, r)
+			return
+		}
+		// A HEAD is a probe, not a boot step.
+		if err == nil && r.Method != http.MethodHead {
+			s.maybeSignalKernel(r.Context(), m, rel)
+		}
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, filepath.Base(path), fi.ModTime(), f)
+}
+
+func (s *Server) maybeSignalKernel(ctx context.Context, m *model.Machine, rel string) {
+	if !m.Run.Serving() {
+		return
+	}
+	in, err := s.loadInput(ctx, m)
+	if err != nil || strings.TrimPrefix(in.profile.Kernel, "/") != rel {
+		return
+	}
+	s.mu.Lock()
+	first := s.kernelRuns[m.Name] != m.Run.ID
+	s.kernelRuns[m.Name] = m.Run.ID
+	s.mu.Unlock()
+	if first {
+		s.lc.Signal(ctx, m.Name, model.SignalKernelFetched, map[string]string{"path": rel, "run": m.Run.ID})
+	}
+}
+
+// presentedToken is the token a request carries (?token= or a bearer
+// header). Callers compare it in constant time.
+func presentedToken(r *http.Request) string {
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	if h, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(h)
+	}
+	return ""
+}
+
+func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name, tmpl := r.PathValue("name"), r.PathValue("tmpl")
+	m, err := s.st.GetMachine(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		s.log.Error("template: store lookup failed", "machine", name, "error", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	tok := presentedToken(r)
+	if m.Run == nil || m.Run.Token == "" || tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(m.Run.Token)) != 1 {
+		s.log.Warn("template: token refused", "machine", name, "template", tmpl, "remote", remoteIP(r))
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	in, err := s.loadInput(ctx, m)
+	if err != nil {
+		s.templateFailed(w, ctx, name, err)
+		return
+	}
+	out, found, err := s.renderTemplate(in, tmpl)
+	if !found {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		s.templateFailed(w, ctx, name, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, out)
+	s.log.Info("template served", "machine", name, "template", tmpl, "bytes", len(out))
+	s.lc.Signal(ctx, name, model.SignalTemplatesFetched, map[string]string{"template": tmpl, "run": m.Run.ID})
+}
+
+func (s *Server) templateFailed(w http.ResponseWriter, ctx context.Context, machine string, err error) {
+	s.log.Warn("template: render failed", "machine", machine, "error", err.Error())
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	http.Error(w, "template rendering failed; see the machine's last error", http.StatusInternalServerError)
+}
+
+// handleCallback carries an installer's report to the Lifecycle, which
+// decides whether the token is good. Unknown JSON fields are ignored, not
+// refused: installers are scripts in many languages and versions, and a
+// finished install must not be lost over an extra field.
+func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var report model.CallbackReport
+	body := http.MaxBytesReader(w, r.Body, maxCallbackBody)
+	if err := json.NewDecoder(body).Decode(&report); err != nil && !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, "report too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "report is not JSON: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	err := s.lc.Callback(r.Context(), name, presentedToken(r), report)
+	switch {
+	case err == nil:
+		s.log.Info("callback accepted", "machine", name, "addresses", strings.Join(report.Addresses, ","), "status", report.Status)
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, model.ErrTokenRejected):
+		s.log.Warn("callback refused", "machine", name, "remote", remoteIP(r))
+		http.Error(w, "forbidden", http.StatusForbidden)
+	case errors.Is(err, store.ErrNotFound):
+		http.NotFound(w, r)
+	default:
+		s.log.Error("callback failed", "machine", name, "error", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}
+}

@@ -1,0 +1,455 @@
+package boot
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// RenderContext is what every profile template (cmdline, iPXE script,
+// install templates) sees as its dot.
+type RenderContext struct {
+	Machine MachineView
+	Profile ProfileView
+	// Cluster is nil unless the machine is a cluster member.
+	Cluster *ClusterView
+	// Params merges profile params < cluster params < machine params.
+	Params map[string]string
+	URLs   URLs
+	// Token is the run's one-time callback token ("" outside a run).
+	Token string
+	// Kernel and Initrds are the absolute URLs iPXE fetches; Cmdline is the
+	// rendered profile cmdline plus the baremetal.* convention.
+	Kernel  string
+	Initrds []string
+	Cmdline string
+}
+
+// MachineView is the machine as templates see it.
+type MachineView struct {
+	Name      string
+	MACs      []string
+	Params    map[string]string
+	Inventory *model.Inventory
+	Addresses []string
+	Cluster   string
+	Role      string
+}
+
+// ProfileView is the boot profile as templates see it.
+type ProfileView struct {
+	Name    string
+	Kernel  string
+	Initrds []string
+	Cmdline string
+	Params  map[string]string
+}
+
+// ClusterView is the machine's cluster as templates see it.
+type ClusterView struct {
+	Name    string
+	Params  map[string]string
+	Roles   []string // role names in rollout order
+	Members []MemberView
+	// ControlPlane is the first address of the first member of the role
+	// named "control-plane", or else of the first role; "" until known.
+	ControlPlane string
+}
+
+// MemberView is one cluster member.
+type MemberView struct {
+	Machine   string
+	Role      string
+	Addresses []string
+	Phase     string
+}
+
+// Address is the member's first address, or "".
+func (m MemberView) Address() string {
+	if len(m.Addresses) == 0 {
+		return ""
+	}
+	return m.Addresses[0]
+}
+
+// MembersOf lists the members holding role.
+func (c *ClusterView) MembersOf(role string) []MemberView {
+	var out []MemberView
+	for _, m := range c.Members {
+		if m.Role == role {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// URLs are the agent endpoints a machine is handed, all on the boot URL.
+type URLs struct {
+	Boot      string
+	Callback  string // with the run token
+	Templates string // base: append "/<name>?token=<token>", or use templateURL
+	Assets    string // per-machine assets base
+}
+
+// renderInput is everything one render needs, loaded from the store.
+type renderInput struct {
+	machine *model.Machine // nil when rendering a discovery profile for an unknown MAC
+	mac     string
+	profile *model.BootProfile
+	cluster *model.Cluster
+	members map[string]*model.Machine
+	token   string
+}
+
+func (s *Server) newContext(in renderInput) *RenderContext {
+	p := in.profile
+	ctx := &RenderContext{
+		Profile: ProfileView{Name: p.Name, Kernel: p.Kernel, Initrds: append([]string(nil), p.Initrds...),
+			Cmdline: p.Cmdline, Params: copyMap(p.Params)},
+		Params: copyMap(p.Params),
+		Token:  in.token,
+		URLs:   URLs{Boot: s.bootURL},
+	}
+	if m := in.machine; m != nil {
+		ctx.Machine = MachineView{Name: m.Name, MACs: append([]string(nil), m.MACs...), Params: copyMap(m.Params),
+			Addresses: append([]string(nil), m.Status.Addresses...), Cluster: m.Cluster, Role: m.Role}
+		if m.Status.Inventory != nil {
+			inv := *m.Status.Inventory
+			inv.NICs = append([]model.NIC(nil), inv.NICs...)
+			inv.Disks = append([]model.Disk(nil), inv.Disks...)
+			ctx.Machine.Inventory = &inv
+		}
+		base := s.bootURL + "/machines/" + url.PathEscape(m.Name)
+		ctx.URLs.Callback = base + "/callback?token=" + url.QueryEscape(in.token)
+		ctx.URLs.Templates = base + "/templates"
+		ctx.URLs.Assets = base + "/assets"
+	} else {
+		ctx.Machine.MACs = []string{in.mac}
+		ctx.URLs.Assets = s.bootURL + "/assets"
+	}
+	if c := in.cluster; c != nil {
+		cv := &ClusterView{Name: c.Name, Params: copyMap(c.Params)}
+		for k, v := range c.Params {
+			ctx.Params[k] = v
+		}
+		for _, r := range c.Roles {
+			cv.Roles = append(cv.Roles, r.Name)
+		}
+		for _, mem := range c.Members {
+			mv := MemberView{Machine: mem.Machine, Role: mem.Role}
+			if mm := in.members[mem.Machine]; mm != nil {
+				mv.Addresses = append([]string(nil), mm.Status.Addresses...)
+				mv.Phase = string(mm.Status.Phase)
+			}
+			cv.Members = append(cv.Members, mv)
+		}
+		cpRole := "control-plane"
+		if len(cv.MembersOf(cpRole)) == 0 && len(cv.Roles) > 0 {
+			cpRole = cv.Roles[0]
+		}
+		for _, mv := range cv.MembersOf(cpRole) {
+			if a := mv.Address(); a != "" {
+				cv.ControlPlane = a
+				break
+			}
+		}
+		ctx.Cluster = cv
+	}
+	if in.machine != nil {
+		for k, v := range in.machine.Params {
+			ctx.Params[k] = v
+		}
+	}
+	return ctx
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// funcs is the small, side-effect-free function set templates get.
+func funcs(ctx *RenderContext) template.FuncMap {
+	return template.FuncMap{
+		"join": func(sep string, items []string) string { return strings.Join(items, sep) },
+		"default": func(def, v any) any {
+			if v == nil || reflect.ValueOf(v).IsZero() {
+				return def
+			}
+			return v
+		},
+		"quote": strconv.Quote,
+		"toJSON": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"indent": func(n int, s string) string {
+			pad := strings.Repeat(" ", n)
+			return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+		},
+		// templateURL names another template of the machine's profile.
+		"templateURL": func(name string) (string, error) {
+			if ctx.URLs.Templates == "" {
+				return "", fmt.Errorf("templateURL %q: no machine (unknown MAC) to fetch templates for", name)
+			}
+			return ctx.URLs.Templates + "/" + url.PathEscape(name) + "?token=" + url.QueryEscape(ctx.Token), nil
+		},
+	}
+}
+
+// renderText executes one template into a buffer; the caller gets either
+// the complete output or an error naming the template and the failing key.
+func renderText(name, text string, ctx *RenderContext) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(funcs(ctx)).Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, ctx); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+// assetURL resolves a profile's kernel or initrd: absolute http(s) URLs pass
+// through, anything else is a path under the assets directory.
+func assetURL(assetsBase, p string) (string, error) {
+	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
+		if _, err := url.Parse(p); err != nil {
+			return "", fmt.Errorf("asset URL %q: %w", p, err)
+		}
+		return p, nil
+	}
+	clean := strings.TrimPrefix(p, "/")
+	segs := strings.Split(clean, "/")
+	for i, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", fmt.Errorf("asset path %q must be a relative path inside the assets directory or an http(s) URL", p)
+		}
+		segs[i] = url.PathEscape(seg)
+	}
+	return assetsBase + "/" + strings.Join(segs, "/"), nil
+}
+
+// bootContext builds the context with Kernel, Initrds and Cmdline filled
+// in. With forIPXE every value from outside the template text is
+// neutralised first (see ipxeNeutralize), because the result becomes
+// lines of an iPXE script.
+func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, error) {
+	ctx := s.newContext(in)
+	if forIPXE {
+		neutralizeStrings(reflect.ValueOf(ctx).Elem())
+	}
+	p := in.profile
+	if p.Kernel == "" {
+		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script)", p.Name)
+	}
+	k, err := assetURL(ctx.URLs.Assets, p.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q kernel: %w", p.Name, err)
+	}
+	ctx.Kernel = k
+	for _, ird := range p.Initrds {
+		u, err := assetURL(ctx.URLs.Assets, ird)
+		if err != nil {
+			return nil, fmt.Errorf("profile %q initrd: %w", p.Name, err)
+		}
+		ctx.Initrds = append(ctx.Initrds, u)
+	}
+	if forIPXE {
+		ctx.Kernel = ipxeNeutralize(ctx.Kernel)
+		for i := range ctx.Initrds {
+			ctx.Initrds[i] = ipxeNeutralize(ctx.Initrds[i])
+		}
+	}
+	cmd, err := renderText(p.Name+"/cmdline", p.Cmdline, ctx)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
+	}
+	// A kernel command line is one line; a line break in the profile text
+	// would otherwise start a new iPXE command.
+	cmd = strings.Join(strings.Fields(cmd), " ")
+	conv := "baremetal.url=" + ctx.URLs.Boot
+	if in.machine != nil {
+		conv += " baremetal.machine=" + ctx.Machine.Name + " baremetal.token=" + ctx.Token
+	} else {
+		conv += " baremetal.mac=" + ctx.Machine.MACs[0]
+	}
+	ctx.Cmdline = strings.TrimSpace(cmd + " " + conv)
+	return ctx, nil
+}
+
+// renderIPXE renders the per-machine installer script: the profile's own
+// ipxe_script, or the stock ipxe-default.
+func (s *Server) renderIPXE(in renderInput) (string, error) {
+	text := in.profile.IPXEScript
+	if text == "" {
+		text = "stock:ipxe-default"
+	}
+	text, err := resolveTemplateText(text)
+	if err != nil {
+		return "", fmt.Errorf("profile %q ipxe_script: %w", in.profile.Name, err)
+	}
+	var ctx *RenderContext
+	if in.profile.Kernel == "" && in.profile.IPXEScript != "" {
+		ctx = s.newContext(in)
+		neutralizeStrings(reflect.ValueOf(ctx).Elem())
+	} else if ctx, err = s.bootContext(in, true); err != nil {
+		return "", err
+	}
+	out, err := renderText(in.profile.Name+"/ipxe_script", text, ctx)
+	if err != nil {
+		return "", fmt.Errorf("profile %q ipxe_script: %w", in.profile.Name, err)
+	}
+	return out, nil
+}
+
+// renderTemplate renders the profile's install template name. The bool is
+// false when the profile has no such template.
+func (s *Server) renderTemplate(in renderInput, name string) (string, bool, error) {
+	text, ok := in.profile.Templates[name]
+	if !ok {
+		return "", false, nil
+	}
+	text, err := resolveTemplateText(text)
+	if err != nil {
+		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
+	}
+	var ctx *RenderContext
+	if in.profile.Kernel != "" {
+		if ctx, err = s.bootContext(in, false); err != nil {
+			return "", true, err
+		}
+	} else {
+		ctx = s.newContext(in)
+	}
+	out, err := renderText(in.profile.Name+"/"+name, text, ctx)
+	if err != nil {
+		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
+	}
+	return out, true, nil
+}
+
+// ipxeNeutralize makes a value inert inside an iPXE script line. iPXE has
+// no quoting (core/exec.c): a line is split at whitespace after ${...}
+// expansion, and a token that is exactly "||", "&&" or ";" chains another
+// command while a token starting with '#' ends the line. So, regardless of
+// what surrounds the value in the template:
+//   - control characters (CR, LF, ...) become spaces, so no new line starts;
+//   - '$' is percent-encoded where it could open an expansion (before '{'
+//     or at the value's end, where template text may supply the '{');
+//   - a whitespace-separated piece made only of '|', '&' and ';', or one
+//     the value ends or starts with, has those characters percent-encoded;
+//   - '#' at the start of a piece is percent-encoded.
+//
+// Encoding (rather than refusing) keeps the machine bootable and makes the
+// neutralised text visible in the served script.
+func ipxeNeutralize(v string) string {
+	if v == "" {
+		return v
+	}
+	b := []byte(v)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	var out strings.Builder
+	start := 0
+	flush := func(piece string) {
+		if piece == "" {
+			return
+		}
+		for i := 0; i < len(piece); i++ {
+			c := piece[i]
+			switch {
+			case c == '$' && (i+1 == len(piece) || piece[i+1] == '{'):
+				out.WriteString("%24")
+			case c == '#' && i == 0:
+				out.WriteString("%23")
+			case (c == '|' || c == '&' || c == ';') && opEdge(piece, i):
+				fmt.Fprintf(&out, "%%%02X", c)
+			default:
+				out.WriteByte(c)
+			}
+		}
+	}
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == ' ' {
+			flush(string(b[start:i]))
+			if i < len(b) {
+				out.WriteByte(' ')
+			}
+			start = i + 1
+		}
+	}
+	return out.String()
+}
+
+// opEdge reports whether piece[i] belongs to a run of '|', '&', ';' that
+// touches the piece's start or end, where it could merge with neighbouring
+// template text or another value into a command separator.
+func opEdge(piece string, i int) bool {
+	isOp := func(c byte) bool { return c == '|' || c == '&' || c == ';' }
+	j := i
+	for j > 0 && isOp(piece[j-1]) {
+		j--
+	}
+	if j == 0 {
+		return true
+	}
+	k := i
+	for k < len(piece)-1 && isOp(piece[k+1]) {
+		k++
+	}
+	return k == len(piece)-1
+}
+
+// neutralizeStrings applies ipxeNeutralize to every settable string, map
+// key and value reachable from v (the context is freshly copied per render,
+// so nothing shared is modified).
+func neutralizeStrings(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(ipxeNeutralize(v.String()))
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			neutralizeStrings(v.Elem())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				neutralizeStrings(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			neutralizeStrings(v.Index(i))
+		}
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String || !v.CanSet() {
+			return
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			out.SetMapIndex(reflect.ValueOf(ipxeNeutralize(iter.Key().String())).Convert(v.Type().Key()),
+				reflect.ValueOf(ipxeNeutralize(iter.Value().String())).Convert(v.Type().Elem()))
+		}
+		v.Set(out)
+	}
+}

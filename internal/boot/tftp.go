@@ -1,0 +1,181 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pin/tftp/v3"
+)
+
+// errTFTPNotFound is the only detail a refused TFTP client learns: the
+// library sends a handler's error text to the client verbatim, so the real
+// reason is logged, never sent.
+var errTFTPNotFound = errors.New("file not found")
+
+// arm64Candidates are the names under which an arm64 UEFI iPXE binary is
+// looked for in the TFTP root (Debian ships none in its x86 ipxe package).
+var arm64Candidates = []string{"arm64-efi/snp.efi", "snp-arm64.efi", "ipxe-arm64.efi"}
+
+// resolveTFTPPath maps a client-requested TFTP file name onto a regular file
+// inside root and returns its real path. TFTP file names are not URLs and
+// are never decoded, so a '%' can only be an attempt to smuggle an encoded
+// traversal past some other layer: it is refused with the rest. A single
+// leading '/' is tolerated because many PXE ROMs send "/pxelinux.0".
+func resolveTFTPPath(root, requested string) (string, error) {
+	if requested == "" || len(requested) > 255 {
+		return "", fmt.Errorf("file name length %d out of range", len(requested))
+	}
+	for _, r := range requested {
+		if r < 0x20 || r == 0x7f {
+			return "", errors.New("control character in file name")
+		}
+	}
+	if strings.ContainsAny(requested, `\%`) {
+		return "", errors.New("backslash or percent sign in file name")
+	}
+	name := strings.TrimPrefix(requested, "/")
+	if name == "" || strings.HasPrefix(name, "/") {
+		return "", errors.New("absolute file name")
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == ".." || seg == "." || seg == "" {
+			return "", errors.New("relative or empty path segment in file name")
+		}
+	}
+	if !filepath.IsLocal(name) {
+		return "", errors.New("file name is not local to the root")
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("root: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(realRoot, filepath.FromSlash(name)))
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(realRoot, real)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", errors.New("file resolves outside the root")
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", errors.New("not a regular file")
+	}
+	return real, nil
+}
+
+// newTFTPServer builds a pin/tftp server for this boot edge: read-only,
+// timeouts, retries and sender window from the config, hooks to metrics.
+func (s *Server) newTFTPServer() *tftp.Server {
+	ts := tftp.NewServer(s.tftpRead, func(filename string, _ io.WriterTo) error {
+		s.log.Warn("tftp write request refused", "file", filename)
+		return errors.New("read-only server")
+	})
+	if s.cfg.TFTPTimeout > 0 {
+		ts.SetTimeout(s.cfg.TFTPTimeout)
+	}
+	if s.cfg.TFTPRetries > 0 {
+		ts.SetRetries(s.cfg.TFTPRetries)
+	}
+	if s.cfg.TFTPAnticipate > 1 {
+		ts.SetAnticipate(s.cfg.TFTPAnticipate)
+	}
+	ts.SetHook(tftpHook{s})
+	return ts
+}
+
+// ServeTFTP serves TFTP on pc until ctx ends; shutdown lets outstanding
+// transfers finish (each is bounded by the timeout and retries).
+func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn) error {
+	ts := s.newTFTPServer()
+	done := make(chan error, 1)
+	go func() { done <- ts.Serve(pc) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("boot: TFTP server on %s: %w", pc.LocalAddr(), err)
+	case <-ctx.Done():
+	}
+	ts.Shutdown()
+	<-done
+	return nil
+}
+
+func (s *Server) tftpRead(filename string, rf io.ReaderFrom) error {
+	remote := ""
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ra := ot.RemoteAddr()
+		remote = ra.IP.String()
+	}
+	name := strings.TrimPrefix(filename, "/")
+	if content, ok := s.tftpVirtual[name]; ok {
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(int64(len(content)))
+		}
+		n, err := rf.ReadFrom(bytes.NewReader(content))
+		s.metrics.tftpBytes.Add(float64(n))
+		return err
+	}
+	if s.tftpRoot == "" {
+		s.log.Info("tftp request refused: no TFTP root configured", "file", filename, "remote", remote)
+		return errTFTPNotFound
+	}
+	path, err := resolveTFTPPath(s.tftpRoot, filename)
+	if err != nil {
+		s.log.Warn("tftp request refused", "file", filename, "remote", remote, "reason", err.Error())
+		s.metrics.tftpRefused.Inc()
+		return errTFTPNotFound
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.log.Warn("tftp open failed", "file", filename, "remote", remote, "error", err.Error())
+		return errTFTPNotFound
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(fi.Size())
+		}
+	}
+	n, err := rf.ReadFrom(f)
+	s.metrics.tftpBytes.Add(float64(n))
+	return err
+}
+
+// tftpHook feeds the library's per-transfer outcome to logs and metrics.
+type tftpHook struct{ s *Server }
+
+func (h tftpHook) OnSuccess(st tftp.TransferStats) {
+	h.s.metrics.tftpTransfers.WithLabelValues("ok").Inc()
+	h.s.metrics.tftpDuration.Observe(st.Duration.Seconds())
+	h.s.log.Info("tftp transfer done", "file", st.Filename, "remote", ipString(st.RemoteAddr),
+		"duration", st.Duration.Round(time.Millisecond), "datagrams", st.DatagramsSent, "blksize", st.Opts["blksize"])
+}
+
+func (h tftpHook) OnFailure(st tftp.TransferStats, err error) {
+	h.s.metrics.tftpTransfers.WithLabelValues("failed").Inc()
+	if st.Duration > 0 {
+		h.s.metrics.tftpDuration.Observe(st.Duration.Seconds())
+	}
+	h.s.log.Warn("tftp transfer failed", "file", st.Filename, "remote", ipString(st.RemoteAddr), "error", err.Error())
+}
+
+func ipString(ip net.IP) string {
+	if ip == nil {
+		return ""
+	}
+	return ip.String()
+}
