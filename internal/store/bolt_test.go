@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -750,6 +752,21 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	// bbolt polls the lock every 50ms and stops one poll short of the timeout.
 	if waited := time.Since(start); waited < 100*time.Millisecond {
 		t.Fatalf("gave up after %v, not waiting for the lock timeout", waited)
+	}
+}
+
+func TestOpenRejectsForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a bbolt file\n"), 512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenBolt(path, BoltOptions{Logger: quiet})
+	if err == nil {
+		s.Close()
+		t.Fatal("opened a file that is not a bbolt database")
+	}
+	if !strings.Contains(err.Error(), "opening data file "+path) {
+		t.Fatalf("err = %v, want it to name the file", err)
 	}
 }
 
