@@ -418,11 +418,26 @@ func TestClusters(t *testing.T) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list: %v, %v", list, err)
 	}
+	busy := errors.New("cluster has members")
+	if err := s.DeleteCluster(ctx, "k8s", func(c *model.Cluster) error {
+		if len(c.Members) != 1 {
+			t.Errorf("check saw %+v", c)
+		}
+		return busy
+	}); err != busy {
+		t.Fatalf("vetoed delete: %v", err)
+	}
 	if err := s.DeleteCluster(ctx, "k8s", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetCluster(ctx, "k8s"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.GetCluster(ctx, "k8s"); !errors.Is(err, ErrNotFound) || err.Error() != `cluster "k8s": not found` {
 		t.Fatalf("get deleted: %v", err)
+	}
+	if err := s.DeleteCluster(ctx, "k8s", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete missing: %v", err)
+	}
+	if _, err := s.UpdateCluster(ctx, "k8s", func(*model.Cluster) (bool, error) { return true, nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update missing: %v", err)
 	}
 }
 
