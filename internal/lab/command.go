@@ -1,0 +1,147 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// InventoryFile is the JSON document `lab --inventory` writes.
+type InventoryFile struct {
+	Machines []InventoryEntry `json:"machines"`
+}
+
+// ReadInventory reads a file written by `lab --inventory`.
+func ReadInventory(path string) (InventoryFile, error) {
+	var inv InventoryFile
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return inv, fmt.Errorf("lab inventory: %w", err)
+	}
+	if err := json.Unmarshal(b, &inv); err != nil {
+		return inv, fmt.Errorf("lab inventory %s: %w", path, err)
+	}
+	return inv, nil
+}
+
+// WriteInventory writes inv to path atomically (a reader sees the old file
+// or the whole new one) with mode 0600: it holds BMC passwords.
+func WriteInventory(path string, inv InventoryFile) error {
+	b, err := json.MarshalIndent(inv, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("lab inventory: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("lab inventory: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("lab inventory: writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("lab inventory: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("lab inventory: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("lab inventory: %w", err)
+	}
+	return nil
+}
+
+// RunCommand is `baremetal-agent lab`: it serves a lab's Redfish service
+// until ctx ends, then powers everything off.
+func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: baremetal-agent lab [flags]\n\nServes a Redfish service emulating N BMCs (the virtual lab) until interrupted.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	machines := fs.Int("machines", 3, "number of machines (BMCs) to emulate")
+	backend := fs.String("backend", BackendMemory, "machine backend: memory (simulated, instant) or qemu (real VMs)")
+	listen := fs.String("listen", "127.0.0.1:8000", "address the Redfish service listens on (HOST:PORT; port 0 picks a free one)")
+	advertise := fs.String("advertise-url", "", "base URL written into the inventory (default http://<listen address>, with 127.0.0.1 for an unspecified host)")
+	inventory := fs.String("inventory", "lab-inventory.json", "file to write the machines' names, Redfish endpoints, credentials and MACs to (mode 0600)")
+	bootURL := fs.String("boot-url", "", "memory backend: the agent's boot base URL the simulated machines PXE boot from (empty: they never boot)")
+	tftpBootFile := fs.String("tftp-bootfile", "", "qemu backend: DHCP boot file URL for the VMs, e.g. tftp://10.0.2.2:6969/boot.ipxe")
+	stateDir := fs.String("state-dir", "lab-state", "qemu backend: directory for VM disks, serial logs and QEMU logs")
+	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
+	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
+	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("lab: --log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	l, err := New(Config{
+		Machines:     *machines,
+		Backend:      *backend,
+		NamePrefix:   *prefix,
+		BootURL:      *bootURL,
+		TFTPBootFile: *tftpBootFile,
+		StateDir:     *stateDir,
+		QEMUBinary:   *qemuBin,
+		MemoryMiB:    *memory,
+		Logger:       logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("lab: listening on %s: %w", *listen, err)
+	}
+	base := strings.TrimRight(*advertise, "/")
+	if base == "" {
+		base = "http://" + advertisedAddr(ln.Addr())
+	}
+	if err := WriteInventory(*inventory, InventoryFile{Machines: l.Inventory(base)}); err != nil {
+		_ = ln.Close()
+		_ = l.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "lab: serving %d machines (%s) on %s, inventory %s\n", *machines, l.cfg.Backend, base, *inventory)
+
+	serveErr := l.Serve(ctx, ln)
+	return errors.Join(serveErr, l.Close())
+}
+
+// advertisedAddr makes a wildcard listen address reachable for local
+// clients.
+func advertisedAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}

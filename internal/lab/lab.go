@@ -1,0 +1,504 @@
+// Package lab is a virtual server lab: one Redfish service that emulates the
+// BMCs of N machines, so the agent's Redfish client, reconciler and the demo
+// can run without hardware.
+//
+// Two backends power the machines. "memory" keeps the power state in memory
+// and, when a machine powers on with a PXE boot override, runs a simulated PXE
+// client against the agent's boot URL (SimulatePXEBoot), so the whole
+// provisioning lifecycle runs in-process and scales to thousands of machines.
+// "qemu" runs a real qemu-system-x86_64 VM per powered-on machine whose boot
+// order follows the override.
+//
+// Each machine has its own username and password that authorise only its own
+// system, as separate BMCs would; faults (latency, 503s, refused logins,
+// ignored power actions, reverting boot overrides, stale power state) can be
+// injected per machine, and every request is logged with its start and end
+// so tests can assert how a client behaved.
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Backends a Config may name.
+const (
+	BackendMemory = "memory"
+	BackendQEMU   = "qemu"
+)
+
+// Config describes a lab.
+type Config struct {
+	// Machines is how many machines (BMCs) the lab emulates.
+	Machines int
+	// Backend is BackendMemory (default) or BackendQEMU.
+	Backend string
+	// NamePrefix names the machines: "lab-" (default) gives lab-1, lab-2, ...
+	NamePrefix string
+
+	// BootURL is the agent's advertised boot base URL the memory backend's
+	// simulated machines fetch from when they PXE boot. Empty: simulated
+	// machines power on but never boot anything.
+	BootURL string
+	// HTTPClient is what simulated machines use to reach BootURL
+	// (default: a client with a 30s timeout).
+	HTTPClient *http.Client
+
+	// TFTPBootFile is handed to QEMU's user-mode network as the DHCP boot
+	// file, e.g. tftp://10.0.2.2:6969/boot.ipxe (qemu backend).
+	TFTPBootFile string
+	// StateDir holds the VMs' disks, serial logs and QEMU logs (qemu backend).
+	StateDir string
+	// QEMUBinary defaults to qemu-system-x86_64 on $PATH.
+	QEMUBinary string
+	// MemoryMiB is each VM's memory (default 256).
+	MemoryMiB int
+	// ExtraQEMUArgs are appended to every VM's command line.
+	ExtraQEMUArgs []string
+
+	Logger *slog.Logger
+	// PasswordSeed makes the machines' passwords deterministic (tests);
+	// empty means random passwords.
+	PasswordSeed string
+}
+
+// Fault is what a machine's BMC does wrong. The zero Fault is a healthy BMC.
+type Fault struct {
+	// Latency is added before every response about this machine.
+	Latency time.Duration
+	// Fail503Next answers the next N requests with 503 and Retry-After: 1.
+	Fail503Next int
+	// RefuseLogin answers 401 even to valid credentials.
+	RefuseLogin bool
+	// IgnorePower accepts Reset actions (204) but changes nothing.
+	IgnorePower bool
+	// RevertBootOverride accepts a boot override PATCH (200) but keeps the
+	// old value, as some Supermicro BMCs do.
+	RevertBootOverride bool
+	// LiePowerStateFor keeps reporting the previous PowerState for this long
+	// after a change, like BMCs whose power sensor polls lazily.
+	LiePowerStateFor time.Duration
+}
+
+// BootOverride is a system's Redfish Boot source override.
+type BootOverride struct {
+	Target  string // BootSourceOverrideTarget: None, Pxe, Hdd, ...
+	Enabled string // BootSourceOverrideEnabled: Disabled, Once, Continuous
+	Mode    string // BootSourceOverrideMode: UEFI or Legacy
+}
+
+// InventoryEntry is how to reach one machine's BMC, as `lab` writes it.
+type InventoryEntry struct {
+	Name string `json:"name"`
+	// Endpoint is the full system URL, <baseURL>/redfish/v1/Systems/<name>.
+	Endpoint string `json:"endpoint"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	MAC      string `json:"mac"`
+}
+
+// RequestRecord is one request the Redfish service answered.
+type RequestRecord struct {
+	// Time is when the request arrived (equal to Start).
+	Time time.Time
+	// System is the machine the request was about or authenticated as;
+	// empty for anonymous requests such as the ServiceRoot.
+	System string
+	Method string
+	Path   string
+	// Start and End bracket the whole handling, latency faults included,
+	// so overlapping records prove concurrent requests.
+	Start  time.Time
+	End    time.Time
+	Status int
+}
+
+// maxRequestLog bounds the request log of a long-running lab; tests read far
+// fewer records than this.
+const maxRequestLog = 1 << 16
+
+// Lab is a running lab.
+type Lab struct {
+	cfg     Config
+	log     *slog.Logger
+	backend backend
+	http    *http.Client
+
+	systems map[string]*System
+	order   []*System          // by index, for collections
+	byUser  map[string]*System // usernames are unique per machine
+
+	sessMu   sync.Mutex
+	sessions map[string]*session // by token
+	sessByID map[string]*session
+
+	reqMu    sync.Mutex
+	requests []RequestRecord
+	reqStart int // ring start once the log is full
+
+	serviceUUID string
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // PXE clients, delayed shutdowns
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// System is one emulated machine. Its methods are safe for concurrent use.
+type System struct {
+	lab      *Lab
+	name     string
+	index    int
+	username string
+	password string
+	mac      string // normalised lower-case
+	uuid     string
+	serial   string
+
+	// opMu serialises power operations, which may block (a VM stopping)
+	// while mu must stay free for readers and the VM exit watcher.
+	opMu sync.Mutex
+
+	mu             sync.Mutex
+	power          string
+	prevPower      string
+	powerChangedAt time.Time
+	powerGen       uint64 // bumped by every power action; cancels delayed ones
+	powerOns       int
+	boot           BootOverride
+	fault          Fault
+	fail503Left    int
+
+	pxeCancel context.CancelFunc
+	pxeBoots  int
+	lastPXE   *PXEResult
+	lastPXErr error
+
+	vm *qemuVM // qemu backend: the running VM, nil when off
+}
+
+// New builds a lab. It starts nothing until a system is powered on.
+func New(cfg Config) (*Lab, error) {
+	if cfg.Machines < 1 {
+		return nil, fmt.Errorf("lab: need at least one machine, got %d", cfg.Machines)
+	}
+	if cfg.Machines > 65000 {
+		return nil, fmt.Errorf("lab: %d machines is more than the 65000 the MAC and address scheme covers", cfg.Machines)
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = BackendMemory
+	}
+	if cfg.NamePrefix == "" {
+		cfg.NamePrefix = "lab-"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 256
+	}
+	if cfg.QEMUBinary == "" {
+		cfg.QEMUBinary = "qemu-system-x86_64"
+	}
+	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
+		return nil, fmt.Errorf("lab: boot URL %q must start with http:// or https://", cfg.BootURL)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Lab{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		http:        cfg.HTTPClient,
+		systems:     make(map[string]*System, cfg.Machines),
+		order:       make([]*System, 0, cfg.Machines),
+		byUser:      make(map[string]*System, cfg.Machines),
+		sessions:    make(map[string]*session),
+		sessByID:    make(map[string]*session),
+		serviceUUID: uuidFrom("openbaremetal-lab-service/" + cfg.NamePrefix),
+		ctx:         ctx,
+		cancel:      cancel,
+	}
+
+	switch cfg.Backend {
+	case BackendMemory:
+		l.backend = &memoryBackend{lab: l}
+	case BackendQEMU:
+		if cfg.StateDir == "" {
+			cancel()
+			return nil, errors.New("lab: the qemu backend needs a state directory for VM disks and serial logs")
+		}
+		if _, err := exec.LookPath(cfg.QEMUBinary); err != nil {
+			cancel()
+			return nil, fmt.Errorf("lab: qemu backend: %s not found (install qemu-system-x86): %w", cfg.QEMUBinary, err)
+		}
+		l.backend = &qemuBackend{lab: l}
+	default:
+		cancel()
+		return nil, fmt.Errorf("lab: unknown backend %q (want %q or %q)", cfg.Backend, BackendMemory, BackendQEMU)
+	}
+
+	defaultMode := "UEFI"
+	if cfg.Backend == BackendQEMU {
+		defaultMode = "Legacy" // SeaBIOS
+	}
+	for i := 1; i <= cfg.Machines; i++ {
+		name := fmt.Sprintf("%s%d", cfg.NamePrefix, i)
+		pw, err := password(cfg.PasswordSeed, name)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("lab: generating a password: %w", err)
+		}
+		s := &System{
+			lab:      l,
+			name:     name,
+			index:    i,
+			username: "admin-" + name,
+			password: pw,
+			mac:      macFor(i),
+			uuid:     uuidFrom("openbaremetal-lab/" + name),
+			serial:   fmt.Sprintf("OBML%06d", i),
+			power:    "Off",
+			boot:     BootOverride{Target: "None", Enabled: "Disabled", Mode: defaultMode},
+		}
+		if _, dup := l.systems[name]; dup {
+			cancel()
+			return nil, fmt.Errorf("lab: duplicate machine name %q (check the name prefix)", name)
+		}
+		l.systems[name] = s
+		l.byUser[s.username] = s
+		l.order = append(l.order, s)
+	}
+	return l, nil
+}
+
+// macFor gives machine i a fixed, locally administered QEMU-range MAC.
+func macFor(i int) string {
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", (i>>16)&0xff, (i>>8)&0xff, i&0xff)
+}
+
+func password(seed, name string) (string, error) {
+	if seed != "" {
+		sum := sha256.Sum256([]byte(seed + "/" + name))
+		return hex.EncodeToString(sum[:10]), nil
+	}
+	b := make([]byte, 15)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// uuidFrom derives a stable RFC 4122 (version 5 layout) UUID from s.
+func uuidFrom(s string) string {
+	h := sha256.Sum256([]byte(s))
+	h[6] = (h[6] & 0x0f) | 0x50
+	h[8] = (h[8] & 0x3f) | 0x80
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// Handler is the Redfish service.
+func (l *Lab) Handler() http.Handler { return http.HandlerFunc(l.serveHTTP) }
+
+// Serve answers Redfish requests on ln until ctx ends. It does not Close
+// the lab: the caller does, after Serve returns.
+func (l *Lab) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           l.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("lab: serving Redfish on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		_ = srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// Inventory lists every machine with its full system URL under baseURL
+// (e.g. http://127.0.0.1:8000) and its credentials.
+func (l *Lab) Inventory(baseURL string) []InventoryEntry {
+	baseURL = strings.TrimRight(baseURL, "/")
+	out := make([]InventoryEntry, 0, len(l.order))
+	for _, s := range l.order {
+		out = append(out, InventoryEntry{
+			Name:     s.name,
+			Endpoint: baseURL + "/redfish/v1/Systems/" + s.name,
+			Username: s.username,
+			Password: s.password,
+			MAC:      s.mac,
+		})
+	}
+	return out
+}
+
+// System returns the named machine, or nil.
+func (l *Lab) System(name string) *System { return l.systems[name] }
+
+// Requests returns the request log, oldest first (the most recent 65536).
+func (l *Lab) Requests() []RequestRecord {
+	l.reqMu.Lock()
+	defer l.reqMu.Unlock()
+	out := make([]RequestRecord, 0, len(l.requests))
+	out = append(out, l.requests[l.reqStart:]...)
+	out = append(out, l.requests[:l.reqStart]...)
+	return out
+}
+
+func (l *Lab) record(r RequestRecord) {
+	l.reqMu.Lock()
+	defer l.reqMu.Unlock()
+	if len(l.requests) < maxRequestLog {
+		l.requests = append(l.requests, r)
+		return
+	}
+	l.requests[l.reqStart] = r
+	l.reqStart = (l.reqStart + 1) % maxRequestLog
+}
+
+// SetFault replaces the named machine's fault; Fault{} heals it.
+func (l *Lab) SetFault(name string, f Fault) {
+	s := l.systems[name]
+	if s == nil {
+		l.log.Error("lab: SetFault on an unknown machine", "system", name)
+		return
+	}
+	s.mu.Lock()
+	s.fault = f
+	s.fail503Left = f.Fail503Next
+	s.mu.Unlock()
+}
+
+// Close powers off every VM, stops the simulated PXE clients and waits for
+// them. The Handler must not be used afterwards.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.closeErr = l.backend.close()
+		l.wg.Wait()
+	})
+	return l.closeErr
+}
+
+// Names lists the machines in index order.
+func (l *Lab) Names() []string {
+	out := make([]string, len(l.order))
+	for i, s := range l.order {
+		out[i] = s.name
+	}
+	return out
+}
+
+// Name is the machine's name, which is also its Redfish system Id.
+func (s *System) Name() string { return s.name }
+
+// MAC is the machine's (only) NIC's MAC address, lower-case with colons.
+func (s *System) MAC() string { return s.mac }
+
+// PowerState is the true power state, "On" or "Off", whatever a
+// LiePowerStateFor fault makes the BMC report.
+func (s *System) PowerState() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.power
+}
+
+// BootOverride is the boot override currently in effect.
+func (s *System) BootOverride() BootOverride {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.boot
+}
+
+// PowerOnCount counts how often the machine was powered on or restarted.
+func (s *System) PowerOnCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.powerOns
+}
+
+// Faults is the machine's current fault; Fail503Next is what is left of it.
+func (s *System) Faults() Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fault
+	f.Fail503Next = s.fail503Left
+	return f
+}
+
+// PXEBoots counts the simulated PXE boots that finished (memory backend).
+func (s *System) PXEBoots() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pxeBoots
+}
+
+// LastPXE is the outcome of the last finished simulated PXE boot.
+func (s *System) LastPXE() (*PXEResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastPXE, s.lastPXErr
+}
+
+// setPower records a power change; callers hold s.mu.
+func (s *System) setPower(state string) {
+	if state == s.power {
+		return
+	}
+	s.prevPower = s.power
+	s.powerChangedAt = time.Now()
+	s.power = state
+}
+
+// reportedPower is what the BMC says; callers hold s.mu.
+func (s *System) reportedPower(now time.Time) string {
+	if d := s.fault.LiePowerStateFor; d > 0 && s.prevPower != "" && now.Before(s.powerChangedAt.Add(d)) {
+		return s.prevPower
+	}
+	return s.power
+}
+
+// address is the deterministic address a machine reports after installing.
+func addressForMAC(mac string) string {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "10.77.0.1"
+	}
+	return fmt.Sprintf("10.77.%d.%d", hw[4], hw[5])
+}
+
+// sortedSessionIDs is for listing a system's sessions in a stable order.
+func sortedSessionIDs(ss []*session) []string {
+	ids := make([]string, 0, len(ss))
+	for _, s := range ss {
+		ids = append(ids, s.id)
+	}
+	sort.Strings(ids)
+	return ids
+}

@@ -1,0 +1,235 @@
+package lab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// qemuDiskBytes is the size of each VM's sparse raw disk: room for the lab
+// installer's marker and template, nothing more.
+const qemuDiskBytes = 64 << 20
+
+const (
+	// qemuStopGrace is how long a VM gets to exit on SIGTERM before SIGKILL.
+	qemuStopGrace = 5 * time.Second
+	// qemuStartCheck is how long start waits to catch a VM that fails at
+	// once (bad arguments, missing ROM) and report why.
+	qemuStartCheck = 300 * time.Millisecond
+)
+
+type qemuVM struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has been reaped
+	err  error         // Wait's result, valid after done
+}
+
+// qemuBackend runs one qemu-system-x86_64 per powered-on system.
+type qemuBackend struct {
+	lab *Lab
+
+	mu     sync.Mutex
+	vms    map[*qemuVM]struct{} // every VM not yet reaped, for close
+	closed bool
+}
+
+func (b *qemuBackend) paths(s *System) (disk, serial, qlog string) {
+	dir := b.lab.cfg.StateDir
+	return filepath.Join(dir, s.name+".disk"), filepath.Join(dir, s.name+".serial.log"), filepath.Join(dir, s.name+".qemu.log")
+}
+
+// bootArgs maps the override to QEMU's boot order: once=n boots the
+// network first and then, on every later (guest) reboot, the disk.
+func bootArgs(boot BootOverride) string {
+	switch {
+	case boot.Target == "Pxe" && boot.Enabled == "Once":
+		return "once=n,order=c"
+	case boot.Target == "Pxe" && boot.Enabled == "Continuous":
+		return "order=n"
+	default:
+		return "order=c"
+	}
+}
+
+func (b *qemuBackend) args(s *System, boot BootOverride) []string {
+	disk, serial, _ := b.paths(s)
+	cfg := b.lab.cfg
+	netdev := "user,id=n0"
+	if cfg.TFTPBootFile != "" {
+		netdev += ",bootfile=" + strings.ReplaceAll(cfg.TFTPBootFile, ",", ",,")
+	}
+	args := []string{
+		"-name", s.name,
+		"-accel", "tcg",
+		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-display", "none",
+		"-monitor", "none",
+		// Append, so the log keeps every boot of the machine.
+		"-chardev", "file,id=serial0,path=" + strings.ReplaceAll(serial, ",", ",,") + ",append=on",
+		"-serial", "chardev:serial0",
+		"-netdev", netdev,
+		"-device", "e1000,netdev=n0,mac=" + s.mac,
+		"-drive", "file=" + strings.ReplaceAll(disk, ",", ",,") + ",format=raw,if=virtio",
+		"-boot", bootArgs(boot),
+		"-smbios", "type=1,manufacturer=OpenBareMetal Lab,serial=" + s.serial + ",uuid=" + s.uuid,
+	}
+	return append(args, cfg.ExtraQEMUArgs...)
+}
+
+// ensureDisk creates the VM's sparse disk once; later boots keep what the
+// installer wrote.
+func ensureDisk(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(qemuDiskBytes); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (b *qemuBackend) start(s *System, boot BootOverride) error {
+	if err := os.MkdirAll(b.lab.cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("qemu: state directory: %w", err)
+	}
+	disk, _, qlog := b.paths(s)
+	if err := ensureDisk(disk); err != nil {
+		return fmt.Errorf("qemu: disk %s: %w", disk, err)
+	}
+	logf, err := os.OpenFile(qlog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("qemu: log %s: %w", qlog, err)
+	}
+	defer logf.Close() // the child has its own descriptor
+
+	cmd := exec.Command(b.lab.cfg.QEMUBinary, b.args(s, boot)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = qemuSysProcAttr()
+	// Starting under b.mu means close either sees this VM or stops the
+	// start: no VM outlives the lab.
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errors.New("qemu: the lab is shutting down")
+	}
+	if err := cmd.Start(); err != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("qemu: starting %s: %w", b.lab.cfg.QEMUBinary, err)
+	}
+	vm := &qemuVM{cmd: cmd, done: make(chan struct{})}
+	if b.vms == nil {
+		b.vms = map[*qemuVM]struct{}{}
+	}
+	b.vms[vm] = struct{}{}
+	b.mu.Unlock()
+
+	s.mu.Lock()
+	s.vm = vm
+	s.setPower("On")
+	s.mu.Unlock()
+	b.lab.log.Info("lab: VM started", "system", s.name, "pid", cmd.Process.Pid, "boot", bootArgs(boot))
+
+	go b.watch(s, vm)
+
+	select {
+	case <-vm.done:
+		out, _ := os.ReadFile(qlog)
+		return fmt.Errorf("qemu exited at start (%v): %s", vm.err, strings.TrimSpace(string(lastBytes(out, 600))))
+	case <-time.After(qemuStartCheck):
+		return nil
+	}
+}
+
+// watch reaps the VM; a VM that exits by itself (guest poweroff, crash)
+// powers its system off.
+func (b *qemuBackend) watch(s *System, vm *qemuVM) {
+	vm.err = vm.cmd.Wait()
+	b.mu.Lock()
+	delete(b.vms, vm)
+	b.mu.Unlock()
+	s.mu.Lock()
+	if s.vm == vm {
+		s.vm = nil
+		s.setPower("Off")
+	}
+	s.mu.Unlock()
+	close(vm.done)
+	b.lab.log.Info("lab: VM exited", "system", s.name, "pid", vm.cmd.Process.Pid, "status", fmt.Sprint(vm.err))
+}
+
+func (b *qemuBackend) stop(s *System) error {
+	s.mu.Lock()
+	vm := s.vm
+	s.mu.Unlock()
+	if vm == nil {
+		return nil
+	}
+	return stopVM(vm)
+}
+
+// stopVM sends SIGTERM, then SIGKILL after the grace period, and waits
+// until the process is reaped.
+func stopVM(vm *qemuVM) error {
+	_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-vm.done:
+		return nil
+	case <-time.After(qemuStopGrace):
+	}
+	if err := vm.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("qemu: killing pid %d: %w", vm.cmd.Process.Pid, err)
+	}
+	<-vm.done
+	return nil
+}
+
+func (b *qemuBackend) close() error {
+	b.mu.Lock()
+	b.closed = true
+	vms := make([]*qemuVM, 0, len(b.vms))
+	for vm := range b.vms {
+		vms = append(vms, vm)
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(vms))
+	for i, vm := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = stopVM(vm)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// vmPID is the running VM's process id, 0 when off.
+func (s *System) vmPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vm == nil {
+		return 0
+	}
+	return s.vm.cmd.Process.Pid
+}
+
+func lastBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return bytes.ToValidUTF8(b, nil)
+}
