@@ -1,0 +1,504 @@
+package bmc
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stmcginnis/gofish"
+	"github.com/stmcginnis/gofish/schemas"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// Config tunes a Manager. Zero values take the documented defaults.
+type Config struct {
+	MaxConcurrent    int           // global limit on in-flight BMC operations (default 20)
+	ConnectTimeout   time.Duration // TCP connect and TLS handshake (default 10s)
+	RequestTimeout   time.Duration // per HTTP request attempt (default 30s)
+	GracefulTimeout  time.Duration // GracefulShutdown falls back to ForceOff after this (default 2m)
+	PowerWaitTimeout time.Duration // wait for the observed PowerState after an action (default 2m)
+	PollInterval     time.Duration // power-state polling (default 2s)
+	MaxRetries       int           // retries of one HTTP request on transient failure (default 5)
+	RetryBase        time.Duration // backoff base (default 500ms)
+	RetryMax         time.Duration // backoff cap, also caps Retry-After (default 30s)
+	Logger           *slog.Logger  // nil: slog.Default()
+	// Registerer, when set, receives operation and request metrics.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 20
+	}
+	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.RequestTimeout, 30*time.Second)
+	def(&c.GracefulTimeout, 2*time.Minute)
+	def(&c.PowerWaitTimeout, 2*time.Minute)
+	def(&c.PollInterval, 2*time.Second)
+	def(&c.RetryBase, 500*time.Millisecond)
+	def(&c.RetryMax, 30*time.Second)
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	} else if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Manager drives BMCs over Redfish. Callers pass credentials with every
+// call; the Manager keeps one Redfish session per (service, user, password),
+// runs one operation at a time per BMC endpoint and at most MaxConcurrent
+// operations overall. It is safe for concurrent use.
+type Manager struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	global  chan struct{}
+
+	mu    sync.Mutex
+	locks map[string]*epLock
+	conns map[connKey]*conn
+}
+
+// NewManager returns a Manager; call Close on shutdown to log out sessions.
+func NewManager(cfg Config) *Manager {
+	cfg.setDefaults()
+	return &Manager{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "bmc"),
+		metrics: newMetrics(cfg.Registerer),
+		global:  make(chan struct{}, cfg.MaxConcurrent),
+		locks:   map[string]*epLock{},
+		conns:   map[connKey]*conn{},
+	}
+}
+
+// epLock serialises operations on one BMC endpoint. It also caches which
+// system a host-only endpoint resolved to; only the holder touches it.
+type epLock struct {
+	ch     chan struct{}
+	system string
+}
+
+func (l *epLock) acquire(ctx context.Context) error {
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *epLock) release() { <-l.ch }
+
+func (m *Manager) lockFor(key string) *epLock {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.locks[key]
+	if l == nil {
+		l = &epLock{ch: make(chan struct{}, 1)}
+		m.locks[key] = l
+	}
+	return l
+}
+
+// connKey identifies a login. The password enters only as part of a hash, so
+// the map key itself never holds it; TLS settings are included because they
+// decide whom the password is sent to.
+type connKey struct {
+	base   string
+	user   string
+	secret [sha256.Size]byte
+}
+
+// conn is one authenticated Redfish client, re-created when its session dies.
+type conn struct {
+	base, user, pass string
+	hc               *http.Client
+
+	mu        sync.Mutex
+	api       *gofish.APIClient
+	session   bool   // authenticated by session token (else basic auth)
+	sessionID string // session URI, for logout
+	systems   string // Systems collection link from the service root
+	gen       uint64 // bumped per login, so one 401 triggers one re-login
+}
+
+func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%t\x00%s", c.Password, c.Insecure, c.CACertPEM)
+	key := connKey{base: ep.base, user: c.Username}
+	copy(key.secret[:], h.Sum(nil))
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cn := m.conns[key]; cn != nil {
+		return cn, nil
+	}
+	hc, err := m.newHTTPClient(c.Insecure, c.CACertPEM)
+	if err != nil {
+		return nil, err
+	}
+	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, hc: hc}
+	m.conns[key] = cn
+	return cn, nil
+}
+
+// client returns the logged-in client, logging in when there is none.
+func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, uint64, error) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.api != nil {
+		return cn.api, cn.gen, nil
+	}
+	if err := m.login(ctx, cn); err != nil {
+		return nil, 0, err
+	}
+	cn.gen++
+	return cn.api, cn.gen, nil
+}
+
+// expire drops a session the BMC no longer accepts; a 401 seen by a client
+// from an older login does not throw away a newer one.
+func (cn *conn) expire(gen uint64) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.gen != gen || !cn.session {
+		return false
+	}
+	cn.api, cn.sessionID = nil, ""
+	return true
+}
+
+type rootLinks struct {
+	Systems        struct{ ID string `json:"@odata.id"` } `json:"Systems"`
+	SessionService struct{ ID string `json:"@odata.id"` } `json:"SessionService"`
+	Links          struct {
+		Sessions struct{ ID string `json:"@odata.id"` } `json:"Sessions"`
+	} `json:"Links"`
+}
+
+// login opens a Redfish session, falling back to basic auth when the BMC
+// offers no usable SessionService (some disable it, some lack it). Wrong
+// credentials then surface as a 401 on the first authenticated request.
+func (m *Manager) login(ctx context.Context, cn *conn) error {
+	var links rootLinks
+	body, err := cn.raw(ctx, http.MethodGet, "/redfish/v1/", nil)
+	if err != nil {
+		return err
+	}
+	// A service root that is not an object (Supermicro X10 answers null) just
+	// means the standard paths apply.
+	_ = json.Unmarshal(body, &links)
+	cn.systems = links.Systems.ID
+	if cn.systems == "" {
+		cn.systems = "/redfish/v1/Systems"
+	}
+	sessions := links.Links.Sessions.ID
+	if sessions == "" && links.SessionService.ID != "" {
+		sessions = strings.TrimRight(links.SessionService.ID, "/") + "/Sessions"
+	}
+	if sessions == "" {
+		sessions = "/redfish/v1/SessionService/Sessions"
+	}
+
+	cfg := gofish.ClientConfig{
+		Endpoint:              cn.base,
+		HTTPClient:            cn.hc,
+		NoModifyTransport:     true,
+		ReuseConnections:      true,
+		MaxConcurrentRequests: 4,
+	}
+	token, location, err := cn.createSession(ctx, sessions)
+	switch {
+	case err == nil:
+		cfg.Session = &gofish.Session{ID: location, Token: token}
+	case statusOf(err) >= 400 && statusOf(err) < 500, errors.Is(err, errNoToken):
+		m.log.Info("BMC offers no usable Redfish session; using basic auth",
+			"endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
+		cfg.Username, cfg.Password, cfg.BasicAuth = cn.user, cn.pass, true
+	default:
+		return err
+	}
+	api, err := gofish.ConnectContext(ctx, cfg)
+	if err != nil {
+		if cfg.Session != nil {
+			cn.logout(ctx, m, location, token)
+		}
+		return err
+	}
+	cn.api, cn.session, cn.sessionID = api, cfg.Session != nil, location
+	if cn.session {
+		m.log.Debug("BMC session opened", "endpoint", cn.base, "user", cn.user)
+	}
+	return nil
+}
+
+var errNoToken = errors.New("session created without an X-Auth-Token")
+
+func sessionFailure(err error) string {
+	msg, status, _ := describe(err)
+	if status != 0 {
+		return fmt.Sprintf("%s (%d)", msg, status)
+	}
+	return msg
+}
+
+// createSession POSTs the credentials to the SessionService. It is done by
+// hand rather than through gofish so the session URI can be chosen (the
+// service root may not link it) and its failure told apart from a failing
+// service root.
+func (cn *conn) createSession(ctx context.Context, path string) (token, location string, err error) {
+	payload, _ := json.Marshal(struct {
+		UserName string `json:"UserName"`
+		Password string `json:"Password"`
+	}{cn.user, cn.pass})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cn.base+path, bytes.NewReader(payload))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := cn.hc.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", "", schemas.ConstructError(resp.StatusCode, body)
+	}
+	token = resp.Header.Get("X-Auth-Token")
+	if token == "" {
+		return "", "", errNoToken
+	}
+	location = resp.Header.Get("Location")
+	if u, err := url.Parse(location); err == nil && u.IsAbs() {
+		location = u.RequestURI()
+	}
+	return token, location, nil
+}
+
+// raw performs one unauthenticated request and returns the body.
+func (cn *conn) raw(ctx context.Context, method, path string, hdr http.Header) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, cn.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := cn.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, schemas.ConstructError(resp.StatusCode, body)
+	}
+	return body, nil
+}
+
+func (cn *conn) logout(ctx context.Context, m *Manager, sessionID, token string) {
+	if sessionID == "" {
+		return
+	}
+	hdr := http.Header{"X-Auth-Token": {token}}
+	if _, err := cn.raw(ctx, http.MethodDelete, sessionID, hdr); err != nil && statusOf(err) != http.StatusNotFound {
+		m.log.Warn("BMC session logout failed", "endpoint", cn.base, "user", cn.user,
+			"error", scrub(sessionFailure(err), cn.pass))
+	}
+}
+
+// target is what an operation works on: a context-bound client and the
+// system's URI.
+type target struct {
+	api  *gofish.APIClient
+	path string
+}
+
+func (t *target) system() (*schemas.ComputerSystem, error) {
+	return schemas.GetComputerSystem(t.api, t.path)
+}
+
+// resolveSystem returns the system an endpoint means: the one it names, or
+// the only one the service has.
+func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, cn *conn, ep endpoint, lk *epLock) (string, error) {
+	if ep.system != "" {
+		return ep.system, nil
+	}
+	if lk.system != "" {
+		return lk.system, nil
+	}
+	resp, err := api.WithContext(ctx).Get(cn.systems)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var coll struct {
+		Members []struct {
+			ID string `json:"@odata.id"`
+		} `json:"Members"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&coll); err != nil {
+		return "", &Error{Msg: "cannot read the Systems collection: " + trim(err.Error())}
+	}
+	switch len(coll.Members) {
+	case 0:
+		return "", &Error{Msg: "the BMC reports no computer systems", Err: ErrUnsupported}
+	case 1:
+		lk.system = coll.Members[0].ID
+		return lk.system, nil
+	}
+	ids := make([]string, 0, 4)
+	for i, mb := range coll.Members {
+		if i == 3 {
+			ids = append(ids, "…")
+			break
+		}
+		ids = append(ids, mb.ID)
+	}
+	return "", &Error{Msg: fmt.Sprintf("the BMC manages %d systems (%s): name one with a full system URL such as %s%s",
+		len(coll.Members), strings.Join(ids, ", "), ep.base, coll.Members[0].ID), Err: errInvalidEndpoint}
+}
+
+// do runs one operation against a BMC: per-endpoint serialisation, the
+// global limit, login (once more if the session expired), system
+// resolution, and error shaping.
+func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(context.Context, *target) error) (err error) {
+	start := time.Now()
+	defer func() { m.metrics.observeOp(op, err, time.Since(start)) }()
+
+	ep, perr := parseEndpoint(c.Endpoint)
+	if perr != nil {
+		return &Error{Endpoint: displayEndpoint(c.Endpoint), Op: op,
+			Msg: scrub(perr.Error(), c.Password), Err: errInvalidEndpoint}
+	}
+	ctx, tr := withTrace(ctx)
+	fail := func(err error) error { return m.shape(ep, op, what, c, tr, err) }
+
+	lk := m.lockFor(ep.String())
+	if err := lk.acquire(ctx); err != nil {
+		return fail(fmt.Errorf("waiting for another operation on this BMC: %w", err))
+	}
+	defer lk.release()
+	select {
+	case m.global <- struct{}{}:
+	case <-ctx.Done():
+		return fail(fmt.Errorf("waiting for a BMC concurrency slot: %w", ctx.Err()))
+	}
+	defer func() { <-m.global }()
+	m.metrics.inFlight.Inc()
+	defer m.metrics.inFlight.Dec()
+
+	cn, err := m.connFor(ep, c)
+	if err != nil {
+		return fail(&Error{Msg: err.Error(), Err: errInvalidEndpoint})
+	}
+	for relogin := false; ; relogin = true {
+		api, gen, err := cn.client(ctx, m)
+		if err != nil {
+			return fail(err)
+		}
+		sys, err := m.resolveSystem(ctx, api, cn, ep, lk)
+		if err == nil {
+			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys})
+		}
+		if err == nil {
+			return nil
+		}
+		if statusOf(err) == http.StatusUnauthorized && !relogin && cn.expire(gen) {
+			m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
+			continue
+		}
+		return fail(err)
+	}
+}
+
+// shape turns any failure into an *Error naming the BMC and the operation.
+func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, err error) error {
+	e := &Error{Endpoint: ep.String(), Op: op}
+	var inner *Error
+	status := statusOf(err)
+	switch {
+	case errors.As(err, &inner):
+		e.Msg, e.StatusCode, e.Err = what+": "+inner.Msg, inner.StatusCode, inner.Err
+	case status == http.StatusUnauthorized:
+		e.Op, e.Msg, e.StatusCode = "login", "login refused", status
+	case status == http.StatusForbidden:
+		e.Msg, e.StatusCode = what+": access denied to user "+fmt.Sprintf("%q", c.Username), status
+	default:
+		msg, code, wrapped := describe(err)
+		if n := tr.gaveUpAfter.Load(); n > 1 {
+			msg += fmt.Sprintf("; gave up after %d attempts", n)
+		}
+		// Wrapping errors such as "waiting for …: context deadline exceeded"
+		// carry the useful prefix; keep it.
+		if code == 0 && errors.Is(err, context.DeadlineExceeded) {
+			msg = trim(err.Error())
+		}
+		e.Msg, e.StatusCode, e.Err = what+": "+msg, code, wrapped
+	}
+	e.Msg = scrub(e.Msg, c.Password)
+	m.log.Debug("BMC operation failed", "endpoint", e.Endpoint, "op", op, "error", e.Error())
+	return e
+}
+
+// PowerState returns the system's PowerState as the BMC reports it ("On",
+// "Off", "PoweringOn", "PoweringOff", ...).
+func (m *Manager) PowerState(ctx context.Context, c model.BMC) (string, error) {
+	var state string
+	err := m.do(ctx, "power_state", "read power state", c, func(ctx context.Context, t *target) error {
+		sys, err := t.system()
+		if err != nil {
+			return err
+		}
+		state = string(sys.PowerState)
+		return nil
+	})
+	return state, err
+}
+
+// Close logs out every session the Manager opened. The Manager remains
+// usable; a later call logs in again.
+func (m *Manager) Close(ctx context.Context) {
+	m.mu.Lock()
+	conns := m.conns
+	m.conns = map[connKey]*conn{}
+	m.mu.Unlock()
+	for _, cn := range conns {
+		cn.mu.Lock()
+		if cn.api != nil && cn.session {
+			if s, err := cn.api.GetSession(); err == nil {
+				cn.logout(ctx, m, s.ID, s.Token)
+			}
+		}
+		cn.api, cn.sessionID = nil, ""
+		cn.hc.CloseIdleConnections()
+		cn.mu.Unlock()
+	}
+}

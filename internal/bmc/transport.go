@@ -1,0 +1,213 @@
+package bmc
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// newHTTPClient builds the client for one BMC: verified TLS unless the BMC is
+// marked insecure, its own CA when given, and the retrying transport. The
+// client has no overall timeout: each attempt is bounded inside the
+// transport, so a retried request is not cut short by the first attempt's
+// clock.
+func (m *Manager) newHTTPClient(insecure bool, caPEM string) (*http.Client, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caPEM != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("ca_cert_pem holds no PEM certificate")
+		}
+		tlsCfg.RootCAs = pool
+	}
+	// Some BMCs ship self-signed certificates the operator explicitly accepts.
+	tlsCfg.InsecureSkipVerify = insecure //nolint:gosec // operator opt-in per BMC
+	dialer := &net.Dialer{Timeout: m.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	base := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   m.cfg.ConnectTimeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: m.cfg.RequestTimeout,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{Transport: &retryTransport{base: base, m: m}}, nil
+}
+
+// opTrace is carried in an operation's context so the transport can report
+// what it did (for error messages) without gofish knowing about it.
+type opTrace struct {
+	gaveUpAfter atomic.Int32 // attempts made by the last request that exhausted its retries
+}
+
+type traceKey struct{}
+
+func withTrace(ctx context.Context) (context.Context, *opTrace) {
+	t := &opTrace{}
+	return context.WithValue(ctx, traceKey{}, t), t
+}
+
+func traceFrom(ctx context.Context) *opTrace {
+	t, _ := ctx.Value(traceKey{}).(*opTrace)
+	return t
+}
+
+// retryTransport retries transient failures of single HTTP requests with
+// capped exponential backoff and full jitter: 5xx (except 501), 429,
+// timeouts and connection errors. It honours Retry-After (iDRAC answers
+// 503 "retry in 30 seconds" while busy) and never sleeps past the caller's
+// deadline. 4xx answers are returned at once: conflicts on PATCH need a fresh
+// ETag, which only the caller can fetch.
+type retryTransport struct {
+	base *http.Transport
+	m    *Manager
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	cfg := &t.m.cfg
+	for attempt := 0; ; attempt++ {
+		r := req
+		if attempt > 0 {
+			r = req.Clone(ctx)
+			if req.Body != nil && req.Body != http.NoBody {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				r.Body = body
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		start := time.Now()
+		resp, err := t.base.RoundTrip(r.WithContext(actx))
+		t.m.metrics.observeRequest(req.Method, resp, err, time.Since(start))
+
+		retry, why := t.retryable(ctx, resp, err)
+		wait := backoff(cfg.RetryBase, cfg.RetryMax, attempt)
+		if ra, ok := retryAfter(resp, cfg.RetryMax); ok && ra > wait {
+			wait = ra
+		}
+		if retry && attempt < cfg.MaxRetries && fitsDeadline(ctx, wait) {
+			if resp != nil {
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+			}
+			cancel()
+			t.m.metrics.retries.Inc()
+			t.m.log.Debug("BMC request failed, retrying", "method", req.Method, "host", req.URL.Host,
+				"path", req.URL.Path, "reason", why, "attempt", attempt+1, "wait", wait)
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, ctx.Err()
+			case <-timer.C:
+			}
+			continue
+		}
+		if retry && attempt > 0 {
+			if tr := traceFrom(ctx); tr != nil {
+				tr.gaveUpAfter.Store(int32(attempt + 1))
+			}
+		}
+		if resp != nil {
+			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		} else {
+			cancel()
+		}
+		return resp, err
+	}
+}
+
+func (t *retryTransport) retryable(ctx context.Context, resp *http.Response, err error) (bool, string) {
+	if ctx.Err() != nil {
+		return false, ""
+	}
+	if err != nil {
+		var certErr *tls.CertificateVerificationError
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
+		if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+			return false, ""
+		}
+		return true, trim(rootCause(err).Error())
+	}
+	switch c := resp.StatusCode; {
+	case c == http.StatusTooManyRequests:
+		return true, "429"
+	case c >= 500 && c != http.StatusNotImplemented && c != http.StatusHTTPVersionNotSupported:
+		return true, strconv.Itoa(c)
+	}
+	return false, ""
+}
+
+// backoff is capped exponential backoff with full jitter, so many agents
+// retrying one struggling BMC do not hammer it in lockstep.
+func backoff(base, maxWait time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < maxWait; i++ {
+		d *= 2
+	}
+	if d > maxWait {
+		d = maxWait
+	}
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// retryAfter reads Retry-After (seconds or an HTTP date), capped.
+func retryAfter(resp *http.Response, maxWait time.Duration) (time.Duration, bool) {
+	if resp == nil {
+		return 0, false
+	}
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		d = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = time.Until(at)
+	} else {
+		return 0, false
+	}
+	if d < 0 {
+		d = 0
+	}
+	if d > maxWait {
+		d = maxWait
+	}
+	return d, true
+}
+
+// fitsDeadline: waiting longer than the caller has left only turns a clear
+// BMC error into a bare "context deadline exceeded".
+func fitsDeadline(ctx context.Context, wait time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > wait
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
