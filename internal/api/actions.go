@@ -1,6 +1,9 @@
 package api
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Actions carries out machine actions (power_on, power_off, reset,
 // provision, deprovision). The reconciler implements it; the handlers only
@@ -8,3 +11,9 @@ import "context"
 type Actions interface {
 	MachineAction(ctx context.Context, name, action string) error
 }
+
+// ErrActionRejected is what an Actions implementation wraps when a machine
+// cannot take the action now (e.g. it is being deleted). The API answers 409
+// with the error's text, so the text must be fit for an operator and hold no
+// secrets.
+var ErrActionRejected = errors.New("action rejected")

@@ -1,0 +1,186 @@
+package api
+
+import (
+	"fmt"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// Conversions between the store's model and the wire types live here and
+// only here, so what leaves the agent is decided in one place. The BMC
+// password and the run token never cross: the API types have no field for them.
+
+func machineToAPI(m *model.Machine) Machine {
+	macs := m.MACs
+	if macs == nil {
+		macs = []string{}
+	}
+	return Machine{
+		ID:   m.Name,
+		Name: m.Name,
+		BMC: BMCInfo{
+			Endpoint:  m.BMC.Endpoint,
+			Username:  m.BMC.Username,
+			Insecure:  m.BMC.Insecure,
+			CACertPEM: m.BMC.CACertPEM,
+		},
+		MACs:                      macs,
+		BootProfile:               m.BootProfile,
+		Params:                    m.Params,
+		State:                     string(m.State),
+		Cluster:                   m.Cluster,
+		Role:                      m.Role,
+		Version:                   m.Version,
+		Revision:                  m.Revision,
+		Phase:                     string(m.Status.Phase),
+		Step:                      string(m.Status.Step),
+		PowerState:                m.Status.PowerState,
+		PowerDrift:                m.Status.PowerDrift,
+		LastError:                 m.Status.LastError,
+		Addresses:                 m.Status.Addresses,
+		Inventory:                 m.Status.Inventory,
+		ObservedVersion:           m.Status.ObservedVersion,
+		ProvisionedProfile:        m.Status.ProvisionedProfile,
+		ProvisionedProfileVersion: m.Status.ProvisionedProfileVersion,
+		ProvisionedAt:             m.Status.ProvisionedAt,
+		CreatedAt:                 m.CreatedAt,
+		UpdatedAt:                 m.UpdatedAt,
+	}
+}
+
+// applyMachineSpec copies a validated request's spec onto m. An empty
+// password keeps the stored one (the API never returns it, so a client
+// cannot send it back).
+func applyMachineSpec(m *model.Machine, v *validMachine) {
+	m.BMC.Endpoint = v.req.BMC.Endpoint
+	m.BMC.Username = v.req.BMC.Username
+	if v.req.BMC.Password != "" {
+		m.BMC.Password = v.req.BMC.Password
+	}
+	m.BMC.Insecure = v.req.BMC.Insecure
+	m.BMC.CACertPEM = v.req.BMC.CACertPEM
+	m.MACs = v.macs
+	m.BootProfile = v.req.BootProfile
+	m.Params = v.req.Params
+	m.State = v.state
+}
+
+func profileToAPI(p *model.BootProfile) BootProfile {
+	return BootProfile{
+		ID:          p.Name,
+		Name:        p.Name,
+		Kernel:      p.Kernel,
+		Initrds:     p.Initrds,
+		Cmdline:     p.Cmdline,
+		IPXEScript:  p.IPXEScript,
+		Templates:   p.Templates,
+		Params:      p.Params,
+		WipeProfile: p.WipeProfile,
+		Version:     p.Version,
+		CreatedAt:   p.CreatedAt,
+		UpdatedAt:   p.UpdatedAt,
+	}
+}
+
+func applyProfileSpec(p *model.BootProfile, req *BootProfileRequest) {
+	p.Kernel = req.Kernel
+	p.Initrds = req.Initrds
+	p.Cmdline = req.Cmdline
+	p.IPXEScript = req.IPXEScript
+	p.Templates = req.Templates
+	p.Params = req.Params
+	p.WipeProfile = req.WipeProfile
+}
+
+func applyClusterSpec(c *model.Cluster, req *ClusterRequest) {
+	c.Members = make([]model.ClusterMember, len(req.Members))
+	for i, m := range req.Members {
+		c.Members[i] = model.ClusterMember{Machine: m.Machine, Role: m.Role}
+	}
+	c.Roles = make([]model.ClusterRole, len(req.Roles))
+	for i, r := range req.Roles {
+		c.Roles[i] = model.ClusterRole{Name: r.Name, BootProfile: r.BootProfile}
+	}
+	c.Params = req.Params
+	c.Rollout = model.Rollout{MaxUnavailable: 1}
+	if req.Rollout != nil && req.Rollout.MaxUnavailable > 0 {
+		c.Rollout.MaxUnavailable = req.Rollout.MaxUnavailable
+	}
+}
+
+// Cluster phases as the API reports them.
+const (
+	ClusterPending    = "pending"
+	ClusterConverging = "converging"
+	ClusterReady      = "ready"
+	ClusterPaused     = "paused"
+)
+
+// clusterToAPI computes a cluster's view from its members' machines
+// (machines maps name to machine; a missing member shows with no phase).
+func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) Cluster {
+	out := Cluster{
+		ID:        c.Name,
+		Name:      c.Name,
+		Members:   make([]ClusterMemberStatus, 0, len(c.Members)),
+		Roles:     make([]ClusterRole, 0, len(c.Roles)),
+		Params:    c.Params,
+		Rollout:   Rollout{MaxUnavailable: c.Rollout.MaxUnavailable},
+		Version:   c.Version,
+		Revision:  c.Revision,
+		Endpoints: map[string][]string{},
+		CreatedAt: c.CreatedAt,
+		UpdatedAt: c.UpdatedAt,
+	}
+	for _, r := range c.Roles {
+		out.Roles = append(out.Roles, ClusterRole{Name: r.Name, BootProfile: r.BootProfile})
+		out.Endpoints[r.Name] = []string{}
+	}
+	provisioned := 0
+	var failed, missing []string
+	firstErr := ""
+	for _, mem := range c.Members {
+		ms := ClusterMemberStatus{Machine: mem.Machine, Role: mem.Role}
+		if m := machines[mem.Machine]; m != nil {
+			ms.Phase = string(m.Status.Phase)
+			ms.LastError = m.Status.LastError
+			ms.Addresses = m.Status.Addresses
+			out.Endpoints[mem.Role] = append(out.Endpoints[mem.Role], m.Status.Addresses...)
+			switch m.Status.Phase {
+			case model.PhaseProvisioned:
+				provisioned++
+			case model.PhaseFailed:
+				failed = append(failed, mem.Machine)
+				if firstErr == "" {
+					firstErr = m.Status.LastError
+				}
+			}
+		} else {
+			missing = append(missing, mem.Machine)
+		}
+		out.Members = append(out.Members, ms)
+	}
+	switch {
+	case len(c.Members) == 0:
+		out.Phase = ClusterPending
+		out.Message = "the cluster has no members"
+	case len(failed) > 0:
+		out.Phase = ClusterPaused
+		out.Message = fmt.Sprintf("rollout paused: member %s failed", failed[0])
+		if firstErr != "" {
+			out.Message += ": " + firstErr
+		}
+	case provisioned == len(c.Members):
+		out.Phase = ClusterReady
+		out.Message = fmt.Sprintf("all %d members provisioned", provisioned)
+	default:
+		out.Phase = ClusterConverging
+		out.Message = fmt.Sprintf("%d of %d members provisioned", provisioned, len(c.Members))
+		if len(missing) > 0 {
+			out.Message += fmt.Sprintf("; member machine %s is missing", missing[0])
+		} else if c.Status.Message != "" {
+			out.Message += "; " + c.Status.Message
+		}
+	}
+	return out
+}

@@ -1,0 +1,320 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// errUnchanged aborts a store write that would change nothing, so watchers
+// are not woken for it.
+var errUnchanged = errors.New("unchanged")
+
+func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	phase, state := q.Get("phase"), q.Get("state")
+	if phase != "" && !slices.Contains(model.Phases, phase) {
+		return badRequest("phase", "phase %q is not one of %s", phase, strings.Join(model.Phases, ", "))
+	}
+	if state != "" && !slices.Contains(model.DesiredStates, state) {
+		return badRequest("state", "state %q is not one of %s", state, strings.Join(model.DesiredStates, ", "))
+	}
+	cluster, role := q.Get("cluster"), q.Get("role")
+	ms, err := s.store.ListMachines(r.Context())
+	if err != nil {
+		return fmt.Errorf("listing machines: %w", err)
+	}
+	slices.SortFunc(ms, func(a, b *model.Machine) int { return strings.Compare(a.Name, b.Name) })
+	out := MachineList{Items: []Machine{}}
+	for _, m := range ms {
+		if (cluster != "" && m.Cluster != cluster) || (role != "" && m.Role != role) ||
+			(phase != "" && string(m.Status.Phase) != phase) || (state != "" && string(m.State) != state) {
+			continue
+		}
+		out.Items = append(out.Items, machineToAPI(m))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	wait, after, err := parseLongPoll(r)
+	if err != nil {
+		return err
+	}
+	var m *model.Machine
+	poll := func() (bool, error) {
+		var err error
+		if m, err = s.store.GetMachine(r.Context(), name); err != nil {
+			return false, storeError(err, "machine", name)
+		}
+		return m.Revision > after, nil
+	}
+	relevant := func(c store.Change) bool { return c.Kind == store.KindMachine && c.Name == name }
+	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
+		return err
+	}
+	writeJSON(w, http.StatusOK, machineToAPI(m))
+	return nil
+}
+
+func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
+	var req MachineRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	holder, err := leaseHolder(r)
+	if err != nil {
+		return err
+	}
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
+	v, err := s.validateMachine(r.Context(), &req, nil)
+	if err != nil {
+		return err
+	}
+	m := &model.Machine{Name: req.Name, Status: model.Status{Phase: model.PhaseRegistering}}
+	applyMachineSpec(m, v)
+	if holder != "" {
+		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(LeaseDuration)}
+	}
+	created, err := s.store.CreateMachine(r.Context(), m)
+	if err != nil {
+		return storeError(err, "machine", req.Name)
+	}
+	s.specEvent(r.Context(), created, "machine created")
+	w.Header().Set("Location", PathMachines+"/"+created.Name)
+	writeJSON(w, http.StatusCreated, machineToAPI(created))
+	return nil
+}
+
+func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
+	var req MachineRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	holder, err := leaseHolder(r)
+	if err != nil {
+		return err
+	}
+	name, err := nameFor(req.Name, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	req.Name = name
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
+	existing, err := s.store.GetMachine(r.Context(), name)
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	v, err := s.validateMachine(r.Context(), &req, existing)
+	if err != nil {
+		return err
+	}
+	specChanged := false
+	updated, err := s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
+		if !m.DeletionRequested.IsZero() {
+			return false, conflict("", "machine %q is being deleted; wait until it is gone and create it again", name)
+		}
+		if req.Version != 0 && req.Version != m.Version {
+			return false, staleVersion("machine", name, req.Version, m.Version)
+		}
+		if err := s.takeLease(m, holder); err != nil {
+			return false, err
+		}
+		before := machineSpec(m)
+		applyMachineSpec(m, v)
+		specChanged = !reflect.DeepEqual(before, machineSpec(m))
+		return specChanged, nil
+	})
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	if specChanged {
+		s.specEvent(r.Context(), updated, "machine spec updated")
+	}
+	writeJSON(w, http.StatusOK, machineToAPI(updated))
+	return nil
+}
+
+// machineSpec is the part of a machine an operator writes, normalised so an
+// empty map and a missing one compare equal.
+func machineSpec(m *model.Machine) any {
+	params, macs := m.Params, m.MACs
+	if len(params) == 0 {
+		params = nil
+	}
+	if len(macs) == 0 {
+		macs = nil
+	}
+	return struct {
+		BMC         model.BMC
+		MACs        []string
+		BootProfile string
+		Params      map[string]string
+		State       model.DesiredState
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State}
+}
+
+func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	force := false
+	if v := r.URL.Query().Get("force"); v != "" {
+		var err error
+		if force, err = strconv.ParseBool(v); err != nil {
+			return badRequest("force", "force must be true or false, not %q", v)
+		}
+	}
+	holder, err := leaseHolder(r)
+	if err != nil {
+		return err
+	}
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
+	pre, err := s.store.GetMachine(r.Context(), name)
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	cluster, err := s.memberOf(r.Context(), pre)
+	if err != nil {
+		return err
+	}
+	inCluster := func(m *model.Machine) error {
+		// A claim memberOf found stale (pre.Cluster, not listed there) does
+		// not block; any other does.
+		if m.Cluster != "" && (cluster != "" || m.Cluster != pre.Cluster) {
+			return conflict("", "machine %q is a member of cluster %q; remove it from the cluster first", name, m.Cluster)
+		}
+		return nil
+	}
+	if force {
+		err := s.store.DeleteMachine(r.Context(), name, func(m *model.Machine) error {
+			if err := inCluster(m); err != nil {
+				return err
+			}
+			return s.checkLease(m, holder)
+		})
+		if err != nil {
+			return storeError(err, "machine", name)
+		}
+		s.log.Info("machine deleted at once (force)", "machine", name)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	updated, err := s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
+		if err := inCluster(m); err != nil {
+			return false, err
+		}
+		if err := s.takeLease(m, holder); err != nil {
+			return false, err
+		}
+		if !m.DeletionRequested.IsZero() {
+			return false, nil
+		}
+		m.DeletionRequested = s.now().UTC()
+		return true, nil
+	})
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	s.specEvent(r.Context(), updated, "deletion requested")
+	writeJSON(w, http.StatusAccepted, machineToAPI(updated))
+	return nil
+}
+
+func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	if !slices.Contains(ActionNames, action) {
+		return badRequest("action", "unknown action %q; actions are %s", action, strings.Join(ActionNames, ", "))
+	}
+	if s.actions == nil {
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			message: "machine actions are unavailable: this agent runs without a reconciler"}
+	}
+	holder, err := leaseHolder(r)
+	if err != nil {
+		return err
+	}
+	if holder != "" {
+		// The lease also keeps two runs from interleaving power actions.
+		_, err = s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
+			return false, s.takeLease(m, holder)
+		})
+	} else {
+		_, err = s.store.GetMachine(r.Context(), name)
+	}
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	if err := s.actions.MachineAction(r.Context(), name, action); err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return notFound("machine", name)
+		case errors.Is(err, ErrActionRejected), errors.Is(err, store.ErrConflict):
+			return &apiError{status: http.StatusConflict, code: CodeConflict, field: "action", message: err.Error(), cause: err}
+		}
+		return fmt.Errorf("action %s on machine %q: %w", action, name, err)
+	}
+	m, err := s.store.GetMachine(r.Context(), name)
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	writeJSON(w, http.StatusAccepted, ActionResponse{Machine: machineToAPI(m), Action: action})
+	return nil
+}
+
+// leaseHolder reads HeaderLeaseHolder ("" when absent).
+func leaseHolder(r *http.Request) (string, error) {
+	h := strings.TrimSpace(r.Header.Get(HeaderLeaseHolder))
+	if len(h) > 200 || strings.IndexFunc(h, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
+		return "", badRequest(HeaderLeaseHolder, "%s must be at most 200 printable characters", HeaderLeaseHolder)
+	}
+	return h, nil
+}
+
+// checkLease refuses a write by holder while another holder's lease is live.
+// Writes without a holder are not checked: the lease is an agreement between
+// writers that take one.
+func (s *Server) checkLease(m *model.Machine, holder string) error {
+	if holder == "" || m.Lease == nil || m.Lease.Holder == holder || !s.now().Before(m.Lease.ExpiresAt) {
+		return nil
+	}
+	return conflict(HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
+		m.Name, m.Lease.Holder, m.Lease.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+}
+
+// takeLease checks the lease and then takes or renews it for holder.
+func (s *Server) takeLease(m *model.Machine, holder string) error {
+	if err := s.checkLease(m, holder); err != nil {
+		return err
+	}
+	if holder != "" {
+		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(LeaseDuration).UTC()}
+	}
+	return nil
+}
+
+// specEvent records a spec change in the machine's event log. It is
+// best-effort: the write itself succeeded.
+func (s *Server) specEvent(ctx context.Context, m *model.Machine, what string) {
+	_, err := s.store.AppendEvent(ctx, model.Event{
+		Machine: m.Name, Type: model.EventSpecChanged, Phase: m.Status.Phase,
+		Message: fmt.Sprintf("%s (version %d)", what, m.Version),
+		Data:    map[string]string{"version": strconv.FormatUint(m.Version, 10)},
+	})
+	if err != nil {
+		s.log.Warn("recording spec event", "machine", m.Name, "err", err)
+	}
+}

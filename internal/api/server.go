@@ -1,0 +1,305 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// PathOpenAPI serves the OpenAPI document of this API.
+const PathOpenAPI = "/v1/openapi.yaml"
+
+// LeaseDuration is how long a lease taken by a write with
+// HeaderLeaseHolder lasts; each write by the holder renews it, and a holder
+// that disappears loses it when it runs out.
+const LeaseDuration = 2 * time.Minute
+
+// MaxWait caps the long-poll ?wait= duration.
+const MaxWait = 60 * time.Second
+
+// ServerConfig configures the API server.
+type ServerConfig struct {
+	Store store.Store
+	// Actions carries out machine actions; nil answers them with 503.
+	Actions Actions
+	// Tokens authorise /v1 requests; required.
+	Tokens       *TokenSet
+	Version      string
+	BootURL      string
+	Capabilities []string
+	// Logger nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the API's metrics and Gatherer is what /metrics
+	// serves. If Registerer is nil the server keeps a registry of its own;
+	// if Gatherer is nil and Registerer is a *prometheus.Registry (or any
+	// Gatherer), /metrics serves that.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Ready reports whether the agent can serve (nil: always ready).
+	Ready func() error
+	// Now is the clock for leases; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the agent's REST API.
+type Server struct {
+	store        store.Store
+	actions      Actions
+	tokens       *TokenSet
+	version      string
+	bootURL      string
+	capabilities []string
+	log          *slog.Logger
+	ready        func() error
+	now          func() time.Time
+	gatherer     prometheus.Gatherer
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	// waiting counts long-polls subscribed to the store.
+	waiting atomic.Int64
+
+	// specMu serialises spec writes that check references between objects
+	// (a machine naming a profile, a cluster claiming machines, a profile
+	// delete checking users), so a check and its write cannot interleave
+	// with another request's. Status writes by the reconciler do not change
+	// references and do not take it.
+	specMu sync.Mutex
+
+	handler http.Handler
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	public access = iota // no token: probes and scrapes
+	authed               // any valid token; writes need a read-write one
+)
+
+type route struct {
+	method  string
+	path    string
+	access  access
+	handler func(*Server, http.ResponseWriter, *http.Request) error
+}
+
+// routes is the single table of the API's routes: the mux is built from it
+// and the OpenAPI test compares it with openapi.yaml.
+var routes = []route{
+	{http.MethodGet, PathHealthz, public, (*Server).healthz},
+	{http.MethodGet, PathReadyz, public, (*Server).readyz},
+	{http.MethodGet, PathMetrics, public, nil}, // promhttp, wired in NewServer
+	{http.MethodGet, PathInfo, authed, (*Server).info},
+	{http.MethodGet, PathOpenAPI, authed, (*Server).openAPI},
+
+	{http.MethodGet, PathMachines, authed, (*Server).listMachines},
+	{http.MethodPost, PathMachines, authed, (*Server).createMachine},
+	{http.MethodGet, PathMachine, authed, (*Server).getMachine},
+	{http.MethodPut, PathMachine, authed, (*Server).updateMachine},
+	{http.MethodDelete, PathMachine, authed, (*Server).deleteMachine},
+	{http.MethodPost, PathMachineAction, authed, (*Server).machineAction},
+	{http.MethodGet, PathMachineEvents, authed, (*Server).machineEvents},
+	{http.MethodGet, PathEvents, authed, (*Server).agentEvents},
+
+	{http.MethodGet, PathProfiles, authed, (*Server).listProfiles},
+	{http.MethodPost, PathProfiles, authed, (*Server).createProfile},
+	{http.MethodGet, PathProfile, authed, (*Server).getProfile},
+	{http.MethodPut, PathProfile, authed, (*Server).updateProfile},
+	{http.MethodDelete, PathProfile, authed, (*Server).deleteProfile},
+
+	{http.MethodGet, PathClusters, authed, (*Server).listClusters},
+	{http.MethodPost, PathClusters, authed, (*Server).createCluster},
+	{http.MethodGet, PathCluster, authed, (*Server).getCluster},
+	{http.MethodPut, PathCluster, authed, (*Server).updateCluster},
+	{http.MethodDelete, PathCluster, authed, (*Server).deleteCluster},
+}
+
+// NewServer builds the API server.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: ServerConfig.Store is required")
+	}
+	if cfg.Tokens == nil || cfg.Tokens.Len() == 0 {
+		return nil, errors.New("api: ServerConfig.Tokens is required: the API never runs without authentication")
+	}
+	s := &Server{
+		store:        cfg.Store,
+		actions:      cfg.Actions,
+		tokens:       cfg.Tokens,
+		version:      cfg.Version,
+		bootURL:      cfg.BootURL,
+		capabilities: append([]string{}, cfg.Capabilities...),
+		log:          cfg.Logger,
+		ready:        cfg.Ready,
+		now:          cfg.Now,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	reg, gat := cfg.Registerer, cfg.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gat = r, r
+	}
+	if gat == nil {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, errors.New("api: ServerConfig.Gatherer is required when the Registerer is not a Gatherer")
+		}
+		gat = g
+	}
+	s.gatherer = gat
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "baremetal", Subsystem: "api", Name: "requests_total",
+		Help: "API requests by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "baremetal", Subsystem: "api", Name: "request_duration_seconds",
+		Help: "API request latency by route pattern and method (long-polls included).",
+		// Long-polls last up to MaxWait, so the buckets reach it.
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"route", "method"})
+	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "baremetal", Subsystem: "api", Name: "long_polls_waiting",
+		Help: "Long-poll requests currently waiting for a change.",
+	}, func() float64 { return float64(s.waiting.Load()) })
+	for _, c := range []prometheus.Collector{s.requests, s.latency, waiting} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("api: registering metrics: %w", err)
+		}
+	}
+
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		var h http.Handler
+		if rt.path == PathMetrics {
+			h = promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+		} else {
+			h = s.adapt(rt)
+		}
+		mux.Handle(rt.method+" "+rt.path, s.instrument(rt, h))
+	}
+	// Unknown paths get the API's JSON error body rather than plain text.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: ErrorDetail{Code: CodeNotFound,
+			Message: fmt.Sprintf("no route for %s %s; see %s", r.Method, r.URL.Path, PathOpenAPI)}})
+	})
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// adapt turns a route's error-returning handler into an http.Handler with
+// authentication and panic recovery.
+func (s *Server) adapt(rt route) http.Handler {
+	pattern := rt.method + " " + rt.path
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.access == authed && !s.authenticate(w, r) {
+			return
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "route", pattern, "panic", fmt.Sprint(p))
+				s.writeError(w, r, pattern, errors.New("panic"))
+			}
+		}()
+		if err := rt.handler(s, w, r); err != nil {
+			s.writeError(w, r, pattern, err)
+		}
+	})
+}
+
+// instrument counts and times requests by route pattern (never by raw path,
+// which would let callers grow the label set without bound).
+func (s *Server) instrument(rt route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		d := time.Since(start)
+		s.requests.WithLabelValues(rt.path, r.Method, strconv.Itoa(rec.status)).Inc()
+		s.latency.WithLabelValues(rt.path, r.Method).Observe(d.Seconds())
+		if rt.access == authed {
+			// Probes and scrapes are too frequent to log; the Authorization
+			// header and bodies are never logged.
+			s.log.Debug("api request", "method", r.Method, "route", rt.path, "path", r.URL.Path,
+				"status", rec.status, "duration", d, "remote", r.RemoteAddr)
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client hung up; nothing left to tell it
+}
+
+type statusBody struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) error {
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, statusBody{Status: "not ready", Error: err.Error()})
+			return nil
+		}
+	}
+	writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
+	return nil
+}
+
+func (s *Server) info(w http.ResponseWriter, _ *http.Request) error {
+	caps := s.capabilities
+	if caps == nil {
+		caps = []string{}
+	}
+	writeJSON(w, http.StatusOK, Info{Version: s.version, APIVersion: APIVersion, Capabilities: caps, BootURL: s.bootURL})
+	return nil
+}

@@ -1,0 +1,780 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+func TestAuthMatrix(t *testing.T) {
+	e := newEnv(t)
+	e.createMachine(machineReq("m1"))
+	body := machineReq("m1")
+	body.BMC.Password = ""
+	cases := []struct {
+		name, token, method, path string
+		body                      any
+		want                      int
+	}{
+		{"no token read", "", "GET", PathMachines, nil, 401},
+		{"wrong token read", "wrong-token-0123456789abcdef", "GET", PathMachines, nil, 401},
+		{"wrong token write", "wrong-token-0123456789abcdef", "POST", PathMachines, machineReq("m2"), 401},
+		{"read-only read", roToken, "GET", PathMachines, nil, 200},
+		{"read-only read one", roToken, "GET", "/v1/machines/m1", nil, 200},
+		{"read-only create", roToken, "POST", PathMachines, machineReq("m3"), 403},
+		{"read-only update", roToken, "PUT", "/v1/machines/m1", body, 403},
+		{"read-only delete", roToken, "DELETE", "/v1/machines/m1", nil, 403},
+		{"read-write read", rwToken, "GET", PathMachines, nil, 200},
+		{"read-write update", rwToken, "PUT", "/v1/machines/m1", body, 200},
+		{"no token info", "", "GET", PathInfo, nil, 401},
+		{"no token openapi", "", "GET", PathOpenAPI, nil, 401},
+		{"no token events", "", "GET", PathEvents, nil, 401},
+		{"healthz needs no token", "", "GET", PathHealthz, nil, 200},
+		{"readyz needs no token", "", "GET", PathReadyz, nil, 200},
+		{"metrics needs no token", "", "GET", PathMetrics, nil, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.reqCtx(context.Background(), c.token, c.method, c.path, c.body)
+			if r.status != c.want {
+				t.Fatalf("status %d, want %d: %s", r.status, c.want, r.body)
+			}
+			switch c.want {
+			case 401:
+				if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("401 without a Bearer WWW-Authenticate header")
+				}
+				if r.err().Code != CodeUnauthorized {
+					t.Errorf("code %q", r.err().Code)
+				}
+			case 403:
+				if r.err().Code != CodeForbidden {
+					t.Errorf("code %q", r.err().Code)
+				}
+			}
+		})
+	}
+	// Nothing the refused writers sent reached the store.
+	for _, n := range []string{"m2", "m3"} {
+		e.must(404, e.req("GET", "/v1/machines/"+n, nil))
+	}
+}
+
+func TestMachineValidation(t *testing.T) {
+	e := newEnv(t)
+	e.createProfile("debian")
+	e.createMachine(func() MachineRequest { r := machineReq("taken"); r.MACs = []string{"52:54:00:00:00:99"}; return r }())
+	cases := []struct {
+		name   string
+		mod    func(r *MachineRequest)
+		status int
+		field  string
+	}{
+		{"bad name", func(r *MachineRequest) { r.Name = "Bad_Name!" }, 422, "name"},
+		{"missing name", func(r *MachineRequest) { r.Name = "" }, 422, "name"},
+		{"missing endpoint", func(r *MachineRequest) { r.BMC.Endpoint = "" }, 422, "bmc.endpoint"},
+		{"endpoint not a URL", func(r *MachineRequest) { r.BMC.Endpoint = "10.0.0.5" }, 422, "bmc.endpoint"},
+		{"endpoint ftp", func(r *MachineRequest) { r.BMC.Endpoint = "ftp://10.0.0.5" }, 422, "bmc.endpoint"},
+		{"endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:pw@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"missing username", func(r *MachineRequest) { r.BMC.Username = "" }, 422, "bmc.username"},
+		{"missing password", func(r *MachineRequest) { r.BMC.Password = "" }, 422, "bmc.password"},
+		{"bad ca", func(r *MachineRequest) { r.BMC.CACertPEM = "not a pem" }, 422, "bmc.ca_cert_pem"},
+		{"bad mac", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "zz"} }, 422, "macs[1]"},
+		{"duplicate mac", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "52-54-00-00-00-01"} }, 422, "macs[1]"},
+		{"mac of another machine", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:99"} }, 409, "macs[0]"},
+		{"bad state", func(r *MachineRequest) { r.State = "running" }, 422, "state"},
+		{"missing profile", func(r *MachineRequest) { r.BootProfile = "nope" }, 422, "boot_profile"},
+		{"provisioned without profile", func(r *MachineRequest) { r.State = "" }, 422, "boot_profile"},
+		{"empty param key", func(r *MachineRequest) { r.Params = map[string]string{"": "x"} }, 422, "params"},
+		{"taken name", func(r *MachineRequest) { r.Name = "taken" }, 409, "name"},
+		{"ok provisioned", func(r *MachineRequest) {
+			r.State = ""
+			r.BootProfile = "debian"
+			r.MACs = []string{"52:54:00:AA:BB:CC"}
+		}, 201, ""},
+		{"ok available", func(r *MachineRequest) { r.Name = "m-avail" }, 201, ""},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := machineReq(fmt.Sprintf("m%d", i))
+			c.mod(&req)
+			r := e.req("POST", PathMachines, req)
+			if r.status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
+			}
+			if c.status >= 400 {
+				d := r.err()
+				if d.Field != c.field {
+					t.Errorf("field %q, want %q (%s)", d.Field, c.field, d.Message)
+				}
+				if c.status == 422 && d.Code != CodeValidation {
+					t.Errorf("code %q", d.Code)
+				}
+			}
+		})
+	}
+	var m Machine
+	e.must(200, e.req("GET", "/v1/machines/m17", nil)).decode(t, &m)
+	if m.State != "provisioned" || len(m.MACs) != 1 || m.MACs[0] != "52:54:00:aa:bb:cc" || m.ID != "m17" || m.Phase != "registering" {
+		t.Errorf("stored machine %+v", m)
+	}
+	if r := e.req("POST", PathMachines, machineReq("Bad_Name!")); !strings.Contains(r.err().Message, model.NameRule) {
+		t.Errorf("name error does not explain the rule: %s", r.err().Message)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	e := newEnv(t)
+	big := `{"name":"m1","params":{"x":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`
+	cases := []struct {
+		name, body, ctype string
+		status            int
+		field             string
+	}{
+		{"unknown top-level field", `{"name":"m1","colour":"red"}`, "application/json", 400, "colour"},
+		{"unknown nested field", `{"name":"m1","bmc":{"endpoint":"https://x","passwd":"p"}}`, "application/json", 400, "bmc.passwd"},
+		{"wrong type", `{"name":"m1","macs":"52:54:00:00:00:01"}`, "application/json", 400, "macs"},
+		{"nested wrong type", `{"name":"m1","bmc":{"insecure":"yes"}}`, "application/json", 400, "bmc.insecure"},
+		{"not an object", `["m1"]`, "application/json", 400, ""},
+		{"malformed", `{"name":`, "application/json", 400, ""},
+		{"syntax error", `{"name" "m1"}`, "application/json", 400, ""},
+		{"empty", ``, "application/json", 400, ""},
+		{"trailing data", `{"name":"m1"} {"name":"m2"}`, "application/json", 400, ""},
+		{"wrong content type", `name=m1`, "application/x-www-form-urlencoded", 400, ""},
+		{"oversize", big, "application/json", 413, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.req("POST", PathMachines, c.body, "Content-Type", c.ctype)
+			if r.status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
+			}
+			d := r.err()
+			if d.Field != c.field {
+				t.Errorf("field %q, want %q (%s)", d.Field, c.field, d.Message)
+			}
+			want := CodeBadRequest
+			if c.status == 413 {
+				want = CodeTooLarge
+			}
+			if d.Code != want {
+				t.Errorf("code %q, want %q", d.Code, want)
+			}
+		})
+	}
+	e.must(200, e.req("GET", PathMachines, nil))
+	var l MachineList
+	e.must(200, e.req("GET", PathMachines, nil)).decode(t, &l)
+	if len(l.Items) != 0 {
+		t.Errorf("a refused request created machines: %+v", l.Items)
+	}
+}
+
+func TestStaleVersionAndPasswordKeep(t *testing.T) {
+	e := newEnv(t)
+	m := e.createMachine(machineReq("m1"))
+	if m.Version != 1 {
+		t.Fatalf("version %d", m.Version)
+	}
+	upd := machineReq("m1")
+	upd.BMC.Password = "" // keep
+	upd.Params = map[string]string{"disk": "/dev/sda"}
+	upd.Version = 1
+	var got Machine
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd)).decode(t, &got)
+	if got.Version != 2 || got.Params["disk"] != "/dev/sda" {
+		t.Fatalf("after update: %+v", got)
+	}
+	stored, err := e.store.GetMachine(context.Background(), "m1")
+	if err != nil || stored.BMC.Password != bmcPassword {
+		t.Fatalf("empty password on update did not keep the stored one (err %v)", err)
+	}
+	r := e.must(409, e.req("PUT", "/v1/machines/m1", upd)) // version 1 is stale now
+	if d := r.err(); d.Code != CodeConflict || !strings.Contains(d.Message, "re-read") {
+		t.Errorf("stale version answer: %+v", d)
+	}
+	// The same spec again does not bump the version.
+	upd.Version = 2
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd)).decode(t, &got)
+	if got.Version != 2 {
+		t.Errorf("identical PUT bumped the version to %d", got.Version)
+	}
+	upd.Name = "other"
+	if r := e.must(422, e.req("PUT", "/v1/machines/m1", upd)); r.err().Field != "name" {
+		t.Errorf("rename: %+v", r.err())
+	}
+	e.must(404, e.req("PUT", "/v1/machines/nope", machineReq("nope")))
+
+	// Profiles and clusters are versioned the same way.
+	p := e.createProfile("p1")
+	preq := BootProfileRequest{Name: "p1", Kernel: "http://k2", Version: p.Version}
+	e.must(200, e.req("PUT", "/v1/boot_profiles/p1", preq))
+	e.must(409, e.req("PUT", "/v1/boot_profiles/p1", preq))
+	creq := ClusterRequest{Name: "c1", Members: []ClusterMember{}, Roles: []ClusterRole{{Name: "r", BootProfile: "p1"}}}
+	e.must(201, e.req("POST", PathClusters, creq))
+	creq.Version = 1
+	e.must(200, e.req("PUT", "/v1/clusters/c1", creq))
+	e.must(409, e.req("PUT", "/v1/clusters/c1", creq))
+}
+
+func TestLease(t *testing.T) {
+	e := newEnv(t)
+	e.must(201, e.req("POST", PathMachines, machineReq("m1"), HeaderLeaseHolder, "run-a"))
+	upd := machineReq("m1")
+	upd.BMC.Password = ""
+	r := e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
+	if msg := r.err().Message; !strings.Contains(msg, `"run-a"`) || !strings.Contains(msg, "2026-01-02T03:06:05Z") {
+		t.Errorf("lease conflict should name the holder and expiry: %s", msg)
+	}
+	e.must(409, e.req("DELETE", "/v1/machines/m1", nil, HeaderLeaseHolder, "run-b"))
+	// The holder renews its lease; a writer without a lease is not checked.
+	e.clock.Advance(time.Minute)
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-a"))
+	e.clock.Advance(90 * time.Second) // 2.5 min after the create, 1.5 after the renewal
+	e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
+	// A holder that disappears loses the lease when it expires.
+	e.clock.Advance(31 * time.Second)
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
+	e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-a"))
+	stored, _ := e.store.GetMachine(context.Background(), "m1")
+	if stored.Lease == nil || stored.Lease.Holder != "run-b" {
+		t.Errorf("lease %+v", stored.Lease)
+	}
+	e.must(400, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, strings.Repeat("h", 201)))
+}
+
+func TestLongPoll(t *testing.T) {
+	e := newEnv(t)
+	m := e.createMachine(machineReq("m1"))
+	ctx := context.Background()
+
+	t.Run("returns at once when already newer", func(t *testing.T) {
+		start := time.Now()
+		e.must(200, e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=30s&after_revision=%d", m.Revision-1), nil))
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("took %s", time.Since(start))
+		}
+	})
+	t.Run("wakes on update", func(t *testing.T) {
+		type result struct {
+			r   resp
+			dur time.Duration
+		}
+		done := make(chan result, 1)
+		start := time.Now()
+		go func() {
+			r := e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=30s&after_revision=%d", m.Revision), nil)
+			done <- result{r, time.Since(start)}
+		}()
+		// The update must land after the poller has subscribed; each try
+		// that lands before is answered as a newer revision, equally valid.
+		waitFor(t, func() bool { return e.subscribers() > 0 })
+		if _, err := e.store.UpdateMachine(ctx, "m1", func(m *model.Machine) (bool, error) {
+			m.Status.Phase = model.PhaseInspecting
+			return false, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		var got Machine
+		e.must(200, res.r).decode(t, &got)
+		if got.Revision <= m.Revision || got.Phase != "inspecting" {
+			t.Errorf("woke with %+v", got)
+		}
+		if res.dur > 20*time.Second {
+			t.Errorf("did not wake on the update: %s", res.dur)
+		}
+		m = got
+	})
+	t.Run("times out with the current state", func(t *testing.T) {
+		start := time.Now()
+		var got Machine
+		e.must(200, e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=300ms&after_revision=%d", m.Revision), nil)).decode(t, &got)
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("returned after %s, before the wait elapsed", d)
+		}
+		if got.Revision != m.Revision {
+			t.Errorf("revision %d, want %d", got.Revision, m.Revision)
+		}
+	})
+	t.Run("returns on client disconnect", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r, _ := http.NewRequestWithContext(cctx, "GET", e.http.URL+fmt.Sprintf("/v1/machines/m1?wait=60s&after_revision=%d", m.Revision), nil)
+			r.Header.Set("Authorization", "Bearer "+rwToken)
+			if res, err := e.http.Client().Do(r); err == nil {
+				res.Body.Close()
+			}
+		}()
+		waitFor(t, func() bool { return e.subscribers() > 0 })
+		cancel()
+		<-done
+		// The handler's subscription ends once it sees the disconnect.
+		waitFor(t, func() bool { return e.subscribers() == 0 })
+	})
+	t.Run("404 when deleted while waiting", func(t *testing.T) {
+		done := make(chan resp, 1)
+		go func() {
+			done <- e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=30s&after_revision=%d", m.Revision+100), nil)
+		}()
+		waitFor(t, func() bool { return e.subscribers() > 0 })
+		e.must(204, e.req("DELETE", "/v1/machines/m1?force=true", nil))
+		e.must(404, <-done)
+	})
+	t.Run("bad parameters", func(t *testing.T) {
+		if r := e.must(400, e.req("GET", "/v1/machines/m1?wait=soon", nil)); r.err().Field != "wait" {
+			t.Errorf("%+v", r.err())
+		}
+		if r := e.must(400, e.req("GET", "/v1/machines/m1?wait=1s&after_revision=-1", nil)); r.err().Field != "after_revision" {
+			t.Errorf("%+v", r.err())
+		}
+	})
+}
+
+// subscribers counts the long-polls that are waiting on the store.
+func (e *env) subscribers() int { return int(e.srv.waiting.Load()) }
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestClusterMembership(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.createProfile("cp")
+	e.createProfile("worker")
+	for _, n := range []string{"a", "b", "c"} {
+		e.createMachine(machineReq(n))
+	}
+	roles := []ClusterRole{{Name: "control", BootProfile: "cp"}, {Name: "worker", BootProfile: "worker"}}
+	req := ClusterRequest{Name: "k8s", Roles: roles, Members: []ClusterMember{{"a", "control"}, {"b", "worker"}}}
+
+	bad := []struct {
+		name  string
+		mod   func(r *ClusterRequest)
+		field string
+	}{
+		{"unknown machine", func(r *ClusterRequest) { r.Members = append(r.Members, ClusterMember{"zz", "worker"}) }, "members[2].machine"},
+		{"duplicate member", func(r *ClusterRequest) { r.Members = append(r.Members, ClusterMember{"a", "worker"}) }, "members[2].machine"},
+		{"unknown role", func(r *ClusterRequest) { r.Members = []ClusterMember{{"a", "db"}} }, "members[0].role"},
+		{"duplicate role", func(r *ClusterRequest) { r.Roles = append(r.Roles, ClusterRole{"worker", "cp"}) }, "roles[2].name"},
+		{"role profile missing", func(r *ClusterRequest) { r.Roles = []ClusterRole{{"control", "nope"}, {"worker", "worker"}} }, "roles[0].boot_profile"},
+		{"negative max_unavailable", func(r *ClusterRequest) { r.Rollout = &Rollout{MaxUnavailable: -1} }, "rollout.max_unavailable"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			r := req
+			r.Members = append([]ClusterMember{}, req.Members...)
+			r.Roles = append([]ClusterRole{}, req.Roles...)
+			c.mod(&r)
+			if got := e.must(422, e.req("POST", PathClusters, r)); got.err().Field != c.field {
+				t.Errorf("field %q, want %q: %s", got.err().Field, c.field, got.err().Message)
+			}
+		})
+	}
+
+	var cl Cluster
+	e.must(201, e.req("POST", PathClusters, req)).decode(t, &cl)
+	if cl.Phase != ClusterConverging || cl.Rollout.MaxUnavailable != 1 || len(cl.Members) != 2 {
+		t.Fatalf("created %+v", cl)
+	}
+	member := func(name string) (string, string) {
+		m, err := e.store.GetMachine(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Cluster, m.Role
+	}
+	if c, r := member("a"); c != "k8s" || r != "control" {
+		t.Errorf("a: %q %q", c, r)
+	}
+	if m, _ := e.store.GetMachine(ctx, "a"); m.Version != 1 {
+		t.Errorf("membership is a status write, but a's version is %d", m.Version)
+	}
+	// A member's own machine cannot be deleted, nor claimed by another cluster.
+	e.must(409, e.req("DELETE", "/v1/machines/a", nil))
+	e.must(409, e.req("DELETE", "/v1/machines/a?force=true", nil))
+	other := ClusterRequest{Name: "other", Roles: roles, Members: []ClusterMember{{"a", "worker"}}}
+	if r := e.must(422, e.req("POST", PathClusters, other)); !strings.Contains(r.err().Message, "k8s") {
+		t.Errorf("claim by another cluster: %s", r.err().Message)
+	}
+
+	// The computed phase follows the members.
+	for _, n := range []string{"a", "b"} {
+		if _, err := e.store.UpdateMachine(ctx, n, func(m *model.Machine) (bool, error) {
+			m.Status.Phase = model.PhaseProvisioned
+			m.Status.Addresses = []string{"10.0.0." + n}
+			return false, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
+	if cl.Phase != ClusterReady || cl.Endpoints["control"][0] != "10.0.0.a" || cl.Endpoints["worker"][0] != "10.0.0.b" {
+		t.Errorf("ready cluster %+v", cl)
+	}
+	if _, err := e.store.UpdateMachine(ctx, "b", func(m *model.Machine) (bool, error) {
+		m.Status.Phase, m.Status.LastError = model.PhaseFailed, "installer exited 1"
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
+	if cl.Phase != ClusterPaused || !strings.Contains(cl.Message, "installer exited 1") {
+		t.Errorf("paused cluster %+v", cl)
+	}
+
+	// Update: b leaves, c joins.
+	req.Members = []ClusterMember{{"a", "control"}, {"c", "worker"}}
+	req.Version = cl.Version
+	e.must(200, e.req("PUT", "/v1/clusters/k8s", req)).decode(t, &cl)
+	if c, _ := member("b"); c != "" {
+		t.Errorf("b still in cluster %q", c)
+	}
+	if c, r := member("c"); c != "k8s" || r != "worker" {
+		t.Errorf("c: %q %q", c, r)
+	}
+	var list MachineList
+	e.must(200, e.req("GET", "/v1/machines?cluster=k8s&role=worker", nil)).decode(t, &list)
+	if len(list.Items) != 1 || list.Items[0].Name != "c" {
+		t.Errorf("filtered list %+v", list.Items)
+	}
+
+	// Delete releases everyone.
+	e.must(204, e.req("DELETE", "/v1/clusters/k8s", nil))
+	for _, n := range []string{"a", "b", "c"} {
+		if c, r := member(n); c != "" || r != "" {
+			t.Errorf("%s still in %q/%q", n, c, r)
+		}
+	}
+	e.must(404, e.req("GET", "/v1/clusters/k8s", nil))
+	e.must(202, e.req("DELETE", "/v1/machines/a", nil))
+}
+
+func TestClusterLongPollWakesOnMember(t *testing.T) {
+	e := newEnv(t)
+	e.createProfile("p")
+	e.createMachine(machineReq("a"))
+	var cl Cluster
+	e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "p"}}, Members: []ClusterMember{{"a", "r"}}})).decode(t, &cl)
+	done := make(chan resp, 1)
+	go func() {
+		done <- e.req("GET", fmt.Sprintf("/v1/clusters/c?wait=30s&after_revision=%d", cl.Revision), nil)
+	}()
+	waitFor(t, func() bool { return e.subscribers() > 0 })
+	if _, err := e.store.UpdateMachine(context.Background(), "a", func(m *model.Machine) (bool, error) {
+		m.Status.Phase = model.PhaseProvisioned
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, <-done).decode(t, &cl)
+	if cl.Phase != ClusterReady {
+		t.Errorf("woke with phase %q", cl.Phase)
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	e := newEnv(t)
+	bad := []struct {
+		name  string
+		req   BootProfileRequest
+		field string
+	}{
+		{"no kernel or script", BootProfileRequest{Name: "p"}, "kernel"},
+		{"bad name", BootProfileRequest{Name: "P!", Kernel: "k"}, "name"},
+		{"template path", BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"../etc/passwd": "x"}}, "templates.../etc/passwd"},
+		{"template slash", BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"a/b": "x"}}, "templates.a/b"},
+		{"missing wipe profile", BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
+		{"empty initrd", BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			if r := e.must(422, e.req("POST", PathProfiles, c.req)); r.err().Field != c.field {
+				t.Errorf("field %q, want %q", r.err().Field, c.field)
+			}
+		})
+	}
+	e.must(201, e.req("POST", PathProfiles, BootProfileRequest{Name: "wipe", IPXEScript: "#!ipxe\nexit"}))
+	var p BootProfile
+	e.must(201, e.req("POST", PathProfiles, BootProfileRequest{Name: "debian", Kernel: "http://k", WipeProfile: "wipe",
+		Templates: map[string]string{"preseed.cfg": "d-i ..."}})).decode(t, &p)
+	if p.ID != "debian" || p.Version != 1 || p.Templates["preseed.cfg"] != "d-i ..." {
+		t.Errorf("created %+v", p)
+	}
+	e.must(409, e.req("POST", PathProfiles, BootProfileRequest{Name: "debian", Kernel: "http://k"}))
+
+	// In use by a machine, a profile's wipe_profile, a cluster role: 409 each.
+	r := e.must(409, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
+	if !strings.Contains(r.err().Message, `boot profile "debian"`) {
+		t.Errorf("in-use message: %s", r.err().Message)
+	}
+	mr := machineReq("m1")
+	mr.BootProfile, mr.State = "debian", ""
+	e.createMachine(mr)
+	r = e.must(409, e.req("DELETE", "/v1/boot_profiles/debian", nil))
+	if !strings.Contains(r.err().Message, `machine "m1"`) {
+		t.Errorf("in-use message: %s", r.err().Message)
+	}
+	e.must(204, e.req("DELETE", "/v1/machines/m1?force=true", nil))
+	e.createMachine(machineReq("m2"))
+	e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "debian"}}, Members: []ClusterMember{{"m2", "r"}}}))
+	r = e.must(409, e.req("DELETE", "/v1/boot_profiles/debian", nil))
+	if !strings.Contains(r.err().Message, `cluster "c" role "r"`) {
+		t.Errorf("in-use message: %s", r.err().Message)
+	}
+	e.must(204, e.req("DELETE", "/v1/clusters/c", nil))
+	e.must(204, e.req("DELETE", "/v1/boot_profiles/debian", nil))
+	e.must(204, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
+	e.must(404, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
+	var l BootProfileList
+	e.must(200, e.req("GET", PathProfiles, nil)).decode(t, &l)
+	if len(l.Items) != 0 {
+		t.Errorf("left %+v", l.Items)
+	}
+}
+
+func TestDeleteMachine(t *testing.T) {
+	e := newEnv(t)
+	e.createMachine(machineReq("m1"))
+	var m Machine
+	e.must(202, e.req("DELETE", "/v1/machines/m1", nil)).decode(t, &m)
+	stored, _ := e.store.GetMachine(context.Background(), "m1")
+	if stored.DeletionRequested.IsZero() || stored.Version != 2 {
+		t.Errorf("deletion not requested: %+v", stored)
+	}
+	e.must(202, e.req("DELETE", "/v1/machines/m1", nil)) // idempotent
+	upd := machineReq("m1")
+	e.must(409, e.req("PUT", "/v1/machines/m1", upd))
+	e.must(400, e.req("DELETE", "/v1/machines/m1?force=maybe", nil))
+	e.must(204, e.req("DELETE", "/v1/machines/m1?force=true", nil))
+	e.must(404, e.req("GET", "/v1/machines/m1", nil))
+	e.must(404, e.req("DELETE", "/v1/machines/m1", nil))
+}
+
+type recordingActions struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (a *recordingActions) MachineAction(_ context.Context, name, action string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, name+":"+action)
+	return a.err
+}
+
+func TestActions(t *testing.T) {
+	t.Run("without a reconciler", func(t *testing.T) {
+		e := newEnv(t)
+		e.createMachine(machineReq("m1"))
+		r := e.must(503, e.req("POST", "/v1/machines/m1/actions/power_on", nil))
+		if r.err().Code != CodeUnavailable || !strings.Contains(r.err().Message, "reconciler") {
+			t.Errorf("%+v", r.err())
+		}
+	})
+	acts := &recordingActions{}
+	e := newEnv(t, func(c *ServerConfig) { c.Actions = acts })
+	e.createMachine(machineReq("m1"))
+	var ar ActionResponse
+	e.must(202, e.req("POST", "/v1/machines/m1/actions/reset", nil)).decode(t, &ar)
+	if ar.Action != "reset" || ar.Machine.Name != "m1" {
+		t.Errorf("%+v", ar)
+	}
+	r := e.must(400, e.req("POST", "/v1/machines/m1/actions/explode", nil))
+	if r.err().Field != "action" || !strings.Contains(r.err().Message, "explode") {
+		t.Errorf("%+v", r.err())
+	}
+	e.must(404, e.req("POST", "/v1/machines/nope/actions/reset", nil))
+	e.must(201, e.req("POST", PathMachines, machineReq("m2"), HeaderLeaseHolder, "run-a"))
+	e.must(409, e.req("POST", "/v1/machines/m2/actions/power_off", nil, HeaderLeaseHolder, "run-b"))
+	acts.err = fmt.Errorf("machine m1 is being deleted: %w", ErrActionRejected)
+	if r := e.must(409, e.req("POST", "/v1/machines/m1/actions/provision", nil)); !strings.Contains(r.err().Message, "being deleted") {
+		t.Errorf("%+v", r.err())
+	}
+	acts.err = errors.New("dial tcp 10.0.0.5:443: connection refused")
+	if r := e.must(500, e.req("POST", "/v1/machines/m1/actions/provision", nil)); strings.Contains(r.err().Message, "10.0.0.5") {
+		t.Errorf("500 leaks internals: %+v", r.err())
+	}
+	if !strings.Contains(e.logs.String(), "connection refused") {
+		t.Errorf("the internal error is not logged")
+	}
+	if got := strings.Join(acts.calls, ","); got != "m1:reset,m1:provision,m1:provision" {
+		t.Errorf("calls %s", got)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	e := newEnv(t)
+	e.createMachine(machineReq("m1")) // records a spec_changed event
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := e.store.AppendEvent(ctx, model.Event{Machine: "m1", Type: model.EventPowerAction, Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.store.AppendEvent(ctx, model.Event{Type: string(model.SignalUnknownMAC), Message: "52:54:00:00:00:77"}); err != nil {
+		t.Fatal(err)
+	}
+	var page EventList
+	e.must(200, e.req("GET", "/v1/machines/m1/events?limit=2", nil)).decode(t, &page)
+	if len(page.Events) != 2 || page.Events[0].Type != model.EventSpecChanged || page.Next != page.Events[1].Seq {
+		t.Fatalf("page 1 %+v", page)
+	}
+	e.must(200, e.req("GET", fmt.Sprintf("/v1/machines/m1/events?after=%d", page.Next), nil)).decode(t, &page)
+	if len(page.Events) != 2 || page.Events[1].Message != "2" {
+		t.Fatalf("page 2 %+v", page)
+	}
+	last := page.Next
+	e.must(200, e.req("GET", fmt.Sprintf("/v1/machines/m1/events?after=%d", last), nil)).decode(t, &page)
+	if len(page.Events) != 0 || page.Next != last {
+		t.Errorf("empty page %+v", page)
+	}
+	e.must(200, e.req("GET", PathEvents, nil)).decode(t, &page)
+	if len(page.Events) != 1 || page.Events[0].Type != string(model.SignalUnknownMAC) {
+		t.Errorf("agent events %+v", page)
+	}
+	e.must(404, e.req("GET", "/v1/machines/nope/events", nil))
+	e.must(400, e.req("GET", "/v1/events?limit=0", nil))
+	e.must(400, e.req("GET", "/v1/events?after=x", nil))
+
+	// A waiting reader wakes on the next event.
+	done := make(chan resp, 1)
+	go func() { done <- e.req("GET", fmt.Sprintf("/v1/machines/m1/events?wait=30s&after=%d", last), nil) }()
+	waitFor(t, func() bool { return e.subscribers() > 0 })
+	if _, err := e.store.AppendEvent(ctx, model.Event{Machine: "m1", Type: model.EventPhaseChanged, Message: "woke"}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, <-done).decode(t, &page)
+	if len(page.Events) != 1 || page.Events[0].Message != "woke" {
+		t.Errorf("woke with %+v", page)
+	}
+}
+
+func TestInfoHealthMetrics(t *testing.T) {
+	var ready error = errors.New("store not open yet")
+	var mu sync.Mutex
+	e := newEnv(t, func(c *ServerConfig) {
+		c.Ready = func() error { mu.Lock(); defer mu.Unlock(); return ready }
+	})
+	var info Info
+	e.must(200, e.req("GET", PathInfo, nil)).decode(t, &info)
+	if info.Version != "test" || info.APIVersion != "v1" || info.BootURL != "http://10.0.2.2:8081" || len(info.Capabilities) != 1 {
+		t.Errorf("%+v", info)
+	}
+	e.must(200, e.req("GET", PathHealthz, nil))
+	if r := e.must(503, e.req("GET", PathReadyz, nil)); !strings.Contains(string(r.body), "store not open yet") {
+		t.Errorf("readyz body %s", r.body)
+	}
+	mu.Lock()
+	ready = nil
+	mu.Unlock()
+	e.must(200, e.req("GET", PathReadyz, nil))
+	e.reqCtx(context.Background(), "", "GET", PathMachines, nil)
+	e.must(404, e.req("GET", "/v1/nothing-here", nil))
+	r := e.must(200, e.req("GET", PathMetrics, nil))
+	for _, want := range []string{
+		`baremetal_api_requests_total{code="401",method="GET",route="/v1/machines"} 1`,
+		`baremetal_api_requests_total{code="200",method="GET",route="/v1/info"} 1`,
+		`baremetal_api_request_duration_seconds_bucket{method="GET",route="/v1/info",le="60"} 1`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(r.body), "nothing-here") {
+		t.Errorf("raw paths leak into metric labels")
+	}
+}
+
+func TestNewServerNeedsTokens(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(filepath.Join(dir, "agent.db"), store.BoltOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := NewServer(ServerConfig{Store: st}); err == nil {
+		t.Fatal("a server without tokens was built")
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "# ci\n\n  "+rwToken+"  \nreadonly:"+roToken+"\n", 0o600)
+	ts, err := LoadTokenFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		tok    string
+		ok, ro bool
+	}{
+		{rwToken, true, false},
+		{roToken, true, true},
+		{"readonly:" + roToken, false, false},
+		{rwToken + "x", false, false},
+		{"", false, false},
+	}
+	for _, c := range cases {
+		if ok, ro := ts.check(c.tok); ok != c.ok || ro != c.ro {
+			t.Errorf("check(%q) = %v,%v want %v,%v", c.tok, ok, ro, c.ok, c.ro)
+		}
+	}
+	bad := []struct {
+		name, content string
+		mode          os.FileMode
+		want          string
+	}{
+		{"world readable", rwToken + "\n", 0o644, "chmod 600"},
+		{"group readable", rwToken + "\n", 0o640, "chmod 600"},
+		{"empty", "# nothing\n\n", 0o600, "no tokens"},
+		{"short", "abc\n", 0o600, "line 1"},
+		{"empty read-only", rwToken + "\nreadonly:\n", 0o600, "line 2"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadTokenFile(write(c.name, c.content, c.mode))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err %v, want it to mention %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), rwToken) {
+				t.Errorf("error reveals the token: %v", err)
+			}
+		})
+	}
+	if _, err := LoadTokenFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing file accepted")
+	}
+}

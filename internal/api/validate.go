@@ -1,0 +1,295 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// Validation answers 422 with the offending field. Each function checks the
+// request on its own first and then its references, so a typo is reported
+// before a missing object.
+
+func validateName(name string) error {
+	if name == "" {
+		return invalid("name", "name is required")
+	}
+	if !model.ValidName(name) {
+		return invalid("name", "name %q is not valid: %s", name, model.NameRule)
+	}
+	return nil
+}
+
+// nameFor reconciles the body's name with the URL's on PUT: the body may
+// omit it, but must not name another object.
+func nameFor(body, path string) (string, error) {
+	if body != "" && body != path {
+		return "", invalid("name", "name %q in the body differs from %q in the URL; objects cannot be renamed", body, path)
+	}
+	return path, nil
+}
+
+func validateParams(field string, params map[string]string) error {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			return invalid(field, "%s keys must not be empty", field)
+		}
+	}
+	return nil
+}
+
+type validMachine struct {
+	req   *MachineRequest
+	macs  []string
+	state model.DesiredState
+}
+
+// validateMachine checks a machine request. existing is nil on create.
+func (s *Server) validateMachine(ctx context.Context, req *MachineRequest, existing *model.Machine) (*validMachine, error) {
+	if err := validateName(req.Name); err != nil {
+		return nil, err
+	}
+	if err := validateBMC(&req.BMC, existing == nil); err != nil {
+		return nil, err
+	}
+	v := &validMachine{req: req, macs: []string{}}
+	seen := map[string]int{}
+	for i, raw := range req.MACs {
+		mac, err := model.NormalizeMAC(raw)
+		if err != nil {
+			return nil, invalid(fmt.Sprintf("macs[%d]", i), "%v", err)
+		}
+		if j, dup := seen[mac]; dup {
+			return nil, invalid(fmt.Sprintf("macs[%d]", i), "mac %s is listed twice (macs[%d] and macs[%d])", mac, j, i)
+		}
+		seen[mac] = i
+		v.macs = append(v.macs, mac)
+	}
+	v.state = model.StateProvisioned
+	if req.State != "" {
+		if !slices.Contains(model.DesiredStates, req.State) {
+			return nil, invalid("state", "state %q is not one of %s", req.State, strings.Join(model.DesiredStates, ", "))
+		}
+		v.state = model.DesiredState(req.State)
+	}
+	if err := validateParams("params", req.Params); err != nil {
+		return nil, err
+	}
+	if req.BootProfile != "" {
+		if !model.ValidName(req.BootProfile) {
+			return nil, invalid("boot_profile", "boot_profile %q is not a valid name: %s", req.BootProfile, model.NameRule)
+		}
+		if _, err := s.store.GetProfile(ctx, req.BootProfile); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, invalid("boot_profile", "boot profile %q does not exist; create it first", req.BootProfile)
+			}
+			return nil, err
+		}
+	}
+	inCluster := existing != nil && existing.Cluster != ""
+	if v.state == model.StateProvisioned && req.BootProfile == "" && !inCluster {
+		return nil, invalid("boot_profile", "a machine with state %q needs a boot_profile (or a cluster role that names one); set boot_profile, or state %q to only register it",
+			model.StateProvisioned, model.StateAvailable)
+	}
+	for i, mac := range v.macs {
+		other, err := s.store.MachineByMAC(ctx, mac)
+		switch {
+		case err == nil && other.Name != req.Name:
+			return nil, &apiError{status: 409, code: CodeConflict, field: fmt.Sprintf("macs[%d]", i),
+				message: fmt.Sprintf("mac %s is registered to machine %q", mac, other.Name), cause: store.ErrMACInUse}
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+func validateBMC(b *BMCRequest, create bool) error {
+	if b.Endpoint == "" {
+		return invalid("bmc.endpoint", "bmc.endpoint is required (https://host[:port] or a Redfish system URL)")
+	}
+	u, err := url.Parse(b.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return invalid("bmc.endpoint", "bmc.endpoint %q must be an http:// or https:// URL with a host", b.Endpoint)
+	}
+	if u.User != nil {
+		// The endpoint is returned by the API and logged; credentials in it
+		// would leak.
+		return invalid("bmc.endpoint", "bmc.endpoint must not contain credentials; set bmc.username and bmc.password")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return invalid("bmc.endpoint", "bmc.endpoint must not have a query or fragment")
+	}
+	if strings.TrimSpace(b.Username) == "" {
+		return invalid("bmc.username", "bmc.username is required")
+	}
+	if create && b.Password == "" {
+		return invalid("bmc.password", "bmc.password is required when a machine is created")
+	}
+	if b.CACertPEM != "" {
+		if err := validateCAPEM(b.CACertPEM); err != nil {
+			return invalid("bmc.ca_cert_pem", "bmc.ca_cert_pem: %v", err)
+		}
+	}
+	return nil
+}
+
+func validateCAPEM(s string) error {
+	rest := []byte(s)
+	n := 0
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return fmt.Errorf("PEM block %d is a %q, want CERTIFICATE", n+1, blk.Type)
+		}
+		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+			return fmt.Errorf("certificate %d: %v", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("no PEM CERTIFICATE block found")
+	}
+	return nil
+}
+
+// templateNameRE keeps template names usable as one URL path segment and
+// file name: no separators, no dot-only names.
+var templateNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+func (s *Server) validateProfile(ctx context.Context, req *BootProfileRequest) error {
+	if err := validateName(req.Name); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Kernel) == "" && strings.TrimSpace(req.IPXEScript) == "" {
+		return invalid("kernel", "a boot profile needs a kernel (with optional initrds and cmdline) or an ipxe_script")
+	}
+	for i, initrd := range req.Initrds {
+		if strings.TrimSpace(initrd) == "" {
+			return invalid(fmt.Sprintf("initrds[%d]", i), "initrds entries must not be empty")
+		}
+	}
+	names := make([]string, 0, len(req.Templates))
+	for name := range req.Templates {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !templateNameRE.MatchString(name) {
+			return invalid("templates."+name, "template name %q must be 1-128 letters, digits, '.', '_' or '-', not starting with '.' or '-'", name)
+		}
+	}
+	if err := validateParams("params", req.Params); err != nil {
+		return err
+	}
+	if req.WipeProfile != "" {
+		if !model.ValidName(req.WipeProfile) {
+			return invalid("wipe_profile", "wipe_profile %q is not a valid name: %s", req.WipeProfile, model.NameRule)
+		}
+		if req.WipeProfile != req.Name {
+			if _, err := s.store.GetProfile(ctx, req.WipeProfile); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return invalid("wipe_profile", "wipe profile %q does not exist; create it first", req.WipeProfile)
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// validateCluster checks a cluster request and returns its members' machines.
+func (s *Server) validateCluster(ctx context.Context, req *ClusterRequest) (map[string]*model.Machine, error) {
+	if err := validateName(req.Name); err != nil {
+		return nil, err
+	}
+	roles := map[string]bool{}
+	for i, r := range req.Roles {
+		field := fmt.Sprintf("roles[%d]", i)
+		if !model.ValidName(r.Name) {
+			return nil, invalid(field+".name", "role name %q is not valid: %s", r.Name, model.NameRule)
+		}
+		if roles[r.Name] {
+			return nil, invalid(field+".name", "role %q is listed twice", r.Name)
+		}
+		roles[r.Name] = true
+		if r.BootProfile == "" {
+			return nil, invalid(field+".boot_profile", "role %q needs a boot_profile", r.Name)
+		}
+		if !model.ValidName(r.BootProfile) {
+			return nil, invalid(field+".boot_profile", "boot_profile %q is not a valid name: %s", r.BootProfile, model.NameRule)
+		}
+	}
+	if req.Rollout != nil && req.Rollout.MaxUnavailable < 0 {
+		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must be at least 1 (default 1)")
+	}
+	if err := validateParams("params", req.Params); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, mem := range req.Members {
+		field := fmt.Sprintf("members[%d]", i)
+		if !model.ValidName(mem.Machine) {
+			return nil, invalid(field+".machine", "machine name %q is not valid: %s", mem.Machine, model.NameRule)
+		}
+		if seen[mem.Machine] {
+			return nil, invalid(field+".machine", "machine %q is a member twice", mem.Machine)
+		}
+		seen[mem.Machine] = true
+		if !roles[mem.Role] {
+			return nil, invalid(field+".role", "role %q of member %q is not one of the cluster's roles", mem.Role, mem.Machine)
+		}
+	}
+	for i, r := range req.Roles {
+		if _, err := s.store.GetProfile(ctx, r.BootProfile); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, invalid(fmt.Sprintf("roles[%d].boot_profile", i), "boot profile %q of role %q does not exist; create it first", r.BootProfile, r.Name)
+			}
+			return nil, err
+		}
+	}
+	machines := map[string]*model.Machine{}
+	for i, mem := range req.Members {
+		field := fmt.Sprintf("members[%d].machine", i)
+		m, err := s.store.GetMachine(ctx, mem.Machine)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, invalid(field, "machine %q does not exist; create it first", mem.Machine)
+			}
+			return nil, err
+		}
+		if m.Cluster != "" && m.Cluster != req.Name {
+			other, err := s.memberOf(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			if other != "" {
+				return nil, invalid(field, "machine %q is already a member of cluster %q; remove it there first", mem.Machine, other)
+			}
+		}
+		if !m.DeletionRequested.IsZero() {
+			return nil, invalid(field, "machine %q is being deleted", mem.Machine)
+		}
+		machines[m.Name] = m
+	}
+	return machines, nil
+}
