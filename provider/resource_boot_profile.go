@@ -1,0 +1,230 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+)
+
+var (
+	_ resource.Resource                = (*bootProfileResource)(nil)
+	_ resource.ResourceWithConfigure   = (*bootProfileResource)(nil)
+	_ resource.ResourceWithImportState = (*bootProfileResource)(nil)
+)
+
+// NewBootProfileResource is the baremetal_boot_profile resource factory.
+func NewBootProfileResource() resource.Resource { return &bootProfileResource{} }
+
+type bootProfileResource struct {
+	client *client.Client
+}
+
+type bootProfileModel struct {
+	ID          types.String `tfsdk:"id"`
+	Name        types.String `tfsdk:"name"`
+	Kernel      types.String `tfsdk:"kernel"`
+	Initrds     types.List   `tfsdk:"initrds"`
+	Cmdline     types.String `tfsdk:"cmdline"`
+	IPXEScript  types.String `tfsdk:"ipxe_script"`
+	Templates   types.Map    `tfsdk:"templates"`
+	Params      types.Map    `tfsdk:"params"`
+	WipeProfile types.String `tfsdk:"wipe_profile"`
+	Version     types.Int64  `tfsdk:"version"`
+}
+
+func (r *bootProfileResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_boot_profile"
+}
+
+func (r *bootProfileResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A boot profile says how a machine is installed: the kernel, initrds and kernel command line " +
+			"its iPXE loads (or a whole iPXE script), plus the install templates (kickstart, preseed, cloud-init, " +
+			"ignition...) the installer fetches. Every value is a Go `text/template` rendered per machine by the agent. " +
+			"Changing a profile re-provisions, in place, the machines that use it.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Identifier of the profile; equal to `name`.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Name of the profile: " + nameRuleText + " Changing it replaces the profile.",
+				Required:            true,
+				Validators:          []validator.String{validName()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"kernel": schema.StringAttribute{
+				MarkdownDescription: "Kernel to boot: a path under the agent's assets directory (e.g. `debian/linux`) or an absolute `http(s)` URL that iPXE fetches directly. Exactly one of `kernel` and `ipxe_script` is required.",
+				Optional:            true,
+				Validators: []validator.String{
+					stringvalidator.ExactlyOneOf(path.MatchRoot("ipxe_script")),
+					stringvalidator.LengthAtLeast(1),
+				},
+			},
+			"initrds": schema.ListAttribute{
+				MarkdownDescription: "Initial ramdisks, in load order; paths under the assets directory or absolute URLs.",
+				ElementType:         types.StringType,
+				Optional:            true,
+			},
+			"cmdline": schema.StringAttribute{
+				MarkdownDescription: "Kernel command line. The agent appends `baremetal.url`, `baremetal.machine` and the per-run callback `baremetal.token`.",
+				Optional:            true,
+			},
+			"ipxe_script": schema.StringAttribute{
+				MarkdownDescription: "A complete iPXE script served instead of the one built from `kernel`, `initrds` and `cmdline`. It must start with `#!ipxe`.",
+				Optional:            true,
+				Validators: []validator.String{
+					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
+				},
+			},
+			"templates": schema.MapAttribute{
+				MarkdownDescription: "Install templates by name (e.g. `user-data`, `ks.cfg`), served rendered per machine at " +
+					"`<boot URL>/machines/<name>/templates/<template name>`. Load them with `templatefile()` or `file()`.",
+				ElementType: types.StringType,
+				Optional:    true,
+			},
+			"params": schema.MapAttribute{
+				MarkdownDescription: "Default template parameters; a machine's or cluster's `params` override them key by key.",
+				ElementType:         types.StringType,
+				Optional:            true,
+			},
+			"wipe_profile": schema.StringAttribute{
+				MarkdownDescription: "Name of a profile the agent runs before powering a machine off when it is deprovisioned (e.g. to wipe its disks).",
+				Optional:            true,
+				Validators:          []validator.String{validName()},
+			},
+			"version": schema.Int64Attribute{
+				MarkdownDescription: "The agent's version of the profile, bumped by every change. Machines record the version they were installed with.",
+				Computed:            true,
+			},
+		},
+	}
+}
+
+func (r *bootProfileResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *bootProfileResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan bootProfileModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := plan.Name.ValueString()
+	body := plan.request(ctx, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	bp, err := r.client.CreateBootProfile(ctx, body)
+	if err != nil {
+		detail := describeErr(err)
+		if errors.Is(err, client.ErrConflict) {
+			detail += fmt.Sprintf("\n\nA boot profile named %q may already exist; bring it under Terraform with an import block (id = %q).", name, name)
+		}
+		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Boot Profile %q", name), detail)
+		return
+	}
+	plan.fromAPI(bp)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *bootProfileResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state bootProfileModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	bp, err := r.client.GetBootProfile(ctx, state.Name.ValueString())
+	if errors.Is(err, client.ErrNotFound) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Unable to Read Boot Profile %q", state.Name.ValueString()), describeErr(err))
+		return
+	}
+	state.fromAPI(bp)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan bootProfileModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := plan.Name.ValueString()
+	body := plan.request(ctx, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	bp, err := r.client.UpdateBootProfile(ctx, name, body)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Boot Profile %q", name), describeErr(err))
+		return
+	}
+	plan.fromAPI(bp)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *bootProfileResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state bootProfileModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := state.Name.ValueString()
+	err := r.client.DeleteBootProfile(ctx, name)
+	if err != nil && !errors.Is(err, client.ErrNotFound) {
+		detail := describeErr(err)
+		if errors.Is(err, client.ErrConflict) {
+			detail += "\n\nA profile still used by a machine, a cluster role or another profile's wipe_profile cannot be deleted; remove those references first."
+		}
+		resp.Diagnostics.AddError(fmt.Sprintf("Unable to Delete Boot Profile %q", name), detail)
+	}
+}
+
+func (r *bootProfileResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	importByName(ctx, req, resp)
+}
+
+func (m *bootProfileModel) request(ctx context.Context, diags *diag.Diagnostics) api.BootProfileRequest {
+	return api.BootProfileRequest{
+		Name:        m.Name.ValueString(),
+		Kernel:      m.Kernel.ValueString(),
+		Initrds:     listToStrings(ctx, m.Initrds, diags),
+		Cmdline:     m.Cmdline.ValueString(),
+		IPXEScript:  m.IPXEScript.ValueString(),
+		Templates:   mapToStrings(ctx, m.Templates, diags),
+		Params:      mapToStrings(ctx, m.Params, diags),
+		WipeProfile: m.WipeProfile.ValueString(),
+	}
+}
+
+func (m *bootProfileModel) fromAPI(bp *api.BootProfile) {
+	m.ID = types.StringValue(bp.Name)
+	m.Name = types.StringValue(bp.Name)
+	m.Kernel = optString(bp.Kernel)
+	m.Initrds = stringsToList(bp.Initrds, m.Initrds)
+	m.Cmdline = optString(bp.Cmdline)
+	m.IPXEScript = optString(bp.IPXEScript)
+	m.Templates = stringsToMap(bp.Templates, m.Templates)
+	m.Params = stringsToMap(bp.Params, m.Params)
+	m.WipeProfile = optString(bp.WipeProfile)
+	m.Version = types.Int64Value(int64(bp.Version))
+}

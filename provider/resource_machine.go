@@ -1,0 +1,702 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// Default timeouts: a server's POST, PXE boot and OS install take minutes.
+const (
+	defaultMachineCreateTimeout = 60 * time.Minute
+	defaultMachineUpdateTimeout = 60 * time.Minute
+	defaultMachineDeleteTimeout = 20 * time.Minute
+)
+
+// failureEventCount is how many of a machine's latest events a failure
+// diagnostic shows: enough to see the step that went wrong, short enough to read.
+const failureEventCount = 5
+
+var (
+	_ resource.Resource                   = (*machineResource)(nil)
+	_ resource.ResourceWithConfigure      = (*machineResource)(nil)
+	_ resource.ResourceWithImportState    = (*machineResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*machineResource)(nil)
+)
+
+// NewMachineResource is the baremetal_machine resource factory.
+func NewMachineResource() resource.Resource { return &machineResource{} }
+
+type machineResource struct {
+	client *client.Client
+}
+
+type machineModel struct {
+	ID          types.String   `tfsdk:"id"`
+	Name        types.String   `tfsdk:"name"`
+	BMC         *bmcModel      `tfsdk:"bmc"`
+	MACs        types.List     `tfsdk:"macs"`
+	BootProfile types.String   `tfsdk:"boot_profile"`
+	Params      types.Map      `tfsdk:"params"`
+	State       types.String   `tfsdk:"state"`
+	Phase       types.String   `tfsdk:"phase"`
+	PowerState  types.String   `tfsdk:"power_state"`
+	LastError   types.String   `tfsdk:"last_error"`
+	Addresses   types.List     `tfsdk:"addresses"`
+	Inventory   types.Object   `tfsdk:"inventory"`
+	Timeouts    timeouts.Value `tfsdk:"timeouts"`
+}
+
+type bmcModel struct {
+	Endpoint          types.String `tfsdk:"endpoint"`
+	Username          types.String `tfsdk:"username"`
+	Password          types.String `tfsdk:"password"`
+	PasswordWO        types.String `tfsdk:"password_wo"`
+	PasswordWOVersion types.Int64  `tfsdk:"password_wo_version"`
+	Insecure          types.Bool   `tfsdk:"insecure"`
+	CACertPEM         types.String `tfsdk:"ca_cert_pem"`
+}
+
+var nicAttrTypes = map[string]attr.Type{
+	"name": types.StringType,
+	"mac":  types.StringType,
+}
+
+var inventoryAttrTypes = map[string]attr.Type{
+	"manufacturer": types.StringType,
+	"model":        types.StringType,
+	"serial":       types.StringType,
+	"cpus":         types.Int64Type,
+	"memory_gib":   types.Float64Type,
+	"nics":         types.ListType{ElemType: types.ObjectType{AttrTypes: nicAttrTypes}},
+}
+
+// stateDescription lists the desired states from the same list the
+// validator enforces, so docs and validation cannot disagree.
+func stateDescription() string {
+	return "Desired state: " + quotedList(model.DesiredStates, " or ") + ". " +
+		"`provisioned` installs the machine with its boot profile and leaves it running; " +
+		"`available` keeps it registered and inventoried and leaves its power as it is; " +
+		"`off` powers it off. Defaults to `provisioned`. When the agent observes a provisioned machine " +
+		"powered off behind its back, this attribute reads `off`, so the next plan shows the drift and applying powers it on again."
+}
+
+func (r *machineResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_machine"
+}
+
+func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A bare-metal server under the agent's care. The agent reaches it through its BMC (Redfish), " +
+			"reads its inventory, and drives it to the desired `state`: for `provisioned` it sets a one-time PXE boot, " +
+			"powers it on, serves the boot profile's installer and waits for the installer's callback. " +
+			"Create and update wait for that within the `timeouts`; with `TF_LOG=info` Terraform prints each phase change. " +
+			"Changing `boot_profile` or `params` re-provisions the machine in place.\n\n" +
+			"A machine without `boot_profile` is provisioned by the `baremetal_cluster` that names it (with its role's profile); " +
+			"until then the resource waits only for it to be registered and inventoried.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Identifier of the machine; equal to `name`.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Name of the machine: " + nameRuleText + " Used in boot URLs and templates. Changing it replaces the machine.",
+				Required:            true,
+				Validators:          []validator.String{validName()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"bmc": schema.SingleNestedAttribute{
+				MarkdownDescription: "How the agent reaches the machine's baseboard management controller over Redfish.",
+				Required:            true,
+				Attributes: map[string]schema.Attribute{
+					"endpoint": schema.StringAttribute{
+						MarkdownDescription: "Redfish endpoint: `https://host[:port]` (the BMC's first system is used) or a full system URL " +
+							"`https://host[:port]/redfish/v1/Systems/<id>` for BMCs that manage several systems.",
+						Required:   true,
+						Validators: []validator.String{urlScheme("https", "http")},
+					},
+					"username": schema.StringAttribute{
+						MarkdownDescription: "BMC user name.",
+						Required:            true,
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+					},
+					"password": schema.StringAttribute{
+						MarkdownDescription: "BMC password; stored (marked sensitive) in the Terraform state. Prefer `password_wo`. Exactly one of `password` and `password_wo` is required.",
+						Optional:            true,
+						Sensitive:           true,
+						Validators: []validator.String{
+							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("password_wo")),
+						},
+					},
+					"password_wo": schema.StringAttribute{
+						MarkdownDescription: "Write-only BMC password (Terraform 1.11 or later): sent to the agent but never stored in the plan or state. " +
+							"Terraform cannot detect a change of a write-only value, so bump `password_wo_version` to send a new one.",
+						Optional:  true,
+						Sensitive: true,
+						WriteOnly: true,
+					},
+					"password_wo_version": schema.Int64Attribute{
+						MarkdownDescription: "Any number; changing it sends the current `password_wo` to the agent. Only used with `password_wo`.",
+						Optional:            true,
+						Validators: []validator.Int64{
+							int64validator.AlsoRequires(path.MatchRelative().AtParent().AtName("password_wo")),
+						},
+					},
+					"insecure": schema.BoolAttribute{
+						MarkdownDescription: "Skip TLS verification of the BMC's certificate (self-signed BMC certificates are common). Defaults to `false`.",
+						Optional:            true,
+						Computed:            true,
+						Default:             booldefault.StaticBool(false),
+					},
+					"ca_cert_pem": schema.StringAttribute{
+						MarkdownDescription: "PEM-encoded CA certificate to verify the BMC's TLS certificate with.",
+						Optional:            true,
+					},
+				},
+			},
+			"macs": schema.ListAttribute{
+				MarkdownDescription: "MAC addresses of the machine's provisioning NICs, in lower-case colon form. " +
+					"When omitted, the agent discovers them from the BMC's inventory.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Validators: []validator.List{
+					listvalidator.ValueStringsAre(validMAC()),
+					listvalidator.UniqueValues(),
+				},
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+			},
+			"boot_profile": schema.StringAttribute{
+				MarkdownDescription: "Name of the `baremetal_boot_profile` to install the machine with. A cluster role's profile takes precedence for cluster members.",
+				Optional:            true,
+				Validators:          []validator.String{validName()},
+			},
+			"params": schema.MapAttribute{
+				MarkdownDescription: "Template parameters for this machine (e.g. `hostname`, `disk`); they override the profile's `params`.",
+				ElementType:         types.StringType,
+				Optional:            true,
+			},
+			"state": schema.StringAttribute{
+				MarkdownDescription: stateDescription(),
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(string(model.StateProvisioned)),
+				Validators:          []validator.String{stringvalidator.OneOf(model.DesiredStates...)},
+			},
+			"phase": schema.StringAttribute{
+				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ".",
+				Computed:            true,
+			},
+			"power_state": schema.StringAttribute{
+				MarkdownDescription: "Power state the BMC reports (`On` or `Off`).",
+				Computed:            true,
+			},
+			"last_error": schema.StringAttribute{
+				MarkdownDescription: "The agent's last error for this machine, empty when none.",
+				Computed:            true,
+			},
+			"addresses": schema.ListAttribute{
+				MarkdownDescription: "IP addresses the installer reported in its callback.",
+				ElementType:         types.StringType,
+				Computed:            true,
+			},
+			"inventory": schema.SingleNestedAttribute{
+				MarkdownDescription: "Hardware inventory read from the BMC.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes: map[string]schema.Attribute{
+					"manufacturer": schema.StringAttribute{MarkdownDescription: "System manufacturer.", Computed: true},
+					"model":        schema.StringAttribute{MarkdownDescription: "System model.", Computed: true},
+					"serial":       schema.StringAttribute{MarkdownDescription: "Serial number.", Computed: true},
+					"cpus":         schema.Int64Attribute{MarkdownDescription: "Number of CPUs (sockets) reported.", Computed: true},
+					"memory_gib":   schema.Float64Attribute{MarkdownDescription: "Installed memory in GiB.", Computed: true},
+					"nics": schema.ListNestedAttribute{
+						MarkdownDescription: "Network interfaces.",
+						Computed:            true,
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"name": schema.StringAttribute{MarkdownDescription: "Interface name as the BMC reports it.", Computed: true},
+							"mac":  schema.StringAttribute{MarkdownDescription: "MAC address, lower-case colon form.", Computed: true},
+						}},
+					},
+				},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+// ValidateConfig catches what attribute validators cannot: a write-only
+// password whose version is missing makes later rotations impossible to express.
+func (r *machineResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var bmc *bmcModel
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("bmc"), &bmc)...)
+	if resp.Diagnostics.HasError() || bmc == nil {
+		return
+	}
+	if !bmc.PasswordWO.IsNull() && bmc.PasswordWOVersion.IsNull() {
+		resp.Diagnostics.AddAttributeWarning(path.Root("bmc").AtName("password_wo_version"), "Missing Write-Only Password Version",
+			"password_wo is set without password_wo_version. Terraform cannot see a change of a write-only value, "+
+				"so set password_wo_version and bump it whenever the password changes.")
+	}
+}
+
+func (r *machineResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan machineModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := plan.Name.ValueString()
+	timeout, d := plan.Timeouts.Create(ctx, defaultMachineCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	password := r.configPassword(ctx, req.Config, &plan, &resp.Diagnostics)
+	body := plan.request(ctx, password, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	m, err := r.client.CreateMachine(ctx, body)
+	if err != nil {
+		detail := describeErr(err)
+		if errors.Is(err, client.ErrConflict) {
+			detail += fmt.Sprintf("\n\nA machine named %q may already be registered; bring it under Terraform with an import block (id = %q).", name, name)
+		}
+		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Machine %q", name), detail)
+		return
+	}
+	// From here on the machine exists: state is always saved, so a failed
+	// wait taints the resource instead of orphaning the machine.
+	m = r.await(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull(), "Create", &resp.Diagnostics)
+	plan.fromAPI(m)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state machineModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	m, err := r.client.GetMachine(ctx, state.Name.ValueString())
+	if errors.Is(err, client.ErrNotFound) {
+		tflog.Info(ctx, "machine is gone from the agent; removing it from state", map[string]any{"machine": state.Name.ValueString()})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Unable to Read Machine %q", state.Name.ValueString()), describeErr(err))
+		return
+	}
+	if state.BMC == nil { // import: only id and name are known
+		state.BMC = &bmcModel{PasswordWO: types.StringNull(), Password: types.StringNull(), PasswordWOVersion: types.Int64Null()}
+	}
+	state.fromAPI(m)
+	if drifted := observedState(m); drifted != m.State {
+		tflog.Warn(ctx, "machine power differs from its desired state", map[string]any{
+			"machine": m.Name, "desired": m.State, "power_state": m.PowerState, "reads_as": drifted,
+		})
+		state.State = types.StringValue(drifted)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, prior machineModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := plan.Name.ValueString()
+	timeout, d := plan.Timeouts.Update(ctx, defaultMachineUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+
+	var password string
+	switch {
+	case !plan.BMC.Password.IsNull():
+		password = plan.BMC.Password.ValueString()
+	case !plan.BMC.PasswordWOVersion.Equal(prior.BMC.PasswordWOVersion) || !prior.BMC.Password.IsNull():
+		// A write-only password is sent only when its version changes (or
+		// when switching from password to password_wo); otherwise the
+		// agent keeps the stored one.
+		password = r.configPassword(ctx, req.Config, &plan, &resp.Diagnostics)
+	}
+	body := plan.request(ctx, password, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	m, err := r.client.UpdateMachine(ctx, name, body)
+	if err != nil {
+		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Machine %q", name), describeErr(err))
+		return
+	}
+	// Power drift is not a spec change, so the update alone would not make
+	// the agent act: ask for the power action the desired state implies.
+	if action := repairAction(m); action != "" {
+		tflog.Info(ctx, "correcting power drift", map[string]any{"machine": name, "action": action})
+		acted, err := r.client.MachineAction(ctx, name, action)
+		if err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("Unable to Update Machine %q", name),
+				fmt.Sprintf("The machine's power is %s while its desired state is %q, and the %s action failed: %s",
+					m.PowerState, m.State, action, describeErr(err)))
+			return
+		}
+		m = acted
+	}
+	m = r.await(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+	plan.fromAPI(m)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state machineModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
+		return
+	}
+	name := state.Name.ValueString()
+	timeout, d := state.Timeouts.Delete(ctx, defaultMachineDeleteTimeout)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	summary := fmt.Sprintf("Unable to Delete Machine %q", name)
+
+	err := r.client.DeleteMachine(ctx, name, false)
+	if errors.Is(err, client.ErrNotFound) {
+		return
+	}
+	if err != nil {
+		detail := describeErr(err)
+		if errors.Is(err, client.ErrConflict) {
+			detail += "\n\nA cluster member is released by its cluster first: remove it from the baremetal_cluster's members (or destroy the cluster) before deleting the machine."
+		}
+		resp.Diagnostics.AddError(summary, detail)
+		return
+	}
+	// The agent powers the machine off (deprovisioning it) and then forgets
+	// it; the machine is deleted once GET answers 404.
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tracker := newPhaseTracker(ctx, name)
+	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
+		tracker.observe(m)
+		return false, nil
+	})
+	if errors.Is(err, client.ErrNotFound) {
+		return
+	}
+	if err == nil {
+		err = errors.New("wait ended before the machine was removed")
+	}
+	resp.Diagnostics.AddError(summary, r.failureDetail(name, "was not removed", timeout, last, err))
+}
+
+func (r *machineResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	importByName(ctx, req, resp)
+}
+
+// configPassword returns the password to send: the plain attribute, or the
+// write-only one, which exists only in the configuration.
+func (r *machineResource) configPassword(ctx context.Context, cfg interface {
+	GetAttribute(context.Context, path.Path, any) diag.Diagnostics
+}, plan *machineModel, diags *diag.Diagnostics) string {
+	if plan.BMC != nil && !plan.BMC.Password.IsNull() {
+		return plan.BMC.Password.ValueString()
+	}
+	var wo types.String
+	diags.Append(cfg.GetAttribute(ctx, path.Root("bmc").AtName("password_wo"), &wo)...)
+	return wo.ValueString()
+}
+
+// await waits until the agent reports the machine converged on desired,
+// and adds an error diagnostic (with the last phase, last_error and recent
+// events) when it fails or the timeout passes. It returns the last
+// observation, which is never nil.
+func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
+	name := m.Name
+	minVersion := m.Version
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tracker := newPhaseTracker(ctx, name)
+	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
+		tracker.observe(m)
+		if m.ObservedVersion < minVersion {
+			return false, nil // the agent has not acted on this spec yet
+		}
+		if m.Phase == string(model.PhaseFailed) {
+			return false, errMachineFailed
+		}
+		return converged(m, desired, clusterManaged), nil
+	})
+	if err == nil && last != nil {
+		return last
+	}
+	if last == nil {
+		last = m
+	}
+	what := fmt.Sprintf("did not reach state %q", desired)
+	diags.AddError(fmt.Sprintf("Unable to %s Machine %q", op, name), r.failureDetail(name, what, timeout, last, err))
+	return last
+}
+
+var errMachineFailed = errors.New("the agent marked the machine failed")
+
+// converged reports whether m has reached desired. A machine left to its
+// cluster (no boot profile of its own) is done once it is registered and
+// inventoried: its cluster provisions it in role order.
+func converged(m *api.Machine, desired string, clusterManaged bool) bool {
+	switch desired {
+	case string(model.StateProvisioned):
+		if clusterManaged && m.Phase == string(model.PhaseAvailable) {
+			return true
+		}
+		return m.Phase == string(model.PhaseProvisioned) && m.PowerState != model.PowerOff
+	case string(model.StateOff):
+		return m.Phase == string(model.PhaseOff) && m.PowerState != model.PowerOn
+	default:
+		return m.Phase == desired
+	}
+}
+
+// observedState is the desired state as Terraform should see it: the
+// agent's desired state, unless the machine's power contradicts it.
+func observedState(m *api.Machine) string {
+	if !m.PowerDrift {
+		return m.State
+	}
+	switch {
+	case m.State == string(model.StateProvisioned) && m.PowerState == model.PowerOff:
+		return string(model.StateOff)
+	case m.State == string(model.StateOff) && m.PowerState == model.PowerOn:
+		// Registered and running: what "available" means.
+		return string(model.StateAvailable)
+	}
+	return m.State
+}
+
+// repairAction is the power action that undoes drift, if any.
+func repairAction(m *api.Machine) string {
+	switch observedState(m) {
+	case m.State:
+		return ""
+	case string(model.StateOff):
+		return api.ActionPowerOn
+	default:
+		return api.ActionPowerOff
+	}
+}
+
+// phaseTracker logs each phase change once, so TF_LOG=info shows progress.
+type phaseTracker struct {
+	ctx   context.Context
+	name  string
+	phase string
+	step  string
+}
+
+func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
+	return &phaseTracker{ctx: ctx, name: name}
+}
+
+func (t *phaseTracker) observe(m *api.Machine) {
+	if m.Phase == t.phase && m.Step == t.step {
+		return
+	}
+	t.phase, t.step = m.Phase, m.Step
+	fields := map[string]any{"machine": t.name, "phase": m.Phase}
+	if m.Step != "" {
+		fields["step"] = m.Step
+	}
+	if m.LastError != "" {
+		fields["last_error"] = m.LastError
+	}
+	tflog.Info(t.ctx, "machine phase changed", fields)
+}
+
+// failureDetail explains a failed or timed-out wait with what the agent
+// last saw, so the operator does not need to go to the agent's logs.
+func (r *machineResource) failureDetail(name, what string, timeout time.Duration, last *api.Machine, err error) string {
+	// The caller's context may be spent (timeout): fetch the evidence with a fresh one.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if fresh, gerr := r.client.GetMachine(ctx, name); gerr == nil {
+		last = fresh
+	}
+
+	var why string
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		why = fmt.Sprintf("Machine %q %s within the timeout (%s).", name, what, timeout)
+	case errors.Is(err, errMachineFailed):
+		why = fmt.Sprintf("Machine %q %s: the agent marked it failed.", name, what)
+	default:
+		why = fmt.Sprintf("Machine %q %s: %s", name, what, describeErr(err))
+	}
+	detail := why
+	if last != nil {
+		detail += "\n\n" + machineSummary(last)
+	}
+	if evs := r.lastEvents(ctx, name, failureEventCount); len(evs) > 0 {
+		detail += "\n\nLast events:"
+		for _, e := range evs {
+			detail += "\n  " + formatEvent(e)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		detail += "\n\nThe agent keeps working on the machine; raise the resource's timeouts if the hardware is slow."
+	}
+	return detail
+}
+
+func machineSummary(m *api.Machine) string {
+	s := "Last phase: " + m.Phase
+	if m.Step != "" {
+		s += " (step " + m.Step + ")"
+	}
+	if m.PowerState != "" {
+		s += "\nPower state: " + m.PowerState
+	}
+	if m.LastError != "" {
+		s += "\nLast error: " + m.LastError
+	}
+	return s
+}
+
+func formatEvent(e model.Event) string {
+	s := e.Time.UTC().Format(time.RFC3339) + " " + e.Type
+	if e.Phase != "" {
+		s += " phase=" + string(e.Phase)
+	}
+	if e.Step != "" {
+		s += " step=" + string(e.Step)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// lastEvents pages through the machine's events (cursor based, oldest
+// first) and keeps the newest n. Bounded so a huge history cannot stall a
+// diagnostic.
+func (r *machineResource) lastEvents(ctx context.Context, name string, n int) []model.Event {
+	const pageSize, maxPages = 500, 20
+	var tail []model.Event
+	var after uint64
+	for range maxPages {
+		page, err := r.client.MachineEvents(ctx, name, after, pageSize)
+		if err != nil || page == nil {
+			break
+		}
+		tail = append(tail, page.Events...)
+		if len(tail) > n {
+			tail = tail[len(tail)-n:]
+		}
+		if len(page.Events) < pageSize || page.Next <= after {
+			break
+		}
+		after = page.Next
+	}
+	return tail
+}
+
+func (m *machineModel) request(ctx context.Context, password string, diags *diag.Diagnostics) api.MachineRequest {
+	req := api.MachineRequest{
+		Name:        m.Name.ValueString(),
+		MACs:        listToStrings(ctx, m.MACs, diags),
+		BootProfile: m.BootProfile.ValueString(),
+		Params:      mapToStrings(ctx, m.Params, diags),
+		State:       m.State.ValueString(),
+	}
+	if m.BMC != nil {
+		req.BMC = api.BMCRequest{
+			Endpoint:  m.BMC.Endpoint.ValueString(),
+			Username:  m.BMC.Username.ValueString(),
+			Password:  password,
+			Insecure:  m.BMC.Insecure.ValueBool(),
+			CACertPEM: m.BMC.CACertPEM.ValueString(),
+		}
+	}
+	return req
+}
+
+// fromAPI copies the agent's view into the model. The BMC password is never
+// returned by the agent, so the configured value (or null) is kept.
+func (m *machineModel) fromAPI(a *api.Machine) {
+	m.ID = types.StringValue(a.Name)
+	m.Name = types.StringValue(a.Name)
+	if m.BMC == nil {
+		m.BMC = &bmcModel{Password: types.StringNull(), PasswordWOVersion: types.Int64Null()}
+	}
+	m.BMC.Endpoint = types.StringValue(a.BMC.Endpoint)
+	m.BMC.Username = types.StringValue(a.BMC.Username)
+	m.BMC.Insecure = types.BoolValue(a.BMC.Insecure)
+	m.BMC.CACertPEM = optString(a.BMC.CACertPEM)
+	m.BMC.PasswordWO = types.StringNull() // write-only: never in state
+	m.MACs = stringsToList(a.MACs, m.MACs)
+	if m.MACs.IsNull() {
+		m.MACs = types.ListValueMust(types.StringType, []attr.Value{})
+	}
+	m.BootProfile = optString(a.BootProfile)
+	m.Params = stringsToMap(a.Params, m.Params)
+	m.State = types.StringValue(a.State)
+	m.Phase = types.StringValue(a.Phase)
+	m.PowerState = types.StringValue(a.PowerState)
+	m.LastError = types.StringValue(a.LastError)
+	m.Addresses = stringsToList(a.Addresses, types.ListValueMust(types.StringType, nil))
+	m.Inventory = inventoryValue(a.Inventory)
+}
+
+func inventoryValue(inv *model.Inventory) types.Object {
+	if inv == nil {
+		return types.ObjectNull(inventoryAttrTypes)
+	}
+	nics := make([]attr.Value, len(inv.NICs))
+	for i, n := range inv.NICs {
+		nics[i] = types.ObjectValueMust(nicAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(n.Name),
+			"mac":  types.StringValue(n.MAC),
+		})
+	}
+	return types.ObjectValueMust(inventoryAttrTypes, map[string]attr.Value{
+		"manufacturer": types.StringValue(inv.Manufacturer),
+		"model":        types.StringValue(inv.Model),
+		"serial":       types.StringValue(inv.Serial),
+		"cpus":         types.Int64Value(int64(inv.CPUs)),
+		"memory_gib":   types.Float64Value(inv.MemoryGiB),
+		"nics":         types.ListValueMust(types.ObjectType{AttrTypes: nicAttrTypes}, nics),
+	})
+}
