@@ -1,0 +1,284 @@
+package boot
+
+import (
+	"encoding/json"
+
+	"gopkg.in/yaml.v3"
+	"strings"
+	"testing"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+func testRenderServer(t testing.TB) *Server {
+	s := &Server{bootURL: "http://10.0.2.2:8081"}
+	return s
+}
+
+func provisioningMachine(params map[string]string) *model.Machine {
+	return &model.Machine{
+		Name: "m1", MACs: []string{"52:54:00:12:34:56"}, BootProfile: "p1", Params: params,
+		Run: &model.Run{ID: "run-1", Token: "tok-123", Profile: "p1"},
+	}
+}
+
+func TestRenderIPXEDefault(t *testing.T) {
+	s := testRenderServer(t)
+	p := &model.BootProfile{Name: "p1", Kernel: "debian/vmlinuz", Initrds: []string{"debian/initrd.gz", "https://mirror.example/extra.img"},
+		Cmdline: "console=ttyS0 hostname={{ .Machine.Name }} role={{ .Params.role }}", Params: map[string]string{"role": "default"}}
+	m := provisioningMachine(map[string]string{"role": "worker"})
+	got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: m.Run.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "#!ipxe\n" +
+		"echo baremetal: booting installer p1 for m1\n" +
+		"kernel http://10.0.2.2:8081/machines/m1/assets/debian/vmlinuz console=ttyS0 hostname=m1 role=worker baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-123\n" +
+		"initrd http://10.0.2.2:8081/machines/m1/assets/debian/initrd.gz\n" +
+		"initrd https://mirror.example/extra.img\n" +
+		"boot\n"
+	if got != want {
+		t.Fatalf("script:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestRenderMissingKeyNamesKey(t *testing.T) {
+	s := testRenderServer(t)
+	p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Cmdline: "x={{ .Params.nosuchparam }}"}
+	m := provisioningMachine(nil)
+	_, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
+	if err == nil || !strings.Contains(err.Error(), "nosuchparam") || !strings.Contains(err.Error(), `profile "p1"`) {
+		t.Fatalf("err = %v, want one naming the profile and the missing key", err)
+	}
+	p.Templates = map[string]string{"ks": "rootpw {{ .Params.root_password_hash }}"}
+	_, found, err := s.renderTemplate(renderInput{machine: m, profile: &model.BootProfile{Name: "p1", Templates: p.Templates}}, "ks")
+	if !found || err == nil || !strings.Contains(err.Error(), "root_password_hash") || !strings.Contains(err.Error(), `template "ks"`) {
+		t.Fatalf("found=%v err=%v, want an error naming the template and the key", found, err)
+	}
+}
+
+// iPXE splits a line at whitespace after expansion; "||", "&&", ";" tokens
+// chain commands and a '#' token ends the line. These helpers check a line
+// the way iPXE's exec.c would read it.
+func ipxeCommands(line string) (cmds int, expands bool) {
+	cmds = 1
+	for _, tok := range strings.Fields(line) {
+		switch {
+		case strings.HasPrefix(tok, "#"):
+			return cmds, expands
+		case tok == "||" || tok == "&&" || tok == ";":
+			cmds++
+		}
+		if strings.Contains(tok, "${") {
+			expands = true
+		}
+	}
+	return cmds, expands
+}
+
+func TestRenderHostileParamInert(t *testing.T) {
+	s := testRenderServer(t)
+	hostile := []string{
+		"x\nshell",
+		"x\r\nshell",
+		"x || shell",
+		"x && chain http://evil/",
+		"x ; shell",
+		"x #comment",
+		"${root-password}",
+		"$",
+		"|",
+		"a\x00b\x1bc",
+	}
+	for _, v := range hostile {
+		p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Initrds: []string{"initrd.img"}, Cmdline: "a={{ .Params.v }} b={{ .Params.v }}{{ .Params.v }}"}
+		m := provisioningMachine(map[string]string{"v": v})
+		got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+		wantStarts := []string{"#!ipxe", "echo ", "kernel ", "initrd ", "boot"}
+		if len(lines) != len(wantStarts) {
+			t.Fatalf("%q: script has %d lines, want %d:\n%s", v, len(lines), len(wantStarts), got)
+		}
+		for i, l := range lines {
+			if !strings.HasPrefix(l, wantStarts[i]) {
+				t.Fatalf("%q: line %d = %q, want it to start with %q", v, i, l, wantStarts[i])
+			}
+			if i == 0 {
+				continue
+			}
+			if n, exp := ipxeCommands(l); n != 1 || exp {
+				t.Fatalf("%q: line %q runs %d commands (expansion %v)", v, l, n, exp)
+			}
+		}
+		if !strings.HasSuffix(lines[2], "baremetal.token=t") {
+			t.Fatalf("%q: the convention suffix was cut off: %q", v, lines[2])
+		}
+	}
+}
+
+// FuzzRenderIPXE: no parameter value can add a line to the script, chain a
+// command, comment out the rest of a line or expand an iPXE setting.
+func FuzzRenderIPXE(f *testing.F) {
+	for _, seed := range [][3]string{
+		{"x\nshell", "", ""},
+		{"||", "shell", "&&"},
+		{"$", "{net0/mac}", "#"},
+		{"a;", ";b", "c\r\nd"},
+		{"plain", "values", "only"},
+	} {
+		f.Add(seed[0], seed[1], seed[2])
+	}
+	s := testRenderServer(f)
+	p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Initrds: []string{"initrd.img"},
+		Cmdline: "a={{ .Params.a }} {{ .Params.b }}{{ .Params.c }} {{ .Params.a }}{{ .Params.b }} {{ .Machine.Name }}"}
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		m := provisioningMachine(map[string]string{"a": a, "b": b, "c": c})
+		m.Params["a"] = a
+		got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+		wantStarts := []string{"#!ipxe", "echo ", "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz a=", "initrd ", "boot"}
+		if len(lines) != len(wantStarts) {
+			t.Fatalf("script has %d lines:\n%s", len(lines), got)
+		}
+		for i, l := range lines {
+			if !strings.HasPrefix(l, wantStarts[i]) {
+				t.Fatalf("line %d = %q", i, l)
+			}
+			if i == 0 {
+				continue
+			}
+			if n, exp := ipxeCommands(l); n != 1 || exp {
+				t.Fatalf("line %q runs %d commands (expansion %v)", l, n, exp)
+			}
+		}
+		if !strings.HasSuffix(lines[2], " baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=t") {
+			t.Fatalf("convention suffix lost: %q", lines[2])
+		}
+	})
+}
+
+func TestRenderIPXEOverrideUsesContext(t *testing.T) {
+	s := testRenderServer(t)
+	p := &model.BootProfile{Name: "p1", IPXEScript: "#!ipxe\necho {{ .Machine.Name }} {{ .Params.msg }}\nsanboot --no-describe --drive 0x80\n"}
+	m := provisioningMachine(map[string]string{"msg": "hi\nshell"})
+	got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "#!ipxe\necho m1 hi shell\nsanboot --no-describe --drive 0x80\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestStockTemplatesRender(t *testing.T) {
+	names := StockTemplates()
+	want := []string{"ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("StockTemplates() = %v, want %v", names, want)
+	}
+	s := testRenderServer(t)
+	m := provisioningMachine(map[string]string{"root_password_hash": "$6$salt$hash", "password_hash": "$6$x", "ssh_authorized_key": "ssh-ed25519 AAAA me@x"})
+	m.Cluster, m.Role = "c1", "worker"
+	cluster := &model.Cluster{Name: "c1", Roles: []model.ClusterRole{{Name: "control-plane", BootProfile: "p1"}, {Name: "worker", BootProfile: "p1"}},
+		Members: []model.ClusterMember{{Machine: "cp1", Role: "control-plane"}, {Machine: "m1", Role: "worker"}}}
+	members := map[string]*model.Machine{"cp1": {Name: "cp1", Status: model.Status{Addresses: []string{"10.0.2.15"}, Phase: model.PhaseProvisioned}}, "m1": m}
+	tmpls := map[string]string{}
+	for _, n := range names {
+		tmpls[n] = "stock:" + n
+	}
+	p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Templates: tmpls}
+	in := renderInput{machine: m, profile: p, cluster: cluster, members: members, token: "tok"}
+	for _, n := range names {
+		out, found, err := s.renderTemplate(in, n)
+		if !found || err != nil {
+			t.Fatalf("%s: found=%v err=%v", n, found, err)
+		}
+		if !strings.Contains(out, "m1") {
+			t.Errorf("%s does not name the machine:\n%s", n, out)
+		}
+		if strings.HasPrefix(out, "\n") || strings.Contains(out, "{{") {
+			t.Errorf("%s: header comment leaked into the output:\n%s", n, out)
+		}
+	}
+	out, _, _ := s.renderTemplate(in, "lab-user-data")
+	if !strings.Contains(out, `control_plane_address: "10.0.2.15"`) {
+		t.Errorf("lab-user-data lacks the control-plane address:\n%s", out)
+	}
+	out, _, _ = s.renderTemplate(in, "kickstart")
+	if !strings.Contains(out, `"http://10.0.2.2:8081/machines/m1/callback?token=tok"`) {
+		t.Errorf("kickstart lacks the callback URL:\n%s", out)
+	}
+	if _, err := resolveTemplateText("stock:nope"); err == nil || !strings.Contains(err.Error(), "kickstart") {
+		t.Errorf("unknown stock template error %v does not list the stock templates", err)
+	}
+}
+
+func TestIPXENeutralize(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain value":     "plain value",
+		"a\nb":            "a b",
+		"${x}":            "%24{x}",
+		"cost$5":          "cost$5",
+		"end$":            "end%24",
+		"||":              "%7C%7C",
+		"a || b":          "a %7C%7C b",
+		"a|b":             "a|b",
+		"#x":              "%23x",
+		"a#b":             "a#b",
+		"http://h/?a&b=1": "http://h/?a&b=1",
+		";":               "%3B",
+	} {
+		if got := ipxeNeutralize(in); got != want {
+			t.Errorf("ipxeNeutralize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStockTemplatesStructured(t *testing.T) {
+	s := testRenderServer(t)
+	m := provisioningMachine(map[string]string{"password_hash": "$6$x\"y", "ssh_authorized_key": "ssh-ed25519 AAAA \"q\" me@x"})
+	tmpls := map[string]string{"ignition": "stock:ignition", "ubuntu-autoinstall": "stock:ubuntu-autoinstall", "lab-user-data": "stock:lab-user-data"}
+	in := renderInput{machine: m, profile: &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Templates: tmpls}, token: "tok"}
+	out, _, err := s.renderTemplate(in, "ignition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ign struct {
+		Ignition struct{ Version string }
+		Systemd  struct{ Units []struct{ Contents string } }
+	}
+	if err := json.Unmarshal([]byte(out), &ign); err != nil {
+		t.Fatalf("ignition is not JSON: %v\n%s", err, out)
+	}
+	if ign.Ignition.Version != "3.3.0" || len(ign.Systemd.Units) != 1 || !strings.Contains(ign.Systemd.Units[0].Contents, `"http://10.0.2.2:8081/machines/m1/callback?token=tok"`) {
+		t.Fatalf("ignition config lacks version or callback unit: %+v", ign)
+	}
+	for _, n := range []string{"ubuntu-autoinstall", "lab-user-data"} {
+		out, _, err := s.renderTemplate(in, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%s is not YAML: %v\n%s", n, err, out)
+		}
+		if n == "ubuntu-autoinstall" {
+			id := doc["autoinstall"].(map[string]any)["identity"].(map[string]any)
+			if id["password"] != "$6$x\"y" {
+				t.Fatalf("password round-trip: %v", id["password"])
+			}
+		}
+	}
+	// Pass-through: a complete Ignition config is served verbatim.
+	m.Params["ignition"] = `{"ignition":{"version":"3.4.0"}}`
+	out, _, err = s.renderTemplate(in, "ignition")
+	if err != nil || out != m.Params["ignition"] {
+		t.Fatalf("pass-through = %q, %v", out, err)
+	}
+}

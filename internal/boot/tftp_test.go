@@ -1,0 +1,272 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// tftpFixture lays out a TFTP root next to a secret it must never serve.
+type tftpFixture struct {
+	root, secret string
+	payload      []byte
+}
+
+func newTFTPFixture(t *testing.T) tftpFixture {
+	t.Helper()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	must(t, os.MkdirAll(filepath.Join(root, "sub"), 0o755))
+	payload := make([]byte, 100_000) // many 1468-byte blocks and a short last one
+	rand.Read(payload)
+	must(t, os.WriteFile(filepath.Join(root, "undionly.kpxe"), payload, 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "sub", "ok.bin"), []byte("ok"), 0o644))
+	secret := filepath.Join(base, "secret")
+	must(t, os.WriteFile(secret, []byte("top secret"), 0o600))
+	must(t, os.Symlink(secret, filepath.Join(root, "escape")))
+	must(t, os.Symlink("../secret", filepath.Join(root, "sub", "relescape")))
+	must(t, os.Symlink("undionly.kpxe", filepath.Join(root, "inside-link")))
+	must(t, os.Symlink(base, filepath.Join(root, "dirlink")))
+	return tftpFixture{root: root, secret: secret, payload: payload}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startTFTP(t *testing.T, s *Server) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeTFTP(ctx, pc) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeTFTP: %v", err)
+		}
+	})
+	return pc.LocalAddr().String()
+}
+
+func tftpGet(t *testing.T, addr, name string, blksize int) ([]byte, error) {
+	t.Helper()
+	c, err := tftp.NewClient(addr)
+	must(t, err)
+	c.SetTimeout(2 * time.Second)
+	c.SetRetries(2)
+	if blksize > 0 {
+		c.SetBlockSize(blksize)
+	}
+	c.RequestTSize(true)
+	wt, err := c.Receive(name, "octet")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func TestTFTPPathEscapesRefused(t *testing.T) {
+	fx := newTFTPFixture(t)
+	st := openTestStore(t)
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	must(t, err)
+	addr := startTFTP(t, s)
+	for _, name := range []string{
+		"../secret",
+		"/../secret",
+		"sub/../../secret",
+		"sub/../undionly.kpxe", // no '..' at all, even one that stays inside
+		"./undionly.kpxe",
+		"%2e%2e/secret",
+		"..%2fsecret",
+		"%2E%2E%2Fsecret",
+		fx.secret,        // absolute path of the secret
+		"//" + fx.secret, // more than one leading slash
+		"escape",         // absolute symlink out of the root
+		"sub/relescape",  // relative symlink out of the root
+		"dirlink/secret", // symlinked directory out of the root
+		"sub\\..\\..\\secret",
+		"..\\secret",
+		"sub",         // a directory
+		"missing.efi", // absent
+		"sub//ok.bin", // empty segment
+	} {
+		t.Run(strings.ReplaceAll(name, "/", "|"), func(t *testing.T) {
+			got, err := tftpGet(t, addr, name, 0)
+			if err == nil {
+				t.Fatalf("served %d bytes for %q", len(got), name)
+			}
+			if !strings.Contains(err.Error(), "file not found") {
+				t.Fatalf("error %q does not look like the TFTP refusal", err)
+			}
+			if strings.Contains(err.Error(), fx.root) {
+				t.Fatalf("error leaks the root path: %v", err)
+			}
+		})
+	}
+}
+
+func TestTFTPServesRootAndVirtualScript(t *testing.T) {
+	fx := newTFTPFixture(t)
+	st := openTestStore(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081/", Logger: quietLogger(),
+		Registerer: reg, TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, newRecordingLifecycle(st))
+	must(t, err)
+	addr := startTFTP(t, s)
+
+	for _, name := range []string{"undionly.kpxe", "/undionly.kpxe", "inside-link"} {
+		got, err := tftpGet(t, addr, name, 1468)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, fx.payload) {
+			t.Fatalf("%s: got %d bytes, want the %d-byte file", name, len(got), len(fx.payload))
+		}
+	}
+	got, err := tftpGet(t, addr, "boot.ipxe", 1468)
+	must(t, err)
+	if want := "#!ipxe\nchain http://10.0.2.2:8081/boot.ipxe\n"; string(got) != want {
+		t.Fatalf("boot.ipxe = %q, want %q", got, want)
+	}
+	got, err = tftpGet(t, addr, "sub/ok.bin", 0)
+	must(t, err)
+	if string(got) != "ok" {
+		t.Fatalf("sub/ok.bin = %q", got)
+	}
+
+	// The server's success hook runs after the client has its last block.
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(s.metrics.tftpTransfers.WithLabelValues("ok")) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("transfers ok = %v, want 5", testutil.ToFloat64(s.metrics.tftpTransfers.WithLabelValues("ok")))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantBytes := float64(3*len(fx.payload) + len("#!ipxe\nchain http://10.0.2.2:8081/boot.ipxe\n") + 2)
+	if b := testutil.ToFloat64(s.metrics.tftpBytes); b != wantBytes {
+		t.Fatalf("bytes metric = %v, want %v", b, wantBytes)
+	}
+	if n := testutil.CollectAndCount(reg, "baremetal_boot_tftp_transfer_duration_seconds"); n != 1 {
+		t.Fatalf("duration histogram not registered (%d)", n)
+	}
+}
+
+func TestTFTPWriteRefused(t *testing.T) {
+	fx := newTFTPFixture(t)
+	st := openTestStore(t)
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	must(t, err)
+	addr := startTFTP(t, s)
+	c, err := tftp.NewClient(addr)
+	must(t, err)
+	c.SetTimeout(2 * time.Second)
+	rf, err := c.Send("undionly.kpxe", "octet")
+	if err == nil {
+		_, err = rf.ReadFrom(strings.NewReader("overwrite"))
+	}
+	if err == nil || !strings.Contains(err.Error(), "read-only server") {
+		t.Fatalf("write request: err = %v, want the read-only refusal", err)
+	}
+	got, err := os.ReadFile(filepath.Join(fx.root, "undionly.kpxe"))
+	must(t, err)
+	if !bytes.Equal(got, fx.payload) {
+		t.Fatal("file changed by a write request")
+	}
+	entries, _ := os.ReadDir(fx.root)
+	if len(entries) != 5 {
+		t.Fatalf("root has %d entries after a write request, want the 5 of the fixture", len(entries))
+	}
+}
+
+func TestResolveTFTPPath(t *testing.T) {
+	fx := newTFTPFixture(t)
+	realRoot, _ := filepath.EvalSymlinks(fx.root)
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"undionly.kpxe", true},
+		{"/undionly.kpxe", true},
+		{"sub/ok.bin", true},
+		{"inside-link", true},
+		{"undionly.kpxe\x00", false},
+		{"undionly.kpxe\x00../secret", false},
+		{"sub\\ok.bin", false},
+		{"../secret", false},
+		{"escape", false},
+		{"sub/relescape", false},
+		{"dirlink/secret", false},
+		{"%2e%2e/secret", false},
+		{"", false},
+		{"/", false},
+		{"sub", false},
+		{strings.Repeat("a/", 200), false},
+	} {
+		got, err := resolveTFTPPath(fx.root, tc.name)
+		if tc.ok != (err == nil) {
+			t.Errorf("resolveTFTPPath(%q) = %q, %v; want ok=%v", tc.name, got, err, tc.ok)
+			continue
+		}
+		if tc.ok && !strings.HasPrefix(got, realRoot+string(filepath.Separator)) {
+			t.Errorf("resolveTFTPPath(%q) = %q, outside %q", tc.name, got, realRoot)
+		}
+	}
+}
+
+// FuzzResolveTFTPPath: whatever the name, a resolved path is a regular file
+// inside the root, and the secret next to the root is never reachable.
+func FuzzResolveTFTPPath(f *testing.F) {
+	for _, s := range []string{"undionly.kpxe", "/undionly.kpxe", "../secret", "sub/../../secret", "%2e%2e/secret",
+		"escape", "sub/relescape", "dirlink/secret", "sub\\..\\secret", "a\x00b", "inside-link", "sub/ok.bin", "//secret", "./sub/ok.bin"} {
+		f.Add(s)
+	}
+	base := f.TempDir()
+	root := filepath.Join(base, "root")
+	if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(root, "sub", "ok.bin"), []byte("x"), 0o644)
+	secret := filepath.Join(base, "secret")
+	os.WriteFile(secret, []byte("s"), 0o600)
+	os.Symlink(secret, filepath.Join(root, "escape"))
+	os.Symlink("../secret", filepath.Join(root, "sub", "relescape"))
+	os.Symlink(base, filepath.Join(root, "dirlink"))
+	realRoot, _ := filepath.EvalSymlinks(root)
+	f.Fuzz(func(t *testing.T, name string) {
+		got, err := resolveTFTPPath(root, name)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(got, realRoot+string(filepath.Separator)) {
+			t.Fatalf("%q resolved outside the root: %q", name, got)
+		}
+		if strings.ContainsAny(name, "\\%\x00") || strings.Contains(name, "..") {
+			t.Fatalf("%q accepted", name)
+		}
+		fi, err := os.Stat(got)
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%q resolved to a non-regular file %q", name, got)
+		}
+	})
+}
