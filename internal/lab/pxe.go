@@ -89,7 +89,7 @@ func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) 
 		return res, fmt.Errorf("simulated PXE boot of %s: %w", nmac, err)
 	}
 
-	script, status, err := get(ctx, hc, res.ScriptURL, maxScript)
+	script, status, err := httpGet(ctx, hc, res.ScriptURL, maxScript)
 	if err != nil {
 		return fail(err)
 	}
@@ -111,7 +111,7 @@ func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) 
 			return fail(fmt.Errorf("more than %d chained scripts", maxChain))
 		}
 		res.Chained = append(res.Chained, plan.Chain)
-		script, status, err := get(ctx, hc, plan.Chain, maxScript)
+		script, status, err := httpGet(ctx, hc, plan.Chain, maxScript)
 		if err != nil {
 			return fail(err)
 		}
@@ -156,7 +156,7 @@ func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) 
 	var tmplErr error
 	for _, t := range args.Templates {
 		u := base2 + "/templates/" + url.PathEscape(t) + q
-		body, status, err := get(ctx, hc, u, maxTemplate)
+		body, status, err := httpGet(ctx, hc, u, maxTemplate)
 		if err != nil {
 			return fail(fmt.Errorf("template %q: %w", t, err))
 		}
@@ -205,7 +205,7 @@ func transportErr(method, raw string, err error) error {
 	return fmt.Errorf("%s %s: %w", method, redact(raw), err)
 }
 
-func get(ctx context.Context, hc *http.Client, raw string, limit int64) (string, int, error) {
+func httpGet(ctx context.Context, hc *http.Client, raw string, limit int64) (string, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
 		return "", 0, fmt.Errorf("GET %s: %w", redact(raw), err)
