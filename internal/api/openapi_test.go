@@ -1,0 +1,100 @@
+package api
+
+import (
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+type openAPIDoc struct {
+	OpenAPI    string                          `yaml:"openapi"`
+	Paths      map[string]map[string]yaml.Node `yaml:"paths"`
+	Components struct {
+		Schemas map[string]struct {
+			Properties map[string]yaml.Node `yaml:"properties"`
+		} `yaml:"schemas"`
+	} `yaml:"components"`
+}
+
+func loadOpenAPI(t *testing.T) openAPIDoc {
+	t.Helper()
+	var doc openAPIDoc
+	if err := yaml.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.0") {
+		t.Fatalf("openapi version %q", doc.OpenAPI)
+	}
+	return doc
+}
+
+// TestOpenAPIMatchesRoutes fails when a route is served but not documented,
+// or documented but not served.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
+	var documented, served []string
+	for path, item := range doc.Paths {
+		for key := range item {
+			if methods[key] {
+				documented = append(documented, strings.ToUpper(key)+" "+path)
+			}
+		}
+	}
+	for _, rt := range routes {
+		served = append(served, rt.method+" "+rt.path)
+	}
+	sort.Strings(documented)
+	sort.Strings(served)
+	for _, d := range documented {
+		if !slices.Contains(served, d) {
+			t.Errorf("openapi.yaml documents %s, which the server does not serve", d)
+		}
+	}
+	for _, s := range served {
+		if !slices.Contains(documented, s) {
+			t.Errorf("the server serves %s, which openapi.yaml does not document", s)
+		}
+	}
+}
+
+// TestOpenAPISchemasMatchTypes keeps each schema's properties equal to the
+// JSON fields of the Go type it describes.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	types := map[string]any{
+		"Info": Info{}, "ErrorBody": ErrorBody{}, "ErrorDetail": ErrorDetail{},
+		"BMCRequest": BMCRequest{}, "BMCInfo": BMCInfo{}, "MachineRequest": MachineRequest{},
+		"Machine": Machine{}, "MachineList": MachineList{}, "ActionResponse": ActionResponse{},
+		"BootProfileRequest": BootProfileRequest{}, "BootProfile": BootProfile{}, "BootProfileList": BootProfileList{},
+		"ClusterMember": ClusterMember{}, "ClusterRole": ClusterRole{}, "Rollout": Rollout{},
+		"ClusterRequest": ClusterRequest{}, "ClusterMemberStatus": ClusterMemberStatus{}, "Cluster": Cluster{},
+		"ClusterList": ClusterList{}, "EventList": EventList{}, "Event": model.Event{},
+		"Inventory": model.Inventory{}, "NIC": model.NIC{}, "Disk": model.Disk{}, "Status": statusBody{},
+	}
+	for name, v := range types {
+		schema, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("openapi.yaml has no schema %s", name)
+			continue
+		}
+		var want, got []string
+		for f := range jsonFields(reflect.TypeOf(v)) {
+			want = append(want, f)
+		}
+		for p := range schema.Properties {
+			got = append(got, p)
+		}
+		sort.Strings(want)
+		sort.Strings(got)
+		if !slices.Equal(want, got) {
+			t.Errorf("schema %s has properties %v, the Go type has %v", name, got, want)
+		}
+	}
+}
