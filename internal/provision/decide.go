@@ -1,0 +1,398 @@
+package provision
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// op is the one thing a reconcile pass does.
+type op int
+
+const (
+	opWait         op = iota // nothing to do until the deadline / next poll / an outside change
+	opObserve                // record that the spec version was seen (no other change)
+	opTransition             // a status-only write: phase/step change, run start/abort, failure
+	opNote                   // record last_error without changing phase (waiting on the operator)
+	opInspect                // BMC Inventory
+	opSetBootPXE             // BMC one-time PXE boot override
+	opPowerOn                // BMC power on (or restart when already on)
+	opSetBootDisk            // BMC next boot from disk
+	opPowerOff               // BMC graceful shutdown (force after the BMC's grace period)
+	opPollPower              // BMC power-state read for drift
+)
+
+var opNames = map[op]string{
+	opWait: "wait", opObserve: "observe", opTransition: "transition", opNote: "note",
+	opInspect: "inspect", opSetBootPXE: "set_boot_pxe", opPowerOn: "power_on",
+	opSetBootDisk: "set_boot_disk", opPowerOff: "power_off", opPollPower: "poll_power",
+}
+
+func (o op) String() string { return opNames[o] }
+
+// target is what a machine should be installed with right now: its
+// effective profile (the cluster role's, else its own), that profile's
+// version and a hash of the params that feed rendering.
+type target struct {
+	Profile    string
+	Version    uint64
+	ParamsHash string
+	// Problem explains why there is no usable target (no profile named, the
+	// profile does not exist); a run cannot start until it is fixed.
+	Problem string
+}
+
+func (t target) same(profile string, version uint64, hash string) bool {
+	return t.Problem == "" && t.Profile == profile && t.Version == version && t.ParamsHash == hash
+}
+
+func (t target) String() string { return fmt.Sprintf("%s v%d", t.Profile, t.Version) }
+
+// gate is the cluster's verdict on whether this machine may start a run now.
+type gate struct {
+	Open   bool
+	Reason string // why it is closed (shown in the cluster status)
+}
+
+// view is everything one decision looks at. It is built from a fresh read
+// of the store, so decide is a pure function and table-testable.
+type view struct {
+	M      *model.Machine
+	Target target
+	Gate   gate
+	// Wipe is the wipe profile (and its version) named by the profile the
+	// machine was provisioned with; empty when there is none.
+	Wipe        string
+	WipeVersion uint64
+	Now         time.Time
+	Timeouts    StepTimeouts
+	PollEvery   time.Duration
+}
+
+// plan is decide's answer.
+type plan struct {
+	Op     op
+	Phase  model.Phase // opTransition: new phase and step
+	Step   model.Step
+	Reason string // event message / last_error for opNote and failures
+
+	NewRun   *target // opTransition: start a run with this target (aborting any active one)
+	AbortRun bool    // opTransition: the active run's token dies
+	Deadline time.Time
+	Attempt  bool // opTransition: this is a power-cycle retry (Run.Attempts++)
+	Fail     bool // opTransition to failed: Reason becomes last_error
+
+	After time.Duration // opWait: look again after this long (0: only on a change)
+}
+
+// State table. decide implements exactly this; "→" is a status write
+// recorded as a phase_changed event with the reason, and "BMC x" is the one
+// BMC call the pass makes (a BMC failure is retried with backoff up to
+// Timeouts.Retries times, then → failed with last_error).
+//
+//	phase / step                   condition                                    does
+//	registering ("")               -                                            → inspecting
+//	inspecting                     deletion requested                           → deprovisioning/powering_off
+//	inspecting                     -                                            BMC Inventory (fills MACs when none) → available
+//	available                      deletion requested or desired off            → deprovisioning/powering_off
+//	available                      desired provisioned, target ok, gate open    new run → provisioning/setting_boot
+//	available                      desired available                            power left as is; drift poll
+//	off                            deletion requested                           → deprovisioning/powering_off
+//	off                            desired available                            → available (power left as is)
+//	off                            desired provisioned, target ok, gate open    new run → provisioning/setting_boot
+//	provisioned                    deletion requested or desired available      wipe profile ? wipe run → deprovisioning/setting_boot
+//	                                                                            : → deprovisioning/powering_off
+//	provisioned                    desired off                                  → deprovisioning/powering_off (no wipe)
+//	provisioned                    target differs from provisioned_*, gate open new run → provisioning/setting_boot
+//	provisioned                    -                                            drift poll
+//	provisioning/*  (no callback)  deletion requested or desired not provisioned run aborted (token dead) → deprovisioning/powering_off
+//	provisioning/*  (no callback)  target differs from the run's, gate open     new run (old token dead) → provisioning/setting_boot
+//	*/setting_boot                 -                                            BMC boot override Pxe once → powering_on
+//	*/powering_on                  a boot signal or the callback already seen   → waiting_pxe (never power again)
+//	*/powering_on                  -                                            BMC power On (Off) / ForceRestart (On) → waiting_pxe
+//	*/waiting_pxe                  pxe_requested or script_served seen          → booting_installer
+//	*/waiting_pxe|booting_installer kernel_fetched or templates_fetched seen    → installing
+//	*/waiting_pxe                  deadline, no boot signal, attempts < retries → setting_boot (power cycle again)
+//	*/waiting_pxe|booting_installer|installing  deadline otherwise              → failed
+//	(Callback, token ok)           provisioning, any step                       → provisioning/finishing
+//	(Callback, token ok)           deprovisioning (wipe run), any step          → deprovisioning/powering_off
+//	(Callback, status "failed")    any                                          → failed with the log tail
+//	provisioning/finishing         -                                            BMC boot override Hdd once → provisioned
+//	deprovisioning/powering_off    -                                            BMC GracefulShutdown → deleted (deletion requested)
+//	                                                                            | off (desired off) | available
+//	failed                         spec version > observed version              → registering (never inventoried) | available
+//	failed                         -                                            wait for the operator (spec change or provision action)
+//
+// "Target" is (effective profile, its version, params hash). A cluster
+// member's gate opens only when every member of the earlier roles is
+// provisioned with its current target; a member that is re-provisioned
+// (leaves phase provisioned) also needs fewer than max_unavailable members
+// of its role out and no failed member in the cluster.
+//
+// The power a phase expects, for drift: provisioned → On; off → Off;
+// available → Off when the reconciler powered it off (the machine has a
+// past run), otherwise none (registration leaves the power as it is).
+func decide(v view) plan {
+	m := v.M
+	st := m.Status
+	deleting := !m.DeletionRequested.IsZero()
+	switch st.Phase {
+	case "", model.PhaseRegistering:
+		return to(model.PhaseInspecting, model.StepNone, "reconciler took over the machine; reading its inventory")
+	case model.PhaseInspecting:
+		if deleting {
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+		}
+		return plan{Op: opInspect}
+	case model.PhaseAvailable:
+		switch {
+		case deleting:
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+		case m.State == model.StateOff:
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "desired state off")
+		case m.State == model.StateProvisioned:
+			return startRun(v, "desired state provisioned")
+		}
+		return settled(v)
+	case model.PhaseOff:
+		switch {
+		case deleting:
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+		case m.State == model.StateAvailable:
+			return to(model.PhaseAvailable, model.StepNone, "desired state available; power left as is")
+		case m.State == model.StateProvisioned:
+			return startRun(v, "desired state provisioned")
+		}
+		return settled(v)
+	case model.PhaseProvisioned:
+		switch {
+		case deleting || m.State == model.StateAvailable:
+			why := "desired state available"
+			if deleting {
+				why = "deletion requested"
+			}
+			if v.Wipe != "" {
+				p := to(model.PhaseDeprovisioning, model.StepSettingBoot, why+"; wiping with profile "+v.Wipe)
+				p.NewRun = &target{Profile: v.Wipe, Version: v.WipeVersion}
+				return p
+			}
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, why)
+		case m.State == model.StateOff:
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "desired state off")
+		}
+		if !v.Target.same(st.ProvisionedProfile, st.ProvisionedProfileVersion, st.ProvisionedParamsHash) {
+			return startRun(v, fmt.Sprintf("re-provision: installed %s v%d (params %s), wanted %s (params %s)",
+				st.ProvisionedProfile, st.ProvisionedProfileVersion, short(st.ProvisionedParamsHash), v.Target, short(v.Target.ParamsHash)))
+		}
+		return settled(v)
+	case model.PhaseProvisioning:
+		r := m.Run
+		if r == nil {
+			// Only a damaged record gets here; starting over is safe because
+			// no callback can have been accepted without a run.
+			return to(model.PhaseAvailable, model.StepNone, "provisioning without a run record; starting over")
+		}
+		if r.CallbackAt.IsZero() {
+			if deleting || m.State != model.StateProvisioned {
+				why := "desired state " + string(m.State)
+				if deleting {
+					why = "deletion requested"
+				}
+				p := to(model.PhaseDeprovisioning, model.StepPoweringOff, why+"; run "+r.ID+" aborted")
+				p.AbortRun = true
+				return p
+			}
+			if v.Target.Problem == "" && !v.Target.same(r.Profile, r.ProfileVersion, r.ParamsHash) {
+				return startRun(v, fmt.Sprintf("target changed during run %s: %s v%d → %s", r.ID, r.Profile, r.ProfileVersion, v.Target))
+			}
+		}
+		return runStep(v)
+	case model.PhaseDeprovisioning:
+		if st.Step == model.StepPoweringOff {
+			return plan{Op: opPowerOff}
+		}
+		if m.Run == nil {
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "wipe run record missing; powering off")
+		}
+		return runStep(v)
+	case model.PhaseFailed:
+		if m.Version > st.ObservedVersion {
+			why := fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version)
+			if st.Inventory == nil {
+				return to(model.PhaseRegistering, model.StepNone, why)
+			}
+			return to(model.PhaseAvailable, model.StepNone, why)
+		}
+		return plan{Op: opWait}
+	}
+	return fail(fmt.Sprintf("unknown phase %q", st.Phase))
+}
+
+// runStep advances an active run (provisioning, or a wipe run while
+// deprovisioning) by one step.
+func runStep(v view) plan {
+	m, r, t := v.M, v.M.Run, v.Timeouts
+	step := m.Status.Step
+	switch step {
+	case model.StepSettingBoot:
+		return plan{Op: opSetBootPXE}
+	case model.StepPoweringOn:
+		if bootSignalSeen(r) || !r.CallbackAt.IsZero() {
+			p := to(m.Status.Phase, model.StepWaitingPXE, "boot signal already seen; not powering again")
+			p.Deadline = v.Now.Add(t.WaitPXE)
+			return p
+		}
+		return plan{Op: opPowerOn}
+	case model.StepWaitingPXE, model.StepBootingInstaller, model.StepInstalling:
+		if far := furthestStep(r); stepRank[far] > stepRank[step] {
+			p := to(m.Status.Phase, far, "boot signal "+string(signalFor(r, far)))
+			p.Deadline = v.Now.Add(t.waitFor(far))
+			return p
+		}
+		if r.StepDeadline.IsZero() {
+			// A crash between entering the step and recording its deadline.
+			p := to(m.Status.Phase, step, "deadline restored")
+			p.Deadline = v.Now.Add(t.waitFor(step))
+			return p
+		}
+		if v.Now.Before(r.StepDeadline) {
+			return plan{Op: opWait, After: r.StepDeadline.Sub(v.Now)}
+		}
+		if step == model.StepWaitingPXE && !bootSignalSeen(r) && r.Attempts < t.Retries {
+			p := to(m.Status.Phase, model.StepSettingBoot, fmt.Sprintf(
+				"no PXE request within %s of power-on; power-cycling again (retry %d of %d)", t.WaitPXE, r.Attempts+1, t.Retries))
+			p.Attempt = true
+			return p
+		}
+		return fail(timeoutMessage(step, r, t))
+	case model.StepFinishing:
+		return plan{Op: opSetBootDisk}
+	case model.StepNone:
+		return to(m.Status.Phase, model.StepSettingBoot, "run "+r.ID+" resumed at its first step")
+	}
+	return fail(fmt.Sprintf("unknown step %q in phase %s", step, m.Status.Phase))
+}
+
+func timeoutMessage(step model.Step, r *model.Run, t StepTimeouts) string {
+	switch step {
+	case model.StepWaitingPXE:
+		if bootSignalSeen(r) {
+			return fmt.Sprintf("run %s: the machine asked for its boot script but made no further progress within %s", r.ID, t.WaitPXE)
+		}
+		return fmt.Sprintf("run %s: no PXE request from the machine within %s after each of %d power-ons; check that network boot is enabled and that DHCP (or ProxyDHCP) points it at this agent",
+			r.ID, t.WaitPXE, r.Attempts+1)
+	case model.StepBootingInstaller:
+		return fmt.Sprintf("run %s: the machine got its boot script but did not fetch the installer kernel or templates within %s; check the profile's kernel URL and the boot URL", r.ID, t.BootInstaller)
+	default:
+		return fmt.Sprintf("run %s: the installer did not call back within %s; check the installer's console and that it can reach the boot URL", r.ID, t.Install)
+	}
+}
+
+// startRun begins a new run toward v.Target when it is usable and the
+// cluster lets this machine go; otherwise it waits, telling why.
+func startRun(v view, why string) plan {
+	switch {
+	case v.Target.Problem != "":
+		return plan{Op: opNote, Reason: "cannot provision: " + v.Target.Problem}
+	case len(v.M.MACs) == 0:
+		return plan{Op: opNote, Reason: "cannot provision: the machine has no MAC address (none given and the BMC inventory listed no NIC); set macs"}
+	case !v.Gate.Open:
+		return plan{Op: opWait}
+	}
+	p := to(model.PhaseProvisioning, model.StepSettingBoot, why)
+	t := v.Target
+	p.NewRun = &t
+	return p
+}
+
+// settled handles a machine at rest: acknowledge spec versions, poll power.
+func settled(v view) plan {
+	m := v.M
+	if m.Version > m.Status.ObservedVersion || m.Status.LastError != "" {
+		return plan{Op: opObserve}
+	}
+	if v.PollEvery <= 0 {
+		return plan{Op: opWait}
+	}
+	due := m.Status.PowerCheckedAt.Add(v.PollEvery)
+	if !v.Now.Before(due) {
+		return plan{Op: opPollPower}
+	}
+	return plan{Op: opWait, After: due.Sub(v.Now)}
+}
+
+// expectedPower is the power state the machine's phase implies ("" = any).
+func expectedPower(m *model.Machine) string {
+	switch m.Status.Phase {
+	case model.PhaseProvisioned:
+		return model.PowerOn
+	case model.PhaseOff:
+		return model.PowerOff
+	case model.PhaseAvailable:
+		if m.Run != nil {
+			return model.PowerOff
+		}
+	}
+	return ""
+}
+
+func to(ph model.Phase, s model.Step, why string) plan {
+	return plan{Op: opTransition, Phase: ph, Step: s, Reason: why}
+}
+
+func fail(msg string) plan {
+	return plan{Op: opTransition, Phase: model.PhaseFailed, Step: model.StepNone, Reason: msg, Fail: true}
+}
+
+var stepRank = map[model.Step]int{
+	model.StepWaitingPXE:       1,
+	model.StepBootingInstaller: 2,
+	model.StepInstalling:       3,
+}
+
+// furthestStep is the waiting step the run's boot signals have reached.
+func furthestStep(r *model.Run) model.Step {
+	if r == nil {
+		return model.StepWaitingPXE
+	}
+	if _, ok := r.Signals[model.SignalKernelFetched]; ok {
+		return model.StepInstalling
+	}
+	if _, ok := r.Signals[model.SignalTemplatesFetched]; ok {
+		return model.StepInstalling
+	}
+	if bootSignalSeen(r) {
+		return model.StepBootingInstaller
+	}
+	return model.StepWaitingPXE
+}
+
+func signalFor(r *model.Run, s model.Step) model.Signal {
+	order := []model.Signal{model.SignalTemplatesFetched, model.SignalKernelFetched, model.SignalScriptServed, model.SignalPXERequested}
+	if s == model.StepBootingInstaller {
+		order = order[2:]
+	}
+	for _, sig := range order {
+		if _, ok := r.Signals[sig]; ok {
+			return sig
+		}
+	}
+	return ""
+}
+
+// bootSignalSeen reports whether the machine showed any sign of booting
+// during this run; after that a power cycle could interrupt an install.
+func bootSignalSeen(r *model.Run) bool {
+	return r != nil && len(r.Signals) > 0
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	if h == "" {
+		return "-"
+	}
+	return h
+}

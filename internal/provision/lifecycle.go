@@ -1,0 +1,396 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// Machine actions (the api package's Action* values).
+const (
+	ActionPowerOn     = "power_on"
+	ActionPowerOff    = "power_off"
+	ActionReset       = "reset"
+	ActionProvision   = "provision"
+	ActionDeprovision = "deprovision"
+)
+
+const (
+	// unknownMACEvery bounds unknown_mac events to one per MAC per period,
+	// and unknownMACMax the MACs remembered, so a flood of made-up MACs
+	// cannot flood the event log.
+	unknownMACEvery = 10 * time.Minute
+	unknownMACMax   = 1024
+	// maxLogTail bounds the installer log kept in last_error.
+	maxLogTail   = 1024
+	maxAddresses = 16
+)
+
+// bootSignals are the observations that move a run forward; only these are
+// kept on the run (others are just events).
+var bootSignals = map[model.Signal]bool{
+	model.SignalPXERequested: true, model.SignalScriptServed: true,
+	model.SignalKernelFetched: true, model.SignalTemplatesFetched: true,
+}
+
+// Signal records a boot-chain observation (boot.Lifecycle). A boot signal
+// of the machine's active run is kept on the run, where the next reconcile
+// pass reads it; every signal is an event. It does one small store write.
+func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signal, data map[string]string) {
+	data = cleanData(data)
+	if machine == "" {
+		r.unknownSignal(ctx, sig, data)
+		return
+	}
+	if bootSignals[sig] {
+		now := r.cfg.Now()
+		_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
+			run := m.Run
+			if run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
+				return false, errStale
+			}
+			if _, seen := run.Signals[sig]; seen {
+				return false, errStale
+			}
+			if run.Signals == nil {
+				run.Signals = map[model.Signal]time.Time{}
+			}
+			run.Signals[sig] = now
+			return false, nil
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
+			r.log.Error("recording boot signal failed", "machine", machine, "signal", sig, "err", err)
+		}
+	}
+	r.appendEvent(ctx, model.Event{Machine: machine, Type: string(sig), Data: data})
+	r.q.add(machine)
+}
+
+func (r *Reconciler) unknownSignal(ctx context.Context, sig model.Signal, data map[string]string) {
+	key := string(sig) + " " + data["mac"]
+	now := time.Now()
+	r.mu.Lock()
+	last, seen := r.unknownMACs[key]
+	record := !seen || now.Sub(last) >= unknownMACEvery
+	if record {
+		if len(r.unknownMACs) >= unknownMACMax {
+			for k, t := range r.unknownMACs {
+				if now.Sub(t) >= unknownMACEvery {
+					delete(r.unknownMACs, k)
+				}
+			}
+		}
+		if len(r.unknownMACs) < unknownMACMax {
+			r.unknownMACs[key] = now
+		} else {
+			record = false
+		}
+	}
+	r.mu.Unlock()
+	if record {
+		r.appendEvent(ctx, model.Event{Type: string(sig), Data: data,
+			Message: "boot request from a MAC no machine lists (recorded once per " + unknownMACEvery.String() + ")"})
+	}
+}
+
+// cleanData copies signal data, dropping anything that looks like a
+// credential so it can never reach the event log.
+func cleanData(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "token") || strings.Contains(lk, "password") || strings.Contains(lk, "secret") {
+			continue
+		}
+		out[k] = truncate(v, 256)
+	}
+	return out
+}
+
+// Callback consumes the active run's one-time token (boot.Lifecycle). The
+// token check and its consumption happen in one store transaction, so two
+// concurrent callbacks cannot both succeed. A callback completes the run
+// at whatever step it is in: boot signals may have been lost, the callback
+// is what counts.
+func (r *Reconciler) Callback(ctx context.Context, machine, token string, report model.CallbackReport) error {
+	now := r.cfg.Now()
+	var before *model.Machine
+	var reject string
+	out, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
+		if reject = tokenProblem(m, token); reject != "" {
+			return false, errRejected
+		}
+		b := *m
+		run := *m.Run
+		b.Run = &run
+		before = &b
+		m.Run.TokenUsed = true
+		m.Run.CallbackAt = now
+		m.Status.Addresses = cleanAddresses(report.Addresses)
+		if strings.EqualFold(report.Status, "failed") {
+			setPhase(m, model.PhaseFailed, model.StepNone, now)
+			m.Status.LastError = fmt.Sprintf("installer reported failure (run %s, profile %s)", m.Run.ID, m.Run.Profile)
+			if tail := cleanLogTail(report.LogTail); tail != "" {
+				m.Status.LastError += ": " + tail
+			}
+			return false, nil
+		}
+		m.Status.LastError = ""
+		if m.Status.Phase == model.PhaseDeprovisioning {
+			setPhase(m, model.PhaseDeprovisioning, model.StepPoweringOff, now)
+		} else {
+			setPhase(m, model.PhaseProvisioning, model.StepFinishing, now)
+		}
+		return false, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.met.callbacks.WithLabelValues("rejected").Inc()
+		return fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
+	case errors.Is(err, errRejected):
+		r.met.callbacks.WithLabelValues("rejected").Inc()
+		r.appendEvent(ctx, model.Event{Machine: machine, Type: string(model.SignalCallbackRejected), Message: "callback refused: " + reject})
+		r.log.Warn("installer callback refused", "machine", machine, "reason", reject)
+		return fmt.Errorf("%w: %s", model.ErrTokenRejected, reject)
+	case err != nil:
+		return fmt.Errorf("recording the callback of machine %s: %w", machine, err)
+	}
+	result := "accepted"
+	if out.Status.Phase == model.PhaseFailed {
+		result = "failed_install"
+	}
+	r.met.callbacks.WithLabelValues(result).Inc()
+	data := map[string]string{"run": out.Run.ID, "status": orDash(report.Status), "addresses": strings.Join(out.Status.Addresses, ",")}
+	if report.Hostname != "" {
+		data["hostname"] = truncate(report.Hostname, 253)
+	}
+	r.appendEvent(ctx, model.Event{Machine: machine, Type: string(model.SignalCallbackReceived), Phase: out.Status.Phase, Step: out.Status.Step,
+		Message: "installer called back", Data: data})
+	why := "installer called back; run " + out.Run.ID + " complete"
+	if result != "accepted" {
+		why = out.Status.LastError
+	}
+	r.appendEvent(ctx, model.Event{Machine: machine, Type: model.EventPhaseChanged, Phase: out.Status.Phase, Step: out.Status.Step,
+		Message: why, Data: phaseEvent(before, "", "", "").Data})
+	r.q.add(machine)
+	return nil
+}
+
+var errRejected = errors.New("callback rejected")
+
+// tokenProblem says why token does not authorise a callback now ("" = it
+// does). The comparison is constant-time over fixed-length digests, so
+// neither the content nor the length of the real token leaks.
+func tokenProblem(m *model.Machine, token string) string {
+	switch {
+	case token == "":
+		return "no token presented"
+	case m.Run == nil || m.Run.Token == "":
+		return "the machine has no provisioning run"
+	}
+	a, b := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(m.Run.Token))
+	switch {
+	case subtle.ConstantTimeCompare(a[:], b[:]) != 1:
+		return "token does not belong to the machine's current run"
+	case m.Run.TokenUsed:
+		return "token already used or its run was aborted (replay)"
+	case m.Status.Phase != model.PhaseProvisioning && m.Status.Phase != model.PhaseDeprovisioning:
+		return "the machine is not provisioning"
+	}
+	return ""
+}
+
+func cleanAddresses(in []string) []string {
+	var out []string
+	for _, a := range in {
+		a = strings.TrimSpace(a)
+		if net.ParseIP(a) == nil {
+			if p, _, err := net.ParseCIDR(a); err != nil || p == nil {
+				continue
+			}
+		}
+		out = append(out, a)
+		if len(out) == maxAddresses {
+			break
+		}
+	}
+	return out
+}
+
+// cleanLogTail keeps the end of an installer log (the part that says what
+// went wrong), printable and bounded.
+func cleanLogTail(s string) string {
+	s = strings.Map(func(c rune) rune {
+		switch {
+		case c == '\n' || c == '\t':
+			return ' '
+		case !unicode.IsPrint(c):
+			return -1
+		}
+		return c
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) > maxLogTail {
+		s = "…" + s[len(s)-maxLogTail:]
+	}
+	return s
+}
+
+// MachineAction carries out an operator action (api.Actions). Power
+// actions are direct BMC calls, serialised with the machine's reconcile
+// and refused while a run or power-off is in progress. provision starts a
+// fresh run now (bypassing the cluster gate: the operator asked);
+// deprovision sets the desired state to available.
+func (r *Reconciler) MachineAction(ctx context.Context, name, action string) error {
+	switch action {
+	case ActionPowerOn, ActionPowerOff, ActionReset:
+		return r.powerAction(ctx, name, action)
+	case ActionProvision:
+		return r.provisionNow(ctx, name)
+	case ActionDeprovision:
+		m, err := r.st.UpdateMachine(ctx, name, func(m *model.Machine) (bool, error) {
+			if m.State == model.StateAvailable {
+				return false, nil
+			}
+			m.State = model.StateAvailable
+			return true, nil
+		})
+		if err != nil {
+			return fmt.Errorf("machine %s: %w", name, err)
+		}
+		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventSpecChanged, Phase: m.Status.Phase, Step: m.Status.Step,
+			Message: "deprovision action: desired state available"})
+		r.q.add(name)
+		return nil
+	}
+	return fmt.Errorf("unknown machine action %q (want %s, %s, %s, %s or %s)", action,
+		ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision)
+}
+
+func (r *Reconciler) powerAction(ctx context.Context, name, action string) error {
+	l := r.machineLock(name)
+	l.Lock()
+	defer l.Unlock()
+	m, err := r.st.GetMachine(ctx, name)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", name, err)
+	}
+	switch {
+	case !m.DeletionRequested.IsZero():
+		return fmt.Errorf("machine %s is being deleted: %w", name, store.ErrConflict)
+	case m.Status.Phase == model.PhaseProvisioning || m.Status.Phase == model.PhaseDeprovisioning:
+		return fmt.Errorf("machine %s is %s: a power action now would break it; wait, or deprovision it first: %w",
+			name, phaseString(m), store.ErrConflict)
+	}
+	pa, want, timeout := bmc.PowerOn, model.PowerOn, r.cfg.Timeouts.PowerOn
+	switch action {
+	case ActionPowerOff:
+		pa, want, timeout = bmc.PowerGracefulShutdown, model.PowerOff, r.cfg.Timeouts.PowerOff
+	case ActionReset:
+		pa = bmc.PowerForceRestart
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	err = r.bmc.Power(cctx, m.BMC, pa)
+	cancel()
+	if err != nil {
+		msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " during operator action " + action
+		r.met.bmcErrors.WithLabelValues("action_" + action).Inc()
+		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventError, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg})
+		return errors.New(msg)
+	}
+	now := r.cfg.Now()
+	out, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
+		x.Status.PowerState = want
+		x.Status.PowerCheckedAt = now
+		exp := expectedPower(x)
+		x.Status.PowerDrift = exp != "" && exp != want
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("machine %s: power %s done, recording it failed: %w", name, pa, err)
+	}
+	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerAction, Phase: out.Status.Phase, Step: out.Status.Step,
+		Message: "operator action " + action + ": power " + string(pa), Data: map[string]string{"action": string(pa), "operator": "true"}})
+	if out.Status.PowerDrift != m.Status.PowerDrift {
+		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerDrift, Phase: out.Status.Phase,
+			Message: fmt.Sprintf("power is %s after operator action %s, phase %s expects %s", want, action, out.Status.Phase, orDash(expectedPower(out))),
+			Data:    map[string]string{"observed": want, "expected": expectedPower(out), "drift": fmt.Sprint(out.Status.PowerDrift)}})
+	}
+	return nil
+}
+
+func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
+	l := r.machineLock(name)
+	l.Lock()
+	defer l.Unlock()
+	m, err := r.st.GetMachine(ctx, name)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", name, err)
+	}
+	if !m.DeletionRequested.IsZero() {
+		return fmt.Errorf("machine %s is being deleted: %w", name, store.ErrConflict)
+	}
+	c, err := r.clusterOfMachine(ctx, m)
+	if err != nil {
+		return err
+	}
+	t, err := r.targetFor(ctx, m, c, profileCache{})
+	if err != nil {
+		return err
+	}
+	if t.Problem != "" {
+		return fmt.Errorf("machine %s cannot be provisioned: %s", name, t.Problem)
+	}
+	if len(m.MACs) == 0 {
+		return fmt.Errorf("machine %s cannot be provisioned: it has no MAC address yet (set macs, or wait for its inventory)", name)
+	}
+	now := r.cfg.Now()
+	run, err := newRun(t, now)
+	if err != nil {
+		return err
+	}
+	p := to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
+	out, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
+		spec := x.State != model.StateProvisioned
+		x.State = model.StateProvisioned
+		if x.Run != nil {
+			x.Run.TokenUsed = true
+		}
+		x.Run = run
+		setPhase(x, p.Phase, p.Step, now)
+		x.Status.LastError = ""
+		if !spec {
+			// The operator's retry acknowledges whatever spec is stored now.
+			x.Status.ObservedVersion = x.Version
+		} else {
+			x.Status.ObservedVersion = x.Version + 1
+		}
+		return spec, nil
+	})
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", name, err)
+	}
+	r.met.runs.Inc()
+	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPhaseChanged, Phase: p.Phase, Step: p.Step, Message: p.Reason, Data: phaseEvent(m, "", "", "").Data})
+	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventRunStarted, Phase: p.Phase, Step: p.Step,
+		Message: fmt.Sprintf("run %s with profile %s v%d", out.Run.ID, out.Run.Profile, out.Run.ProfileVersion),
+		Data:    map[string]string{"run": out.Run.ID, "profile": out.Run.Profile, "profile_version": fmt.Sprint(out.Run.ProfileVersion), "operator": "true"}})
+	r.q.add(name)
+	return nil
+}

@@ -1,0 +1,654 @@
+package provision
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// errStale aborts a status write whose decision was made on a machine that
+// has moved on (a callback, a signal-driven step, an operator action).
+var errStale = errors.New("machine changed since it was read")
+
+// semRetry is how soon a machine waiting for a max-active slot looks again.
+const semRetry = 250 * time.Millisecond
+
+func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
+	l := r.machineLock(name)
+	l.Lock()
+	defer l.Unlock()
+
+	m, err := r.st.GetMachine(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		r.forget(name)
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("reading machine failed", "machine", name, "err", err)
+			r.q.addAfter(name, r.cfg.RetryBase)
+		}
+		return
+	}
+	r.mu.Lock()
+	r.clusterOf[name] = m.Cluster
+	wait := r.notBefore[name].Sub(r.cfg.Now())
+	r.mu.Unlock()
+	if wait > 0 {
+		r.q.addAfter(name, wait)
+		return
+	}
+
+	v, err := r.view(ctx, m)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("reading machine context failed", "machine", name, "err", err)
+			r.q.addAfter(name, r.cfg.RetryBase)
+		}
+		return
+	}
+	p := decide(v)
+	if m.Cluster != "" && (p.Op == opTransition || p.Op == opSetBootDisk) {
+		// Run starts and completions of cluster members are ordered by the
+		// cluster lock, and decided again under it on a fresh read, so the
+		// role order and the rollout bound hold even with many workers (and
+		// the events show it: a member's completion event is written before
+		// the next member can see it completed).
+		cl := r.clusterLock(m.Cluster)
+		cl.Lock()
+		defer cl.Unlock()
+		if m, err = r.st.GetMachine(ctx, name); err != nil {
+			r.q.add(name)
+			return
+		}
+		if v, err = r.view(ctx, m); err != nil {
+			r.q.addAfter(name, r.cfg.RetryBase)
+			return
+		}
+		p = decide(v)
+	}
+	r.execute(ctx, v, p)
+}
+
+// view gathers what decide needs: the effective target, the cluster gate
+// and the wipe profile.
+func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
+	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, PollEvery: r.cfg.PowerPollInterval, Gate: gate{Open: true}}
+	c, err := r.clusterOfMachine(ctx, m)
+	if err != nil {
+		return v, err
+	}
+	pc := profileCache{}
+	if v.Target, err = r.targetFor(ctx, m, c, pc); err != nil {
+		return v, err
+	}
+	if c != nil && m.State == model.StateProvisioned {
+		if v.Gate, err = r.gateFor(ctx, m, c, pc); err != nil {
+			return v, err
+		}
+	}
+	if m.Status.Phase == model.PhaseProvisioned && m.Status.ProvisionedProfile != "" {
+		p, err := pc.get(ctx, r.st, m.Status.ProvisionedProfile)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return v, err
+		}
+		if p != nil && p.WipeProfile != "" {
+			w, err := pc.get(ctx, r.st, p.WipeProfile)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				v.Target.Problem = fmt.Sprintf("wipe profile %q named by boot profile %q does not exist", p.WipeProfile, p.Name)
+				v.Wipe = p.WipeProfile
+			case err != nil:
+				return v, err
+			default:
+				v.Wipe, v.WipeVersion = w.Name, w.Version
+			}
+		}
+	}
+	return v, nil
+}
+
+func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
+	m := v.M
+	// A missing wipe profile blocks deprovisioning rather than silently
+	// skipping a wipe the operator asked for.
+	if p.NewRun != nil && p.Phase == model.PhaseDeprovisioning && p.NewRun.Version == 0 && v.Target.Problem != "" {
+		p = plan{Op: opNote, Reason: "cannot deprovision: " + v.Target.Problem}
+	}
+	switch p.Op {
+	case opWait:
+		if p.After > 0 {
+			r.q.addAfter(m.Name, p.After)
+		}
+	case opObserve:
+		r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = "" })
+	case opNote:
+		if m.Status.LastError != p.Reason {
+			r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = p.Reason },
+				model.Event{Type: model.EventError, Message: p.Reason})
+		}
+	case opTransition:
+		r.transition(ctx, m, p)
+	case opInspect:
+		r.inspect(ctx, m)
+	case opSetBootPXE:
+		r.setBoot(ctx, m, bmc.BootPXE)
+	case opSetBootDisk:
+		r.setBoot(ctx, m, bmc.BootDisk)
+	case opPowerOn:
+		r.powerOn(ctx, m)
+	case opPowerOff:
+		r.powerOff(ctx, m)
+	case opPollPower:
+		r.pollPower(ctx, m)
+	}
+}
+
+// transition writes a status-only change: phase/step, run start or abort,
+// deadline, failure. It is also how a plan's reasons become events.
+func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
+	now := r.cfg.Now()
+	var run *model.Run
+	if p.NewRun != nil {
+		var err error
+		if run, err = newRun(*p.NewRun, now); err != nil {
+			r.log.Error("cannot start a run", "machine", m.Name, "err", err)
+			r.q.addAfter(m.Name, r.cfg.RetryBase)
+			return
+		}
+	}
+	evs := []model.Event{phaseEvent(m, p.Phase, p.Step, p.Reason)}
+	if run != nil {
+		evs = append(evs, model.Event{Type: model.EventRunStarted, Phase: p.Phase, Step: p.Step,
+			Message: fmt.Sprintf("run %s with profile %s v%d", run.ID, run.Profile, run.ProfileVersion),
+			Data:    map[string]string{"run": run.ID, "profile": run.Profile, "profile_version": fmt.Sprint(run.ProfileVersion)}})
+	}
+	if p.Fail {
+		evs = append(evs, model.Event{Type: model.EventError, Phase: p.Phase, Message: p.Reason})
+	}
+	_, ok := r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, p.Phase, p.Step, now)
+		x.Status.LastError = ""
+		if p.Fail {
+			x.Status.LastError = p.Reason
+		}
+		if (p.AbortRun || run != nil || p.Fail) && x.Run != nil {
+			// The old token dies with its run: the boot edge stops serving
+			// the installer and a late callback is refused.
+			x.Run.TokenUsed = true
+		}
+		if run != nil {
+			x.Run = run
+		}
+		if x.Run != nil {
+			if p.Attempt {
+				x.Run.Attempts++
+			}
+			if !p.Deadline.IsZero() {
+				x.Run.StepDeadline = p.Deadline
+			}
+		}
+	}, evs...)
+	if ok {
+		r.met.transitions.WithLabelValues(string(p.Phase), string(p.Step)).Inc()
+		if run != nil {
+			r.met.runs.Inc()
+		}
+		r.log.Info("machine transition", "machine", m.Name, "phase", p.Phase, "step", p.Step, "reason", p.Reason)
+	}
+}
+
+func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
+	var inv *model.Inventory
+	if !r.bmcStep(ctx, m, "reading the inventory", r.cfg.Timeouts.Inspect, false, func(ctx context.Context) (err error) {
+		inv, err = r.bmc.Inventory(ctx, m.BMC)
+		return err
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	if inv.CollectedAt.IsZero() {
+		inv.CollectedAt = now
+	}
+	macs := m.MACs
+	if len(macs) == 0 {
+		macs = inventoryMACs(inv)
+	}
+	why := fmt.Sprintf("inventory read: %d NICs, %d disks, power %s", len(inv.NICs), len(inv.Disks), orDash(inv.PowerState))
+	apply := func(withMACs bool) func(x *model.Machine) {
+		return func(x *model.Machine) {
+			x.Status.Inventory = inv
+			if inv.PowerState != "" {
+				x.Status.PowerState = inv.PowerState
+				x.Status.PowerCheckedAt = now
+			}
+			if withMACs && len(x.MACs) == 0 {
+				// Discovered, not asked for: a status write, so the operator's
+				// spec version does not move under a pending update.
+				x.MACs = macs
+			}
+			setPhase(x, model.PhaseAvailable, model.StepNone, now)
+			x.Status.LastError = ""
+		}
+	}
+	if _, err := r.commitErr(ctx, m, apply(true), phaseEvent(m, model.PhaseAvailable, model.StepNone, why)); errors.Is(err, store.ErrMACInUse) {
+		// Another machine claims a discovered MAC: keep the inventory and
+		// say so; provisioning waits for macs to be set explicitly.
+		r.commit(ctx, m, apply(false), phaseEvent(m, model.PhaseAvailable, model.StepNone,
+			why+"; discovered MACs "+strings.Join(macs, ", ")+" are claimed by another machine, set macs explicitly"))
+	}
+}
+
+func inventoryMACs(inv *model.Inventory) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range inv.NICs {
+		mac, err := model.NormalizeMAC(n.MAC)
+		if err != nil || seen[mac] {
+			continue
+		}
+		seen[mac] = true
+		out = append(out, mac)
+	}
+	return out
+}
+
+func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTarget) {
+	what, timeout := "setting the boot override to network (PXE)", r.cfg.Timeouts.SetBoot
+	if t == bmc.BootDisk {
+		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
+	}
+	if !r.bmcStep(ctx, m, what, timeout, true, func(ctx context.Context) error {
+		return r.bmc.SetBootOverride(ctx, m.BMC, t, false)
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	ov := model.Event{Type: model.EventBootOverride, Message: "next boot: " + string(t) + " (once)",
+		Data: map[string]string{"target": string(t), "persistent": "false", "run": m.Run.ID}}
+	if t == bmc.BootPXE {
+		r.commit(ctx, m, func(x *model.Machine) {
+			setPhase(x, x.Status.Phase, model.StepPoweringOn, now)
+			x.Status.LastError = ""
+		}, ov, phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE"))
+		return
+	}
+	run := m.Run
+	if _, ok := r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, model.PhaseProvisioned, model.StepNone, now)
+		x.Status.LastError = ""
+		x.Status.ProvisionedProfile = run.Profile
+		x.Status.ProvisionedProfileVersion = run.ProfileVersion
+		x.Status.ProvisionedParamsHash = run.ParamsHash
+		x.Status.ProvisionedAt = now
+		x.Status.PowerState = model.PowerOn
+		x.Status.PowerCheckedAt = now
+		x.Status.PowerDrift = false
+	}, ov, phaseEvent(m, model.PhaseProvisioned, model.StepNone,
+		fmt.Sprintf("installed with %s v%d (run %s)", run.Profile, run.ProfileVersion, run.ID))); ok {
+		r.met.transitions.WithLabelValues(string(model.PhaseProvisioned), "").Inc()
+	}
+}
+
+func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
+	var action bmc.PowerAction
+	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
+		// A fresh read just before the only irreversible action: a signal
+		// or callback that arrived since the pass began (say, from a power-on
+		// an earlier agent issued before it crashed) means the machine is
+		// already booting and must not be cycled.
+		cur, err := r.st.GetMachine(ctx, m.Name)
+		if err != nil {
+			return err
+		}
+		if !samePlace(cur, m) || bootSignalSeen(cur.Run) || !cur.Run.CallbackAt.IsZero() {
+			return errStale
+		}
+		ps, err := r.bmc.PowerState(ctx, m.BMC)
+		if err != nil {
+			return err
+		}
+		action = bmc.PowerOn
+		if ps == model.PowerOn {
+			action = bmc.PowerForceRestart
+		}
+		return r.bmc.Power(ctx, m.BMC, action)
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
+		x.Status.LastError = ""
+		x.Status.PowerState = model.PowerOn
+		x.Status.PowerCheckedAt = now
+		x.Run.PowerOns++
+		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
+	}, model.Event{Type: model.EventPowerAction, Message: "power " + string(action) + " to boot from the network",
+		Data: map[string]string{"action": string(action), "run": m.Run.ID}},
+		phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "powered "+string(action)+"; waiting for the PXE request"))
+}
+
+func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
+	if !r.bmcStep(ctx, m, "powering off", r.cfg.Timeouts.PowerOff, true, func(ctx context.Context) error {
+		return r.bmc.Power(ctx, m.BMC, bmc.PowerGracefulShutdown)
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	pe := model.Event{Type: model.EventPowerAction, Message: "power GracefulShutdown (forced off if it does not stop in time)",
+		Data: map[string]string{"action": string(bmc.PowerGracefulShutdown)}}
+	if !m.DeletionRequested.IsZero() {
+		err := r.st.DeleteMachine(ctx, m.Name, func(x *model.Machine) error {
+			if x.DeletionRequested.IsZero() {
+				return errStale
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			r.log.Error("deleting machine after power-off failed", "machine", m.Name, "err", err)
+			r.q.addAfter(m.Name, r.cfg.RetryBase)
+			return
+		}
+		r.appendEvent(ctx, model.Event{Type: model.EventPhaseChanged,
+			Message: fmt.Sprintf("machine %s powered off and deleted", m.Name), Data: map[string]string{"machine": m.Name}})
+		r.log.Info("machine deleted", "machine", m.Name)
+		r.forget(m.Name)
+		return
+	}
+	next, why := model.PhaseAvailable, "powered off; available"
+	if m.State == model.StateOff {
+		next, why = model.PhaseOff, "powered off"
+	}
+	r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, next, model.StepNone, now)
+		x.Status.LastError = ""
+		x.Status.PowerState = model.PowerOff
+		x.Status.PowerCheckedAt = now
+		x.Status.PowerDrift = false
+		if x.Run != nil {
+			x.Run.TokenUsed = true
+		}
+	}, pe, phaseEvent(m, next, model.StepNone, why))
+}
+
+func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
+	if wait := r.poll.reserve(time.Now()); wait > 0 {
+		r.q.addAfter(m.Name, wait)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	ps, err := r.bmc.PowerState(cctx, m.BMC)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		// A failed drift poll is not a machine failure: log it and look
+		// again at the next interval.
+		r.met.bmcErrors.WithLabelValues(opPollPower.String()).Inc()
+		r.log.Warn("power-state poll failed", "machine", m.Name, "err", err)
+		r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
+		return
+	}
+	now := r.cfg.Now()
+	exp := expectedPower(m)
+	drift := exp != "" && ps != exp
+	var evs []model.Event
+	if drift != m.Status.PowerDrift {
+		msg := fmt.Sprintf("power is %s, phase %s expects %s", ps, m.Status.Phase, exp)
+		if !drift {
+			msg = fmt.Sprintf("power is %s again, as phase %s expects", ps, m.Status.Phase)
+		}
+		evs = append(evs, model.Event{Type: model.EventPowerDrift, Message: msg,
+			Data: map[string]string{"observed": ps, "expected": exp, "drift": fmt.Sprint(drift)}})
+	}
+	r.commit(ctx, m, func(x *model.Machine) {
+		x.Status.PowerState = ps
+		x.Status.PowerCheckedAt = now
+		x.Status.PowerDrift = drift
+	}, evs...)
+	r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
+}
+
+// bmcStep runs one BMC call for the machine's current step, under the
+// max-active limit when active is set. On failure it records the error,
+// backs off and eventually fails the machine; it reports success.
+func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string, timeout time.Duration, active bool, call func(context.Context) error) bool {
+	if active {
+		select {
+		case r.sem <- struct{}{}:
+			r.met.activeSteps.Inc()
+			defer func() {
+				<-r.sem
+				r.met.activeSteps.Dec()
+			}()
+		default:
+			r.q.addAfter(m.Name, semRetry+rand.N(semRetry))
+			return false
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	err := call(cctx)
+	cancel()
+	if err == nil {
+		r.mu.Lock()
+		delete(r.failures, m.Name)
+		delete(r.notBefore, m.Name)
+		r.mu.Unlock()
+		return true
+	}
+	if ctx.Err() != nil {
+		return false // shutting down: the step is redone by the next agent
+	}
+	if errors.Is(err, errStale) {
+		r.q.add(m.Name)
+		return false
+	}
+	r.stepFailed(ctx, m, what, timeout, err)
+	return false
+}
+
+func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what string, timeout time.Duration, err error) {
+	r.met.bmcErrors.WithLabelValues(string(m.Status.Step) + what).Inc()
+	key := fmt.Sprintf("%s/%s/%s", m.Status.Phase, m.Status.Step, runID(m))
+	r.mu.Lock()
+	f := r.failures[m.Name]
+	if f.key != key {
+		f = failure{key: key}
+	}
+	f.n++
+	r.failures[m.Name] = f
+	r.mu.Unlock()
+
+	msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " while " + what
+	retries := r.cfg.Timeouts.Retries
+	if f.n > retries {
+		r.mu.Lock()
+		delete(r.failures, m.Name)
+		r.mu.Unlock()
+		full := fmt.Sprintf("%s; retried %d times", msg, retries)
+		r.log.Warn("BMC step failed for good", "machine", m.Name, "err", full)
+		r.transition(ctx, m, fail(full))
+		return
+	}
+	d := backoff(r.cfg.RetryBase, r.cfg.RetryMax, f.n)
+	now := r.cfg.Now()
+	r.mu.Lock()
+	r.notBefore[m.Name] = now.Add(d)
+	r.mu.Unlock()
+	retryMsg := fmt.Sprintf("%s; retry %d of %d in %s", msg, f.n, retries, d.Round(time.Millisecond))
+	r.log.Warn("BMC step failed; retrying", "machine", m.Name, "err", retryMsg)
+	r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = retryMsg },
+		model.Event{Type: model.EventError, Message: retryMsg})
+	r.q.addAfter(m.Name, d)
+}
+
+// describeBMCError makes sure the message names the BMC (the bmc package's
+// errors do; others get the endpoint, without any userinfo, prefixed).
+func describeBMCError(endpoint string, err error, timeout time.Duration) string {
+	s := err.Error()
+	var be *bmc.Error
+	if !errors.As(err, &be) {
+		s = "BMC " + displayEndpoint(endpoint) + ": " + s
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		s += fmt.Sprintf(" (no answer within %s)", timeout)
+	}
+	return s
+}
+
+func displayEndpoint(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(invalid endpoint)"
+	}
+	u.User = nil
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
+}
+
+// backoff is exponential from base, capped at max, with jitter in
+// [d/2, d) so machines failing together do not retry together.
+func backoff(base, max time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(half)
+}
+
+// commit writes fn's change when the stored machine is still where m was
+// (same phase, step, run and spec), then appends the events. It reports
+// whether the write happened; a stale write requeues the machine.
+func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, bool) {
+	out, err := r.commitErr(ctx, m, fn, evs...)
+	return out, err == nil
+}
+
+// commitErr is commit returning why a write did not happen.
+func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, error) {
+	out, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+		if !samePlace(x, m) {
+			return false, errStale
+		}
+		fn(x)
+		if m.Version > x.Status.ObservedVersion {
+			x.Status.ObservedVersion = m.Version
+		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errStale):
+		r.q.add(m.Name)
+		return nil, err
+	case errors.Is(err, store.ErrNotFound):
+		r.forget(m.Name)
+		return nil, err
+	default:
+		if ctx.Err() == nil && !errors.Is(err, store.ErrMACInUse) {
+			r.log.Error("writing machine status failed", "machine", m.Name, "err", err)
+			r.q.addAfter(m.Name, r.cfg.RetryBase)
+		}
+		return nil, err
+	}
+	for _, e := range evs {
+		e.Machine = m.Name
+		if e.Phase == "" {
+			e.Phase, e.Step = out.Status.Phase, out.Status.Step
+		}
+		r.appendEvent(ctx, e)
+	}
+	r.q.add(m.Name)
+	return out, nil
+}
+
+func (r *Reconciler) appendEvent(ctx context.Context, e model.Event) {
+	if _, err := r.st.AppendEvent(ctx, e); err != nil && ctx.Err() == nil {
+		r.log.Error("recording event failed", "machine", e.Machine, "type", e.Type, "err", err)
+	}
+}
+
+// samePlace reports whether a stored machine is still at the point a
+// decision was made on: same phase and step, same run (and token state),
+// same spec version and deletion mark.
+func samePlace(a, b *model.Machine) bool {
+	return a.Status.Phase == b.Status.Phase && a.Status.Step == b.Status.Step &&
+		runID(a) == runID(b) && tokenUsed(a) == tokenUsed(b) &&
+		a.Version == b.Version && a.DeletionRequested.Equal(b.DeletionRequested)
+}
+
+func runID(m *model.Machine) string {
+	if m.Run == nil {
+		return ""
+	}
+	return m.Run.ID
+}
+
+func tokenUsed(m *model.Machine) bool { return m.Run != nil && m.Run.TokenUsed }
+
+func setPhase(m *model.Machine, ph model.Phase, s model.Step, now time.Time) {
+	if m.Status.Phase != ph {
+		m.Status.PhaseSince = now
+		// What the phase expects of the power changed: the next poll judges.
+		m.Status.PowerDrift = false
+	}
+	m.Status.Phase, m.Status.Step = ph, s
+}
+
+func phaseEvent(m *model.Machine, ph model.Phase, s model.Step, why string) model.Event {
+	from := string(m.Status.Phase)
+	if m.Status.Step != "" {
+		from += "/" + string(m.Status.Step)
+	}
+	d := map[string]string{"from": from}
+	if id := runID(m); id != "" {
+		d["run"] = id
+	}
+	return model.Event{Type: model.EventPhaseChanged, Phase: ph, Step: s, Message: why, Data: d}
+}
+
+func newRun(t target, now time.Time) (*model.Run, error) {
+	id, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := randomHex(32)
+	if err != nil {
+		return nil, err
+	}
+	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, StartedAt: now}, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := cryptorand.Read(b); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
