@@ -1,0 +1,192 @@
+package provider
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+func TestConverged(t *testing.T) {
+	cases := []struct {
+		name           string
+		m              api.Machine
+		desired        string
+		clusterManaged bool
+		want           bool
+	}{
+		{"provisioned and on", api.Machine{Phase: "provisioned", PowerState: "On"}, "provisioned", false, true},
+		{"provisioned but powered off", api.Machine{Phase: "provisioned", PowerState: "Off"}, "provisioned", false, false},
+		{"still provisioning", api.Machine{Phase: "provisioning", PowerState: "On"}, "provisioned", false, false},
+		{"available waits for own profile", api.Machine{Phase: "available"}, "provisioned", false, false},
+		{"available is enough for a cluster member", api.Machine{Phase: "available"}, "provisioned", true, true},
+		{"off and off", api.Machine{Phase: "off", PowerState: "Off"}, "off", false, true},
+		{"off phase but power on", api.Machine{Phase: "off", PowerState: "On"}, "off", false, false},
+		{"available any power", api.Machine{Phase: "available", PowerState: "On"}, "available", false, true},
+		{"inspecting is not available", api.Machine{Phase: "inspecting"}, "available", false, false},
+	}
+	for _, tc := range cases {
+		if got := converged(&tc.m, tc.desired, tc.clusterManaged); got != tc.want {
+			t.Errorf("%s: converged = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestObservedStateAndRepair(t *testing.T) {
+	cases := []struct {
+		name       string
+		m          api.Machine
+		wantState  string
+		wantAction string
+	}{
+		{"no drift", api.Machine{State: "provisioned", PowerState: "On"}, "provisioned", ""},
+		{"powered off behind our back", api.Machine{State: "provisioned", PowerState: "Off", PowerDrift: true}, "off", api.ActionPowerOn},
+		{"powered on behind our back", api.Machine{State: "off", PowerState: "On", PowerDrift: true}, "available", api.ActionPowerOff},
+		// Off without the agent calling it drift (e.g. mid-provisioning reboot) is not drift.
+		{"off without drift flag", api.Machine{State: "provisioned", PowerState: "Off"}, "provisioned", ""},
+		{"available never drifts", api.Machine{State: "available", PowerState: "Off", PowerDrift: true}, "available", ""},
+	}
+	for _, tc := range cases {
+		if got := observedState(&tc.m); got != tc.wantState {
+			t.Errorf("%s: observedState = %q, want %q", tc.name, got, tc.wantState)
+		}
+		if got := repairAction(&tc.m); got != tc.wantAction {
+			t.Errorf("%s: repairAction = %q, want %q", tc.name, got, tc.wantAction)
+		}
+	}
+}
+
+func TestFieldPath(t *testing.T) {
+	cases := map[string]path.Path{
+		"name":            path.Root("name"),
+		"bmc.endpoint":    path.Root("bmc").AtName("endpoint"),
+		"macs[1]":         path.Root("macs").AtListIndex(1),
+		"members[0].role": path.Root("members").AtListIndex(0).AtName("role"),
+	}
+	for field, want := range cases {
+		got, ok := fieldPath(field)
+		if !ok || !got.Equal(want) {
+			t.Errorf("fieldPath(%q) = %v, %v; want %v", field, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", ".x", "macs[x]", "macs[-1]", "macs[1"} {
+		if p, ok := fieldPath(bad); ok {
+			t.Errorf("fieldPath(%q) = %v, want rejection", bad, p)
+		}
+	}
+}
+
+func TestValidators(t *testing.T) {
+	ctx := context.Background()
+	run := func(v validator.String, s string) bool {
+		var resp validator.StringResponse
+		v.ValidateString(ctx, validator.StringRequest{Path: path.Root("x"), ConfigValue: types.StringValue(s)}, &resp)
+		return !resp.Diagnostics.HasError()
+	}
+	cases := []struct {
+		name string
+		v    validator.String
+		in   string
+		ok   bool
+	}{
+		{"name ok", validName(), "web-01", true},
+		{"name dotted", validName(), "rack1.node2", true},
+		{"name upper", validName(), "Web", false},
+		{"name leading dash", validName(), "-web", false},
+		{"name empty", validName(), "", false},
+		{"mac ok", validMAC(), "52:54:00:12:34:56", true},
+		{"mac upper", validMAC(), "52:54:00:AB:34:56", false},
+		{"mac dashes", validMAC(), "52-54-00-12-34-56", false},
+		{"mac eui64", validMAC(), "02:00:5e:10:00:00:00:01", false},
+		{"url https", urlScheme("https", "http"), "https://10.0.0.5:443/redfish/v1/Systems/1", true},
+		{"url http", urlScheme("https", "http"), "http://bmc", true},
+		{"url https only", urlScheme("https"), "http://bmc", false},
+		{"url no host", urlScheme("https"), "https:///x", false},
+		{"url credentials", urlScheme("https"), "https://root:calvin@bmc", false},
+		{"url relative", urlScheme("https"), "bmc.example.net", false},
+	}
+	for _, tc := range cases {
+		if got := run(tc.v, tc.in); got != tc.ok {
+			t.Errorf("%s: %q valid = %v, want %v", tc.name, tc.in, got, tc.ok)
+		}
+	}
+	// Unknown and null values are left to Terraform.
+	for _, v := range []validator.String{validName(), validMAC(), urlScheme("https")} {
+		for _, val := range []types.String{types.StringNull(), types.StringUnknown()} {
+			var resp validator.StringResponse
+			v.ValidateString(ctx, validator.StringRequest{Path: path.Root("x"), ConfigValue: val}, &resp)
+			if resp.Diagnostics.HasError() {
+				t.Errorf("%T rejected %v", v, val)
+			}
+		}
+	}
+}
+
+// TestMachineFromAPIKeepsSecretsOut: the write-only password never reaches
+// the state model, the plain password stays what was configured (the API
+// never returns it), and empty collections keep their configured form.
+func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
+	m := machineModel{
+		BMC: &bmcModel{
+			Password:          types.StringNull(),
+			PasswordWO:        types.StringValue("wo-secret"),
+			PasswordWOVersion: types.Int64Value(2),
+		},
+		Params: types.MapValueMust(types.StringType, nil),
+		MACs:   types.ListUnknown(types.StringType),
+	}
+	m.fromAPI(&api.Machine{
+		Name: "m1", State: "provisioned", Phase: "provisioned", PowerState: "On",
+		BMC:       api.BMCInfo{Endpoint: "https://bmc", Username: "admin"},
+		MACs:      []string{"52:54:00:00:00:01"},
+		Addresses: []string{"10.0.0.9"},
+		Inventory: &model.Inventory{Manufacturer: "QEMU", CPUs: 2, MemoryGiB: 4, NICs: []model.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}},
+	})
+	if !m.BMC.PasswordWO.IsNull() {
+		t.Errorf("password_wo = %v, want null", m.BMC.PasswordWO)
+	}
+	if !m.BMC.Password.IsNull() || m.BMC.PasswordWOVersion.ValueInt64() != 2 {
+		t.Errorf("password %v, version %v: configured values must be kept", m.BMC.Password, m.BMC.PasswordWOVersion)
+	}
+	if m.Params.IsNull() || len(m.Params.Elements()) != 0 {
+		t.Errorf("params = %v, want the configured empty map", m.Params)
+	}
+	if got := m.MACs.Elements(); len(got) != 1 || got[0].(types.String).ValueString() != "52:54:00:00:00:01" {
+		t.Errorf("macs = %v", m.MACs)
+	}
+	inv := m.Inventory.Attributes()
+	if inv["cpus"].(types.Int64).ValueInt64() != 2 || inv["manufacturer"].(types.String).ValueString() != "QEMU" {
+		t.Errorf("inventory = %v", m.Inventory)
+	}
+	if m.ID.ValueString() != "m1" || m.Phase.ValueString() != "provisioned" {
+		t.Errorf("id %v phase %v", m.ID, m.Phase)
+	}
+}
+
+func TestFilterHardware(t *testing.T) {
+	list := []api.Machine{
+		{Name: "c", Inventory: &model.Inventory{CPUs: 8, MemoryGiB: 64}},
+		{Name: "a", Inventory: &model.Inventory{CPUs: 2, MemoryGiB: 4}},
+		{Name: "b"}, // not inspected yet
+	}
+	names := func(ms []api.Machine) (out []string) {
+		for _, m := range ms {
+			out = append(out, m.Name)
+		}
+		return out
+	}
+	if got := names(filterHardware(list, types.Float64Null(), types.Int64Null())); len(got) != 3 || got[0] != "a" || got[2] != "c" {
+		t.Errorf("no filter: %v, want all sorted", got)
+	}
+	if got := names(filterHardware(list, types.Float64Value(16), types.Int64Null())); len(got) != 1 || got[0] != "c" {
+		t.Errorf("min memory 16: %v", got)
+	}
+	if got := names(filterHardware(list, types.Float64Null(), types.Int64Value(2))); len(got) != 2 {
+		t.Errorf("min cpus 2: %v, want a and c (b has no inventory)", got)
+	}
+}
