@@ -49,7 +49,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Temporary() bool {
 	switch {
 	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted),
-		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint):
+		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
 	case errors.Is(e.Err, context.DeadlineExceeded):
 		return true
@@ -122,6 +122,16 @@ func firstFailure(err error) error {
 	return firstFailure(ce.Failures[links[0]])
 }
 
+// isCertError: the BMC's certificate is not trusted, which retrying cannot
+// change.
+func isCertError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &invalid)
+}
+
 func isTransportError(err error) bool {
 	var ne net.Error
 	var oe *net.OpError
@@ -135,11 +145,8 @@ func describe(err error) (msg string, status int, wrapped error) {
 	if re := redfishError(err); re != nil {
 		return redfishMessage(re), re.HTTPReturnedStatusCode, nil
 	}
-	var certErr *tls.CertificateVerificationError
-	var unknownCA x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
 	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
+	case isCertError(err):
 		return "TLS certificate not trusted (give the BMC's CA certificate, or mark it insecure): " +
 			trim(rootCause(err).Error()), 0, err
 	case errors.Is(err, context.DeadlineExceeded):

@@ -190,10 +190,16 @@ func (cn *conn) expire(gen uint64) bool {
 }
 
 type rootLinks struct {
-	Systems        struct{ ID string `json:"@odata.id"` } `json:"Systems"`
-	SessionService struct{ ID string `json:"@odata.id"` } `json:"SessionService"`
-	Links          struct {
-		Sessions struct{ ID string `json:"@odata.id"` } `json:"Sessions"`
+	Systems struct {
+		ID string `json:"@odata.id"`
+	} `json:"Systems"`
+	SessionService struct {
+		ID string `json:"@odata.id"`
+	} `json:"SessionService"`
+	Links struct {
+		Sessions struct {
+			ID string `json:"@odata.id"`
+		} `json:"Sessions"`
 	} `json:"Links"`
 }
 
@@ -395,7 +401,7 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 
 	ep, perr := parseEndpoint(c.Endpoint)
 	if perr != nil {
-		return &Error{Endpoint: displayEndpoint(c.Endpoint), Op: op,
+		return &Error{Endpoint: scrub(displayEndpoint(c.Endpoint), c.Password), Op: op,
 			Msg: scrub(perr.Error(), c.Password), Err: errInvalidEndpoint}
 	}
 	ctx, tr := withTrace(ctx)
@@ -441,7 +447,7 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 
 // shape turns any failure into an *Error naming the BMC and the operation.
 func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, err error) error {
-	e := &Error{Endpoint: ep.String(), Op: op}
+	e := &Error{Endpoint: scrub(ep.String(), c.Password), Op: op}
 	var inner *Error
 	status := statusOf(err)
 	switch {

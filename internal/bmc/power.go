@@ -44,7 +44,7 @@ func wantedState(a PowerAction) schemas.PowerState {
 // that is Off powers it on.
 func (m *Manager) Power(ctx context.Context, c model.BMC, a PowerAction) error {
 	if _, ok := substitutes[a]; !ok {
-		return &Error{Endpoint: displayEndpoint(c.Endpoint), Op: "power",
+		return &Error{Endpoint: scrub(displayEndpoint(c.Endpoint), c.Password), Op: "power",
 			Msg: fmt.Sprintf("unknown power action %q", a), Err: ErrUnsupported}
 	}
 	return m.do(ctx, "power", "power "+string(a), c, func(ctx context.Context, t *target) error {

@@ -135,10 +135,7 @@ func (t *retryTransport) retryable(ctx context.Context, resp *http.Response, err
 		return false, ""
 	}
 	if err != nil {
-		var certErr *tls.CertificateVerificationError
-		var unknownCA x509.UnknownAuthorityError
-		var hostErr x509.HostnameError
-		if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+		if isCertError(err) {
 			return false, ""
 		}
 		return true, trim(rootCause(err).Error())
