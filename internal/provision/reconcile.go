@@ -274,13 +274,13 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		return
 	}
 	now := r.cfg.Now()
-	ov := model.Event{Type: model.EventBootOverride, Message: "next boot: " + string(t) + " (once)",
-		Data: map[string]string{"target": string(t), "persistent": "false", "run": m.Run.ID}}
+	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventBootOverride, Phase: m.Status.Phase, Step: m.Status.Step,
+		Message: "next boot: " + string(t) + " (once)", Data: map[string]string{"target": string(t), "persistent": "false", "run": m.Run.ID}})
 	if t == bmc.BootPXE {
 		r.commit(ctx, m, func(x *model.Machine) {
 			setPhase(x, x.Status.Phase, model.StepPoweringOn, now)
 			x.Status.LastError = ""
-		}, ov, phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE"))
+		}, phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE"))
 		return
 	}
 	run := m.Run
@@ -294,7 +294,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		x.Status.PowerState = model.PowerOn
 		x.Status.PowerCheckedAt = now
 		x.Status.PowerDrift = false
-	}, ov, phaseEvent(m, model.PhaseProvisioned, model.StepNone,
+	}, phaseEvent(m, model.PhaseProvisioned, model.StepNone,
 		fmt.Sprintf("installed with %s v%d (run %s)", run.Profile, run.ProfileVersion, run.ID))); ok {
 		r.met.transitions.WithLabelValues(string(model.PhaseProvisioned), "").Inc()
 	}
@@ -326,17 +326,40 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	}) {
 		return
 	}
+	// The power action happened whatever the store says next: record it
+	// first. The machine may already be calling back (the lab's simulated
+	// machines are that fast), so the count goes on the run even when the
+	// step has moved on.
 	now := r.cfg.Now()
-	r.commit(ctx, m, func(x *model.Machine) {
-		setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
-		x.Status.LastError = ""
+	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
+		Message: "power " + string(action) + " to boot from the network", Data: map[string]string{"action": string(action), "run": m.Run.ID}})
+	moved := false
+	_, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+		if runID(x) != m.Run.ID {
+			return false, errStale
+		}
+		x.Run.PowerOns++
 		x.Status.PowerState = model.PowerOn
 		x.Status.PowerCheckedAt = now
-		x.Run.PowerOns++
-		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
-	}, model.Event{Type: model.EventPowerAction, Message: "power " + string(action) + " to boot from the network",
-		Data: map[string]string{"action": string(action), "run": m.Run.ID}},
-		phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "powered "+string(action)+"; waiting for the PXE request"))
+		if moved = samePlace(x, m); moved {
+			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
+			x.Status.LastError = ""
+			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
+			if m.Version > x.Status.ObservedVersion {
+				x.Status.ObservedVersion = m.Version
+			}
+		}
+		return false, nil
+	})
+	if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
+		r.log.Error("recording power-on failed", "machine", m.Name, "err", err)
+	}
+	if moved && err == nil {
+		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "powered "+string(action)+"; waiting for the PXE request")
+		e.Machine = m.Name
+		r.appendEvent(ctx, e)
+	}
+	r.q.add(m.Name)
 }
 
 func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
@@ -346,8 +369,8 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 		return
 	}
 	now := r.cfg.Now()
-	pe := model.Event{Type: model.EventPowerAction, Message: "power GracefulShutdown (forced off if it does not stop in time)",
-		Data: map[string]string{"action": string(bmc.PowerGracefulShutdown)}}
+	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
+		Message: "power GracefulShutdown (forced off if it does not stop in time)", Data: map[string]string{"action": string(bmc.PowerGracefulShutdown)}})
 	if !m.DeletionRequested.IsZero() {
 		err := r.st.DeleteMachine(ctx, m.Name, func(x *model.Machine) error {
 			if x.DeletionRequested.IsZero() {
@@ -379,7 +402,7 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 		if x.Run != nil {
 			x.Run.TokenUsed = true
 		}
-	}, pe, phaseEvent(m, next, model.StepNone, why))
+	}, phaseEvent(m, next, model.StepNone, why))
 }
 
 func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {

@@ -1,0 +1,308 @@
+package provision
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	tos := StepTimeouts{WaitPXE: 10 * time.Minute, BootInstaller: 10 * time.Minute, Install: time.Hour, Retries: 3}
+	tgt := target{Profile: "os", Version: 2, ParamsHash: "h2"}
+	inv := &model.Inventory{}
+	run := func(step model.Step, mod func(r *model.Run)) *model.Run {
+		r := &model.Run{ID: "r1", Token: "t", Profile: "os", ProfileVersion: 2, ParamsHash: "h2", StepDeadline: now.Add(time.Minute)}
+		if mod != nil {
+			mod(r)
+		}
+		return r
+	}
+	sig := func(s ...model.Signal) func(r *model.Run) {
+		return func(r *model.Run) {
+			r.Signals = map[model.Signal]time.Time{}
+			for _, x := range s {
+				r.Signals[x] = now
+			}
+		}
+	}
+	type want struct {
+		op     op
+		phase  model.Phase
+		step   model.Step
+		newRun bool
+		abort  bool
+		fail   bool
+		reason string // substring
+	}
+	cases := []struct {
+		name string
+		m    model.Machine
+		v    func(v *view)
+		want want
+	}{
+		{name: "new machine is inspected first",
+			m:    model.Machine{State: model.StateProvisioned},
+			want: want{op: opTransition, phase: model.PhaseInspecting}},
+		{name: "inspecting reads the inventory",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseInspecting}},
+			want: want{op: opInspect}},
+		{name: "deleting while inspecting powers off",
+			m:    model.Machine{DeletionRequested: now, Status: model.Status{Phase: model.PhaseInspecting}},
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
+		{name: "available and desired provisioned starts a run",
+			m:    model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseAvailable, Inventory: inv}},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepSettingBoot, newRun: true}},
+		{name: "no run while the cluster gate is closed",
+			m:    model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseAvailable}},
+			v:    func(v *view) { v.Gate = gate{Reason: "waiting for role control-plane"} },
+			want: want{op: opWait}},
+		{name: "no run without a profile, and it says why",
+			m:    model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseAvailable}},
+			v:    func(v *view) { v.Target = target{Problem: `boot profile "os" does not exist`} },
+			want: want{op: opNote, reason: `boot profile "os" does not exist`}},
+		{name: "no run without a MAC",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseAvailable}},
+			want: want{op: opNote, reason: "no MAC"}},
+		{name: "available and desired available polls power when due",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseAvailable, PowerCheckedAt: now.Add(-2 * time.Minute)}},
+			want: want{op: opPollPower}},
+		{name: "available and desired available waits for the next poll",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseAvailable, PowerCheckedAt: now.Add(-10 * time.Second)}},
+			want: want{op: opWait}},
+		{name: "a new spec version at rest is acknowledged",
+			m:    model.Machine{Version: 3, State: model.StateAvailable, Status: model.Status{Phase: model.PhaseAvailable, ObservedVersion: 2}},
+			want: want{op: opObserve}},
+		{name: "available and desired off powers off",
+			m:    model.Machine{State: model.StateOff, Status: model.Status{Phase: model.PhaseAvailable}},
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
+		{name: "off and desired available leaves the power",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseOff}},
+			want: want{op: opTransition, phase: model.PhaseAvailable}},
+		{name: "setting_boot sets the PXE override",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepSettingBoot}, Run: run("", nil)},
+			want: want{op: opSetBootPXE}},
+		{name: "powering_on powers on",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepPoweringOn}, Run: run("", nil)},
+			want: want{op: opPowerOn}},
+		{name: "powering_on never powers a machine that already asked for PXE",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepPoweringOn}, Run: run("", sig(model.SignalPXERequested))},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepWaitingPXE}},
+		{name: "powering_on never powers a machine past its callback",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepPoweringOn}, Run: run("", func(r *model.Run) { r.CallbackAt = now })},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepWaitingPXE}},
+		{name: "waiting_pxe moves on with the script served",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE}, Run: run("", sig(model.SignalScriptServed))},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepBootingInstaller}},
+		{name: "waiting_pxe jumps to installing when the templates were fetched (lost signals)",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE}, Run: run("", sig(model.SignalTemplatesFetched))},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepInstalling}},
+		{name: "waiting_pxe waits before its deadline",
+			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE}, Run: run("", nil)},
+			want: want{op: opWait}},
+		{name: "waiting_pxe past its deadline without any signal power-cycles again",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE},
+				Run: run("", func(r *model.Run) { r.StepDeadline = now.Add(-time.Second); r.Attempts = 1 })},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepSettingBoot, reason: "retry 2 of 3"}},
+		{name: "waiting_pxe past its deadline after all retries fails",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE},
+				Run: run("", func(r *model.Run) { r.StepDeadline = now.Add(-time.Second); r.Attempts = 3 })},
+			want: want{op: opTransition, phase: model.PhaseFailed, fail: true, reason: "no PXE request"}},
+		{name: "booting_installer past its deadline fails without a power cycle",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepBootingInstaller},
+				Run: run("", func(r *model.Run) { sig(model.SignalPXERequested)(r); r.StepDeadline = now.Add(-time.Second) })},
+			want: want{op: opTransition, phase: model.PhaseFailed, fail: true, reason: "did not fetch the installer"}},
+		{name: "installing past its deadline fails",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepInstalling},
+				Run: run("", func(r *model.Run) { sig(model.SignalKernelFetched)(r); r.StepDeadline = now.Add(-time.Second) })},
+			want: want{op: opTransition, phase: model.PhaseFailed, fail: true, reason: "did not call back"}},
+		{name: "finishing sets the next boot to disk",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepFinishing},
+				Run: run("", func(r *model.Run) { r.CallbackAt = now; r.TokenUsed = true })},
+			want: want{op: opSetBootDisk}},
+		{name: "a changed target restarts an unfinished run",
+			m:    model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepInstalling}, Run: run("", nil)},
+			v:    func(v *view) { v.Target.Version = 3 },
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepSettingBoot, newRun: true}},
+		{name: "a changed target waits for a run past its callback",
+			m: model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepFinishing},
+				Run: run("", func(r *model.Run) { r.CallbackAt = now; r.TokenUsed = true })},
+			v:    func(v *view) { v.Target.Version = 3 },
+			want: want{op: opSetBootDisk}},
+		{name: "desired available aborts an unfinished run",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE}, Run: run("", nil)},
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff, abort: true}},
+		{name: "provisioned with its target polls power",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioned,
+				ProvisionedProfile: "os", ProvisionedProfileVersion: 2, ProvisionedParamsHash: "h2"}},
+			want: want{op: opPollPower}},
+		{name: "provisioned with an older profile version re-provisions",
+			m: model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioned,
+				ProvisionedProfile: "os", ProvisionedProfileVersion: 1, ProvisionedParamsHash: "h2"}},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, step: model.StepSettingBoot, newRun: true, reason: "re-provision"}},
+		{name: "provisioned with other params re-provisions",
+			m: model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioned,
+				ProvisionedProfile: "os", ProvisionedProfileVersion: 2, ProvisionedParamsHash: "h1"}},
+			want: want{op: opTransition, phase: model.PhaseProvisioning, newRun: true, step: model.StepSettingBoot}},
+		{name: "deprovision without a wipe profile powers off",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os"}},
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
+		{name: "deprovision with a wipe profile starts a wipe run",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os"}},
+			v:    func(v *view) { v.Wipe, v.WipeVersion = "wipe", 1 },
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, reason: "wiping"}},
+		{name: "desired off from provisioned powers off without a wipe",
+			m:    model.Machine{State: model.StateOff, Status: model.Status{Phase: model.PhaseProvisioned}},
+			v:    func(v *view) { v.Wipe, v.WipeVersion = "wipe", 1 },
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
+		{name: "powering_off powers off",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepPoweringOff}},
+			want: want{op: opPowerOff}},
+		{name: "a wipe run advances like a provisioning run",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepSettingBoot}, Run: run("", nil)},
+			want: want{op: opSetBootPXE}},
+		{name: "failed waits for the operator",
+			m:    model.Machine{Version: 2, State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseFailed, ObservedVersion: 2, Inventory: inv}},
+			want: want{op: opWait}},
+		{name: "failed retries from the start after a spec change",
+			m:    model.Machine{Version: 3, State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseFailed, ObservedVersion: 2, Inventory: inv}},
+			want: want{op: opTransition, phase: model.PhaseAvailable, reason: "retrying"}},
+		{name: "failed before any inventory re-registers",
+			m:    model.Machine{Version: 3, State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseFailed, ObservedVersion: 2}},
+			want: want{op: opTransition, phase: model.PhaseRegistering}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m
+			m.Name = "m1"
+			v := view{M: &m, Target: tgt, Gate: gate{Open: true}, Now: now, Timeouts: tos, PollEvery: time.Minute}
+			if tc.v != nil {
+				tc.v(&v)
+			}
+			p := decide(v)
+			if p.Op != tc.want.op {
+				t.Fatalf("op = %s (%q), want %s", p.Op, p.Reason, tc.want.op)
+			}
+			if p.Op == opTransition && (p.Phase != tc.want.phase || p.Step != tc.want.step) {
+				t.Fatalf("→ %s/%s, want %s/%s (%q)", p.Phase, p.Step, tc.want.phase, tc.want.step, p.Reason)
+			}
+			if (p.NewRun != nil) != tc.want.newRun || p.AbortRun != tc.want.abort || p.Fail != tc.want.fail {
+				t.Fatalf("newRun=%v abort=%v fail=%v, want %v %v %v", p.NewRun != nil, p.AbortRun, p.Fail, tc.want.newRun, tc.want.abort, tc.want.fail)
+			}
+			if !strings.Contains(p.Reason, tc.want.reason) {
+				t.Fatalf("reason %q does not contain %q", p.Reason, tc.want.reason)
+			}
+			if p.Op == opTransition && p.Reason == "" {
+				t.Fatal("a transition without a reason")
+			}
+		})
+	}
+}
+
+func TestExpectedPower(t *testing.T) {
+	for _, tc := range []struct {
+		m    model.Machine
+		want string
+	}{
+		{model.Machine{Status: model.Status{Phase: model.PhaseProvisioned}}, model.PowerOn},
+		{model.Machine{Status: model.Status{Phase: model.PhaseOff}}, model.PowerOff},
+		{model.Machine{Status: model.Status{Phase: model.PhaseAvailable}}, ""},
+		{model.Machine{Status: model.Status{Phase: model.PhaseAvailable}, Run: &model.Run{ID: "r"}}, model.PowerOff},
+		{model.Machine{Status: model.Status{Phase: model.PhaseProvisioning}}, ""},
+	} {
+		if got := expectedPower(&tc.m); got != tc.want {
+			t.Errorf("%s (run %v): %q, want %q", tc.m.Status.Phase, tc.m.Run != nil, got, tc.want)
+		}
+	}
+}
+
+func TestParamsHash(t *testing.T) {
+	a := paramsHash(map[string]string{"x": "1", "y": "2"}, nil, map[string]string{})
+	if b := paramsHash(map[string]string{"y": "2", "x": "1"}, map[string]string{}, nil); a != b {
+		t.Fatal("hash depends on map order or nil vs empty")
+	}
+	// Moving a key between layers changes what renders when precedences
+	// differ, so it must change the hash.
+	if c := paramsHash(map[string]string{"x": "1"}, map[string]string{"y": "2"}, nil); c == a {
+		t.Fatal("layers are not distinguished")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n := 1; n <= 10; n++ {
+		d := backoff(100*time.Millisecond, time.Second, n)
+		lo := 100 * time.Millisecond << (n - 1)
+		if lo > time.Second {
+			lo = time.Second
+		}
+		if d < lo/2 || d >= lo {
+			t.Fatalf("attempt %d: %s not in [%s, %s)", n, d, lo/2, lo)
+		}
+	}
+}
+
+func TestQueueDedupAndSerialises(t *testing.T) {
+	q := newQueue()
+	q.add("a")
+	q.add("a")
+	q.add("b")
+	if n := q.len(); n != 2 {
+		t.Fatalf("len = %d, want 2 (deduplicated)", n)
+	}
+	k, _ := q.get()
+	if k != "a" {
+		t.Fatalf("got %q", k)
+	}
+	q.add("a") // while active: marked to run again, not handed out twice
+	k2, _ := q.get()
+	if k2 != "b" || q.len() != 0 {
+		t.Fatalf("got %q with %d left, want b and nothing (a is active)", k2, q.len())
+	}
+	q.done("a")
+	if k3, _ := q.get(); k3 != "a" {
+		t.Fatalf("a was not requeued after done: %q", k3)
+	}
+	q.addAfter("c", 20*time.Millisecond)
+	q.addAfter("c", time.Hour) // a later delay does not postpone the earlier one
+	start := time.Now()
+	if k4, _ := q.get(); k4 != "c" || time.Since(start) > 5*time.Second {
+		t.Fatalf("delayed add: %q after %s", k4, time.Since(start))
+	}
+	q.close()
+	if _, ok := q.get(); ok {
+		t.Fatal("get after close")
+	}
+}
+
+func TestTokenProblem(t *testing.T) {
+	active := func() *model.Machine {
+		return &model.Machine{Status: model.Status{Phase: model.PhaseProvisioning}, Run: &model.Run{ID: "r", Token: "good-token"}}
+	}
+	used := active()
+	used.Run.TokenUsed = true
+	idle := active()
+	idle.Status.Phase = model.PhaseProvisioned
+	for _, tc := range []struct {
+		m     *model.Machine
+		token string
+		want  string
+	}{
+		{active(), "good-token", ""},
+		{active(), "", "no token"},
+		{active(), "good-toke", "does not belong"},
+		{active(), "good-token-and-more", "does not belong"},
+		{used, "good-token", "replay"},
+		{idle, "good-token", "not provisioning"},
+		{&model.Machine{}, "good-token", "no provisioning run"},
+	} {
+		got := tokenProblem(tc.m, tc.token)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("token %q: %q, want %q", tc.token, got, tc.want)
+		}
+		if strings.Contains(got, "good-token") {
+			t.Errorf("reason leaks the token: %q", got)
+		}
+	}
+}
