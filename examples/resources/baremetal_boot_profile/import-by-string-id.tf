@@ -1,0 +1,4 @@
+import {
+  to = baremetal_boot_profile.debian
+  id = "debian-12"
+}

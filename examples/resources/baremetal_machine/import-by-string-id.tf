@@ -1,0 +1,4 @@
+import {
+  to = baremetal_machine.web
+  id = "web-01"
+}
