@@ -35,7 +35,8 @@ func parseLongPoll(r *http.Request) (time.Duration, uint64, error) {
 // re-polls after each store change that relevant accepts (and after a
 // resync), for at most wait. When wait runs out it returns (true, nil) too,
 // so the caller answers with the current state; when the client goes away
-// it returns (false, nil) and the caller writes nothing.
+// it returns (false, nil) and the caller writes nothing. StopWaiting ends
+// it like the end of wait.
 //
 // It subscribes before the first poll, so a change that lands between the
 // poll and the wait cannot be missed.
@@ -58,6 +59,8 @@ func (s *Server) longPoll(ctx context.Context, wait time.Duration, relevant func
 		case <-ctx.Done():
 			return false, nil
 		case <-timer.C:
+			return true, nil
+		case <-s.stopWaiting:
 			return true, nil
 		case c, ok := <-changes:
 			if !ok {

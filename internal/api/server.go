@@ -69,6 +69,9 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	// waiting counts long-polls subscribed to the store.
 	waiting atomic.Int64
+	// stopWaiting is closed by StopWaiting; long-polls answer at once then.
+	stopWaiting chan struct{}
+	stopOnce    sync.Once
 
 	// specMu serialises spec writes that check references between objects
 	// (a machine naming a profile, a cluster claiming machines, a profile
@@ -144,6 +147,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:          cfg.Logger,
 		ready:        cfg.Ready,
 		now:          cfg.Now,
+		stopWaiting:  make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -205,6 +209,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Handler returns the API's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// StopWaiting ends every long-poll, now and later, with the current state,
+// so an http.Server's Shutdown can drain without waiting up to MaxWait for
+// each one. Register it with http.Server.RegisterOnShutdown.
+func (s *Server) StopWaiting() { s.stopOnce.Do(func() { close(s.stopWaiting) }) }
 
 // adapt turns a route's error-returning handler into an http.Handler with
 // authentication and panic recovery.

@@ -778,3 +778,20 @@ func TestTokenFile(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestStopWaitingEndsLongPolls(t *testing.T) {
+	e := newEnv(t)
+	m := e.createMachine(machineReq("m1"))
+	done := make(chan resp, 1)
+	start := time.Now()
+	go func() {
+		done <- e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=60s&after_revision=%d", m.Revision), nil)
+	}()
+	waitFor(t, func() bool { return e.subscribers() > 0 })
+	e.srv.StopWaiting()
+	var got Machine
+	e.must(200, <-done).decode(t, &got)
+	if got.Revision != m.Revision || time.Since(start) > 30*time.Second {
+		t.Errorf("after StopWaiting: revision %d, %s", got.Revision, time.Since(start))
+	}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the agent's configuration. Every field is a `serve` flag, an
+// environment variable BAREMETAL_AGENT_<FLAG_IN_UPPER_SNAKE> and a key of
+// the --config YAML file (the flag's name, e.g. `data-dir: /srv/agent`).
+// Precedence: flag > environment > file > default.
+type Config struct {
+	DataDir   string
+	APIAddr   string
+	BootAddr  string
+	TFTPAddr  string
+	BootURL   string
+	TokenFile string
+	TLSCert   string
+	TLSKey    string
+	LogFormat string
+	LogLevel  string
+}
+
+// EnvPrefix prefixes every configuration environment variable.
+const EnvPrefix = "BAREMETAL_AGENT_"
+
+type option struct {
+	name, def, usage string
+	field            func(*Config) *string
+}
+
+var options = []option{
+	{"data-dir", "/var/lib/baremetal-agent", "directory for the store (agent.db), its seal key and the generated TLS certificate", func(c *Config) *string { return &c.DataDir }},
+	{"api-addr", ":8443", "HTTPS address of the REST API", func(c *Config) *string { return &c.APIAddr }},
+	{"boot-addr", ":8080", "plain-HTTP address for iPXE scripts, assets, templates and callbacks", func(c *Config) *string { return &c.BootAddr }},
+	{"tftp-addr", ":69", "TFTP address for iPXE binaries", func(c *Config) *string { return &c.TFTPAddr }},
+	{"boot-url", "", "boot base URL handed to machines (default: http://<boot-addr host or this host's address>:<port>)", func(c *Config) *string { return &c.BootURL }},
+	{"token-file", "", "API token file: one token per line, '#' comments, 'readonly:<token>' for a read-only token; must be chmod 600 (required)", func(c *Config) *string { return &c.TokenFile }},
+	{"tls-cert", "", "PEM certificate for the API (default: a self-signed one generated in --data-dir)", func(c *Config) *string { return &c.TLSCert }},
+	{"tls-key", "", "PEM private key for --tls-cert", func(c *Config) *string { return &c.TLSKey }},
+	{"log-format", "text", "log format: text or json", func(c *Config) *string { return &c.LogFormat }},
+	{"log-level", "info", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+}
+
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadConfig resolves the serve configuration from args, the environment
+// (getenv) and the --config file.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file (keys are the flag names); env "+envName("config"))
+	values := make(map[string]*string, len(options))
+	for _, o := range options {
+		values[o.name] = fs.String(o.name, o.def, fmt.Sprintf("%s (env %s)", o.usage, envName(o.name)))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: baremetal-agent serve [flags]\n\nEach flag can also be set by its environment variable or in the --config YAML file;\na flag beats the environment, which beats the file.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	path := *configFile
+	if !set["config"] {
+		path = getenv(envName("config"))
+	}
+	file := map[string]string{}
+	if path != "" {
+		var err error
+		if file, err = readConfigFile(path); err != nil {
+			return Config{}, err
+		}
+	}
+	var cfg Config
+	for _, o := range options {
+		v := o.def
+		if fv, ok := file[o.name]; ok {
+			v = fv
+		}
+		if ev := getenv(envName(o.name)); ev != "" {
+			v = ev
+		}
+		if set[o.name] {
+			v = *values[o.name]
+		}
+		*o.field(&cfg) = v
+	}
+	return cfg, cfg.validate()
+}
+
+func readConfigFile(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	out := map[string]string{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&out); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %w (want `flag-name: value` lines)", path, err)
+	}
+	for k := range out {
+		known := false
+		for _, o := range options {
+			known = known || o.name == k
+		}
+		if !known {
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the serve flag names, e.g. data-dir)", path, k)
+		}
+	}
+	return out, nil
+}
+
+func (c Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if c.TokenFile == "" {
+		return errors.New("--token-file is required: the API never runs without tokens; create one with `umask 077; openssl rand -hex 32 > tokens`")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	for name, addr := range map[string]string{"api-addr": c.APIAddr, "boot-addr": c.BootAddr, "tftp-addr": c.TFTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("--%s %q: want HOST:PORT or :PORT (%v)", name, addr, err)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// bootURL is the advertised boot base URL: --boot-url, or one derived from
+// --boot-addr. A wildcard listen address says nothing about where machines
+// can reach the agent, so the host's first global unicast IPv4 stands in.
+func (c Config) bootURL() (string, bool, error) {
+	if c.BootURL != "" {
+		return strings.TrimSuffix(c.BootURL, "/"), false, nil
+	}
+	host, port, err := net.SplitHostPort(c.BootAddr)
+	if err != nil {
+		return "", false, err
+	}
+	guessed := false
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host, guessed = hostIPv4(), true
+	}
+	return "http://" + net.JoinHostPort(host, port), guessed, nil
+}
+
+func hostIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// HTTP server limits. WriteTimeout must outlast the longest long-poll
+// (api.MaxWait) plus the time to write its answer.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = api.MaxWait + 30*time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	// drainTimeout bounds how long a stopping server waits for in-flight
+	// requests; long-polls are ended first (api.Server.StopWaiting).
+	drainTimeout = 20 * time.Second
+)
+
+// Files in the data dir.
+const (
+	storeFile   = "agent.db"
+	sealKeyFile = "seal.key"
+)
+
+func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := loadConfig(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return run(ctx, cfg, newLogger(cfg, stderr))
+}
+
+// agent holds the components of a running agent. build constructs them and
+// services lists the long-running parts; to add a component (boot server,
+// BMC manager, reconciler), construct it in build from the fields here
+// (store, metrics, bootURL, log) and return its run function from services.
+// A reconciler that implements api.Actions is set as a.actions before the
+// API server is built.
+type agent struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Bolt
+	metrics *prometheus.Registry
+	bootURL string
+	// actions carries out machine actions; nil until a reconciler is wired,
+	// and the API then answers actions with 503.
+	actions api.Actions
+	api     *api.Server
+	apiCert tls.Certificate
+	// ready is set once every listener is bound, and cleared at shutdown so
+	// /readyz tells load balancers to stop sending work.
+	ready atomic.Bool
+}
+
+// service is a long-running part of the agent. run blocks until ctx ends
+// (then it stops cleanly and returns nil) or the service fails.
+type service struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// run is `baremetal-agent serve`: it builds the agent, runs its services
+// until ctx ends or one fails, drains them and closes the store.
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	a, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	svcs, err := a.services()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, svc := range svcs {
+		g.Go(func() error {
+			if err := svc.run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", svc.name, err)
+			}
+			return nil
+		})
+	}
+	a.ready.Store(true)
+	log.Info("agent ready", "version", version, "boot_url", a.bootURL)
+	go func() {
+		<-gctx.Done()
+		a.ready.Store(false)
+		if ctx.Err() != nil {
+			log.Info("stopping: draining in-flight requests")
+		}
+	}()
+	err = g.Wait()
+	if err != nil {
+		log.Error("agent stopped on an error", "err", err)
+		return err
+	}
+	log.Info("agent stopped")
+	return nil
+}
+
+func build(cfg Config, log *slog.Logger) (*agent, error) {
+	a := &agent{cfg: cfg, log: log}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("data dir is accessible by group or others; the store and keys inside are not, but chmod 700 is advised",
+			"path", cfg.DataDir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	tokens, err := api.LoadTokenFile(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	var guessed bool
+	if a.bootURL, guessed, err = cfg.bootURL(); err != nil {
+		return nil, fmt.Errorf("boot URL: %w", err)
+	}
+	if guessed {
+		log.Warn("no --boot-url: advertising a guess; set --boot-url to the address machines reach this agent at", "boot_url", a.bootURL)
+	}
+	if a.apiCert, err = apiCertificate(cfg, log); err != nil {
+		return nil, err
+	}
+
+	a.metrics = prometheus.NewRegistry()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "baremetal", Subsystem: "agent", Name: "build_info",
+		Help: "The running agent's version.", ConstLabels: prometheus.Labels{"version": version},
+	})
+	buildInfo.Set(1)
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo)
+
+	a.store, err = store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.BoltOptions{
+		KeyFile: filepath.Join(cfg.DataDir, sealKeyFile),
+		Logger:  log.With("component", "store"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	caps := []string{"machines", "boot_profiles", "clusters", "events", "long_poll", "leases"}
+	if a.actions != nil {
+		caps = append(caps, "actions")
+	}
+	a.api, err = api.NewServer(api.ServerConfig{
+		Store:        a.store,
+		Actions:      a.actions,
+		Tokens:       tokens,
+		Version:      version,
+		BootURL:      a.bootURL,
+		Capabilities: caps,
+		Logger:       log.With("component", "api"),
+		Registerer:   a.metrics,
+		Gatherer:     a.metrics,
+		Ready: func() error {
+			if !a.ready.Load() {
+				return errors.New("starting or stopping")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	log.Info("api tokens loaded", "count", tokens.Len())
+	return a, nil
+}
+
+// services binds every listener (so a taken port fails the start at once)
+// and returns the agent's long-running parts.
+func (a *agent) services() ([]service, error) {
+	apiLn, err := net.Listen("tcp", a.cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("api listener on %s: %w", a.cfg.APIAddr, err)
+	}
+	srv := a.httpServer(a.api.Handler(), "api")
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{a.apiCert}}
+	srv.RegisterOnShutdown(a.api.StopWaiting)
+	a.log.Info("api listening", "addr", apiLn.Addr().String(), "tls", true)
+
+	// The boot edge (HTTP on --boot-addr, TFTP on --tftp-addr), the BMC
+	// manager and the reconciler join this list as they are wired in.
+	a.log.Warn("boot and TFTP listeners are not started: this build of serve wires only the API",
+		"boot_addr", a.cfg.BootAddr, "tftp_addr", a.cfg.TFTPAddr)
+	return []service{
+		{name: "api server", run: func(ctx context.Context) error { return serveHTTP(ctx, a.log, srv, apiLn, true) }},
+	}, nil
+}
+
+func (a *agent) httpServer(h http.Handler, name string) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// TLS handshake failures and the like; never request contents.
+		ErrorLog: slog.NewLogLogger(a.log.With("component", name).Handler(), slog.LevelWarn),
+	}
+}
+
+// serveHTTP serves srv on ln until ctx ends, then stops accepting and drains
+// in-flight requests for at most drainTimeout.
+func serveHTTP(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.Listener, useTLS bool) error {
+	errc := make(chan error, 1)
+	go func() {
+		if useTLS {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("drain deadline passed; closing remaining connections", "addr", ln.Addr().String(), "err", err)
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (a *agent) close() {
+	if a.store == nil {
+		return
+	}
+	if err := a.store.Close(); err != nil {
+		a.log.Error("closing the store", "err", err)
+		return
+	}
+	a.store = nil
+	a.log.Info("store closed")
+}
