@@ -39,6 +39,9 @@ type qemuBackend struct {
 	mu     sync.Mutex
 	vms    map[*qemuVM]struct{} // every VM not yet reaped, for close
 	closed bool
+
+	serconOnce sync.Once
+	serconErr  error
 }
 
 func (b *qemuBackend) paths(s *System) (disk, serial, qlog string) {
@@ -71,7 +74,12 @@ func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 		"-accel", "tcg",
 		"-m", strconv.Itoa(cfg.MemoryMiB),
 		"-display", "none",
+		"-vga", "none",
 		"-monitor", "none",
+		// SeaBIOS's serial console: the firmware's and iPXE's screen output
+		// (DHCP, the boot file, the script's commands) lands in the serial
+		// log, which is the only way to watch a headless VM boot.
+		"-fw_cfg", "name=etc/sercon-port,file=" + strings.ReplaceAll(b.serconPath(), ",", ",,"),
 		// Append, so the log keeps every boot of the machine.
 		"-chardev", "file,id=serial0,path=" + strings.ReplaceAll(serial, ",", ",,") + ",append=on",
 		"-serial", "chardev:serial0",
@@ -82,6 +90,20 @@ func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 		"-smbios", "type=1,manufacturer=OpenBareMetal Lab,serial=" + s.serial + ",uuid=" + s.uuid,
 	}
 	return append(args, cfg.ExtraQEMUArgs...)
+}
+
+func (b *qemuBackend) serconPath() string {
+	return filepath.Join(b.lab.cfg.StateDir, "sercon-port.bin")
+}
+
+// ensureSercon writes, once per lab (a VM starting must never read a
+// half-written file), the fw_cfg file that points SeaBIOS's console at
+// COM1 (0x3f8, little-endian).
+func (b *qemuBackend) ensureSercon() error {
+	b.serconOnce.Do(func() {
+		b.serconErr = os.WriteFile(b.serconPath(), []byte{0xf8, 0x03}, 0o644)
+	})
+	return b.serconErr
 }
 
 // ensureDisk creates the VM's sparse disk once; later boots keep what the
@@ -104,6 +126,9 @@ func ensureDisk(path string) error {
 func (b *qemuBackend) start(s *System, boot BootOverride) error {
 	if err := os.MkdirAll(b.lab.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("qemu: state directory: %w", err)
+	}
+	if err := b.ensureSercon(); err != nil {
+		return fmt.Errorf("qemu: %w", err)
 	}
 	disk, _, qlog := b.paths(s)
 	if err := ensureDisk(disk); err != nil {

@@ -1,0 +1,138 @@
+package lab
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func requireQEMU(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+}
+
+// alive reports whether pid is a live (not reaped) process.
+func alive(pid int) bool {
+	return pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func qemuCmdline(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		t.Fatalf("reading the VM's command line: %v", err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+func argAfter(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func TestQEMUBackendPowersRealVMs(t *testing.T) {
+	requireQEMU(t)
+	dir := t.TempDir()
+	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64,
+		TFTPBootFile: "tftp://10.0.2.2:6969/boot.ipxe"})
+	c := credsOf(l, "lab-1")
+	s := l.System("lab-1")
+
+	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-1", map[string]any{"Boot": map[string]string{
+		"BootSourceOverrideTarget": "Hdd", "BootSourceOverrideEnabled": "Once"}}), 200)
+	mustStatus(t, reset(t, srv, c, "lab-1", "On"), 204)
+	pid := s.vmPID()
+	if !alive(pid) || s.PowerState() != "On" {
+		t.Fatalf("after On: pid %d alive=%v, power %s", pid, alive(pid), s.PowerState())
+	}
+	args := qemuCmdline(t, pid)
+	if got := argAfter(args, "-boot"); got != "order=c" {
+		t.Errorf("-boot %q, want order=c for a disk boot", got)
+	}
+	if got := argAfter(args, "-accel"); got != "tcg" {
+		t.Errorf("-accel %q", got)
+	}
+	if got := argAfter(args, "-device"); got != "e1000,netdev=n0,mac="+s.MAC() {
+		t.Errorf("-device %q", got)
+	}
+	if got := argAfter(args, "-netdev"); got != "user,id=n0,bootfile=tftp://10.0.2.2:6969/boot.ipxe" {
+		t.Errorf("-netdev %q", got)
+	}
+	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))
+	if err != nil || disk.Size() != qemuDiskBytes {
+		t.Fatalf("disk: %v, %v", disk, err)
+	}
+	if got := call(t, srv, c, "GET", "/redfish/v1/Systems/lab-1", nil).doc["PowerState"]; got != "On" {
+		t.Fatalf("Redfish PowerState %v", got)
+	}
+
+	mustStatus(t, reset(t, srv, c, "lab-1", "ForceOff"), 204)
+	if alive(pid) || s.PowerState() != "Off" || s.vmPID() != 0 {
+		t.Fatalf("after ForceOff: pid %d alive=%v, power %s", pid, alive(pid), s.PowerState())
+	}
+
+	// A PXE Once boot goes to the network first, then to disk on reboot.
+	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-1", map[string]any{"Boot": map[string]string{
+		"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}), 200)
+	mustStatus(t, reset(t, srv, c, "lab-1", "ForceRestart"), 204)
+	pid = s.vmPID()
+	if got := argAfter(qemuCmdline(t, pid), "-boot"); got != "once=n,order=c" {
+		t.Errorf("-boot %q, want once=n,order=c", got)
+	}
+	if got := s.BootOverride(); got.Target != "None" {
+		t.Errorf("Once override not consumed: %+v", got)
+	}
+
+	// A VM that dies on its own powers its system off.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the dead VM's system to be Off", func() bool { return s.PowerState() == "Off" })
+
+	// Close stops whatever is running and leaves no process behind.
+	mustStatus(t, reset(t, srv, c, "lab-1", "On"), 204)
+	mustStatus(t, reset(t, srv, credsOf(l, "lab-2"), "lab-2", "On"), 204)
+	pids := []int{s.vmPID(), l.System("lab-2").vmPID()}
+	for _, p := range pids {
+		if !alive(p) {
+			t.Fatalf("VM %d not running before Close", p)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pids {
+		if alive(p) {
+			t.Errorf("VM %d still running after Close", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lab-1.serial.log")); err != nil {
+		t.Errorf("serial log: %v", err)
+	}
+}
+
+func TestQEMUStartFailureIsReported(t *testing.T) {
+	requireQEMU(t)
+	l, srv := newTestLab(t, Config{Machines: 1, Backend: BackendQEMU, StateDir: t.TempDir(), MemoryMiB: 64,
+		ExtraQEMUArgs: []string{"-no-such-option"}})
+	r := reset(t, srv, credsOf(l, "lab-1"), "lab-1", "On")
+	mustStatus(t, r, 500)
+	if msg := get(r.doc, "error", "message").(string); !strings.Contains(msg, "no-such-option") {
+		t.Fatalf("error %q does not say what QEMU complained about", msg)
+	}
+	if l.System("lab-1").PowerState() != "Off" {
+		t.Fatal("a VM that failed to start left its system On")
+	}
+}
