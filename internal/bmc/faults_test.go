@@ -148,7 +148,7 @@ func TestPermanentFailureEndsWithinDeadline(t *testing.T) {
 			}
 			cfg := testConfig()
 			cfg.MaxRetries, cfg.RetryBase, cfg.RetryMax = tt.maxRetries, 10*time.Millisecond, 100*time.Millisecond
-			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			_, err := NewManager(cfg).PowerState(ctx, c)
@@ -156,8 +156,8 @@ func TestPermanentFailureEndsWithinDeadline(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error from a failing BMC")
 			}
-			if elapsed > 1500*time.Millisecond {
-				t.Errorf("took %v, past the 1.5s deadline", elapsed)
+			if elapsed > 800*time.Millisecond {
+				t.Errorf("took %v, past the 0.8s deadline", elapsed)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

@@ -163,18 +163,18 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	return cn, nil
 }
 
-// client returns the logged-in client, logging in when there is none.
-func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, uint64, error) {
+// client returns the logged-in client and the service's Systems link,
+// logging in when there is none.
+func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, string, uint64, error) {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	if cn.api != nil {
-		return cn.api, cn.gen, nil
+	if cn.api == nil {
+		if err := m.login(ctx, cn); err != nil {
+			return nil, "", 0, err
+		}
+		cn.gen++
 	}
-	if err := m.login(ctx, cn); err != nil {
-		return nil, 0, err
-	}
-	cn.gen++
-	return cn.api, cn.gen, nil
+	return cn.api, cn.systems, cn.gen, nil
 }
 
 // expire drops a session the BMC no longer accepts; a 401 seen by a client
@@ -353,14 +353,14 @@ func (t *target) system() (*schemas.ComputerSystem, error) {
 
 // resolveSystem returns the system an endpoint means: the one it names, or
 // the only one the service has.
-func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, cn *conn, ep endpoint, lk *epLock) (string, error) {
+func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, systems string, ep endpoint, lk *epLock) (string, error) {
 	if ep.system != "" {
 		return ep.system, nil
 	}
 	if lk.system != "" {
 		return lk.system, nil
 	}
-	resp, err := api.WithContext(ctx).Get(cn.systems)
+	resp, err := api.WithContext(ctx).Get(systems)
 	if err != nil {
 		return "", err
 	}
@@ -426,11 +426,11 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 		return fail(&Error{Msg: err.Error(), Err: errInvalidEndpoint})
 	}
 	for relogin := false; ; relogin = true {
-		api, gen, err := cn.client(ctx, m)
+		api, systems, gen, err := cn.client(ctx, m)
 		if err != nil {
 			return fail(err)
 		}
-		sys, err := m.resolveSystem(ctx, api, cn, ep, lk)
+		sys, err := m.resolveSystem(ctx, api, systems, ep, lk)
 		if err == nil {
 			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys})
 		}

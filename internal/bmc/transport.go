@@ -32,14 +32,15 @@ func (m *Manager) newHTTPClient(insecure bool, caPEM string) (*http.Client, erro
 	tlsCfg.InsecureSkipVerify = insecure //nolint:gosec // operator opt-in per BMC
 	dialer := &net.Dialer{Timeout: m.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	base := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   m.cfg.ConnectTimeout,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: m.cfg.RequestTimeout,
-		ForceAttemptHTTP2:     true,
+		// Honour HTTPS_PROXY/NO_PROXY like other Redfish tooling: management
+		// networks are sometimes reached only through a proxy.
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: m.cfg.ConnectTimeout,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}
 	return &http.Client{Transport: &retryTransport{base: base, m: m}}, nil
 }
