@@ -51,7 +51,7 @@ func (e *Error) Temporary() bool {
 	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
-	case errors.Is(e.Err, context.DeadlineExceeded):
+	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached):
 		return true
 	}
 	switch c := e.StatusCode; {
@@ -76,7 +76,12 @@ func IsRetryable(err error) bool {
 	return false
 }
 
-var errInvalidEndpoint = errors.New("invalid BMC endpoint")
+var (
+	errInvalidEndpoint = errors.New("invalid BMC endpoint")
+	// errPowerNotReached: the BMC accepted a reset but the state did not
+	// follow in time; BMCs that lag or drop actions often obey a repeat.
+	errPowerNotReached = errors.New("power state not reached")
+)
 
 // statusOf returns the HTTP status of a Redfish error, looking inside
 // gofish's collection errors, which do not unwrap.

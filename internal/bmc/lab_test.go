@@ -144,8 +144,8 @@ func TestLabFaults(t *testing.T) {
 			fault: lab.Fault{IgnorePower: true},
 			run:   func(m *Manager, c model.BMC) error { return m.Power(testCtx(t), c, PowerOn) },
 			check: func(t *testing.T, err error, l *lab.Lab, name string) {
-				if err == nil || !strings.Contains(err.Error(), `still reports PowerState "Off"`) {
-					t.Errorf("error %v", err)
+				if err == nil || !strings.Contains(err.Error(), `still reports PowerState "Off"`) || !IsRetryable(err) {
+					t.Errorf("error %v, want a retryable one saying the power did not follow", err)
 				}
 			},
 		},

@@ -105,8 +105,7 @@ func (m *Manager) power(ctx context.Context, t *target, c model.BMC, a PowerActi
 
 	// The OS may ignore the ACPI request; fall back to ForceOff.
 	err = m.waitPower(ctx, t, a, want, m.cfg.GracefulTimeout)
-	var stillOn *Error
-	if err == nil || !errors.As(err, &stillOn) {
+	if !errors.Is(err, errPowerNotReached) {
 		return err
 	}
 	force, ok := chooseReset(PowerForceOff, allowed, schemas.OnPowerState)
@@ -170,7 +169,7 @@ func (m *Manager) waitPower(ctx context.Context, t *target, a PowerAction, want 
 		}
 		if !time.Now().Before(deadline) {
 			return &Error{Msg: fmt.Sprintf("the BMC accepted %s but the system still reports PowerState %q after %s",
-				a, last, timeout)}
+				a, last, timeout), Err: errPowerNotReached}
 		}
 		select {
 		case <-ctx.Done():
