@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,9 @@ import (
 
 // PathOpenAPI serves the OpenAPI document of this API.
 const PathOpenAPI = "/v1/openapi.yaml"
+
+// CodeMethodNotAllowed is the ErrorBody code of a 405.
+const CodeMethodNotAllowed = "method_not_allowed"
 
 // LeaseDuration is how long a lease taken by a write with
 // HeaderLeaseHolder lasts; each write by the holder renews it, and a holder
@@ -198,8 +202,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		mux.Handle(rt.method+" "+rt.path, s.instrument(rt, h))
 	}
-	// Unknown paths get the API's JSON error body rather than plain text.
+	// The catch-all below matches every request the routes do not, which
+	// would turn a wrong method into a 404; pathMux finds the path's
+	// methods so it is answered 405 with Allow.
+	allowed := map[string][]string{}
+	for _, rt := range routes {
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	pathMux := http.NewServeMux()
+	for path, methods := range allowed {
+		allow := strings.Join(methods, ", ")
+		pathMux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: CodeMethodNotAllowed,
+				Message: fmt.Sprintf("%s does not take %s; it takes %s", r.URL.Path, r.Method, allow)}})
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := pathMux.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: ErrorDetail{Code: CodeNotFound,
 			Message: fmt.Sprintf("no route for %s %s; see %s", r.Method, r.URL.Path, PathOpenAPI)}})
 	})

@@ -95,7 +95,7 @@ func TestMachineValidation(t *testing.T) {
 		{"mac of another machine", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:99"} }, 409, "macs[0]"},
 		{"bad state", func(r *MachineRequest) { r.State = "running" }, 422, "state"},
 		{"missing profile", func(r *MachineRequest) { r.BootProfile = "nope" }, 422, "boot_profile"},
-		{"provisioned without profile", func(r *MachineRequest) { r.State = "" }, 422, "boot_profile"},
+		{"provisioned without profile waits for a cluster", func(r *MachineRequest) { r.State = "" }, 201, ""},
 		{"empty param key", func(r *MachineRequest) { r.Params = map[string]string{"": "x"} }, 422, "params"},
 		{"taken name", func(r *MachineRequest) { r.Name = "taken" }, 409, "name"},
 		{"ok provisioned", func(r *MachineRequest) {
@@ -693,6 +693,10 @@ func TestInfoHealthMetrics(t *testing.T) {
 	e.must(200, e.req("GET", PathReadyz, nil))
 	e.reqCtx(context.Background(), "", "GET", PathMachines, nil)
 	e.must(404, e.req("GET", "/v1/nothing-here", nil))
+	r405 := e.must(405, e.req("PATCH", "/v1/machines/m1", nil))
+	if allow := r405.header.Get("Allow"); allow != "GET, PUT, DELETE" || r405.err().Code != CodeMethodNotAllowed {
+		t.Errorf("405: Allow %q, %+v", allow, r405.err())
+	}
 	r := e.must(200, e.req("GET", PathMetrics, nil))
 	for _, want := range []string{
 		`baremetal_api_requests_total{code="401",method="GET",route="/v1/machines"} 1`,

@@ -101,11 +101,10 @@ func (s *Server) validateMachine(ctx context.Context, req *MachineRequest, exist
 			return nil, err
 		}
 	}
-	inCluster := existing != nil && existing.Cluster != ""
-	if v.state == model.StateProvisioned && req.BootProfile == "" && !inCluster {
-		return nil, invalid("boot_profile", "a machine with state %q needs a boot_profile (or a cluster role that names one); set boot_profile, or state %q to only register it",
-			model.StateProvisioned, model.StateAvailable)
-	}
+	// A provisioned machine without a boot_profile is accepted: Terraform
+	// creates a cluster's machines before the cluster that gives them their
+	// role's profile. Until then the reconciler reports the missing profile
+	// in the machine's last_error.
 	for i, mac := range v.macs {
 		other, err := s.store.MachineByMAC(ctx, mac)
 		switch {
