@@ -97,8 +97,9 @@ add_module e1000 || { echo "build-lab-image: e1000 module not found in $kpkg" >&
 # virtio or IDE/SATA disk when the lab gives the VM one. Any that the kernel
 # builds in are simply absent from the package; init loads what it finds.
 modules="e1000"
-for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk \
-	scsi_common scsi_mod libata ata_piix ahci libahci sd_mod; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk \
+	scsi_common scsi_mod libata ata_piix libahci ahci \
+	crct10dif_common crct10dif_generic crc-t10dif crc64 crc64-rocksoft_generic crc64-rocksoft t10-pi sd_mod; do
 	if add_module "$m"; then modules="$modules $m"; fi
 done
 echo "$modules" >"$root/lib/modules/order"

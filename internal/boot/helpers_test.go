@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +133,16 @@ func mustCreateMachine(t *testing.T, st store.Store, m *model.Machine) {
 	if _, err := st.CreateMachine(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testLogger sends the server's log to the test log (shown on failure or -v).
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
