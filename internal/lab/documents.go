@@ -1,6 +1,10 @@
 package lab
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // The documents follow the DMTF reference mockup (public-rackmount1) in
 // shape and property names, trimmed to what a provisioning client reads.
@@ -54,15 +58,10 @@ func sessionServiceDoc() map[string]any {
 // sessionsDoc lists the sessions of p's BMC: each machine is its own BMC.
 func (l *Lab) sessionsDoc(p *System) map[string]any {
 	l.sessMu.Lock()
-	var mine []*session
-	for _, ss := range l.sessByID {
-		if ss.sys == p {
-			mine = append(mine, ss)
-		}
-	}
+	ids := slices.Sorted(maps.Keys(p.sessions))
 	l.sessMu.Unlock()
 	members := []any{}
-	for _, id := range sortedSessionIDs(mine) {
+	for _, id := range ids {
 		members = append(members, odataID(sessionPath(id)))
 	}
 	return map[string]any{

@@ -28,7 +28,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +140,7 @@ type Lab struct {
 	order   []*System          // by index, for collections
 	byUser  map[string]*System // usernames are unique per machine
 
+	// sessMu guards the session maps and every System's sessions.
 	sessMu   sync.Mutex
 	sessions map[string]*session // by token
 	sessByID map[string]*session
@@ -189,6 +189,8 @@ type System struct {
 	lastPXErr error
 
 	vm *qemuVM // qemu backend: the running VM, nil when off
+
+	sessions map[string]*session // by id; guarded by lab.sessMu
 }
 
 // New builds a lab. It starts nothing until a system is powered on.
@@ -276,6 +278,7 @@ func New(cfg Config) (*Lab, error) {
 			serial:   fmt.Sprintf("OBML%06d", i),
 			power:    "Off",
 			boot:     BootOverride{Target: "None", Enabled: "Disabled", Mode: defaultMode},
+			sessions: map[string]*session{},
 		}
 		if _, dup := l.systems[name]; dup {
 			cancel()
@@ -491,14 +494,4 @@ func addressForMAC(mac string) string {
 		return "10.77.0.1"
 	}
 	return fmt.Sprintf("10.77.%d.%d", hw[4], hw[5])
-}
-
-// sortedSessionIDs is for listing a system's sessions in a stable order.
-func sortedSessionIDs(ss []*session) []string {
-	ids := make([]string, 0, len(ss))
-	for _, s := range ss {
-		ids = append(ids, s.id)
-	}
-	sort.Strings(ids)
-	return ids
 }

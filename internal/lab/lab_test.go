@@ -715,3 +715,24 @@ func TestScaleThousandsOfSystems(t *testing.T) {
 		t.Fatal("power state crossed systems")
 	}
 }
+
+func TestIdleSessionsExpire(t *testing.T) {
+	l, srv := newTestLab(t, Config{Machines: 1})
+	c := credsOf(l, "lab-1")
+	r := call(t, srv, creds{}, "POST", "/redfish/v1/SessionService/Sessions", map[string]string{"UserName": c.user, "Password": c.pass})
+	mustStatus(t, r, 201)
+	tok := creds{token: r.header.Get("X-Auth-Token")}
+	mustStatus(t, call(t, srv, tok, "GET", "/redfish/v1/Systems/lab-1", nil), 200)
+	l.sessMu.Lock()
+	for _, ss := range l.sessions {
+		ss.lastUsed = time.Now().Add(-sessionTimeout - time.Second)
+	}
+	l.sessMu.Unlock()
+	mustStatus(t, call(t, srv, tok, "GET", "/redfish/v1/Systems/lab-1", nil), 401)
+	l.sessMu.Lock()
+	left := len(l.sessions) + len(l.sessByID) + len(l.System("lab-1").sessions)
+	l.sessMu.Unlock()
+	if left != 0 {
+		t.Fatalf("expired session still held (%d entries)", left)
+	}
+}

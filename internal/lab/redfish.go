@@ -322,18 +322,12 @@ func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte)
 
 	l.sessMu.Lock()
 	now := time.Now()
-	n := 0
-	for _, ss := range l.sessByID {
-		if ss.sys != s {
-			continue
-		}
+	for _, ss := range s.sessions {
 		if now.Sub(ss.lastUsed) > sessionTimeout {
 			l.dropSessionLocked(ss)
-			continue
 		}
-		n++
 	}
-	if n >= maxSessionsPerSystem {
+	if len(s.sessions) >= maxSessionsPerSystem {
 		l.sessMu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "SessionLimitExceeded",
 			"The session establishment failed because the number of simultaneous sessions exceeded the limit of the implementation.")
@@ -342,6 +336,7 @@ func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte)
 	ss := &session{id: randomHex(8), token: randomHex(32), sys: s, lastUsed: now}
 	l.sessions[ss.token] = ss
 	l.sessByID[ss.id] = ss
+	s.sessions[ss.id] = ss
 	l.sessMu.Unlock()
 
 	w.Header().Set("X-Auth-Token", ss.token)
@@ -353,6 +348,7 @@ func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte)
 func (l *Lab) dropSessionLocked(ss *session) {
 	delete(l.sessions, ss.token)
 	delete(l.sessByID, ss.id)
+	delete(ss.sys.sessions, ss.id)
 }
 
 func (l *Lab) serveSession(w http.ResponseWriter, r *http.Request, id string) {
