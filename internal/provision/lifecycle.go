@@ -52,6 +52,9 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 		r.unknownSignal(ctx, sig, data)
 		return
 	}
+	wl := r.writeLock(machine)
+	wl.Lock()
+	defer wl.Unlock()
 	if bootSignals[sig] {
 		now := r.cfg.Now()
 		_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
@@ -132,6 +135,9 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 	now := r.cfg.Now()
 	var before *model.Machine
 	var reject string
+	wl := r.writeLock(machine)
+	wl.Lock()
+	defer wl.Unlock()
 	out, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, errRejected

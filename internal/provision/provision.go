@@ -144,6 +144,10 @@ type Reconciler struct {
 	mu sync.Mutex
 	// locks serialise a machine's reconcile with operator power actions.
 	locks map[string]*sync.Mutex
+	// writeLocks make a machine's status write and the events describing it
+	// one unit for every writer (reconcile, Callback, Signal), so the event
+	// log shows the machine's transitions in the order they happened.
+	writeLocks map[string]*sync.Mutex
 	// failures counts consecutive BMC failures of a machine's current step;
 	// notBefore holds its backoff. In memory on purpose: a restart resets
 	// the backoff, which only means one earlier retry.
@@ -177,6 +181,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		poll:         newLimiter(cfg.PowerPollRate),
 		met:          newMetrics(cfg.Registerer),
 		locks:        map[string]*sync.Mutex{},
+		writeLocks:   map[string]*sync.Mutex{},
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
 		clusterOf:    map[string]string{},
@@ -290,6 +295,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.notBefore, name)
 	delete(r.clusterOf, name)
 	delete(r.locks, name)
+	delete(r.writeLocks, name)
 }
 
 func (r *Reconciler) work(ctx context.Context) {
@@ -317,6 +323,17 @@ func (r *Reconciler) machineLock(name string) *sync.Mutex {
 	if !ok {
 		l = &sync.Mutex{}
 		r.locks[name] = l
+	}
+	return l
+}
+
+func (r *Reconciler) writeLock(name string) *sync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.writeLocks[name]
+	if !ok {
+		l = &sync.Mutex{}
+		r.writeLocks[name] = l
 	}
 	return l
 }

@@ -334,6 +334,9 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
 		Message: "power " + string(action) + " to boot from the network", Data: map[string]string{"action": string(action), "run": m.Run.ID}})
 	moved := false
+	wl := r.writeLock(m.Name)
+	wl.Lock()
+	defer wl.Unlock()
 	_, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
 		if runID(x) != m.Run.ID {
 			return false, errStale
@@ -568,6 +571,9 @@ func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *mo
 
 // commitErr is commit returning why a write did not happen.
 func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, error) {
+	wl := r.writeLock(m.Name)
+	wl.Lock()
+	defer wl.Unlock()
 	out, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
 		if !samePlace(x, m) {
 			return false, errStale
