@@ -20,7 +20,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -262,17 +261,12 @@ func New(cfg Config) (*Lab, error) {
 	}
 	for i := 1; i <= cfg.Machines; i++ {
 		name := fmt.Sprintf("%s%d", cfg.NamePrefix, i)
-		pw, err := password(cfg.PasswordSeed, name)
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("lab: generating a password: %w", err)
-		}
 		s := &System{
 			lab:      l,
 			name:     name,
 			index:    i,
 			username: "admin-" + name,
-			password: pw,
+			password: password(cfg.PasswordSeed, name),
 			mac:      macFor(i),
 			uuid:     uuidFrom("openbaremetal-lab/" + name),
 			serial:   fmt.Sprintf("OBML%06d", i),
@@ -296,16 +290,12 @@ func macFor(i int) string {
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", (i>>16)&0xff, (i>>8)&0xff, i&0xff)
 }
 
-func password(seed, name string) (string, error) {
+func password(seed, name string) string {
 	if seed != "" {
 		sum := sha256.Sum256([]byte(seed + "/" + name))
-		return hex.EncodeToString(sum[:10]), nil
+		return hex.EncodeToString(sum[:10])
 	}
-	b := make([]byte, 15)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return rand.Text()
 }
 
 // uuidFrom derives a stable RFC 4122 (version 5 layout) UUID from s.

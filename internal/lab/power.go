@@ -122,7 +122,7 @@ func (b *memoryBackend) start(s *System, boot BootOverride) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.setPower("On")
-	if !pxeBoot(boot) || b.lab.cfg.BootURL == "" {
+	if !pxeBoot(boot) || b.lab.cfg.BootURL == "" || b.lab.ctx.Err() != nil {
 		return nil
 	}
 	if s.pxeCancel != nil {
