@@ -257,6 +257,23 @@ func TestServeProcess(t *testing.T) {
 		t.Errorf("after restart: %+v", m)
 	}
 	expect(200, do(t, c, "GET", base+api.PathMachines, testToken, nil))
+
+	// Token rotation: edit the file, SIGHUP, the old token stops working.
+	const rotated = "rotated-token-0123456789abcdef"
+	if err := os.WriteFile(tokenFile, []byte(rotated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for do(t, c, "GET", base+api.PathMachines, rotated, nil).status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated token was not accepted after SIGHUP:\n%s", p2.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	expect(401, do(t, c, "GET", base+api.PathMachines, testToken, nil))
 	p2.stop(t)
 	if fp := between(firstLogs, "sha256=", "\n"); fp == "" || !strings.Contains(p2.out.String(), "reused") || !strings.Contains(p2.out.String(), fp) {
 		t.Errorf("the second start did not reuse the certificate %q", fp)
@@ -266,8 +283,8 @@ func TestServeProcess(t *testing.T) {
 	if strings.Contains(logs, testPassword) {
 		t.Error("the BMC password appears in the agent's log")
 	}
-	if strings.Contains(logs, testToken) {
-		t.Error("the API token appears in the agent's log")
+	if strings.Contains(logs, testToken) || strings.Contains(logs, rotated) {
+		t.Error("an API token appears in the agent's log")
 	}
 	for _, r := range responses {
 		if strings.Contains(r, testPassword) {

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -202,9 +204,36 @@ func (a *agent) services() ([]service, error) {
 	// manager and the reconciler join this list as they are wired in.
 	a.log.Warn("boot and TFTP listeners are not started: this build of serve wires only the API",
 		"boot_addr", a.cfg.BootAddr, "tftp_addr", a.cfg.TFTPAddr)
+	// Subscribed here, before the agent reports ready, so an early SIGHUP
+	// cannot take the default action (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	return []service{
 		{name: "api server", run: func(ctx context.Context) error { return serveHTTP(ctx, a.log, srv, apiLn, true) }},
+		{name: "token reload", run: func(ctx context.Context) error { return a.reloadTokens(ctx, hup) }},
 	}, nil
+}
+
+// reloadTokens re-reads the token file on SIGHUP, so tokens rotate without
+// a restart. A file that fails to load keeps the current tokens.
+func (a *agent) reloadTokens(ctx context.Context, hup chan os.Signal) error {
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			ts, err := api.LoadTokenFile(a.cfg.TokenFile)
+			if err == nil {
+				err = a.api.SetTokens(ts)
+			}
+			if err != nil {
+				a.log.Error("SIGHUP: token file not reloaded; the current tokens stay in force", "err", err)
+				continue
+			}
+			a.log.Info("SIGHUP: api tokens reloaded", "count", ts.Len())
+		}
+	}
 }
 
 func (a *agent) httpServer(h http.Handler, name string) *http.Server {

@@ -157,7 +157,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
 			Message: "missing bearer token: send Authorization: Bearer <token> (a token from the agent's token file)"}})
 		return false
 	}
-	ok, readOnly := s.tokens.check(strings.TrimSpace(tok))
+	ok, readOnly := s.tokens.Load().check(strings.TrimSpace(tok))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="baremetal-agent", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: ErrorDetail{Code: CodeUnauthorized,

@@ -60,7 +60,7 @@ type ServerConfig struct {
 type Server struct {
 	store        store.Store
 	actions      Actions
-	tokens       *TokenSet
+	tokens       atomic.Pointer[TokenSet]
 	version      string
 	bootURL      string
 	capabilities []string
@@ -144,7 +144,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		store:        cfg.Store,
 		actions:      cfg.Actions,
-		tokens:       cfg.Tokens,
 		version:      cfg.Version,
 		bootURL:      cfg.BootURL,
 		capabilities: append([]string{}, cfg.Capabilities...),
@@ -153,6 +152,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		now:          cfg.Now,
 		stopWaiting:  make(chan struct{}),
 	}
+	s.tokens.Store(cfg.Tokens)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -232,6 +232,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Handler returns the API's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetTokens replaces the API tokens, e.g. after the token file was edited
+// to rotate them. Requests already authenticated are not affected.
+func (s *Server) SetTokens(ts *TokenSet) error {
+	if ts == nil || ts.Len() == 0 {
+		return errors.New("api: refusing an empty token set")
+	}
+	s.tokens.Store(ts)
+	return nil
+}
 
 // StopWaiting ends every long-poll, now and later, with the current state,
 // so an http.Server's Shutdown can drain without waiting up to MaxWait for

@@ -799,3 +799,21 @@ func TestStopWaitingEndsLongPolls(t *testing.T) {
 		t.Errorf("after StopWaiting: revision %d, %s", got.Revision, time.Since(start))
 	}
 }
+
+func TestSetTokensRotates(t *testing.T) {
+	e := newEnv(t)
+	const next = "next-token-0123456789abcdef"
+	ts, err := NewTokenSet([]string{next}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SetTokens(&TokenSet{}); err == nil {
+		t.Error("an empty token set was accepted")
+	}
+	e.must(200, e.req("GET", PathMachines, nil))
+	if err := e.srv.SetTokens(ts); err != nil {
+		t.Fatal(err)
+	}
+	e.must(401, e.req("GET", PathMachines, nil))
+	e.must(200, e.reqCtx(context.Background(), next, "GET", PathMachines, nil))
+}
