@@ -178,7 +178,10 @@ func (l *Lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s := l.systems[rt.system]
 		if s == nil {
-			writeError(sw, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path), r.URL.Path)
+			// Only a logged-in client learns which systems do not exist.
+			if l.authorize(sw, r, nil) != nil {
+				writeError(sw, http.StatusNotFound, "ResourceMissingAtURI", fmt.Sprintf("The resource at the URI %s was not found.", r.URL.Path), r.URL.Path)
+			}
 			return
 		}
 		if l.authorize(sw, r, s) == nil {
