@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -77,6 +78,16 @@ type retryTransport struct {
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	cfg := &t.m.cfg
+	// The previous attempt's failure, kept so that running out of time
+	// mid-retry reports what the BMC said rather than a bare deadline.
+	var lastResp *http.Response
+	var lastErr error
+	giveUp := func(attempts int) (*http.Response, error) {
+		if tr := traceFrom(ctx); tr != nil {
+			tr.gaveUpAfter.Store(int32(attempts))
+		}
+		return lastResp, lastErr
+	}
 	for attempt := 0; ; attempt++ {
 		r := req
 		if attempt > 0 {
@@ -93,6 +104,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		start := time.Now()
 		resp, err := t.base.RoundTrip(r.WithContext(actx))
 		t.m.metrics.observeRequest(req.Method, resp, err, time.Since(start))
+		if err != nil && ctx.Err() != nil && attempt > 0 {
+			cancel()
+			return giveUp(attempt)
+		}
 
 		retry, why := t.retryable(ctx, resp, err)
 		wait := backoff(cfg.RetryBase, cfg.RetryMax, attempt)
@@ -100,10 +115,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			wait = ra
 		}
 		if retry && attempt < cfg.MaxRetries && fitsDeadline(ctx, wait) {
-			if resp != nil {
-				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-				resp.Body.Close()
-			}
+			lastResp, lastErr = buffered(resp), err
 			cancel()
 			t.m.metrics.retries.Inc()
 			t.m.log.Debug("BMC request failed, retrying", "method", req.Method, "host", req.URL.Host,
@@ -112,7 +124,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			select {
 			case <-ctx.Done():
 				timer.Stop()
-				return nil, ctx.Err()
+				return giveUp(attempt + 1)
 			case <-timer.C:
 			}
 			continue
@@ -129,6 +141,18 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
+}
+
+// buffered reads a failed response's body into memory so the connection is
+// released and the response can still be returned later.
+func buffered(resp *http.Response) *http.Response {
+	if resp == nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp
 }
 
 func (t *retryTransport) retryable(ctx context.Context, resp *http.Response, err error) (bool, string) {
