@@ -1,0 +1,76 @@
+package boot
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNewValidatesConfig(t *testing.T) {
+	st := openTestStore(t)
+	lc := newRecordingLifecycle(st)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "boot URL"},
+		{Config{BootURL: "10.0.2.2:8081"}, "absolute http(s) URL"},
+		{Config{BootURL: "http://h/${x}"}, "iPXE"},
+		{Config{BootURL: "http://h", TFTPRoot: "/nonexistent/root"}, "TFTP root"},
+		{Config{BootURL: "http://h", TFTPRoot: t.TempDir(), AssetsDir: "/nonexistent/assets"}, "assets directory"},
+	} {
+		if _, err := New(tc.cfg, st, lc); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error about %s", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	st := openTestStore(t)
+	s, err := New(Config{BootURL: "http://127.0.0.1:1", HTTPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0",
+		TFTPRoot: t.TempDir(), Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Listen errors surface from Run whether or not ctx has ended, so a nil
+	// return after cancel means both listeners came up and shut down.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not shut down")
+	}
+
+	s2, err := New(Config{BootURL: "http://127.0.0.1:1", HTTPAddr: "256.0.0.1:0", TFTPRoot: t.TempDir(), Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	must(t, err)
+	if err := s2.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "HTTP listen") {
+		t.Fatalf("bad listen address: %v", err)
+	}
+}
+
+func TestRateLimiterBoundsUnknownMACs(t *testing.T) {
+	now := time.Unix(0, 0)
+	r := newRateLimiter(time.Minute, 3)
+	r.now = func() time.Time { return now }
+	if !r.allow("a") || r.allow("a") {
+		t.Fatal("second event within the interval admitted")
+	}
+	if !r.allow("b") || !r.allow("c") {
+		t.Fatal("distinct keys refused")
+	}
+	if r.allow("d") {
+		t.Fatal("a fourth fresh key admitted beyond the cap")
+	}
+	now = now.Add(time.Minute)
+	if !r.allow("d") || !r.allow("a") {
+		t.Fatal("keys refused after the interval")
+	}
+	if len(r.last) > 3 {
+		t.Fatalf("limiter holds %d keys, cap 3", len(r.last))
+	}
+}
