@@ -69,8 +69,13 @@ func TestLabMemoryBackend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got.NICs) != 1 || got.NICs[0].MAC != e.MAC || got.PowerState != "Off" || got.UUID == "" || got.Serial == "" {
+		if len(got.NICs) != 1 || got.NICs[0].MAC != e.MAC || got.NICs[0].SpeedMbps == 0 || got.PowerState != "Off" ||
+			got.UUID == "" || got.Serial == "" || got.CPUs == 0 || got.MemoryGiB == 0 {
 			t.Errorf("%s inventory %+v, want MAC %s", e.Name, got, e.MAC)
+		}
+		// Disks come from Storage/Drives here (the DMTF capture covers SimpleStorage).
+		if len(got.Disks) != 1 || got.Disks[0].Serial != got.Serial+"-D0" || got.Disks[0].SizeGiB < 1 || got.Disks[0].MediaType == "" {
+			t.Errorf("%s disks %+v", e.Name, got.Disks)
 		}
 	}
 	if got := l.System(inv[2].Name).PowerState(); got != "Off" {
