@@ -148,7 +148,8 @@ type Lab struct {
 	requests []RequestRecord
 	reqStart int // ring start once the log is full
 
-	serviceUUID string
+	serviceUUID   string
+	gracefulDelay time.Duration
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -224,17 +225,18 @@ func New(cfg Config) (*Lab, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Lab{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		http:        cfg.HTTPClient,
-		systems:     make(map[string]*System, cfg.Machines),
-		order:       make([]*System, 0, cfg.Machines),
-		byUser:      make(map[string]*System, cfg.Machines),
-		sessions:    make(map[string]*session),
-		sessByID:    make(map[string]*session),
-		serviceUUID: uuidFrom("openbaremetal-lab-service/" + cfg.NamePrefix),
-		ctx:         ctx,
-		cancel:      cancel,
+		cfg:           cfg,
+		log:           cfg.Logger,
+		http:          cfg.HTTPClient,
+		systems:       make(map[string]*System, cfg.Machines),
+		order:         make([]*System, 0, cfg.Machines),
+		byUser:        make(map[string]*System, cfg.Machines),
+		sessions:      make(map[string]*session),
+		sessByID:      make(map[string]*session),
+		serviceUUID:   uuidFrom("openbaremetal-lab-service/" + cfg.NamePrefix),
+		gracefulDelay: defaultGracefulDelay,
+		ctx:           ctx,
+		cancel:        cancel,
 	}
 
 	switch cfg.Backend {

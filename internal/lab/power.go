@@ -9,9 +9,9 @@ import (
 // ResetTypes are the ComputerSystem.Reset types every lab system accepts.
 var ResetTypes = []string{"On", "ForceOn", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "PowerCycle", "Nmi"}
 
-// gracefulDelay is how long a memory-backend GracefulShutdown takes, so
-// clients have to wait for the power state like they do on real servers.
-const gracefulDelay = 100 * time.Millisecond
+// defaultGracefulDelay is how long a memory-backend GracefulShutdown
+// takes, so clients have to wait for the power state as on real servers.
+const defaultGracefulDelay = 100 * time.Millisecond
 
 // backend is what actually powers machines on and off.
 type backend interface {
@@ -93,7 +93,7 @@ func (s *System) powerOn() error {
 
 func (s *System) delayedShutdown(gen uint64) {
 	defer s.lab.wg.Done()
-	t := time.NewTimer(gracefulDelay)
+	t := time.NewTimer(s.lab.gracefulDelay)
 	defer t.Stop()
 	select {
 	case <-s.lab.ctx.Done():
