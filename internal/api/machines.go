@@ -137,8 +137,14 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 		before := machineSpec(m)
 		applyMachineSpec(m, v)
 		specChanged = !reflect.DeepEqual(before, machineSpec(m))
+		if !specChanged && holder == "" {
+			return false, errUnchanged
+		}
 		return specChanged, nil
 	})
+	if errors.Is(err, errUnchanged) {
+		updated, err = s.store.GetMachine(r.Context(), name)
+	}
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
@@ -213,6 +219,7 @@ func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+	requested := false
 	updated, err := s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
 		if err := inCluster(m); err != nil {
 			return false, err
@@ -221,15 +228,24 @@ func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 			return false, err
 		}
 		if !m.DeletionRequested.IsZero() {
-			return false, nil
+			if holder == "" {
+				return false, errUnchanged
+			}
+			return false, nil // the lease renewal is the only change
 		}
 		m.DeletionRequested = s.now().UTC()
+		requested = true
 		return true, nil
 	})
+	if errors.Is(err, errUnchanged) {
+		updated, err = s.store.GetMachine(r.Context(), name)
+	}
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
-	s.specEvent(r.Context(), updated, "deletion requested")
+	if requested {
+		s.specEvent(r.Context(), updated, "deletion requested")
+	}
 	writeJSON(w, http.StatusAccepted, machineToAPI(updated))
 	return nil
 }

@@ -282,10 +282,19 @@ func (s *Server) instrument(rt route, next http.Handler) http.Handler {
 		s.requests.WithLabelValues(rt.path, r.Method, strconv.Itoa(rec.status)).Inc()
 		s.latency.WithLabelValues(rt.path, r.Method).Observe(d.Seconds())
 		if rt.access == authed {
-			// Probes and scrapes are too frequent to log; the Authorization
-			// header and bodies are never logged.
-			s.log.Debug("api request", "method", r.Method, "route", rt.path, "path", r.URL.Path,
-				"status", rec.status, "duration", d, "remote", r.RemoteAddr)
+			// Writes are the audit trail and log at info; reads (long-polls
+			// every few seconds) at debug; probes and scrapes not at all.
+			// The Authorization header and bodies are never logged.
+			level := slog.LevelDebug
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				level = slog.LevelInfo
+			}
+			attrs := []any{"method", r.Method, "route", rt.path, "path", r.URL.Path,
+				"status", rec.status, "duration", d, "remote", r.RemoteAddr}
+			if h := r.Header.Get(HeaderLeaseHolder); h != "" {
+				attrs = append(attrs, "lease_holder", h)
+			}
+			s.log.Log(r.Context(), level, "api request", attrs...)
 		}
 	})
 }
