@@ -108,7 +108,7 @@ func (l *recordingLifecycle) waitFor(t *testing.T, d time.Duration, what string,
 	}
 }
 
-func openTestStore(t *testing.T) store.Store {
+func openTestStore(t testing.TB) store.Store {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenBolt(filepath.Join(dir, "agent.db"), store.BoltOptions{KeyFile: filepath.Join(dir, "agent.key")})

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -270,4 +272,49 @@ func FuzzResolveTFTPPath(f *testing.F) {
 			t.Fatalf("%q resolved to a non-regular file %q", name, got)
 		}
 	})
+}
+
+// BenchmarkTFTPDownload compares pin/tftp's lock-step sender with its
+// experimental anticipation window (Config.TFTPAnticipate) on loopback, for
+// an iPXE-binary-sized file at the block size iPXE negotiates.
+func BenchmarkTFTPDownload(b *testing.B) {
+	root := b.TempDir()
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	if err := os.WriteFile(filepath.Join(root, "ipxe.efi"), payload, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	st := openTestStore(b)
+	for _, win := range []uint{0, 8} {
+		b.Run(fmt.Sprintf("anticipate=%d", win), func(b *testing.B) {
+			s, err := New(Config{TFTPRoot: root, BootURL: "http://127.0.0.1:1", TFTPAnticipate: win, Logger: quietLogger()}, st, newRecordingLifecycle(st))
+			if err != nil {
+				b.Fatal(err)
+			}
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go s.ServeTFTP(ctx, pc)
+			c, err := tftp.NewClient(pc.LocalAddr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.SetBlockSize(1468)
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				wt, err := c.Receive("ipxe.efi", "octet")
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := wt.WriteTo(io.Discard)
+				if err != nil || n != int64(len(payload)) {
+					b.Fatalf("got %d bytes, %v", n, err)
+				}
+			}
+		})
+	}
 }
