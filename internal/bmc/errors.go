@@ -191,11 +191,10 @@ func redfishMessage(re *schemas.Error) string {
 			return trim(m.Message)
 		}
 	}
-	if re.Code != "" || (re.Message != "" && !strings.HasPrefix(strings.TrimSpace(re.Message), "<") &&
-		!strings.HasPrefix(strings.TrimSpace(re.Message), "{")) {
-		if re.Message != "" {
-			return trim(re.Message)
-		}
+	// gofish puts a body it could not parse as a Redfish error into
+	// Message; an HTML page or a JSON dump is no message.
+	if msg := strings.TrimSpace(re.Message); msg != "" && !strings.HasPrefix(msg, "<") && !strings.HasPrefix(msg, "{") {
+		return trim(msg)
 	}
 	switch c := re.HTTPReturnedStatusCode; {
 	case c == http.StatusUnauthorized:
