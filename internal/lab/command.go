@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -86,6 +87,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
 	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
+	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,11 +123,27 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		_ = l.Close()
 		return fmt.Errorf("lab: listening on %s: %w", *listen, err)
 	}
+	scheme, caPEM := "http", ""
+	if *useTLS {
+		host, _, _ := net.SplitHostPort(*listen)
+		cert, pemCert, err := selfSignedCert(host)
+		if err != nil {
+			_ = ln.Close()
+			_ = l.Close()
+			return fmt.Errorf("lab: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme, caPEM = "https", pemCert
+	}
 	base := strings.TrimRight(*advertise, "/")
 	if base == "" {
-		base = "http://" + advertisedAddr(ln.Addr())
+		base = scheme + "://" + advertisedAddr(ln.Addr())
 	}
-	if err := WriteInventory(*inventory, InventoryFile{Machines: l.Inventory(base)}); err != nil {
+	entries := l.Inventory(base)
+	for i := range entries {
+		entries[i].CACertPEM = caPEM
+	}
+	if err := WriteInventory(*inventory, InventoryFile{Machines: entries}); err != nil {
 		_ = ln.Close()
 		_ = l.Close()
 		return err

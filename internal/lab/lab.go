@@ -106,6 +106,9 @@ type InventoryEntry struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	MAC      string `json:"mac"`
+	// CACertPEM is the certificate to trust when the lab serves HTTPS
+	// (`lab --tls`): each machine's "BMC CA".
+	CACertPEM string `json:"ca_cert_pem,omitempty"`
 }
 
 // RequestRecord is one request the Redfish service answered.
