@@ -482,7 +482,8 @@ func (s *System) reportedPower(now time.Time) string {
 	return s.power
 }
 
-// address is the deterministic address a machine reports after installing.
+// addressForMAC is the address a simulated machine reports after
+// installing: 10.77.x.y from the MAC's last two bytes, so stable per machine.
 func addressForMAC(mac string) string {
 	hw, err := net.ParseMAC(mac)
 	if err != nil || len(hw) != 6 {
