@@ -86,7 +86,9 @@ func TestMachineValidation(t *testing.T) {
 		{"missing endpoint", func(r *MachineRequest) { r.BMC.Endpoint = "" }, 422, "bmc.endpoint"},
 		{"endpoint not a URL", func(r *MachineRequest) { r.BMC.Endpoint = "10.0.0.5" }, 422, "bmc.endpoint"},
 		{"endpoint ftp", func(r *MachineRequest) { r.BMC.Endpoint = "ftp://10.0.0.5" }, 422, "bmc.endpoint"},
-		{"endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:pw@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"ftp endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "ftp://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"unparsable endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@[::1" }, 422, "bmc.endpoint"},
 		{"missing username", func(r *MachineRequest) { r.BMC.Username = "" }, 422, "bmc.username"},
 		{"missing password", func(r *MachineRequest) { r.BMC.Password = "" }, 422, "bmc.password"},
 		{"bad ca", func(r *MachineRequest) { r.BMC.CACertPEM = "not a pem" }, 422, "bmc.ca_cert_pem"},
@@ -99,6 +101,7 @@ func TestMachineValidation(t *testing.T) {
 		{"empty param key", func(r *MachineRequest) { r.Params = map[string]string{"": "x"} }, 422, "params"},
 		{"taken name", func(r *MachineRequest) { r.Name = "taken" }, 409, "name"},
 		{"ok provisioned", func(r *MachineRequest) {
+			r.Name = "m-prov"
 			r.State = ""
 			r.BootProfile = "debian"
 			r.MACs = []string{"52:54:00:AA:BB:CC"}
@@ -125,8 +128,8 @@ func TestMachineValidation(t *testing.T) {
 		})
 	}
 	var m Machine
-	e.must(200, e.req("GET", "/v1/machines/m17", nil)).decode(t, &m)
-	if m.State != "provisioned" || len(m.MACs) != 1 || m.MACs[0] != "52:54:00:aa:bb:cc" || m.ID != "m17" || m.Phase != "registering" {
+	e.must(200, e.req("GET", "/v1/machines/m-prov", nil)).decode(t, &m)
+	if m.State != "provisioned" || len(m.MACs) != 1 || m.MACs[0] != "52:54:00:aa:bb:cc" || m.ID != "m-prov" || m.Phase != "registering" {
 		t.Errorf("stored machine %+v", m)
 	}
 	if r := e.req("POST", PathMachines, machineReq("Bad_Name!")); !strings.Contains(r.err().Message, model.NameRule) {
@@ -816,4 +819,34 @@ func TestSetTokensRotates(t *testing.T) {
 	}
 	e.must(401, e.req("GET", PathMachines, nil))
 	e.must(200, e.reqCtx(context.Background(), next, "GET", PathMachines, nil))
+}
+
+// TestPasswordNeverReturned walks every read and write of a machine and its
+// cluster; newEnv's cleanup also checks every body and log line of every test.
+func TestPasswordNeverReturned(t *testing.T) {
+	acts := &recordingActions{}
+	e := newEnv(t, func(c *ServerConfig) { c.Actions = acts })
+	e.createProfile("p")
+	e.createMachine(machineReq("m1"))
+	upd := machineReq("m1")
+	upd.BMC.Password = bmcPassword + "-new"
+	bodies := []resp{
+		e.must(200, e.req("GET", "/v1/machines/m1", nil)),
+		e.must(200, e.req("GET", PathMachines, nil)),
+		e.must(200, e.req("PUT", "/v1/machines/m1", upd)),
+		e.must(202, e.req("POST", "/v1/machines/m1/actions/power_on", nil)),
+		e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "p"}}, Members: []ClusterMember{{"m1", "r"}}})),
+		e.must(200, e.req("GET", PathClusters, nil)),
+		e.must(200, e.req("GET", "/v1/machines/m1/events", nil)),
+		e.must(200, e.req("GET", PathEvents, nil)),
+	}
+	for _, r := range bodies {
+		if strings.Contains(string(r.body), bmcPassword) || strings.Contains(string(r.body), `"password"`) {
+			t.Errorf("a response carries the password: %s", r.body)
+		}
+	}
+	stored, err := e.store.GetMachine(context.Background(), "m1")
+	if err != nil || stored.BMC.Password != bmcPassword+"-new" {
+		t.Errorf("the new password was not stored (err %v)", err)
+	}
 }

@@ -122,14 +122,17 @@ func validateBMC(b *BMCRequest, create bool) error {
 	if b.Endpoint == "" {
 		return invalid("bmc.endpoint", "bmc.endpoint is required (https://host[:port] or a Redfish system URL)")
 	}
+	// The endpoint is echoed only once it is known to hold no credentials:
+	// it is returned by the API and logged.
 	u, err := url.Parse(b.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return invalid("bmc.endpoint", "bmc.endpoint %q must be an http:// or https:// URL with a host", b.Endpoint)
+	if err != nil {
+		return invalid("bmc.endpoint", "bmc.endpoint is not a URL (want https://host[:port] or a Redfish system URL)")
 	}
 	if u.User != nil {
-		// The endpoint is returned by the API and logged; credentials in it
-		// would leak.
 		return invalid("bmc.endpoint", "bmc.endpoint must not contain credentials; set bmc.username and bmc.password")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return invalid("bmc.endpoint", "bmc.endpoint %q must be an http:// or https:// URL with a host", b.Endpoint)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return invalid("bmc.endpoint", "bmc.endpoint must not have a query or fragment")
