@@ -218,7 +218,7 @@ func TestProviderConfigureErrors(t *testing.T) {
 	t.Setenv(EnvInsecure, "")
 	cases := []struct {
 		name, config, want string
-		env            map[string]string
+		env                map[string]string
 	}{
 		{"missing endpoint", `provider "baremetal" {}
 data "baremetal_agent" "a" {}`, `(?s)Missing Baremetal Agent Endpoint.*BAREMETAL_ENDPOINT`, nil},

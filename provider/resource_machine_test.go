@@ -1,0 +1,298 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+)
+
+// machineConfig is one baremetal_machine on lab machine m with a plain
+// password; body adds attributes.
+func machineConfig(res, name string, m lab.InventoryEntry, body string) string {
+	return fmt.Sprintf(`
+resource "baremetal_machine" %q {
+  name = %q
+  bmc = {
+    endpoint = %q
+    username = %q
+    password = %q
+  }
+%s
+}
+`, res, name, m.Endpoint, m.Username, m.Password, body)
+}
+
+func TestAccMachine(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 1)
+	profiles := profileConfig(a, "p1", "acc-m-p1", "quiet") + profileConfig(a, "p2", "acc-m-p2", "quiet")
+	cfg := func(profile string) string {
+		return a.providerConfig() + profiles + machineConfig("m", "acc-m1", lm, fmt.Sprintf(`
+  boot_profile = baremetal_boot_profile.%s.name
+  params = {
+    hostname = "acc-m1.lab"
+  }
+`, profile))
+	}
+	const res = "baremetal_machine.m"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"acc-m1": lm}),
+		Steps: []resource.TestStep{
+			{
+				Config: cfg("p1"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("id"), knownvalue.StringExact("acc-m1")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("state"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("power_state"), knownvalue.StringExact("On")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("last_error"), knownvalue.StringExact("")),
+					// Discovered from Redfish: the configuration names no MAC.
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("macs"), knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact(lm.MAC)})),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("inventory").AtMapKey("nics").AtSliceIndex(0).AtMapKey("mac"), knownvalue.StringExact(lm.MAC)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("addresses"), knownvalue.ListSizeExact(1)),
+					statecheck.ExpectSensitiveValue(res, tfjsonpath.New("bmc").AtMapKey("password")),
+				},
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+			{
+				// Another profile re-provisions in place.
+				Config: cfg("p2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("boot_profile"), knownvalue.StringExact("acc-m-p2")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+				},
+				Check: func(*terraform.State) error {
+					m, err := a.client.GetMachine(context.Background(), "acc-m1")
+					if err != nil {
+						return err
+					}
+					if m.ProvisionedProfile != "acc-m-p2" {
+						return fmt.Errorf("agent says acc-m1 was last installed with %q, want acc-m-p2", m.ProvisionedProfile)
+					}
+					return nil
+				},
+			},
+			{
+				ResourceName:      res,
+				ImportState:       true,
+				ImportStateId:     "acc-m1",
+				ImportStateVerify: true,
+				// The agent never returns a BMC password; timeouts live only in configuration.
+				ImportStateVerifyIgnore: []string{"bmc.password", "timeouts"},
+			},
+			{
+				// Powered off behind Terraform's back: the plan shows it.
+				PreConfig: func() {
+					if _, err := a.client.MachineAction(context.Background(), "acc-m1", api.ActionPowerOff); err != nil {
+						t.Fatalf("power_off: %v", err)
+					}
+				},
+				Config:             cfg("p2"),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				// Applying powers it on again.
+				Config: cfg("p2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(res, tfjsonpath.New("state"), knownvalue.StringExact("provisioned")),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("power_state"), knownvalue.StringExact("On")),
+				},
+				Check: func(*terraform.State) error {
+					if p, err := redfishPower(lm); err != nil || p != "On" {
+						return fmt.Errorf("lab system power %q (err %v), want On", p, err)
+					}
+					return nil
+				},
+			},
+			{
+				// Deleted behind Terraform's back: refresh drops it, the plan re-creates it.
+				PreConfig: func() {
+					forceDelete(t, a, "acc-m1")
+				},
+				Config:             cfg("p2"),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				Config: cfg("p2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionCreate)},
+				},
+			},
+		},
+	})
+}
+
+// TestAccMachineWriteOnlyPassword: the BMC password given as password_wo
+// works (the agent drives the BMC with it) and is in no state file.
+func TestAccMachineWriteOnlyPassword(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 2)
+	statePath := filepath.Join(t.TempDir(), "terraform.tfstate")
+	cfg := func(version int) string {
+		return a.providerConfig() + fmt.Sprintf(`
+terraform {
+  backend "local" {
+    path = %q
+  }
+}
+
+resource "baremetal_machine" "wo" {
+  name  = "acc-wo"
+  state = "off"
+  bmc = {
+    endpoint            = %q
+    username            = %q
+    password_wo         = %q
+    password_wo_version = %d
+  }
+}
+`, statePath, lm.Endpoint, lm.Username, lm.Password, version)
+	}
+	const res = "baremetal_machine.wo"
+	noPassword := func(*terraform.State) error {
+		raw, err := os.ReadFile(statePath)
+		if err != nil {
+			return fmt.Errorf("reading the state file: %w", err)
+		}
+		if !strings.Contains(string(raw), `"acc-wo"`) {
+			return fmt.Errorf("state file %s does not hold the machine; the test reads the wrong file", statePath)
+		}
+		if strings.Contains(string(raw), lm.Password) {
+			return errors.New("the write-only BMC password is in the state file")
+		}
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"acc-wo": lm}),
+		Steps: []resource.TestStep{
+			{
+				Config: cfg(1),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("bmc").AtMapKey("password_wo"), knownvalue.Null()),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("bmc").AtMapKey("password"), knownvalue.Null()),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("off")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("power_state"), knownvalue.StringExact("Off")),
+				},
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: noPassword,
+			},
+			{
+				// A new version sends the password again; still never stored.
+				Config: cfg(2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: noPassword,
+			},
+		},
+	})
+}
+
+// TestAccMachineUnreachableBMC: a BMC that never answers fails the create
+// within its timeout, and the error says where the machine got stuck.
+func TestAccMachineUnreachableBMC(t *testing.T) {
+	a := testAgent(t)
+	dead := "http://" + freeTCP() + "/redfish/v1/Systems/1" // nothing listens there
+	cfg := a.providerConfig() + fmt.Sprintf(`
+resource "baremetal_machine" "dead" {
+  name = "acc-dead"
+  bmc = {
+    endpoint = %q
+    username = "admin"
+    password = "never-used"
+  }
+  timeouts {
+    create = "20s"
+  }
+}
+`, dead)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg,
+				ExpectError: regexp.MustCompile(`(?s)Unable to Create Machine "acc-dead".*(within the timeout \(20s\)|marked it failed).*Last phase: (registering|inspecting|failed)`),
+			},
+			{
+				// The tainted machine cannot be powered off through a dead
+				// BMC; an operator force-deletes it, and refresh forgets it.
+				PreConfig: func() { forceDelete(t, a, "acc-dead") },
+				Config:    a.providerConfig(),
+			},
+		},
+	})
+}
+
+func forceDelete(t *testing.T, a *accAgent, name string) {
+	t.Helper()
+	ctx := testCtx(t)
+	if err := a.client.DeleteMachine(ctx, name, true); err != nil && !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("force delete %s: %v", name, err)
+	}
+	err := poll(30*time.Second, func() error {
+		_, err := a.client.GetMachine(ctx, name)
+		if errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("machine %s still registered (err %v)", name, err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkMachinesGoneAndOff is the destroy check: the agent no longer knows
+// the machines, and the lab's Redfish says each system is powered off.
+func checkMachinesGoneAndOff(a *accAgent, machines map[string]lab.InventoryEntry) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		for name, lm := range machines {
+			if _, err := a.client.GetMachine(context.Background(), name); !errors.Is(err, client.ErrNotFound) {
+				return fmt.Errorf("machine %q still registered after destroy (err %v)", name, err)
+			}
+			p, err := redfishPower(lm)
+			if err != nil {
+				return err
+			}
+			if p != "Off" {
+				return fmt.Errorf("lab system %s is %s after destroy, want Off", lm.Name, p)
+			}
+		}
+		return nil
+	}
+}
