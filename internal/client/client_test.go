@@ -125,16 +125,16 @@ func TestMethods(t *testing.T) {
 	events := api.EventList{Events: []model.Event{{Seq: 6, Time: t0, Machine: "m1", Type: model.EventPhaseChanged, Phase: model.PhaseProvisioning}}, Next: 6}
 
 	tests := []struct {
-		name      string
-		call      func(ctx context.Context, c *Client) (any, error)
-		method    string
-		path      string
-		query     url.Values
-		body      any // request body the server must see; nil = none
-		lease     bool
-		status    int
-		respond   any
-		want      any
+		name    string
+		call    func(ctx context.Context, c *Client) (any, error)
+		method  string
+		path    string
+		query   url.Values
+		body    any // request body the server must see; nil = none
+		lease   bool
+		status  int
+		respond any
+		want    any
 	}{
 		{"info", func(ctx context.Context, c *Client) (any, error) { return c.Info(ctx) },
 			"GET", "/v1/info", nil, nil, false, 200, api.Info{Version: "1.2.3", APIVersion: "v1", Capabilities: []string{"redfish"}},
@@ -161,7 +161,9 @@ func TestMethods(t *testing.T) {
 			"DELETE", "/v1/machines/m1", url.Values{}, nil, true, 202, nil, nil},
 		{"delete machine force", func(ctx context.Context, c *Client) (any, error) { return nil, c.DeleteMachine(ctx, "m1", true) },
 			"DELETE", "/v1/machines/m1", url.Values{"force": {"true"}}, nil, true, 204, nil, nil},
-		{"machine action", func(ctx context.Context, c *Client) (any, error) { return c.MachineAction(ctx, "m1", api.ActionPowerOn) },
+		{"machine action", func(ctx context.Context, c *Client) (any, error) {
+			return c.MachineAction(ctx, "m1", api.ActionPowerOn)
+		},
 			"POST", "/v1/machines/m1/actions/power_on", nil, nil, true, 202, api.ActionResponse{Machine: machine, Action: "power_on"}, &machine},
 		{"machine events", func(ctx context.Context, c *Client) (any, error) { return c.MachineEvents(ctx, "m1", 5, 10) },
 			"GET", "/v1/machines/m1/events", url.Values{"after": {"5"}, "limit": {"10"}}, nil, false, 200, events, &events},
@@ -173,7 +175,9 @@ func TestMethods(t *testing.T) {
 			"GET", "/v1/boot_profiles/debian", nil, nil, false, 200, profile, &profile},
 		{"list profiles", func(ctx context.Context, c *Client) (any, error) { return c.ListBootProfiles(ctx) },
 			"GET", "/v1/boot_profiles", nil, nil, false, 200, api.BootProfileList{Items: []api.BootProfile{profile}}, []api.BootProfile{profile}},
-		{"update profile", func(ctx context.Context, c *Client) (any, error) { return c.UpdateBootProfile(ctx, "debian", profileReq) },
+		{"update profile", func(ctx context.Context, c *Client) (any, error) {
+			return c.UpdateBootProfile(ctx, "debian", profileReq)
+		},
 			"PUT", "/v1/boot_profiles/debian", nil, profileReq, false, 200, profile, &profile},
 		{"delete profile", func(ctx context.Context, c *Client) (any, error) { return nil, c.DeleteBootProfile(ctx, "debian") },
 			"DELETE", "/v1/boot_profiles/debian", nil, nil, false, 204, nil, nil},

@@ -212,7 +212,9 @@ func (c *Client) transportError(ctx context.Context, r request, err error) error
 		te.tls = true
 		te.err = fmt.Errorf("TLS certificate not trusted: %w", err)
 		te.hint = hintTLS
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr),
+		// net/http turns a plain-HTTP answer's RecordHeaderError into this text.
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		te.tls = true
 		te.hint = "the endpoint does not speak TLS: use an http:// endpoint or the agent's HTTPS API port"
 	case errors.Is(err, context.DeadlineExceeded):
