@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -164,24 +165,33 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	type serve func(context.Context) error
 	var serves []serve
+	var opened []io.Closer
+	fail := func(err error) error {
+		for _, c := range opened {
+			c.Close()
+		}
+		return err
+	}
 	if s.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
-			return fmt.Errorf("boot: HTTP listen on %s: %w", s.cfg.HTTPAddr, err)
+			return fail(fmt.Errorf("boot: HTTP listen on %s: %w", s.cfg.HTTPAddr, err))
 		}
+		opened = append(opened, ln)
 		serves = append(serves, func(ctx context.Context) error { return s.ServeHTTP(ctx, ln) })
 	}
 	if s.cfg.TFTPAddr != "" {
 		pc, err := net.ListenPacket("udp", s.cfg.TFTPAddr)
 		if err != nil {
-			return fmt.Errorf("boot: TFTP listen on %s: %w", s.cfg.TFTPAddr, err)
+			return fail(fmt.Errorf("boot: TFTP listen on %s: %w", s.cfg.TFTPAddr, err))
 		}
+		opened = append(opened, pc)
 		serves = append(serves, func(ctx context.Context) error { return s.ServeTFTP(ctx, pc) })
 	}
 	if s.cfg.ProxyDHCP.Enabled {
 		dhcp, pxe, err := s.listenProxyDHCP()
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		serves = append(serves,
 			func(ctx context.Context) error { return s.ServeProxyDHCP(ctx, dhcp) },
