@@ -1,0 +1,436 @@
+// Command bootbench measures the agent's boot edge side by side with the
+// servers operators run today, on loopback, and rewrites its sections of
+// BENCHMARKS.md: TFTP (the agent, with and without pin/tftp's sender
+// window, against tftpd-hpa and dnsmasq) and HTTP assets (the agent's boot
+// listener against nginx, loaded by wrk).
+//
+// Every contender runs as its own process (the agent as `bootbench
+// serve-agent`, which builds the boot edge with boot.New exactly as the
+// agent does), so each one's CPU time is measured the same way. The peers
+// come from Debian (bench/setup.sh installs them).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/peers"
+	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/report"
+)
+
+const probeFile = "probe.bin"
+
+type env struct {
+	dir        string // temp dir: logs, configs, store
+	root       string // TFTP root
+	assets     string // HTTP assets
+	probe      []byte
+	anticipate uint
+	profileDir string
+	self       string
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve-agent" {
+		if err := serveAgent(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "serve-agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bootbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
+	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
+	only := flag.String("only", "", "run only one benchmark: tftp or http")
+	reps := flag.Int("reps", 0, "repetitions per row (default 5, or 1 with -quick)")
+	anticipate := flag.Uint("anticipate", 16, "pin/tftp sender window for the agent's anticipate row")
+	httpSecs := flag.Int("http-seconds", 0, "wrk duration per HTTP trial in seconds (default 10, or 3 with -quick)")
+	httpClients := flag.String("http-clients", "wrk,go", "HTTP load clients, comma-separated: wrk and/or go (reads 1 MiB at a time where wrk reads 8 KiB)")
+	profileDir := flag.String("profile-dir", "", "write the agent processes' CPU profiles (pprof) into this directory")
+	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
+	flag.Parse()
+	if *only != "" && *only != "tftp" && *only != "http" {
+		return fmt.Errorf("-only %q: want tftp or http", *only)
+	}
+	clients := strings.Split(*httpClients, ",")
+	for _, c := range clients {
+		if c != "wrk" && c != "go" {
+			return fmt.Errorf("-http-clients %q: want wrk and/or go", *httpClients)
+		}
+	}
+	if *reps <= 0 {
+		*reps = map[bool]int{true: 1, false: 5}[*quick]
+	}
+	if *httpSecs <= 0 {
+		*httpSecs = map[bool]int{true: 3, false: 10}[*quick]
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bootbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// The peers drop root privileges (tftpd-hpa and dnsmasq to nobody or
+	// their own user, nginx's workers likewise) and must still read the files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	e := &env{dir: dir, root: filepath.Join(dir, "tftp"), assets: filepath.Join(dir, "assets"), anticipate: *anticipate, self: self}
+	if *profileDir != "" {
+		if e.profileDir, err = filepath.Abs(*profileDir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(e.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{e.root, e.assets, filepath.Join(dir, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if e.probe, err = writeRandomFile(filepath.Join(e.root, probeFile), 1000); err != nil {
+		return err
+	}
+	header := sectionHeader(*note)
+	began := time.Now()
+	if *only == "" || *only == "tftp" {
+		body, err := benchTFTP(e, *quick, *reps)
+		if err != nil {
+			return err
+		}
+		if err := report.WriteSection(*out, "tftp", header+body); err != nil {
+			return err
+		}
+		logf("wrote the TFTP section of %s", *out)
+	}
+	if *only == "" || *only == "http" {
+		body, err := benchHTTP(e, clients, *reps, time.Duration(*httpSecs)*time.Second)
+		if err != nil {
+			return err
+		}
+		if err := report.WriteSection(*out, "http", header+body); err != nil {
+			return err
+		}
+		logf("wrote the HTTP section of %s", *out)
+	}
+	logf("done in %s", time.Since(began).Round(time.Second))
+	return nil
+}
+
+func sectionHeader(note string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), report.Machine())
+	fmt.Fprintf(&b, "Command: `go run ./bench/cmd/bootbench %s`  \n", strings.Join(os.Args[1:], " "))
+	if note != "" {
+		fmt.Fprintf(&b, "**Note:** %s\n", note)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func (e *env) startAgent(name string, args []string) (*peers.Proc, error) {
+	data := filepath.Join(e.dir, "data", name)
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	argv := append([]string{e.self, "serve-agent", "-data", data}, args...)
+	if e.profileDir != "" {
+		argv = append(argv, "-cpuprofile", filepath.Join(e.profileDir, name+".pprof"))
+	}
+	return peers.Start(name, argv, filepath.Join(e.dir, name+".log"), "ready")
+}
+
+// row is one contender's medians for one case.
+type row struct {
+	server               string
+	peer                 bool
+	err                  error
+	mibps, p50ms, p99ms  float64
+	failed, total        int
+	resends              int
+	cpu                  float64
+	requests, httpErrors int
+}
+
+func benchTFTP(e *env, quick bool, reps int) (string, error) {
+	cases := tftpCases(quick)
+	files := map[string][]byte{}
+	for _, c := range cases {
+		if _, ok := files[c.file]; ok {
+			continue
+		}
+		b, err := writeRandomFile(filepath.Join(e.root, c.file), c.size)
+		if err != nil {
+			return "", err
+		}
+		files[c.file] = b
+	}
+	servers := startTFTPServers(e)
+	defer func() {
+		for _, s := range servers {
+			if s.proc != nil {
+				s.proc.Stop()
+			}
+		}
+	}()
+	trials := make([][][]tftpTrial, len(cases)) // case, server, rep
+	for i := range trials {
+		trials[i] = make([][]tftpTrial, len(servers))
+	}
+	// Repetitions are the outer loop so that a slow spell of the machine
+	// hits every contender alike instead of one contender's whole row.
+	for rep := range reps {
+		for ci, c := range cases {
+			for si, s := range servers {
+				if s.err != nil {
+					continue
+				}
+				t, err := runTFTPTrial(s, c, files[c.file])
+				if err != nil {
+					return "", fmt.Errorf("%s: %w", s.name, err)
+				}
+				logf("tftp rep %d/%d %s blksize %d, %d clients x %d: %s %.1f MiB/s, %d/%d failed",
+					rep+1, reps, c.file, c.blksize, c.clients, c.transfers, s.name,
+					float64(t.bytes)/(1<<20)/t.wall.Seconds(), t.failed, t.total)
+				if t.firstErr != nil {
+					logf("  first failure: %v", t.firstErr)
+				}
+				trials[ci][si] = append(trials[ci][si], t)
+			}
+		}
+	}
+	rows := make([][]row, len(cases))
+	for ci := range cases {
+		for si, s := range servers {
+			rows[ci] = append(rows[ci], summarizeTFTP(s, trials[ci][si]))
+		}
+	}
+	return renderTFTP(e, cases, servers, rows, reps), nil
+}
+
+func summarizeTFTP(s *tftpServer, ts []tftpTrial) row {
+	r := row{server: s.name, peer: s.peer, err: s.err}
+	if s.err != nil || len(ts) == 0 {
+		r.mibps, r.p50ms, r.p99ms, r.cpu = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+		return r
+	}
+	var mibps, p50, p99, cpu []float64
+	for _, t := range ts {
+		mibps = append(mibps, float64(t.bytes)/(1<<20)/t.wall.Seconds())
+		p50 = append(p50, report.Percentile(t.durations, 50)*1e3)
+		p99 = append(p99, report.Percentile(t.durations, 99)*1e3)
+		cpu = append(cpu, t.cpu.Seconds())
+		r.failed += t.failed
+		r.total += t.total
+		r.resends += t.resends
+	}
+	r.mibps, r.p50ms, r.p99ms, r.cpu = report.Median(mibps), report.Median(p50), report.Median(p99), report.Median(cpu)
+	return r
+}
+
+// bestPeer is the best peer throughput in a row (NaN when no peer ran).
+func bestPeer(rs []row) float64 {
+	var xs []float64
+	for _, r := range rs {
+		if r.peer {
+			xs = append(xs, r.mibps)
+		}
+	}
+	return report.Best(xs...)
+}
+
+func renderTFTP(e *env, cases []tftpCase, servers []*tftpServer, rows [][]row, reps int) string {
+	var b strings.Builder
+	b.WriteString("## TFTP\n\n")
+	fmt.Fprintf(&b, "Every client fetches the file at once (a boot storm); one client alone fetches it several times in a row. "+
+		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s). "+
+		"Block size 512 sends a plain RFC 1350 request (no options); 1468 asks for it with blksize (RFC 2348). "+
+		"The load client (bench/internal/tftpload) runs on the same CPUs, checks every byte, re-sends after 1 s and gives up after 5 tries. "+
+		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, e.anticipate)
+	b.WriteString("| file | blksize | clients |")
+	for _, s := range servers {
+		fmt.Fprintf(&b, " %s |", s.name)
+	}
+	for _, s := range servers {
+		if !s.peer {
+			fmt.Fprintf(&b, " %s ÷ best peer |", s.name)
+		}
+	}
+	b.WriteString("\n|---|--:|--:|")
+	for range servers {
+		b.WriteString("--:|")
+	}
+	for _, s := range servers {
+		if !s.peer {
+			b.WriteString("--:|")
+		}
+	}
+	b.WriteString("\n")
+	var missed []string
+	for ci, c := range cases {
+		best := bestPeer(rows[ci])
+		fmt.Fprintf(&b, "| %s | %d | %d×%d |", c.file, c.blksize, c.clients, c.transfers)
+		for _, r := range rows[ci] {
+			fmt.Fprintf(&b, " %s |", report.F(r.mibps, 1))
+		}
+		for _, r := range rows[ci] {
+			if r.peer {
+				continue
+			}
+			ratio := report.Ratio(r.mibps, best)
+			fmt.Fprintf(&b, " %s |", report.F(ratio, 2))
+			if r.server == "agent" && !math.IsNaN(ratio) && ratio < 1 {
+				missed = append(missed, fmt.Sprintf("%s blksize %d ×%d clients (%.2f×)", c.file, c.blksize, c.clients, ratio))
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\nPer contender (medians; failed and re-sends summed over repetitions; server CPU is the process tree's user+system time per storm):\n\n")
+	b.WriteString("| file | blksize | clients | server | MiB/s | p50 ms | p99 ms | failed | re-sends | server CPU s |\n|---|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
+	failures200 := 0
+	for ci, c := range cases {
+		for _, r := range rows[ci] {
+			if r.err != nil {
+				fmt.Fprintf(&b, "| %s | %d | %d×%d | %s | not measured: %s |||||||\n", c.file, c.blksize, c.clients, c.transfers, r.server, oneLine(r.err))
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %d×%d | %s | %s | %s | %s | %d/%d | %d | %s |\n", c.file, c.blksize, c.clients, c.transfers, r.server,
+				report.F(r.mibps, 1), report.F(r.p50ms, 1), report.F(r.p99ms, 1), r.failed, r.total, r.resends, report.F(r.cpu, 2))
+			if !r.peer && c.clients >= 200 {
+				failures200 += r.failed
+			}
+		}
+	}
+	b.WriteString("\nTarget (issue 9): the agent at least matches the better of tftpd-hpa and dnsmasq in every row, with no failed transfer at 200 clients. ")
+	switch {
+	case len(missed) == 0:
+		b.WriteString("Throughput: met in every row measured.")
+	default:
+		fmt.Fprintf(&b, "Throughput: **missed** in %d row(s): %s.", len(missed), strings.Join(missed, "; "))
+	}
+	if failures200 > 0 {
+		fmt.Fprintf(&b, " Failures at 200 clients: **%d**.", failures200)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func oneLine(err error) string {
+	s := strings.ReplaceAll(err.Error(), "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+type httpCase struct {
+	client string // wrk or go
+	conns  int
+}
+
+func benchHTTP(e *env, clients []string, reps int, d time.Duration) (string, error) {
+	if _, err := writeRandomFile(filepath.Join(e.assets, initrdName), 64<<20); err != nil {
+		return "", err
+	}
+	servers := startHTTPServers(e)
+	defer func() {
+		for _, s := range servers {
+			if s.proc != nil {
+				s.proc.Stop()
+			}
+		}
+	}()
+	var cases []httpCase
+	for _, cl := range clients {
+		for _, n := range []int{1, 64} {
+			cases = append(cases, httpCase{cl, n})
+		}
+	}
+	trials := make([][][]httpTrial, len(cases))
+	for i := range trials {
+		trials[i] = make([][]httpTrial, len(servers))
+	}
+	for rep := range reps {
+		for ci, c := range cases {
+			for si, s := range servers {
+				if s.err != nil {
+					continue
+				}
+				t, err := runHTTPTrial(s, c.client, c.conns, d)
+				if err != nil {
+					return "", fmt.Errorf("%s: %w", s.name, err)
+				}
+				logf("http rep %d/%d %s, %d connections: %s %.0f MiB/s p99 %.1f ms, %d requests, %d errors",
+					rep+1, reps, c.client, c.conns, s.name, t.mibps, t.p99ms, t.requests, t.errors)
+				trials[ci][si] = append(trials[ci][si], t)
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString("## HTTP assets\n\n")
+	fmt.Fprintf(&b, "GET of a 64 MiB initrd under /assets/ over keep-alive connections for %s per trial, medians of %d repetition(s), "+
+		"the load client on the same CPUs. Two load clients: `wrk --latency` (MiB/s from its bytes read over the trial, p99 from its latency distribution), "+
+		"which reads 8 KiB per system call and so can be the bottleneck on a 64 MiB body, and the Go client of bench/cmd/bootbench (`go`: 1 MiB reads, "+
+		"bytes read over the trial, p99 of the finished requests). "+
+		"nginx: `sendfile on; tcp_nopush on; worker_processes auto; access_log off`; the agent serves with http.ServeContent.\n\n", d, reps)
+	b.WriteString("| client | connections | server | MiB/s | p99 ms | requests | errors | server CPU s | ÷ nginx |\n|---|--:|---|--:|--:|--:|--:|--:|--:|\n")
+	var missed []string
+	for ci, c := range cases {
+		var rs []row
+		for si, s := range servers {
+			r := row{server: s.name, peer: s.peer, err: s.err, mibps: math.NaN(), p99ms: math.NaN(), cpu: math.NaN()}
+			if s.err == nil {
+				var mibps, p99, cpu []float64
+				for _, t := range trials[ci][si] {
+					mibps = append(mibps, t.mibps)
+					p99 = append(p99, t.p99ms)
+					cpu = append(cpu, t.cpu.Seconds())
+					r.requests += t.requests
+					r.httpErrors += t.errors
+				}
+				r.mibps, r.p99ms, r.cpu = report.Median(mibps), report.Median(p99), report.Median(cpu)
+			}
+			rs = append(rs, r)
+		}
+		best := bestPeer(rs)
+		for _, r := range rs {
+			if r.err != nil {
+				fmt.Fprintf(&b, "| %s | %d | %s | not measured: %s ||||||\n", c.client, c.conns, r.server, oneLine(r.err))
+				continue
+			}
+			ratio := report.Ratio(r.mibps, best)
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d | %d | %s | %s |\n", c.client, c.conns, r.server, report.F(r.mibps, 0), report.F(r.p99ms, 1),
+				r.requests, r.httpErrors, report.F(r.cpu, 2), report.F(ratio, 2))
+			if !r.peer && !math.IsNaN(ratio) && ratio < 0.9 {
+				missed = append(missed, fmt.Sprintf("%s with %d connections (%.2f×)", c.client, c.conns, ratio))
+			}
+		}
+	}
+	b.WriteString("\nTarget (issue 9): at least 0.9× nginx. ")
+	if len(missed) == 0 {
+		b.WriteString("Met in every row measured.\n")
+	} else {
+		fmt.Fprintf(&b, "**Missed** with %s.\n", strings.Join(missed, "; "))
+	}
+	return b.String(), nil
+}
