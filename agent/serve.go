@@ -111,6 +111,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 	err = g.Wait()
+	a.close()
 	if err != nil {
 		log.Error("agent stopped on an error", "err", err)
 		return err

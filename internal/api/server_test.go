@@ -176,7 +176,10 @@ func TestDecodeErrors(t *testing.T) {
 			}
 		})
 	}
-	e.must(200, e.req("GET", PathMachines, nil))
+	r := e.must(400, e.req("POST", PathClusters, `{"name":"c","roles":[],"members":[{"machine":"a","role":"r"},{"machine":"b","colour":"red"}]}`))
+	if r.err().Field != "members[1].colour" {
+		t.Errorf("nested unknown field in a list: %+v", r.err())
+	}
 	var l MachineList
 	e.must(200, e.req("GET", PathMachines, nil)).decode(t, &l)
 	if len(l.Items) != 0 {
