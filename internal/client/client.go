@@ -251,7 +251,13 @@ func (c *Client) do(ctx context.Context, r request) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || attempt >= c.maxRetries || !retryable(err, idempotent) {
+		if ctx.Err() != nil || !retryable(err, idempotent) {
+			return err
+		}
+		if attempt >= c.maxRetries {
+			if attempt > 0 {
+				return fmt.Errorf("%w (gave up after %d attempts)", err, attempt+1)
+			}
 			return err
 		}
 		wait := c.backoff(attempt, retryAfter)

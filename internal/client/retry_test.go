@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -86,6 +87,9 @@ func TestRetries(t *testing.T) {
 				var ae *APIError
 				if !errors.As(err, &ae) || ae.StatusCode != want.StatusCode {
 					t.Fatalf("error %v, want status %d", err, want.StatusCode)
+				}
+				if gaveUp := fmt.Sprintf("(gave up after %d attempts)", tt.wantReqs); tt.wantReqs > 1 && !strings.HasSuffix(err.Error(), gaveUp) {
+					t.Errorf("error %q should end with %q", err, gaveUp)
 				}
 			default:
 				if !errors.Is(err, want) {

@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -20,11 +22,20 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
+// quietTLSServer is httptest.NewTLSServer without the handshake-failure
+// lines the tests provoke on purpose.
+func quietTLSServer(h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	return srv
+}
+
 func TestTLS(t *testing.T) {
 	rec := &recorder{respond: func(int, *http.Request, []byte) (int, http.Header, any) {
 		return 200, nil, api.Info{Version: "1.0.0"}
 	}}
-	srv := httptest.NewTLSServer(rec)
+	srv := quietTLSServer(rec)
 	defer srv.Close()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
 
@@ -109,7 +120,7 @@ func TestTLSAgainstPlainHTTP(t *testing.T) {
 }
 
 func TestPlainHTTPAgainstTLS(t *testing.T) {
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	srv := quietTLSServer(http.NotFoundHandler())
 	defer srv.Close()
 	c := newTestClient(t, "http://"+srv.Listener.Addr().String(), nil, nil)
 	_, err := c.Info(context.Background())
@@ -120,7 +131,7 @@ func TestPlainHTTPAgainstTLS(t *testing.T) {
 }
 
 func TestCACertPEMValidation(t *testing.T) {
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	srv := quietTLSServer(http.NotFoundHandler())
 	defer srv.Close()
 	good := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	tests := []struct {
