@@ -13,7 +13,9 @@ type Actions interface {
 }
 
 // ErrActionRejected is what an Actions implementation wraps when a machine
-// cannot take the action now (e.g. it is being deleted). The API answers 409
-// with the error's text, so the text must be fit for an operator and hold no
-// secrets.
+// cannot take the action now (e.g. it is being deleted); store.ErrConflict
+// works the same. The API answers those 409, store.ErrNotFound 404, and any
+// other error 502 (the action failed on the way, e.g. at the BMC). Every
+// error's text goes to the caller, so it must be fit for an operator and
+// hold no secrets.
 var ErrActionRejected = errors.New("action rejected")

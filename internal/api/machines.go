@@ -281,7 +281,12 @@ func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
 		case errors.Is(err, ErrActionRejected), errors.Is(err, store.ErrConflict):
 			return &apiError{status: http.StatusConflict, code: CodeConflict, field: "action", message: err.Error(), cause: err}
 		}
-		return fmt.Errorf("action %s on machine %q: %w", action, name, err)
+		// Anything else is the action failing on the way (a BMC refusing or
+		// timing out): the reconciler words it for operators, as it does
+		// for last_error, so the caller gets its text.
+		s.log.Warn("machine action failed", "machine", name, "action", action, "err", err)
+		return &apiError{status: http.StatusBadGateway, code: CodeActionFailed, field: "action",
+			message: fmt.Sprintf("%s on machine %q failed: %v", action, name, err)}
 	}
 	m, err := s.store.GetMachine(r.Context(), name)
 	if err != nil {

@@ -21,8 +21,11 @@ import (
 // PathOpenAPI serves the OpenAPI document of this API.
 const PathOpenAPI = "/v1/openapi.yaml"
 
-// CodeMethodNotAllowed is the ErrorBody code of a 405.
-const CodeMethodNotAllowed = "method_not_allowed"
+// ErrorBody codes beyond those in types.go.
+const (
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeActionFailed     = "action_failed"      // 502: a machine action failed at the BMC
+)
 
 // LeaseDuration is how long a lease taken by a write with
 // HeaderLeaseHolder lasts; each write by the holder renews it, and a holder

@@ -620,11 +620,11 @@ func TestActions(t *testing.T) {
 		t.Errorf("%+v", r.err())
 	}
 	acts.err = errors.New("dial tcp 10.0.0.5:443: connection refused")
-	if r := e.must(500, e.req("POST", "/v1/machines/m1/actions/provision", nil)); strings.Contains(r.err().Message, "10.0.0.5") {
-		t.Errorf("500 leaks internals: %+v", r.err())
+	if r := e.must(502, e.req("POST", "/v1/machines/m1/actions/provision", nil)); r.err().Code != CodeActionFailed || !strings.Contains(r.err().Message, "connection refused") {
+		t.Errorf("a failed action should say why: %+v", r.err())
 	}
 	if !strings.Contains(e.logs.String(), "connection refused") {
-		t.Errorf("the internal error is not logged")
+		t.Errorf("the failed action is not logged")
 	}
 	if got := strings.Join(acts.calls, ","); got != "m1:reset,m1:provision,m1:provision" {
 		t.Errorf("calls %s", got)
@@ -851,5 +851,19 @@ func TestPasswordNeverReturned(t *testing.T) {
 	stored, err := e.store.GetMachine(context.Background(), "m1")
 	if err != nil || stored.BMC.Password != bmcPassword+"-new" {
 		t.Errorf("the new password was not stored (err %v)", err)
+	}
+}
+
+func TestInternalErrorIsGeneric(t *testing.T) {
+	e := newEnv(t)
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.must(500, e.req("GET", PathMachines, nil))
+	if d := r.err(); d.Code != CodeInternal || d.Message != "internal error; the agent log has the details" {
+		t.Errorf("500 body %+v", d)
+	}
+	if !strings.Contains(e.logs.String(), "listing machines") {
+		t.Errorf("the cause is not logged: %s", e.logs.String())
 	}
 }
