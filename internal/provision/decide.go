@@ -11,16 +11,16 @@ import (
 type op int
 
 const (
-	opWait         op = iota // nothing to do until the deadline / next poll / an outside change
-	opObserve                // record that the spec version was seen (no other change)
-	opTransition             // a status-only write: phase/step change, run start/abort, failure
-	opNote                   // record last_error without changing phase (waiting on the operator)
-	opInspect                // BMC Inventory
-	opSetBootPXE             // BMC one-time PXE boot override
-	opPowerOn                // BMC power on (or restart when already on)
-	opSetBootDisk            // BMC next boot from disk
-	opPowerOff               // BMC graceful shutdown (force after the BMC's grace period)
-	opPollPower              // BMC power-state read for drift
+	opWait        op = iota // nothing to do until the deadline / next poll / an outside change
+	opObserve               // record that the spec version was seen (no other change)
+	opTransition            // a status-only write: phase/step change, run start/abort, failure
+	opNote                  // record last_error without changing phase (waiting on the operator)
+	opInspect               // BMC Inventory
+	opSetBootPXE            // BMC one-time PXE boot override
+	opPowerOn               // BMC power on (or restart when already on)
+	opSetBootDisk           // BMC next boot from disk
+	opPowerOff              // BMC graceful shutdown (force after the BMC's grace period)
+	opPollPower             // BMC power-state read for drift
 )
 
 var opNames = map[op]string{

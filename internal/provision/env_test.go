@@ -138,8 +138,6 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(labSrv.Close)
 	t.Cleanup(func() { _ = l.Close() })
 
-	e.mgr = bmc.NewManager(bmc.Config{RequestTimeout: 2 * time.Second, PowerWaitTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
-		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet()})
 	e.cfg = Config{
 		Workers: 8, PowerPollInterval: -1,
 		Timeouts:  StepTimeouts{Inspect: 5 * time.Second, SetBoot: 5 * time.Second, PowerOn: 5 * time.Second, PowerOff: 5 * time.Second, Finish: 5 * time.Second, WaitPXE: 20 * time.Second, BootInstaller: 20 * time.Second, Install: 20 * time.Second, Retries: 3},
@@ -170,6 +168,9 @@ func (e *env) open() {
 	st, err := store.OpenBolt(e.dbPath, store.BoltOptions{Logger: quiet()})
 	must(t, err)
 	e.st = st
+	// A restarted agent has a new Redfish client too (no sessions kept).
+	e.mgr = bmc.NewManager(bmc.Config{RequestTimeout: 2 * time.Second, PowerWaitTimeout: 3 * time.Second, PollInterval: 10 * time.Millisecond,
+		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet()})
 	e.rec = New(e.cfg, st, e.mgr)
 	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
 	must(t, err)
@@ -279,6 +280,18 @@ func (e *env) awaitAll(ph model.Phase, timeout time.Duration) {
 		}
 		return len(not) == 0, strings.Join(not, "; ")
 	})
+}
+
+// awaitTrail waits until the machine's last phase event is last (the
+// events of a write follow it).
+func (e *env) awaitTrail(name, last string) []string {
+	e.t.Helper()
+	var trail []string
+	e.await(name+" trail ending "+last, 10*time.Second, func() (bool, string) {
+		trail = phaseTrail(e.events(name))
+		return len(trail) > 0 && trail[len(trail)-1] == last, strings.Join(trail, " ")
+	})
+	return trail
 }
 
 func describe(m *model.Machine) string {

@@ -81,6 +81,7 @@ func TestProvision(t *testing.T) {
 		if m.Status.LastError != "" || m.Status.ObservedVersion != m.Version {
 			t.Errorf("%s: last_error %q, observed %d of %d", n, m.Status.LastError, m.Status.ObservedVersion, m.Version)
 		}
+		e.awaitTrail(n, "provisioned")
 		evs := e.events(n)
 		assertProvisionTrail(t, n, evs)
 		var types []string
@@ -173,7 +174,7 @@ func TestDeprovision(t *testing.T) {
 	if m.State != model.StateAvailable || m.Status.PowerState != model.PowerOff || e.lab.System(names[0]).PowerState() != "Off" {
 		t.Fatalf("after deprovision: state %s, power %s (lab %s)", m.State, m.Status.PowerState, e.lab.System(names[0]).PowerState())
 	}
-	trail := phaseTrail(e.events(names[0]))
+	trail := e.awaitTrail(names[0], "available")
 	if !slices.Equal(trail[len(trail)-2:], []string{"deprovisioning/powering_off", "available"}) {
 		t.Fatalf("trail %v", trail)
 	}
@@ -188,7 +189,7 @@ func TestDeprovision(t *testing.T) {
 	if m.Run.Profile != "wipe" || !m.Run.TokenUsed || m.Status.PowerState != model.PowerOff {
 		t.Fatalf("after wipe: run %+v power %s", m.Run, m.Status.PowerState)
 	}
-	trail = phaseTrail(e.events(names[1]))
+	trail = e.awaitTrail(names[1], "available")
 	i := slices.Index(trail, "deprovisioning/setting_boot")
 	if i < 0 || !slices.Contains(trail[i:], "deprovisioning/powering_off") || trail[len(trail)-1] != "available" {
 		t.Fatalf("wipe trail %v", trail)
@@ -293,7 +294,7 @@ func TestWaitPXETimeout(t *testing.T) {
 	if m.Run.PowerOns != 3 || m.Run.Attempts != 2 || !m.Run.TokenUsed {
 		t.Fatalf("run %+v: want 3 power-ons, 2 attempts, token dead", m.Run)
 	}
-	trail := phaseTrail(e.events(n))
+	trail := e.awaitTrail(n, "failed")
 	if c := strings.Count(strings.Join(trail, " "), "provisioning/waiting_pxe"); c != 3 {
 		t.Fatalf("trail %v: want 3 waits for PXE", trail)
 	}

@@ -153,6 +153,9 @@ type Reconciler struct {
 	// the backoff, which only means one earlier retry.
 	failures  map[string]failure
 	notBefore map[string]time.Time
+	// powerIntent holds, per machine, the run whose power-on this agent
+	// issued (see powerOn).
+	powerIntent map[string]string
 	// clusterOf maps machine → cluster, so a member's change also wakes the
 	// cluster (its gates and status depend on every member).
 	clusterOf map[string]string
@@ -184,6 +187,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		writeLocks:   map[string]*sync.Mutex{},
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
+		powerIntent:  map[string]string{},
 		clusterOf:    map[string]string{},
 		clusterLocks: map[string]*sync.Mutex{},
 		unknownMACs:  map[string]time.Time{},
@@ -293,6 +297,7 @@ func (r *Reconciler) forget(name string) {
 	defer r.mu.Unlock()
 	delete(r.failures, name)
 	delete(r.notBefore, name)
+	delete(r.powerIntent, name)
 	delete(r.clusterOf, name)
 	delete(r.locks, name)
 	delete(r.writeLocks, name)

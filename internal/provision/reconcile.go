@@ -194,9 +194,9 @@ func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
 			if p.Attempt {
 				x.Run.Attempts++
 			}
-			if !p.Deadline.IsZero() {
-				x.Run.StepDeadline = p.Deadline
-			}
+			// Every step records its own deadline; the power steps set theirs
+			// when they act (see powerOn), so entering one clears the last.
+			x.Run.StepDeadline = p.Deadline
 		}
 	}, evs...)
 	if ok {
@@ -280,6 +280,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		r.commit(ctx, m, func(x *model.Machine) {
 			setPhase(x, x.Status.Phase, model.StepPoweringOn, now)
 			x.Status.LastError = ""
+			x.Run.StepDeadline = time.Time{}
 		}, phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE"))
 		return
 	}
@@ -302,10 +303,10 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 
 func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	var action bmc.PowerAction
+	resumed := false
 	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
 		// A fresh read just before the only irreversible action: a signal
-		// or callback that arrived since the pass began (say, from a power-on
-		// an earlier agent issued before it crashed) means the machine is
+		// or callback that arrived since the pass began means the machine is
 		// already booting and must not be cycled.
 		cur, err := r.st.GetMachine(ctx, m.Name)
 		if err != nil {
@@ -314,6 +315,39 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if !samePlace(cur, m) || bootSignalSeen(cur.Run) || !cur.Run.CallbackAt.IsZero() {
 			return errStale
 		}
+		// The step's deadline is written before the power action, so it
+		// also says "a power action may have been issued". When this agent
+		// did not write it, an earlier agent did and may have crashed right
+		// after powering on: a machine that is on now is left alone (if it
+		// never PXE boots, the waiting_pxe deadline power-cycles it).
+		r.mu.Lock()
+		mine := r.powerIntent[m.Name] == m.Run.ID
+		r.mu.Unlock()
+		if !cur.Run.StepDeadline.IsZero() && !mine {
+			ps, err := r.bmc.PowerState(ctx, m.BMC)
+			if err != nil {
+				return err
+			}
+			if ps == model.PowerOn {
+				resumed = true
+				return nil
+			}
+		}
+		if cur.Run.StepDeadline.IsZero() {
+			deadline := r.cfg.Now().Add(r.cfg.Timeouts.PowerOn)
+			if _, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+				if !samePlace(x, m) {
+					return false, errStale
+				}
+				x.Run.StepDeadline = deadline
+				return false, nil
+			}); err != nil {
+				return err
+			}
+		}
+		r.mu.Lock()
+		r.powerIntent[m.Name] = m.Run.ID
+		r.mu.Unlock()
 		ps, err := r.bmc.PowerState(ctx, m.BMC)
 		if err != nil {
 			return err
@@ -324,6 +358,16 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		}
 		return r.bmc.Power(ctx, m.BMC, action)
 	}) {
+		return
+	}
+	if resumed {
+		now := r.cfg.Now()
+		r.commit(ctx, m, func(x *model.Machine) {
+			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
+			x.Status.LastError = ""
+			x.Status.PowerState = model.PowerOn
+			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
+		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "power-on was issued before the agent restarted and the machine is on; waiting for the PXE request"))
 		return
 	}
 	// The power action happened whatever the store says next: record it
@@ -610,8 +654,11 @@ func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x 
 	return out, nil
 }
 
+// appendEvent records e. The write is not cancelled with ctx: an event
+// describes something already done (a status write, a power action), and a
+// shutdown in between must not erase the record of it.
 func (r *Reconciler) appendEvent(ctx context.Context, e model.Event) {
-	if _, err := r.st.AppendEvent(ctx, e); err != nil && ctx.Err() == nil {
+	if _, err := r.st.AppendEvent(context.WithoutCancel(ctx), e); err != nil {
 		r.log.Error("recording event failed", "machine", e.Machine, "type", e.Type, "err", err)
 	}
 }
