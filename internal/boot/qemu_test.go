@@ -150,8 +150,11 @@ func TestQEMUNetworkBoot(t *testing.T) {
 	img, err := os.ReadFile(disk)
 	must(t, err)
 	wantDisk := "BAREMETAL-INSTALLED machine=vm1 address=10.0.2.15\n--- template user-data\n" + wantTemplate + "--- end\n"
-	if !bytes.HasPrefix(img, []byte(wantDisk)) {
-		t.Fatalf("disk starts with %q, want %q", img[:min(len(img), len(wantDisk)+40)], wantDisk)
+	if !bytes.Equal(img[:4096], make([]byte, 4096)) {
+		t.Fatal("the installer wrote into the disk's first 4 KiB (boot sector)")
+	}
+	if got := img[4096:]; !bytes.HasPrefix(got, []byte(wantDisk)) {
+		t.Fatalf("disk at 4096 holds %q, want %q", got[:min(len(got), len(wantDisk)+40)], wantDisk)
 	}
 	m, err := st.GetMachine(context.Background(), "vm1")
 	must(t, err)
