@@ -108,8 +108,9 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := &model.Cluster{Name: req.Name, Status: model.ClusterStatus{Phase: ClusterPending}}
+	c := &model.Cluster{Name: req.Name}
 	applyClusterSpec(c, &req)
+	resetClusterStatus(c)
 	created, err := s.store.CreateCluster(r.Context(), c)
 	if err != nil {
 		return storeError(err, "cluster", req.Name)
@@ -157,6 +158,7 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
 		}
 		old = slices.Clone(c.Members)
 		applyClusterSpec(c, &req)
+		resetClusterStatus(c)
 		return true, nil
 	})
 	if err != nil {

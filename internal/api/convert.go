@@ -117,7 +117,13 @@ const (
 )
 
 // clusterToAPI computes a cluster's view from its members' machines
-// (machines maps name to machine; a missing member shows with no phase).
+// (machines maps name to machine; a missing member shows with no phase) and
+// the reconciler's status. A failed member pauses the cluster at once.
+// "ready" needs both every member provisioned and the reconciler's word:
+// only it knows whether a provisioned member still runs its current target
+// (a changed profile or params means it is about to be re-provisioned), and
+// every spec write resets its status (resetClusterStatus) so a "ready" from
+// before the write cannot end a wait early.
 func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) Cluster {
 	out := Cluster{
 		ID:        c.Name,
@@ -170,17 +176,29 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) Cluster 
 		if firstErr != "" {
 			out.Message += ": " + firstErr
 		}
-	case provisioned == len(c.Members):
+	case provisioned == len(c.Members) && c.Status.Phase == ClusterReady:
 		out.Phase = ClusterReady
 		out.Message = fmt.Sprintf("all %d members provisioned", provisioned)
 	default:
 		out.Phase = ClusterConverging
 		out.Message = fmt.Sprintf("%d of %d members provisioned", provisioned, len(c.Members))
-		if len(missing) > 0 {
+		switch {
+		case len(missing) > 0:
 			out.Message += fmt.Sprintf("; member machine %s is missing", missing[0])
-		} else if c.Status.Message != "" {
-			out.Message += "; " + c.Status.Message
+		case c.Status.Phase == ClusterConverging && c.Status.Message != "":
+			out.Message = c.Status.Message
+		case provisioned == len(c.Members):
+			out.Message += "; waiting for the reconciler to confirm they run the current spec"
 		}
 	}
 	return out
+}
+
+// resetClusterStatus marks the reconciler's status as not yet reflecting
+// the spec being written.
+func resetClusterStatus(c *model.Cluster) {
+	c.Status = model.ClusterStatus{Phase: ClusterPending, Message: "spec changed; waiting for the reconciler"}
+	if len(c.Members) > 0 {
+		c.Status.Phase = ClusterConverging
+	}
 }

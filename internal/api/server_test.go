@@ -435,6 +435,13 @@ func TestClusterMembership(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Until the reconciler confirms, provisioned members may still be
+	// about to re-provision for the new spec.
+	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
+	if cl.Phase != ClusterConverging || !strings.Contains(cl.Message, "waiting for the reconciler") {
+		t.Errorf("unconfirmed cluster %+v", cl)
+	}
+	reconcilerSays(t, e, "k8s", ClusterReady)
 	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
 	if cl.Phase != ClusterReady || cl.Endpoints["control"][0] != "10.0.0.a" || cl.Endpoints["worker"][0] != "10.0.0.b" {
 		t.Errorf("ready cluster %+v", cl)
@@ -450,10 +457,13 @@ func TestClusterMembership(t *testing.T) {
 		t.Errorf("paused cluster %+v", cl)
 	}
 
-	// Update: b leaves, c joins.
+	// Update: b leaves, c joins. The write resets the reconciler's "ready".
 	req.Members = []ClusterMember{{"a", "control"}, {"c", "worker"}}
 	req.Version = cl.Version
 	e.must(200, e.req("PUT", "/v1/clusters/k8s", req)).decode(t, &cl)
+	if stored, _ := e.store.GetCluster(ctx, "k8s"); stored.Status.Phase == ClusterReady {
+		t.Errorf("a spec write kept the reconciler's old status %+v", stored.Status)
+	}
 	if c, _ := member("b"); c != "" {
 		t.Errorf("b still in cluster %q", c)
 	}
@@ -489,14 +499,25 @@ func TestClusterLongPollWakesOnMember(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return e.subscribers() > 0 })
 	if _, err := e.store.UpdateMachine(context.Background(), "a", func(m *model.Machine) (bool, error) {
-		m.Status.Phase = model.PhaseProvisioned
+		m.Status.Phase = model.PhaseFailed
 		return false, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	e.must(200, <-done).decode(t, &cl)
-	if cl.Phase != ClusterReady {
-		t.Errorf("woke with phase %q", cl.Phase)
+	if cl.Phase != ClusterPaused || cl.Revision != 1 {
+		t.Errorf("woke with phase %q revision %d", cl.Phase, cl.Revision)
+	}
+}
+
+// reconcilerSays writes the cluster status the way the reconciler does.
+func reconcilerSays(t *testing.T, e *env, cluster, phase string) {
+	t.Helper()
+	if _, err := e.store.UpdateCluster(context.Background(), cluster, func(c *model.Cluster) (bool, error) {
+		c.Status = model.ClusterStatus{Phase: phase}
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
