@@ -48,9 +48,10 @@ type ServerConfig struct {
 	// Logger nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the API's metrics and Gatherer is what /metrics
-	// serves. If Registerer is nil the server keeps a registry of its own;
-	// if Gatherer is nil and Registerer is a *prometheus.Registry (or any
-	// Gatherer), /metrics serves that.
+	// serves; the agent passes one *prometheus.Registry as both, shared by
+	// all its components. If Registerer is nil the API's metrics go to a
+	// registry of its own (served at /metrics), never the global default;
+	// if only Gatherer is nil, Registerer must also be a Gatherer.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Ready reports whether the agent can serve (nil: always ready).

@@ -888,3 +888,38 @@ func TestInternalErrorIsGeneric(t *testing.T) {
 		t.Errorf("the cause is not logged: %s", e.logs.String())
 	}
 }
+
+// TestConcurrentWritersOneWins: writers that read the same version race;
+// exactly one write lands, every other gets 409 and nothing is lost.
+func TestConcurrentWritersOneWins(t *testing.T) {
+	e := newEnv(t)
+	e.createMachine(machineReq("m1"))
+	const writers = 8
+	codes := make(chan int, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := machineReq("m1")
+			req.BMC.Password = ""
+			req.Version = 1
+			req.Params = map[string]string{"writer": fmt.Sprint(i)}
+			codes <- e.req("PUT", "/v1/machines/m1", req).status
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[200] != 1 || count[409] != writers-1 {
+		t.Fatalf("status counts %v, want one 200 and %d 409", count, writers-1)
+	}
+	var m Machine
+	e.must(200, e.req("GET", "/v1/machines/m1", nil)).decode(t, &m)
+	if m.Version != 2 || m.Params["writer"] == "" {
+		t.Errorf("after the race: %+v", m)
+	}
+}
