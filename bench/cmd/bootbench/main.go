@@ -16,6 +16,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,11 +59,12 @@ func run() error {
 	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
 	only := flag.String("only", "", "run only one benchmark: tftp or http")
-	reps := flag.Int("reps", 0, "repetitions per row (default 5, or 1 with -quick)")
+	reps := flag.Int("reps", 0, "repetitions per row (default 5, or 1 with -quick); TFTP storms that move 1 GiB or more run at most 3")
 	anticipate := flag.Uint("anticipate", 16, "pin/tftp sender window for the agent's anticipate row")
 	httpSecs := flag.Int("http-seconds", 0, "wrk duration per HTTP trial in seconds (default 10, or 3 with -quick)")
 	httpClients := flag.String("http-clients", "wrk,go", "HTTP load clients, comma-separated: wrk and/or go (reads 1 MiB at a time where wrk reads 8 KiB)")
 	profileDir := flag.String("profile-dir", "", "write the agent processes' CPU profiles (pprof) into this directory")
+	match := flag.String("match", "", "run only the TFTP rows whose name (file/blksize/clients, e.g. ipxe-1m.bin/512/200) matches this regular expression")
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
 	if *only != "" && *only != "tftp" && *only != "http" {
@@ -113,20 +116,35 @@ func run() error {
 	header := sectionHeader(*note)
 	began := time.Now()
 	if *only == "" || *only == "tftp" {
-		body, err := benchTFTP(e, *quick, *reps)
+		t0 := time.Now()
+		cases := tftpCases(*quick)
+		if *match != "" {
+			re, err := regexp.Compile(*match)
+			if err != nil {
+				return fmt.Errorf("-match: %w", err)
+			}
+			cases = slices.DeleteFunc(cases, func(c tftpCase) bool { return !re.MatchString(c.name()) })
+			if len(cases) == 0 {
+				return fmt.Errorf("-match %q selects no TFTP row", *match)
+			}
+		}
+		body, err := benchTFTP(e, cases, *reps)
 		if err != nil {
 			return err
 		}
+		body += fmt.Sprintf("\nThis section took %s to measure.\n", time.Since(t0).Round(time.Second))
 		if err := report.WriteSection(*out, "tftp", header+body); err != nil {
 			return err
 		}
 		logf("wrote the TFTP section of %s", *out)
 	}
 	if *only == "" || *only == "http" {
+		t0 := time.Now()
 		body, err := benchHTTP(e, clients, *reps, time.Duration(*httpSecs)*time.Second)
 		if err != nil {
 			return err
 		}
+		body += fmt.Sprintf("\nThis section took %s to measure.\n", time.Since(t0).Round(time.Second))
 		if err := report.WriteSection(*out, "http", header+body); err != nil {
 			return err
 		}
@@ -139,7 +157,14 @@ func run() error {
 func sectionHeader(note string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), report.Machine())
-	fmt.Fprintf(&b, "Command: `go run ./bench/cmd/bootbench %s`  \n", strings.Join(os.Args[1:], " "))
+	args := []string{"go", "run", "./bench/cmd/bootbench"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " \t'\"$`\\|&;<>()*?") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		args = append(args, a)
+	}
+	fmt.Fprintf(&b, "Command: `%s`  \n", strings.Join(args, " "))
 	if note != "" {
 		fmt.Fprintf(&b, "**Note:** %s\n", note)
 	}
@@ -171,8 +196,7 @@ type row struct {
 	requests, httpErrors int
 }
 
-func benchTFTP(e *env, quick bool, reps int) (string, error) {
-	cases := tftpCases(quick)
+func benchTFTP(e *env, cases []tftpCase, reps int) (string, error) {
 	files := map[string][]byte{}
 	for _, c := range cases {
 		if _, ok := files[c.file]; ok {
@@ -200,6 +224,9 @@ func benchTFTP(e *env, quick bool, reps int) (string, error) {
 	// hits every contender alike instead of one contender's whole row.
 	for rep := range reps {
 		for ci, c := range cases {
+			if rep >= c.reps(reps) {
+				continue
+			}
 			for si, s := range servers {
 				if s.err != nil {
 					continue
@@ -209,7 +236,7 @@ func benchTFTP(e *env, quick bool, reps int) (string, error) {
 					return "", fmt.Errorf("%s: %w", s.name, err)
 				}
 				logf("tftp rep %d/%d %s blksize %d, %d clients x %d: %s %.1f MiB/s, %d/%d failed",
-					rep+1, reps, c.file, c.blksize, c.clients, c.transfers, s.name,
+					rep+1, c.reps(reps), c.file, c.blksize, c.clients, c.transfers, s.name,
 					float64(t.bytes)/(1<<20)/t.wall.Seconds(), t.failed, t.total)
 				if t.firstErr != nil {
 					logf("  first failure: %v", t.firstErr)
@@ -261,11 +288,13 @@ func bestPeer(rs []row) float64 {
 func renderTFTP(e *env, cases []tftpCase, servers []*tftpServer, rows [][]row, reps int) string {
 	var b strings.Builder
 	b.WriteString("## TFTP\n\n")
-	fmt.Fprintf(&b, "Every client fetches the file at once (a boot storm); one client alone fetches it several times in a row. "+
-		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s). "+
+	fmt.Fprintf(&b, "Every client fetches the file at once (a boot storm); one client alone fetches it several times in a row "+
+		"(the clients column is clients × transfers each). "+
+		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s) "+
+		"(at most %d for storms that move 1 GiB or more). "+
 		"Block size 512 sends a plain RFC 1350 request (no options); 1468 asks for it with blksize (RFC 2348). "+
 		"The load client (bench/internal/tftpload) runs on the same CPUs, checks every byte, re-sends after 1 s and gives up after 5 tries. "+
-		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, e.anticipate)
+		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, min(reps, heavyReps), e.anticipate)
 	b.WriteString("| file | blksize | clients |")
 	for _, s := range servers {
 		fmt.Fprintf(&b, " %s |", s.name)
@@ -304,7 +333,9 @@ func renderTFTP(e *env, cases []tftpCase, servers []*tftpServer, rows [][]row, r
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\nPer contender (medians; failed and re-sends summed over repetitions; server CPU is the process tree's user+system time per storm):\n\n")
+	b.WriteString("\nPer contender (medians; failed and re-sends summed over repetitions). Server CPU is the user+system time of the server's process tree per storm, " +
+		"sampled every 10 ms because tftpd-hpa's per-transfer children are discarded by the kernel when they exit (it ignores SIGCHLD): " +
+		"each child's last <10 ms escapes, so tftpd-hpa's figure is a lower bound.\n\n")
 	b.WriteString("| file | blksize | clients | server | MiB/s | p50 ms | p99 ms | failed | re-sends | server CPU s |\n|---|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
 	failures200 := 0
 	for ci, c := range cases {
