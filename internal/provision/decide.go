@@ -65,6 +65,9 @@ type view struct {
 	// machine was provisioned with; empty when there is none.
 	Wipe        string
 	WipeVersion uint64
+	// WipeProblem is set when the wipe profile named is missing: the
+	// deprovision waits rather than skip a wipe the operator asked for.
+	WipeProblem string
 	Now         time.Time
 	Timeouts    StepTimeouts
 	PollEvery   time.Duration
@@ -171,6 +174,9 @@ func decide(v view) plan {
 			why := "desired state available"
 			if deleting {
 				why = "deletion requested"
+			}
+			if v.WipeProblem != "" {
+				return plan{Op: opNote, Reason: "cannot deprovision: " + v.WipeProblem}
 			}
 			if v.Wipe != "" {
 				p := to(model.PhaseDeprovisioning, model.StepSettingBoot, why+"; wiping with profile "+v.Wipe)

@@ -121,7 +121,7 @@ func cleanData(in map[string]string) map[string]string {
 		if strings.Contains(lk, "token") || strings.Contains(lk, "password") || strings.Contains(lk, "secret") {
 			continue
 		}
-		out[k] = truncate(v, 256)
+		out[k] = printable(v, 256)
 	}
 	return out
 }
@@ -184,7 +184,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 	r.met.callbacks.WithLabelValues(result).Inc()
 	data := map[string]string{"run": out.Run.ID, "status": orDash(report.Status), "addresses": strings.Join(out.Status.Addresses, ",")}
 	if report.Hostname != "" {
-		data["hostname"] = truncate(report.Hostname, 253)
+		data["hostname"] = printable(report.Hostname, 253)
 	}
 	r.appendEvent(ctx, model.Event{Machine: machine, Type: string(model.SignalCallbackReceived), Phase: out.Status.Phase, Step: out.Status.Step,
 		Message: "installer called back", Data: data})
@@ -239,6 +239,20 @@ func cleanAddresses(in []string) []string {
 	return out
 }
 
+// printable keeps the printable part of s, at most n bytes of it.
+func printable(s string, n int) string {
+	s = strings.Map(func(c rune) rune {
+		if !unicode.IsPrint(c) {
+			return -1
+		}
+		return c
+	}, s)
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return s
+}
+
 // cleanLogTail keeps the end of an installer log (the part that says what
 // went wrong), printable and bounded.
 func cleanLogTail(s string) string {
@@ -253,7 +267,7 @@ func cleanLogTail(s string) string {
 	}, s)
 	s = strings.TrimSpace(s)
 	if len(s) > maxLogTail {
-		s = "…" + s[len(s)-maxLogTail:]
+		s = "…" + strings.ToValidUTF8(s[len(s)-maxLogTail:], "")
 	}
 	return s
 }

@@ -21,8 +21,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"phase", "step"}),
 		bmcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "baremetal", Subsystem: "provision", Name: "bmc_errors_total",
-			Help: "Failed BMC calls made by the reconciler, by operation.",
-		}, []string{"op"}),
+			Help: "Failed BMC calls made by the reconciler, by the step they served (inspecting, setting_boot, powering_on, finishing, powering_off, power_poll, action_<name>).",
+		}, []string{"step"}),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "baremetal", Subsystem: "provision", Name: "callbacks_total",
 			Help: "Installer callbacks, by result (accepted, failed_install, rejected).",

@@ -106,8 +106,7 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 			w, err := pc.get(ctx, r.st, p.WipeProfile)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				v.Target.Problem = fmt.Sprintf("wipe profile %q named by boot profile %q does not exist", p.WipeProfile, p.Name)
-				v.Wipe = p.WipeProfile
+				v.WipeProblem = fmt.Sprintf("wipe profile %q named by boot profile %q does not exist", p.WipeProfile, p.Name)
 			case err != nil:
 				return v, err
 			default:
@@ -120,11 +119,6 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 
 func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 	m := v.M
-	// A missing wipe profile blocks deprovisioning rather than silently
-	// skipping a wipe the operator asked for.
-	if p.NewRun != nil && p.Phase == model.PhaseDeprovisioning && p.NewRun.Version == 0 && v.Target.Problem != "" {
-		p = plan{Op: opNote, Reason: "cannot deprovision: " + v.Target.Problem}
-	}
 	switch p.Op {
 	case opWait:
 		if p.After > 0 {
@@ -466,7 +460,7 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		}
 		// A failed drift poll is not a machine failure: log it and look
 		// again at the next interval.
-		r.met.bmcErrors.WithLabelValues(opPollPower.String()).Inc()
+		r.met.bmcErrors.WithLabelValues("power_poll").Inc()
 		r.log.Warn("power-state poll failed", "machine", m.Name, "err", err)
 		r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
 		return
@@ -530,7 +524,11 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 }
 
 func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what string, timeout time.Duration, err error) {
-	r.met.bmcErrors.WithLabelValues(string(m.Status.Step) + what).Inc()
+	label := string(m.Status.Step)
+	if label == "" {
+		label = string(m.Status.Phase)
+	}
+	r.met.bmcErrors.WithLabelValues(label).Inc()
 	key := fmt.Sprintf("%s/%s/%s", m.Status.Phase, m.Status.Step, runID(m))
 	r.mu.Lock()
 	f := r.failures[m.Name]
