@@ -58,12 +58,12 @@ func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
 		return
 	}
 	p := decide(v)
-	if m.Cluster != "" && (p.Op == opTransition || p.Op == opSetBootDisk) {
-		// Run starts and completions of cluster members are ordered by the
-		// cluster lock, and decided again under it on a fresh read, so the
-		// role order and the rollout bound hold even with many workers (and
-		// the events show it: a member's completion event is written before
-		// the next member can see it completed).
+	if m.Cluster != "" && p.Op == opTransition {
+		// Run starts of cluster members (and their completions, see
+		// setBoot) are ordered by the cluster lock, and decided again under
+		// it on a fresh read, so the role order and the rollout bound hold
+		// even with many workers. The events show it too: a member's
+		// completion event is written before another can see it completed.
 		cl := r.clusterLock(m.Cluster)
 		cl.Lock()
 		defer cl.Unlock()
@@ -211,6 +211,9 @@ func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
 		return
 	}
 	now := r.cfg.Now()
+	if inv == nil {
+		inv = &model.Inventory{}
+	}
 	if inv.CollectedAt.IsZero() {
 		inv.CollectedAt = now
 	}
@@ -219,6 +222,9 @@ func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
 		macs = inventoryMACs(inv)
 	}
 	why := fmt.Sprintf("inventory read: %d NICs, %d disks, power %s", len(inv.NICs), len(inv.Disks), orDash(inv.PowerState))
+	if len(m.MACs) == 0 && len(macs) > 0 {
+		why += "; MACs from the inventory: " + strings.Join(macs, ", ")
+	}
 	apply := func(withMACs bool) func(x *model.Machine) {
 		return func(x *model.Machine) {
 			x.Status.Inventory = inv
@@ -279,6 +285,13 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		return
 	}
 	run := m.Run
+	if m.Cluster != "" {
+		// Not held across the BMC call: a slow BMC must not stall the
+		// cluster's other members.
+		cl := r.clusterLock(m.Cluster)
+		cl.Lock()
+		defer cl.Unlock()
+	}
 	if _, ok := r.commit(ctx, m, func(x *model.Machine) {
 		setPhase(x, model.PhaseProvisioned, model.StepNone, now)
 		x.Status.LastError = ""
@@ -419,9 +432,15 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			r.log.Error("deleting machine after power-off failed", "machine", m.Name, "err", err)
-			r.q.addAfter(m.Name, r.cfg.RetryBase)
+		switch {
+		case errors.Is(err, errStale):
+			r.q.add(m.Name)
+			return
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			if ctx.Err() == nil {
+				r.log.Error("deleting machine after power-off failed", "machine", m.Name, "err", err)
+				r.q.addAfter(m.Name, r.cfg.RetryBase)
+			}
 			return
 		}
 		r.appendEvent(ctx, model.Event{Type: model.EventPhaseChanged,
