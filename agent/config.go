@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,6 +31,25 @@ type Config struct {
 	TLSKey    string
 	LogFormat string
 	LogLevel  string
+
+	// Boot edge.
+	AssetsDir          string
+	TFTPRoot           string
+	UnknownMAC         string
+	TFTPTimeout        string
+	TFTPRetries        string
+	ProxyDHCP          string
+	ProxyDHCPInterface string
+	ProxyDHCPAddr      string
+	// BMC access.
+	BMCMaxConcurrent  string
+	BMCRequestTimeout string
+	// Reconciler.
+	ProvisioningLimit string
+	PowerPollInterval string
+	WaitPXETimeout    string
+	InstallTimeout    string
+	StepRetries       string
 }
 
 // EnvPrefix prefixes every configuration environment variable.
@@ -50,6 +71,22 @@ var options = []option{
 	{"tls-key", "", "PEM private key for --tls-cert", func(c *Config) *string { return &c.TLSKey }},
 	{"log-format", "text", "log format: text or json", func(c *Config) *string { return &c.LogFormat }},
 	{"log-level", "info", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+
+	{"assets-dir", "", "directory of kernels, initrds and images served at /assets/ (empty: no local assets; profiles may use absolute URLs)", func(c *Config) *string { return &c.AssetsDir }},
+	{"tftp-root", "", "TFTP root holding the iPXE binaries (default /usr/lib/ipxe, from Debian's ipxe package)", func(c *Config) *string { return &c.TFTPRoot }},
+	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
+	{"tftp-timeout", "5s", "TFTP per-packet timeout", func(c *Config) *string { return &c.TFTPTimeout }},
+	{"tftp-retries", "5", "TFTP retransmissions before a transfer fails", func(c *Config) *string { return &c.TFTPRetries }},
+	{"proxy-dhcp", "false", "answer PXE clients with ProxyDHCP (never hands out addresses; use when site DHCP cannot set next-server)", func(c *Config) *string { return &c.ProxyDHCP }},
+	{"proxy-dhcp-interface", "", "interface whose IPv4 address ProxyDHCP advertises as the TFTP server", func(c *Config) *string { return &c.ProxyDHCPInterface }},
+	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},
+	{"bmc-max-concurrent", "20", "BMC operations in flight at once, across all BMCs", func(c *Config) *string { return &c.BMCMaxConcurrent }},
+	{"bmc-request-timeout", "30s", "timeout of one Redfish request", func(c *Config) *string { return &c.BMCRequestTimeout }},
+	{"provisioning-limit", "20", "machines in an active power/boot step at once (like Metal3's PROVISIONING_LIMIT)", func(c *Config) *string { return &c.ProvisioningLimit }},
+	{"power-poll-interval", "60s", "how often a settled machine's power state is read to detect drift (0 disables)", func(c *Config) *string { return &c.PowerPollInterval }},
+	{"wait-pxe-timeout", "10m", "how long a powered-on machine may take to ask for its boot script before it is power-cycled again", func(c *Config) *string { return &c.WaitPXETimeout }},
+	{"install-timeout", "60m", "how long an installer may run before its callback", func(c *Config) *string { return &c.InstallTimeout }},
+	{"step-retries", "3", "retries of a failed BMC step, and power cycles of a machine that never asked for PXE", func(c *Config) *string { return &c.StepRetries }},
 }
 
 func envName(flagName string) string {
@@ -147,6 +184,9 @@ func (c Config) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if _, err := c.tuning(); err != nil {
+		return err
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
 	}
@@ -198,4 +238,47 @@ func hostIPv4() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// tuning holds the typed values of the numeric, duration and boolean flags.
+type tuning struct {
+	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install   time.Duration
+	tftpRetries, bmcMaxConcurrent, provisioningLimit, stepRetries int
+	proxyDHCP                                                     bool
+}
+
+func (c Config) tuning() (tuning, error) {
+	var t tuning
+	var errs []error
+	dur := func(flag, v string, dst *time.Duration, allowZero bool) {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || (d == 0 && !allowZero) {
+			errs = append(errs, fmt.Errorf("--%s %q: want a positive duration like 30s or 10m", flag, v))
+			return
+		}
+		*dst = d
+	}
+	num := func(flag, v string, dst *int) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("--%s %q: want a whole number of at least 1", flag, v))
+			return
+		}
+		*dst = n
+	}
+	dur("tftp-timeout", c.TFTPTimeout, &t.tftpTimeout, false)
+	dur("bmc-request-timeout", c.BMCRequestTimeout, &t.bmcRequestTimeout, false)
+	dur("power-poll-interval", c.PowerPollInterval, &t.powerPoll, true)
+	dur("wait-pxe-timeout", c.WaitPXETimeout, &t.waitPXE, false)
+	dur("install-timeout", c.InstallTimeout, &t.install, false)
+	num("tftp-retries", c.TFTPRetries, &t.tftpRetries)
+	num("bmc-max-concurrent", c.BMCMaxConcurrent, &t.bmcMaxConcurrent)
+	num("provisioning-limit", c.ProvisioningLimit, &t.provisioningLimit)
+	num("step-retries", c.StepRetries, &t.stepRetries)
+	b, err := strconv.ParseBool(c.ProxyDHCP)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--proxy-dhcp %q: want true or false", c.ProxyDHCP))
+	}
+	t.proxyDHCP = b
+	return t, errors.Join(errs...)
 }

@@ -21,6 +21,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
@@ -58,16 +61,16 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 // A reconciler that implements api.Actions is set as a.actions before the
 // API server is built.
 type agent struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store.Bolt
-	metrics *prometheus.Registry
-	bootURL string
-	// actions carries out machine actions; nil until a reconciler is wired,
-	// and the API then answers actions with 503.
-	actions api.Actions
-	api     *api.Server
-	apiCert tls.Certificate
+	cfg        Config
+	log        *slog.Logger
+	store      *store.Bolt
+	metrics    *prometheus.Registry
+	bootURL    string
+	bmcs       *bmc.Manager
+	reconciler *provision.Reconciler
+	boot       *boot.Server
+	api        *api.Server
+	apiCert    tls.Certificate
 	// ready is set once every listener is bound, and cleared at shutdown so
 	// /readyz tells load balancers to stop sending work.
 	ready atomic.Bool
@@ -160,13 +163,59 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 
-	caps := []string{"machines", "boot_profiles", "clusters", "events", "long_poll", "leases"}
-	if a.actions != nil {
-		caps = append(caps, "actions")
+	tune, err := cfg.tuning()
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.bmcs = bmc.NewManager(bmc.Config{
+		MaxConcurrent:  tune.bmcMaxConcurrent,
+		RequestTimeout: tune.bmcRequestTimeout,
+		Logger:         log.With("component", "bmc"),
+		Registerer:     a.metrics,
+	})
+	pollInterval := tune.powerPoll
+	if pollInterval == 0 {
+		pollInterval = -1 // the reconciler reads a negative interval as "off"
+	}
+	a.reconciler = provision.New(provision.Config{
+		MaxActive:         tune.provisioningLimit,
+		PowerPollInterval: pollInterval,
+		Timeouts: provision.StepTimeouts{
+			WaitPXE: tune.waitPXE,
+			Install: tune.install,
+			Retries: tune.stepRetries,
+		},
+		Logger:     log.With("component", "provision"),
+		Registerer: a.metrics,
+	}, a.store, a.bmcs)
+	a.boot, err = boot.New(boot.Config{
+		TFTPRoot:    cfg.TFTPRoot,
+		AssetsDir:   cfg.AssetsDir,
+		BootURL:     a.bootURL,
+		UnknownMAC:  cfg.UnknownMAC,
+		TFTPTimeout: tune.tftpTimeout,
+		TFTPRetries: tune.tftpRetries,
+		ProxyDHCP: boot.ProxyDHCPConfig{
+			Enabled:   tune.proxyDHCP,
+			Interface: cfg.ProxyDHCPInterface,
+			Addr:      cfg.ProxyDHCPAddr,
+		},
+		Logger:     log.With("component", "boot"),
+		Registerer: a.metrics,
+	}, a.store, a.reconciler)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+
+	caps := []string{"machines", "boot_profiles", "clusters", "events", "long_poll", "leases", "actions", "redfish", "tftp", "ipxe", "templates"}
+	if tune.proxyDHCP {
+		caps = append(caps, "proxy_dhcp")
 	}
 	a.api, err = api.NewServer(api.ServerConfig{
 		Store:        a.store,
-		Actions:      a.actions,
+		Actions:      a.reconciler,
 		Tokens:       tokens,
 		Version:      version,
 		BootURL:      a.bootURL,
@@ -201,18 +250,34 @@ func (a *agent) services() ([]service, error) {
 	srv.RegisterOnShutdown(a.api.StopWaiting)
 	a.log.Info("api listening", "addr", apiLn.Addr().String(), "tls", true)
 
-	// The boot edge (HTTP on --boot-addr, TFTP on --tftp-addr), the BMC
-	// manager and the reconciler join this list as they are wired in.
-	a.log.Warn("boot and TFTP listeners are not started: this build of serve wires only the API",
-		"boot_addr", a.cfg.BootAddr, "tftp_addr", a.cfg.TFTPAddr)
+	bootLn, err := net.Listen("tcp", a.cfg.BootAddr)
+	if err != nil {
+		apiLn.Close()
+		return nil, fmt.Errorf("boot listener on %s: %w", a.cfg.BootAddr, err)
+	}
+	tftpConn, err := net.ListenPacket("udp", a.cfg.TFTPAddr)
+	if err != nil {
+		apiLn.Close()
+		bootLn.Close()
+		return nil, fmt.Errorf("tftp listener on %s: %w", a.cfg.TFTPAddr, err)
+	}
+	a.log.Info("boot listening", "http", bootLn.Addr().String(), "tftp", tftpConn.LocalAddr().String(), "boot_url", a.bootURL)
 	// Subscribed here, before the agent reports ready, so an early SIGHUP
 	// cannot take the default action (exit).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	return []service{
+	svcs := []service{
 		{name: "api server", run: func(ctx context.Context) error { return serveHTTP(ctx, a.log, srv, apiLn, true) }},
 		{name: "token reload", run: func(ctx context.Context) error { return a.reloadTokens(ctx, hup) }},
-	}, nil
+		{name: "boot http", run: func(ctx context.Context) error { return a.boot.ServeHTTP(ctx, bootLn) }},
+		{name: "tftp", run: func(ctx context.Context) error { return a.boot.ServeTFTP(ctx, tftpConn) }},
+		{name: "reconciler", run: a.reconciler.Run},
+	}
+	if tune, _ := a.cfg.tuning(); tune.proxyDHCP {
+		// boot.Run with neither HTTP nor TFTP address serves ProxyDHCP alone.
+		svcs = append(svcs, service{name: "proxydhcp", run: a.boot.Run})
+	}
+	return svcs, nil
 }
 
 // reloadTokens re-reads the token file on SIGHUP, so tokens rotate without
@@ -279,6 +344,12 @@ func serveHTTP(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.L
 }
 
 func (a *agent) close() {
+	if a.bmcs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		a.bmcs.Close(ctx) // log out of every Redfish session
+		cancel()
+		a.bmcs = nil
+	}
 	if a.store == nil {
 		return
 	}
