@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -298,6 +299,15 @@ func TestWaitPXETimeout(t *testing.T) {
 	if c := strings.Count(strings.Join(trail, " "), "provisioning/waiting_pxe"); c != 3 {
 		t.Fatalf("trail %v: want 3 waits for PXE", trail)
 	}
+	// The operator's provision action retries a failed machine at once.
+	must(t, e.rec.MachineAction(context.Background(), n, ActionProvision))
+	x := e.machine(n)
+	if x.Status.Phase != model.PhaseProvisioning || x.Run.ID == m.Run.ID || x.Run.Token == m.Run.Token || x.Status.LastError != "" {
+		t.Fatalf("after the provision action: %s, run %s", describe(x), x.Run.ID)
+	}
+	e.await("the new run powers the machine on", 10*time.Second, func() (bool, string) {
+		return e.lab.System(n).PowerOnCount() == 4, fmt.Sprint(e.lab.System(n).PowerOnCount())
+	})
 }
 
 func TestCallbackTokens(t *testing.T) {
@@ -315,6 +325,10 @@ func TestCallbackTokens(t *testing.T) {
 		})
 	}
 	a, b := e.machine(names[0]), e.machine(names[1])
+	// A power action in the middle of a run is refused, not interleaved.
+	if err := e.rec.MachineAction(ctx, names[0], ActionPowerOff); err == nil || !strings.Contains(err.Error(), store.ErrConflict.Error()) {
+		t.Fatalf("power_off during provisioning: %v, want a conflict", err)
+	}
 	for _, tc := range []struct{ name, token string }{
 		{"empty", ""},
 		{"wrong", strings.Repeat("0", 64)},
@@ -411,4 +425,38 @@ func TestPowerDriftAndActions(t *testing.T) {
 		x := e.machine(n)
 		return x.Run.ID != old && x.Status.Phase == model.PhaseProvisioned, describe(x)
 	})
+}
+
+func TestDesiredOff(t *testing.T) {
+	e := newEnv(t, envOpts{machines: 1, cfg: func(c *Config) { c.PowerPollInterval = 50 * time.Millisecond }})
+	n := e.lab.Names()[0]
+	e.start()
+	e.awaitPhase(n, model.PhaseAvailable, 10*time.Second)
+	ctx := context.Background()
+	// Registration leaves the power as it is: power it on and nothing
+	// turns it off or calls it drift.
+	must(t, e.rec.MachineAction(ctx, n, ActionPowerOn))
+	if m := e.machine(n); m.Status.PowerDrift || m.Status.PowerState != model.PowerOn {
+		t.Fatalf("available machine powered on: %+v", m.Status)
+	}
+	e.update(n, func(m *model.Machine) { m.State = model.StateOff })
+	m := e.awaitPhase(n, model.PhaseOff, 10*time.Second)
+	if e.lab.System(n).PowerState() != "Off" || m.Status.PowerState != model.PowerOff {
+		t.Fatalf("desired off: lab %s, status %s", e.lab.System(n).PowerState(), m.Status.PowerState)
+	}
+	// Phase off expects Off: powering it on behind the agent's back is drift.
+	must(t, e.mgr.Power(ctx, m.BMC, bmc.PowerOn))
+	e.await("drift in phase off", 10*time.Second, func() (bool, string) {
+		x := e.machine(n)
+		return x.Status.PowerDrift, describe(x)
+	})
+	// Desired available from off: the phase changes, the power is left alone.
+	e.update(n, func(m *model.Machine) { m.State = model.StateAvailable })
+	m = e.awaitPhase(n, model.PhaseAvailable, 10*time.Second)
+	if e.lab.System(n).PowerState() != "On" {
+		t.Fatal("going from off to available touched the power")
+	}
+	if c := e.lab.System(n).PowerOnCount(); c != 2 {
+		t.Fatalf("power-ons %d, want 2 (the operator's and the intruder's)", c)
+	}
 }
