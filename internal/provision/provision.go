@@ -63,7 +63,8 @@ func (t StepTimeouts) waitFor(s model.Step) time.Duration {
 type Config struct {
 	// MaxActive bounds machines in an active power/boot step (setting_boot,
 	// powering_on, finishing, powering_off) at once, like Metal3's
-	// PROVISIONING_LIMIT. Default 20.
+	// PROVISIONING_LIMIT. Default 20. A BMC step occupies a worker, so at
+	// most min(MaxActive, Workers) run at once.
 	MaxActive int
 	// Workers is the number of reconcile goroutines. Default 8.
 	Workers int

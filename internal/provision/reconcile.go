@@ -77,6 +77,7 @@ func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
 		}
 		p = decide(v)
 	}
+	r.log.Debug("reconcile", "machine", name, "phase", m.Status.Phase, "step", m.Status.Step, "op", p.Op, "reason", p.Reason)
 	r.execute(ctx, v, p)
 }
 
