@@ -124,6 +124,7 @@ type plan struct {
 //	provisioning/finishing         -                                            BMC boot override Hdd once → provisioned
 //	deprovisioning/powering_off    -                                            BMC GracefulShutdown → deleted (deletion requested)
 //	                                                                            | off (desired off) | available
+//	failed                         deletion requested after it failed           → deprovisioning/powering_off
 //	failed                         spec version > observed version              → registering (never inventoried) | available
 //	failed                         -                                            wait for the operator (spec change or provision action)
 //
@@ -223,6 +224,12 @@ func decide(v view) plan {
 		}
 		return runStep(v)
 	case model.PhaseFailed:
+		if deleting && m.DeletionRequested.After(st.PhaseSince) {
+			// Deleting a failed machine still powers it off first; a failure
+			// of that power-off (after the request) waits for the operator,
+			// who can force the deletion.
+			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+		}
 		if m.Version > st.ObservedVersion {
 			why := fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version)
 			if st.Inventory == nil {
