@@ -93,11 +93,16 @@ func startAgent() (*accAgent, error) {
 		}
 	}()
 
-	bin := filepath.Join(dir, "baremetal-agent")
-	build := exec.Command("go", "build", "-o", bin, "./agent")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./agent: %v\n%s", err, out)
+	// BAREMETAL_AGENT_BIN runs a prebuilt agent (make test builds
+	// bin/baremetal-agent first); otherwise the agent is built from this tree.
+	bin := os.Getenv("BAREMETAL_AGENT_BIN")
+	if bin == "" {
+		bin = filepath.Join(dir, "baremetal-agent")
+		build := exec.Command("go", "build", "-o", bin, "./agent")
+		build.Dir = ".."
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./agent: %v\n%s", err, out)
+		}
 	}
 
 	a.token = randomHex(16)

@@ -5,10 +5,11 @@ package provider
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -199,11 +200,26 @@ func stringSetting(v types.String, env, attr string) (string, string) {
 	return os.Getenv(env), "the " + env + " environment variable"
 }
 
-// leaseHolder names this provider process to the agent's per-machine lease,
-// so two overlapping Terraform runs cannot interleave writes to one machine.
+// leaseHolder names the writer to the agent's per-machine lease. The agent
+// keeps a lease for minutes after each write and has no release call, so the
+// name must stay the same across the runs of one configuration (or a plan
+// followed by an apply would conflict with itself) and differ between
+// configurations, hosts and Terraform Cloud workspaces, which are the
+// writers that must not interleave. Terraform's own state lock already
+// serialises runs of one configuration.
 func leaseHolder() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	if slug := os.Getenv("TFC_WORKSPACE_SLUG"); slug != "" {
+		return "terraform-cloud:" + truncate(slug, 150)
+	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("terraform@%s/%s", host, hex.EncodeToString(b))
+	dir, _ := os.Getwd() // Terraform starts providers in the configuration's directory
+	sum := sha256.Sum256([]byte(dir))
+	return fmt.Sprintf("terraform@%s:%s#%s", truncate(host, 64), truncate(filepath.Base(dir), 64), hex.EncodeToString(sum[:6]))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
