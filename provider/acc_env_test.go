@@ -110,7 +110,8 @@ func startAgent() (*accAgent, error) {
 	if err := os.WriteFile(tokenFile, []byte("# acceptance tests\n"+a.token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	apiAddr, bootAddr, labAddr := freeTCP(), freeTCP(), freeTCP()
+	tcp := freeTCP(3)
+	apiAddr, bootAddr, labAddr := tcp[0], tcp[1], tcp[2]
 	tftpAddr := freeUDP()
 	a.bootURL = "http://" + bootAddr
 	a.endpoint = "https://" + apiAddr
@@ -332,13 +333,19 @@ func poll(timeout time.Duration, f func() error) error {
 	}
 }
 
-func freeTCP() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// freeTCP returns n distinct loopback addresses that were free a moment
+// ago; all are held open together so the kernel cannot hand one out twice.
+func freeTCP(n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 func freeUDP() string {

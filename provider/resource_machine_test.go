@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -159,15 +160,12 @@ func TestAccMachine(t *testing.T) {
 func TestAccMachineWriteOnlyPassword(t *testing.T) {
 	a := testAgent(t)
 	lm := a.machine(t, 2)
-	statePath := filepath.Join(t.TempDir(), "terraform.tfstate")
+	// The test framework's working directories (and the state files it
+	// keeps in them) go here, so the check can read the real state file.
+	workDirs := t.TempDir()
+	t.Setenv("TF_ACC_TEMP_DIR", workDirs)
 	cfg := func(version int) string {
 		return a.providerConfig() + fmt.Sprintf(`
-terraform {
-  backend "local" {
-    path = %q
-  }
-}
-
 resource "baremetal_machine" "wo" {
   name  = "acc-wo"
   state = "off"
@@ -178,21 +176,31 @@ resource "baremetal_machine" "wo" {
     password_wo_version = %d
   }
 }
-`, statePath, lm.Endpoint, lm.Username, lm.Password, version)
+`, lm.Endpoint, lm.Username, lm.Password, version)
 	}
 	const res = "baremetal_machine.wo"
 	noPassword := func(*terraform.State) error {
-		raw, err := os.ReadFile(statePath)
-		if err != nil {
-			return fmt.Errorf("reading the state file: %w", err)
+		found := 0
+		err := filepath.WalkDir(workDirs, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), "terraform.tfstate") {
+				return err
+			}
+			raw, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(string(raw), `"acc-wo"`) {
+				found++
+			}
+			if strings.Contains(string(raw), lm.Password) {
+				return fmt.Errorf("the write-only BMC password is in state file %s", p)
+			}
+			return nil
+		})
+		if err == nil && found == 0 {
+			err = fmt.Errorf("no state file under %s holds the machine; the check reads the wrong files", workDirs)
 		}
-		if !strings.Contains(string(raw), `"acc-wo"`) {
-			return fmt.Errorf("state file %s does not hold the machine; the test reads the wrong file", statePath)
-		}
-		if strings.Contains(string(raw), lm.Password) {
-			return errors.New("the write-only BMC password is in the state file")
-		}
-		return nil
+		return err
 	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6Factories,
@@ -228,7 +236,7 @@ resource "baremetal_machine" "wo" {
 // within its timeout, and the error says where the machine got stuck.
 func TestAccMachineUnreachableBMC(t *testing.T) {
 	a := testAgent(t)
-	dead := "http://" + freeTCP() + "/redfish/v1/Systems/1" // nothing listens there
+	dead := "http://" + freeTCP(1)[0] + "/redfish/v1/Systems/1" // nothing listens there
 	cfg := a.providerConfig() + fmt.Sprintf(`
 resource "baremetal_machine" "dead" {
   name = "acc-dead"
@@ -239,6 +247,7 @@ resource "baremetal_machine" "dead" {
   }
   timeouts {
     create = "20s"
+    delete = "20s"
   }
 }
 `, dead)
@@ -247,7 +256,7 @@ resource "baremetal_machine" "dead" {
 		Steps: []resource.TestStep{
 			{
 				Config:      cfg,
-				ExpectError: regexp.MustCompile(`(?s)Unable to Create Machine "acc-dead".*(within the timeout \(20s\)|marked it failed).*Last phase: (registering|inspecting|failed)`),
+				ExpectError: regexp.MustCompile(`(?s)Unable to Create Machine "acc-dead".*(within the timeout\s+\(20s\)|marked it failed).*Last phase: (registering|inspecting|failed)`),
 			},
 			{
 				// The tainted machine cannot be powered off through a dead
