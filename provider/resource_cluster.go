@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -200,10 +201,38 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 // ValidateConfig checks the cross-references inside the cluster, so a typo
 // in a role name fails at plan time on the line that has it.
 func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
-	var members []memberModel
-	var roles []roleModel
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("members"), &members)...)
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("roles"), &roles)...)
+	// Either list is unknown at validation time when it is built from other
+	// resources' attributes (a module's for expression); it is checked again
+	// once known.
+	var memberList, roleList types.List
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("members"), &memberList)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("roles"), &roleList)...)
+	if resp.Diagnostics.HasError() || memberList.IsUnknown() || roleList.IsUnknown() {
+		return
+	}
+	// Single elements are unknown when built from values known only after
+	// apply; roles must all be known to check references against them.
+	var memberObjs, roleObjs []types.Object
+	resp.Diagnostics.Append(memberList.ElementsAs(ctx, &memberObjs, false)...)
+	resp.Diagnostics.Append(roleList.ElementsAs(ctx, &roleObjs, false)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	roles := make([]roleModel, len(roleObjs))
+	for i, o := range roleObjs {
+		if o.IsUnknown() {
+			return
+		}
+		resp.Diagnostics.Append(o.As(ctx, &roles[i], basetypes.ObjectAsOptions{})...)
+	}
+	members := make([]memberModel, len(memberObjs))
+	for i, o := range memberObjs {
+		if o.IsUnknown() {
+			members[i] = memberModel{Machine: types.StringUnknown(), Role: types.StringUnknown()}
+			continue
+		}
+		resp.Diagnostics.Append(o.As(ctx, &members[i], basetypes.ObjectAsOptions{})...)
+	}
 	if resp.Diagnostics.HasError() {
 		return
 	}

@@ -16,12 +16,15 @@ boot_port=${DEMO_BOOT_PORT:-18080}
 tftp_port=${DEMO_TFTP_PORT:-16969}
 lab_port=${DEMO_LAB_PORT:-18000}
 image=${BAREMETAL_LAB_IMAGE:-$root/.cache/lab-image}
+# qemu: real VMs booting over PXE; memory: simulated machines (seconds, for a
+# quick look at the Terraform side).
+backend=${DEMO_BACKEND:-qemu}
 
 log() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 
 install_packages() {
   local need=()
-  for pkg in qemu-system-x86 ipxe-qemu ipxe busybox-static cpio; do
+  for pkg in qemu-system-x86 ipxe-qemu ipxe busybox-static cpio curl jq; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
@@ -60,7 +63,7 @@ terraform_env() {
   export TF_IN_AUTOMATION=1
   export BAREMETAL_ENDPOINT=https://127.0.0.1:$api_port
   export BAREMETAL_TOKEN; BAREMETAL_TOKEN=$(grep -v '^#' "$state/tokens" | head -1)
-  export BAREMETAL_CA_CERT_PEM; BAREMETAL_CA_CERT_PEM=$(cat "$state/agent/tls.crt" 2>/dev/null || true)
+  export BAREMETAL_CA_CERT_PEM; BAREMETAL_CA_CERT_PEM=$(cat "$state/agent/api-cert.pem" 2>/dev/null || true)
   export TF_VAR_inventory_file=$state/inventory.json
 }
 
@@ -84,18 +87,23 @@ provider_installation {
 }
 RC
 
+  # QEMU's user-mode network reaches the host's loopback as 10.0.2.2, so
+  # that is the address handed to the VMs.
+  local boot_host=10.0.2.2
+  [ "$backend" = qemu ] || boot_host=127.0.0.1
   log "starting baremetal-agent (API https://127.0.0.1:$api_port, boot http://127.0.0.1:$boot_port, TFTP :$tftp_port)"
   bin/baremetal-agent serve \
     --data-dir "$state/agent" --token-file "$state/tokens" \
     --api-addr 127.0.0.1:$api_port --boot-addr 127.0.0.1:$boot_port \
-    --boot-url http://10.0.2.2:$boot_port --tftp-addr 127.0.0.1:$tftp_port \
+    --boot-url http://$boot_host:$boot_port --tftp-addr 127.0.0.1:$tftp_port \
     --assets-dir "$image" >"$state/agent.log" 2>&1 &
   echo $! > "$state/agent.pid"
   wait_http "https://127.0.0.1:$api_port/healthz"
 
-  log "starting the lab: $machines QEMU machines behind an emulated Redfish BMC on :$lab_port"
-  bin/baremetal-agent lab --backend qemu --machines "$machines" \
+  log "starting the lab: $machines $backend machines behind an emulated Redfish BMC on :$lab_port"
+  bin/baremetal-agent lab --backend "$backend" --machines "$machines" \
     --listen 127.0.0.1:$lab_port --inventory "$state/inventory.json" \
+    --boot-url http://127.0.0.1:$boot_port \
     --tftp-bootfile tftp://10.0.2.2:$tftp_port/boot.ipxe --state-dir "$state/lab" >"$state/lab.log" 2>&1 &
   echo $! > "$state/lab.pid"
   for _ in $(seq 1 100); do [ -s "$state/inventory.json" ] && break; sleep 0.1; done
@@ -104,10 +112,29 @@ RC
   cd "$example"
   log "terraform apply in ${example#$root/} (serial consoles: $state/lab/*.serial.log)"
   start=$(date +%s)
+  # Modules only: the provider comes from dev_overrides, so nothing is downloaded.
+  terraform get >/dev/null
   terraform apply -auto-approve -input=false
   log "converged in $(( $(date +%s) - start )) s; outputs:"
-  terraform output
+  timings
   log "tear down with: make demo-down"
+}
+
+# timings prints how long each machine took from the start of its
+# provisioning run to provisioned, from the agent's event log.
+timings() {
+  log "time per machine (run started -> provisioned):"
+  local names
+  names=$(curl -sk -H "Authorization: Bearer $BAREMETAL_TOKEN" "$BAREMETAL_ENDPOINT/v1/machines" | jq -r '.items[].name')
+  for n in $names; do
+    curl -sk -H "Authorization: Bearer $BAREMETAL_TOKEN" "$BAREMETAL_ENDPOINT/v1/machines/$n/events?limit=1000" | jq -r --arg n "$n" '
+      [.events[] | select(.type == "run_started")] as $runs
+      | [.events[] | select(.type == "phase_changed" and .phase == "provisioned")] as $done
+      | if ($runs | length) > 0 and ($done | length) > 0 then
+          (($done[-1].time | sub("\\.[0-9]+"; "") | fromdateiso8601) - ($runs[-1].time | sub("\\.[0-9]+"; "") | fromdateiso8601)) as $s
+          | "  \($n): \($s) s"
+        else "  \($n): not provisioned" end'
+  done
 }
 
 down_processes() {
