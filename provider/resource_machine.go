@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -255,9 +256,14 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 // ValidateConfig catches what attribute validators cannot: a write-only
 // password whose version is missing makes later rotations impossible to express.
 func (r *machineResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
-	var bmc *bmcModel
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("bmc"), &bmc)...)
-	if resp.Diagnostics.HasError() || bmc == nil {
+	var obj types.Object
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("bmc"), &obj)...)
+	if resp.Diagnostics.HasError() || obj.IsNull() || obj.IsUnknown() {
+		return // an unknown bmc (from a module output) is checked once known
+	}
+	var bmc bmcModel
+	resp.Diagnostics.Append(obj.As(ctx, &bmc, basetypes.ObjectAsOptions{})...)
+	if resp.Diagnostics.HasError() {
 		return
 	}
 	if !bmc.PasswordWO.IsNull() && bmc.PasswordWOVersion.IsNull() {
