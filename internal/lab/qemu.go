@@ -65,7 +65,11 @@ func bootArgs(boot BootOverride) string {
 func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 	disk, serial, _ := b.paths(s)
 	cfg := b.lab.cfg
-	netdev := "user,id=n0"
+	// Every VM has a user-mode network of its own, all alike (10.0.2.0/24,
+	// the host as 10.0.2.2). Starting each one's DHCP pool at its own
+	// address gives the machines distinct reported addresses, as a real
+	// rack would, so a cluster's templates can tell its members apart.
+	netdev := fmt.Sprintf("user,id=n0,dhcpstart=%s", qemuGuestAddress(s.index))
 	if cfg.TFTPBootFile != "" {
 		netdev += ",bootfile=" + strings.ReplaceAll(cfg.TFTPBootFile, ",", ",,")
 	}
@@ -257,4 +261,12 @@ func lastBytes(b []byte, n int) []byte {
 		b = b[len(b)-n:]
 	}
 	return bytes.ToValidUTF8(b, nil)
+}
+
+// qemuGuestAddress is the address QEMU's user-mode DHCP hands the VM of
+// index i (from 1): 10.0.2.15 (slirp's usual first address) onwards,
+// staying below the broadcast address for up to 240 machines and wrapping
+// after that.
+func qemuGuestAddress(i int) string {
+	return fmt.Sprintf("10.0.2.%d", 15+(i-1)%240)
 }

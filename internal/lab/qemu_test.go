@@ -67,7 +67,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 	if got := argAfter(args, "-device"); got != "e1000,netdev=n0,mac="+s.MAC() {
 		t.Errorf("-device %q", got)
 	}
-	if got := argAfter(args, "-netdev"); got != "user,id=n0,bootfile=tftp://10.0.2.2:6969/boot.ipxe" {
+	if got := argAfter(args, "-netdev"); got != "user,id=n0,dhcpstart=10.0.2.15,bootfile=tftp://10.0.2.2:6969/boot.ipxe" {
 		t.Errorf("-netdev %q", got)
 	}
 	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))
