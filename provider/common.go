@@ -54,12 +54,20 @@ func describeErr(err error) string {
 		hint = "\n\nThe agent rejected the token: check the provider's token (or " + EnvToken + ")."
 	case errors.Is(err, client.ErrForbidden):
 		hint = "\n\nThe token is read-only for this agent; use a read-write token to change objects."
-	case errors.Is(err, client.ErrConflict):
-		hint = "\n\nAnother writer changed or holds this object (for example a concurrent Terraform run). Wait for it to finish, then plan again."
+	case errors.Is(err, client.ErrConflict) && leaseConflict(err):
+		hint = "\n\nAnother Terraform configuration or workspace is changing this machine and holds its lease. " +
+			"Wait for that run to finish (the lease lapses two minutes after its last write), then apply again."
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "\n\nThe operation did not finish within its timeout; raise it in the resource's timeouts block if the hardware is slow."
 	}
 	return err.Error() + hint
+}
+
+// leaseConflict tells a refused lease apart from other conflicts (stale
+// version, object in use), which need different advice.
+func leaseConflict(err error) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && apiErr.Field == api.HeaderLeaseHolder
 }
 
 // stringsToList converts API strings into a list, keeping an empty but
@@ -121,11 +129,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// indent prefixes every line, for nested detail in diagnostics.
-func indent(s, prefix string) string {
-	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
 }
 
 // nameRuleText is the agent's name rule as printed in attribute descriptions.

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -9,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -188,5 +190,40 @@ func TestFilterHardware(t *testing.T) {
 	}
 	if got := names(filterHardware(list, types.Float64Null(), types.Int64Value(2))); len(got) != 2 {
 		t.Errorf("min cpus 2: %v, want a and c (b has no inventory)", got)
+	}
+}
+
+// TestLeaseHolder: one configuration keeps one lease name across runs (the
+// agent's lease outlives a run), a Terraform Cloud workspace is named by its
+// slug, and the name stays within the agent's 200-character limit.
+func TestLeaseHolder(t *testing.T) {
+	t.Setenv("TFC_WORKSPACE_SLUG", "")
+	a, b := leaseHolder(), leaseHolder()
+	if a != b {
+		t.Errorf("lease holder changed between calls: %q, %q", a, b)
+	}
+	other := t.TempDir()
+	t.Chdir(other)
+	if c := leaseHolder(); c == a {
+		t.Errorf("another configuration directory got the same lease holder %q", c)
+	}
+	t.Setenv("TFC_WORKSPACE_SLUG", "acme/"+strings.Repeat("x", 300))
+	tfc := leaseHolder()
+	if !strings.HasPrefix(tfc, "terraform-cloud:acme/") || len(tfc) > 200 {
+		t.Errorf("terraform cloud lease holder %q", tfc)
+	}
+}
+
+func TestDescribeErrAdvice(t *testing.T) {
+	lease := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: api.HeaderLeaseHolder, Message: "machine \"m1\" is leased"}
+	stale := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: "version", Message: "version 3 is stale"}
+	if got := describeErr(lease); !strings.Contains(got, "holds its lease") {
+		t.Errorf("lease conflict advice missing: %q", got)
+	}
+	if got := describeErr(stale); strings.Contains(got, "lease") {
+		t.Errorf("a stale-version conflict got lease advice: %q", got)
+	}
+	if got := describeErr(&client.APIError{StatusCode: 401, Code: api.CodeUnauthorized}); !strings.Contains(got, EnvToken) {
+		t.Errorf("unauthorized advice should name %s: %q", EnvToken, got)
 	}
 }

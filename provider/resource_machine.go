@@ -295,7 +295,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	m, err := r.client.CreateMachine(ctx, body)
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) {
+		if errors.Is(err, client.ErrConflict) && !leaseConflict(err) {
 			detail += fmt.Sprintf("\n\nA machine named %q may already be registered; bring it under Terraform with an import block (id = %q).", name, name)
 		}
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Machine %q", name), detail)
@@ -406,7 +406,7 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) {
+		if errors.Is(err, client.ErrConflict) && !leaseConflict(err) {
 			detail += "\n\nA cluster member is released by its cluster first: remove it from the baremetal_cluster's members (or destroy the cluster) before deleting the machine."
 		}
 		resp.Diagnostics.AddError(summary, detail)
