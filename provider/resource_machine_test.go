@@ -305,3 +305,52 @@ func checkMachinesGoneAndOff(a *accAgent, machines map[string]lab.InventoryEntry
 		return nil
 	}
 }
+
+// TestAccMachineLeaseConflict: while another writer (another configuration's
+// Terraform run) holds a machine's lease, an apply is refused with a
+// diagnostic that says so, instead of interleaving with it.
+func TestAccMachineLeaseConflict(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 7)
+	other, err := client.New(client.Config{Endpoint: a.endpoint, Token: a.token, CACertPEM: a.caPEM, Insecure: a.caPEM == "",
+		LeaseHolder: "terraform@elsewhere:other-config#0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := a.providerConfig() + `
+import {
+  to = baremetal_machine.m
+  id = "acc-lease"
+}
+` + machineConfig("m", "acc-lease", lm, `  state = "available"
+  params = { note = "ours" }`)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		Steps: []resource.TestStep{
+			{
+				// The other writer registers the machine, which takes its lease;
+				// this configuration imports it and wants different params.
+				PreConfig: func() {
+					_, err := other.CreateMachine(testCtx(t), api.MachineRequest{
+						Name: "acc-lease", State: "available", Params: map[string]string{"note": "theirs"},
+						BMC: api.BMCRequest{Endpoint: lm.Endpoint, Username: lm.Username, Password: lm.Password},
+					})
+					if err != nil {
+						t.Fatalf("other writer's create: %v", err)
+					}
+				},
+				Config:      cfg,
+				ExpectError: regexp.MustCompile(`(?s)Unable to Update Machine "acc-lease".*holds its lease`),
+			},
+			{
+				// The other writer removes the machine; refresh forgets it.
+				PreConfig: func() {
+					if err := other.DeleteMachine(testCtx(t), "acc-lease", true); err != nil {
+						t.Fatalf("other writer's delete: %v", err)
+					}
+				},
+				Config: a.providerConfig(),
+			},
+		},
+	})
+}
