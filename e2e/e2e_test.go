@@ -1,0 +1,438 @@
+// Package e2e runs the main job end to end: terraform apply of the
+// quickstart against a real baremetal-agent and a lab of QEMU machines that
+// boot over real PXE (TFTP, iPXE, HTTP) behind an emulated Redfish BMC.
+//
+// It needs the binaries from `make build` (bin/), the lab image from
+// `make lab-image` (BAREMETAL_LAB_IMAGE), qemu-system-x86_64 and terraform;
+// without them it skips, saying what is missing. `make e2e` runs it alone.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+const machines = 2
+
+type env struct {
+	t         *testing.T
+	root      string // repository root
+	dir       string // scratch: agent data, lab state, terraform working copy
+	workdir   string // the copy of examples/quickstart terraform runs in
+	labState  string
+	tfEnv     []string
+	client    *client.Client
+	inventory lab.InventoryFile
+}
+
+func TestQuickstartOverQEMU(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := os.Getenv("BAREMETAL_LAB_IMAGE")
+	switch {
+	case image == "":
+		t.Skip("BAREMETAL_LAB_IMAGE is not set (make lab-image builds it; make e2e sets it)")
+	case !exists(filepath.Join(image, "vmlinuz")) || !exists(filepath.Join(image, "initrd.img")):
+		t.Skipf("no vmlinuz/initrd.img in %s: run make lab-image", image)
+	case !exists(filepath.Join(root, "bin", "baremetal-agent")) || !exists(filepath.Join(root, "bin", "terraform-provider-baremetal")):
+		t.Skip("bin/ lacks the binaries: run make build")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "terraform"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not on PATH", tool)
+		}
+	}
+	e := start(t, root, image)
+
+	// 1. Apply: the control plane first, then the worker, over real PXE.
+	e.terraform("apply", "-auto-approve", "-input=false")
+	var names []string
+	for _, m := range e.inventory.Machines {
+		names = append(names, m.Name)
+	}
+	cp, worker := names[0], names[1]
+	for _, name := range names {
+		m, err := e.client.GetMachine(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Phase != string(model.PhaseProvisioned) || len(m.Addresses) == 0 {
+			t.Errorf("%s: phase %q, addresses %v; want provisioned with an address", name, m.Phase, m.Addresses)
+		}
+		serial := e.serialLog(name)
+		for _, want := range []string{
+			"/boot/",                 // iPXE fetched its per-machine script
+			"Linux version",          // the kernel booted
+			"installer: callback ok", // the installer reported back
+			"fetched template user-data",
+		} {
+			if !strings.Contains(serial, want) {
+				t.Errorf("%s: serial log lacks %q", name, want)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	cpDone := e.firstEvent(cp, isProvisioned)
+	workerStart := e.firstEvent(worker, isRunStarted)
+	if !workerStart.Time.After(cpDone.Time) {
+		t.Errorf("worker run started at %s, before the control plane was provisioned at %s", workerStart.Time, cpDone.Time)
+	}
+	// The installer wrote its rendered user-data to the VM's disk: the
+	// worker's names the control plane's reported address.
+	cpMachine, err := e.client.GetMachine(context.Background(), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLine := fmt.Sprintf("control_plane_address: %q", cpMachine.Addresses[0])
+	if disk := e.disk(worker); !strings.Contains(disk, wantLine) {
+		t.Errorf("worker disk lacks %q; user-data written there:\n%s", wantLine, tail(disk, 1500))
+	}
+	e.assertState(func(state map[string]any) {
+		members := outputValue(t, state, "members")
+		for _, name := range names {
+			if phase := members[name].(map[string]any)["phase"]; phase != "provisioned" {
+				t.Errorf("state: member %s phase %v", name, phase)
+			}
+		}
+		endpoints := outputValue(t, state, "endpoints")
+		if got := fmt.Sprint(endpoints["control-plane"]); !strings.Contains(got, cpMachine.Addresses[0]) {
+			t.Errorf("state: control-plane endpoints %s lack %s", got, cpMachine.Addresses[0])
+		}
+	})
+
+	// 2. Nothing to do on a second plan.
+	if code := e.terraformCode("plan", "-detailed-exitcode", "-input=false"); code != 0 {
+		t.Fatalf("second plan exit code %d, want 0 (empty plan)", code)
+	}
+
+	// 3. A new worker profile re-provisions the worker only.
+	cpRuns, workerRuns := e.count(cp, isRunStarted), e.count(worker, isRunStarted)
+	e.terraform("apply", "-auto-approve", "-input=false", "-var", "worker_release=2")
+	if got := e.count(worker, isRunStarted); got != workerRuns+1 {
+		t.Errorf("worker runs: %d after the profile change, want %d", got, workerRuns+1)
+	}
+	if got := e.count(worker, isScriptServed); got < 2 {
+		t.Errorf("worker: %d boot scripts served, want a second boot", got)
+	}
+	if got := e.count(cp, isRunStarted); got != cpRuns {
+		t.Errorf("control plane runs: %d after a worker-only change, want %d", got, cpRuns)
+	}
+	if code := e.terraformCode("plan", "-detailed-exitcode", "-input=false", "-var", "worker_release=2"); code != 0 {
+		t.Errorf("plan after the rollout: exit code %d, want 0", code)
+	}
+
+	// 4. Destroy powers the VMs off and unregisters the machines.
+	e.terraform("destroy", "-auto-approve", "-input=false", "-var", "worker_release=2")
+	if left, _ := e.client.ListMachines(context.Background(), client.MachineFilter{}); len(left) != 0 {
+		t.Errorf("%d machines still registered after destroy", len(left))
+	}
+	if pids := qemuProcesses(e.labState); len(pids) != 0 {
+		t.Errorf("QEMU processes still running after destroy: %v", pids)
+	}
+}
+
+func isProvisioned(ev model.Event) bool {
+	return ev.Type == model.EventPhaseChanged && ev.Phase == model.PhaseProvisioned
+}
+func isRunStarted(ev model.Event) bool   { return ev.Type == model.EventRunStarted }
+func isScriptServed(ev model.Event) bool { return ev.Type == string(model.SignalScriptServed) }
+
+func start(t *testing.T, root, image string) *env {
+	dir := t.TempDir()
+	e := &env{t: t, root: root, dir: dir, labState: filepath.Join(dir, "lab")}
+	apiPort, bootPort, tftpPort, labPort := freeTCPPort(t), freeTCPPort(t), freeUDPPort(t), freeTCPPort(t)
+	token := "e2e-token-0123456789abcdef0123456789"
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent := filepath.Join(root, "bin", "baremetal-agent")
+	e.daemon("agent", agent, "serve",
+		"--data-dir", filepath.Join(dir, "agent"), "--token-file", tokens,
+		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"--boot-addr", fmt.Sprintf("127.0.0.1:%d", bootPort),
+		"--boot-url", fmt.Sprintf("http://10.0.2.2:%d", bootPort),
+		"--tftp-addr", fmt.Sprintf("127.0.0.1:%d", tftpPort),
+		"--assets-dir", image)
+	inventory := filepath.Join(dir, "inventory.json")
+	e.daemon("lab", agent, "lab", "--backend", "qemu", "--machines", fmt.Sprint(machines),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,
+		"--tftp-bootfile", fmt.Sprintf("tftp://10.0.2.2:%d/boot.ipxe", tftpPort),
+		"--state-dir", e.labState)
+
+	endpoint := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	certFile := filepath.Join(dir, "agent", "api-cert.pem")
+	var cert []byte
+	await(t, 30*time.Second, "the agent's certificate and the lab's inventory", func() bool {
+		cert, _ = os.ReadFile(certFile)
+		return len(cert) > 0 && exists(inventory)
+	})
+	var err error
+	e.client, err = client.New(client.Config{Endpoint: endpoint, Token: token, CACertPEM: string(cert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, 30*time.Second, "the agent API", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := e.client.Info(ctx)
+		return err == nil
+	})
+	await(t, 10*time.Second, "a complete inventory", func() bool {
+		e.inventory, err = lab.ReadInventory(inventory)
+		return err == nil && len(e.inventory.Machines) == machines
+	})
+
+	// Terraform works in a copy of the examples, so the module's relative
+	// source resolves and no state lands in the repository.
+	examples := filepath.Join(dir, "examples")
+	for _, sub := range []string{"quickstart", "modules/cluster"} {
+		copyDir(t, filepath.Join(root, "examples", sub), filepath.Join(examples, sub))
+	}
+	e.workdir = filepath.Join(examples, "quickstart")
+	rc := filepath.Join(dir, "terraformrc")
+	rcText := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"openbaremetal/baremetal\" = %q\n  }\n  direct {}\n}\n", filepath.Join(root, "bin"))
+	if err := os.WriteFile(rc, []byte(rcText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.tfEnv = append(os.Environ(),
+		"TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+		"BAREMETAL_ENDPOINT="+endpoint, "BAREMETAL_TOKEN="+token, "BAREMETAL_CA_CERT_PEM="+string(cert),
+		"TF_VAR_inventory_file="+inventory)
+	e.terraform("get")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range e.inventory.Machines {
+				t.Logf("--- %s serial log (tail) ---\n%s", m.Name, tail(e.serialLog(m.Name), 3000))
+			}
+		}
+	})
+	return e
+}
+
+// daemon starts a long-running process that is stopped (SIGTERM, then
+// SIGKILL) when the test ends; its output goes to a log shown on failure.
+func (e *env) daemon(name string, argv ...string) {
+	t := e.t
+	logPath := filepath.Join(e.dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log (tail) ---\n%s", name, tail(string(out), 4000))
+		}
+	})
+}
+
+func (e *env) terraform(args ...string) {
+	e.t.Helper()
+	if code := e.terraformCode(args...); code != 0 {
+		e.t.Fatalf("terraform %s: exit code %d", args[0], code)
+	}
+}
+
+func (e *env) terraformCode(args ...string) int {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "terraform", append([]string{args[0], "-no-color"}, args[1:]...)...)
+	if args[0] == "get" {
+		cmd = exec.CommandContext(ctx, "terraform", args...)
+	}
+	cmd.Dir, cmd.Env = e.workdir, e.tfEnv
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	e.t.Logf("terraform %s: exit %d after %s", strings.Join(args, " "), code, time.Since(start).Round(time.Second))
+	if err != nil && code != 2 {
+		e.t.Logf("terraform output:\n%s", tail(out.String(), 6000))
+	}
+	return code
+}
+
+func (e *env) assertState(check func(state map[string]any)) {
+	data, err := os.ReadFile(filepath.Join(e.workdir, "terraform.tfstate"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var state map[string]any
+	if err := json.Unmarshal(data, &state); err != nil {
+		e.t.Fatal(err)
+	}
+	check(state)
+}
+
+func outputValue(t *testing.T, state map[string]any, name string) map[string]any {
+	t.Helper()
+	out, _ := state["outputs"].(map[string]any)[name].(map[string]any)
+	v, ok := out["value"].(map[string]any)
+	if !ok {
+		t.Fatalf("state has no map output %q", name)
+	}
+	return v
+}
+
+func (e *env) events(name string) []model.Event {
+	list, err := e.client.MachineEvents(context.Background(), name, 0, api.MaxEventLimit)
+	if err != nil {
+		e.t.Fatalf("events of %s: %v", name, err)
+	}
+	return list.Events
+}
+
+func (e *env) count(name string, match func(model.Event) bool) int {
+	n := 0
+	for _, ev := range e.events(name) {
+		if match(ev) {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *env) firstEvent(name string, match func(model.Event) bool) model.Event {
+	for _, ev := range e.events(name) {
+		if match(ev) {
+			return ev
+		}
+	}
+	e.t.Fatalf("%s: no matching event", name)
+	return model.Event{}
+}
+
+// disk returns the text the lab installer wrote to a VM's disk (it leaves
+// the first 4 KiB zero so firmware never takes it for a boot sector).
+func (e *env) disk(name string) string {
+	data, err := os.ReadFile(filepath.Join(e.labState, name+".disk"))
+	if err != nil || len(data) < 4096 {
+		return ""
+	}
+	return string(bytes.TrimRight(bytes.Trim(data[4096:], "\x00"), "\x00"))
+}
+
+func (e *env) serialLog(name string) string {
+	data, _ := os.ReadFile(filepath.Join(e.labState, name+".serial.log"))
+	return string(data)
+}
+
+// qemuProcesses lists the QEMU processes whose command line names the lab's
+// state directory (their disks live there).
+func qemuProcesses(stateDir string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if strings.Contains(args[0], "qemu-system") && strings.Contains(string(cmdline), stateDir) {
+			pids = append(pids, ent.Name())
+		}
+	}
+	return pids
+}
+
+func await(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func freeUDPPort(t *testing.T) int {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if d.Name() == ".terraform" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if strings.HasSuffix(p, ".tf") || strings.HasSuffix(p, ".md") {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
