@@ -13,8 +13,9 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
-// Cluster status phases.
+// Cluster status phases (the API reports the same names).
 const (
+	ClusterPending    = "pending"
 	ClusterConverging = "converging"
 	ClusterReady      = "ready"
 	ClusterPaused     = "paused"
@@ -268,6 +269,9 @@ func (r *Reconciler) clusterStatus(ctx context.Context, c *model.Cluster) (model
 			rc.ready++
 			ready++
 		}
+	}
+	if total == 0 {
+		return model.ClusterStatus{Phase: ClusterPending, Message: "the cluster has no members"}, nil
 	}
 	if len(failed) > 0 {
 		return model.ClusterStatus{Phase: ClusterPaused, Message: "rollout paused: " + strings.Join(failed, "; ")}, nil

@@ -191,17 +191,31 @@ func (e *env) start() {
 func (e *env) crash() {
 	e.swap.unset()
 	e.stop()
-	if err := <-e.done; err != nil {
+	if err := e.wait(); err != nil {
 		e.t.Fatalf("Run: %v", err)
 	}
 	e.stop = nil
 	must(e.t, e.st.Close())
 }
 
+// wait waits for Run to return after its context ended; a reconciler
+// that does not stop (a deadlocked worker) fails the test instead of
+// hanging it.
+func (e *env) wait() error {
+	select {
+	case err := <-e.done:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("Run did not return within 30s of its context ending (a worker is stuck)")
+	}
+}
+
 func (e *env) shutdown() {
 	if e.stop != nil {
 		e.stop()
-		<-e.done
+		if err := e.wait(); err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
 		e.stop = nil
 	}
 	e.swap.unset()

@@ -375,10 +375,10 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 		return err
 	}
 	if t.Problem != "" {
-		return fmt.Errorf("machine %s cannot be provisioned: %s", name, t.Problem)
+		return fmt.Errorf("machine %s cannot be provisioned: %s: %w", name, t.Problem, store.ErrConflict)
 	}
 	if len(m.MACs) == 0 {
-		return fmt.Errorf("machine %s cannot be provisioned: it has no MAC address yet (set macs, or wait for its inventory)", name)
+		return fmt.Errorf("machine %s cannot be provisioned: it has no MAC address yet (set macs, or wait for its inventory): %w", name, store.ErrConflict)
 	}
 	now := r.cfg.Now()
 	run, err := newRun(t, now)

@@ -59,23 +59,38 @@ func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
 	}
 	p := decide(v)
 	if m.Cluster != "" && p.Op == opTransition {
-		// Run starts of cluster members (and their completions, see
-		// setBoot) are ordered by the cluster lock, and decided again under
-		// it on a fresh read, so the role order and the rollout bound hold
-		// even with many workers. The events show it too: a member's
-		// completion event is written before another can see it completed.
-		cl := r.clusterLock(m.Cluster)
-		cl.Lock()
-		defer cl.Unlock()
-		if m, err = r.st.GetMachine(ctx, name); err != nil {
-			r.q.add(name)
-			return
-		}
-		if v, err = r.view(ctx, m); err != nil {
-			r.q.addAfter(name, r.cfg.RetryBase)
-			return
-		}
-		p = decide(v)
+		r.transitionInCluster(ctx, m.Cluster, name)
+		return
+	}
+	r.log.Debug("reconcile", "machine", name, "phase", m.Status.Phase, "step", m.Status.Step, "op", p.Op, "reason", p.Reason)
+	r.execute(ctx, v, p)
+}
+
+// transitionInCluster decides and carries out a cluster member's status
+// transition under the cluster lock, on a fresh read. Run starts (and
+// completions, see setBoot) of the members are ordered by that lock, so the
+// role order and the rollout bound hold even with many workers. The events
+// show it too: a member's completion event is written before another can
+// see it completed. Anything but a transition on the fresh read (a BMC
+// step) is left to a new pass, outside the lock.
+func (r *Reconciler) transitionInCluster(ctx context.Context, cluster, name string) {
+	cl := r.clusterLock(cluster)
+	cl.Lock()
+	defer cl.Unlock()
+	m, err := r.st.GetMachine(ctx, name)
+	if err != nil {
+		r.q.add(name)
+		return
+	}
+	v, err := r.view(ctx, m)
+	if err != nil {
+		r.q.addAfter(name, r.cfg.RetryBase)
+		return
+	}
+	p := decide(v)
+	if p.Op != opTransition {
+		r.q.add(name)
+		return
 	}
 	r.log.Debug("reconcile", "machine", name, "phase", m.Status.Phase, "step", m.Status.Step, "op", p.Op, "reason", p.Reason)
 	r.execute(ctx, v, p)
