@@ -88,6 +88,18 @@ resource "baremetal_cluster" "k" {
 				},
 			},
 			{
+				// Each machine resource finished when its machine was
+				// registered; after the cluster ran, a refresh shows every
+				// member provisioned with its address.
+				RefreshState: true,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("baremetal_machine.acc-cp", "phase", "provisioned"),
+					resource.TestCheckResourceAttr("baremetal_machine.acc-w1", "phase", "provisioned"),
+					resource.TestCheckResourceAttr("baremetal_machine.acc-w2", "phase", "provisioned"),
+					resource.TestCheckResourceAttr("baremetal_machine.acc-cp", "addresses.#", "1"),
+				),
+			},
+			{
 				// A new worker profile rolls the workers only.
 				Config: cfg("worker2"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
