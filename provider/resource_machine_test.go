@@ -354,3 +354,57 @@ import {
 		},
 	})
 }
+
+// TestAccMachineSecretsNotLogged: a TF_LOG=trace run of the terraform CLI
+// and the provider, including the agent's answers, never shows the BMC
+// password, whether given as password or as password_wo. The password
+// comes from a variable set in the environment, as in real use; a literal
+// in the configuration would be logged by the test framework itself.
+func TestAccMachineSecretsNotLogged(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 8)
+	logPath := filepath.Join(t.TempDir(), "tf-trace.log")
+	t.Setenv("TF_LOG", "trace")
+	t.Setenv("TF_ACC_LOG_PATH", logPath)
+	t.Setenv("TF_VAR_bmc_password", lm.Password)
+	cfg := func(passwordAttr, ephemeral string) string {
+		return a.providerConfig() + fmt.Sprintf(`
+variable "bmc_password" {
+  type      = string
+  sensitive = true
+  ephemeral = %s
+}
+
+resource "baremetal_machine" "m" {
+  name  = "acc-log"
+  state = "off"
+  bmc = {
+    endpoint            = %q
+    username            = %q
+    %s = var.bmc_password
+  }
+}
+`, ephemeral, lm.Endpoint, lm.Username, passwordAttr)
+	}
+	checkLog := func(*terraform.State) error {
+		raw, err := os.ReadFile(logPath)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(raw), "machine phase changed") {
+			return fmt.Errorf("%s lacks the provider's trace output; the check reads the wrong log", logPath)
+		}
+		if strings.Contains(string(raw), lm.Password) {
+			return errors.New("the BMC password appears in the TF_LOG=trace output")
+		}
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"acc-log": lm}),
+		Steps: []resource.TestStep{
+			{Config: cfg("password", "false"), Check: checkLog},
+			{Config: cfg("password_wo", "true"), Check: checkLog},
+		},
+	})
+}
