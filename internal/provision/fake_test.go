@@ -156,3 +156,26 @@ func TestUnknownMACEventsAreBounded(t *testing.T) {
 		t.Fatalf("%d agent events for 51 requests from 2 unknown MACs, want 2", len(evs))
 	}
 }
+
+func TestCallbackUnknownStatusFails(t *testing.T) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "agent.db"), store.BoltOptions{Logger: quiet()})
+	must(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	ctx := context.Background()
+	_, err = st.CreateMachine(ctx, &model.Machine{Name: "m1", State: model.StateProvisioned, MACs: []string{"52:54:00:00:02:01"},
+		BMC: model.BMC{Endpoint: "https://bmc.example", Username: "u", Password: "p"}})
+	must(t, err)
+	_, err = st.UpdateMachine(ctx, "m1", func(m *model.Machine) (bool, error) {
+		m.Status.Phase, m.Status.Step = model.PhaseProvisioning, model.StepInstalling
+		m.Run = &model.Run{ID: "r1", Token: "tok-r1", Profile: "os"}
+		return false, nil
+	})
+	must(t, err)
+	rec := New(Config{Logger: quiet()}, st, &fakeBMC{})
+	must(t, rec.Callback(ctx, "m1", "tok-r1", model.CallbackReport{Status: "Partially\x00Done"}))
+	m, err := st.GetMachine(ctx, "m1")
+	must(t, err)
+	if m.Status.Phase != model.PhaseFailed || !strings.Contains(m.Status.LastError, `installer reported status "PartiallyDone"`) {
+		t.Fatalf("%s: %q", m.Status.Phase, m.Status.LastError)
+	}
+}

@@ -149,9 +149,14 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
 		m.Status.Addresses = cleanAddresses(report.Addresses)
-		if strings.EqualFold(report.Status, "failed") {
+		if st := strings.ToLower(report.Status); st != "" && st != "ok" {
+			// "failed", or a status nobody defined: an installer that does not
+			// say ok did not succeed as far as anyone can tell.
 			setPhase(m, model.PhaseFailed, model.StepNone, now)
 			m.Status.LastError = fmt.Sprintf("installer reported failure (run %s, profile %s)", m.Run.ID, m.Run.Profile)
+			if st != "failed" {
+				m.Status.LastError = fmt.Sprintf("installer reported status %q (run %s, profile %s)", printable(report.Status, 32), m.Run.ID, m.Run.Profile)
+			}
 			if tail := cleanLogTail(report.LogTail); tail != "" {
 				m.Status.LastError += ": " + tail
 			}
@@ -182,7 +187,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		result = "failed_install"
 	}
 	r.met.callbacks.WithLabelValues(result).Inc()
-	data := map[string]string{"run": out.Run.ID, "status": orDash(report.Status), "addresses": strings.Join(out.Status.Addresses, ",")}
+	data := map[string]string{"run": out.Run.ID, "status": orDash(printable(report.Status, 32)), "addresses": strings.Join(out.Status.Addresses, ",")}
 	if report.Hostname != "" {
 		data["hostname"] = printable(report.Hostname, 253)
 	}
