@@ -32,6 +32,15 @@ data "baremetal_machines" "available" {
   depends_on = [baremetal_machine.m]
 }
 
+data "baremetal_machines" "off" {
+  state      = "off"
+  depends_on = [baremetal_machine.m]
+}
+
+output "off_has_acc_ds" {
+  value = contains(data.baremetal_machines.off.names, "acc-ds")
+}
+
 output "available_has_acc_ds" {
   value = contains(data.baremetal_machines.available.names, "acc-ds")
 }
@@ -57,6 +66,7 @@ data "baremetal_machines" "huge" {
 					statecheck.ExpectKnownValue("data.baremetal_machine.m", tfjsonpath.New("inventory").AtMapKey("cpus"), knownvalue.NotNull()),
 					statecheck.ExpectKnownValue("data.baremetal_boot_profile.p", tfjsonpath.New("kernel"), knownvalue.StringExact(a.assets.URL+"/vmlinuz")),
 					statecheck.ExpectKnownOutputValue("available_has_acc_ds", knownvalue.Bool(true)),
+					statecheck.ExpectKnownOutputValue("off_has_acc_ds", knownvalue.Bool(false)),
 					statecheck.ExpectKnownValue("data.baremetal_machines.huge", tfjsonpath.New("names"), knownvalue.ListSizeExact(0)),
 				},
 			},

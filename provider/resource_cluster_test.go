@@ -48,6 +48,12 @@ resource "baremetal_cluster" "k" {
     pod_cidr = "10.244.0.0/16"
   }
 }
+
+data "baremetal_machines" "workers" {
+  cluster    = "acc-cluster"
+  role       = "worker"
+  depends_on = [baremetal_cluster.k]
+}
 `, workerProfile)
 	}
 	const res = "baremetal_cluster.k"
@@ -71,6 +77,9 @@ resource "baremetal_cluster" "k" {
 					})),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("endpoints").AtMapKey("control-plane"), knownvalue.ListSizeExact(1)),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("endpoints").AtMapKey("worker"), knownvalue.ListSizeExact(2)),
+					statecheck.ExpectKnownValue("data.baremetal_machines.workers", tfjsonpath.New("names"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("acc-w1"), knownvalue.StringExact("acc-w2"),
+					})),
 				},
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
