@@ -206,7 +206,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 		}
 		return
 	}
-	st, err := r.clusterStatus(ctx, c)
+	st, waiting, err := r.clusterStatus(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("computing cluster status failed", "cluster", name, "err", err)
@@ -228,19 +228,23 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 		r.clusterOf[mem.Machine] = name
 	}
 	r.mu.Unlock()
-	for _, mem := range c.Members {
-		r.q.add(mem.Machine)
+	// Members that are not done may be waiting on a gate this change
+	// opened; the others have nothing to start.
+	for _, name := range waiting {
+		r.q.add(name)
 	}
 }
 
-func (r *Reconciler) clusterStatus(ctx context.Context, c *model.Cluster) (model.ClusterStatus, error) {
+// clusterStatus computes the cluster's status and lists the members not
+// (yet) provisioned with their current target.
+func (r *Reconciler) clusterStatus(ctx context.Context, c *model.Cluster) (model.ClusterStatus, []string, error) {
 	pc := profileCache{}
 	type roleCount struct{ ready, total int }
 	counts := map[string]*roleCount{}
 	for _, cr := range c.Roles {
 		counts[cr.Name] = &roleCount{}
 	}
-	var failed []string
+	var failed, waiting []string
 	total, ready := 0, 0
 	for _, mem := range c.Members {
 		rc := counts[mem.Role]
@@ -255,38 +259,41 @@ func (r *Reconciler) clusterStatus(ctx context.Context, c *model.Cluster) (model
 			continue
 		}
 		if err != nil {
-			return model.ClusterStatus{}, err
+			return model.ClusterStatus{}, nil, err
 		}
 		if m.Status.Phase == model.PhaseFailed {
+			waiting = append(waiting, m.Name)
 			failed = append(failed, fmt.Sprintf("member %s (role %s) failed: %s", m.Name, mem.Role, truncate(m.Status.LastError, 200)))
 			continue
 		}
 		ok, err := r.memberReady(ctx, m, c, pc)
 		if err != nil {
-			return model.ClusterStatus{}, err
+			return model.ClusterStatus{}, nil, err
 		}
 		if ok && m.State == model.StateProvisioned {
 			rc.ready++
 			ready++
+		} else {
+			waiting = append(waiting, m.Name)
 		}
 	}
 	if total == 0 {
-		return model.ClusterStatus{Phase: ClusterPending, Message: "the cluster has no members"}, nil
+		return model.ClusterStatus{Phase: ClusterPending, Message: "the cluster has no members"}, waiting, nil
 	}
 	if len(failed) > 0 {
-		return model.ClusterStatus{Phase: ClusterPaused, Message: "rollout paused: " + strings.Join(failed, "; ")}, nil
+		return model.ClusterStatus{Phase: ClusterPaused, Message: "rollout paused: " + strings.Join(failed, "; ")}, waiting, nil
 	}
 	if ready == total {
-		return model.ClusterStatus{Phase: ClusterReady, Message: fmt.Sprintf("all %d members provisioned", total)}, nil
+		return model.ClusterStatus{Phase: ClusterReady, Message: fmt.Sprintf("all %d members provisioned", total)}, waiting, nil
 	}
 	for _, cr := range c.Roles {
 		rc := counts[cr.Name]
 		if rc.ready < rc.total {
 			return model.ClusterStatus{Phase: ClusterConverging, ActiveRole: cr.Name,
-				Message: fmt.Sprintf("role %s: %d of %d members provisioned (max_unavailable %d)", cr.Name, rc.ready, rc.total, max(c.Rollout.MaxUnavailable, 1))}, nil
+				Message: fmt.Sprintf("role %s: %d of %d members provisioned (max_unavailable %d)", cr.Name, rc.ready, rc.total, max(c.Rollout.MaxUnavailable, 1))}, waiting, nil
 		}
 	}
-	return model.ClusterStatus{Phase: ClusterConverging, Message: fmt.Sprintf("%d of %d members provisioned; some members have roles the cluster does not define", ready, total)}, nil
+	return model.ClusterStatus{Phase: ClusterConverging, Message: fmt.Sprintf("%d of %d members provisioned; some members have roles the cluster does not define", ready, total)}, waiting, nil
 }
 
 func truncate(s string, n int) string {

@@ -316,3 +316,17 @@ func TestTokenProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestLimiterSpacesPolls(t *testing.T) {
+	l := newLimiter(4) // one poll per 250ms
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	if w := l.reserve(now); w != 0 {
+		t.Fatalf("first poll waits %s", w)
+	}
+	if w := l.reserve(now.Add(100 * time.Millisecond)); w != 150*time.Millisecond {
+		t.Fatalf("second poll 100ms later waits %s, want 150ms", w)
+	}
+	if w := l.reserve(now.Add(250 * time.Millisecond)); w != 0 {
+		t.Fatalf("poll after the interval waits %s", w)
+	}
+}

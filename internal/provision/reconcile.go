@@ -108,7 +108,7 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	if v.Target, err = r.targetFor(ctx, m, c, pc); err != nil {
 		return v, err
 	}
-	if c != nil && m.State == model.StateProvisioned {
+	if c != nil && m.State == model.StateProvisioned && mayStartRun(m, v.Target) {
 		if v.Gate, err = r.gateFor(ctx, m, c, pc); err != nil {
 			return v, err
 		}
@@ -131,6 +131,22 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 		}
 	}
 	return v, nil
+}
+
+// mayStartRun reports whether decide could start a run for m toward t,
+// the only decision the cluster gate affects; the gate (which reads every
+// member) is computed only then.
+func mayStartRun(m *model.Machine, t target) bool {
+	st := m.Status
+	switch st.Phase {
+	case model.PhaseAvailable, model.PhaseOff:
+		return true
+	case model.PhaseProvisioned:
+		return !t.same(st.ProvisionedProfile, st.ProvisionedProfileVersion, st.ProvisionedParamsHash)
+	case model.PhaseProvisioning:
+		return m.Run != nil && m.Run.CallbackAt.IsZero() && !t.same(m.Run.Profile, m.Run.ProfileVersion, m.Run.ParamsHash)
+	}
+	return false
 }
 
 func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
