@@ -71,6 +71,8 @@ type view struct {
 	Now         time.Time
 	Timeouts    StepTimeouts
 	PollEvery   time.Duration
+	// LastPolled is when the power was last read (recorded or not).
+	LastPolled time.Time
 }
 
 // plan is decide's answer.
@@ -328,7 +330,11 @@ func settled(v view) plan {
 	if v.PollEvery <= 0 {
 		return plan{Op: opWait}
 	}
-	due := m.Status.PowerCheckedAt.Add(v.PollEvery)
+	last := v.LastPolled
+	if m.Status.PowerCheckedAt.After(last) {
+		last = m.Status.PowerCheckedAt
+	}
+	due := last.Add(v.PollEvery)
 	if !v.Now.Before(due) {
 		return plan{Op: opPollPower}
 	}

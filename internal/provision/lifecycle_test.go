@@ -384,6 +384,24 @@ func TestPowerDriftAndActions(t *testing.T) {
 	m := e.awaitPhase(n, model.PhaseProvisioned, 20*time.Second)
 	ctx := context.Background()
 
+	// Polls that find nothing new are not written every time.
+	reads := func() int {
+		c := 0
+		for _, r := range e.lab.Requests() {
+			if r.Method == "GET" && strings.HasSuffix(r.Path, "/Systems/"+n) {
+				c++
+			}
+		}
+		return c
+	}
+	before, rev := reads(), e.machine(n).Revision
+	e.await("eight drift polls", 10*time.Second, func() (bool, string) {
+		return reads() >= before+8, fmt.Sprint(reads() - before)
+	})
+	if bumps := e.machine(n).Revision - rev; bumps > 2 {
+		t.Fatalf("8 unchanged drift polls made %d writes", bumps)
+	}
+
 	// Someone powers it off behind the agent's back.
 	must(t, e.mgr.Power(ctx, m.BMC, bmc.PowerForceOff))
 	e.await("drift recorded", 10*time.Second, func() (bool, string) {

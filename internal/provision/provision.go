@@ -154,6 +154,8 @@ type Reconciler struct {
 	// the backoff, which only means one earlier retry.
 	failures  map[string]failure
 	notBefore map[string]time.Time
+	// lastPoll is when each machine's power was last read for drift.
+	lastPoll map[string]time.Time
 	// powerIntent holds, per machine, the run whose power-on this agent
 	// issued (see powerOn).
 	powerIntent map[string]string
@@ -189,6 +191,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
 		powerIntent:  map[string]string{},
+		lastPoll:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
 		clusterLocks: map[string]*sync.Mutex{},
 		unknownMACs:  map[string]time.Time{},
@@ -299,6 +302,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.failures, name)
 	delete(r.notBefore, name)
 	delete(r.powerIntent, name)
+	delete(r.lastPoll, name)
 	delete(r.clusterOf, name)
 	delete(r.locks, name)
 	delete(r.writeLocks, name)

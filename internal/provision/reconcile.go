@@ -99,7 +99,10 @@ func (r *Reconciler) transitionInCluster(ctx context.Context, cluster, name stri
 // view gathers what decide needs: the effective target, the cluster gate
 // and the wipe profile.
 func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
-	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, PollEvery: r.cfg.PowerPollInterval, Gate: gate{Open: true}}
+	r.mu.Lock()
+	polled := r.lastPoll[m.Name]
+	r.mu.Unlock()
+	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}}
 	c, err := r.clusterOfMachine(ctx, m)
 	if err != nil {
 		return v, err
@@ -497,6 +500,11 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 	}, phaseEvent(m, next, model.StepNone, why))
 }
 
+// recordPollEvery is how many drift polls may pass without a store write
+// when nothing changed: power_checked_at stays roughly fresh without every
+// poll of every machine costing a write (and waking every watcher).
+const recordPollEvery = 10
+
 func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 	if wait := r.poll.reserve(time.Now()); wait > 0 {
 		r.q.addAfter(m.Name, wait)
@@ -505,6 +513,11 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
 	ps, err := r.bmc.PowerState(cctx, m.BMC)
 	cancel()
+	now := r.cfg.Now()
+	r.mu.Lock()
+	r.lastPoll[m.Name] = now
+	r.mu.Unlock()
+	r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -513,12 +526,13 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		// again at the next interval.
 		r.met.bmcErrors.WithLabelValues("power_poll").Inc()
 		r.log.Warn("power-state poll failed", "machine", m.Name, "err", err)
-		r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
 		return
 	}
-	now := r.cfg.Now()
 	exp := expectedPower(m)
 	drift := exp != "" && ps != exp
+	if ps == m.Status.PowerState && drift == m.Status.PowerDrift && now.Sub(m.Status.PowerCheckedAt) < recordPollEvery*r.cfg.PowerPollInterval {
+		return
+	}
 	var evs []model.Event
 	if drift != m.Status.PowerDrift {
 		msg := fmt.Sprintf("power is %s, phase %s expects %s", ps, m.Status.Phase, exp)
@@ -533,7 +547,6 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		x.Status.PowerCheckedAt = now
 		x.Status.PowerDrift = drift
 	}, evs...)
-	r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
 }
 
 // bmcStep runs one BMC call for the machine's current step, under the
