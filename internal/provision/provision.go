@@ -1,9 +1,3 @@
-// Package provision is the reconciler: it drives every machine from its
-// observed phase toward its desired state, one step at a time, with the
-// progress of each step in the store so an agent restart resumes where it
-// stopped. It decides; the BMC (Redfish), the boot edge (PXE, templates,
-// callbacks) and the store only carry out and record. The state table is
-// on decide.
 package provision
 
 import (

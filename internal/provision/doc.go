@@ -1,0 +1,77 @@
+// Package provision is the reconciler: it drives every machine from its
+// observed phase toward its desired state, one step at a time, with the
+// progress of each step in the store so an agent restart resumes where it
+// stopped. It decides; the BMC (Redfish), the boot edge (PXE, templates,
+// callbacks) and the store only carry out and record.
+//
+// # State table
+//
+// Each reconcile pass makes exactly one of these decisions; "→" is a status write
+// recorded as a phase_changed event with the reason, and "BMC x" is the one
+// BMC call the pass makes (a BMC failure is retried with backoff up to
+// Timeouts.Retries times, then → failed with last_error).
+//
+//	phase / step                   condition                                    does
+//	registering ("")               -                                            → inspecting
+//	inspecting                     deletion requested                           → deprovisioning/powering_off
+//	inspecting                     -                                            BMC Inventory (fills MACs when none) → available
+//	available                      deletion requested or desired off            → deprovisioning/powering_off
+//	available                      desired provisioned, target ok, gate open    new run → provisioning/setting_boot
+//	available                      desired available                            power left as is; drift poll
+//	off                            deletion requested                           → deprovisioning/powering_off
+//	off                            desired available                            → available (power left as is)
+//	off                            desired provisioned, target ok, gate open    new run → provisioning/setting_boot
+//	provisioned                    deletion requested or desired available      wipe profile ? wipe run → deprovisioning/setting_boot
+//	                                                                            : → deprovisioning/powering_off
+//	provisioned                    desired off                                  → deprovisioning/powering_off (no wipe)
+//	provisioned                    target differs from provisioned_*, gate open new run → provisioning/setting_boot
+//	provisioned                    -                                            drift poll
+//	provisioning/*  (no callback)  deletion requested or desired not provisioned run aborted (token dead) → deprovisioning/powering_off
+//	provisioning/*  (no callback)  target differs from the run's, gate open     new run (old token dead) → provisioning/setting_boot
+//	*/setting_boot                 -                                            BMC boot override Pxe once → powering_on
+//	*/powering_on                  a boot signal or the callback already seen   → waiting_pxe (never power again)
+//	*/powering_on                  -                                            BMC power On (Off) / ForceRestart (On) → waiting_pxe
+//	*/waiting_pxe                  pxe_requested or script_served seen          → booting_installer
+//	*/waiting_pxe|booting_installer kernel_fetched or templates_fetched seen    → installing
+//	*/waiting_pxe                  deadline, no boot signal, attempts < retries → setting_boot (power cycle again)
+//	*/waiting_pxe|booting_installer|installing  deadline otherwise              → failed
+//	(Callback, token ok)           provisioning, any step                       → provisioning/finishing
+//	(Callback, token ok)           deprovisioning (wipe run), any step          → deprovisioning/powering_off
+//	(Callback, status not "ok")    any                                          → failed with the log tail
+//	provisioning/finishing         -                                            BMC boot override Hdd once → provisioned
+//	deprovisioning/powering_off    -                                            BMC GracefulShutdown → deleted (deletion requested)
+//	                                                                            | off (desired off) | available
+//	failed                         deletion requested after it failed           → deprovisioning/powering_off
+//	failed                         spec version > observed version              → registering (never inventoried) | available
+//	failed                         -                                            wait for the operator (spec change or provision action)
+//
+// "Target" is (effective profile, its version, params hash). A cluster
+// member's gate opens only when every member of the earlier roles is
+// provisioned with its current target; a member that is re-provisioned
+// (leaves phase provisioned) also needs fewer than max_unavailable members
+// of its role out and no failed member in the cluster.
+//
+// The power a phase expects, for drift: provisioned → On; off → Off;
+// available → Off when the reconciler powered it off (the machine has a
+// past run), otherwise none (registration leaves the power as it is).
+//
+// # Restart safety
+//
+// Every step's progress is written (store.UpdateMachine, a status write
+// that leaves the spec version alone) before the next step begins, so a
+// new agent resumes from the recorded step: a boot override or power-off
+// is simply repeated (both are idempotent); a power-on is never repeated
+// once any boot signal or the callback was seen, and the powering_on
+// step's deadline, written before the power action, tells a new agent
+// that an earlier one may have powered the machine on already (a machine
+// that is on is then left to boot; the waiting_pxe deadline covers the
+// case where it was not).
+//
+// # Concurrency
+//
+// A work queue keyed by machine name hands each machine to one worker at a
+// time; operator power actions take the same per-machine lock. At most
+// Config.MaxActive machines are in a BMC power/boot step at once. Status
+// writes and the events that describe them are ordered per machine, and
+// cluster members' run starts and completions per cluster.
+package provision
