@@ -76,7 +76,9 @@ type Config struct {
 	// BMC retries. Defaults 2s and 1m.
 	RetryBase, RetryMax time.Duration
 	// Now is the clock (tests); default time.Now.
-	Now        func() time.Time
+	Now func() time.Time
+	// Logger receives the reconciler's logs as is (nil: slog.Default()
+	// with component=provision).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -120,7 +122,7 @@ func (c *Config) defaults() {
 		c.Now = time.Now
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.Default().With("component", "provision")
 	}
 }
 
@@ -175,7 +177,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		cfg:          cfg,
 		st:           st,
 		bmc:          b,
-		log:          cfg.Logger.With("component", "provision"),
+		log:          cfg.Logger,
 		q:            newQueue(),
 		sem:          make(chan struct{}, cfg.MaxActive),
 		poll:         newLimiter(cfg.PowerPollRate),
