@@ -179,7 +179,10 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		pollInterval = -1 // the reconciler reads a negative interval as "off"
 	}
 	a.reconciler = provision.New(provision.Config{
-		MaxActive:         tune.provisioningLimit,
+		MaxActive: tune.provisioningLimit,
+		// A BMC step holds its worker, so fewer workers than the limit
+		// would make the limit unreachable.
+		Workers:           max(8, tune.provisioningLimit),
 		PowerPollInterval: pollInterval,
 		Timeouts: provision.StepTimeouts{
 			WaitPXE: tune.waitPXE,

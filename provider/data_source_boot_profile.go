@@ -75,7 +75,7 @@ func (d *bootProfileDataSource) Configure(_ context.Context, req datasource.Conf
 }
 
 func (d *bootProfileDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	var state bootProfileModel
+	var state bootProfileFields
 	resp.Diagnostics.Append(req.Config.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() || !requireClient(d.client, &resp.Diagnostics) {
 		return

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
+	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -14,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
@@ -32,7 +37,8 @@ type bootProfileResource struct {
 	client *client.Client
 }
 
-type bootProfileModel struct {
+// bootProfileFields are the attributes the resource and the data source share.
+type bootProfileFields struct {
 	ID          types.String `tfsdk:"id"`
 	Name        types.String `tfsdk:"name"`
 	Kernel      types.String `tfsdk:"kernel"`
@@ -45,16 +51,26 @@ type bootProfileModel struct {
 	Version     types.Int64  `tfsdk:"version"`
 }
 
+type bootProfileModel struct {
+	bootProfileFields
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+// defaultProfileUpdateTimeout bounds the rollout an update waits for.
+const defaultProfileUpdateTimeout = 60 * time.Minute
+
 func (r *bootProfileResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_boot_profile"
 }
 
-func (r *bootProfileResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A boot profile says how a machine is installed: the kernel, initrds and kernel command line " +
 			"its iPXE loads (or a whole iPXE script), plus the install templates (kickstart, preseed, cloud-init, " +
 			"ignition...) the installer fetches. Every value is a Go `text/template` rendered per machine by the agent. " +
-			"Changing a profile re-provisions, in place, the machines that use it.",
+			"Changing a profile re-provisions, in place, the machines that were installed with it, and the update " +
+			"waits (within `timeouts.update`) until every one of them is provisioned again with the new version, " +
+			"cluster members at most `rollout.max_unavailable` at a time.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "Identifier of the profile; equal to `name`.",
@@ -111,6 +127,9 @@ func (r *bootProfileResource) Schema(_ context.Context, _ resource.SchemaRequest
 				MarkdownDescription: "The agent's version of the profile, bumped by every change. Machines record the version they were installed with.",
 				Computed:            true,
 			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Update: true}),
 		},
 	}
 }
@@ -173,13 +192,30 @@ func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateReq
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultProfileUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	bp, err := r.client.UpdateBootProfile(ctx, name, body)
 	if err != nil {
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Boot Profile %q", name), describeErr(err))
 		return
 	}
 	plan.fromAPI(bp)
+	// The profile itself is saved: record it before waiting, so a rollout
+	// that fails or times out leaves a state that matches the agent.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := r.awaitRollout(waitCtx, name, bp.Version); err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Boot Profile %q Rollout Did Not Complete", name),
+			err.Error()+"\n\nThe profile is saved; the agent keeps re-provisioning its machines. Inspect them with "+
+				"the baremetal_machines data source or the agent's events, fix the cause, and apply again.")
+	}
 }
 
 func (r *bootProfileResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -203,7 +239,58 @@ func (r *bootProfileResource) ImportState(ctx context.Context, req resource.Impo
 	importByName(ctx, req, resp)
 }
 
-func (m *bootProfileModel) request(ctx context.Context, diags *diag.Diagnostics) api.BootProfileRequest {
+// rolloutPollInterval paces the rollout wait; a list of machines per tick
+// is cheap for the agent even at thousands of machines.
+const rolloutPollInterval = 2 * time.Second
+
+// awaitRollout waits until every machine last installed with the profile is
+// provisioned again with at least version. A machine that fails ends the
+// wait with its error; one that leaves the profile (re-assigned, deleted,
+// no longer desired provisioned) stops counting.
+func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64) error {
+	ticker := time.NewTicker(rolloutPollInterval)
+	defer ticker.Stop()
+	lastPending := -1
+	for {
+		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: "provisioned"})
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
+		}
+		var pending, failed []string
+		for _, m := range machines {
+			if m.ProvisionedProfile != name {
+				continue
+			}
+			switch {
+			case m.Phase == "failed":
+				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
+			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
+				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
+			}
+		}
+		sort.Strings(pending)
+		if len(failed) > 0 {
+			sort.Strings(failed)
+			return fmt.Errorf("re-provisioning with version %d failed on:\n  %s", version, strings.Join(failed, "\n  "))
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if len(pending) != lastPending {
+			tflog.Info(ctx, "waiting for machines to re-provision with the new boot profile",
+				map[string]any{"boot_profile": name, "version": version, "pending": strings.Join(pending, ", ")})
+			lastPending = len(pending)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out waiting for %d machine(s) to re-provision with version %d: %s",
+				len(pending), version, strings.Join(pending, ", "))
+		case <-ticker.C:
+		}
+	}
+}
+
+func (m *bootProfileFields) request(ctx context.Context, diags *diag.Diagnostics) api.BootProfileRequest {
 	return api.BootProfileRequest{
 		Name:        m.Name.ValueString(),
 		Kernel:      m.Kernel.ValueString(),
@@ -216,7 +303,7 @@ func (m *bootProfileModel) request(ctx context.Context, diags *diag.Diagnostics)
 	}
 }
 
-func (m *bootProfileModel) fromAPI(bp *api.BootProfile) {
+func (m *bootProfileFields) fromAPI(bp *api.BootProfile) {
 	m.ID = types.StringValue(bp.Name)
 	m.Name = types.StringValue(bp.Name)
 	m.Kernel = optString(bp.Kernel)
