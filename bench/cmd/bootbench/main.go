@@ -59,7 +59,7 @@ func run() error {
 	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
 	only := flag.String("only", "", "run only one benchmark: tftp or http")
-	reps := flag.Int("reps", 0, "repetitions per row (default 5, or 1 with -quick); TFTP storms that move 1 GiB or more run at most 3")
+	reps := flag.Int("reps", 0, "repetitions per row (default 5, or 2 with -quick); TFTP storms that move 1 GiB or more run at most 3")
 	anticipate := flag.Uint("anticipate", 16, "pin/tftp sender window for the agent's anticipate row")
 	httpSecs := flag.Int("http-seconds", 0, "wrk duration per HTTP trial in seconds (default 10, or 3 with -quick)")
 	httpClients := flag.String("http-clients", "wrk,go", "HTTP load clients, comma-separated: wrk and/or go (reads 1 MiB at a time where wrk reads 8 KiB)")
@@ -77,7 +77,7 @@ func run() error {
 		}
 	}
 	if *reps <= 0 {
-		*reps = map[bool]int{true: 1, false: 5}[*quick]
+		*reps = map[bool]int{true: 2, false: 5}[*quick]
 	}
 	if *httpSecs <= 0 {
 		*httpSecs = map[bool]int{true: 3, false: 10}[*quick]
@@ -113,7 +113,7 @@ func run() error {
 	if e.probe, err = writeRandomFile(filepath.Join(e.root, probeFile), 1000); err != nil {
 		return err
 	}
-	header := sectionHeader(*note)
+	header := sectionHeader(*note, *profileDir)
 	began := time.Now()
 	if *only == "" || *only == "tftp" {
 		t0 := time.Now()
@@ -154,7 +154,7 @@ func run() error {
 	return nil
 }
 
-func sectionHeader(note string) string {
+func sectionHeader(note, profileDir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), report.Machine())
 	args := []string{"go", "run", "./bench/cmd/bootbench"}
@@ -165,6 +165,9 @@ func sectionHeader(note string) string {
 		args = append(args, a)
 	}
 	fmt.Fprintf(&b, "Command: `%s`  \n", strings.Join(args, " "))
+	if profileDir != "" {
+		fmt.Fprintf(&b, "The agent's CPU profiles of this run: `go tool pprof -top %s/agent-*.pprof` (one per agent process; not committed).  \n", profileDir)
+	}
 	if note != "" {
 		fmt.Fprintf(&b, "**Note:** %s\n", note)
 	}
@@ -288,13 +291,16 @@ func bestPeer(rs []row) float64 {
 func renderTFTP(e *env, cases []tftpCase, servers []*tftpServer, rows [][]row, reps int) string {
 	var b strings.Builder
 	b.WriteString("## TFTP\n\n")
+	heavyNote := ""
+	if reps > heavyReps {
+		heavyNote = fmt.Sprintf(" (%d for storms that move 1 GiB or more)", heavyReps)
+	}
 	fmt.Fprintf(&b, "Every client fetches the file at once (a boot storm); one client alone fetches it several times in a row "+
 		"(the clients column is clients × transfers each). "+
-		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s) "+
-		"(at most %d for storms that move 1 GiB or more). "+
+		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s)%s. "+
 		"Block size 512 sends a plain RFC 1350 request (no options); 1468 asks for it with blksize (RFC 2348). "+
 		"The load client (bench/internal/tftpload) runs on the same CPUs, checks every byte, re-sends after 1 s and gives up after 5 tries. "+
-		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, min(reps, heavyReps), e.anticipate)
+		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, heavyNote, e.anticipate)
 	b.WriteString("| file | blksize | clients |")
 	for _, s := range servers {
 		fmt.Fprintf(&b, " %s |", s.name)
