@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/apiserver"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
@@ -36,7 +37,7 @@ const (
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
 	// drainTimeout bounds how long a stopping server waits for in-flight
-	// requests; long-polls are ended first (api.Server.StopWaiting).
+	// requests; long-polls are ended first (apiserver.Server.StopWaiting).
 	drainTimeout = 20 * time.Second
 )
 
@@ -69,7 +70,7 @@ type agent struct {
 	bmcs       *bmc.Manager
 	reconciler *provision.Reconciler
 	boot       *boot.Server
-	api        *api.Server
+	api        *apiserver.Server
 	apiCert    tls.Certificate
 	// ready is set once every listener is bound, and cleared at shutdown so
 	// /readyz tells load balancers to stop sending work.
@@ -132,7 +133,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		log.Warn("data dir is accessible by group or others; the store and keys inside are not, but chmod 700 is advised",
 			"path", cfg.DataDir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
-	tokens, err := api.LoadTokenFile(cfg.TokenFile)
+	tokens, err := apiserver.LoadTokenFile(cfg.TokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	if tune.proxyDHCP {
 		caps = append(caps, "proxy_dhcp")
 	}
-	a.api, err = api.NewServer(api.ServerConfig{
+	a.api, err = apiserver.NewServer(apiserver.ServerConfig{
 		Store:        a.store,
 		Actions:      a.reconciler,
 		Tokens:       tokens,
@@ -292,7 +293,7 @@ func (a *agent) reloadTokens(ctx context.Context, hup chan os.Signal) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			ts, err := api.LoadTokenFile(a.cfg.TokenFile)
+			ts, err := apiserver.LoadTokenFile(a.cfg.TokenFile)
 			if err == nil {
 				err = a.api.SetTokens(ts)
 			}

@@ -53,6 +53,15 @@ const (
 	QueryLimit         = "limit"
 )
 
+// MaxWait caps a long-poll's ?wait= duration.
+const MaxWait = 60 * time.Second
+
+// Event page sizes for ?limit= on the events endpoints.
+const (
+	DefaultEventLimit = 100
+	MaxEventLimit     = 1000
+)
+
 // HeaderLeaseHolder names the writer (e.g. a Terraform run) claiming a
 // machine's spec; a write by another holder while the lease is live gets 409.
 const HeaderLeaseHolder = "X-Baremetal-Lease-Holder"

@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"io"
 	"net/http"
 	"os"
@@ -153,19 +154,19 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	scheme, tok, found := strings.Cut(h, " ")
 	if h == "" || !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="baremetal-agent"`)
-		writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: ErrorDetail{Code: CodeUnauthorized,
+		writeJSON(w, http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeUnauthorized,
 			Message: "missing bearer token: send Authorization: Bearer <token> (a token from the agent's token file)"}})
 		return false
 	}
 	ok, readOnly := s.tokens.Load().check(strings.TrimSpace(tok))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="baremetal-agent", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: ErrorDetail{Code: CodeUnauthorized,
+		writeJSON(w, http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeUnauthorized,
 			Message: "invalid bearer token"}})
 		return false
 	}
 	if readOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeJSON(w, http.StatusForbidden, ErrorBody{Error: ErrorDetail{Code: CodeForbidden,
+		writeJSON(w, http.StatusForbidden, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeForbidden,
 			Message: "this token is read-only (readonly: in the token file); " + r.Method + " needs a read-write token"}})
 		return false
 	}

@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -27,7 +28,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) error {
 		machines[m.Name] = m
 	}
 	slices.SortFunc(cs, func(a, b *model.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	out := ClusterList{Items: make([]Cluster, 0, len(cs))}
+	out := api.ClusterList{Items: make([]api.Cluster, 0, len(cs))}
 	for _, c := range cs {
 		out.Items = append(out.Items, clusterToAPI(c, machines))
 	}
@@ -36,10 +37,10 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) error {
 }
 
 // clusterView reads a cluster and its members' machines.
-func (s *Server) clusterView(ctx context.Context, name string) (*model.Cluster, Cluster, error) {
+func (s *Server) clusterView(ctx context.Context, name string) (*model.Cluster, api.Cluster, error) {
 	c, err := s.store.GetCluster(ctx, name)
 	if err != nil {
-		return nil, Cluster{}, storeError(err, "cluster", name)
+		return nil, api.Cluster{}, storeError(err, "cluster", name)
 	}
 	machines := map[string]*model.Machine{}
 	for _, mem := range c.Members {
@@ -48,7 +49,7 @@ func (s *Server) clusterView(ctx context.Context, name string) (*model.Cluster, 
 		case err == nil:
 			machines[m.Name] = m
 		case !errors.Is(err, store.ErrNotFound):
-			return nil, Cluster{}, fmt.Errorf("reading member %q of cluster %q: %w", mem.Machine, name, err)
+			return nil, api.Cluster{}, fmt.Errorf("reading member %q of cluster %q: %w", mem.Machine, name, err)
 		}
 	}
 	return c, clusterToAPI(c, machines), nil
@@ -65,7 +66,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) error {
 	}
 	var (
 		c       *model.Cluster
-		view    Cluster
+		view    api.Cluster
 		initial []byte
 	)
 	poll := func() (bool, error) {
@@ -74,7 +75,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) error {
 			return false, err
 		}
 		fp, _ := json.Marshal(struct {
-			M []ClusterMemberStatus
+			M []api.ClusterMemberStatus
 			P string
 			E map[string][]string
 		}{view.Members, view.Phase + "\x00" + view.Message, view.Endpoints})
@@ -98,7 +99,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
-	var req ClusterRequest
+	var req api.ClusterRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -127,13 +128,13 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", PathClusters+"/"+created.Name)
+	w.Header().Set("Location", api.PathClusters+"/"+created.Name)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
 }
 
 func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
-	var req ClusterRequest
+	var req api.ClusterRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
-package api
+package apiserver
 
 import (
 	"fmt"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -10,15 +11,15 @@ import (
 // only here, so what leaves the agent is decided in one place. The BMC
 // password and the run token never cross: the API types have no field for them.
 
-func machineToAPI(m *model.Machine) Machine {
+func machineToAPI(m *model.Machine) api.Machine {
 	macs := m.MACs
 	if macs == nil {
 		macs = []string{}
 	}
-	return Machine{
+	return api.Machine{
 		ID:   m.Name,
 		Name: m.Name,
-		BMC: BMCInfo{
+		BMC: api.BMCInfo{
 			Endpoint:  m.BMC.Endpoint,
 			Username:  m.BMC.Username,
 			Insecure:  m.BMC.Insecure,
@@ -65,8 +66,8 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.State = v.state
 }
 
-func profileToAPI(p *model.BootProfile) BootProfile {
-	return BootProfile{
+func profileToAPI(p *model.BootProfile) api.BootProfile {
+	return api.BootProfile{
 		ID:          p.Name,
 		Name:        p.Name,
 		Kernel:      p.Kernel,
@@ -82,7 +83,7 @@ func profileToAPI(p *model.BootProfile) BootProfile {
 	}
 }
 
-func applyProfileSpec(p *model.BootProfile, req *BootProfileRequest) {
+func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Kernel = req.Kernel
 	p.Initrds = req.Initrds
 	p.Cmdline = req.Cmdline
@@ -92,7 +93,7 @@ func applyProfileSpec(p *model.BootProfile, req *BootProfileRequest) {
 	p.WipeProfile = req.WipeProfile
 }
 
-func applyClusterSpec(c *model.Cluster, req *ClusterRequest) {
+func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {
 	c.Members = make([]model.ClusterMember, len(req.Members))
 	for i, m := range req.Members {
 		c.Members[i] = model.ClusterMember{Machine: m.Machine, Role: m.Role}
@@ -124,14 +125,14 @@ const (
 // (a changed profile or params means it is about to be re-provisioned), and
 // every spec write resets its status (resetClusterStatus) so a "ready" from
 // before the write cannot end a wait early.
-func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) Cluster {
-	out := Cluster{
+func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Cluster {
+	out := api.Cluster{
 		ID:        c.Name,
 		Name:      c.Name,
-		Members:   make([]ClusterMemberStatus, 0, len(c.Members)),
-		Roles:     make([]ClusterRole, 0, len(c.Roles)),
+		Members:   make([]api.ClusterMemberStatus, 0, len(c.Members)),
+		Roles:     make([]api.ClusterRole, 0, len(c.Roles)),
 		Params:    c.Params,
-		Rollout:   Rollout{MaxUnavailable: c.Rollout.MaxUnavailable},
+		Rollout:   api.Rollout{MaxUnavailable: c.Rollout.MaxUnavailable},
 		Version:   c.Version,
 		Revision:  c.Revision,
 		Endpoints: map[string][]string{},
@@ -139,14 +140,14 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) Cluster 
 		UpdatedAt: c.UpdatedAt,
 	}
 	for _, r := range c.Roles {
-		out.Roles = append(out.Roles, ClusterRole{Name: r.Name, BootProfile: r.BootProfile})
+		out.Roles = append(out.Roles, api.ClusterRole{Name: r.Name, BootProfile: r.BootProfile})
 		out.Endpoints[r.Name] = []string{}
 	}
 	provisioned := 0
 	var failed, missing []string
 	firstErr := ""
 	for _, mem := range c.Members {
-		ms := ClusterMemberStatus{Machine: mem.Machine, Role: mem.Role}
+		ms := api.ClusterMemberStatus{Machine: mem.Machine, Role: mem.Role}
 		if m := machines[mem.Machine]; m != nil {
 			ms.Phase = string(m.Status.Phase)
 			ms.LastError = m.Status.LastError

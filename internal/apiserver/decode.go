@@ -1,10 +1,11 @@
-package api
+package apiserver
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"io"
 	"mime"
 	"net/http"
@@ -24,12 +25,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 			return badRequest("", "Content-Type must be application/json, not %q", ct)
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-				message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
+			return &apiError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
+				message: fmt.Sprintf("request body is larger than %d bytes", api.MaxBodyBytes)}
 		}
 		return badRequest("", "reading the request body: %v", err)
 	}

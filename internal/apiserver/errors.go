@@ -1,10 +1,11 @@
-package api
+package apiserver
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
@@ -25,19 +26,19 @@ func (e *apiError) Error() string { return e.message }
 func (e *apiError) Unwrap() error { return e.cause }
 
 func badRequest(field, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, field: field, message: fmt.Sprintf(format, args...)}
+	return &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, field: field, message: fmt.Sprintf(format, args...)}
 }
 
 func invalid(field, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusUnprocessableEntity, code: CodeValidation, field: field, message: fmt.Sprintf(format, args...)}
+	return &apiError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, field: field, message: fmt.Sprintf(format, args...)}
 }
 
 func notFound(kind, name string) *apiError {
-	return &apiError{status: http.StatusNotFound, code: CodeNotFound, message: fmt.Sprintf("%s %q not found", kind, name), cause: store.ErrNotFound}
+	return &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: fmt.Sprintf("%s %q not found", kind, name), cause: store.ErrNotFound}
 }
 
 func conflict(field, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusConflict, code: CodeConflict, field: field, message: fmt.Sprintf(format, args...), cause: store.ErrConflict}
+	return &apiError{status: http.StatusConflict, code: api.CodeConflict, field: field, message: fmt.Sprintf(format, args...), cause: store.ErrConflict}
 }
 
 // staleVersion is what a mutate function returns when the caller's version
@@ -58,9 +59,9 @@ func storeError(err error, kind, name string) error {
 	case errors.Is(err, store.ErrNotFound):
 		return notFound(kind, name)
 	case errors.Is(err, store.ErrExists):
-		return &apiError{status: http.StatusConflict, code: CodeConflict, field: "name", message: fmt.Sprintf("%s %q already exists", kind, name), cause: store.ErrExists}
+		return &apiError{status: http.StatusConflict, code: api.CodeConflict, field: "name", message: fmt.Sprintf("%s %q already exists", kind, name), cause: store.ErrExists}
 	case errors.Is(err, store.ErrMACInUse):
-		return &apiError{status: http.StatusConflict, code: CodeConflict, field: "macs", message: "one of the MAC addresses is registered to another machine", cause: store.ErrMACInUse}
+		return &apiError{status: http.StatusConflict, code: api.CodeConflict, field: "macs", message: "one of the MAC addresses is registered to another machine", cause: store.ErrMACInUse}
 	case errors.Is(err, store.ErrConflict):
 		return conflict("version", "%s %q was changed by another writer: re-read it and retry", kind, name)
 	}
@@ -74,15 +75,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, route string
 	if !errors.As(err, &ae) {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			ae = &apiError{status: http.StatusNotFound, code: CodeNotFound, message: "not found"}
+			ae = &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "not found"}
 		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 			ae = conflict("", "the object was changed by another writer: re-read it and retry")
 		case errors.Is(err, store.ErrMACInUse):
-			ae = &apiError{status: http.StatusConflict, code: CodeConflict, field: "macs", message: "one of the MAC addresses is registered to another machine"}
+			ae = &apiError{status: http.StatusConflict, code: api.CodeConflict, field: "macs", message: "one of the MAC addresses is registered to another machine"}
 		default:
 			s.log.Error("request failed", "method", r.Method, "route", route, "err", err)
-			ae = &apiError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error; the agent log has the details"}
+			ae = &apiError{status: http.StatusInternalServerError, code: api.CodeInternal, message: "internal error; the agent log has the details"}
 		}
 	}
-	writeJSON(w, ae.status, ErrorBody{Error: ErrorDetail{Code: ae.code, Message: ae.message, Field: ae.field}})
+	writeJSON(w, ae.status, api.ErrorBody{Error: api.ErrorDetail{Code: ae.code, Message: ae.message, Field: ae.field}})
 }

@@ -1,18 +1,13 @@
-package api
+package apiserver
 
 import (
 	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
-)
-
-// Event page sizes.
-const (
-	DefaultEventLimit = 100
-	MaxEventLimit     = 1000
 )
 
 func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request) error {
@@ -29,18 +24,18 @@ func (s *Server) agentEvents(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) events(w http.ResponseWriter, r *http.Request, machine string) error {
 	q := r.URL.Query()
 	var after uint64
-	if v := q.Get(QueryAfter); v != "" {
+	if v := q.Get(api.QueryAfter); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return badRequest(QueryAfter, "after must be an event sequence number, not %q", v)
+			return badRequest(api.QueryAfter, "after must be an event sequence number, not %q", v)
 		}
 		after = n
 	}
-	limit := DefaultEventLimit
-	if v := q.Get(QueryLimit); v != "" {
+	limit := api.DefaultEventLimit
+	if v := q.Get(api.QueryLimit); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxEventLimit {
-			return badRequest(QueryLimit, "limit must be between 1 and %d, not %q", MaxEventLimit, v)
+		if err != nil || n < 1 || n > api.MaxEventLimit {
+			return badRequest(api.QueryLimit, "limit must be between 1 and %d, not %q", api.MaxEventLimit, v)
 		}
 		limit = n
 	}
@@ -69,7 +64,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, machine string) 
 	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
 		return err
 	}
-	out := EventList{Events: evs, Next: after}
+	out := api.EventList{Events: evs, Next: after}
 	if out.Events == nil {
 		out.Events = []model.Event{}
 	}

@@ -1,8 +1,9 @@
-package api
+package apiserver
 
 import (
 	"encoding/json"
 	"errors"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"net/http"
 	"reflect"
 	"testing"
@@ -30,11 +31,11 @@ func FuzzDecodeMachineRequest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req MachineRequest
+		var req api.MachineRequest
 		err := decodeBody(body, &req)
 		if err != nil {
 			var ae *apiError
-			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || ae.code != CodeBadRequest || ae.message == "" {
+			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || ae.code != api.CodeBadRequest || ae.message == "" {
 				t.Fatalf("decode refusal is not a 400 bad_request: %#v", err)
 			}
 			return
@@ -43,7 +44,7 @@ func FuzzDecodeMachineRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding an accepted request: %v", err)
 		}
-		var again MachineRequest
+		var again api.MachineRequest
 		if err := decodeBody(data, &again); err != nil {
 			t.Fatalf("an accepted request does not decode again: %v (%s)", err, data)
 		}
@@ -73,7 +74,7 @@ func checkInvalid(t *testing.T, err error) {
 
 // normalised maps empty collections to nil: omitempty drops them on the
 // way out, which is no change in meaning.
-func normalised(r MachineRequest) MachineRequest {
+func normalised(r api.MachineRequest) api.MachineRequest {
 	if len(r.MACs) == 0 {
 		r.MACs = nil
 	}

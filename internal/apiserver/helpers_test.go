@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -124,8 +125,8 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) err() ErrorDetail {
-	var eb ErrorBody
+func (r resp) err() api.ErrorDetail {
+	var eb api.ErrorBody
 	_ = json.Unmarshal(r.body, &eb)
 	return eb.Error
 }
@@ -196,25 +197,25 @@ func (e *env) must(want int, r resp) resp {
 	return r
 }
 
-func machineReq(name string) MachineRequest {
-	return MachineRequest{
+func machineReq(name string) api.MachineRequest {
+	return api.MachineRequest{
 		Name:  name,
-		BMC:   BMCRequest{Endpoint: "https://10.0.0.5/redfish/v1/Systems/1", Username: "admin", Password: bmcPassword},
+		BMC:   api.BMCRequest{Endpoint: "https://10.0.0.5/redfish/v1/Systems/1", Username: "admin", Password: bmcPassword},
 		MACs:  []string{},
 		State: string(model.StateAvailable),
 	}
 }
 
-func (e *env) createProfile(name string) BootProfile {
+func (e *env) createProfile(name string) api.BootProfile {
 	e.t.Helper()
-	var p BootProfile
-	e.must(201, e.req("POST", PathProfiles, BootProfileRequest{Name: name, Kernel: "http://mirror/vmlinuz", Initrds: []string{"http://mirror/initrd"}})).decode(e.t, &p)
+	var p api.BootProfile
+	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: name, Kernel: "http://mirror/vmlinuz", Initrds: []string{"http://mirror/initrd"}})).decode(e.t, &p)
 	return p
 }
 
-func (e *env) createMachine(req MachineRequest) Machine {
+func (e *env) createMachine(req api.MachineRequest) api.Machine {
 	e.t.Helper()
-	var m Machine
-	e.must(201, e.req("POST", PathMachines, req)).decode(e.t, &m)
+	var m api.Machine
+	e.must(201, e.req("POST", api.PathMachines, req)).decode(e.t, &m)
 	return m
 }

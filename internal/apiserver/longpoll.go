@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -6,25 +6,26 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
-// parseLongPoll reads ?wait= (capped at MaxWait) and ?after_revision=.
+// parseLongPoll reads ?wait= (capped at api.MaxWait) and ?after_revision=.
 func parseLongPoll(r *http.Request) (time.Duration, uint64, error) {
 	q := r.URL.Query()
 	var wait time.Duration
-	if v := q.Get(QueryWait); v != "" {
+	if v := q.Get(api.QueryWait); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			return 0, 0, badRequest(QueryWait, "wait must be a non-negative Go duration such as 30s, not %q", v)
+			return 0, 0, badRequest(api.QueryWait, "wait must be a non-negative Go duration such as 30s, not %q", v)
 		}
-		wait = min(d, MaxWait)
+		wait = min(d, api.MaxWait)
 	}
 	var after uint64
-	if v := q.Get(QueryAfterRevision); v != "" {
+	if v := q.Get(api.QueryAfterRevision); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, 0, badRequest(QueryAfterRevision, "after_revision must be a non-negative integer, not %q", v)
+			return 0, 0, badRequest(api.QueryAfterRevision, "after_revision must be a non-negative integer, not %q", v)
 		}
 		after = n
 	}

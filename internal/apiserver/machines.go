@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -35,7 +36,7 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("listing machines: %w", err)
 	}
 	slices.SortFunc(ms, func(a, b *model.Machine) int { return strings.Compare(a.Name, b.Name) })
-	out := MachineList{Items: []Machine{}}
+	out := api.MachineList{Items: []api.Machine{}}
 	for _, m := range ms {
 		if (cluster != "" && m.Cluster != cluster) || (role != "" && m.Role != role) ||
 			(phase != "" && string(m.Status.Phase) != phase) || (state != "" && string(m.State) != state) {
@@ -70,7 +71,7 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
-	var req MachineRequest
+	var req api.MachineRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -94,13 +95,13 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 		return storeError(err, "machine", req.Name)
 	}
 	s.specEvent(r.Context(), created, "machine created")
-	w.Header().Set("Location", PathMachines+"/"+created.Name)
+	w.Header().Set("Location", api.PathMachines+"/"+created.Name)
 	writeJSON(w, http.StatusCreated, machineToAPI(created))
 	return nil
 }
 
 func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
-	var req MachineRequest
+	var req api.MachineRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -252,11 +253,11 @@ func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
 	name, action := r.PathValue("name"), r.PathValue("action")
-	if !slices.Contains(ActionNames, action) {
-		return badRequest("action", "unknown action %q; actions are %s", action, strings.Join(ActionNames, ", "))
+	if !slices.Contains(api.ActionNames, action) {
+		return badRequest("action", "unknown action %q; actions are %s", action, strings.Join(api.ActionNames, ", "))
 	}
 	if s.actions == nil {
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		return &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "machine actions are unavailable: this agent runs without a reconciler"}
 	}
 	holder, err := leaseHolder(r)
@@ -278,8 +279,8 @@ func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return notFound("machine", name)
-		case errors.Is(err, ErrActionRejected), errors.Is(err, store.ErrConflict):
-			return &apiError{status: http.StatusConflict, code: CodeConflict, field: "action", message: err.Error(), cause: err}
+		case errors.Is(err, api.ErrActionRejected), errors.Is(err, store.ErrConflict):
+			return &apiError{status: http.StatusConflict, code: api.CodeConflict, field: "action", message: err.Error(), cause: err}
 		}
 		// Anything else is the action failing on the way (a BMC refusing or
 		// timing out): the reconciler words it for operators, as it does
@@ -292,15 +293,15 @@ func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
-	writeJSON(w, http.StatusAccepted, ActionResponse{Machine: machineToAPI(m), Action: action})
+	writeJSON(w, http.StatusAccepted, api.ActionResponse{Machine: machineToAPI(m), Action: action})
 	return nil
 }
 
 // leaseHolder reads HeaderLeaseHolder ("" when absent).
 func leaseHolder(r *http.Request) (string, error) {
-	h := strings.TrimSpace(r.Header.Get(HeaderLeaseHolder))
+	h := strings.TrimSpace(r.Header.Get(api.HeaderLeaseHolder))
 	if len(h) > 200 || strings.IndexFunc(h, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
-		return "", badRequest(HeaderLeaseHolder, "%s must be at most 200 printable characters", HeaderLeaseHolder)
+		return "", badRequest(api.HeaderLeaseHolder, "%s must be at most 200 printable characters", api.HeaderLeaseHolder)
 	}
 	return h, nil
 }
@@ -312,7 +313,7 @@ func (s *Server) checkLease(m *model.Machine, holder string) error {
 	if holder == "" || m.Lease == nil || m.Lease.Holder == holder || !s.now().Before(m.Lease.ExpiresAt) {
 		return nil
 	}
-	return conflict(HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
+	return conflict(api.HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
 		m.Name, m.Lease.Holder, m.Lease.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
 }
 

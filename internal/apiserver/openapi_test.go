@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"reflect"
@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -69,13 +70,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	types := map[string]any{
-		"Info": Info{}, "ErrorBody": ErrorBody{}, "ErrorDetail": ErrorDetail{},
-		"BMCRequest": BMCRequest{}, "BMCInfo": BMCInfo{}, "MachineRequest": MachineRequest{},
-		"Machine": Machine{}, "MachineList": MachineList{}, "ActionResponse": ActionResponse{},
-		"BootProfileRequest": BootProfileRequest{}, "BootProfile": BootProfile{}, "BootProfileList": BootProfileList{},
-		"ClusterMember": ClusterMember{}, "ClusterRole": ClusterRole{}, "Rollout": Rollout{},
-		"ClusterRequest": ClusterRequest{}, "ClusterMemberStatus": ClusterMemberStatus{}, "Cluster": Cluster{},
-		"ClusterList": ClusterList{}, "EventList": EventList{}, "Event": model.Event{},
+		"Info": api.Info{}, "ErrorBody": api.ErrorBody{}, "ErrorDetail": api.ErrorDetail{},
+		"BMCRequest": api.BMCRequest{}, "BMCInfo": api.BMCInfo{}, "MachineRequest": api.MachineRequest{},
+		"Machine": api.Machine{}, "MachineList": api.MachineList{}, "ActionResponse": api.ActionResponse{},
+		"BootProfileRequest": api.BootProfileRequest{}, "BootProfile": api.BootProfile{}, "BootProfileList": api.BootProfileList{},
+		"ClusterMember": api.ClusterMember{}, "ClusterRole": api.ClusterRole{}, "Rollout": api.Rollout{},
+		"ClusterRequest": api.ClusterRequest{}, "ClusterMemberStatus": api.ClusterMemberStatus{}, "Cluster": api.Cluster{},
+		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": model.Event{},
 		"Inventory": model.Inventory{}, "NIC": model.NIC{}, "Disk": model.Disk{}, "Status": statusBody{},
 	}
 	for name, v := range types {

@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -15,7 +16,7 @@ func (s *Server) listProfiles(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("listing boot profiles: %w", err)
 	}
 	slices.SortFunc(ps, func(a, b *model.BootProfile) int { return strings.Compare(a.Name, b.Name) })
-	out := BootProfileList{Items: make([]BootProfile, 0, len(ps))}
+	out := api.BootProfileList{Items: make([]api.BootProfile, 0, len(ps))}
 	for _, p := range ps {
 		out.Items = append(out.Items, profileToAPI(p))
 	}
@@ -34,7 +35,7 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createProfile(w http.ResponseWriter, r *http.Request) error {
-	var req BootProfileRequest
+	var req api.BootProfileRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -49,13 +50,13 @@ func (s *Server) createProfile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "boot profile", req.Name)
 	}
-	w.Header().Set("Location", PathProfiles+"/"+created.Name)
+	w.Header().Set("Location", api.PathProfiles+"/"+created.Name)
 	writeJSON(w, http.StatusCreated, profileToAPI(created))
 	return nil
 }
 
 func (s *Server) updateProfile(w http.ResponseWriter, r *http.Request) error {
-	var req BootProfileRequest
+	var req api.BootProfileRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}

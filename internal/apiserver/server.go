@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"encoding/json"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
@@ -32,14 +33,11 @@ const (
 // that disappears loses it when it runs out.
 const LeaseDuration = 2 * time.Minute
 
-// MaxWait caps the long-poll ?wait= duration.
-const MaxWait = 60 * time.Second
-
 // ServerConfig configures the API server.
 type ServerConfig struct {
 	Store store.Store
 	// Actions carries out machine actions; nil answers them with 503.
-	Actions Actions
+	Actions api.Actions
 	// Tokens authorise /v1 requests; required.
 	Tokens       *TokenSet
 	Version      string
@@ -63,7 +61,7 @@ type ServerConfig struct {
 // Server is the agent's REST API.
 type Server struct {
 	store        store.Store
-	actions      Actions
+	actions      api.Actions
 	tokens       atomic.Pointer[TokenSet]
 	version      string
 	bootURL      string
@@ -109,32 +107,32 @@ type route struct {
 // routes is the single table of the API's routes: the mux is built from it
 // and the OpenAPI test compares it with openapi.yaml.
 var routes = []route{
-	{http.MethodGet, PathHealthz, public, (*Server).healthz},
-	{http.MethodGet, PathReadyz, public, (*Server).readyz},
-	{http.MethodGet, PathMetrics, public, nil}, // promhttp, wired in NewServer
-	{http.MethodGet, PathInfo, authed, (*Server).info},
+	{http.MethodGet, api.PathHealthz, public, (*Server).healthz},
+	{http.MethodGet, api.PathReadyz, public, (*Server).readyz},
+	{http.MethodGet, api.PathMetrics, public, nil}, // promhttp, wired in NewServer
+	{http.MethodGet, api.PathInfo, authed, (*Server).info},
 	{http.MethodGet, PathOpenAPI, authed, (*Server).openAPI},
 
-	{http.MethodGet, PathMachines, authed, (*Server).listMachines},
-	{http.MethodPost, PathMachines, authed, (*Server).createMachine},
-	{http.MethodGet, PathMachine, authed, (*Server).getMachine},
-	{http.MethodPut, PathMachine, authed, (*Server).updateMachine},
-	{http.MethodDelete, PathMachine, authed, (*Server).deleteMachine},
-	{http.MethodPost, PathMachineAction, authed, (*Server).machineAction},
-	{http.MethodGet, PathMachineEvents, authed, (*Server).machineEvents},
-	{http.MethodGet, PathEvents, authed, (*Server).agentEvents},
+	{http.MethodGet, api.PathMachines, authed, (*Server).listMachines},
+	{http.MethodPost, api.PathMachines, authed, (*Server).createMachine},
+	{http.MethodGet, api.PathMachine, authed, (*Server).getMachine},
+	{http.MethodPut, api.PathMachine, authed, (*Server).updateMachine},
+	{http.MethodDelete, api.PathMachine, authed, (*Server).deleteMachine},
+	{http.MethodPost, api.PathMachineAction, authed, (*Server).machineAction},
+	{http.MethodGet, api.PathMachineEvents, authed, (*Server).machineEvents},
+	{http.MethodGet, api.PathEvents, authed, (*Server).agentEvents},
 
-	{http.MethodGet, PathProfiles, authed, (*Server).listProfiles},
-	{http.MethodPost, PathProfiles, authed, (*Server).createProfile},
-	{http.MethodGet, PathProfile, authed, (*Server).getProfile},
-	{http.MethodPut, PathProfile, authed, (*Server).updateProfile},
-	{http.MethodDelete, PathProfile, authed, (*Server).deleteProfile},
+	{http.MethodGet, api.PathProfiles, authed, (*Server).listProfiles},
+	{http.MethodPost, api.PathProfiles, authed, (*Server).createProfile},
+	{http.MethodGet, api.PathProfile, authed, (*Server).getProfile},
+	{http.MethodPut, api.PathProfile, authed, (*Server).updateProfile},
+	{http.MethodDelete, api.PathProfile, authed, (*Server).deleteProfile},
 
-	{http.MethodGet, PathClusters, authed, (*Server).listClusters},
-	{http.MethodPost, PathClusters, authed, (*Server).createCluster},
-	{http.MethodGet, PathCluster, authed, (*Server).getCluster},
-	{http.MethodPut, PathCluster, authed, (*Server).updateCluster},
-	{http.MethodDelete, PathCluster, authed, (*Server).deleteCluster},
+	{http.MethodGet, api.PathClusters, authed, (*Server).listClusters},
+	{http.MethodPost, api.PathClusters, authed, (*Server).createCluster},
+	{http.MethodGet, api.PathCluster, authed, (*Server).getCluster},
+	{http.MethodPut, api.PathCluster, authed, (*Server).updateCluster},
+	{http.MethodDelete, api.PathCluster, authed, (*Server).deleteCluster},
 }
 
 // NewServer builds the API server.
@@ -183,7 +181,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "baremetal", Subsystem: "api", Name: "request_duration_seconds",
 		Help: "API request latency by route pattern and method (long-polls included).",
-		// Long-polls last up to MaxWait, so the buckets reach it.
+		// Long-polls last up to api.MaxWait, so the buckets reach it.
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"route", "method"})
 	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -199,7 +197,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		var h http.Handler
-		if rt.path == PathMetrics {
+		if rt.path == api.PathMetrics {
 			h = promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
 		} else {
 			h = s.adapt(rt)
@@ -218,7 +216,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		allow := strings.Join(methods, ", ")
 		pathMux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: CodeMethodNotAllowed,
+			writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: api.ErrorDetail{Code: CodeMethodNotAllowed,
 				Message: fmt.Sprintf("%s does not take %s; it takes %s", r.URL.Path, r.Method, allow)}})
 		})
 	}
@@ -227,7 +225,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			h.ServeHTTP(w, r)
 			return
 		}
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: ErrorDetail{Code: CodeNotFound,
+		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeNotFound,
 			Message: fmt.Sprintf("no route for %s %s; see %s", r.Method, r.URL.Path, PathOpenAPI)}})
 	})
 	s.handler = mux
@@ -248,7 +246,7 @@ func (s *Server) SetTokens(ts *TokenSet) error {
 }
 
 // StopWaiting ends every long-poll, now and later, with the current state,
-// so an http.Server's Shutdown can drain without waiting up to MaxWait for
+// so an http.Server's Shutdown can drain without waiting up to api.MaxWait for
 // each one. Register it with http.Server.RegisterOnShutdown.
 func (s *Server) StopWaiting() { s.stopOnce.Do(func() { close(s.stopWaiting) }) }
 
@@ -295,7 +293,7 @@ func (s *Server) instrument(rt route, next http.Handler) http.Handler {
 			}
 			attrs := []any{"method", r.Method, "route", rt.path, "path", r.URL.Path,
 				"status", rec.status, "duration", d, "remote", r.RemoteAddr}
-			if h := r.Header.Get(HeaderLeaseHolder); h != "" {
+			if h := r.Header.Get(api.HeaderLeaseHolder); h != "" {
 				attrs = append(attrs, "lease_holder", h)
 			}
 			s.log.Log(r.Context(), level, "api request", attrs...)
@@ -355,6 +353,6 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) error {
 	if caps == nil {
 		caps = []string{}
 	}
-	writeJSON(w, http.StatusOK, Info{Version: s.version, APIVersion: APIVersion, Capabilities: caps, BootURL: s.bootURL})
+	writeJSON(w, http.StatusOK, api.Info{Version: s.version, APIVersion: api.APIVersion, Capabilities: caps, BootURL: s.bootURL})
 	return nil
 }

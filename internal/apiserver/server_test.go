@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -27,22 +28,22 @@ func TestAuthMatrix(t *testing.T) {
 		body                      any
 		want                      int
 	}{
-		{"no token read", "", "GET", PathMachines, nil, 401},
-		{"wrong token read", "wrong-token-0123456789abcdef", "GET", PathMachines, nil, 401},
-		{"wrong token write", "wrong-token-0123456789abcdef", "POST", PathMachines, machineReq("m2"), 401},
-		{"read-only read", roToken, "GET", PathMachines, nil, 200},
+		{"no token read", "", "GET", api.PathMachines, nil, 401},
+		{"wrong token read", "wrong-token-0123456789abcdef", "GET", api.PathMachines, nil, 401},
+		{"wrong token write", "wrong-token-0123456789abcdef", "POST", api.PathMachines, machineReq("m2"), 401},
+		{"read-only read", roToken, "GET", api.PathMachines, nil, 200},
 		{"read-only read one", roToken, "GET", "/v1/machines/m1", nil, 200},
-		{"read-only create", roToken, "POST", PathMachines, machineReq("m3"), 403},
+		{"read-only create", roToken, "POST", api.PathMachines, machineReq("m3"), 403},
 		{"read-only update", roToken, "PUT", "/v1/machines/m1", body, 403},
 		{"read-only delete", roToken, "DELETE", "/v1/machines/m1", nil, 403},
-		{"read-write read", rwToken, "GET", PathMachines, nil, 200},
+		{"read-write read", rwToken, "GET", api.PathMachines, nil, 200},
 		{"read-write update", rwToken, "PUT", "/v1/machines/m1", body, 200},
-		{"no token info", "", "GET", PathInfo, nil, 401},
+		{"no token info", "", "GET", api.PathInfo, nil, 401},
 		{"no token openapi", "", "GET", PathOpenAPI, nil, 401},
-		{"no token events", "", "GET", PathEvents, nil, 401},
-		{"healthz needs no token", "", "GET", PathHealthz, nil, 200},
-		{"readyz needs no token", "", "GET", PathReadyz, nil, 200},
-		{"metrics needs no token", "", "GET", PathMetrics, nil, 200},
+		{"no token events", "", "GET", api.PathEvents, nil, 401},
+		{"healthz needs no token", "", "GET", api.PathHealthz, nil, 200},
+		{"readyz needs no token", "", "GET", api.PathReadyz, nil, 200},
+		{"metrics needs no token", "", "GET", api.PathMetrics, nil, 200},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,11 +56,11 @@ func TestAuthMatrix(t *testing.T) {
 				if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
 					t.Errorf("401 without a Bearer WWW-Authenticate header")
 				}
-				if r.err().Code != CodeUnauthorized {
+				if r.err().Code != api.CodeUnauthorized {
 					t.Errorf("code %q", r.err().Code)
 				}
 			case 403:
-				if r.err().Code != CodeForbidden {
+				if r.err().Code != api.CodeForbidden {
 					t.Errorf("code %q", r.err().Code)
 				}
 			}
@@ -74,45 +75,45 @@ func TestAuthMatrix(t *testing.T) {
 func TestMachineValidation(t *testing.T) {
 	e := newEnv(t)
 	e.createProfile("debian")
-	e.createMachine(func() MachineRequest { r := machineReq("taken"); r.MACs = []string{"52:54:00:00:00:99"}; return r }())
+	e.createMachine(func() api.MachineRequest { r := machineReq("taken"); r.MACs = []string{"52:54:00:00:00:99"}; return r }())
 	cases := []struct {
 		name   string
-		mod    func(r *MachineRequest)
+		mod    func(r *api.MachineRequest)
 		status int
 		field  string
 	}{
-		{"bad name", func(r *MachineRequest) { r.Name = "Bad_Name!" }, 422, "name"},
-		{"missing name", func(r *MachineRequest) { r.Name = "" }, 422, "name"},
-		{"missing endpoint", func(r *MachineRequest) { r.BMC.Endpoint = "" }, 422, "bmc.endpoint"},
-		{"endpoint not a URL", func(r *MachineRequest) { r.BMC.Endpoint = "10.0.0.5" }, 422, "bmc.endpoint"},
-		{"endpoint ftp", func(r *MachineRequest) { r.BMC.Endpoint = "ftp://10.0.0.5" }, 422, "bmc.endpoint"},
-		{"endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
-		{"ftp endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "ftp://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
-		{"unparsable endpoint with credentials", func(r *MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@[::1" }, 422, "bmc.endpoint"},
-		{"missing username", func(r *MachineRequest) { r.BMC.Username = "" }, 422, "bmc.username"},
-		{"missing password", func(r *MachineRequest) { r.BMC.Password = "" }, 422, "bmc.password"},
-		{"bad ca", func(r *MachineRequest) { r.BMC.CACertPEM = "not a pem" }, 422, "bmc.ca_cert_pem"},
-		{"bad mac", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "zz"} }, 422, "macs[1]"},
-		{"duplicate mac", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "52-54-00-00-00-01"} }, 422, "macs[1]"},
-		{"mac of another machine", func(r *MachineRequest) { r.MACs = []string{"52:54:00:00:00:99"} }, 409, "macs[0]"},
-		{"bad state", func(r *MachineRequest) { r.State = "running" }, 422, "state"},
-		{"missing profile", func(r *MachineRequest) { r.BootProfile = "nope" }, 422, "boot_profile"},
-		{"provisioned without profile waits for a cluster", func(r *MachineRequest) { r.State = "" }, 201, ""},
-		{"empty param key", func(r *MachineRequest) { r.Params = map[string]string{"": "x"} }, 422, "params"},
-		{"taken name", func(r *MachineRequest) { r.Name = "taken" }, 409, "name"},
-		{"ok provisioned", func(r *MachineRequest) {
+		{"bad name", func(r *api.MachineRequest) { r.Name = "Bad_Name!" }, 422, "name"},
+		{"missing name", func(r *api.MachineRequest) { r.Name = "" }, 422, "name"},
+		{"missing endpoint", func(r *api.MachineRequest) { r.BMC.Endpoint = "" }, 422, "bmc.endpoint"},
+		{"endpoint not a URL", func(r *api.MachineRequest) { r.BMC.Endpoint = "10.0.0.5" }, 422, "bmc.endpoint"},
+		{"endpoint ftp", func(r *api.MachineRequest) { r.BMC.Endpoint = "ftp://10.0.0.5" }, 422, "bmc.endpoint"},
+		{"endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"ftp endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "ftp://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
+		{"unparsable endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@[::1" }, 422, "bmc.endpoint"},
+		{"missing username", func(r *api.MachineRequest) { r.BMC.Username = "" }, 422, "bmc.username"},
+		{"missing password", func(r *api.MachineRequest) { r.BMC.Password = "" }, 422, "bmc.password"},
+		{"bad ca", func(r *api.MachineRequest) { r.BMC.CACertPEM = "not a pem" }, 422, "bmc.ca_cert_pem"},
+		{"bad mac", func(r *api.MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "zz"} }, 422, "macs[1]"},
+		{"duplicate mac", func(r *api.MachineRequest) { r.MACs = []string{"52:54:00:00:00:01", "52-54-00-00-00-01"} }, 422, "macs[1]"},
+		{"mac of another machine", func(r *api.MachineRequest) { r.MACs = []string{"52:54:00:00:00:99"} }, 409, "macs[0]"},
+		{"bad state", func(r *api.MachineRequest) { r.State = "running" }, 422, "state"},
+		{"missing profile", func(r *api.MachineRequest) { r.BootProfile = "nope" }, 422, "boot_profile"},
+		{"provisioned without profile waits for a cluster", func(r *api.MachineRequest) { r.State = "" }, 201, ""},
+		{"empty param key", func(r *api.MachineRequest) { r.Params = map[string]string{"": "x"} }, 422, "params"},
+		{"taken name", func(r *api.MachineRequest) { r.Name = "taken" }, 409, "name"},
+		{"ok provisioned", func(r *api.MachineRequest) {
 			r.Name = "m-prov"
 			r.State = ""
 			r.BootProfile = "debian"
 			r.MACs = []string{"52:54:00:AA:BB:CC"}
 		}, 201, ""},
-		{"ok available", func(r *MachineRequest) { r.Name = "m-avail" }, 201, ""},
+		{"ok available", func(r *api.MachineRequest) { r.Name = "m-avail" }, 201, ""},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			req := machineReq(fmt.Sprintf("m%d", i))
 			c.mod(&req)
-			r := e.req("POST", PathMachines, req)
+			r := e.req("POST", api.PathMachines, req)
 			if r.status != c.status {
 				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
 			}
@@ -121,25 +122,25 @@ func TestMachineValidation(t *testing.T) {
 				if d.Field != c.field {
 					t.Errorf("field %q, want %q (%s)", d.Field, c.field, d.Message)
 				}
-				if c.status == 422 && d.Code != CodeValidation {
+				if c.status == 422 && d.Code != api.CodeValidation {
 					t.Errorf("code %q", d.Code)
 				}
 			}
 		})
 	}
-	var m Machine
+	var m api.Machine
 	e.must(200, e.req("GET", "/v1/machines/m-prov", nil)).decode(t, &m)
 	if m.State != "provisioned" || len(m.MACs) != 1 || m.MACs[0] != "52:54:00:aa:bb:cc" || m.ID != "m-prov" || m.Phase != "registering" {
 		t.Errorf("stored machine %+v", m)
 	}
-	if r := e.req("POST", PathMachines, machineReq("Bad_Name!")); !strings.Contains(r.err().Message, model.NameRule) {
+	if r := e.req("POST", api.PathMachines, machineReq("Bad_Name!")); !strings.Contains(r.err().Message, model.NameRule) {
 		t.Errorf("name error does not explain the rule: %s", r.err().Message)
 	}
 }
 
 func TestDecodeErrors(t *testing.T) {
 	e := newEnv(t)
-	big := `{"name":"m1","params":{"x":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`
+	big := `{"name":"m1","params":{"x":"` + strings.Repeat("a", api.MaxBodyBytes) + `"}}`
 	cases := []struct {
 		name, body, ctype string
 		status            int
@@ -159,7 +160,7 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := e.req("POST", PathMachines, c.body, "Content-Type", c.ctype)
+			r := e.req("POST", api.PathMachines, c.body, "Content-Type", c.ctype)
 			if r.status != c.status {
 				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
 			}
@@ -167,21 +168,21 @@ func TestDecodeErrors(t *testing.T) {
 			if d.Field != c.field {
 				t.Errorf("field %q, want %q (%s)", d.Field, c.field, d.Message)
 			}
-			want := CodeBadRequest
+			want := api.CodeBadRequest
 			if c.status == 413 {
-				want = CodeTooLarge
+				want = api.CodeTooLarge
 			}
 			if d.Code != want {
 				t.Errorf("code %q, want %q", d.Code, want)
 			}
 		})
 	}
-	r := e.must(400, e.req("POST", PathClusters, `{"name":"c","roles":[],"members":[{"machine":"a","role":"r"},{"machine":"b","colour":"red"}]}`))
+	r := e.must(400, e.req("POST", api.PathClusters, `{"name":"c","roles":[],"members":[{"machine":"a","role":"r"},{"machine":"b","colour":"red"}]}`))
 	if r.err().Field != "members[1].colour" {
 		t.Errorf("nested unknown field in a list: %+v", r.err())
 	}
-	var l MachineList
-	e.must(200, e.req("GET", PathMachines, nil)).decode(t, &l)
+	var l api.MachineList
+	e.must(200, e.req("GET", api.PathMachines, nil)).decode(t, &l)
 	if len(l.Items) != 0 {
 		t.Errorf("a refused request created machines: %+v", l.Items)
 	}
@@ -197,7 +198,7 @@ func TestStaleVersionAndPasswordKeep(t *testing.T) {
 	upd.BMC.Password = "" // keep
 	upd.Params = map[string]string{"disk": "/dev/sda"}
 	upd.Version = 1
-	var got Machine
+	var got api.Machine
 	e.must(200, e.req("PUT", "/v1/machines/m1", upd)).decode(t, &got)
 	if got.Version != 2 || got.Params["disk"] != "/dev/sda" {
 		t.Fatalf("after update: %+v", got)
@@ -207,7 +208,7 @@ func TestStaleVersionAndPasswordKeep(t *testing.T) {
 		t.Fatalf("empty password on update did not keep the stored one (err %v)", err)
 	}
 	r := e.must(409, e.req("PUT", "/v1/machines/m1", upd)) // version 1 is stale now
-	if d := r.err(); d.Code != CodeConflict || !strings.Contains(d.Message, "re-read") {
+	if d := r.err(); d.Code != api.CodeConflict || !strings.Contains(d.Message, "re-read") {
 		t.Errorf("stale version answer: %+v", d)
 	}
 	// The same spec again does not bump the version.
@@ -224,11 +225,11 @@ func TestStaleVersionAndPasswordKeep(t *testing.T) {
 
 	// Profiles and clusters are versioned the same way.
 	p := e.createProfile("p1")
-	preq := BootProfileRequest{Name: "p1", Kernel: "http://k2", Version: p.Version}
+	preq := api.BootProfileRequest{Name: "p1", Kernel: "http://k2", Version: p.Version}
 	e.must(200, e.req("PUT", "/v1/boot_profiles/p1", preq))
 	e.must(409, e.req("PUT", "/v1/boot_profiles/p1", preq))
-	creq := ClusterRequest{Name: "c1", Members: []ClusterMember{}, Roles: []ClusterRole{{Name: "r", BootProfile: "p1"}}}
-	e.must(201, e.req("POST", PathClusters, creq))
+	creq := api.ClusterRequest{Name: "c1", Members: []api.ClusterMember{}, Roles: []api.ClusterRole{{Name: "r", BootProfile: "p1"}}}
+	e.must(201, e.req("POST", api.PathClusters, creq))
 	creq.Version = 1
 	e.must(200, e.req("PUT", "/v1/clusters/c1", creq))
 	e.must(409, e.req("PUT", "/v1/clusters/c1", creq))
@@ -236,28 +237,28 @@ func TestStaleVersionAndPasswordKeep(t *testing.T) {
 
 func TestLease(t *testing.T) {
 	e := newEnv(t)
-	e.must(201, e.req("POST", PathMachines, machineReq("m1"), HeaderLeaseHolder, "run-a"))
+	e.must(201, e.req("POST", api.PathMachines, machineReq("m1"), api.HeaderLeaseHolder, "run-a"))
 	upd := machineReq("m1")
 	upd.BMC.Password = ""
-	r := e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
+	r := e.must(409, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-b"))
 	if msg := r.err().Message; !strings.Contains(msg, `"run-a"`) || !strings.Contains(msg, "2026-01-02T03:06:05Z") {
 		t.Errorf("lease conflict should name the holder and expiry: %s", msg)
 	}
-	e.must(409, e.req("DELETE", "/v1/machines/m1", nil, HeaderLeaseHolder, "run-b"))
+	e.must(409, e.req("DELETE", "/v1/machines/m1", nil, api.HeaderLeaseHolder, "run-b"))
 	// The holder renews its lease; a writer without a lease is not checked.
 	e.clock.Advance(time.Minute)
-	e.must(200, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-a"))
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-a"))
 	e.clock.Advance(90 * time.Second) // 2.5 min after the create, 1.5 after the renewal
-	e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
+	e.must(409, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-b"))
 	// A holder that disappears loses the lease when it expires.
 	e.clock.Advance(31 * time.Second)
-	e.must(200, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-b"))
-	e.must(409, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, "run-a"))
+	e.must(200, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-b"))
+	e.must(409, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-a"))
 	stored, _ := e.store.GetMachine(context.Background(), "m1")
 	if stored.Lease == nil || stored.Lease.Holder != "run-b" {
 		t.Errorf("lease %+v", stored.Lease)
 	}
-	e.must(400, e.req("PUT", "/v1/machines/m1", upd, HeaderLeaseHolder, strings.Repeat("h", 201)))
+	e.must(400, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, strings.Repeat("h", 201)))
 }
 
 func TestLongPoll(t *testing.T) {
@@ -293,7 +294,7 @@ func TestLongPoll(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := <-done
-		var got Machine
+		var got api.Machine
 		e.must(200, res.r).decode(t, &got)
 		if got.Revision <= m.Revision || got.Phase != "inspecting" {
 			t.Errorf("woke with %+v", got)
@@ -305,7 +306,7 @@ func TestLongPoll(t *testing.T) {
 	})
 	t.Run("times out with the current state", func(t *testing.T) {
 		start := time.Now()
-		var got Machine
+		var got api.Machine
 		e.must(200, e.req("GET", fmt.Sprintf("/v1/machines/m1?wait=300ms&after_revision=%d", m.Revision), nil)).decode(t, &got)
 		if d := time.Since(start); d < 300*time.Millisecond {
 			t.Errorf("returned after %s, before the wait elapsed", d)
@@ -372,35 +373,43 @@ func TestClusterMembership(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		e.createMachine(machineReq(n))
 	}
-	roles := []ClusterRole{{Name: "control", BootProfile: "cp"}, {Name: "worker", BootProfile: "worker"}}
-	req := ClusterRequest{Name: "k8s", Roles: roles, Members: []ClusterMember{{"a", "control"}, {"b", "worker"}}}
+	roles := []api.ClusterRole{{Name: "control", BootProfile: "cp"}, {Name: "worker", BootProfile: "worker"}}
+	req := api.ClusterRequest{Name: "k8s", Roles: roles, Members: []api.ClusterMember{{Machine: "a", Role: "control"}, {Machine: "b", Role: "worker"}}}
 
 	bad := []struct {
 		name  string
-		mod   func(r *ClusterRequest)
+		mod   func(r *api.ClusterRequest)
 		field string
 	}{
-		{"unknown machine", func(r *ClusterRequest) { r.Members = append(r.Members, ClusterMember{"zz", "worker"}) }, "members[2].machine"},
-		{"duplicate member", func(r *ClusterRequest) { r.Members = append(r.Members, ClusterMember{"a", "worker"}) }, "members[2].machine"},
-		{"unknown role", func(r *ClusterRequest) { r.Members = []ClusterMember{{"a", "db"}} }, "members[0].role"},
-		{"duplicate role", func(r *ClusterRequest) { r.Roles = append(r.Roles, ClusterRole{"worker", "cp"}) }, "roles[2].name"},
-		{"role profile missing", func(r *ClusterRequest) { r.Roles = []ClusterRole{{"control", "nope"}, {"worker", "worker"}} }, "roles[0].boot_profile"},
-		{"negative max_unavailable", func(r *ClusterRequest) { r.Rollout = &Rollout{MaxUnavailable: -1} }, "rollout.max_unavailable"},
+		{"unknown machine", func(r *api.ClusterRequest) {
+			r.Members = append(r.Members, api.ClusterMember{Machine: "zz", Role: "worker"})
+		}, "members[2].machine"},
+		{"duplicate member", func(r *api.ClusterRequest) {
+			r.Members = append(r.Members, api.ClusterMember{Machine: "a", Role: "worker"})
+		}, "members[2].machine"},
+		{"unknown role", func(r *api.ClusterRequest) { r.Members = []api.ClusterMember{{Machine: "a", Role: "db"}} }, "members[0].role"},
+		{"duplicate role", func(r *api.ClusterRequest) {
+			r.Roles = append(r.Roles, api.ClusterRole{Name: "worker", BootProfile: "cp"})
+		}, "roles[2].name"},
+		{"role profile missing", func(r *api.ClusterRequest) {
+			r.Roles = []api.ClusterRole{{Name: "control", BootProfile: "nope"}, {Name: "worker", BootProfile: "worker"}}
+		}, "roles[0].boot_profile"},
+		{"negative max_unavailable", func(r *api.ClusterRequest) { r.Rollout = &api.Rollout{MaxUnavailable: -1} }, "rollout.max_unavailable"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
 			r := req
-			r.Members = append([]ClusterMember{}, req.Members...)
-			r.Roles = append([]ClusterRole{}, req.Roles...)
+			r.Members = append([]api.ClusterMember{}, req.Members...)
+			r.Roles = append([]api.ClusterRole{}, req.Roles...)
 			c.mod(&r)
-			if got := e.must(422, e.req("POST", PathClusters, r)); got.err().Field != c.field {
+			if got := e.must(422, e.req("POST", api.PathClusters, r)); got.err().Field != c.field {
 				t.Errorf("field %q, want %q: %s", got.err().Field, c.field, got.err().Message)
 			}
 		})
 	}
 
-	var cl Cluster
-	e.must(201, e.req("POST", PathClusters, req)).decode(t, &cl)
+	var cl api.Cluster
+	e.must(201, e.req("POST", api.PathClusters, req)).decode(t, &cl)
 	if cl.Phase != ClusterConverging || cl.Rollout.MaxUnavailable != 1 || len(cl.Members) != 2 {
 		t.Fatalf("created %+v", cl)
 	}
@@ -420,8 +429,8 @@ func TestClusterMembership(t *testing.T) {
 	// A member's own machine cannot be deleted, nor claimed by another cluster.
 	e.must(409, e.req("DELETE", "/v1/machines/a", nil))
 	e.must(409, e.req("DELETE", "/v1/machines/a?force=true", nil))
-	other := ClusterRequest{Name: "other", Roles: roles, Members: []ClusterMember{{"a", "worker"}}}
-	if r := e.must(422, e.req("POST", PathClusters, other)); !strings.Contains(r.err().Message, "k8s") {
+	other := api.ClusterRequest{Name: "other", Roles: roles, Members: []api.ClusterMember{{Machine: "a", Role: "worker"}}}
+	if r := e.must(422, e.req("POST", api.PathClusters, other)); !strings.Contains(r.err().Message, "k8s") {
 		t.Errorf("claim by another cluster: %s", r.err().Message)
 	}
 
@@ -458,7 +467,7 @@ func TestClusterMembership(t *testing.T) {
 	}
 
 	// Update: b leaves, c joins. The write resets the reconciler's "ready".
-	req.Members = []ClusterMember{{"a", "control"}, {"c", "worker"}}
+	req.Members = []api.ClusterMember{{Machine: "a", Role: "control"}, {Machine: "c", Role: "worker"}}
 	req.Version = cl.Version
 	e.must(200, e.req("PUT", "/v1/clusters/k8s", req)).decode(t, &cl)
 	if stored, _ := e.store.GetCluster(ctx, "k8s"); stored.Status.Phase == ClusterReady {
@@ -470,7 +479,7 @@ func TestClusterMembership(t *testing.T) {
 	if c, r := member("c"); c != "k8s" || r != "worker" {
 		t.Errorf("c: %q %q", c, r)
 	}
-	var list MachineList
+	var list api.MachineList
 	e.must(200, e.req("GET", "/v1/machines?cluster=k8s&role=worker", nil)).decode(t, &list)
 	if len(list.Items) != 1 || list.Items[0].Name != "c" {
 		t.Errorf("filtered list %+v", list.Items)
@@ -491,8 +500,8 @@ func TestClusterLongPollWakesOnMember(t *testing.T) {
 	e := newEnv(t)
 	e.createProfile("p")
 	e.createMachine(machineReq("a"))
-	var cl Cluster
-	e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "p"}}, Members: []ClusterMember{{"a", "r"}}})).decode(t, &cl)
+	var cl api.Cluster
+	e.must(201, e.req("POST", api.PathClusters, api.ClusterRequest{Name: "c", Roles: []api.ClusterRole{{Name: "r", BootProfile: "p"}}, Members: []api.ClusterMember{{Machine: "a", Role: "r"}}})).decode(t, &cl)
 	done := make(chan resp, 1)
 	go func() {
 		done <- e.req("GET", fmt.Sprintf("/v1/clusters/c?wait=30s&after_revision=%d", cl.Revision), nil)
@@ -525,31 +534,31 @@ func TestProfiles(t *testing.T) {
 	e := newEnv(t)
 	bad := []struct {
 		name  string
-		req   BootProfileRequest
+		req   api.BootProfileRequest
 		field string
 	}{
-		{"no kernel or script", BootProfileRequest{Name: "p"}, "kernel"},
-		{"bad name", BootProfileRequest{Name: "P!", Kernel: "k"}, "name"},
-		{"template path", BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"../etc/passwd": "x"}}, "templates.../etc/passwd"},
-		{"template slash", BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"a/b": "x"}}, "templates.a/b"},
-		{"missing wipe profile", BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
-		{"empty initrd", BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
+		{"no kernel or script", api.BootProfileRequest{Name: "p"}, "kernel"},
+		{"bad name", api.BootProfileRequest{Name: "P!", Kernel: "k"}, "name"},
+		{"template path", api.BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"../etc/passwd": "x"}}, "templates.../etc/passwd"},
+		{"template slash", api.BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"a/b": "x"}}, "templates.a/b"},
+		{"missing wipe profile", api.BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
+		{"empty initrd", api.BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
-			if r := e.must(422, e.req("POST", PathProfiles, c.req)); r.err().Field != c.field {
+			if r := e.must(422, e.req("POST", api.PathProfiles, c.req)); r.err().Field != c.field {
 				t.Errorf("field %q, want %q", r.err().Field, c.field)
 			}
 		})
 	}
-	e.must(201, e.req("POST", PathProfiles, BootProfileRequest{Name: "wipe", IPXEScript: "#!ipxe\nexit"}))
-	var p BootProfile
-	e.must(201, e.req("POST", PathProfiles, BootProfileRequest{Name: "debian", Kernel: "http://k", WipeProfile: "wipe",
+	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "wipe", IPXEScript: "#!ipxe\nexit"}))
+	var p api.BootProfile
+	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "debian", Kernel: "http://k", WipeProfile: "wipe",
 		Templates: map[string]string{"preseed.cfg": "d-i ..."}})).decode(t, &p)
 	if p.ID != "debian" || p.Version != 1 || p.Templates["preseed.cfg"] != "d-i ..." {
 		t.Errorf("created %+v", p)
 	}
-	e.must(409, e.req("POST", PathProfiles, BootProfileRequest{Name: "debian", Kernel: "http://k"}))
+	e.must(409, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "debian", Kernel: "http://k"}))
 
 	// In use by a machine, a profile's wipe_profile, a cluster role: 409 each.
 	r := e.must(409, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
@@ -565,7 +574,7 @@ func TestProfiles(t *testing.T) {
 	}
 	e.must(204, e.req("DELETE", "/v1/machines/m1?force=true", nil))
 	e.createMachine(machineReq("m2"))
-	e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "debian"}}, Members: []ClusterMember{{"m2", "r"}}}))
+	e.must(201, e.req("POST", api.PathClusters, api.ClusterRequest{Name: "c", Roles: []api.ClusterRole{{Name: "r", BootProfile: "debian"}}, Members: []api.ClusterMember{{Machine: "m2", Role: "r"}}}))
 	r = e.must(409, e.req("DELETE", "/v1/boot_profiles/debian", nil))
 	if !strings.Contains(r.err().Message, `cluster "c" role "r"`) {
 		t.Errorf("in-use message: %s", r.err().Message)
@@ -574,8 +583,8 @@ func TestProfiles(t *testing.T) {
 	e.must(204, e.req("DELETE", "/v1/boot_profiles/debian", nil))
 	e.must(204, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
 	e.must(404, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
-	var l BootProfileList
-	e.must(200, e.req("GET", PathProfiles, nil)).decode(t, &l)
+	var l api.BootProfileList
+	e.must(200, e.req("GET", api.PathProfiles, nil)).decode(t, &l)
 	if len(l.Items) != 0 {
 		t.Errorf("left %+v", l.Items)
 	}
@@ -584,7 +593,7 @@ func TestProfiles(t *testing.T) {
 func TestDeleteMachine(t *testing.T) {
 	e := newEnv(t)
 	e.createMachine(machineReq("m1"))
-	var m Machine
+	var m api.Machine
 	e.must(202, e.req("DELETE", "/v1/machines/m1", nil)).decode(t, &m)
 	stored, _ := e.store.GetMachine(context.Background(), "m1")
 	if stored.DeletionRequested.IsZero() || stored.Version != 2 {
@@ -617,14 +626,14 @@ func TestActions(t *testing.T) {
 		e := newEnv(t)
 		e.createMachine(machineReq("m1"))
 		r := e.must(503, e.req("POST", "/v1/machines/m1/actions/power_on", nil))
-		if r.err().Code != CodeUnavailable || !strings.Contains(r.err().Message, "reconciler") {
+		if r.err().Code != api.CodeUnavailable || !strings.Contains(r.err().Message, "reconciler") {
 			t.Errorf("%+v", r.err())
 		}
 	})
 	acts := &recordingActions{}
 	e := newEnv(t, func(c *ServerConfig) { c.Actions = acts })
 	e.createMachine(machineReq("m1"))
-	var ar ActionResponse
+	var ar api.ActionResponse
 	e.must(202, e.req("POST", "/v1/machines/m1/actions/reset", nil)).decode(t, &ar)
 	if ar.Action != "reset" || ar.Machine.Name != "m1" {
 		t.Errorf("%+v", ar)
@@ -634,9 +643,9 @@ func TestActions(t *testing.T) {
 		t.Errorf("%+v", r.err())
 	}
 	e.must(404, e.req("POST", "/v1/machines/nope/actions/reset", nil))
-	e.must(201, e.req("POST", PathMachines, machineReq("m2"), HeaderLeaseHolder, "run-a"))
-	e.must(409, e.req("POST", "/v1/machines/m2/actions/power_off", nil, HeaderLeaseHolder, "run-b"))
-	acts.err = fmt.Errorf("machine m1 is being deleted: %w", ErrActionRejected)
+	e.must(201, e.req("POST", api.PathMachines, machineReq("m2"), api.HeaderLeaseHolder, "run-a"))
+	e.must(409, e.req("POST", "/v1/machines/m2/actions/power_off", nil, api.HeaderLeaseHolder, "run-b"))
+	acts.err = fmt.Errorf("machine m1 is being deleted: %w", api.ErrActionRejected)
 	if r := e.must(409, e.req("POST", "/v1/machines/m1/actions/provision", nil)); !strings.Contains(r.err().Message, "being deleted") {
 		t.Errorf("%+v", r.err())
 	}
@@ -664,7 +673,7 @@ func TestEvents(t *testing.T) {
 	if _, err := e.store.AppendEvent(ctx, model.Event{Type: string(model.SignalUnknownMAC), Message: "52:54:00:00:00:77"}); err != nil {
 		t.Fatal(err)
 	}
-	var page EventList
+	var page api.EventList
 	e.must(200, e.req("GET", "/v1/machines/m1/events?limit=2", nil)).decode(t, &page)
 	if len(page.Events) != 2 || page.Events[0].Type != model.EventSpecChanged || page.Next != page.Events[1].Seq {
 		t.Fatalf("page 1 %+v", page)
@@ -678,7 +687,7 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 0 || page.Next != last {
 		t.Errorf("empty page %+v", page)
 	}
-	e.must(200, e.req("GET", PathEvents, nil)).decode(t, &page)
+	e.must(200, e.req("GET", api.PathEvents, nil)).decode(t, &page)
 	if len(page.Events) != 1 || page.Events[0].Type != string(model.SignalUnknownMAC) {
 		t.Errorf("agent events %+v", page)
 	}
@@ -705,26 +714,26 @@ func TestInfoHealthMetrics(t *testing.T) {
 	e := newEnv(t, func(c *ServerConfig) {
 		c.Ready = func() error { mu.Lock(); defer mu.Unlock(); return ready }
 	})
-	var info Info
-	e.must(200, e.req("GET", PathInfo, nil)).decode(t, &info)
+	var info api.Info
+	e.must(200, e.req("GET", api.PathInfo, nil)).decode(t, &info)
 	if info.Version != "test" || info.APIVersion != "v1" || info.BootURL != "http://10.0.2.2:8081" || len(info.Capabilities) != 1 {
 		t.Errorf("%+v", info)
 	}
-	e.must(200, e.req("GET", PathHealthz, nil))
-	if r := e.must(503, e.req("GET", PathReadyz, nil)); !strings.Contains(string(r.body), "store not open yet") {
+	e.must(200, e.req("GET", api.PathHealthz, nil))
+	if r := e.must(503, e.req("GET", api.PathReadyz, nil)); !strings.Contains(string(r.body), "store not open yet") {
 		t.Errorf("readyz body %s", r.body)
 	}
 	mu.Lock()
 	ready = nil
 	mu.Unlock()
-	e.must(200, e.req("GET", PathReadyz, nil))
-	e.reqCtx(context.Background(), "", "GET", PathMachines, nil)
+	e.must(200, e.req("GET", api.PathReadyz, nil))
+	e.reqCtx(context.Background(), "", "GET", api.PathMachines, nil)
 	e.must(404, e.req("GET", "/v1/nothing-here", nil))
 	r405 := e.must(405, e.req("PATCH", "/v1/machines/m1", nil))
 	if allow := r405.header.Get("Allow"); allow != "GET, PUT, DELETE" || r405.err().Code != CodeMethodNotAllowed {
 		t.Errorf("405: Allow %q, %+v", allow, r405.err())
 	}
-	r := e.must(200, e.req("GET", PathMetrics, nil))
+	r := e.must(200, e.req("GET", api.PathMetrics, nil))
 	for _, want := range []string{
 		`baremetal_api_requests_total{code="401",method="GET",route="/v1/machines"} 1`,
 		`baremetal_api_requests_total{code="200",method="GET",route="/v1/info"} 1`,
@@ -820,7 +829,7 @@ func TestStopWaitingEndsLongPolls(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return e.subscribers() > 0 })
 	e.srv.StopWaiting()
-	var got Machine
+	var got api.Machine
 	e.must(200, <-done).decode(t, &got)
 	if got.Revision != m.Revision || time.Since(start) > 30*time.Second {
 		t.Errorf("after StopWaiting: revision %d, %s", got.Revision, time.Since(start))
@@ -837,12 +846,12 @@ func TestSetTokensRotates(t *testing.T) {
 	if err := e.srv.SetTokens(&TokenSet{}); err == nil {
 		t.Error("an empty token set was accepted")
 	}
-	e.must(200, e.req("GET", PathMachines, nil))
+	e.must(200, e.req("GET", api.PathMachines, nil))
 	if err := e.srv.SetTokens(ts); err != nil {
 		t.Fatal(err)
 	}
-	e.must(401, e.req("GET", PathMachines, nil))
-	e.must(200, e.reqCtx(context.Background(), next, "GET", PathMachines, nil))
+	e.must(401, e.req("GET", api.PathMachines, nil))
+	e.must(200, e.reqCtx(context.Background(), next, "GET", api.PathMachines, nil))
 }
 
 // TestPasswordNeverReturned walks every read and write of a machine and its
@@ -856,13 +865,13 @@ func TestPasswordNeverReturned(t *testing.T) {
 	upd.BMC.Password = bmcPassword + "-new"
 	bodies := []resp{
 		e.must(200, e.req("GET", "/v1/machines/m1", nil)),
-		e.must(200, e.req("GET", PathMachines, nil)),
+		e.must(200, e.req("GET", api.PathMachines, nil)),
 		e.must(200, e.req("PUT", "/v1/machines/m1", upd)),
 		e.must(202, e.req("POST", "/v1/machines/m1/actions/power_on", nil)),
-		e.must(201, e.req("POST", PathClusters, ClusterRequest{Name: "c", Roles: []ClusterRole{{"r", "p"}}, Members: []ClusterMember{{"m1", "r"}}})),
-		e.must(200, e.req("GET", PathClusters, nil)),
+		e.must(201, e.req("POST", api.PathClusters, api.ClusterRequest{Name: "c", Roles: []api.ClusterRole{{Name: "r", BootProfile: "p"}}, Members: []api.ClusterMember{{Machine: "m1", Role: "r"}}})),
+		e.must(200, e.req("GET", api.PathClusters, nil)),
 		e.must(200, e.req("GET", "/v1/machines/m1/events", nil)),
-		e.must(200, e.req("GET", PathEvents, nil)),
+		e.must(200, e.req("GET", api.PathEvents, nil)),
 	}
 	for _, r := range bodies {
 		if strings.Contains(string(r.body), bmcPassword) || strings.Contains(string(r.body), `"password"`) {
@@ -880,8 +889,8 @@ func TestInternalErrorIsGeneric(t *testing.T) {
 	if err := e.store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := e.must(500, e.req("GET", PathMachines, nil))
-	if d := r.err(); d.Code != CodeInternal || d.Message != "internal error; the agent log has the details" {
+	r := e.must(500, e.req("GET", api.PathMachines, nil))
+	if d := r.err(); d.Code != api.CodeInternal || d.Message != "internal error; the agent log has the details" {
 		t.Errorf("500 body %+v", d)
 	}
 	if !strings.Contains(e.logs.String(), "listing machines") {
@@ -917,7 +926,7 @@ func TestConcurrentWritersOneWins(t *testing.T) {
 	if count[200] != 1 || count[409] != writers-1 {
 		t.Fatalf("status counts %v, want one 200 and %d 409", count, writers-1)
 	}
-	var m Machine
+	var m api.Machine
 	e.must(200, e.req("GET", "/v1/machines/m1", nil)).decode(t, &m)
 	if m.Version != 2 || m.Params["writer"] == "" {
 		t.Errorf("after the race: %+v", m)

@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -54,13 +55,13 @@ func validateParams(field string, params map[string]string) error {
 }
 
 type validMachine struct {
-	req   *MachineRequest
+	req   *api.MachineRequest
 	macs  []string
 	state model.DesiredState
 }
 
 // validateMachine checks a machine request. existing is nil on create.
-func (s *Server) validateMachine(ctx context.Context, req *MachineRequest, existing *model.Machine) (*validMachine, error) {
+func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, existing *model.Machine) (*validMachine, error) {
 	if err := validateName(req.Name); err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (s *Server) validateMachine(ctx context.Context, req *MachineRequest, exist
 		other, err := s.store.MachineByMAC(ctx, mac)
 		switch {
 		case err == nil && other.Name != req.Name:
-			return nil, &apiError{status: 409, code: CodeConflict, field: fmt.Sprintf("macs[%d]", i),
+			return nil, &apiError{status: 409, code: api.CodeConflict, field: fmt.Sprintf("macs[%d]", i),
 				message: fmt.Sprintf("mac %s is registered to machine %q", mac, other.Name), cause: store.ErrMACInUse}
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return nil, err
@@ -118,7 +119,7 @@ func (s *Server) validateMachine(ctx context.Context, req *MachineRequest, exist
 	return v, nil
 }
 
-func validateBMC(b *BMCRequest, create bool) error {
+func validateBMC(b *api.BMCRequest, create bool) error {
 	if b.Endpoint == "" {
 		return invalid("bmc.endpoint", "bmc.endpoint is required (https://host[:port] or a Redfish system URL)")
 	}
@@ -178,7 +179,7 @@ func validateCAPEM(s string) error {
 // file name: no separators, no dot-only names.
 var templateNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
-func (s *Server) validateProfile(ctx context.Context, req *BootProfileRequest) error {
+func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileRequest) error {
 	if err := validateName(req.Name); err != nil {
 		return err
 	}
@@ -220,7 +221,7 @@ func (s *Server) validateProfile(ctx context.Context, req *BootProfileRequest) e
 }
 
 // validateCluster checks a cluster request and returns its members' machines.
-func (s *Server) validateCluster(ctx context.Context, req *ClusterRequest) (map[string]*model.Machine, error) {
+func (s *Server) validateCluster(ctx context.Context, req *api.ClusterRequest) (map[string]*model.Machine, error) {
 	if err := validateName(req.Name); err != nil {
 		return nil, err
 	}
