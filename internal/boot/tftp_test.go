@@ -318,3 +318,38 @@ func BenchmarkTFTPDownload(b *testing.B) {
 		})
 	}
 }
+
+// TestTFTPBufferedReadAllBlockSizes transfers files around the read-ahead
+// buffer's size at the block sizes PXE ROMs use, lock-step and with the
+// sender window, and checks every byte: a buffered read that returned a
+// short block mid-file would end the transfer early.
+func TestTFTPBufferedReadAllBlockSizes(t *testing.T) {
+	root := t.TempDir()
+	sizes := []int{0, 511, 512, tftpReadBuffer - 1, tftpReadBuffer, tftpReadBuffer + 1, 3*tftpReadBuffer + 700}
+	payloads := map[string][]byte{}
+	for _, n := range sizes {
+		p := make([]byte, n)
+		rand.Read(p)
+		name := fmt.Sprintf("f%d.bin", n)
+		payloads[name] = p
+		must(t, os.WriteFile(filepath.Join(root, name), p, 0o644))
+	}
+	st := openTestStore(t)
+	for _, win := range []uint{0, 16} {
+		s, err := New(Config{TFTPRoot: root, BootURL: "http://127.0.0.1:1", TFTPAnticipate: win, Logger: quietLogger(),
+			TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, newRecordingLifecycle(st))
+		must(t, err)
+		addr := startTFTP(t, s)
+		for _, blksize := range []int{0, 512, 1468} {
+			for name, want := range payloads {
+				got, err := tftpGet(t, addr, name, blksize)
+				if err != nil {
+					t.Fatalf("anticipate %d, blksize %d, %s: %v", win, blksize, name, err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("anticipate %d, blksize %d, %s: got %d bytes, want %d identical", win, blksize, name, len(got), len(want))
+				}
+			}
+		}
+	}
+}
