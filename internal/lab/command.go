@@ -89,6 +89,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -97,6 +98,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
+	}
+	if *latency < 0 {
+		return fmt.Errorf("lab: --latency %s: must not be negative", *latency)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -117,6 +121,11 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	})
 	if err != nil {
 		return err
+	}
+	if *latency > 0 {
+		for _, name := range l.Names() {
+			l.SetFault(name, Fault{Latency: *latency})
+		}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -139,6 +139,7 @@ func TestRunCommandRejectsBadFlags(t *testing.T) {
 		{"--backend", "vmware", "--inventory", filepath.Join(dir, "b.json")},
 		{"--listen", "256.0.0.1:1", "--inventory", filepath.Join(dir, "c.json")},
 		{"--log-level", "loud"},
+		{"--latency", "-1s", "--inventory", filepath.Join(dir, "d.json")},
 		{"stray"},
 		{"--no-such-flag"},
 	} {
@@ -220,5 +221,45 @@ func TestRunCommandServesHTTPSWithThePinnedCA(t *testing.T) {
 	if resp, err := unpinned.Get(m.Endpoint); err == nil {
 		resp.Body.Close()
 		t.Fatal("a client without the CA trusted the lab")
+	}
+}
+
+// TestRunCommandLatencySlowsEveryMachine checks --latency reaches every
+// emulated BMC: a benchmark of slow BMCs would otherwise measure fast ones.
+func TestRunCommandLatencySlowsEveryMachine(t *testing.T) {
+	const latency = 150 * time.Millisecond
+	inventory := filepath.Join(t.TempDir(), "inventory.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- RunCommand(ctx, []string{"--machines", "3", "--listen", "127.0.0.1:0", "--inventory", inventory, "--latency", latency.String()}, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunCommand: %v", err)
+		}
+	}()
+	eventually(t, 10*time.Second, "the ready line", func() bool { return strings.Contains(stdout.String(), "lab: serving") })
+	inv, err := ReadInventory(inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range inv.Machines {
+		req, err := http.NewRequest(http.MethodGet, m.Endpoint, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(m.Username, m.Password)
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != http.StatusOK || took < latency {
+			t.Errorf("%s: HTTP %d after %s, want 200 after at least %s", m.Name, resp.StatusCode, took, latency)
+		}
 	}
 }
