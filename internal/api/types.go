@@ -124,7 +124,7 @@ type Machine struct {
 	// ProvisionedProfile/Version say what the machine was last installed with.
 	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
 	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
-	ProvisionedAt             time.Time `json:"provisioned_at,omitempty"`
+	ProvisionedAt             time.Time `json:"provisioned_at,omitzero"`
 	CreatedAt                 time.Time `json:"created_at"`
 	UpdatedAt                 time.Time `json:"updated_at"`
 }

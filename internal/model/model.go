@@ -106,7 +106,7 @@ type Inventory struct {
 	MemoryGiB    float64   `json:"memory_gib,omitempty"`
 	NICs         []NIC     `json:"nics,omitempty"`
 	Disks        []Disk    `json:"disks,omitempty"`
-	CollectedAt  time.Time `json:"collected_at,omitempty"`
+	CollectedAt  time.Time `json:"collected_at,omitzero"`
 }
 
 // NIC is one network interface seen by the BMC.
@@ -148,7 +148,7 @@ type Machine struct {
 
 	// DeletionRequested is set by DELETE: the reconciler powers the machine
 	// off (deprovisioning it) and then removes it from the store.
-	DeletionRequested time.Time `json:"deletion_requested,omitempty"`
+	DeletionRequested time.Time `json:"deletion_requested,omitzero"`
 
 	// Lease guards a spec writer (a Terraform run) against a concurrent one.
 	Lease *Lease `json:"lease,omitempty"`
@@ -164,11 +164,11 @@ type Machine struct {
 type Status struct {
 	Phase      Phase     `json:"phase"`
 	Step       Step      `json:"step,omitempty"`
-	PhaseSince time.Time `json:"phase_since,omitempty"`
+	PhaseSince time.Time `json:"phase_since,omitzero"`
 	PowerState string    `json:"power_state,omitempty"`
 	// PowerDrift is set when the observed power differs from what the phase expects.
 	PowerDrift     bool       `json:"power_drift,omitempty"`
-	PowerCheckedAt time.Time  `json:"power_checked_at,omitempty"`
+	PowerCheckedAt time.Time  `json:"power_checked_at,omitzero"`
 	LastError      string     `json:"last_error,omitempty"`
 	Addresses      []string   `json:"addresses,omitempty"`
 	Inventory      *Inventory `json:"inventory,omitempty"`
@@ -177,7 +177,7 @@ type Status struct {
 	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
 	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
 	ProvisionedParamsHash     string    `json:"provisioned_params_hash,omitempty"`
-	ProvisionedAt             time.Time `json:"provisioned_at,omitempty"`
+	ProvisionedAt             time.Time `json:"provisioned_at,omitzero"`
 	// ObservedVersion is the spec Version the status reflects.
 	ObservedVersion uint64 `json:"observed_version,omitempty"`
 }
@@ -190,13 +190,13 @@ type Run struct {
 	ProfileVersion uint64    `json:"profile_version"`
 	ParamsHash     string    `json:"params_hash,omitempty"`
 	StartedAt      time.Time `json:"started_at"`
-	StepDeadline   time.Time `json:"step_deadline,omitempty"`
+	StepDeadline   time.Time `json:"step_deadline,omitzero"`
 	Attempts       int       `json:"attempts,omitempty"`
 	// PowerOns counts power-on/reset actions issued for this run; restart
 	// safety means it never grows once CallbackAt is set.
 	PowerOns   int                  `json:"power_ons,omitempty"`
-	Signals    map[Signal]time.Time `json:"signals,omitempty"`
-	CallbackAt time.Time            `json:"callback_at,omitempty"`
+	Signals    map[Signal]time.Time `json:"signals,omitzero"`
+	CallbackAt time.Time            `json:"callback_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
 }
