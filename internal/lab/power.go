@@ -2,7 +2,10 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"time"
 )
 
@@ -135,27 +138,52 @@ func (b *memoryBackend) start(s *System, boot BootOverride) error {
 	return nil
 }
 
+// bootRetryPause is how long a simulated machine whose network boot could
+// not reach the agent waits before booting again, as firmware does
+// (SeaBIOS: "No bootable device. Retrying in 60 seconds"; server BIOSes:
+// boot sequence retry). Without it an agent restarting at the wrong moment
+// would leave the machine sitting at a dead boot until a step timeout.
+var bootRetryPause = 2 * time.Second
+
 func (b *memoryBackend) runPXE(ctx context.Context, s *System) {
 	defer b.lab.wg.Done()
-	res, err := SimulatePXEBoot(ctx, b.lab.http, b.lab.cfg.BootURL, s.mac)
-	if ctx.Err() != nil {
-		return // powered off or restarted mid-boot: this boot never finished
+	for {
+		res, err := SimulatePXEBoot(ctx, b.lab.http, b.lab.cfg.BootURL, s.mac)
+		if ctx.Err() != nil {
+			return // powered off or restarted mid-boot: this boot never finished
+		}
+		s.mu.Lock()
+		s.pxeBoots++
+		s.lastPXE, s.lastPXErr = res, err
+		s.mu.Unlock()
+		switch {
+		case err != nil && agentUnreachable(err):
+			b.lab.log.Warn("lab: simulated PXE boot could not reach the agent; the firmware retries", "system", s.name, "err", err, "retry_in", bootRetryPause)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(bootRetryPause):
+			}
+			continue
+		case err != nil:
+			// A real machine would sit at a PXE error or fall through to disk;
+			// either way it stays powered on.
+			b.lab.log.Warn("lab: simulated PXE boot failed", "system", s.name, "err", err)
+		case res.Exit:
+			b.lab.log.Info("lab: simulated PXE boot: script chose local boot", "system", s.name)
+		default:
+			b.lab.log.Info("lab: simulated PXE boot done", "system", s.name, "machine", res.Machine,
+				"templates", len(res.Templates), "callback_status", res.CallbackStatus)
+		}
+		return
 	}
-	s.mu.Lock()
-	s.pxeBoots++
-	s.lastPXE, s.lastPXErr = res, err
-	s.mu.Unlock()
-	switch {
-	case err != nil:
-		// A real machine would sit at a PXE error or fall through to disk;
-		// either way it stays powered on.
-		b.lab.log.Warn("lab: simulated PXE boot failed", "system", s.name, "err", err)
-	case res.Exit:
-		b.lab.log.Info("lab: simulated PXE boot: script chose local boot", "system", s.name)
-	default:
-		b.lab.log.Info("lab: simulated PXE boot done", "system", s.name, "machine", res.Machine,
-			"templates", len(res.Templates), "callback_status", res.CallbackStatus)
-	}
+}
+
+// agentUnreachable reports a boot that failed because the agent was down
+// or went down mid-request, not because it refused something.
+func agentUnreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func (b *memoryBackend) stop(s *System) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -174,7 +175,7 @@ func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) 
 		report.Addresses = []string{res.Address}
 		report.LogTail = "simulated installer: fetched " + fmt.Sprint(len(res.Templates)) + " template(s)"
 	}
-	status, err = post(ctx, hc, base2+"/callback"+q, report)
+	status, err = postCallback(ctx, hc, base2+"/callback"+q, report)
 	res.CallbackStatus = status
 	if err != nil {
 		return fail(fmt.Errorf("callback: %w", err))
@@ -251,6 +252,29 @@ func fetchHead(ctx context.Context, hc *http.Client, raw string) (Fetch, error) 
 		return f, fmt.Errorf("GET %s: HTTP %d", redact(raw), resp.StatusCode)
 	}
 	return f, nil
+}
+
+// Like lab-image/init's installer, the callback is tried up to
+// callbackAttempts times, callbackPause apart, while the agent cannot be
+// reached or answers 5xx: an agent restarting mid-install must not cost
+// the machine its run. An answer of 4xx (a refused token) is final.
+var (
+	callbackAttempts = 5
+	callbackPause    = 2 * time.Second
+)
+
+func postCallback(ctx context.Context, hc *http.Client, raw string, v any) (int, error) {
+	for i := 1; ; i++ {
+		status, err := post(ctx, hc, raw, v)
+		if (err == nil && status < 500) || i >= callbackAttempts {
+			return status, err
+		}
+		select {
+		case <-ctx.Done():
+			return status, err
+		case <-time.After(callbackPause):
+		}
+	}
 }
 
 func post(ctx context.Context, hc *http.Client, raw string, v any) (int, error) {
