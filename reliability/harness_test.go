@@ -9,10 +9,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,6 +185,9 @@ type siteOpts struct {
 	machines int
 	// extra serve flags (timeouts, limits).
 	agentArgs []string
+	// noLabBoot leaves the lab's machines without a boot URL: powered on,
+	// they never ask for PXE, so a test can play the machine itself.
+	noLabBoot bool
 }
 
 func newSite(t *testing.T, o siteOpts) *site {
@@ -211,8 +217,11 @@ func newSite(t *testing.T, o siteOpts) *site {
 
 	if o.machines > 0 {
 		inv := filepath.Join(s.dir, "lab-inventory.json")
-		s.lab = spawn(t, s.bin, s.labLog, "lab", "--backend", "memory", "--machines", fmt.Sprint(o.machines),
-			"--listen", freeTCP(t), "--inventory", inv, "--boot-url", s.bootURL)
+		args := []string{"lab", "--backend", "memory", "--machines", fmt.Sprint(o.machines), "--listen", freeTCP(t), "--inventory", inv}
+		if !o.noLabBoot {
+			args = append(args, "--boot-url", s.bootURL)
+		}
+		s.lab = spawn(t, s.bin, s.labLog, args...)
 		awaitT(t, "the lab's inventory", 30*time.Second, func() (bool, string) {
 			if s.lab.exited() {
 				t.Fatalf("lab exited: %s", s.labLog)
@@ -257,6 +266,20 @@ func (s *site) start() {
 		_, err := c.Info(context.Background())
 		return err == nil, fmt.Sprint(err)
 	})
+}
+
+// httpsClient trusts exactly the certificate the agent generated.
+func (s *site) httpsClient() *http.Client {
+	s.t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		s.t.Fatal("the agent's certificate does not parse")
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 // kill ends the agent with SIGKILL: no drain, no store close.
