@@ -156,8 +156,10 @@ func TestPermanentFailureEndsWithinDeadline(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error from a failing BMC")
 			}
-			if elapsed > 800*time.Millisecond {
-				t.Errorf("took %v, past the 0.8s deadline", elapsed)
+			// Without the deadline the retry budget would run for about
+			// 100 s; the margin only absorbs a loaded machine's scheduling.
+			if elapsed > 800*time.Millisecond+5*time.Second {
+				t.Errorf("took %v: retries went on long past the 0.8s deadline", elapsed)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
