@@ -91,6 +91,15 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(LeaseDuration)}
 	}
 	created, err := s.store.CreateMachine(r.Context(), m)
+	if errors.Is(err, store.ErrExists) {
+		// Another run that registered it a moment ago still holds it: say
+		// who, rather than advising an import that would collide with it.
+		if existing, gerr := s.store.GetMachine(r.Context(), req.Name); gerr == nil {
+			if lerr := s.checkLease(existing, holder); lerr != nil {
+				return lerr
+			}
+		}
+	}
 	if err != nil {
 		return storeError(err, "machine", req.Name)
 	}

@@ -245,6 +245,10 @@ func TestLease(t *testing.T) {
 		t.Errorf("lease conflict should name the holder and expiry: %s", msg)
 	}
 	e.must(409, e.req("DELETE", "/v1/machines/m1", nil, api.HeaderLeaseHolder, "run-b"))
+	// A second run creating the same machine at the same time hears who holds it.
+	if msg := e.must(409, e.req("POST", api.PathMachines, machineReq("m1"), api.HeaderLeaseHolder, "run-b")).err(); msg.Field != api.HeaderLeaseHolder || !strings.Contains(msg.Message, `"run-a"`) {
+		t.Errorf("concurrent create should name the lease holder: %+v", msg)
+	}
 	// The holder renews its lease; a writer without a lease is not checked.
 	e.clock.Advance(time.Minute)
 	e.must(200, e.req("PUT", "/v1/machines/m1", upd, api.HeaderLeaseHolder, "run-a"))
