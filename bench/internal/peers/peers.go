@@ -293,3 +293,57 @@ func WaitUntil(ctx context.Context, ready func() error) error {
 		}
 	}
 }
+
+// PeakRSS returns a process's peak resident set size (VmHWM of
+// /proc/<pid>/status) in bytes; read it before the process exits.
+func PeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("pid %d: unexpected VmHWM line %q", pid, line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("pid %d: VmHWM: %w", pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no VmHWM in /proc status", pid)
+}
+
+// CPUTime returns the user+system time a process has used so far, its
+// reaped children's included.
+func CPUTime(pid int) (time.Duration, error) {
+	t, err := readTicks(pid, true)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(t) * time.Second / clockTicks, nil
+}
+
+// Descendants returns the pids of every live process below root.
+func Descendants(root int) []int {
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out
+}

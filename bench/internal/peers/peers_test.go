@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,45 @@ func TestStartReportsAnEarlyExit(t *testing.T) {
 	}
 	if _, err := Start("missing", []string{"no-such-binary-here"}, filepath.Join(dir, "log2"), ""); err == nil || !strings.Contains(err.Error(), "bench/setup.sh") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A process that burned CPU shows it in CPUTime, has a peak RSS, and is
+// listed among the test's descendants; a missing process is an error.
+func TestPeakRSSCPUTimeDescendants(t *testing.T) {
+	dir := t.TempDir()
+	done := filepath.Join(dir, "done")
+	script := `echo ready
+i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done
+touch ` + done + `
+exec sleep 600`
+	p, err := Start("mem", []string{"sh", "-c", script}, filepath.Join(dir, "log"), "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := WaitUntil(ctx, func() error { _, err := os.Stat(done); return err }); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Cmd.Process.Pid
+	cpu, err := CPUTime(pid)
+	if err != nil || cpu <= 0 {
+		t.Fatalf("CPUTime = %v, %v; want > 0", cpu, err)
+	}
+	rss, err := PeakRSS(pid)
+	if err != nil || rss <= 0 {
+		t.Fatalf("PeakRSS = %d, %v", rss, err)
+	}
+	self, err := PeakRSS(os.Getpid())
+	if err != nil || self < 1<<20 {
+		t.Fatalf("own PeakRSS = %d, %v", self, err)
+	}
+	if _, err := PeakRSS(1 << 30); err == nil {
+		t.Fatal("PeakRSS of no process succeeded")
+	}
+	if d := Descendants(os.Getpid()); !slices.Contains(d, pid) {
+		t.Fatalf("Descendants(test) = %v, want %d among them", d, pid)
 	}
 }
