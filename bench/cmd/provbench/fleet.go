@@ -184,7 +184,7 @@ func (f *fleet) stop() {
 			p.Stop()
 		}
 	}
-	_ = os.RemoveAll(f.dir)
+	removeAll(f.dir)
 }
 
 // alive fails when the agent or the lab has died: a crash must fail the

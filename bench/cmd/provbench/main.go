@@ -50,6 +50,18 @@ type options struct {
 	note         string
 }
 
+// keepDirs leaves the temp directories behind (-keep).
+var keepDirs bool
+
+// removeAll removes a temp directory unless -keep was given.
+func removeAll(dir string) {
+	if keepDirs {
+		logf("kept %s", dir)
+		return
+	}
+	_ = os.RemoveAll(dir)
+}
+
 var sections = []string{"provisioning", "bootstorm", "redfish", "terraform"}
 
 func main() {
@@ -77,6 +89,7 @@ func run() error {
 	flag.IntVar(&o.tfResources, "tf-resources", 100, "resources per terraform apply")
 	flag.IntVar(&o.reps, "reps", 0, "repetitions of the terraform and storm runs (default 3, or 1 with -quick)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on one fleet after this long")
+	flag.BoolVar(&keepDirs, "keep", false, "keep the temp directories (agent and lab logs, Terraform workspaces) for a post-mortem")
 	flag.StringVar(&o.note, "note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
 

@@ -184,7 +184,7 @@ func tfApplyData(o options, providerDir string) (tfResult, error) {
 		ms[i] = tfMachine{Name: fmt.Sprintf("m-%d", i+1), Endpoint: fmt.Sprintf("http://127.0.0.1:1/redfish/v1/Systems/m-%d", i+1), MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", (i+1)>>8, (i+1)&0xff)}
 	}
 	dir, env, err := tfWorkspace(providerDir, tfData, ms)
-	defer os.RemoveAll(dir)
+	defer removeAll(dir)
 	if err != nil {
 		return tfResult{}, err
 	}
@@ -202,7 +202,7 @@ func tfApplyMachines(o options, providerDir string) (tfResult, error) {
 		ms[i] = tfMachine{Name: e.Name, Endpoint: e.Endpoint, Username: e.Username, Password: e.Password, MAC: e.MAC}
 	}
 	dir, env, err := tfWorkspace(providerDir, fmt.Sprintf(tfMachines, f.endpoint, f.token, strings.TrimSpace(f.caPEM)), ms)
-	defer os.RemoveAll(dir)
+	defer removeAll(dir)
 	if err != nil {
 		return tfResult{}, err
 	}

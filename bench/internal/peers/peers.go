@@ -327,21 +327,27 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(t) * time.Second / clockTicks, nil
 }
 
-// Descendants returns the pids of every live process below root.
+// Descendants returns the pids of every live process below root. A
+// process's children are listed per thread that forked them, and a Go
+// program (terraform) forks from any of its threads, so every thread's
+// list is read.
 func Descendants(root int) []int {
 	var out []int
 	queue := []int{root}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-				queue = append(queue, c)
+		lists, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, l := range lists {
+			b, err := os.ReadFile(l)
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
 			}
 		}
 	}
