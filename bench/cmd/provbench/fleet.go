@@ -59,6 +59,7 @@ func startFleet(agentBin string, cfg fleetConfig) (*fleet, error) {
 		return nil, err
 	}
 	f := &fleet{dir: dir, dataDir: filepath.Join(dir, "data")}
+	liveFleets.Store(f, struct{}{})
 	ok := false
 	defer func() {
 		if !ok {
@@ -178,7 +179,20 @@ func randomBytes(n int) []byte {
 	return b
 }
 
+// liveFleets are the fleets an interrupt must stop: the agent and lab run
+// in their own process groups, so a ^C at the terminal does not reach them.
+var liveFleets sync.Map
+
+// stopAllFleets stops every fleet still running (on an interrupt).
+func stopAllFleets() {
+	liveFleets.Range(func(k, _ any) bool {
+		k.(*fleet).stop()
+		return true
+	})
+}
+
 func (f *fleet) stop() {
+	liveFleets.Delete(f)
 	for _, p := range []*peers.Proc{f.agent, f.lab} {
 		if p != nil {
 			p.Stop()

@@ -20,8 +20,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/report"
@@ -65,6 +67,14 @@ func removeAll(dir string) {
 var sections = []string{"provisioning", "bootstorm", "redfish", "terraform"}
 
 func main() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		logf("%s: stopping the agents and labs", s)
+		stopAllFleets()
+		os.Exit(130)
+	}()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "provbench:", err)
 		os.Exit(1)
