@@ -26,18 +26,18 @@ var phaseRank = map[string]int{
 
 // TestCrashSafetyRealAgent provisions memory-lab machines while the real
 // agent process is SIGKILLed at random moments and restarted on the same
-// data dir. make test runs 12 machines and 3 kills; make soak
-// (BAREMETAL_SOAK=1) runs 50 machines and 6 kills.
+// data dir. make test runs 12 machines and 5 kills; make soak
+// (BAREMETAL_SOAK=1) runs 50 machines and 8 kills.
 func TestCrashSafetyRealAgent(t *testing.T) {
-	n, kills := 12, 3
+	n, kills := 12, 5
 	if soak() {
-		n, kills = 50, 6
+		n, kills = 50, 8
 	}
 	s := newSite(t, siteOpts{machines: n, agentArgs: []string{
 		// A small provisioning limit keeps machines mid-run long enough for
 		// a kill to land in the middle of steps; short step timeouts let a
 		// machine whose PXE request hit a dead agent be cycled again soon.
-		"--provisioning-limit", "3", "--wait-pxe-timeout", "4s", "--install-timeout", "20s",
+		"--provisioning-limit", "1", "--wait-pxe-timeout", "4s", "--install-timeout", "20s",
 		"--step-retries", "5", "--bmc-request-timeout", "5s",
 	}})
 	ctx := context.Background()
@@ -55,7 +55,9 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 				t.Fatalf("registering %s: %v", s.inventory[next].Name, err)
 			}
 		}
-		delay := time.Duration(20+rng.IntN(700)) * time.Millisecond
+		// Within the time a batch takes to provision, so the kill lands
+		// mid-run at a random step.
+		delay := time.Duration(rng.IntN(400)) * time.Millisecond
 		time.Sleep(delay) // the random moment itself is what is under test
 		counts := map[string]int{}
 		if ms, err := s.client.ListMachines(ctx, client.MachineFilter{}); err == nil {
