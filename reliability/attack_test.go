@@ -66,20 +66,20 @@ func (s *site) snapshot(ctx context.Context) string {
 
 // TestAttackTable runs each attack against the real agent process (API
 // over TLS, boot HTTP, TFTP on loopback) and asserts the refusal and that
-// nothing changed. Two machines wait for their PXE request (the lab's
+// nothing changed. Three machines wait for their PXE request (the lab's
 // simulated machines do not boot on their own here), so the boot edge
 // holds live run tokens to attack.
 func TestAttackTable(t *testing.T) {
-	s := newSite(t, siteOpts{machines: 2, noLabBoot: true, agentArgs: []string{"--wait-pxe-timeout", "10m"}})
+	s := newSite(t, siteOpts{machines: 3, noLabBoot: true, agentArgs: []string{"--wait-pxe-timeout", "10m"}})
 	ctx := context.Background()
 	s.profile("attack")
-	for i := range 2 {
+	for i := range 3 {
 		if _, err := s.client.CreateMachine(ctx, s.machineRequest(i, "attack", "provisioned")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	m1, m2 := s.inventory[0], s.inventory[1]
-	for _, lm := range []lab.InventoryEntry{m1, m2} {
+	m1, m2, m3 := s.inventory[0], s.inventory[1], s.inventory[2]
+	for _, lm := range []lab.InventoryEntry{m1, m2, m3} {
 		awaitT(t, lm.Name+" waiting for PXE", 30*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, lm.Name)
 			if err != nil {
@@ -206,9 +206,11 @@ func TestAttackTable(t *testing.T) {
 			return nil
 		}},
 		{"callback with another machine's token", func() error {
-			// m2's live token on m1 (provisioned) and on a name that is not m2.
-			if st := postCallback(m1.Name, tok2[1]); st != http.StatusForbidden {
-				return fmt.Errorf("status %d", st)
+			// m2's live token on m3 (mid-run too) and on m1 (provisioned).
+			for _, target := range []string{m3.Name, m1.Name} {
+				if st := postCallback(target, tok2[1]); st != http.StatusForbidden {
+					return fmt.Errorf("%s: status %d", target, st)
+				}
 			}
 			return nil
 		}},
