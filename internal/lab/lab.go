@@ -321,6 +321,11 @@ func (l *Lab) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           l.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Above any Latency fault a test injects, so a slow BMC is slow,
+		// not cut off.
+		WriteTimeout: 2 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
