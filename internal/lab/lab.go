@@ -326,7 +326,7 @@ func (l *Lab) Serve(ctx context.Context, ln net.Listener) error {
 		// not cut off.
 		WriteTimeout: 2 * time.Minute,
 		IdleTimeout:  2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
+		ErrorLog:     slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
