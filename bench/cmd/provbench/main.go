@@ -83,7 +83,7 @@ func main() {
 
 func run() error {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "smaller fleets and one repetition (about 3 minutes)")
+	flag.BoolVar(&o.quick, "quick", false, "smaller fleets and one repetition (about 2 minutes)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "file whose provbench sections are rewritten")
 	only := flag.String("only", "", "comma-separated sections to run: "+strings.Join(sections, ", ")+" (default all)")
 	flag.StringVar(&o.agentBin, "agent", "bin/baremetal-agent", "the agent binary (make build)")
@@ -92,12 +92,12 @@ func run() error {
 	sizes := flag.String("sizes", "", "fleet sizes of the provisioning section (default 100,1000,5000, or 100,1000 with -quick)")
 	flag.IntVar(&o.provLimit, "provisioning-limit", 100, "agent --provisioning-limit of the provisioning and terraform sections")
 	flag.IntVar(&o.bmcMax, "bmc-max-concurrent", 100, "agent --bmc-max-concurrent of the provisioning and terraform sections")
-	flag.IntVar(&o.storm, "storm", 1000, "machines switched on at once in the bootstorm section")
-	flag.IntVar(&o.redfishN, "redfish-machines", 0, "machines of the redfish section (default 1000, or 200 with -quick)")
+	flag.IntVar(&o.storm, "storm", 0, "machines switched on at once in the bootstorm section (default 1000, or 500 with -quick)")
+	flag.IntVar(&o.redfishN, "redfish-machines", 0, "machines of the redfish section (default 1000, or 100 with -quick)")
 	flag.DurationVar(&o.redfishLat, "redfish-latency", 50*time.Millisecond, "latency the lab adds to every Redfish response in the redfish section")
 	lims := flag.String("redfish-limits", "20,100", "BMC concurrency limits (--bmc-max-concurrent and --provisioning-limit) of the redfish section")
-	flag.IntVar(&o.tfResources, "tf-resources", 100, "resources per terraform apply")
-	flag.IntVar(&o.reps, "reps", 0, "repetitions of the terraform and storm runs (default 3, or 1 with -quick)")
+	flag.IntVar(&o.tfResources, "tf-resources", 0, "resources per terraform apply (default 100, or 50 with -quick)")
+	flag.IntVar(&o.reps, "reps", 0, "repetitions of the storm and terraform runs (default 3, or 1 with -quick); the redfish runs take at most 2")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on one fleet after this long")
 	flag.BoolVar(&keepDirs, "keep", false, "keep the temp directories (agent and lab logs, Terraform workspaces) for a post-mortem")
 	flag.StringVar(&o.note, "note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
@@ -115,7 +115,13 @@ func run() error {
 		return err
 	}
 	if o.redfishN <= 0 {
-		o.redfishN = map[bool]int{false: 1000, true: 200}[o.quick]
+		o.redfishN = map[bool]int{false: 1000, true: 100}[o.quick]
+	}
+	if o.storm <= 0 {
+		o.storm = map[bool]int{false: 1000, true: 500}[o.quick]
+	}
+	if o.tfResources <= 0 {
+		o.tfResources = map[bool]int{false: 100, true: 50}[o.quick]
 	}
 	if o.reps <= 0 {
 		o.reps = map[bool]int{false: 3, true: 1}[o.quick]

@@ -77,7 +77,7 @@ func benchTerraform(o options) (string, error) {
 	if _, err := os.Stat(filepath.Join(providerDir, "terraform-provider-baremetal")); err != nil {
 		return "", fmt.Errorf("provider binary: %w (run make build)", err)
 	}
-	var data, machines []tfResult
+	var data, machines, wide []tfResult
 	var api []provisionResult
 	for rep := range o.reps {
 		logf("terraform rep %d/%d: %d terraform_data", rep+1, o.reps, o.tfResources)
@@ -96,6 +96,13 @@ func benchTerraform(o options) (string, error) {
 		logf("terraform: %d baremetal_machine in %s, provider peak RSS %.0f MiB", o.tfResources, m.wall.Round(time.Millisecond), mib(m.providerRSS))
 		machines = append(machines, m)
 
+		w, err := tfApplyMachines(o, providerDir, fmt.Sprintf("-parallelism=%d", o.tfResources))
+		if err != nil {
+			return "", fmt.Errorf("baremetal_machine, -parallelism=%d: %w", o.tfResources, err)
+		}
+		logf("terraform: %d baremetal_machine with -parallelism=%d in %s", o.tfResources, o.tfResources, w.wall.Round(time.Millisecond))
+		wide = append(wide, w)
+
 		a, err := oneProvision(o, o.tfResources)
 		if err != nil {
 			return "", fmt.Errorf("API client: %w", err)
@@ -105,6 +112,7 @@ func benchTerraform(o options) (string, error) {
 	}
 	dWall := report.Median(walls(data))
 	mWall := report.Median(walls(machines))
+	wWall := report.Median(walls(wide))
 	var aw []float64
 	for _, a := range api {
 		aw = append(aw, secs(a.wall))
@@ -112,9 +120,13 @@ func benchTerraform(o options) (string, error) {
 	aWall := report.Median(aw)
 	var rss []float64
 	launches := 0
+	var wideRSS []float64
 	for _, m := range machines {
 		rss = append(rss, mib(m.providerRSS))
 		launches = max(launches, m.launches)
+	}
+	for _, w := range wide {
+		wideRSS = append(wideRSS, mib(w.providerRSS))
 	}
 
 	var b strings.Builder
@@ -122,16 +134,21 @@ func benchTerraform(o options) (string, error) {
 	fmt.Fprintf(&b, "`terraform apply -auto-approve` (Terraform's default parallelism of 10) of %d `baremetal_machine` resources "+
 		"(one per memory-lab machine, the provider from bin/ through `dev_overrides`, each create waiting until its machine is provisioned; "+
 		"agent `--provisioning-limit %d --bmc-max-concurrent %d`) against %d `terraform_data` resources reading the same machines file; "+
-		"a fresh agent, lab and state per run. The third row registers the same machines through the API with the benchmark's own client "+
+		"a fresh agent, lab and state per run. The second baremetal_machine row lifts Terraform's parallelism to the resource count. The last row registers the same machines through the API with the benchmark's own client "+
 		"(%d in flight) and waits for them, the work the agent has to do anyway. Provider peak RSS is the largest VmHWM of any "+
 		"terraform-provider-baremetal process the apply started (Terraform started %d), sampled every 20 ms. Medians of %d run(s).\n\n",
 		o.tfResources, o.provLimit, o.bmcMax, o.tfResources, apiWorkers, launches, o.reps)
 	b.WriteString("| apply | resources | wall s | ÷ terraform_data | provider peak RSS MiB |\n|---|--:|--:|--:|--:|\n")
 	fmt.Fprintf(&b, "| terraform_data | %d | %s | 1.00 | – |\n", o.tfResources, report.F(dWall, 1))
 	fmt.Fprintf(&b, "| baremetal_machine | %d | %s | %s | %s |\n", o.tfResources, report.F(mWall, 1), report.F(report.Ratio(mWall, dWall), 2), report.F(report.Median(rss), 0))
+	fmt.Fprintf(&b, "| baremetal_machine, `-parallelism=%d` | %d | %s | %s | %s |\n", o.tfResources, o.tfResources, report.F(wWall, 1), report.F(report.Ratio(wWall, dWall), 2), report.F(report.Median(wideRSS), 0))
 	fmt.Fprintf(&b, "| API client, no Terraform | %d | %s | %s | – |\n", o.tfResources, report.F(aWall, 1), report.F(report.Ratio(aWall, dWall), 2))
 	ratio := report.Ratio(mWall, dWall)
-	fmt.Fprintf(&b, "\nTarget (issue 9): provider overhead at most 2× `terraform_data` at %d resources: **%s** (%.2f×).\n", o.tfResources, metMissed(ratio <= 2), ratio)
+	fmt.Fprintf(&b, "\nTarget (issue 9): provider overhead at most 2× `terraform_data` at %d resources: **%s** (%.2f×; %.2f× with `-parallelism=%d`). "+
+		"A baremetal_machine create returns only once its machine is provisioned, so its wall time holds the provisioning itself, which no Terraform resource can skip: "+
+		"against the API client doing the same work, Terraform and the provider add %.2f× (%.2f× with `-parallelism=%d`).\n",
+		o.tfResources, metMissed(ratio <= 2), ratio, report.Ratio(wWall, dWall), o.tfResources,
+		report.Ratio(mWall, aWall), report.Ratio(wWall, aWall), o.tfResources)
 	return b.String(), nil
 }
 
@@ -191,7 +208,7 @@ func tfApplyData(o options, providerDir string) (tfResult, error) {
 	return tfApply(o, dir, env)
 }
 
-func tfApplyMachines(o options, providerDir string) (tfResult, error) {
+func tfApplyMachines(o options, providerDir string, applyArgs ...string) (tfResult, error) {
 	f, err := startFleet(o.agentBin, fleetConfig{machines: o.tfResources, provLimit: o.provLimit, bmcMax: o.bmcMax})
 	if err != nil {
 		return tfResult{}, err
@@ -206,7 +223,7 @@ func tfApplyMachines(o options, providerDir string) (tfResult, error) {
 	if err != nil {
 		return tfResult{}, err
 	}
-	r, err := tfApply(o, dir, env)
+	r, err := tfApply(o, dir, env, applyArgs...)
 	if err != nil {
 		return r, err
 	}
@@ -216,8 +233,8 @@ func tfApplyMachines(o options, providerDir string) (tfResult, error) {
 // tfApply runs terraform apply in dir while sampling the peak RSS of the
 // provider processes it starts. No `terraform init`: dev_overrides and the
 // built-in terraform_data need none, so both applies skip the same step.
-func tfApply(o options, dir string, env []string) (tfResult, error) {
-	cmd := exec.Command(o.terraformBin, "apply", "-auto-approve", "-input=false", "-no-color")
+func tfApply(o options, dir string, env []string, extra ...string) (tfResult, error) {
+	cmd := exec.Command(o.terraformBin, append([]string{"apply", "-auto-approve", "-input=false", "-no-color"}, extra...)...)
 	cmd.Dir = dir
 	cmd.Env = env
 	logFile, err := os.Create(filepath.Join(dir, "apply.log"))
