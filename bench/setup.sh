@@ -10,6 +10,9 @@ command -v in.tftpd >/dev/null 2>&1 || [ -x /usr/sbin/in.tftpd ] || missing="$mi
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$missing dnsmasq-base"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+# TFTP clients other than curl, for the real-client check of bootbench.
+command -v atftp >/dev/null 2>&1 || missing="$missing atftp"
+command -v tftp >/dev/null 2>&1 || missing="$missing tftp-hpa"
 
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" -ne 0 ]; then

@@ -254,7 +254,13 @@ func benchTFTP(e *env, cases []tftpCase, reps int) (string, error) {
 			rows[ci] = append(rows[ci], summarizeTFTP(s, trials[ci][si]))
 		}
 	}
-	return renderTFTP(e, cases, servers, rows, reps), nil
+	smallest := cases[0].file
+	for _, c := range cases {
+		if len(files[c.file]) < len(files[smallest]) {
+			smallest = c.file
+		}
+	}
+	return renderTFTP(e, cases, servers, rows, reps) + realClientTable(e, servers, smallest, files[smallest]), nil
 }
 
 func summarizeTFTP(s *tftpServer, ts []tftpTrial) row {
