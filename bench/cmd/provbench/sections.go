@@ -125,13 +125,12 @@ func benchStorm(o options) (string, error) {
 		"(%d PUTs in flight) with `--provisioning-limit %d --bmc-max-concurrent %d`, so nothing holds them back: every machine powers on at once and "+
 		"PXE-boots from the agent together, as after a power outage. Time to all provisioned runs from the first PUT. Medians of %d run(s); failures summed.\n\n",
 		o.storm, apiWorkers, o.storm, o.storm, len(rs))
-	b.WriteString(twoPhaseTable(rs, []string{"storm"}, [][]twoPhaseResult{rs}))
-	ok := true
+	b.WriteString(twoPhaseTable([]string{"storm"}, [][]twoPhaseResult{rs}))
 	failed := 0
 	for _, r := range rs {
 		failed += r.wait.failed + r.off.failed
 	}
-	ok = failed == 0
+	ok := failed == 0
 	fmt.Fprintf(&b, "\nNo failed machine in the storm: **%s** (%d failed over %d run(s)). Issue 9 sets no time target for the storm; "+
 		"the 1,000-machine provisioning target (60 s) is the yardstick.\n", metMissed(ok), failed, len(rs))
 	return b.String(), nil
@@ -149,7 +148,7 @@ func oneTwoPhase(o options, cfg fleetConfig) (twoPhaseResult, error) {
 }
 
 // twoPhaseTable prints one row per group of repetitions (medians).
-func twoPhaseTable(_ []twoPhaseResult, labels []string, groups [][]twoPhaseResult) string {
+func twoPhaseTable(labels []string, groups [][]twoPhaseResult) string {
 	var b strings.Builder
 	b.WriteString("| run | machines | register (until all off) s | PUTs s | power-on → all provisioned s | machines per s | agent CPU s | peak RSS MiB | API errors | failed |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
@@ -204,7 +203,7 @@ func benchRedfish(o options) (string, error) {
 		"power-on → all provisioned is the time to power the whole fleet on and provision it, every power and boot-device step going through a slow BMC. "+
 		"The limit is both `--bmc-max-concurrent` (BMC requests in flight across all BMCs) and `--provisioning-limit`. Medians of %d run(s).\n\n",
 		o.redfishN, o.redfishLat, o.redfishLat, reps)
-	b.WriteString(twoPhaseTable(nil, labels, groups))
+	b.WriteString(twoPhaseTable(labels, groups))
 	if len(groups) >= 2 {
 		a, z := report.Median(onTimes(groups[0])), report.Median(onTimes(groups[len(groups)-1]))
 		how := fmt.Sprintf("%.2f× faster than", a/z)
