@@ -95,18 +95,14 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		return done == n && len(ms) == n, fmt.Sprintf("%d/%d provisioned; %v", done, len(ms), notDone)
 	})
 
-	retried, lostEvents := 0, 0
+	retried := 0
 	for _, lm := range s.inventory {
-		runs, lost := checkMachineHistory(t, lm.Name, s.events(ctx, lm.Name))
-		if runs > 1 {
+		if runs := checkMachineHistory(t, lm.Name, s.events(ctx, lm.Name)); runs > 1 {
 			retried++
 		}
-		if lost {
-			lostEvents++
-		}
 	}
-	t.Logf("%d machines, %d kills (%d machine-observations mid-run); %d machines needed more than one run; %d lost their final provisioned event to a kill",
-		n, kills, midRun, retried, lostEvents)
+	t.Logf("%d machines, %d kills (%d machine-observations mid-run); %d machines needed more than one run",
+		n, kills, midRun, retried)
 
 	// The last kill's restart must also stop cleanly: the store closes.
 	s.stop()
@@ -118,9 +114,10 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 // checkMachineHistory asserts one machine's events: strictly increasing
 // sequence numbers, a legal phase trail ending provisioned, no new run
 // after an accepted callback, and no power-on after the final run's
-// installer called back. It returns the number of runs and whether the
-// final provisioned event was lost to a kill.
-func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int, lost bool) {
+// installer called back. A status change and the events that explain it
+// are written in one transaction, so a kill loses neither alone. It
+// returns the number of runs.
+func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int) {
 	t.Helper()
 	var last uint64
 	for _, e := range evs {
@@ -144,25 +141,19 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 		}
 	}
 	if lastRun < 0 {
-		// run_started is written after the run itself (see lostEvents), so a
-		// kill can lose it; the checks below then cover the whole history.
-		lastRun = 0
+		t.Errorf("%s: no run_started event", name)
+		return runs
 	}
-	// The installer is done once the callback is recorded; the callback
-	// event itself may be lost to a kill (it is written after the status),
-	// so the finishing and provisioned phase events count as well.
 	done := -1
 	for i := lastRun; i < len(evs); i++ {
-		e := evs[i]
-		if e.Type == string(model.SignalCallbackReceived) ||
-			(e.Type == model.EventPhaseChanged && (e.Step == model.StepFinishing || e.Phase == model.PhaseProvisioned)) {
+		if evs[i].Type == string(model.SignalCallbackReceived) {
 			done = i
 			break
 		}
 	}
 	if done < 0 {
-		t.Errorf("%s: the final run has no callback, finishing or provisioned event", name)
-		return runs, lost
+		t.Errorf("%s: the final run has no callback_received event", name)
+		return runs
 	}
 	for _, e := range evs[done:] {
 		if e.Type == model.EventPowerAction && (e.Data["action"] == "On" || e.Data["action"] == "ForceRestart") {
@@ -190,14 +181,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 		prev = r
 	}
 	if len(trail) == 0 || trail[len(trail)-1] != string(model.PhaseProvisioned) {
-		// The reconciler appends a transition's events after writing the
-		// status, in a second transaction: a kill between the two loses
-		// the event, never reorders it. Only the last step before
-		// provisioned may be where the trail stops.
-		if len(trail) == 0 || trail[len(trail)-1] != "provisioning/finishing" {
-			t.Errorf("%s: trail %v does not end provisioned", name, trail)
-		}
-		lost = true
+		t.Errorf("%s: trail %v does not end provisioned", name, trail)
 	}
-	return runs, lost
+	return runs
 }

@@ -138,9 +138,24 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 	wl := r.writeLock(machine)
 	wl.Lock()
 	defer wl.Unlock()
-	out, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
+	// The callback's events are written with the status they explain.
+	events := func(m *model.Machine) []model.Event {
+		data := map[string]string{"run": m.Run.ID, "status": orDash(printable(report.Status, 32)), "addresses": strings.Join(m.Status.Addresses, ",")}
+		if report.Hostname != "" {
+			data["hostname"] = printable(report.Hostname, 253)
+		}
+		why := "installer called back; run " + m.Run.ID + " complete"
+		if m.Status.Phase == model.PhaseFailed {
+			why = m.Status.LastError
+		}
+		return []model.Event{
+			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: "installer called back", Data: data},
+			{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: why, Data: phaseEvent(before, "", "", "").Data},
+		}
+	}
+	out, _, err := r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
 		if reject = tokenProblem(m, token); reject != "" {
-			return false, errRejected
+			return false, nil, errRejected
 		}
 		b := *m
 		run := *m.Run
@@ -160,7 +175,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			if tail := cleanLogTail(report.LogTail); tail != "" {
 				m.Status.LastError += ": " + tail
 			}
-			return false, nil
+			return false, events(m), nil
 		}
 		m.Status.LastError = ""
 		if m.Status.Phase == model.PhaseDeprovisioning {
@@ -168,7 +183,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		} else {
 			setPhase(m, model.PhaseProvisioning, model.StepFinishing, now)
 		}
-		return false, nil
+		return false, events(m), nil
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -187,18 +202,6 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		result = "failed_install"
 	}
 	r.met.callbacks.WithLabelValues(result).Inc()
-	data := map[string]string{"run": out.Run.ID, "status": orDash(printable(report.Status, 32)), "addresses": strings.Join(out.Status.Addresses, ",")}
-	if report.Hostname != "" {
-		data["hostname"] = printable(report.Hostname, 253)
-	}
-	r.appendEvent(ctx, model.Event{Machine: machine, Type: string(model.SignalCallbackReceived), Phase: out.Status.Phase, Step: out.Status.Step,
-		Message: "installer called back", Data: data})
-	why := "installer called back; run " + out.Run.ID + " complete"
-	if result != "accepted" {
-		why = out.Status.LastError
-	}
-	r.appendEvent(ctx, model.Event{Machine: machine, Type: model.EventPhaseChanged, Phase: out.Status.Phase, Step: out.Status.Step,
-		Message: why, Data: phaseEvent(before, "", "", "").Data})
 	r.q.add(machine)
 	return nil
 }
@@ -391,7 +394,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 		return err
 	}
 	p := to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
-	out, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
+	_, _, err = r.st.UpdateMachineRecording(ctx, name, func(x *model.Machine) (bool, []model.Event, error) {
 		spec := x.State != model.StateProvisioned
 		x.State = model.StateProvisioned
 		if x.Run != nil {
@@ -406,16 +409,17 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 		} else {
 			x.Status.ObservedVersion = x.Version + 1
 		}
-		return spec, nil
+		return spec, []model.Event{
+			{Type: model.EventPhaseChanged, Phase: p.Phase, Step: p.Step, Message: p.Reason, Data: phaseEvent(m, "", "", "").Data},
+			{Type: model.EventRunStarted, Phase: p.Phase, Step: p.Step,
+				Message: fmt.Sprintf("run %s with profile %s v%d", run.ID, run.Profile, run.ProfileVersion),
+				Data:    map[string]string{"run": run.ID, "profile": run.Profile, "profile_version": fmt.Sprint(run.ProfileVersion), "operator": "true"}},
+		}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", name, err)
 	}
 	r.met.runs.Inc()
-	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPhaseChanged, Phase: p.Phase, Step: p.Step, Message: p.Reason, Data: phaseEvent(m, "", "", "").Data})
-	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventRunStarted, Phase: p.Phase, Step: p.Step,
-		Message: fmt.Sprintf("run %s with profile %s v%d", out.Run.ID, out.Run.Profile, out.Run.ProfileVersion),
-		Data:    map[string]string{"run": out.Run.ID, "profile": out.Run.Profile, "profile_version": fmt.Sprint(out.Run.ProfileVersion), "operator": "true"}})
 	r.q.add(name)
 	return nil
 }

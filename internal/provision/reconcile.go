@@ -668,8 +668,9 @@ func backoff(base, max time.Duration, n int) time.Duration {
 }
 
 // commit writes fn's change when the stored machine is still where m was
-// (same phase, step, run and spec), then appends the events. It reports
-// whether the write happened; a stale write requeues the machine.
+// (same phase, step, run and spec), together with the events that explain
+// it, in one transaction. It reports whether the write happened; a stale
+// write requeues the machine.
 func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, bool) {
 	out, err := r.commitErr(ctx, m, fn, evs...)
 	return out, err == nil
@@ -680,15 +681,22 @@ func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x 
 	wl := r.writeLock(m.Name)
 	wl.Lock()
 	defer wl.Unlock()
-	out, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+	out, _, err := r.st.UpdateMachineRecording(ctx, m.Name, func(x *model.Machine) (bool, []model.Event, error) {
 		if !samePlace(x, m) {
-			return false, errStale
+			return false, nil, errStale
 		}
 		fn(x)
 		if m.Version > x.Status.ObservedVersion {
 			x.Status.ObservedVersion = m.Version
 		}
-		return false, nil
+		events := make([]model.Event, len(evs))
+		for i, e := range evs {
+			if e.Phase == "" {
+				e.Phase, e.Step = x.Status.Phase, x.Status.Step
+			}
+			events[i] = e
+		}
+		return false, events, nil
 	})
 	switch {
 	case err == nil:
@@ -704,13 +712,6 @@ func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x 
 			r.q.addAfter(m.Name, r.cfg.RetryBase)
 		}
 		return nil, err
-	}
-	for _, e := range evs {
-		e.Machine = m.Name
-		if e.Phase == "" {
-			e.Phase, e.Step = out.Status.Phase, out.Status.Step
-		}
-		r.appendEvent(ctx, e)
 	}
 	r.q.add(m.Name)
 	return out, nil

@@ -23,51 +23,63 @@ const DefaultEventLimit = 1000
 // is a counter check plus deleting the first keys, whatever the log size.
 func (s *Bolt) AppendEvent(ctx context.Context, e model.Event) (model.Event, error) {
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
-		b, limit, err := s.eventLog(tx, e.Machine, true)
+		var change Change
+		var err error
+		e, change, err = s.appendEvent(tx, e)
 		if err != nil {
 			return nil, err
 		}
-		meta := tx.Bucket(bucketMeta)
-		var seq uint64
-		if v := meta.Get(metaEventSeq); len(v) == 8 {
-			seq = binary.BigEndian.Uint64(v)
-		} else if v != nil {
-			return nil, fmt.Errorf("event sequence counter is corrupt (%d bytes)", len(v))
-		}
-		seq++
-		if err := meta.Put(metaEventSeq, be64(seq)); err != nil {
-			return nil, err
-		}
-		e.Seq = seq
-		if e.Time.IsZero() {
-			e.Time = now()
-		}
-		data, err := json.Marshal(&e)
-		if err != nil {
-			return nil, fmt.Errorf("event for machine %q: %w", e.Machine, err)
-		}
-		if err := b.Put(be64(seq), data); err != nil {
-			return nil, err
-		}
-		n := b.Sequence() + 1
-		c := b.Cursor()
-		for ; n > uint64(limit); n-- {
-			if k, _ := c.First(); k == nil {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return nil, err
-			}
-		}
-		if err := b.SetSequence(n); err != nil {
-			return nil, err
-		}
-		return []Change{{Kind: KindEvent, Name: e.Machine, Revision: seq}}, nil
+		return []Change{change}, nil
 	})
 	if err != nil {
 		return model.Event{}, err
 	}
 	return e, nil
+}
+
+// appendEvent assigns e the next sequence number and stores it in its log
+// inside tx, dropping the log's oldest entries beyond its cap.
+func (s *Bolt) appendEvent(tx *bolt.Tx, e model.Event) (model.Event, Change, error) {
+	b, limit, err := s.eventLog(tx, e.Machine, true)
+	if err != nil {
+		return e, Change{}, err
+	}
+	meta := tx.Bucket(bucketMeta)
+	var seq uint64
+	if v := meta.Get(metaEventSeq); len(v) == 8 {
+		seq = binary.BigEndian.Uint64(v)
+	} else if v != nil {
+		return e, Change{}, fmt.Errorf("event sequence counter is corrupt (%d bytes)", len(v))
+	}
+	seq++
+	if err := meta.Put(metaEventSeq, be64(seq)); err != nil {
+		return e, Change{}, err
+	}
+	e.Seq = seq
+	if e.Time.IsZero() {
+		e.Time = now()
+	}
+	data, err := json.Marshal(&e)
+	if err != nil {
+		return e, Change{}, fmt.Errorf("event for machine %q: %w", e.Machine, err)
+	}
+	if err := b.Put(be64(seq), data); err != nil {
+		return e, Change{}, err
+	}
+	n := b.Sequence() + 1
+	c := b.Cursor()
+	for ; n > uint64(limit); n-- {
+		if k, _ := c.First(); k == nil {
+			break
+		}
+		if err := c.Delete(); err != nil {
+			return e, Change{}, err
+		}
+	}
+	if err := b.SetSequence(n); err != nil {
+		return e, Change{}, err
+	}
+	return e, Change{Kind: KindEvent, Name: e.Machine, Revision: seq}, nil
 }
 
 // eventLog returns the bucket holding machine's events ("" for agent-wide

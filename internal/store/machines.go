@@ -246,15 +246,27 @@ func (s *Bolt) ListMachines(ctx context.Context) ([]*model.Machine, error) {
 // the write transaction; the name, versions and timestamps it may change
 // are reset to the store's values.
 func (s *Bolt) UpdateMachine(ctx context.Context, name string, mutate func(m *model.Machine) (bool, error)) (*model.Machine, error) {
+	out, _, err := s.UpdateMachineRecording(ctx, name, func(m *model.Machine) (bool, []model.Event, error) {
+		specChanged, err := mutate(m)
+		return specChanged, nil, err
+	})
+	return out, err
+}
+
+// UpdateMachineRecording implements Store: UpdateMachine plus the events
+// mutate returns, in one transaction.
+func (s *Bolt) UpdateMachineRecording(ctx context.Context, name string, mutate func(m *model.Machine) (bool, []model.Event, error)) (*model.Machine, []model.Event, error) {
 	var out *model.Machine
+	var recorded []model.Event
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
+		recorded = nil
 		m, err := s.getMachine(tx, name)
 		if err != nil {
 			return nil, err
 		}
 		old := *m
 		old.MACs = append([]string(nil), m.MACs...)
-		specChanged, err := mutate(m)
+		specChanged, events, err := mutate(m)
 		if err != nil {
 			return nil, err
 		}
@@ -280,12 +292,22 @@ func (s *Bolt) UpdateMachine(ctx context.Context, name string, mutate func(m *mo
 			return nil, err
 		}
 		out = m
-		return []Change{{Kind: KindMachine, Name: name, Revision: m.Revision}}, nil
+		changes := []Change{{Kind: KindMachine, Name: name, Revision: m.Revision}}
+		for _, e := range events {
+			e.Machine = name
+			e, change, err := s.appendEvent(tx, e)
+			if err != nil {
+				return nil, err
+			}
+			recorded = append(recorded, e)
+			changes = append(changes, change)
+		}
+		return changes, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, recorded, nil
 }
 
 // DeleteMachine implements Store. It also drops the machine's events and

@@ -59,6 +59,11 @@ type Store interface {
 	MachineByMAC(ctx context.Context, mac string) (*model.Machine, error)
 	ListMachines(ctx context.Context) ([]*model.Machine, error)
 	UpdateMachine(ctx context.Context, name string, mutate func(m *model.Machine) (specChanged bool, err error)) (*model.Machine, error)
+	// UpdateMachineRecording is UpdateMachine whose mutate also returns
+	// events for the machine, appended in the same transaction: a crash
+	// never keeps a status change without the events that explain it. The
+	// store sets each event's Machine, Seq and (when zero) Time.
+	UpdateMachineRecording(ctx context.Context, name string, mutate func(m *model.Machine) (specChanged bool, events []model.Event, err error)) (*model.Machine, []model.Event, error)
 	// DeleteMachine removes the machine and its events. check, when not nil,
 	// runs in the transaction on the stored object and may veto with an error.
 	DeleteMachine(ctx context.Context, name string, check func(m *model.Machine) error) error
