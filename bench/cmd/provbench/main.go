@@ -52,6 +52,9 @@ type options struct {
 	note         string
 }
 
+// extraAgentArgs are appended to every agent's command line (-agent-args).
+var extraAgentArgs []string
+
 // keepDirs leaves the temp directories behind (-keep).
 var keepDirs bool
 
@@ -99,10 +102,12 @@ func run() error {
 	flag.IntVar(&o.tfResources, "tf-resources", 0, "resources per terraform apply (default 100, or 50 with -quick)")
 	flag.IntVar(&o.reps, "reps", 0, "repetitions of the storm and terraform runs (default 3, or 1 with -quick); the redfish runs take at most 2")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on one fleet after this long")
+	agentArgs := flag.String("agent-args", "", "extra `baremetal-agent serve` flags, space-separated, for experiments (e.g. '--power-poll-interval 0')")
 	flag.BoolVar(&keepDirs, "keep", false, "keep the temp directories (agent and lab logs, Terraform workspaces) for a post-mortem")
 	flag.StringVar(&o.note, "note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
 
+	extraAgentArgs = strings.Fields(*agentArgs)
 	var err error
 	def := map[bool]string{false: "100,1000,5000", true: "100,1000"}[o.quick]
 	if *sizes == "" {

@@ -46,7 +46,7 @@ func runProvision(ctx context.Context, f *fleet) (provisionResult, error) {
 	if r.wait, err = f.waitPhase(ctx, names, "provisioned", &gets, &lists); err != nil {
 		return r, err
 	}
-	r.wall = time.Since(start)
+	r.wall = until(start, r.wait.last)
 	if r.use, err = f.usage(); err != nil {
 		return r, err
 	}
@@ -101,7 +101,7 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	if r.off, err = f.waitPhase(ctx, names, "off", &gets, &lists); err != nil {
 		return r, err
 	}
-	r.register = time.Since(start)
+	r.register = until(start, r.off.last)
 
 	start = time.Now()
 	parallel(len(f.inventory), apiWorkers, func(i int) {
@@ -116,7 +116,7 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	if r.wait, err = f.waitPhase(ctx, names, "provisioned", &gets, &lists); err != nil {
 		return r, err
 	}
-	r.powerOn = time.Since(start)
+	r.powerOn = until(start, r.wait.last)
 	if r.use, err = f.usage(); err != nil {
 		return r, err
 	}
@@ -126,6 +126,16 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	_, e3 := lists.snapshot()
 	r.apiErrors = e1 + e2 + e3
 	return r, nil
+}
+
+// until is the time from start to the last machine's arrival as the agent
+// recorded it; when no machine arrived (all failed) it is the time until
+// the benchmark saw the end.
+func until(start, last time.Time) time.Duration {
+	if last.IsZero() || last.Before(start) {
+		return time.Since(start)
+	}
+	return last.Sub(start)
 }
 
 // updateRequest switches a registered machine to "provisioned"; the empty
