@@ -26,7 +26,8 @@ const (
 	PathMachine       = "/v1/machines/{name}"
 	PathMachineAction = "/v1/machines/{name}/actions/{action}"
 	PathMachineEvents = "/v1/machines/{name}/events"
-	PathEvents        = "/v1/events" // agent-wide events (unknown MACs and the like)
+	PathMachineLease  = "/v1/machines/{name}/lease" // PUT renews, DELETE releases
+	PathEvents        = "/v1/events"                // agent-wide events (unknown MACs and the like)
 	PathProfiles      = "/v1/boot_profiles"
 	PathProfile       = "/v1/boot_profiles/{name}"
 	PathClusters      = "/v1/clusters"
@@ -65,6 +66,15 @@ const (
 // HeaderLeaseHolder names the writer (e.g. a Terraform run) claiming a
 // machine's spec; a write by another holder while the lease is live gets 409.
 const HeaderLeaseHolder = "X-Baremetal-Lease-Holder"
+
+// Lease answers a renewal on PathMachineLease. DurationSeconds is how long
+// the agent grants each lease, so a holder can pace its renewals without
+// comparing its clock with the agent's.
+type Lease struct {
+	Holder          string    `json:"holder"`
+	ExpiresAt       time.Time `json:"expires_at"`
+	DurationSeconds float64   `json:"duration_seconds"`
+}
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 1 << 20

@@ -88,7 +88,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	m := &model.Machine{Name: req.Name, Status: model.Status{Phase: model.PhaseRegistering}}
 	applyMachineSpec(m, v)
 	if holder != "" {
-		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(LeaseDuration)}
+		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(s.leaseFor)}
 	}
 	created, err := s.store.CreateMachine(r.Context(), m)
 	if errors.Is(err, store.ErrExists) {
@@ -332,9 +332,76 @@ func (s *Server) takeLease(m *model.Machine, holder string) error {
 		return err
 	}
 	if holder != "" {
-		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(LeaseDuration).UTC()}
+		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(s.leaseFor).UTC()}
 	}
 	return nil
+}
+
+// renewLease extends the caller's lease (or takes a free or expired one)
+// without touching the spec, so a writer waiting tens of minutes for a
+// machine to provision keeps other writers out the whole time.
+func (s *Server) renewLease(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	holder, err := requiredLeaseHolder(r, "renewing")
+	if err != nil {
+		return err
+	}
+	var lease model.Lease
+	_, err = s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
+		if err := s.takeLease(m, holder); err != nil {
+			return false, err
+		}
+		lease = *m.Lease
+		return false, nil
+	})
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	writeJSON(w, http.StatusOK, api.Lease{Holder: lease.Holder, ExpiresAt: lease.ExpiresAt.UTC(), DurationSeconds: s.leaseFor.Seconds()})
+	return nil
+}
+
+// releaseLease ends the caller's lease at once, so a finished run frees the
+// machine instead of holding it until the lease runs out. Only the holder
+// may release a live lease; a machine without one (or whose lease expired)
+// has nothing to release.
+func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	holder, err := requiredLeaseHolder(r, "releasing")
+	if err != nil {
+		return err
+	}
+	_, err = s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
+		if m.Lease == nil {
+			return false, errUnchanged
+		}
+		if m.Lease.Holder != holder {
+			if err := s.checkLease(m, holder); err != nil {
+				return false, err
+			}
+			return false, errUnchanged // another holder's lease, already expired
+		}
+		m.Lease = nil
+		return false, nil
+	})
+	if errors.Is(err, errUnchanged) {
+		err = nil
+	}
+	if err != nil {
+		return storeError(err, "machine", name)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// requiredLeaseHolder reads HeaderLeaseHolder for the lease routes, which
+// act on a holder's lease and so cannot do without one.
+func requiredLeaseHolder(r *http.Request, doing string) (string, error) {
+	holder, err := leaseHolder(r)
+	if err == nil && holder == "" {
+		err = badRequest(api.HeaderLeaseHolder, "%s a lease needs the %s header naming the holder", doing, api.HeaderLeaseHolder)
+	}
+	return holder, err
 }
 
 // specEvent records a spec change in the machine's event log. It is

@@ -29,8 +29,9 @@ const (
 )
 
 // LeaseDuration is how long a lease taken by a write with
-// HeaderLeaseHolder lasts; each write by the holder renews it, and a holder
-// that disappears loses it when it runs out.
+// HeaderLeaseHolder lasts unless ServerConfig.LeaseDuration says otherwise;
+// each write or renewal by the holder extends it, and a holder that
+// disappears loses it when it runs out.
 const LeaseDuration = 2 * time.Minute
 
 // ServerConfig configures the API server.
@@ -56,6 +57,8 @@ type ServerConfig struct {
 	Ready func() error
 	// Now is the clock for leases; nil means time.Now.
 	Now func() time.Time
+	// LeaseDuration is how long a lease lasts; 0 means LeaseDuration.
+	LeaseDuration time.Duration
 }
 
 // Server is the agent's REST API.
@@ -69,6 +72,7 @@ type Server struct {
 	log          *slog.Logger
 	ready        func() error
 	now          func() time.Time
+	leaseFor     time.Duration
 	gatherer     prometheus.Gatherer
 
 	requests *prometheus.CounterVec
@@ -120,6 +124,8 @@ var routes = []route{
 	{http.MethodDelete, api.PathMachine, authed, (*Server).deleteMachine},
 	{http.MethodPost, api.PathMachineAction, authed, (*Server).machineAction},
 	{http.MethodGet, api.PathMachineEvents, authed, (*Server).machineEvents},
+	{http.MethodPut, api.PathMachineLease, authed, (*Server).renewLease},
+	{http.MethodDelete, api.PathMachineLease, authed, (*Server).releaseLease},
 	{http.MethodGet, api.PathEvents, authed, (*Server).agentEvents},
 
 	{http.MethodGet, api.PathProfiles, authed, (*Server).listProfiles},
@@ -152,6 +158,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:          cfg.Logger,
 		ready:        cfg.Ready,
 		now:          cfg.Now,
+		leaseFor:     cfg.LeaseDuration,
 		stopWaiting:  make(chan struct{}),
 	}
 	s.tokens.Store(cfg.Tokens)
@@ -160,6 +167,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.leaseFor < 0 {
+		return nil, fmt.Errorf("api: ServerConfig.LeaseDuration %s is negative", s.leaseFor)
+	}
+	if s.leaseFor == 0 {
+		s.leaseFor = LeaseDuration
 	}
 	reg, gat := cfg.Registerer, cfg.Gatherer
 	if reg == nil {
