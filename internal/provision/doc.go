@@ -71,7 +71,10 @@
 //
 // A work queue keyed by machine name hands each machine to one worker at a
 // time; operator power actions take the same per-machine lock. At most
-// Config.MaxActive machines are in a BMC power/boot step at once. Status
+// Config.MaxActive machines are in a BMC power/boot step at once; the
+// others wait in line, and each released slot wakes the oldest of them, so
+// a backlog costs no work while it waits (a fallback timer only covers a
+// wake that went to a machine no longer needing the slot). Status
 // writes and the events that describe them are ordered per machine, and
 // cluster members' run starts and completions per cluster.
 package provision

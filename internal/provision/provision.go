@@ -158,6 +158,14 @@ type Reconciler struct {
 	// clusterOf maps machine → cluster, so a member's change also wakes the
 	// cluster (its gates and status depend on every member).
 	clusterOf map[string]string
+	// slotWait lists, oldest first, the machines that found every
+	// max-active slot taken; slotWaiting holds the ones still waiting (a
+	// name that got a slot or was forgotten stays in the list until popped).
+	// A released slot wakes the oldest waiter, so a backlog of thousands of
+	// machines costs nothing while it waits instead of each one re-reading
+	// its record every few hundred milliseconds.
+	slotWait    []string
+	slotWaiting map[string]bool
 	// clusterLocks order run starts and completions within a cluster, so
 	// two members never both see the same free rollout slot.
 	clusterLocks map[string]*sync.Mutex
@@ -189,6 +197,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		powerIntent:  map[string]string{},
 		lastPoll:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
+		slotWaiting:  map[string]bool{},
 		clusterLocks: map[string]*sync.Mutex{},
 		unknownMACs:  map[string]time.Time{},
 	}
@@ -300,6 +309,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.powerIntent, name)
 	delete(r.lastPoll, name)
 	delete(r.clusterOf, name)
+	delete(r.slotWaiting, name)
 	delete(r.locks, name)
 	delete(r.writeLocks, name)
 }

@@ -20,8 +20,11 @@ import (
 // has moved on (a callback, a signal-driven step, an operator action).
 var errStale = errors.New("machine changed since it was read")
 
-// semRetry is how soon a machine waiting for a max-active slot looks again.
-const semRetry = 250 * time.Millisecond
+// slotFallback is how soon a machine waiting for a max-active slot looks
+// again by itself (plus jitter up to as much again). A released slot wakes
+// the oldest waiter at once; this only bounds the wait when that wake went
+// to a machine that no longer needed the slot.
+const slotFallback = 5 * time.Second
 
 func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
 	l := r.machineLock(name)
@@ -557,12 +560,16 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 		select {
 		case r.sem <- struct{}{}:
 			r.met.activeSteps.Inc()
+			r.mu.Lock()
+			delete(r.slotWaiting, m.Name)
+			r.mu.Unlock()
 			defer func() {
 				<-r.sem
 				r.met.activeSteps.Dec()
+				r.wakeSlotWaiter()
 			}()
 		default:
-			r.q.addAfter(m.Name, semRetry+rand.N(semRetry))
+			r.waitForSlot(m.Name)
 			return false
 		}
 	}
@@ -585,6 +592,36 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 	}
 	r.stepFailed(ctx, m, what, timeout, err)
 	return false
+}
+
+// waitForSlot queues name for the next released max-active slot.
+func (r *Reconciler) waitForSlot(name string) {
+	r.mu.Lock()
+	if !r.slotWaiting[name] {
+		r.slotWaiting[name] = true
+		r.slotWait = append(r.slotWait, name)
+	}
+	r.mu.Unlock()
+	r.q.addAfter(name, slotFallback+rand.N(slotFallback))
+}
+
+// wakeSlotWaiter hands a released slot to the oldest machine still
+// waiting for one. If another machine takes the slot first, the woken one
+// queues again, and that machine's release wakes the next.
+func (r *Reconciler) wakeSlotWaiter() {
+	r.mu.Lock()
+	for len(r.slotWait) > 0 {
+		name := r.slotWait[0]
+		r.slotWait = r.slotWait[1:]
+		if r.slotWaiting[name] {
+			delete(r.slotWaiting, name)
+			r.mu.Unlock()
+			r.q.add(name)
+			return
+		}
+	}
+	r.slotWait = nil // release the drained backing array
+	r.mu.Unlock()
 }
 
 func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what string, timeout time.Duration, err error) {
