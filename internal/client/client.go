@@ -251,6 +251,11 @@ func (c *Client) do(ctx context.Context, r request) error {
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// Cancelled while the answer was on its way: the caller asked
+			// to stop, and must be able to tell that from the answer.
+			return fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
+		}
 		if ctx.Err() != nil || !retryable(err, idempotent) {
 			return err
 		}

@@ -165,6 +165,11 @@ func TestMethods(t *testing.T) {
 			return c.MachineAction(ctx, "m1", api.ActionPowerOn)
 		},
 			"POST", "/v1/machines/m1/actions/power_on", nil, nil, true, 202, api.ActionResponse{Machine: machine, Action: "power_on"}, &machine},
+		{"renew lease", func(ctx context.Context, c *Client) (any, error) { return c.RenewLease(ctx, "m1") },
+			"PUT", "/v1/machines/m1/lease", nil, nil, true, 200, api.Lease{Holder: "tf-run-1", ExpiresAt: t0, DurationSeconds: 120},
+			&api.Lease{Holder: "tf-run-1", ExpiresAt: t0, DurationSeconds: 120}},
+		{"release lease", func(ctx context.Context, c *Client) (any, error) { return nil, c.ReleaseLease(ctx, "m1") },
+			"DELETE", "/v1/machines/m1/lease", nil, nil, true, 204, nil, nil},
 		{"machine events", func(ctx context.Context, c *Client) (any, error) { return c.MachineEvents(ctx, "m1", 5, 10) },
 			"GET", "/v1/machines/m1/events", url.Values{"after": {"5"}, "limit": {"10"}}, nil, false, 200, events, &events},
 		{"agent events", func(ctx context.Context, c *Client) (any, error) { return c.AgentEvents(ctx, 0, 0) },
