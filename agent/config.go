@@ -50,6 +50,8 @@ type Config struct {
 	WaitPXETimeout    string
 	InstallTimeout    string
 	StepRetries       string
+	// API.
+	LeaseDuration string
 }
 
 // EnvPrefix prefixes every configuration environment variable.
@@ -87,6 +89,7 @@ var options = []option{
 	{"wait-pxe-timeout", "10m", "how long a powered-on machine may take to ask for its boot script before it is power-cycled again", func(c *Config) *string { return &c.WaitPXETimeout }},
 	{"install-timeout", "60m", "how long an installer may run before its callback", func(c *Config) *string { return &c.InstallTimeout }},
 	{"step-retries", "3", "retries of a failed BMC step, and power cycles of a machine that never asked for PXE", func(c *Config) *string { return &c.StepRetries }},
+	{"lease-duration", "2m", "how long a writer's lease on a machine lasts after its last write or renewal", func(c *Config) *string { return &c.LeaseDuration }},
 }
 
 func envName(flagName string) string {
@@ -243,6 +246,7 @@ func hostIPv4() string {
 // tuning holds the typed values of the numeric, duration and boolean flags.
 type tuning struct {
 	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install   time.Duration
+	leaseDuration                                                 time.Duration
 	tftpRetries, bmcMaxConcurrent, provisioningLimit, stepRetries int
 	proxyDHCP                                                     bool
 }
@@ -271,6 +275,7 @@ func (c Config) tuning() (tuning, error) {
 	dur("power-poll-interval", c.PowerPollInterval, &t.powerPoll, true)
 	dur("wait-pxe-timeout", c.WaitPXETimeout, &t.waitPXE, false)
 	dur("install-timeout", c.InstallTimeout, &t.install, false)
+	dur("lease-duration", c.LeaseDuration, &t.leaseDuration, false)
 	num("tftp-retries", c.TFTPRetries, &t.tftpRetries)
 	num("bmc-max-concurrent", c.BMCMaxConcurrent, &t.bmcMaxConcurrent)
 	num("provisioning-limit", c.ProvisioningLimit, &t.provisioningLimit)

@@ -218,15 +218,16 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		caps = append(caps, "proxy_dhcp")
 	}
 	a.api, err = apiserver.NewServer(apiserver.ServerConfig{
-		Store:        a.store,
-		Actions:      a.reconciler,
-		Tokens:       tokens,
-		Version:      version,
-		BootURL:      a.bootURL,
-		Capabilities: caps,
-		Logger:       log.With("component", "api"),
-		Registerer:   a.metrics,
-		Gatherer:     a.metrics,
+		Store:         a.store,
+		Actions:       a.reconciler,
+		Tokens:        tokens,
+		Version:       version,
+		BootURL:       a.bootURL,
+		Capabilities:  caps,
+		Logger:        log.With("component", "api"),
+		Registerer:    a.metrics,
+		Gatherer:      a.metrics,
+		LeaseDuration: tune.leaseDuration,
 		Ready: func() error {
 			if !a.ready.Load() {
 				return errors.New("starting or stopping")

@@ -56,7 +56,7 @@ func describeErr(err error) string {
 		hint = "\n\nThe token is read-only for this agent; use a read-write token to change objects."
 	case errors.Is(err, client.ErrConflict) && leaseConflict(err):
 		hint = "\n\nAnother Terraform configuration or workspace is changing this machine and holds its lease. " +
-			"Wait for that run to finish (the lease lapses two minutes after its last write), then apply again."
+			"Wait for that run to finish (it releases the lease when done; a run that dies loses it two minutes after its last renewal), then apply again."
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "\n\nThe operation did not finish within its timeout; raise it in the resource's timeouts block if the hardware is slow."
 	}

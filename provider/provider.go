@@ -200,10 +200,10 @@ func stringSetting(v types.String, env, attr string) (string, string) {
 	return os.Getenv(env), "the " + env + " environment variable"
 }
 
-// leaseHolder names the writer to the agent's per-machine lease. The agent
-// keeps a lease for minutes after each write and has no release call, so the
-// name must stay the same across the runs of one configuration (or a plan
-// followed by an apply would conflict with itself) and differ between
+// leaseHolder names the writer to the agent's per-machine lease. A run
+// that fails (or dies) mid-wait leaves its lease to run out on its own, so the
+// name must stay the same across the runs of one configuration (or a retry
+// after a failed apply would conflict with itself) and differ between
 // configurations, hosts and Terraform Cloud workspaces, which are the
 // writers that must not interleave. Terraform's own state lock already
 // serialises runs of one configuration.

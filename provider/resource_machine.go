@@ -416,11 +416,15 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	// it; the machine is deleted once GET answers 404.
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	waitCtx, lease := keepLease(waitCtx, r.client, name)
 	tracker := newPhaseTracker(ctx, name)
 	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
 		tracker.observe(m)
 		return false, nil
 	})
+	if lost := lease.end(); lost != nil && !errors.Is(err, client.ErrNotFound) {
+		err = lost
+	}
 	if errors.Is(err, client.ErrNotFound) {
 		return
 	}
@@ -449,13 +453,15 @@ func (r *machineResource) configPassword(ctx context.Context, cfg interface {
 
 // await waits until the agent reports the machine converged on desired,
 // and adds an error diagnostic (with the last phase, last_error and recent
-// events) when it fails or the timeout passes. It returns the last
-// observation, which is never nil.
+// events) when it fails or the timeout passes. It renews the run's lease on
+// the machine while it waits and releases it once the machine converged. It
+// returns the last observation, which is never nil.
 func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
 	name := m.Name
 	minVersion := m.Version
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	waitCtx, lease := keepLease(waitCtx, r.client, name)
 	tracker := newPhaseTracker(ctx, name)
 	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
 		tracker.observe(m)
@@ -467,7 +473,11 @@ func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *a
 		}
 		return converged(m, desired, clusterManaged), nil
 	})
+	if lost := lease.end(); lost != nil && err != nil {
+		err = lost
+	}
 	if err == nil && last != nil {
+		releaseLease(ctx, r.client, name)
 		return last
 	}
 	if last == nil {
