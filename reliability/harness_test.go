@@ -188,6 +188,8 @@ type siteOpts struct {
 	// noLabBoot leaves the lab's machines without a boot URL: powered on,
 	// they never ask for PXE, so a test can play the machine itself.
 	noLabBoot bool
+	// extra lab flags (e.g. --latency for slow BMCs).
+	labArgs []string
 }
 
 func newSite(t *testing.T, o siteOpts) *site {
@@ -221,6 +223,7 @@ func newSite(t *testing.T, o siteOpts) *site {
 		if !o.noLabBoot {
 			args = append(args, "--boot-url", s.bootURL)
 		}
+		args = append(args, o.labArgs...)
 		s.lab = spawn(t, s.bin, s.labLog, args...)
 		awaitT(t, "the lab's inventory", 30*time.Second, func() (bool, string) {
 			if s.lab.exited() {

@@ -44,7 +44,12 @@ func TestConcurrentTerraformApplies(t *testing.T) {
 	if _, err := exec.LookPath("terraform"); err != nil {
 		t.Skip("needs the terraform CLI")
 	}
-	s := newSite(t, siteOpts{machines: 1})
+	// Slow BMCs keep the winner inside its provisioning wait, holding the
+	// machine's lease, for seconds: however the two terraform processes are
+	// scheduled, the loser's create arrives while the lease is live (once
+	// the winner is done it releases the lease, and a late create is told
+	// the machine exists instead).
+	s := newSite(t, siteOpts{machines: 1, labArgs: []string{"--latency", "700ms"}})
 	provDir := providerDir(t)
 	ctx := context.Background()
 	s.profile("tf")
