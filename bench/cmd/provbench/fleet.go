@@ -321,7 +321,9 @@ type phaseWait struct {
 // waits ten times as long as the last one took (between 500 ms and 5 s),
 // which keeps the listing near a tenth of the run. The end time is read
 // from the machines' records, not from when the list noticed.
-func (f *fleet) waitPhase(ctx context.Context, names []string, want string, gets, lists *latencies) (phaseWait, error) {
+// With minVersion > 0 a provisioned machine counts only once it was
+// provisioned with at least that version of the boot profile.
+func (f *fleet) waitPhase(ctx context.Context, names []string, want string, minVersion uint64, gets, lists *latencies) (phaseWait, error) {
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -364,8 +366,9 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want string, gets
 				if !inSet[m.Name] {
 					continue
 				}
-				switch m.Phase {
-				case want:
+				switch {
+				case m.Phase == want && m.ProvisionedProfileVersion < minVersion:
+				case m.Phase == want:
 					w.reached++
 					at := m.UpdatedAt
 					if want == "provisioned" && !m.ProvisionedAt.IsZero() {
@@ -374,7 +377,7 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want string, gets
 					if at.After(w.last) {
 						w.last = at
 					}
-				case "failed":
+				case m.Phase == "failed":
 					w.failed++
 					if w.firstError == "" {
 						w.firstError = m.Name + ": " + m.LastError

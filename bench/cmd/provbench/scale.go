@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 )
 
 // provisionResult is one run of N machines from registered to provisioned.
@@ -43,7 +42,7 @@ func runProvision(ctx context.Context, f *fleet) (provisionResult, error) {
 			logf("create %s: %v", f.inventory[i].Name, err)
 		}
 	})
-	if r.wait, err = f.waitPhase(ctx, names, "provisioned", &gets, &lists); err != nil {
+	if r.wait, err = f.waitPhase(ctx, names, "provisioned", 0, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.wall = until(start, r.wait.last)
@@ -59,25 +58,26 @@ func runProvision(ctx context.Context, f *fleet) (provisionResult, error) {
 	return r, nil
 }
 
-// twoPhaseResult is a fleet registered powered off, then switched on.
+// twoPhaseResult is a fleet provisioned once, then re-provisioned all at
+// once by one change of its boot profile.
 type twoPhaseResult struct {
 	machines  int
-	register  time.Duration // creates with state "off" until every machine is off
-	updates   time.Duration // the PUTs that set state "provisioned", all of them
-	powerOn   time.Duration // from the first PUT until every machine is provisioned
+	register  time.Duration // creates until every machine is provisioned
+	powerOn   time.Duration // from the profile update until every machine is re-provisioned
 	cpu       time.Duration // agent CPU over both phases
 	use       usage
 	apiErrors int
-	off, wait phaseWait
+	off, wait phaseWait // first provisioning, re-provisioning
 }
 
-// runTwoPhase registers every machine with state "off" and waits until all
-// are off (the agent inspects each through its BMC and powers it off), then
-// sets state "provisioned" on all of them as fast as the API takes it: with
-// a provisioning limit as large as the fleet, every machine powers on at
-// once and PXE-boots from the agent together — a boot storm after a power
-// outage. With slow BMCs and a small limit it measures how the agent's
-// BMC concurrency bounds the time to power a fleet on.
+// runTwoPhase provisions every machine (the register phase), then changes
+// the boot profile they share with one API call: every machine starts a
+// new run at the same moment — power cycle into PXE, boot script, kernel,
+// installer callback — bounded only by the agent's provisioning limit and
+// BMC concurrency. With a limit as large as the fleet it is a boot storm
+// (all machines PXE-boot from the agent together, as after a rollout or a
+// power outage); with slow BMCs it measures how the agent's BMC
+// concurrency bounds the time to power-cycle a fleet.
 func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	r := twoPhaseResult{machines: len(f.inventory)}
 	before, err := f.usage()
@@ -92,28 +92,30 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	start := time.Now()
 	parallel(len(f.inventory), apiWorkers, func(i int) {
 		t := time.Now()
-		_, err := f.client.CreateMachine(ctx, machineRequest(f.inventory[i], "off"))
+		_, err := f.client.CreateMachine(ctx, machineRequest(f.inventory[i], "provisioned"))
 		calls.observe(t, err)
 		if err != nil {
 			logf("create %s: %v", f.inventory[i].Name, err)
 		}
 	})
-	if r.off, err = f.waitPhase(ctx, names, "off", &gets, &lists); err != nil {
+	if r.off, err = f.waitPhase(ctx, names, "provisioned", 0, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.register = until(start, r.off.last)
 
+	prof, err := f.client.GetBootProfile(ctx, profileName)
+	if err != nil {
+		return r, err
+	}
 	start = time.Now()
-	parallel(len(f.inventory), apiWorkers, func(i int) {
-		t := time.Now()
-		_, err := f.client.UpdateMachine(ctx, f.inventory[i].Name, updateRequest(f.inventory[i]))
-		calls.observe(t, err)
-		if err != nil {
-			logf("update %s: %v", f.inventory[i].Name, err)
-		}
+	updated, err := f.client.UpdateBootProfile(ctx, profileName, api.BootProfileRequest{
+		Name: profileName, Kernel: prof.Kernel, Initrds: prof.Initrds, Templates: prof.Templates,
+		Cmdline: prof.Cmdline + " storm=1",
 	})
-	r.updates = time.Since(start)
-	if r.wait, err = f.waitPhase(ctx, names, "provisioned", &gets, &lists); err != nil {
+	if err != nil {
+		return r, fmt.Errorf("updating the boot profile: %w", err)
+	}
+	if r.wait, err = f.waitPhase(ctx, names, "provisioned", updated.Version, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.powerOn = until(start, r.wait.last)
@@ -136,14 +138,6 @@ func until(start, last time.Time) time.Duration {
 		return time.Since(start)
 	}
 	return last.Sub(start)
-}
-
-// updateRequest switches a registered machine to "provisioned"; the empty
-// password keeps the stored one.
-func updateRequest(e lab.InventoryEntry) api.MachineRequest {
-	req := machineRequest(e, "provisioned")
-	req.BMC.Password = ""
-	return req
 }
 
 // failures describes the machines that ended failed (or "0").
