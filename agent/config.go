@@ -38,6 +38,7 @@ type Config struct {
 	UnknownMAC         string
 	TFTPTimeout        string
 	TFTPRetries        string
+	TFTPWindow         string
 	ProxyDHCP          string
 	ProxyDHCPInterface string
 	ProxyDHCPAddr      string
@@ -79,6 +80,7 @@ var options = []option{
 	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
 	{"tftp-timeout", "5s", "TFTP per-packet timeout", func(c *Config) *string { return &c.TFTPTimeout }},
 	{"tftp-retries", "5", "TFTP retransmissions before a transfer fails", func(c *Config) *string { return &c.TFTPRetries }},
+	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350). BENCHMARKS.md measures 16 well ahead of tftpd-hpa and dnsmasq on loopback; it is off by default until measured on lossy links", func(c *Config) *string { return &c.TFTPWindow }},
 	{"proxy-dhcp", "false", "answer PXE clients with ProxyDHCP (never hands out addresses; use when site DHCP cannot set next-server)", func(c *Config) *string { return &c.ProxyDHCP }},
 	{"proxy-dhcp-interface", "", "interface whose IPv4 address ProxyDHCP advertises as the TFTP server", func(c *Config) *string { return &c.ProxyDHCPInterface }},
 	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},
@@ -245,10 +247,10 @@ func hostIPv4() string {
 
 // tuning holds the typed values of the numeric, duration and boolean flags.
 type tuning struct {
-	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install   time.Duration
-	leaseDuration                                                 time.Duration
-	tftpRetries, bmcMaxConcurrent, provisioningLimit, stepRetries int
-	proxyDHCP                                                     bool
+	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install               time.Duration
+	leaseDuration                                                             time.Duration
+	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries int
+	proxyDHCP                                                                 bool
 }
 
 func (c Config) tuning() (tuning, error) {
@@ -277,6 +279,11 @@ func (c Config) tuning() (tuning, error) {
 	dur("install-timeout", c.InstallTimeout, &t.install, false)
 	dur("lease-duration", c.LeaseDuration, &t.leaseDuration, false)
 	num("tftp-retries", c.TFTPRetries, &t.tftpRetries)
+	if n, err := strconv.Atoi(c.TFTPWindow); err != nil || n < 0 || n > 64 {
+		errs = append(errs, fmt.Errorf("--tftp-window %q: want 0 (lock-step) to 64 blocks", c.TFTPWindow))
+	} else {
+		t.tftpWindow = n
+	}
 	num("bmc-max-concurrent", c.BMCMaxConcurrent, &t.bmcMaxConcurrent)
 	num("provisioning-limit", c.ProvisioningLimit, &t.provisioningLimit)
 	num("step-retries", c.StepRetries, &t.stepRetries)

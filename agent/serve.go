@@ -194,12 +194,13 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Registerer: a.metrics,
 	}, a.store, a.bmcs)
 	a.boot, err = boot.New(boot.Config{
-		TFTPRoot:    cfg.TFTPRoot,
-		AssetsDir:   cfg.AssetsDir,
-		BootURL:     a.bootURL,
-		UnknownMAC:  cfg.UnknownMAC,
-		TFTPTimeout: tune.tftpTimeout,
-		TFTPRetries: tune.tftpRetries,
+		TFTPRoot:       cfg.TFTPRoot,
+		AssetsDir:      cfg.AssetsDir,
+		BootURL:        a.bootURL,
+		UnknownMAC:     cfg.UnknownMAC,
+		TFTPTimeout:    tune.tftpTimeout,
+		TFTPRetries:    tune.tftpRetries,
+		TFTPAnticipate: uint(tune.tftpWindow),
 		ProxyDHCP: boot.ProxyDHCPConfig{
 			Enabled:   tune.proxyDHCP,
 			Interface: cfg.ProxyDHCPInterface,
