@@ -76,7 +76,7 @@ var options = []option{
 	{"log-level", "info", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
 
 	{"assets-dir", "", "directory of kernels, initrds and images served at /assets/ (empty: no local assets; profiles may use absolute URLs)", func(c *Config) *string { return &c.AssetsDir }},
-	{"tftp-root", "", "TFTP root holding the iPXE binaries (default /usr/lib/ipxe, from Debian's ipxe package)", func(c *Config) *string { return &c.TFTPRoot }},
+	{"tftp-root", "", "TFTP root holding the iPXE binaries (default: those of Debian's ipxe package in /usr/lib/ipxe, copied into <data-dir>/tftp at start because the package links some of them from outside that directory)", func(c *Config) *string { return &c.TFTPRoot }},
 	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
 	{"tftp-timeout", "5s", "TFTP per-packet timeout", func(c *Config) *string { return &c.TFTPTimeout }},
 	{"tftp-retries", "5", "TFTP retransmissions before a transfer fails", func(c *Config) *string { return &c.TFTPRetries }},

@@ -193,8 +193,15 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Logger:     log.With("component", "provision"),
 		Registerer: a.metrics,
 	}, a.store, a.bmcs)
+	tftpRoot := cfg.TFTPRoot
+	if tftpRoot == "" {
+		if tftpRoot, err = stageTFTPRoot(boot.DefaultTFTPRoot, filepath.Join(cfg.DataDir, "tftp"), log.With("component", "boot")); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	a.boot, err = boot.New(boot.Config{
-		TFTPRoot:       cfg.TFTPRoot,
+		TFTPRoot:       tftpRoot,
 		AssetsDir:      cfg.AssetsDir,
 		BootURL:        a.bootURL,
 		UnknownMAC:     cfg.UnknownMAC,
