@@ -332,35 +332,20 @@ func (r *Reconciler) work(ctx context.Context) {
 	}
 }
 
-func (r *Reconciler) machineLock(name string) *sync.Mutex {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	l, ok := r.locks[name]
-	if !ok {
-		l = &sync.Mutex{}
-		r.locks[name] = l
-	}
-	return l
-}
+func (r *Reconciler) machineLock(name string) *sync.Mutex { return r.lockIn(r.locks, name) }
 
-func (r *Reconciler) writeLock(name string) *sync.Mutex {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	l, ok := r.writeLocks[name]
-	if !ok {
-		l = &sync.Mutex{}
-		r.writeLocks[name] = l
-	}
-	return l
-}
+func (r *Reconciler) writeLock(name string) *sync.Mutex { return r.lockIn(r.writeLocks, name) }
 
-func (r *Reconciler) clusterLock(name string) *sync.Mutex {
+func (r *Reconciler) clusterLock(name string) *sync.Mutex { return r.lockIn(r.clusterLocks, name) }
+
+// lockIn returns the mutex for name in locks, creating it on first use.
+func (r *Reconciler) lockIn(locks map[string]*sync.Mutex, name string) *sync.Mutex {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l, ok := r.clusterLocks[name]
+	l, ok := locks[name]
 	if !ok {
 		l = &sync.Mutex{}
-		r.clusterLocks[name] = l
+		locks[name] = l
 	}
 	return l
 }
