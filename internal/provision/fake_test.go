@@ -97,33 +97,42 @@ func (f *fakeBMC) Inventory(ctx context.Context, c model.BMC) (*model.Inventory,
 	return &model.Inventory{PowerState: p, CPUs: 2}, nil
 }
 
-func TestMaxActiveBoundsPowerAndBootSteps(t *testing.T) {
+// fakeFleet runs a reconciler with at most maxActive BMC steps at once
+// over n machines (MACs 52:54:00:00:<macByte>:xx) whose fake BMC takes
+// delay per call, until the test ends.
+func fakeFleet(t *testing.T, n, maxActive int, macByte byte, delay time.Duration) (*env, *fakeBMC) {
+	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "agent.db"), store.BoltOptions{Logger: quiet()})
 	must(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	ctx := context.Background()
 	_, err = st.CreateProfile(ctx, &model.BootProfile{Name: "os", Kernel: "vmlinuz"})
 	must(t, err)
-	const n = 8
 	for i := 1; i <= n; i++ {
 		_, err := st.CreateMachine(ctx, &model.Machine{Name: fmt.Sprintf("m%d", i), State: model.StateProvisioned, BootProfile: "os",
-			MACs: []string{fmt.Sprintf("52:54:00:00:01:%02x", i)},
+			MACs: []string{fmt.Sprintf("52:54:00:00:%02x:%02x", macByte, i)},
 			BMC:  model.BMC{Endpoint: fmt.Sprintf("https://bmc.example/redfish/v1/Systems/m%d", i), Username: "u", Password: "p"}})
 		must(t, err)
 	}
-	f := &fakeBMC{delay: 40 * time.Millisecond, st: st, power: map[string]string{}, pxe: map[string]bool{}}
-	rec := New(Config{MaxActive: 2, Workers: n, PowerPollInterval: -1, Logger: quiet(),
+	f := &fakeBMC{delay: delay, st: st, power: map[string]string{}, pxe: map[string]bool{}}
+	rec := New(Config{MaxActive: maxActive, Workers: n, PowerPollInterval: -1, Logger: quiet(),
 		Timeouts: StepTimeouts{WaitPXE: 10 * time.Second}, RetryBase: 10 * time.Millisecond}, st, f)
 	f.rec = rec
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rec.Run(runCtx) }()
-	defer func() {
+	// Registered after the store's Close, so it runs first.
+	t.Cleanup(func() {
 		cancel()
 		<-done
 		f.wg.Wait()
-	}()
-	e := &env{t: t, st: st}
+	})
+	return &env{t: t, st: st}, f
+}
+
+func TestMaxActiveBoundsPowerAndBootSteps(t *testing.T) {
+	const n = 8
+	e, f := fakeFleet(t, n, 2, 0x01, 40*time.Millisecond)
 	e.awaitAll(model.PhaseProvisioned, 30*time.Second)
 	f.mu.Lock()
 	most := f.maxActive

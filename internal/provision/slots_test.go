@@ -1,8 +1,6 @@
 package provision
 
 import (
-	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,33 +51,9 @@ func TestSlotWaitersWakeOldestFirst(t *testing.T) {
 // the previous step ends: were the waiters left to their fallback timer,
 // the machines after the first could not start before slotFallback.
 func TestReleasedSlotStartsTheNextMachineAtOnce(t *testing.T) {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "agent.db"), store.BoltOptions{Logger: quiet()})
-	must(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	ctx := context.Background()
-	_, err = st.CreateProfile(ctx, &model.BootProfile{Name: "os", Kernel: "vmlinuz"})
-	must(t, err)
 	const n = 10
-	for i := 1; i <= n; i++ {
-		_, err := st.CreateMachine(ctx, &model.Machine{Name: fmt.Sprintf("m%d", i), State: model.StateProvisioned, BootProfile: "os",
-			MACs: []string{fmt.Sprintf("52:54:00:00:03:%02x", i)},
-			BMC:  model.BMC{Endpoint: fmt.Sprintf("https://bmc.example/redfish/v1/Systems/m%d", i), Username: "u", Password: "p"}})
-		must(t, err)
-	}
-	f := &fakeBMC{delay: 10 * time.Millisecond, st: st, power: map[string]string{}, pxe: map[string]bool{}}
-	rec := New(Config{MaxActive: 1, Workers: n, PowerPollInterval: -1, Logger: quiet(),
-		Timeouts: StepTimeouts{WaitPXE: 10 * time.Second}, RetryBase: 10 * time.Millisecond}, st, f)
-	f.rec = rec
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- rec.Run(runCtx) }()
-	defer func() {
-		cancel()
-		<-done
-		f.wg.Wait()
-	}()
-	e := &env{t: t, st: st}
+	e, f := fakeFleet(t, n, 1, 0x03, 10*time.Millisecond)
 	e.awaitAll(model.PhaseProvisioned, 3*slotFallback)
 	// Without the wake, every machine but the first would wait at least
 	// slotFallback for its first slot.
