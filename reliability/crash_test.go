@@ -39,14 +39,19 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		// machine whose PXE request hit a dead agent be cycled again soon.
 		"--provisioning-limit", "1", "--wait-pxe-timeout", "4s", "--install-timeout", "20s",
 		"--step-retries", "5", "--bmc-request-timeout", "5s",
-	}})
+	},
+		// Slow BMCs make a batch take longer than the kill window even on a
+		// quiet machine, where the memory lab alone provisions a batch in
+		// tens of milliseconds and every kill could land after it.
+		labArgs: []string{"--latency", "30ms"},
+	})
 	ctx := context.Background()
 	s.profile("crash")
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	t.Logf("kill schedule seed %d", seed)
 	// Machines arrive in one batch per kill, so every kill finds runs in
-	// flight (a memory-lab machine provisions in about a second).
+	// flight (with the slow BMCs a batch takes about a second).
 	midRun := 0
 	next := 0
 	for k := range kills {
@@ -55,9 +60,13 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 				t.Fatalf("registering %s: %v", s.inventory[next].Name, err)
 			}
 		}
-		// Within the time a batch takes to provision, so the kill lands
-		// mid-run at a random step.
-		delay := time.Duration(rng.IntN(400)) * time.Millisecond
+		// Once a machine of the batch is mid-run, a random moment within the
+		// time a batch takes to provision, so the kill lands at a random step.
+		awaitT(t, "a machine of the batch provisioning", 10*time.Second, func() (bool, string) {
+			ms, err := s.client.ListMachines(ctx, client.MachineFilter{Phase: string(model.PhaseProvisioning)})
+			return err == nil && len(ms) > 0, fmt.Sprint(err)
+		})
+		delay := time.Duration(rng.IntN(300)) * time.Millisecond
 		time.Sleep(delay) // the random moment itself is what is under test
 		counts := map[string]int{}
 		if ms, err := s.client.ListMachines(ctx, client.MachineFilter{}); err == nil {
@@ -155,9 +164,16 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 		t.Errorf("%s: the final run has no callback_received event", name)
 		return runs
 	}
+	callbackAt := evs[done].Time
 	for _, e := range evs[done:] {
-		if e.Type == model.EventPowerAction && (e.Data["action"] == "On" || e.Data["action"] == "ForceRestart") {
-			t.Errorf("%s: power %s at seq %d, after its installer called back", name, e.Data["action"], e.Seq)
+		if e.Type != model.EventPowerAction || (e.Data["action"] != "On" && e.Data["action"] != "ForceRestart") {
+			continue
+		}
+		// A power-on is recorded when the BMC confirms it; one issued
+		// before the callback is the run's own boot, not a second one.
+		issued, err := time.Parse(time.RFC3339Nano, e.Data["issued_at"])
+		if err != nil || !issued.Before(callbackAt) {
+			t.Errorf("%s: power %s issued at %q (seq %d), after its installer called back at %s", name, e.Data["action"], e.Data["issued_at"], e.Seq, callbackAt)
 		}
 	}
 	var trail []string

@@ -348,6 +348,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 
 func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	var action bmc.PowerAction
+	var issued time.Time
 	resumed := false
 	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
 		// A fresh read just before the only irreversible action: a signal
@@ -401,6 +402,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if ps == model.PowerOn {
 			action = bmc.PowerForceRestart
 		}
+		issued = r.cfg.Now()
 		return r.bmc.Power(ctx, m.BMC, action)
 	}) {
 		return
@@ -421,7 +423,11 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	// step has moved on.
 	now := r.cfg.Now()
 	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power " + string(action) + " to boot from the network", Data: map[string]string{"action": string(action), "run": m.Run.ID}})
+		Message: "power " + string(action) + " to boot from the network",
+		// The event is recorded once the BMC confirms the new state, which a
+		// slow BMC may do after the machine has already booted; issued_at
+		// says when the action was sent.
+		Data: map[string]string{"action": string(action), "run": m.Run.ID, "issued_at": issued.UTC().Format(time.RFC3339Nano)}})
 	moved := false
 	wl := r.writeLock(m.Name)
 	wl.Lock()
