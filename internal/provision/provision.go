@@ -65,7 +65,9 @@ type Config struct {
 	// PowerPollInterval is how often a settled machine's power state is read
 	// for drift. Default 60s; negative disables polling.
 	PowerPollInterval time.Duration
-	// PowerPollRate bounds drift polls across all machines, per second.
+	// PowerPollRate bounds drift polls across all machines, per second
+	// (default 50: a 60s interval holds for 3,000 machines; beyond that
+	// the interval stretches rather than the agent polling faster).
 	// Default 5.
 	PowerPollRate float64
 	// ResyncInterval is how often every machine and cluster is looked at
@@ -94,7 +96,7 @@ func (c *Config) defaults() {
 		c.PowerPollInterval = time.Minute
 	}
 	if c.PowerPollRate <= 0 {
-		c.PowerPollRate = 5
+		c.PowerPollRate = 50
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 5 * time.Minute
@@ -150,8 +152,10 @@ type Reconciler struct {
 	// the backoff, which only means one earlier retry.
 	failures  map[string]failure
 	notBefore map[string]time.Time
-	// lastPoll is when each machine's power was last read for drift.
+	// lastPoll is when each machine's power was last read for drift;
+	// pollSlot is the drift-poll slot a machine holds from the limiter.
 	lastPoll map[string]time.Time
+	pollSlot map[string]time.Time
 	// powerIntent holds, per machine, the run whose power-on this agent
 	// issued (see powerOn).
 	powerIntent map[string]string
@@ -196,6 +200,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		notBefore:    map[string]time.Time{},
 		powerIntent:  map[string]string{},
 		lastPoll:     map[string]time.Time{},
+		pollSlot:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
 		slotWaiting:  map[string]bool{},
 		clusterLocks: map[string]*sync.Mutex{},
@@ -308,6 +313,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.notBefore, name)
 	delete(r.powerIntent, name)
 	delete(r.lastPoll, name)
+	delete(r.pollSlot, name)
 	delete(r.clusterOf, name)
 	delete(r.slotWaiting, name)
 	delete(r.locks, name)
@@ -350,7 +356,11 @@ func (r *Reconciler) lockIn(locks map[string]*sync.Mutex, name string) *sync.Mut
 	return l
 }
 
-// limiter spaces calls evenly at rate per second (a token bucket of one).
+// limiter spaces calls evenly at rate per second. Every caller gets a slot
+// of its own, so a thousand callers due at once are each woken once, at
+// their own slot, instead of all waking at the next free slot and all but
+// one going back to sleep (which made a large fleet's drift polls cost
+// thousands of useless reconciles a second).
 type limiter struct {
 	mu    sync.Mutex
 	every time.Duration
@@ -361,14 +371,15 @@ func newLimiter(rate float64) *limiter {
 	return &limiter{every: time.Duration(float64(time.Second) / rate)}
 }
 
-// reserve returns how long to wait before the caller may go; 0 means go now
-// (and the slot is taken).
-func (l *limiter) reserve(now time.Time) time.Duration {
+// reserve takes the next free slot and returns it; the caller may go at
+// that time (now or later), and the slot is its own.
+func (l *limiter) reserve(now time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Before(l.next) {
-		return l.next.Sub(now)
+	slot := l.next
+	if slot.Before(now) {
+		slot = now
 	}
-	l.next = now.Add(l.every)
-	return 0
+	l.next = slot.Add(l.every)
+	return slot
 }

@@ -514,8 +514,25 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 // poll of every machine costing a write (and waking every watcher).
 const recordPollEvery = 10
 
+// pollWait returns how long the machine must wait for its drift-poll slot,
+// reserving one if it holds none; 0 means poll now (the slot is used up).
+func (r *Reconciler) pollWait(name string, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slot, held := r.pollSlot[name]
+	if !held {
+		slot = r.poll.reserve(now)
+	}
+	if slot.After(now) {
+		r.pollSlot[name] = slot
+		return slot.Sub(now)
+	}
+	delete(r.pollSlot, name)
+	return 0
+}
+
 func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
-	if wait := r.poll.reserve(time.Now()); wait > 0 {
+	if wait := r.pollWait(m.Name, time.Now()); wait > 0 {
 		r.q.addAfter(m.Name, wait)
 		return
 	}
