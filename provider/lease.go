@@ -31,8 +31,11 @@ type leaseKeeper struct {
 }
 
 // keepLease renews the lease on name every third of its duration until
-// end is called, starting at once. The returned context is the wait's: it
-// ends early if another holder takes the lease, and end then says who.
+// end is called. The write the wait follows took the lease, so when the
+// agent has told its lease duration the first renewal comes a third of it
+// later; otherwise the first renewal, at once, is how the duration is
+// learnt. The returned context is the wait's: it ends early if another
+// holder takes the lease, and end then says who.
 func keepLease(ctx context.Context, c *client.Client, name string) (context.Context, *leaseKeeper) {
 	waitCtx, cancel := context.WithCancel(ctx)
 	k := &leaseKeeper{client: c, name: name, stop: cancel, done: make(chan struct{})}
@@ -43,6 +46,12 @@ func keepLease(ctx context.Context, c *client.Client, name string) (context.Cont
 func (k *leaseKeeper) run(ctx context.Context, cancelWait context.CancelFunc) {
 	defer close(k.done)
 	every := defaultLeaseRenewEvery
+	if d := k.client.LeaseDuration(); d > 0 {
+		every = d / 3
+		if !k.sleep(ctx, every) {
+			return
+		}
+	}
 	for {
 		lease, err := k.client.RenewLease(ctx, k.name)
 		switch {
@@ -65,13 +74,21 @@ func (k *leaseKeeper) run(ctx context.Context, cancelWait context.CancelFunc) {
 			// The client already retried; the lease outlasts a few misses.
 			tflog.Warn(ctx, "renewing the machine's lease failed; trying again", map[string]any{"machine": k.name, "error": err.Error()})
 		}
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !k.sleep(ctx, every) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d and reports false if ctx ended first.
+func (k *leaseKeeper) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -79,11 +79,35 @@ func leaseMachineRequest(name string) api.MachineRequest {
 
 // TestAwaitHoldsLease: a wait several lease durations long keeps another
 // writer out the whole time, and the machine is free the moment the wait
-// succeeds.
+// succeeds; both when the provider learns the lease duration from its first
+// renewal and when the agent's Info told it (no renewal at the start).
 func TestAwaitHoldsLease(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		askedInfo bool
+	}{
+		{"duration learnt by renewing", false},
+		{"duration from Info", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testAwaitHoldsLease(t, tc.askedInfo)
+		})
+	}
+}
+
+func testAwaitHoldsLease(t *testing.T, askInfo bool) {
 	lab := newLeaseLab(t)
 	ours, theirs := lab.client(t, "run-a"), lab.client(t, "run-b")
 	ctx := context.Background()
+	if askInfo {
+		if _, err := ours.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := ours.LeaseDuration(); got != testLease {
+			t.Fatalf("LeaseDuration after Info = %s, want %s", got, testLease)
+		}
+	}
 	m, err := ours.CreateMachine(ctx, leaseMachineRequest("m1"))
 	if err != nil {
 		t.Fatal(err)

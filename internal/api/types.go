@@ -257,6 +257,9 @@ type Info struct {
 	APIVersion   string   `json:"api_version"`
 	Capabilities []string `json:"capabilities"`
 	BootURL      string   `json:"boot_url,omitempty"`
+	// LeaseSeconds is how long a lease taken by a write lasts, so a client
+	// knows how often to renew it without spending a renewal to find out.
+	LeaseSeconds float64 `json:"lease_seconds,omitempty"`
 }
 
 // Error codes in ErrorBody.

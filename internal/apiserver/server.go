@@ -366,6 +366,6 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) error {
 	if caps == nil {
 		caps = []string{}
 	}
-	writeJSON(w, http.StatusOK, api.Info{Version: s.version, APIVersion: api.APIVersion, Capabilities: caps, BootURL: s.bootURL})
+	writeJSON(w, http.StatusOK, api.Info{Version: s.version, APIVersion: api.APIVersion, Capabilities: caps, BootURL: s.bootURL, LeaseSeconds: s.leaseFor.Seconds()})
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -100,7 +101,14 @@ type Client struct {
 	pollWait time.Duration
 	minPoll  time.Duration
 	baseWait time.Duration // first backoff step, doubled per attempt
+	// leaseFor is the agent's lease duration as its last Info reported
+	// (nanoseconds; 0 until then).
+	leaseFor atomic.Int64
 }
+
+// LeaseDuration is how long the agent's leases last, as its last Info
+// answer said; 0 if Info was not called or the agent did not say.
+func (c *Client) LeaseDuration() time.Duration { return time.Duration(c.leaseFor.Load()) }
 
 // New validates cfg and returns a Client. It does not contact the agent.
 func New(cfg Config) (*Client, error) {

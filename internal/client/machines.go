@@ -51,6 +51,7 @@ func (c *Client) Info(ctx context.Context) (*api.Info, error) {
 	if err := c.do(ctx, request{method: http.MethodGet, path: api.PathInfo, out: &out}); err != nil {
 		return nil, err
 	}
+	c.leaseFor.Store(int64(out.LeaseSeconds * float64(time.Second)))
 	return &out, nil
 }
 
