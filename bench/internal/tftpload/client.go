@@ -33,6 +33,13 @@ type Options struct {
 	// the last ACK (or the request); Retries how many times in a row.
 	Timeout time.Duration
 	Retries int
+	// Loss drops this fraction (0 to 1) of the DATA packets the client
+	// receives and of the ACKs it would send, as a lossy link in both
+	// directions would; Seed makes the drops reproducible. The request is
+	// never dropped, so a loss is always one the server must recover from
+	// within the transfer.
+	Loss float64
+	Seed uint64
 }
 
 // Result describes one finished transfer.
@@ -41,6 +48,8 @@ type Result struct {
 	Duration time.Duration
 	// Resends counts re-sent requests and ACKs (lost or late packets).
 	Resends int
+	// Dropped counts DATA packets and ACKs that Loss discarded.
+	Dropped int
 }
 
 // Get reads file from the server at addr (host:port) and checks every byte
@@ -79,12 +88,26 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 	var res Result
 	buf := make([]byte, 65536)
 	ack := []byte{0, opACK, 0, 0}
-	last := req // what to re-send on a timeout
 	dest := server
 	var tid *net.UDPAddr // the server's transfer port, once known
 	var received int64
 	expect := uint16(1)
 	tries := 0
+	// Drops are decided per packet identity (which copy of which block),
+	// not by a stream of draws, so a seed loses the same packets however
+	// the timeouts of client and server interleave.
+	var dataCopies, ackCopies int
+	// sendACK puts the current ACK on the wire unless the link loses it.
+	sendACK := func() error {
+		ackCopies++
+		if o.Loss > 0 && lost(o.Seed, opACK, received, ackCopies, o.Loss) {
+			res.Dropped++
+			return nil
+		}
+		_, err := conn.WriteToUDP(ack, dest)
+		return err
+	}
+
 	if _, err := conn.WriteToUDP(req, dest); err != nil {
 		return res, err
 	}
@@ -99,7 +122,12 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 					return res, fmt.Errorf("tftp %s %s: no answer after %d retries at byte %d", addr, file, o.Retries, received)
 				}
 				res.Resends++
-				if _, err := conn.WriteToUDP(last, dest); err != nil {
+				if tid == nil { // the request, which the link never loses
+					_, err = conn.WriteToUDP(req, dest)
+				} else {
+					err = sendACK()
+				}
+				if err != nil {
 					return res, err
 				}
 				continue
@@ -134,9 +162,8 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 			}
 			tid, dest = from, from
 			ack[2], ack[3] = 0, 0
-			last = ack
 			tries = 0
-			if _, err := conn.WriteToUDP(ack, dest); err != nil {
+			if err := sendACK(); err != nil {
 				return res, err
 			}
 		case opDATA:
@@ -152,6 +179,11 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 				// Apprentice cascade.
 				continue
 			}
+			dataCopies++
+			if o.Loss > 0 && lost(o.Seed, opDATA, received, dataCopies, o.Loss) {
+				res.Dropped++
+				continue
+			}
 			data := pkt[4:]
 			if len(data) > blk {
 				abort(conn, dest, "block larger than negotiated")
@@ -164,9 +196,9 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 			}
 			received = end
 			binary.BigEndian.PutUint16(ack[2:], expect)
-			last = ack
+			dataCopies, ackCopies = 0, 0
 			tries = 0
-			if _, err := conn.WriteToUDP(ack, dest); err != nil {
+			if err := sendACK(); err != nil {
 				return res, err
 			}
 			// Block numbers wrap to 0 after 65535 in every server measured
@@ -182,6 +214,18 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 			}
 		}
 	}
+}
+
+// lost reports whether the simulated link loses the copy-th copy of the
+// packet of kind that carries (DATA) or acknowledges (ACK) the bytes up to
+// offset: a splitmix64 hash of the four, compared with loss.
+func lost(seed uint64, kind uint16, offset int64, copy int, loss float64) bool {
+	x := seed ^ uint64(kind)<<56 ^ uint64(offset)<<8 ^ uint64(copy)
+	x += 0x9E3779B97F4A7C15
+	x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
+	x = (x ^ x>>27) * 0x94D049BB133111EB
+	x ^= x >> 31
+	return float64(x>>11)/(1<<53) < loss
 }
 
 // abort ends a transfer the client gives up on with an ERROR packet, as

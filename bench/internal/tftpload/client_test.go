@@ -24,14 +24,14 @@ func (nopLifecycle) Callback(context.Context, string, string, model.CallbackRepo
 }
 
 // agentTFTP serves dir with the agent's real TFTP edge on a loopback port.
-func agentTFTP(t *testing.T, dir string, anticipate uint) string {
+func agentTFTP(t *testing.T, dir string, anticipate uint, timeout time.Duration) string {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := boot.New(boot.Config{TFTPRoot: dir, BootURL: "http://127.0.0.1:1", TFTPAnticipate: anticipate,
+	srv, err := boot.New(boot.Config{TFTPRoot: dir, BootURL: "http://127.0.0.1:1", TFTPAnticipate: anticipate, TFTPTimeout: timeout,
 		Logger: slog.New(slog.DiscardHandler)}, st, nopLifecycle{})
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +64,8 @@ func TestGet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "exact.bin"), exact, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lockstep := agentTFTP(t, dir, 0)
-	window := agentTFTP(t, dir, 4)
+	lockstep := agentTFTP(t, dir, 0, 0)
+	window := agentTFTP(t, dir, 4, 0)
 	corrupt := append([]byte(nil), file...)
 	corrupt[2000] ^= 1
 	tests := []struct {
@@ -101,6 +101,75 @@ func TestGet(t *testing.T) {
 				t.Fatalf("result %+v, want %d bytes", r, len(tt.want))
 			}
 		})
+	}
+}
+
+// TestGetLoss checks the simulated lossy link: packets are dropped and the
+// lock-step server recovers from every drop. The client waits longer than
+// the server's timeout plus pin/tftp's random back-off (up to 1 s).
+func TestGetLoss(t *testing.T) {
+	dir := t.TempDir()
+	file := make([]byte, 30*512+7)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range file {
+		file[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f.bin"), file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := agentTFTP(t, dir, 0, 100*time.Millisecond)
+	tests := []struct {
+		name    string
+		loss    float64
+		blksize int
+	}{
+		{"no loss", 0, 0},
+		{"plain 512", 0.05, 0},
+		{"blksize 1468", 0.1, 1468},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Get(addr, "f.bin", file, Options{BlockSize: tt.blksize, Timeout: 300 * time.Millisecond, Retries: 10, Loss: tt.loss, Seed: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Bytes != int64(len(file)) {
+				t.Fatalf("got %d bytes, want %d", r.Bytes, len(file))
+			}
+			if (tt.loss > 0) != (r.Dropped > 0) || (r.Dropped > 0 && r.Resends == 0) {
+				t.Fatalf("loss %.2f: dropped %d, resent %d", tt.loss, r.Dropped, r.Resends)
+			}
+		})
+	}
+}
+
+// TestLost checks that drops are a function of the packet's identity and
+// the seed, and that their rate is the one asked for.
+func TestLost(t *testing.T) {
+	for _, loss := range []float64{0, 0.01, 0.05, 0.5} {
+		const n = 200000
+		drops := 0
+		for i := range n {
+			d := lost(42, opDATA, int64(i/3)*1468, i%3+1, loss)
+			if d != lost(42, opDATA, int64(i/3)*1468, i%3+1, loss) {
+				t.Fatal("same packet, different fate")
+			}
+			if d {
+				drops++
+			}
+		}
+		if got := float64(drops) / n; got < loss*0.9 || got > loss*1.1 {
+			t.Errorf("loss %.2f: dropped %.4f", loss, got)
+		}
+	}
+	same := 0
+	for i := range 1000 {
+		if lost(1, opACK, int64(i)*512, 1, 0.5) == lost(2, opACK, int64(i)*512, 1, 0.5) {
+			same++
+		}
+	}
+	if same < 400 || same > 600 {
+		t.Errorf("seeds 1 and 2 agree on %d of 1000 packets at 50%% loss", same)
 	}
 }
 
