@@ -67,6 +67,7 @@ func run() error {
 	httpClients := flag.String("http-clients", "wrk,go", "HTTP load clients, comma-separated: wrk and/or go (reads 1 MiB at a time where wrk reads 8 KiB)")
 	profileDir := flag.String("profile-dir", "", "write the agent processes' CPU profiles (pprof) into this directory")
 	match := flag.String("match", "", "run only the TFTP rows whose name (file/blksize/clients, e.g. ipxe-1m.bin/512/200) matches this regular expression")
+	loss := flag.Bool("loss", true, "also measure the TFTP lossy-link rows (about 40 s with -quick, 3 minutes without)")
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
 	if *only != "" && *only != "tftp" && *only != "http" {
@@ -130,7 +131,11 @@ func run() error {
 				return fmt.Errorf("-match %q selects no TFTP row", *match)
 			}
 		}
-		body, err := benchTFTP(e, cases, *reps)
+		var lossCases []tftpCase
+		if *loss {
+			lossCases = tftpLossCases(*quick)
+		}
+		body, err := benchTFTP(e, cases, lossCases, *reps)
 		if err != nil {
 			return err
 		}
@@ -204,7 +209,7 @@ type row struct {
 	requests, httpErrors int
 }
 
-func benchTFTP(e *env, cases []tftpCase, reps int) (string, error) {
+func benchTFTP(e *env, cases, lossCases []tftpCase, reps int) (string, error) {
 	files := map[string][]byte{}
 	for _, c := range cases {
 		if _, ok := files[c.file]; ok {
@@ -265,7 +270,19 @@ func benchTFTP(e *env, cases []tftpCase, reps int) (string, error) {
 			smallest = c.file
 		}
 	}
-	return renderTFTP(e, cases, servers, rows, reps) + realClientTable(e, servers, smallest, files[smallest]), nil
+	body := renderTFTP(e, cases, servers, rows, reps) + realClientTable(e, servers, smallest, files[smallest])
+	if len(lossCases) > 0 {
+		want, err := lossFileBytes(e, files)
+		if err != nil {
+			return "", err
+		}
+		lossy, err := benchTFTPLoss(e, servers, lossCases, want)
+		if err != nil {
+			return "", err
+		}
+		body += lossy
+	}
+	return body, nil
 }
 
 func summarizeTFTP(s *tftpServer, ts []tftpTrial) row {

@@ -30,6 +30,10 @@ type tftpCase struct {
 	blksize   int
 	clients   int
 	transfers int // per client
+	// loss is the fraction of DATA and ACK packets the load client drops
+	// (tftpload's lossy link); seed tells the rows' drop patterns apart.
+	loss float64
+	seed uint64
 }
 
 func (c tftpCase) name() string { return fmt.Sprintf("%s/%d/%d", c.file, c.blksize, c.clients) }
@@ -53,6 +57,7 @@ type tftpTrial struct {
 	failed    int
 	total     int
 	resends   int
+	dropped   int
 	cpu       time.Duration
 	firstErr  error
 }
@@ -147,17 +152,21 @@ func runTFTPTrial(s *tftpServer, c tftpCase, want []byte) (tftpTrial, error) {
 		wg sync.WaitGroup
 	)
 	start := time.Now()
-	for range c.clients {
+	for client := range c.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range c.transfers {
+			for transfer := range c.transfers {
 				// A PXE ROM's patience: iPXE waits about a second before
-				// re-sending, and gives up after a handful of tries.
-				r, err := tftpload.Get(s.addr, c.file, want, tftpload.Options{BlockSize: c.blksize, Timeout: time.Second, Retries: 5})
+				// re-sending, and gives up after a handful of tries. Every
+				// contender meets the same drops: the seed depends only on
+				// the row, the client and the transfer.
+				r, err := tftpload.Get(s.addr, c.file, want, tftpload.Options{BlockSize: c.blksize, Timeout: time.Second, Retries: 5,
+					Loss: c.loss, Seed: c.seed<<32 | uint64(client)<<16 | uint64(transfer)})
 				mu.Lock()
 				t.total++
 				t.resends += r.Resends
+				t.dropped += r.Dropped
 				if err != nil {
 					t.failed++
 					if t.firstErr == nil {
