@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,11 +76,17 @@ type Bolt struct {
 	maxMachineEvents int
 	maxAgentEvents   int
 
-	// wmu orders publish calls the same way as commits: bbolt releases its
-	// writer lock before commit handlers run, so without it two writers could
-	// notify subscribers in the opposite order of their commits.
-	wmu sync.Mutex
-	hub hub
+	// qmu guards the write queue and leadership (see update). idle is
+	// signalled when the last leader steps down, for Close to wait on.
+	qmu     sync.Mutex
+	queue   []*write
+	leading bool
+	closed  bool
+	idle    sync.Cond
+	// commits counts durable write transactions, for tests and benchmarks
+	// to compare with the number of writes.
+	commits atomic.Uint64
+	hub     hub
 
 	closeOnce sync.Once
 	closeErr  error
@@ -133,6 +141,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
+	s.idle.L = &s.qmu
 	log.Info("store opened", "path", path, "key_file", opts.KeyFile)
 	return s, nil
 }
@@ -193,9 +202,15 @@ func (s *Bolt) init(key []byte) error {
 // transactions finish first.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
-		s.wmu.Lock()
+		// Writes already queued are committed before the file closes, so
+		// every caller that got its write in gets the answer it waits for.
+		s.qmu.Lock()
+		s.closed = true
+		for s.leading {
+			s.idle.Wait()
+		}
+		s.qmu.Unlock()
 		s.closeErr = s.db.Close()
-		s.wmu.Unlock()
 		s.hub.closeAll()
 	})
 	return s.closeErr
@@ -204,27 +219,225 @@ func (s *Bolt) Close() error {
 // Subscribe implements Store.
 func (s *Bolt) Subscribe() (<-chan Change, func()) { return s.hub.subscribe() }
 
-// update runs fn in a write transaction and, once it committed, publishes
-// the changes fn reported.
+// update runs fn in a write transaction and returns once that transaction
+// is durable and the changes fn reported are published. A ctx cancelled
+// before the write is taken into a transaction makes it return ctx.Err()
+// unwritten.
+//
+// Writes are group-committed. One caller at a time is the leader: it takes
+// the queued writes (up to maxBatch), runs them in one transaction, commits
+// it, and hands leadership to the first write queued meanwhile. Writes that
+// arrive during a commit thus share the next one (two fdatasyncs for all)
+// instead of each waiting for its own in turn, while a lone write runs at
+// once on its caller's goroutine: no timer, no hand-off. fn must therefore be
+// safe to run more than once (see commit) and must not call update itself.
 func (s *Bolt) update(ctx context.Context, fn func(tx *bolt.Tx) ([]Change, error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	var changes []Change
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		changes, err = fn(tx)
-		return err
-	})
+	w, err := s.submit(ctx, fn)
 	if err != nil {
 		return err
 	}
-	for _, c := range changes {
-		s.hub.publish(c)
+	return s.wait(w)
+}
+
+// maxBatch bounds the writes one transaction takes, so a burst does not
+// build a transaction whose dirty pages grow without limit.
+const maxBatch = 256
+
+// write is one update call on its way through the queue.
+type write struct {
+	ctx     context.Context
+	fn      func(tx *bolt.Tx) ([]Change, error)
+	changes []Change
+	err     error
+	// panicked holds what fn panicked with, re-raised on the caller's
+	// goroutine after the transaction is rolled back.
+	panicked any
+	stack    []byte
+	done     chan struct{}
+	// lead gets a token when this write's caller is to lead the next batch.
+	lead chan struct{}
+}
+
+// submit queues fn. The caller must then wait for it.
+func (s *Bolt) submit(ctx context.Context, fn func(tx *bolt.Tx) ([]Change, error)) (*write, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return nil
+	w := &write{ctx: ctx, fn: fn, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.closed {
+		return nil, berrors.ErrDatabaseNotOpen
+	}
+	s.queue = append(s.queue, w)
+	if !s.leading {
+		s.leading = true
+		w.lead <- struct{}{}
+	}
+	return w, nil
+}
+
+// wait returns w's outcome once it is committed (or refused), leading a
+// batch first if leadership passes to w.
+func (s *Bolt) wait(w *write) error {
+	select {
+	case <-w.done:
+	case <-w.lead:
+		s.runBatch()
+		<-w.done
+	}
+	if w.panicked != nil {
+		panic(w.panicked)
+	}
+	return w.err
+}
+
+// runBatch is the leader's turn: it commits the writes at the head of the
+// queue, its own among them (a leader is always the head: leadership goes
+// to the head, or to a write that found the queue empty), then passes the
+// lead on or, with nothing queued, lets the next arrival take it.
+func (s *Bolt) runBatch() {
+	s.qmu.Lock()
+	n := min(len(s.queue), maxBatch)
+	batch := make([]*write, 0, n)
+	for _, w := range s.queue[:n] {
+		batch = take(batch, w)
+	}
+	rest := copy(s.queue, s.queue[n:])
+	clear(s.queue[rest:])
+	s.queue = s.queue[:rest]
+	s.qmu.Unlock()
+
+	defer func() {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		if len(s.queue) == 0 {
+			s.leading = false
+			s.idle.Broadcast()
+			return
+		}
+		s.queue[0].lead <- struct{}{}
+	}()
+	if len(batch) > 0 {
+		s.commit(batch)
+	}
+}
+
+// take adds w to batch unless its caller gave up while it was queued.
+func take(batch []*write, w *write) []*write {
+	if err := w.ctx.Err(); err != nil {
+		w.err = err
+		close(w.done)
+		return batch
+	}
+	return append(batch, w)
+}
+
+// noWriteErr marks an error a write fn returned before it wrote anything.
+// The transaction it shares with other callers then goes on without it:
+// the common refusals (not found, exists, conflict, a mutate or check
+// error) cost no rollback and no re-run. Only an error returned as is
+// counts, never one found by unwrapping, so a fn that wrote and then
+// passed on an inner fn's marked error is still rolled back.
+type noWriteErr struct{ err error }
+
+func (e noWriteErr) Error() string { return e.err.Error() }
+func (e noWriteErr) Unwrap() error { return e.err }
+
+// beforeWrite marks err (returned by a write fn that has not written yet)
+// as leaving the transaction untouched.
+func beforeWrite(err error) error { return noWriteErr{err} }
+
+// run calls w.fn, turning a panic into a failed fn so the batch's
+// transaction is rolled back rather than left open.
+func (w *write) run(tx *bolt.Tx) {
+	w.changes, w.err, w.panicked, w.stack = nil, nil, nil, nil
+	defer func() {
+		if r := recover(); r != nil {
+			w.panicked, w.stack = r, debug.Stack()
+		}
+	}()
+	w.changes, w.err = w.fn(tx)
+}
+
+// commit runs batch's fns in one transaction and commits it. Then, in batch
+// order, it publishes each successful write's changes and releases every
+// caller; callers whose fn failed get their error and nothing of theirs is
+// written.
+//
+// A fn that fails without the beforeWrite mark (or panics) may have
+// written part of its change, which bbolt cannot undo short of rolling
+// back the whole transaction. So the transaction is rolled back, the other
+// fns run again as a new batch and the failing one alone after them, where
+// what it returns is its caller's answer.
+func (s *Bolt) commit(batch []*write) {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		for _, w := range batch {
+			w.err = err
+			close(w.done)
+		}
+		return
+	}
+	for i, w := range batch {
+		w.run(tx)
+		if w.panicked == nil {
+			if w.err == nil {
+				continue
+			}
+			if nw, ok := w.err.(noWriteErr); ok {
+				w.err = nw.err
+				continue
+			}
+		}
+		_ = tx.Rollback()
+		if len(batch) == 1 {
+			if w.panicked != nil {
+				// The caller's goroutine re-panics with the value but not
+				// this stack, which is the one that shows where fn failed.
+				s.log.Error("store write panicked", "panic", w.panicked, "stack", string(w.stack))
+			}
+			close(w.done)
+			return
+		}
+		// The others' results came from the rolled-back transaction,
+		// failures included (they may have seen the failing fn's writes),
+		// so all of them run again.
+		rest := make([]*write, 0, len(batch)-1)
+		rest = append(append(rest, batch[:i]...), batch[i+1:]...)
+		s.commit(rest)
+		s.commit([]*write{w})
+		return
+	}
+	ok := 0
+	for _, w := range batch {
+		if w.err == nil {
+			ok++
+		}
+	}
+	if ok == 0 {
+		// Every fn refused before writing: nothing to make durable, and a
+		// commit would still cost the fdatasyncs.
+		_ = tx.Rollback()
+	} else if err := tx.Commit(); err != nil {
+		for _, w := range batch {
+			if w.err == nil {
+				w.err = err
+			}
+		}
+	} else {
+		s.commits.Add(1)
+	}
+	for _, w := range batch {
+		if w.err == nil {
+			for _, c := range w.changes {
+				s.hub.publish(c)
+			}
+		}
+	}
+	for _, w := range batch {
+		close(w.done)
+	}
 }
 
 func (s *Bolt) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {

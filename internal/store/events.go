@@ -22,19 +22,24 @@ const DefaultEventLimit = 1000
 // Each log's entry count lives in its bucket's sequence field, so capping
 // is a counter check plus deleting the first keys, whatever the log size.
 func (s *Bolt) AppendEvent(ctx context.Context, e model.Event) (model.Event, error) {
+	var out model.Event
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
-		var change Change
-		var err error
-		e, change, err = s.appendEvent(tx, e)
+		if e.Machine != "" && tx.Bucket(bucketMachines).Get([]byte(e.Machine)) == nil {
+			return nil, beforeWrite(objErr(KindMachine, e.Machine, ErrNotFound))
+		}
+		// e stays as the caller passed it: a re-run must stamp the time
+		// and sequence afresh.
+		stored, change, err := s.appendEvent(tx, e)
 		if err != nil {
 			return nil, err
 		}
+		out = stored
 		return []Change{change}, nil
 	})
 	if err != nil {
 		return model.Event{}, err
 	}
-	return e, nil
+	return out, nil
 }
 
 // appendEvent assigns e the next sequence number and stores it in its log

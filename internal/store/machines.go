@@ -115,16 +115,25 @@ func normalizeMACs(m *model.Machine) error {
 	return nil
 }
 
-// claimMACs points every MAC of m at m in the index, after checking that no
-// other machine holds one, and drops the entries of MACs m no longer lists.
+// macsFree fails with ErrMACInUse if a machine other than name holds one of
+// macs. It only reads, so write fns call it before their first write.
+func macsFree(tx *bolt.Tx, name string, macs []string) error {
+	idx := tx.Bucket(bucketMACs)
+	for _, mac := range macs {
+		if owner := idx.Get([]byte(mac)); owner != nil && string(owner) != name {
+			return fmt.Errorf("machine %q: mac %s is used by machine %q: %w", name, mac, string(owner), ErrMACInUse)
+		}
+	}
+	return nil
+}
+
+// claimMACs points every MAC in newMACs at name in the index and drops the
+// entries of oldMACs it no longer lists. The caller checked macsFree.
 func claimMACs(tx *bolt.Tx, name string, oldMACs, newMACs []string) error {
 	idx := tx.Bucket(bucketMACs)
 	keep := make(map[string]bool, len(newMACs))
 	for _, mac := range newMACs {
 		keep[mac] = true
-		if owner := idx.Get([]byte(mac)); owner != nil && string(owner) != name {
-			return fmt.Errorf("machine %q: mac %s is used by machine %q: %w", name, mac, string(owner), ErrMACInUse)
-		}
 	}
 	for _, mac := range oldMACs {
 		if keep[mac] {
@@ -165,21 +174,24 @@ func (s *Bolt) CreateMachine(ctx context.Context, in *model.Machine) (*model.Mac
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		b := tx.Bucket(bucketMachines)
 		if b.Get([]byte(m.Name)) != nil {
-			return nil, objErr(KindMachine, m.Name, ErrExists)
+			return nil, beforeWrite(objErr(KindMachine, m.Name, ErrExists))
+		}
+		if err := macsFree(tx, m.Name, m.MACs); err != nil {
+			return nil, beforeWrite(err)
+		}
+		data, err := s.encodeMachine(&m)
+		if err != nil {
+			return nil, beforeWrite(err)
+		}
+		// Decoding what is written hands the caller a copy sharing nothing
+		// with its input, exactly as a later Get would return it.
+		if out, err = s.decodeMachine(m.Name, data); err != nil {
+			return nil, beforeWrite(err)
 		}
 		if err := claimMACs(tx, m.Name, nil, m.MACs); err != nil {
 			return nil, err
 		}
-		data, err := s.encodeMachine(&m)
-		if err != nil {
-			return nil, err
-		}
 		if err := b.Put([]byte(m.Name), data); err != nil {
-			return nil, err
-		}
-		// Decoding what was written hands the caller a copy sharing nothing
-		// with its input, exactly as a later Get would return it.
-		if out, err = s.decodeMachine(m.Name, data); err != nil {
 			return nil, err
 		}
 		return []Change{{Kind: KindMachine, Name: m.Name, Revision: m.Revision}}, nil
@@ -262,13 +274,13 @@ func (s *Bolt) UpdateMachineRecording(ctx context.Context, name string, mutate f
 		recorded = nil
 		m, err := s.getMachine(tx, name)
 		if err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		old := *m
 		old.MACs = append([]string(nil), m.MACs...)
 		specChanged, events, err := mutate(m)
 		if err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		m.Name = name
 		m.CreatedAt = old.CreatedAt
@@ -279,13 +291,16 @@ func (s *Bolt) UpdateMachineRecording(ctx context.Context, name string, mutate f
 		m.Revision = old.Revision + 1
 		m.UpdatedAt = now()
 		if err := normalizeMACs(m); err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
-		if err := claimMACs(tx, name, old.MACs, m.MACs); err != nil {
-			return nil, err
+		if err := macsFree(tx, name, m.MACs); err != nil {
+			return nil, beforeWrite(err)
 		}
 		data, err := s.encodeMachine(m)
 		if err != nil {
+			return nil, beforeWrite(err)
+		}
+		if err := claimMACs(tx, name, old.MACs, m.MACs); err != nil {
 			return nil, err
 		}
 		if err := tx.Bucket(bucketMachines).Put([]byte(name), data); err != nil {
@@ -318,15 +333,15 @@ func (s *Bolt) DeleteMachine(ctx context.Context, name string, check func(m *mod
 		b := tx.Bucket(bucketMachines)
 		data := b.Get([]byte(name))
 		if data == nil {
-			return nil, objErr(KindMachine, name, ErrNotFound)
+			return nil, beforeWrite(objErr(KindMachine, name, ErrNotFound))
 		}
 		m, decodeErr := s.decodeMachine(name, data)
 		if decodeErr != nil && check != nil {
-			return nil, decodeErr
+			return nil, beforeWrite(decodeErr)
 		}
 		if check != nil {
 			if err := check(m); err != nil {
-				return nil, err
+				return nil, beforeWrite(err)
 			}
 		}
 		if err := b.Delete([]byte(name)); err != nil {

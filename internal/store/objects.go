@@ -41,7 +41,7 @@ func (s *Bolt) CreateProfile(ctx context.Context, in *model.BootProfile) (*model
 	p.CreatedAt, p.UpdatedAt = t, t
 	err = s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		if tx.Bucket(bucketProfiles).Get([]byte(p.Name)) != nil {
-			return nil, objErr(KindProfile, p.Name, ErrExists)
+			return nil, beforeWrite(objErr(KindProfile, p.Name, ErrExists))
 		}
 		if err := putJSON(tx, bucketProfiles, KindProfile, p.Name, p); err != nil {
 			return nil, err
@@ -86,11 +86,11 @@ func (s *Bolt) UpdateProfile(ctx context.Context, name string, mutate func(p *mo
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		p, err := getJSON[model.BootProfile](tx, bucketProfiles, KindProfile, name)
 		if err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		old := *p
 		if err := mutate(p); err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		p.Name = name
 		p.CreatedAt = old.CreatedAt
@@ -113,11 +113,11 @@ func (s *Bolt) DeleteProfile(ctx context.Context, name string, check func(p *mod
 	return s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		p, err := getJSON[model.BootProfile](tx, bucketProfiles, KindProfile, name)
 		if err != nil && (check != nil || errors.Is(err, ErrNotFound)) {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		if check != nil {
 			if err := check(p); err != nil {
-				return nil, err
+				return nil, beforeWrite(err)
 			}
 		}
 		if err := tx.Bucket(bucketProfiles).Delete([]byte(name)); err != nil {
@@ -148,7 +148,7 @@ func (s *Bolt) CreateCluster(ctx context.Context, in *model.Cluster) (*model.Clu
 	c.CreatedAt, c.UpdatedAt = t, t
 	err = s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		if tx.Bucket(bucketClusters).Get([]byte(c.Name)) != nil {
-			return nil, objErr(KindCluster, c.Name, ErrExists)
+			return nil, beforeWrite(objErr(KindCluster, c.Name, ErrExists))
 		}
 		if err := putJSON(tx, bucketClusters, KindCluster, c.Name, c); err != nil {
 			return nil, err
@@ -192,12 +192,12 @@ func (s *Bolt) UpdateCluster(ctx context.Context, name string, mutate func(c *mo
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		c, err := getJSON[model.Cluster](tx, bucketClusters, KindCluster, name)
 		if err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		old := *c
 		specChanged, err := mutate(c)
 		if err != nil {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		c.Name = name
 		c.CreatedAt = old.CreatedAt
@@ -224,11 +224,11 @@ func (s *Bolt) DeleteCluster(ctx context.Context, name string, check func(c *mod
 	return s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
 		c, err := getJSON[model.Cluster](tx, bucketClusters, KindCluster, name)
 		if err != nil && (check != nil || errors.Is(err, ErrNotFound)) {
-			return nil, err
+			return nil, beforeWrite(err)
 		}
 		if check != nil {
 			if err := check(c); err != nil {
-				return nil, err
+				return nil, beforeWrite(err)
 			}
 		}
 		if err := tx.Bucket(bucketClusters).Delete([]byte(name)); err != nil {

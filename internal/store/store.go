@@ -52,6 +52,13 @@ type Change struct {
 // always bumped; Version is bumped only when the mutate function says so by
 // returning specChanged=true (spec writes), so reconciler status writes do
 // not make an operator's version stale.
+//
+// Concurrent writes may share one transaction (group commit). When a write
+// in it fails midway, the transaction is rolled back and the others run
+// again, so a mutate or check function may be called more than once for
+// one call; only what its last call did is written. They must therefore act
+// on their argument alone (plain assignments to captured variables are
+// fine, appending to or counting in them is not).
 type Store interface {
 	CreateMachine(ctx context.Context, m *model.Machine) (*model.Machine, error)
 	GetMachine(ctx context.Context, name string) (*model.Machine, error)
