@@ -67,7 +67,7 @@ func run() error {
 	httpClients := flag.String("http-clients", "wrk,go", "HTTP load clients, comma-separated: wrk and/or go (reads 1 MiB at a time where wrk reads 8 KiB)")
 	profileDir := flag.String("profile-dir", "", "write the agent processes' CPU profiles (pprof) into this directory")
 	match := flag.String("match", "", "run only the TFTP rows whose name (file/blksize/clients, e.g. ipxe-1m.bin/512/200) matches this regular expression")
-	loss := flag.Bool("loss", true, "also measure the TFTP lossy-link rows (about 40 s with -quick, 3 minutes without)")
+	loss := flag.Bool("loss", true, "also measure the TFTP lossy-link rows (about 20 s with -quick, 3 minutes without)")
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
 	if *only != "" && *only != "tftp" && *only != "http" {
