@@ -44,8 +44,9 @@ type Config struct {
 	// UnknownMAC is the answer to a MAC no machine lists: "exit" (default:
 	// boot the local disk) or the name of a discovery boot profile.
 	UnknownMAC string
-	// TFTPTimeout is the per-packet round-trip timeout (library default 5s),
-	// TFTPRetries the attempts per packet (library default 5).
+	// TFTPTimeout is the per-packet round-trip timeout (default 1s, as
+	// tftpd-hpa and dnsmasq), TFTPRetries the re-sends of one packet before
+	// the transfer fails (default 10).
 	TFTPTimeout time.Duration
 	TFTPRetries int
 	// TFTPAnticipate enables pin/tftp's experimental sender window of this

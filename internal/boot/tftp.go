@@ -83,12 +83,21 @@ func (s *Server) newTFTPServer() *tftp.Server {
 		s.log.Warn("tftp write request refused", "file", filename)
 		return errors.New("read-only server")
 	})
-	if s.cfg.TFTPTimeout > 0 {
-		ts.SetTimeout(s.cfg.TFTPTimeout)
+	// In lock-step a lost datagram costs one timeout, so it is the peers'
+	// 1s rather than pin/tftp's 5s (a 1 MiB transfer at 1% loss took
+	// minutes), with more retries to keep about as much patience with a
+	// silent client. pin/tftp also sleeps up to a further second before each
+	// re-send; the timeout already waited, so re-send at once.
+	timeout, retries := s.cfg.TFTPTimeout, s.cfg.TFTPRetries
+	if timeout <= 0 {
+		timeout = defaultTFTPTimeout
 	}
-	if s.cfg.TFTPRetries > 0 {
-		ts.SetRetries(s.cfg.TFTPRetries)
+	if retries <= 0 {
+		retries = defaultTFTPRetries
 	}
+	ts.SetTimeout(timeout)
+	ts.SetRetries(retries)
+	ts.SetBackoff(func(int) time.Duration { return 0 })
 	if s.cfg.TFTPAnticipate > 1 {
 		ts.SetAnticipate(s.cfg.TFTPAnticipate)
 	}
@@ -160,6 +169,11 @@ func (s *Server) tftpRead(filename string, rf io.ReaderFrom) error {
 	return err
 }
 
+const (
+	defaultTFTPTimeout = time.Second
+	defaultTFTPRetries = 10
+)
+
 // tftpReadBuffer is the read-ahead per TFTP transfer: 64 KiB is 44 blocks of
 // 1468 bytes, and 200 concurrent transfers hold 12.5 MiB.
 const tftpReadBuffer = 64 << 10
@@ -175,11 +189,27 @@ func (h tftpHook) OnSuccess(st tftp.TransferStats) {
 }
 
 func (h tftpHook) OnFailure(st tftp.TransferStats, err error) {
+	if sizeQuery(st, err) {
+		h.s.metrics.tftpTransfers.WithLabelValues("size_query").Inc()
+		h.s.log.Debug("tftp size query answered", "file", st.Filename, "remote", ipString(st.RemoteAddr), "tsize", st.Opts["tsize"])
+		return
+	}
 	h.s.metrics.tftpTransfers.WithLabelValues("failed").Inc()
 	if st.Duration > 0 {
 		h.s.metrics.tftpDuration.Observe(st.Duration.Seconds())
 	}
 	h.s.log.Warn("tftp transfer failed", "file", st.Filename, "remote", ipString(st.RemoteAddr), "error", err.Error())
+}
+
+// sizeQuery reports a transfer the client ended on purpose after learning
+// the file's size: UEFI firmware (EDK2's Mtftp4) sends a read request with
+// tsize, reads the OACK and answers error 8 (options refused, RFC 2347)
+// before the first block, then requests the file again. That is part of
+// every UEFI PXE boot, not a failure to warn about. pin/tftp reports it
+// only as an error string.
+func sizeQuery(st tftp.TransferStats, err error) bool {
+	_, asked := st.Opts["tsize"]
+	return asked && st.DatagramsAcked == 0 && strings.HasPrefix(err.Error(), "sending block 0: code=8,")
 }
 
 func ipString(ip net.IP) string {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,70 @@ func TestTFTPBufferedReadAllBlockSizes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestTFTPSizeQueryIsNotAFailure plays EDK2's Mtftp4 at the start of a UEFI
+// PXE boot: a read request with tsize, the OACK read, then error 8 before
+// any block. The agent counts it as a size query, not a failed transfer,
+// while a client that gives up mid-file still counts as failed.
+func TestTFTPSizeQueryIsNotAFailure(t *testing.T) {
+	fx := newTFTPFixture(t)
+	st := openTestStore(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081/", Logger: quietLogger(), Registerer: reg}, st, newRecordingLifecycle(st))
+	must(t, err)
+	addr, err := net.ResolveUDPAddr("udp", startTFTP(t, s))
+	must(t, err)
+
+	rrq := func(opts ...string) []byte {
+		p := append([]byte{0, 1}, "undionly.kpxe\x00octet\x00"...)
+		for _, o := range opts {
+			p = append(p, o+"\x00"...)
+		}
+		return p
+	}
+	errPacket := func(code byte, msg string) []byte { return append([]byte{0, 5, 0, code}, msg+"\x00"...) }
+	for _, tc := range []struct {
+		name     string
+		request  []byte
+		wantOp   byte // the server's first answer: 6 OACK, 3 DATA
+		abort    []byte
+		wantLbl  string
+		otherLbl string
+	}{
+		{"UEFI size query", rrq("tsize", "0", "blksize", "1468"), 6, errPacket(8, "User aborted the transfer"), "size_query", "failed"},
+		{"client gives up after the first block", rrq(), 3, errPacket(0, "disk full"), "failed", "size_query"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.ToFloat64(s.metrics.tftpTransfers.WithLabelValues(tc.otherLbl))
+			c, err := net.ListenUDP("udp", nil)
+			must(t, err)
+			defer c.Close()
+			_, err = c.WriteToUDP(tc.request, addr)
+			must(t, err)
+			must(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+			buf := make([]byte, 2048)
+			n, from, err := c.ReadFromUDP(buf)
+			must(t, err)
+			if n < 2 || buf[1] != tc.wantOp {
+				t.Fatalf("first answer % x, want opcode %d", buf[:min(n, 8)], tc.wantOp)
+			}
+			if tc.wantOp == 6 && !strings.Contains(string(buf[:n]), "tsize\x00"+strconv.Itoa(len(fx.payload))+"\x00") {
+				t.Fatalf("OACK %q does not carry the file's size %d", buf[2:n], len(fx.payload))
+			}
+			_, err = c.WriteToUDP(tc.abort, from)
+			must(t, err)
+			deadline := time.Now().Add(5 * time.Second)
+			for testutil.ToFloat64(s.metrics.tftpTransfers.WithLabelValues(tc.wantLbl)) < 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no %s transfer counted", tc.wantLbl)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := testutil.ToFloat64(s.metrics.tftpTransfers.WithLabelValues(tc.otherLbl)); got != before {
+				t.Errorf("%s transfers went %v -> %v", tc.otherLbl, before, got)
+			}
+		})
 	}
 }
