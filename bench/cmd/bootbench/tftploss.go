@@ -39,16 +39,15 @@ func tftpLossCases(quick bool) []tftpCase {
 }
 
 // benchTFTPLoss measures the lossy-link rows against the peers already
-// running and two agents of its own whose per-packet timeout is the peers'
-// 1 s (the agent's default 5 s would make every lost packet cost five
-// times as long, which measures the setting, not the protocol), one in
-// lock-step and one with the sender window. All contenders of a row run at
+// running and two agents of its own with the default per-packet timeout
+// (1 s, as the peers), one in lock-step and one with the sender window.
+// All contenders of a row run at
 // the same time: a row's wall time is spent waiting out timeouts, not on
 // the CPUs, and one row per contender in turn would take minutes.
 func benchTFTPLoss(e *env, servers []*tftpServer, cases []tftpCase, want []byte) (string, error) {
 	var contenders []*tftpServer
 	for _, anticipate := range []uint{0, e.anticipate} {
-		name := "agent, timeout 1 s"
+		name := "agent"
 		if anticipate > 1 {
 			name += fmt.Sprintf(", anticipate %d", anticipate)
 		}
@@ -57,7 +56,7 @@ func benchTFTPLoss(e *env, servers []*tftpServer, cases []tftpCase, want []byte)
 		if err == nil {
 			s.addr = "127.0.0.1:" + strconv.Itoa(port)
 			s.proc, err = e.startAgent(fmt.Sprintf("agent-tftp-loss-anticipate%d", anticipate),
-				[]string{"-tftp", s.addr, "-root", e.root, "-anticipate", strconv.FormatUint(uint64(anticipate), 10), "-tftp-timeout", "1s"})
+				[]string{"-tftp", s.addr, "-root", e.root, "-anticipate", strconv.FormatUint(uint64(anticipate), 10)})
 		}
 		if err != nil {
 			logf("%s: not measured: %v", name, err)
@@ -114,7 +113,7 @@ func benchTFTPLoss(e *env, servers []*tftpServer, cases []tftpCase, want []byte)
 		"(`tftpload.Options.Loss`: loss in both directions as the server sees it; the kernel here has no netem), "+
 		"decided per packet, so every contender meets the same drops. %s, every client at once, one repetition, "+
 		"all contenders of a row at the same time (the time goes to timeouts, not to the CPUs). "+
-		"Both agents here set a 1 s per-packet timeout like the peers (the agent's default is 5 s). "+
+		"Both agents run with the default per-packet timeout, 1 s like the peers, and re-send as soon as it expires. "+
 		"Throughput as above; failed transfers count no bytes.\n\n", lossFile)
 	b.WriteString("| loss | blksize | clients | server | MiB/s | p50 ms | p99 ms | failed | re-sends | dropped |\n|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
 	for ci, c := range cases {
