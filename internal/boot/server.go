@@ -45,8 +45,9 @@ type Config struct {
 	// boot the local disk) or the name of a discovery boot profile.
 	UnknownMAC string
 	// TFTPTimeout is the per-packet round-trip timeout (default 1s, as
-	// tftpd-hpa and dnsmasq), TFTPRetries the re-sends of one packet before
-	// the transfer fails (default 10).
+	// tftpd-hpa and dnsmasq; each further re-send of a datagram waits twice
+	// as long), TFTPRetries the re-sends of one datagram before the transfer
+	// fails (default 5).
 	TFTPTimeout time.Duration
 	TFTPRetries int
 	// TFTPAnticipate enables pin/tftp's experimental sender window of this

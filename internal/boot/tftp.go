@@ -85,9 +85,11 @@ func (s *Server) newTFTPServer() *tftp.Server {
 	})
 	// In lock-step a lost datagram costs one timeout, so it is the peers'
 	// 1s rather than pin/tftp's 5s (a 1 MiB transfer at 1% loss took
-	// minutes), with more retries to keep about as much patience with a
-	// silent client. pin/tftp also sleeps up to a further second before each
-	// re-send; the timeout already waited, so re-send at once.
+	// minutes). Instead of pin/tftp's random pause of up to a second, each
+	// further re-send of the same datagram waits twice as long as the one
+	// before, as tftpd-hpa does: a client that re-sends its ACK only on its
+	// own timer (and restarts that timer on every duplicate) gets a gap to
+	// do so, and five retries still wait about 31s for a silent client.
 	timeout, retries := s.cfg.TFTPTimeout, s.cfg.TFTPRetries
 	if timeout <= 0 {
 		timeout = defaultTFTPTimeout
@@ -97,7 +99,7 @@ func (s *Server) newTFTPServer() *tftp.Server {
 	}
 	ts.SetTimeout(timeout)
 	ts.SetRetries(retries)
-	ts.SetBackoff(func(int) time.Duration { return 0 })
+	ts.SetBackoff(func(attempt int) time.Duration { return doubling(timeout, attempt) })
 	if s.cfg.TFTPAnticipate > 1 {
 		ts.SetAnticipate(s.cfg.TFTPAnticipate)
 	}
@@ -171,8 +173,23 @@ func (s *Server) tftpRead(filename string, rf io.ReaderFrom) error {
 
 const (
 	defaultTFTPTimeout = time.Second
-	defaultTFTPRetries = 10
+	defaultTFTPRetries = 5
+	maxTFTPResendGap   = 16 * time.Second
 )
+
+// doubling is the pause before re-send attempt+1 of a datagram, on top of
+// the timeout already waited: the gaps between re-sends are timeout, 2×,
+// 4×, ... up to maxTFTPResendGap.
+func doubling(timeout time.Duration, attempt int) time.Duration {
+	gap := timeout
+	for range attempt {
+		if gap >= maxTFTPResendGap {
+			break
+		}
+		gap *= 2
+	}
+	return min(gap, maxTFTPResendGap) - timeout
+}
 
 // tftpReadBuffer is the read-ahead per TFTP transfer: 64 KiB is 44 blocks of
 // 1468 bytes, and 200 concurrent transfers hold 12.5 MiB.

@@ -419,3 +419,24 @@ func TestTFTPSizeQueryIsNotAFailure(t *testing.T) {
 		})
 	}
 }
+
+func TestTFTPResendGapsDouble(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		gaps    []time.Duration // timeout + backoff per attempt
+	}{
+		{time.Second, []time.Duration{1, 2, 4, 8, 16, 16}},
+		{100 * time.Millisecond, []time.Duration{100, 200, 400, 800, 1600}},
+		{10 * time.Second, []time.Duration{10, 16, 16}},
+	} {
+		unit := time.Second
+		if tc.timeout < time.Second {
+			unit = time.Millisecond
+		}
+		for attempt, want := range tc.gaps {
+			if got := tc.timeout + doubling(tc.timeout, attempt); got != want*unit {
+				t.Errorf("timeout %s, attempt %d: gap %s, want %s", tc.timeout, attempt, got, want*unit)
+			}
+		}
+	}
+}
