@@ -110,7 +110,14 @@ func PlanIPXEScript(script string, base *url.URL, vars map[string]string) (BootP
 		if u.Scheme != "http" && u.Scheme != "https" {
 			return "", fmt.Errorf("line %d: %s: %q is not an http(s) URL the simulated machine can fetch", c.Line, c.Name, redact(u.String()))
 		}
-		return u.String(), nil
+		// url.Parse accepts some hosts that its own String output cannot
+		// be parsed back from (a network-path reference "//::" becomes
+		// "http://::"); the machine fetches the string, so it must parse.
+		resolved := u.String()
+		if _, err := url.Parse(resolved); err != nil || u.Host == "" {
+			return "", fmt.Errorf("line %d: %s: %q has no usable host", c.Line, c.Name, redact(resolved))
+		}
+		return resolved, nil
 	}
 
 	var plan BootPlan
