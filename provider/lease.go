@@ -45,14 +45,18 @@ func keepLease(ctx context.Context, c *client.Client, name string) (context.Cont
 
 func (k *leaseKeeper) run(ctx context.Context, cancelWait context.CancelFunc) {
 	defer close(k.done)
-	every := defaultLeaseRenewEvery
+	every, wait := defaultLeaseRenewEvery, time.Duration(0)
 	if d := k.client.LeaseDuration(); d > 0 {
-		every = d / 3
-		if !k.sleep(ctx, every) {
-			return
-		}
+		every, wait = d/3, d/3
 	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		lease, err := k.client.RenewLease(ctx, k.name)
 		switch {
 		case err == nil && lease == nil:
@@ -74,21 +78,7 @@ func (k *leaseKeeper) run(ctx context.Context, cancelWait context.CancelFunc) {
 			// The client already retried; the lease outlasts a few misses.
 			tflog.Warn(ctx, "renewing the machine's lease failed; trying again", map[string]any{"machine": k.name, "error": err.Error()})
 		}
-		if !k.sleep(ctx, every) {
-			return
-		}
-	}
-}
-
-// sleep waits d and reports false if ctx ended first.
-func (k *leaseKeeper) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+		t.Reset(every)
 	}
 }
 

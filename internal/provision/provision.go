@@ -65,10 +65,9 @@ type Config struct {
 	// PowerPollInterval is how often a settled machine's power state is read
 	// for drift. Default 60s; negative disables polling.
 	PowerPollInterval time.Duration
-	// PowerPollRate bounds drift polls across all machines, per second
-	// (default 50: a 60s interval holds for 3,000 machines; beyond that
-	// the interval stretches rather than the agent polling faster).
-	// Default 5.
+	// PowerPollRate bounds drift polls across all machines, per second.
+	// Default 50: a 60s interval holds for 3,000 machines; beyond that the
+	// interval stretches rather than the agent polling faster.
 	PowerPollRate float64
 	// ResyncInterval is how often every machine and cluster is looked at
 	// even without a change. Default 5m.

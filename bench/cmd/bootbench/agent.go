@@ -40,7 +40,6 @@ func serveAgent(args []string) error {
 	root := fs.String("root", "", "TFTP root")
 	assets := fs.String("assets", "", "assets directory")
 	anticipate := fs.Uint("anticipate", 0, "pin/tftp sender window (0: lock-step)")
-	tftpTimeout := fs.Duration("tftp-timeout", 0, "TFTP per-packet timeout (0: the boot edge's default)")
 	dataDir := fs.String("data", "", "directory for the store file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here")
 	if err := fs.Parse(args); err != nil {
@@ -63,7 +62,6 @@ func serveAgent(args []string) error {
 		AssetsDir:      *assets,
 		BootURL:        bootURL,
 		TFTPAnticipate: *anticipate,
-		TFTPTimeout:    *tftpTimeout,
 		Logger:         logger,
 	}, st, benchLifecycle{})
 	if err != nil {

@@ -113,7 +113,7 @@ func benchTFTPLoss(e *env, servers []*tftpServer, cases []tftpCase, want []byte)
 		"(`tftpload.Options.Loss`: loss in both directions as the server sees it; the kernel here has no netem), "+
 		"decided per packet, so every contender meets the same drops. %s, every client at once, one repetition, "+
 		"all contenders of a row at the same time (the time goes to timeouts, not to the CPUs). "+
-		"Both agents run with the default per-packet timeout, 1 s like the peers, and re-send as soon as it expires. "+
+		"Both agents run with the defaults: a 1 s per-packet timeout like the peers, each further re-send of the same datagram after twice the wait before. "+
 		"Throughput as above; failed transfers count no bytes.\n\n", lossFile)
 	b.WriteString("| loss | blksize | clients | server | MiB/s | p50 ms | p99 ms | failed | re-sends | dropped |\n|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
 	for ci, c := range cases {
