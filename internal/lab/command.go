@@ -67,6 +67,16 @@ func WriteInventory(path string, inv InventoryFile) error {
 	return nil
 }
 
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // RunCommand is `baremetal-agent lab`: it serves a lab's Redfish service
 // until ctx ends, then powers everything off.
 func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -89,6 +99,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	firmware := fs.String("firmware", "", "machine firmware: bios, uefi, or mixed (odd-numbered machines BIOS, even UEFI); default bios for the qemu backend (SeaBIOS), uefi for memory. UEFI VMs run Debian's OVMF")
+	ovmfCode := fs.String("ovmf-code", DefaultOVMFCode, "qemu backend: UEFI firmware image (read-only)")
+	ovmfVars := fs.String("ovmf-vars", DefaultOVMFVars, "qemu backend: UEFI variable store template; each UEFI VM gets its own copy in --state-dir")
+	taps := fs.String("tap", "", "qemu backend: comma-separated host tap interfaces, one per machine, instead of user-mode networks; the VMs get a NIC without iPXE ROM so the UEFI firmware's own PXE client boots (needs --firmware uefi and a DHCP service on the taps)")
 	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,6 +131,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		StateDir:     *stateDir,
 		QEMUBinary:   *qemuBin,
 		MemoryMiB:    *memory,
+		Firmware:     *firmware,
+		OVMFCode:     *ovmfCode,
+		OVMFVars:     *ovmfVars,
+		Taps:         splitList(*taps),
 		Logger:       logger,
 	})
 	if err != nil {
@@ -157,7 +175,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		_ = l.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "lab: serving %d machines (%s) on %s, inventory %s\n", *machines, l.cfg.Backend, base, *inventory)
+	fmt.Fprintf(stdout, "lab: serving %d machines (%s, firmware %s) on %s, inventory %s\n", *machines, l.cfg.Backend, l.cfg.Firmware, base, *inventory)
 
 	serveErr := l.Serve(ctx, ln)
 	return errors.Join(serveErr, l.Close())

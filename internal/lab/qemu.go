@@ -49,6 +49,11 @@ func (b *qemuBackend) paths(s *System) (disk, serial, qlog string) {
 	return filepath.Join(dir, s.name+".disk"), filepath.Join(dir, s.name+".serial.log"), filepath.Join(dir, s.name+".qemu.log")
 }
 
+// varsPath is a UEFI VM's own variable store (its NVRAM).
+func (b *qemuBackend) varsPath(s *System) string {
+	return filepath.Join(b.lab.cfg.StateDir, s.name+".OVMF_VARS.fd")
+}
+
 // bootArgs maps the override to QEMU's boot order: once=n boots the
 // network first and then, on every later (guest) reboot, the disk.
 func bootArgs(boot BootOverride) string {
@@ -62,6 +67,18 @@ func bootArgs(boot BootOverride) string {
 	}
 }
 
+// uefiBootIndexes maps the override to the UEFI VM's boot order, given as
+// bootindex properties (OVMF follows those, not -boot): the NIC first for a
+// PXE override, the disk first otherwise. The order stays for the VM's
+// life, so a guest reboot after an install PXE boots again and is told to
+// boot the disk by its script.
+func uefiBootIndexes(boot BootOverride) (nic, disk int) {
+	if boot.Target == "Pxe" {
+		return 1, 2
+	}
+	return 2, 1
+}
+
 func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 	disk, serial, _ := b.paths(s)
 	cfg := b.lab.cfg
@@ -73,6 +90,41 @@ func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 	if cfg.TFTPBootFile != "" {
 		netdev += ",bootfile=" + strings.ReplaceAll(cfg.TFTPBootFile, ",", ",,")
 	}
+	// QEMU's e1000 ROM is iPXE (BIOS and EFI), which does the network boot
+	// under either firmware.
+	nic := "e1000,netdev=n0,mac=" + s.mac
+	if len(cfg.Taps) > 0 {
+		netdev = "tap,id=n0,ifname=" + strings.ReplaceAll(cfg.Taps[s.index-1], ",", ",,") + ",script=no,downscript=no"
+		// No option ROM: EDK2's own virtio-net driver and PXE client.
+		nic = "virtio-net-pci,netdev=n0,mac=" + s.mac + ",romfile="
+	}
+	diskFile := "file=" + strings.ReplaceAll(disk, ",", ",,") + ",format=raw"
+	var firmware, devices []string
+	if s.firmware == FirmwareUEFI {
+		nicIdx, diskIdx := uefiBootIndexes(boot)
+		firmware = []string{
+			"-drive", "if=pflash,format=raw,readonly=on,file=" + strings.ReplaceAll(cfg.OVMFCode, ",", ",,"),
+			"-drive", "if=pflash,format=raw,file=" + strings.ReplaceAll(b.varsPath(s), ",", ",,"),
+		}
+		devices = []string{
+			"-netdev", netdev,
+			"-device", fmt.Sprintf("%s,bootindex=%d", nic, nicIdx),
+			"-drive", diskFile + ",if=none,id=disk0",
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk0,bootindex=%d", diskIdx),
+		}
+	} else {
+		// SeaBIOS's serial console: the firmware's and iPXE's screen
+		// output (DHCP, the boot file, the script's commands) lands in the
+		// serial log, which is the only way to watch a headless VM boot.
+		// OVMF writes to the serial port by itself.
+		firmware = []string{"-fw_cfg", "name=etc/sercon-port,file=" + strings.ReplaceAll(b.serconPath(), ",", ",,")}
+		devices = []string{
+			"-netdev", netdev,
+			"-device", nic,
+			"-drive", diskFile + ",if=virtio",
+			"-boot", bootArgs(boot),
+		}
+	}
 	args := []string{
 		"-name", s.name,
 		"-accel", "tcg",
@@ -80,19 +132,13 @@ func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 		"-display", "none",
 		"-vga", "none",
 		"-monitor", "none",
-		// SeaBIOS's serial console: the firmware's and iPXE's screen output
-		// (DHCP, the boot file, the script's commands) lands in the serial
-		// log, which is the only way to watch a headless VM boot.
-		"-fw_cfg", "name=etc/sercon-port,file=" + strings.ReplaceAll(b.serconPath(), ",", ",,"),
 		// Append, so the log keeps every boot of the machine.
 		"-chardev", "file,id=serial0,path=" + strings.ReplaceAll(serial, ",", ",,") + ",append=on",
 		"-serial", "chardev:serial0",
-		"-netdev", netdev,
-		"-device", "e1000,netdev=n0,mac=" + s.mac,
-		"-drive", "file=" + strings.ReplaceAll(disk, ",", ",,") + ",format=raw,if=virtio",
-		"-boot", bootArgs(boot),
 		"-smbios", "type=1,manufacturer=OpenBareMetal Lab,serial=" + s.serial + ",uuid=" + s.uuid,
 	}
+	args = append(args, firmware...)
+	args = append(args, devices...)
 	return append(args, cfg.ExtraQEMUArgs...)
 }
 
@@ -127,6 +173,24 @@ func ensureDisk(path string) error {
 	return f.Close()
 }
 
+// ensureCopy copies src to path once: later boots keep what the firmware
+// wrote (boot entries, settings). The copy is written under a temporary
+// name and renamed, so a VM never starts on half a file.
+func ensureCopy(path, src string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 func (b *qemuBackend) start(s *System, boot BootOverride) error {
 	if err := os.MkdirAll(b.lab.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("qemu: state directory: %w", err)
@@ -137,6 +201,11 @@ func (b *qemuBackend) start(s *System, boot BootOverride) error {
 	disk, _, qlog := b.paths(s)
 	if err := ensureDisk(disk); err != nil {
 		return fmt.Errorf("qemu: disk %s: %w", disk, err)
+	}
+	if s.firmware == FirmwareUEFI {
+		if err := ensureCopy(b.varsPath(s), b.lab.cfg.OVMFVars); err != nil {
+			return fmt.Errorf("qemu: UEFI variable store: %w", err)
+		}
 	}
 	logf, err := os.OpenFile(qlog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
