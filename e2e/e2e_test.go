@@ -41,6 +41,7 @@ type env struct {
 }
 
 func TestQuickstartOverQEMU(t *testing.T) {
+	t.Parallel()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +49,20 @@ func TestQuickstartOverQEMU(t *testing.T) {
 	image := os.Getenv("BAREMETAL_LAB_IMAGE")
 	switch {
 	case image == "":
-		t.Skip("BAREMETAL_LAB_IMAGE is not set (make lab-image builds it; make e2e sets it)")
+		skipOrFailInCI(t, "BAREMETAL_LAB_IMAGE is not set (make lab-image builds it; make e2e sets it)")
 	case !exists(filepath.Join(image, "vmlinuz")) || !exists(filepath.Join(image, "initrd.img")):
-		t.Skipf("no vmlinuz/initrd.img in %s: run make lab-image", image)
+		skipOrFailInCI(t, "no vmlinuz/initrd.img in "+image+": run make lab-image")
 	case !exists(filepath.Join(root, "bin", "baremetal-agent")) || !exists(filepath.Join(root, "bin", "terraform-provider-baremetal")):
-		t.Skip("bin/ lacks the binaries: run make build")
+		skipOrFailInCI(t, "bin/ lacks the binaries: run make build")
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "terraform"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not on PATH", tool)
+			skipOrFailInCI(t, tool+" is not on PATH")
+		}
+	}
+	for _, f := range []string{lab.DefaultOVMFCode, lab.DefaultOVMFVars} {
+		if !exists(f) {
+			skipOrFailInCI(t, f+" is missing: install Debian's ovmf package (the lab's UEFI machines run OVMF)")
 		}
 	}
 	e := start(t, root, image)
@@ -87,6 +93,16 @@ func TestQuickstartOverQEMU(t *testing.T) {
 				t.Errorf("%s: serial log lacks %q", name, want)
 			}
 		}
+		// The kernel says whether EFI started it: the UEFI machine went
+		// through OVMF and EFI iPXE, the BIOS one through SeaBIOS.
+		firmware := e.firmware(name)
+		if efi := strings.Contains(serial, "efi: EFI v"); efi != (firmware == lab.FirmwareUEFI) {
+			t.Errorf("%s: firmware %s, but the kernel reports EFI: %v", name, firmware, efi)
+		}
+		t.Logf("%s: %s firmware, provisioned", name, firmware)
+	}
+	if e.firmware(names[0]) == e.firmware(names[1]) {
+		t.Errorf("both machines boot %s; the lab runs --firmware mixed", e.firmware(names[0]))
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -150,6 +166,16 @@ func TestQuickstartOverQEMU(t *testing.T) {
 	}
 }
 
+// skipOrFailInCI skips a test whose environment is missing, except in CI,
+// where the environment is part of what is tested.
+func skipOrFailInCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
 func isProvisioned(ev model.Event) bool {
 	return ev.Type == model.EventPhaseChanged && ev.Phase == model.PhaseProvisioned
 }
@@ -177,7 +203,7 @@ func start(t *testing.T, root, image string) *env {
 	e.daemon("lab", agent, "lab", "--backend", "qemu", "--machines", fmt.Sprint(machines),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,
 		"--tftp-bootfile", fmt.Sprintf("tftp://10.0.2.2:%d/boot.ipxe", tftpPort),
-		"--state-dir", e.labState)
+		"--state-dir", e.labState, "--firmware", lab.FirmwareMixed)
 
 	endpoint := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	certFile := filepath.Join(dir, "agent", "api-cert.pem")
@@ -348,6 +374,16 @@ func (e *env) disk(name string) string {
 		return ""
 	}
 	return string(bytes.TrimRight(bytes.Trim(data[4096:], "\x00"), "\x00"))
+}
+
+func (e *env) firmware(name string) string {
+	for _, m := range e.inventory.Machines {
+		if m.Name == name {
+			return m.Firmware
+		}
+	}
+	e.t.Fatalf("%s is not in the lab inventory", name)
+	return ""
 }
 
 func (e *env) serialLog(name string) string {
