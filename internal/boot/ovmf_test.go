@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/tapnet"
 )
