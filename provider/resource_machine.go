@@ -64,6 +64,7 @@ type machineModel struct {
 	BootProfile types.String   `tfsdk:"boot_profile"`
 	Params      types.Map      `tfsdk:"params"`
 	State       types.String   `tfsdk:"state"`
+	BootMode    types.String   `tfsdk:"boot_mode"`
 	Phase       types.String   `tfsdk:"phase"`
 	PowerState  types.String   `tfsdk:"power_state"`
 	LastError   types.String   `tfsdk:"last_error"`
@@ -208,6 +209,14 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Computed:            true,
 				Default:             stringdefault.StaticString(string(model.StateProvisioned)),
 				Validators:          []validator.String{stringvalidator.OneOf(model.DesiredStates...)},
+			},
+			"boot_mode": schema.StringAttribute{
+				MarkdownDescription: "Firmware boot mode the agent asks the BMC for with every boot override (Redfish `BootSourceOverrideMode`): " +
+					quotedList(model.BootModes, " or ") + ". Unset, the agent keeps the mode the BMC reports (the machine's `inventory.boot_mode`) " +
+					"and never switches a UEFI machine to Legacy. A mode the BMC does not allow is refused, naming the modes it allows. " +
+					"A change applies from the next boot the agent sets up; it does not reinstall the machine by itself.",
+				Optional:   true,
+				Validators: []validator.String{stringvalidator.OneOf(model.BootModes...)},
 			},
 			"phase": schema.StringAttribute{
 				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ".",
@@ -656,6 +665,7 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 		BootProfile: m.BootProfile.ValueString(),
 		Params:      mapToStrings(ctx, m.Params, diags),
 		State:       m.State.ValueString(),
+		BootMode:    m.BootMode.ValueString(),
 	}
 	if m.BMC != nil {
 		req.BMC = api.BMCRequest{
@@ -689,6 +699,7 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	m.BootProfile = optString(a.BootProfile)
 	m.Params = stringsToMap(a.Params, m.Params)
 	m.State = types.StringValue(a.State)
+	m.BootMode = optString(a.BootMode)
 	m.Phase = types.StringValue(a.Phase)
 	m.PowerState = types.StringValue(a.PowerState)
 	m.LastError = types.StringValue(a.LastError)

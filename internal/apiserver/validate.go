@@ -88,6 +88,9 @@ func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, e
 		}
 		v.state = model.DesiredState(req.State)
 	}
+	if req.BootMode != "" && !slices.Contains(model.BootModes, req.BootMode) {
+		return nil, invalid("boot_mode", "boot_mode %q is not one of %s", req.BootMode, strings.Join(model.BootModes, ", "))
+	}
 	if err := validateParams("params", req.Params); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,17 @@ const (
 // DesiredStates lists every valid DesiredState, in the order docs print them.
 var DesiredStates = []string{string(StateProvisioned), string(StateAvailable), string(StateOff)}
 
+// BootMode is the firmware path a machine boots and is installed through.
+type BootMode string
+
+const (
+	BootModeUEFI   BootMode = "uefi"
+	BootModeLegacy BootMode = "legacy"
+)
+
+// BootModes lists every BootMode.
+var BootModes = []string{string(BootModeUEFI), string(BootModeLegacy)}
+
 // Phase is where the reconciler observes a machine to be.
 type Phase string
 
@@ -135,6 +146,9 @@ type Machine struct {
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       DesiredState      `json:"state"`
+	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
+	// mode the BMC reports.
+	BootMode BootMode `json:"boot_mode,omitempty"`
 
 	// Cluster and Role are set when a cluster names this machine as a member.
 	Cluster string `json:"cluster,omitempty"`
