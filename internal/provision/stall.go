@@ -60,13 +60,12 @@ func stallSince(r *model.Run) time.Time {
 // next falls due (zero: never).
 func stallPlan(v view) (p plan, wake time.Time) {
 	r := v.M.Run
-	since := stallSince(r)
-	if v.StallWarning <= 0 || since.IsZero() {
-		return plan{Op: opWait}, time.Time{}
-	}
-	noted := r.StallNotedAt
-	if !noted.IsZero() && since.After(noted) {
+	since, noted := stallSince(r), r.StallNotedAt
+	switch {
+	case !noted.IsZero() && since.After(noted):
 		return plan{Op: opStall, StallOf: since}, time.Time{}
+	case v.StallWarning <= 0 || since.IsZero():
+		return plan{Op: opWait}, time.Time{}
 	}
 	due := since.Add(v.StallWarning)
 	if !noted.IsZero() {
