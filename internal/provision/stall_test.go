@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,7 @@ func TestRunStepsAreBounded(t *testing.T) {
 	require.True(t, r.AddStep(model.BootStep{Signal: model.SignalTemplatesFetched, Name: "t0", At: t0}))
 	require.False(t, r.AddStep(model.BootStep{Signal: model.SignalTemplatesFetched, Name: "t0", At: t0.Add(time.Second)}), "a repeated step is not new")
 	for i := 1; i < 2*model.MaxRunSteps; i++ {
-		require.True(t, r.AddStep(model.BootStep{Signal: model.SignalTemplatesFetched, Name: "t" + time.Duration(i).String(), At: t0.Add(time.Duration(i) * time.Second)}))
+		require.True(t, r.AddStep(model.BootStep{Signal: model.SignalTemplatesFetched, Name: fmt.Sprintf("t%d", i), At: t0.Add(time.Duration(i) * time.Second)}))
 	}
 	require.Len(t, r.Steps, model.MaxRunSteps)
 	last, ok := r.LastStep()
