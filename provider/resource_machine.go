@@ -544,12 +544,15 @@ func repairAction(m *api.Machine) string {
 	}
 }
 
-// phaseTracker logs each phase change once, so TF_LOG=info shows progress.
+// phaseTracker logs each phase change once, so TF_LOG=info shows progress,
+// and each new last_error within a step as a warning: a stalled boot says
+// where it stalled while the apply is still waiting on it.
 type phaseTracker struct {
-	ctx   context.Context
-	name  string
-	phase string
-	step  string
+	ctx       context.Context
+	name      string
+	phase     string
+	step      string
+	lastError string
 }
 
 func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
@@ -557,10 +560,12 @@ func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
 }
 
 func (t *phaseTracker) observe(m *api.Machine) {
-	if m.Phase == t.phase && m.Step == t.step {
+	moved := m.Phase != t.phase || m.Step != t.step
+	noted := m.LastError != t.lastError && m.LastError != ""
+	t.phase, t.step, t.lastError = m.Phase, m.Step, m.LastError
+	if !moved && !noted {
 		return
 	}
-	t.phase, t.step = m.Phase, m.Step
 	fields := map[string]any{"machine": t.name, "phase": m.Phase}
 	if m.Step != "" {
 		fields["step"] = m.Step
@@ -568,7 +573,11 @@ func (t *phaseTracker) observe(m *api.Machine) {
 	if m.LastError != "" {
 		fields["last_error"] = m.LastError
 	}
-	tflog.Info(t.ctx, "machine phase changed", fields)
+	if moved {
+		tflog.Info(t.ctx, "machine phase changed", fields)
+		return
+	}
+	tflog.Warn(t.ctx, "machine reports a problem while the apply waits: "+m.LastError, fields)
 }
 
 // failureDetail explains a failed or timed-out wait with what the agent

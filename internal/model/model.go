@@ -78,9 +78,15 @@ const (
 type Signal string
 
 const (
-	SignalPXERequested     Signal = "pxe_requested"
-	SignalScriptServed     Signal = "script_served"
-	SignalKernelFetched    Signal = "kernel_fetched"
+	SignalPXERequested  Signal = "pxe_requested"
+	SignalScriptServed  Signal = "script_served"
+	SignalKernelFetched Signal = "kernel_fetched"
+	// SignalInitrdFetched is sent once per initrd of the run's profile,
+	// with the initrd's asset path as data "path".
+	SignalInitrdFetched Signal = "initrd_fetched"
+	// SignalTemplatesFetched is sent for every template served, with its
+	// name as data "template" (the value predates per-template steps and
+	// stays, so the event log reads the same across versions).
 	SignalTemplatesFetched Signal = "templates_fetched"
 	SignalCallbackReceived Signal = "callback_received"
 	SignalCallbackRejected Signal = "callback_rejected"
@@ -208,15 +214,66 @@ type Run struct {
 	Attempts       int       `json:"attempts,omitempty"`
 	// PowerOns counts power-on/reset actions issued for this run; restart
 	// safety means it never grows once CallbackAt is set.
-	PowerOns   int                  `json:"power_ons,omitempty"`
-	Signals    map[Signal]time.Time `json:"signals,omitzero"`
-	CallbackAt time.Time            `json:"callback_at,omitzero"`
+	PowerOns int `json:"power_ons,omitempty"`
+	// PoweredOnAt is when this run last powered the machine on (or, after
+	// an agent restart, found it on): where a boot with no step yet began.
+	PoweredOnAt time.Time `json:"powered_on_at,omitzero"`
+	// Signals holds when each kind of boot signal was first seen; the
+	// run's step progress reads it.
+	Signals map[Signal]time.Time `json:"signals,omitzero"`
+	// Steps lists the boot steps seen, oldest first: each signal once, and
+	// each initrd and template once by name. At most MaxRunSteps are kept.
+	Steps      []BootStep `json:"steps,omitempty"`
+	CallbackAt time.Time  `json:"callback_at,omitzero"`
+	// StallNotedAt is when last_error last described this run's boot as
+	// stalled; zero while the boot is making progress.
+	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
 }
 
+// BootStep is one step of the boot chain the agent saw during a run.
+type BootStep struct {
+	Signal Signal `json:"signal"`
+	// Name tells steps of one signal apart: the initrd's asset path or the
+	// template's name ("" for the others).
+	Name string    `json:"name,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// MaxRunSteps bounds Run.Steps, so a profile with very many templates
+// cannot grow the stored run without limit.
+const MaxRunSteps = 32
+
 // Serving reports whether the boot edge should hand this machine its installer.
 func (r *Run) Serving() bool { return r != nil && !r.TokenUsed }
+
+// AddStep records s unless a step with its signal and name was seen
+// before, and reports whether it did. Once MaxRunSteps are kept the newest
+// step replaces the last, so the latest step is never lost.
+func (r *Run) AddStep(s BootStep) bool {
+	for _, x := range r.Steps {
+		if x.Signal == s.Signal && x.Name == s.Name {
+			return false
+		}
+	}
+	if len(r.Steps) >= MaxRunSteps {
+		r.Steps[len(r.Steps)-1] = s
+		return true
+	}
+	r.Steps = append(r.Steps, s)
+	return true
+}
+
+// LastStep is the most recent boot step seen; ok is false before any.
+func (r *Run) LastStep() (s BootStep, ok bool) {
+	for _, x := range r.Steps {
+		if !ok || x.At.After(s.At) {
+			s, ok = x, true
+		}
+	}
+	return s, ok
+}
 
 // Lease is a time-bound claim on a machine's spec by one writer.
 type Lease struct {
@@ -309,7 +366,19 @@ const (
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
 	EventRunStarted   = "run_started"
+	// EventBootStalled is recorded once per stall: no new boot step for the
+	// agent's boot stall warning period. Its message is the last_error.
+	EventBootStalled = "boot_stalled"
 )
+
+// EventTypes lists every event type the agent records, boot signals
+// included, in the order the API documentation names them.
+var EventTypes = []string{
+	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventError,
+	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
+	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
+	string(SignalUnknownMAC), string(SignalRenderFailed),
+}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
 

@@ -95,7 +95,8 @@ func TestProvision(t *testing.T) {
 			}
 		}
 		for _, want := range []string{model.EventRunStarted, model.EventBootOverride, model.EventPowerAction, string(model.SignalPXERequested),
-			string(model.SignalScriptServed), string(model.SignalKernelFetched), string(model.SignalTemplatesFetched), string(model.SignalCallbackReceived)} {
+			string(model.SignalScriptServed), string(model.SignalKernelFetched), string(model.SignalInitrdFetched), string(model.SignalTemplatesFetched),
+			string(model.SignalCallbackReceived)} {
 			if !slices.Contains(types, want) {
 				t.Errorf("%s: no %s event in %v", n, want, types)
 			}
