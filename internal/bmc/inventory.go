@@ -198,23 +198,24 @@ func (m *Manager) drives(ctx context.Context, t *target, c model.BMC, storage []
 	}
 	for _, s := range storage {
 		for _, link := range driveLinks(s.RawData) {
-			if seen[link] {
+			key := strings.TrimSuffix(link, "/")
+			if seen[key] {
 				continue
 			}
-			seen[link] = true
+			seen[key] = true
 			d, err := schemas.GetObject[schemas.Drive](t.api, link)
 			if err != nil {
 				if statusOf(err) == http.StatusUnauthorized || ctx.Err() != nil {
 					return nil, err
 				}
-				skip(link, sessionFailure(err))
+				skip(key, sessionFailure(err))
 				continue
 			}
 			if why := notADrive(d); why != "" {
-				skip(link, why)
+				skip(key, why)
 				continue
 			}
-			if id := strings.TrimSuffix(d.ODataID, "/"); id != link {
+			if id := strings.TrimSuffix(d.ODataID, "/"); id != key {
 				if seen[id] {
 					continue
 				}
@@ -234,8 +235,9 @@ func (m *Manager) drives(ctx context.Context, t *target, c model.BMC, storage []
 	return disks, nil
 }
 
-// driveLinks lists a Storage resource's drive links without trailing
-// slashes, as iLO writes some links with one and some without.
+// driveLinks lists a Storage resource's drive links as written; callers
+// compare them without a trailing slash, as iLO writes some links with one
+// and some without.
 func driveLinks(raw []byte) []string {
 	var doc struct {
 		Drives []struct {
@@ -245,8 +247,8 @@ func driveLinks(raw []byte) []string {
 	_ = json.Unmarshal(raw, &doc)
 	links := make([]string, 0, len(doc.Drives))
 	for _, d := range doc.Drives {
-		if l := strings.TrimSuffix(d.ID, "/"); l != "" {
-			links = append(links, l)
+		if d.ID != "" {
+			links = append(links, d.ID)
 		}
 	}
 	return links
