@@ -85,25 +85,7 @@ func machineSummaryAttributes() map[string]schema.Attribute {
 			ElementType:         types.StringType,
 			Computed:            true,
 		},
-		"inventory": schema.SingleNestedAttribute{
-			MarkdownDescription: "Hardware inventory read from the BMC; null until the machine has been inspected.",
-			Computed:            true,
-			Attributes: map[string]schema.Attribute{
-				"manufacturer": str("System manufacturer."),
-				"model":        str("System model."),
-				"serial":       str("Serial number."),
-				"cpus":         schema.Int64Attribute{MarkdownDescription: "Number of CPUs.", Computed: true},
-				"memory_gib":   schema.Float64Attribute{MarkdownDescription: "Installed memory in GiB.", Computed: true},
-				"nics": schema.ListNestedAttribute{
-					MarkdownDescription: "Network interfaces.",
-					Computed:            true,
-					NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-						"name": str("Interface name."),
-						"mac":  str("MAC address."),
-					}},
-				},
-			},
-		},
+		"inventory": inventoryDataSourceAttribute(),
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -81,20 +80,6 @@ type bmcModel struct {
 	PasswordWOVersion types.Int64  `tfsdk:"password_wo_version"`
 	Insecure          types.Bool   `tfsdk:"insecure"`
 	CACertPEM         types.String `tfsdk:"ca_cert_pem"`
-}
-
-var nicAttrTypes = map[string]attr.Type{
-	"name": types.StringType,
-	"mac":  types.StringType,
-}
-
-var inventoryAttrTypes = map[string]attr.Type{
-	"manufacturer": types.StringType,
-	"model":        types.StringType,
-	"serial":       types.StringType,
-	"cpus":         types.Int64Type,
-	"memory_gib":   types.Float64Type,
-	"nics":         types.ListType{ElemType: types.ObjectType{AttrTypes: nicAttrTypes}},
 }
 
 // stateDescription lists the desired states from the same list the
@@ -235,26 +220,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				ElementType:         types.StringType,
 				Computed:            true,
 			},
-			"inventory": schema.SingleNestedAttribute{
-				MarkdownDescription: "Hardware inventory read from the BMC.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
-				Attributes: map[string]schema.Attribute{
-					"manufacturer": schema.StringAttribute{MarkdownDescription: "System manufacturer.", Computed: true},
-					"model":        schema.StringAttribute{MarkdownDescription: "System model.", Computed: true},
-					"serial":       schema.StringAttribute{MarkdownDescription: "Serial number.", Computed: true},
-					"cpus":         schema.Int64Attribute{MarkdownDescription: "Number of CPUs (sockets) reported.", Computed: true},
-					"memory_gib":   schema.Float64Attribute{MarkdownDescription: "Installed memory in GiB.", Computed: true},
-					"nics": schema.ListNestedAttribute{
-						MarkdownDescription: "Network interfaces.",
-						Computed:            true,
-						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-							"name": schema.StringAttribute{MarkdownDescription: "Interface name as the BMC reports it.", Computed: true},
-							"mac":  schema.StringAttribute{MarkdownDescription: "MAC address, lower-case colon form.", Computed: true},
-						}},
-					},
-				},
-			},
+			"inventory": inventoryResourceAttribute(),
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -714,25 +680,4 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	m.LastError = types.StringValue(a.LastError)
 	m.Addresses = stringsToList(a.Addresses, types.ListValueMust(types.StringType, nil))
 	m.Inventory = inventoryValue(a.Inventory)
-}
-
-func inventoryValue(inv *model.Inventory) types.Object {
-	if inv == nil {
-		return types.ObjectNull(inventoryAttrTypes)
-	}
-	nics := make([]attr.Value, len(inv.NICs))
-	for i, n := range inv.NICs {
-		nics[i] = types.ObjectValueMust(nicAttrTypes, map[string]attr.Value{
-			"name": types.StringValue(n.Name),
-			"mac":  types.StringValue(n.MAC),
-		})
-	}
-	return types.ObjectValueMust(inventoryAttrTypes, map[string]attr.Value{
-		"manufacturer": types.StringValue(inv.Manufacturer),
-		"model":        types.StringValue(inv.Model),
-		"serial":       types.StringValue(inv.Serial),
-		"cpus":         types.Int64Value(int64(inv.CPUs)),
-		"memory_gib":   types.Float64Value(inv.MemoryGiB),
-		"nics":         types.ListValueMust(types.ObjectType{AttrTypes: nicAttrTypes}, nics),
-	})
 }

@@ -77,6 +77,8 @@ type Manager struct {
 	mu    sync.Mutex
 	locks map[string]*epLock
 	conns map[connKey]*conn
+
+	skippedDrives sync.Map // endpoint + drive link already logged as not a drive
 }
 
 // NewManager returns a Manager; call Close on shutdown to log out sessions.

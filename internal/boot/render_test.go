@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -291,5 +294,39 @@ func TestStockTemplatesStructured(t *testing.T) {
 	out, _, err = s.renderTemplate(in, "ignition")
 	if err != nil || out != m.Params["ignition"] {
 		t.Fatalf("pass-through = %q, %v", out, err)
+	}
+}
+
+// TestRenderInventory: install templates see the inventory the BMC reported,
+// so a kickstart can pick its disk or bootloader from it.
+func TestRenderInventory(t *testing.T) {
+	m := provisioningMachine(nil)
+	m.Status.Inventory = &model.Inventory{CPUs: 1, CPUModel: "AMD EPYC 9454", CPUCores: 48, CPUThreads: 96,
+		GPUs: 8, GPUModel: "NVIDIA H100", Accelerators: 1, AcceleratorModel: "Stratix 10", MemoryGiB: 512,
+		BootMode: "uefi", BootModes: []string{"legacy", "uefi"},
+		Disks: []model.Disk{
+			{Name: "Bay 0", Model: "ST4000NM000A", Serial: "WJG0", SizeGiB: 3726.02, MediaType: "HDD", Rotational: true},
+			{Name: "Bay 1", Model: "MZ7LH1T9", Serial: "S455", SizeGiB: 1875.37, MediaType: "SSD"},
+		}}
+	tests := []struct {
+		name, tmpl, want string
+	}{
+		{"processors", `{{ with .Machine.Inventory }}{{ .CPUs }}x{{ .CPUModel }} {{ .CPUCores }}c/{{ .CPUThreads }}t {{ .GPUs }}x{{ .GPUModel }} {{ .Accelerators }}x{{ .AcceleratorModel }}{{ end }}`,
+			"1xAMD EPYC 9454 48c/96t 8xNVIDIA H100 1xStratix 10"},
+		{"boot firmware", `{{ .Machine.Inventory.BootMode }} of {{ join "," .Machine.Inventory.BootModes }}`, "uefi of legacy,uefi"},
+		{"first solid-state disk", `{{ range .Machine.Inventory.Disks }}{{ if not .Rotational }}{{ .Name }} {{ .Model }} {{ .Serial }} {{ .SizeGiB }} {{ .MediaType }}{{ break }}{{ end }}{{ end }}`,
+			"Bay 1 MZ7LH1T9 S455 1875.37 SSD"},
+		{"as JSON", `{{ (index .Machine.Inventory.Disks 0 | toJSON) }}`,
+			`{"name":"Bay 0","model":"ST4000NM000A","serial":"WJG0","size_gib":3726.02,"media_type":"HDD","rotational":true}`},
+	}
+	s := testRenderServer(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &model.BootProfile{Name: "p1", Templates: map[string]string{"ks": tt.tmpl}}
+			got, found, err := s.renderTemplate(renderInput{machine: m, profile: p, token: "t"}, "ks")
+			require.NoError(t, err)
+			require.True(t, found)
+			assert.Equal(t, tt.want, got)
+		})
 	}
 }

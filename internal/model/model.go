@@ -112,18 +112,32 @@ type BMC struct {
 
 // Inventory is what the BMC reports about the hardware.
 type Inventory struct {
-	Manufacturer string    `json:"manufacturer,omitempty"`
-	Model        string    `json:"model,omitempty"`
-	Serial       string    `json:"serial,omitempty"`
-	UUID         string    `json:"uuid,omitempty"`
-	BIOSVersion  string    `json:"bios_version,omitempty"`
-	PowerState   string    `json:"power_state,omitempty"`
-	CPUs         int       `json:"cpus,omitempty"`
-	CPUModel     string    `json:"cpu_model,omitempty"`
-	MemoryGiB    float64   `json:"memory_gib,omitempty"`
-	NICs         []NIC     `json:"nics,omitempty"`
-	Disks        []Disk    `json:"disks,omitempty"`
-	CollectedAt  time.Time `json:"collected_at,omitzero"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	UUID         string `json:"uuid,omitempty"`
+	BIOSVersion  string `json:"bios_version,omitempty"`
+	PowerState   string `json:"power_state,omitempty"`
+	// CPUs counts central processors only; GPUs and other accelerators
+	// are counted apart so a GPU blade does not read as a many-socket host.
+	CPUs       int    `json:"cpus,omitempty"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+	CPUCores   int    `json:"cpu_cores,omitempty"`   // total over all CPUs
+	CPUThreads int    `json:"cpu_threads,omitempty"` // total over all CPUs
+	GPUs       int    `json:"gpus,omitempty"`
+	GPUModel   string `json:"gpu_model,omitempty"` // the first GPU's
+	// Accelerators are FPGAs, DSPs and other non-GPU accelerators.
+	Accelerators     int     `json:"accelerators,omitempty"`
+	AcceleratorModel string  `json:"accelerator_model,omitempty"` // the first accelerator's
+	MemoryGiB        float64 `json:"memory_gib,omitempty"`
+	NICs             []NIC   `json:"nics,omitempty"`
+	Disks            []Disk  `json:"disks,omitempty"`
+	// BootMode is the firmware boot mode the system reports, lower-case
+	// ("uefi", "legacy"); "" when the BMC does not say. BootModes are the
+	// modes the BMC accepts for a boot override, when it lists them.
+	BootMode    string    `json:"boot_mode,omitempty"`
+	BootModes   []string  `json:"boot_modes,omitempty"`
+	CollectedAt time.Time `json:"collected_at,omitzero"`
 }
 
 // NIC is one network interface seen by the BMC.
@@ -141,6 +155,9 @@ type Disk struct {
 	Serial    string  `json:"serial,omitempty"`
 	SizeGiB   float64 `json:"size_gib,omitempty"`
 	MediaType string  `json:"media_type,omitempty"`
+	// Rotational is true for spinning media (MediaType HDD or a rotation
+	// speed above zero); false also when the BMC reports neither.
+	Rotational bool `json:"rotational,omitempty"`
 }
 
 // Machine is one server under the agent's care: desired spec, observed status
