@@ -38,6 +38,22 @@ const (
 // BootModes lists every BootMode.
 var BootModes = []string{string(BootModeUEFI), string(BootModeLegacy)}
 
+// BootModeRefusal says why the BMC cannot boot a machine in mode, as far as
+// the inventory tells (its BootModes, from the BMC's allowable values); ""
+// when mode is empty, allowed, or the BMC does not list what it allows.
+func BootModeRefusal(mode BootMode, inv *Inventory) string {
+	if mode == "" || inv == nil || len(inv.BootModes) == 0 {
+		return ""
+	}
+	for _, m := range inv.BootModes {
+		if m == string(mode) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("boot_mode %q is not offered by the BMC, which allows %s: set boot_mode to one of those, or leave it unset to keep the mode the BMC reports",
+		mode, strings.Join(inv.BootModes, ", "))
+}
+
 // Phase is where the reconciler observes a machine to be.
 type Phase string
 

@@ -343,6 +343,10 @@ func inventoryMACs(inv *model.Inventory) []string {
 }
 
 func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTarget) {
+	if why := model.BootModeRefusal(m.BootMode, m.Status.Inventory); t == bmc.BootPXE && why != "" {
+		r.transition(ctx, m, fail(why))
+		return
+	}
 	what, timeout := "setting the boot override to network (PXE)", r.cfg.Timeouts.SetBoot
 	if t == bmc.BootDisk {
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
