@@ -104,7 +104,7 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "A complete iPXE script served instead of the one built from `kernel`, `initrds` and `cmdline`. It must start with `#!ipxe`. " +
 					"It is served as written: to boot UEFI servers, name each initrd (`initrd --name <name> ...`) and, when `${platform}` is `efi`, " +
 					"put `initrd=<name>` for each on the kernel line, as the stock script does (see the boot chain guide).",
-				Optional:            true,
+				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
 				},
