@@ -196,13 +196,13 @@ func start(t *testing.T, root, image string) *env {
 		"--data-dir", filepath.Join(dir, "agent"), "--token-file", tokens,
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--boot-addr", fmt.Sprintf("127.0.0.1:%d", bootPort),
-		"--boot-url", fmt.Sprintf("http://10.0.2.2:%d", bootPort),
+		"--boot-url", lab.QEMUBootURL(fmt.Sprint(bootPort)),
 		"--tftp-addr", fmt.Sprintf("127.0.0.1:%d", tftpPort),
 		"--assets-dir", image)
 	inventory := filepath.Join(dir, "inventory.json")
 	e.daemon("lab", agent, "lab", "--backend", "qemu", "--machines", fmt.Sprint(machines),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,
-		"--tftp-bootfile", fmt.Sprintf("tftp://10.0.2.2:%d/boot.ipxe", tftpPort),
+		"--boot-url", lab.QEMUBootURL(fmt.Sprint(bootPort)),
 		"--state-dir", e.labState, "--firmware", lab.FirmwareMixed)
 
 	endpoint := fmt.Sprintf("https://127.0.0.1:%d", apiPort)

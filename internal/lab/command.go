@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -67,6 +68,21 @@ func WriteInventory(path string, inv InventoryFile) error {
 	return nil
 }
 
+func parseHostForwards(s string) ([]HostForward, error) {
+	var out []HostForward
+	for _, item := range splitList(s) {
+		name, ports, ok := strings.Cut(item, "=")
+		hp, gp, ok2 := strings.Cut(ports, ":")
+		h, err1 := strconv.Atoi(hp)
+		g, err2 := strconv.Atoi(gp)
+		if !ok || !ok2 || err1 != nil || err2 != nil || h < 1 || h > 65535 || g < 1 || g > 65535 {
+			return nil, fmt.Errorf("lab: --hostfwd %q: want MACHINE=HOSTPORT:GUESTPORT, e.g. lab-1=23790:2379", item)
+		}
+		out = append(out, HostForward{Machine: name, HostPort: h, GuestPort: g})
+	}
+	return out, nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, ",") {
@@ -91,8 +107,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", "127.0.0.1:8000", "address the Redfish service listens on (HOST:PORT; port 0 picks a free one)")
 	advertise := fs.String("advertise-url", "", "base URL written into the inventory (default http://<listen address>, with 127.0.0.1 for an unspecified host)")
 	inventory := fs.String("inventory", "lab-inventory.json", "file to write the machines' names, Redfish endpoints, credentials and MACs to (mode 0600)")
-	bootURL := fs.String("boot-url", "", "memory backend: the agent's boot base URL the simulated machines PXE boot from (empty: they never boot)")
-	tftpBootFile := fs.String("tftp-bootfile", "", "qemu backend: DHCP boot file URL for the VMs, e.g. tftp://10.0.2.2:6969/boot.ipxe")
+	bootURL := fs.String("boot-url", "", "the agent's advertised boot base URL the machines network-boot from (empty: they never boot). qemu backend: an http:// URL on the VMs' isolated network, e.g. http://10.0.2.4:8080, which a guest forward connects to --boot-forward")
+	bootForward := fs.String("boot-forward", "", "qemu backend: host address the VMs' boot URL is forwarded to (default 127.0.0.1 and the boot URL's port)")
+	hostFwds := fs.String("hostfwd", "", "qemu backend: comma-separated guest ports to publish on 127.0.0.1, as MACHINE=HOSTPORT:GUESTPORT (e.g. lab-1=23790:2379)")
 	stateDir := fs.String("state-dir", "lab-state", "qemu backend: directory for VM disks, serial logs and QEMU logs")
 	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
@@ -113,6 +130,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
 	}
+	fwds, err := parseHostForwards(*hostFwds)
+	if err != nil {
+		return err
+	}
 	if *latency < 0 {
 		return fmt.Errorf("lab: --latency %s: must not be negative", *latency)
 	}
@@ -127,7 +148,8 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Backend:      *backend,
 		NamePrefix:   *prefix,
 		BootURL:      *bootURL,
-		TFTPBootFile: *tftpBootFile,
+		BootForward:  *bootForward,
+		HostForwards: fwds,
 		StateDir:     *stateDir,
 		QEMUBinary:   *qemuBin,
 		MemoryMiB:    *memory,

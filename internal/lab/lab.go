@@ -67,17 +67,34 @@ type Config struct {
 	// NamePrefix names the machines: "lab-" (default) gives lab-1, lab-2, ...
 	NamePrefix string
 
-	// BootURL is the agent's advertised boot base URL the memory backend's
-	// simulated machines fetch from when they PXE boot. Empty: simulated
-	// machines power on but never boot anything.
+	// BootURL is the agent's advertised boot base URL: the memory
+	// backend's simulated machines fetch from it when they PXE boot, and
+	// the qemu backend's VMs are handed <BootURL>/boot.ipxe as their DHCP
+	// boot file. Empty: machines power on but never boot from the agent.
+	//
+	// A VM's network is QEMU's user-mode network with restrict=on: the VM
+	// reaches nothing at all, except the boot URL's address and port, which
+	// a guest forward connects to BootForward on the host, and the ports
+	// HostForwards publish. So under the qemu backend the boot URL must be
+	// an http:// URL on the user network at an address the VMs do not use
+	// themselves (QEMUBootURL).
 	BootURL string
+	// BootForward is the host address the guest forward of the boot URL
+	// connects to (default 127.0.0.1 and the boot URL's port): the agent's
+	// --boot-addr.
+	BootForward string
+	// ForwardCommand is the program QEMU runs for every guest connection to
+	// the boot URL, with BootForward appended as its last argument; it
+	// relays the connection's bytes between its stdin/stdout and that
+	// address (default: this executable's "lab-forward" command).
+	ForwardCommand []string
+	// HostForwards publish guest TCP ports on the host's loopback, e.g. a
+	// control plane's etcd for the demo to read (qemu backend).
+	HostForwards []HostForward
 	// HTTPClient is what simulated machines use to reach BootURL
 	// (default: a client with a 30s timeout).
 	HTTPClient *http.Client
 
-	// TFTPBootFile is handed to QEMU's user-mode network as the DHCP boot
-	// file, e.g. tftp://10.0.2.2:6969/boot.ipxe (qemu backend).
-	TFTPBootFile string
 	// StateDir holds the VMs' disks, serial logs and QEMU logs (qemu backend).
 	StateDir string
 	// QEMUBinary defaults to qemu-system-x86_64 on $PATH.
@@ -108,6 +125,13 @@ type Config struct {
 	// PasswordSeed makes the machines' passwords deterministic (tests);
 	// empty means random passwords.
 	PasswordSeed string
+}
+
+// HostForward publishes one machine's guest TCP port on 127.0.0.1.
+type HostForward struct {
+	Machine   string // machine name, e.g. lab-1
+	HostPort  int
+	GuestPort int
 }
 
 // Fault is what a machine's BMC does wrong. The zero Fault is a healthy BMC.
@@ -265,6 +289,11 @@ func New(cfg Config) (*Lab, error) {
 	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
 		return nil, fmt.Errorf("lab: boot URL %q must start with http:// or https://", cfg.BootURL)
 	}
+	if cfg.Backend == BackendQEMU {
+		if err := qemuNetworkDefaults(&cfg); err != nil {
+			return nil, err
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Lab{
@@ -328,6 +357,12 @@ func New(cfg Config) (*Lab, error) {
 		l.systems[name] = s
 		l.byUser[s.username] = s
 		l.order = append(l.order, s)
+	}
+	for _, f := range cfg.HostForwards {
+		if l.systems[f.Machine] == nil {
+			cancel()
+			return nil, fmt.Errorf("lab: host forward for unknown machine %q", f.Machine)
+		}
 	}
 	return l, nil
 }
