@@ -79,8 +79,9 @@ func startSite(t *testing.T, root, image string, o siteOpts) *env {
 		cert, _ = os.ReadFile(certFile)
 		return len(cert) > 0 && exists(inventory)
 	})
+	e.endpoint, e.token, e.caPEM, e.inventoryFile = fmt.Sprintf("https://127.0.0.1:%d", apiPort), token, string(cert), inventory
 	var err error
-	e.client, err = client.New(client.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", apiPort), Token: token, CACertPEM: string(cert)})
+	e.client, err = client.New(client.Config{Endpoint: e.endpoint, Token: token, CACertPEM: e.caPEM})
 	if err != nil {
 		t.Fatal(err)
 	}
