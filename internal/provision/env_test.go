@@ -173,7 +173,7 @@ func (e *env) open() {
 	e.mgr = bmc.NewManager(bmc.Config{RequestTimeout: 2 * time.Second, PowerWaitTimeout: time.Second, PollInterval: 10 * time.Millisecond,
 		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet()})
 	e.rec = New(e.cfg, st, e.mgr)
-	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
+	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, DeployImageDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
 	must(t, err)
 	e.swap.set(b.HTTPHandler())
 }
