@@ -235,7 +235,11 @@ const testToken = "tok-0123456789abcdef"
 // cluster whose control plane has an address, during run "run-7".
 func renderStock(t *testing.T, name string, params map[string]string) string {
 	t.Helper()
-	s := testRenderServer(t)
+	return renderStockWith(t, testRenderServer(t), name, params)
+}
+
+func renderStockWith(t *testing.T, s *Server, name string, params map[string]string) string {
+	t.Helper()
 	m := provisioningMachine(params)
 	m.Run.ID, m.Run.Token = "run-7", testToken
 	m.Cluster, m.Role = "c1", "worker"
