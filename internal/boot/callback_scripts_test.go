@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // The validators check the documents' syntax, not the shell inside them. So
@@ -211,6 +214,75 @@ func TestStockCallbackScripts(t *testing.T) {
 			assert.Error(t, runCallback(t, cmdline, env, time.Minute))
 			assert.Less(t, time.Since(start), 30*time.Second)
 			assert.Len(t, agent.urls, 2)
+		})
+	}
+}
+
+// nocloudScript is what cloud-init does with a ds=nocloud-net kernel
+// argument, with cloud-init's own functions: parse the command line, then
+// fetch meta-data and user-data from the seed URL.
+const nocloudScript = `
+import json, sys
+from cloudinit import util
+from cloudinit.sources.DataSourceNoCloud import load_cmdline_data
+fill = {}
+if not load_cmdline_data(fill, cmdline=sys.argv[1]):
+    sys.exit("no NoCloud datasource on the command line")
+md, ud, vd = util.read_seeded(fill["seedfrom"], timeout=10, retries=0)
+print(json.dumps({"fill": fill, "md": md, "ud": ud.decode() if ud else None}))
+`
+
+// TestNoCloudCmdlineWithCloudInit: the ds=nocloud-net argument the
+// ubuntu-autoinstall and cloud-init-image headers document, served in a
+// real iPXE script by the agent, leads cloud-init to the machine's
+// user-data and meta-data, with the run's token.
+func TestNoCloudCmdlineWithCloudInit(t *testing.T) {
+	_, env := cloudInitEnv(t)
+	py := python(t)
+	for _, tmpl := range []string{"ubuntu-autoinstall", "cloud-init-image"} {
+		t.Run(tmpl, func(t *testing.T) {
+			st := openTestStore(t)
+			ts := httptest.NewUnstartedServer(nil)
+			srv, err := New(Config{BootURL: "http://" + ts.Listener.Addr().String(), AssetsDir: t.TempDir(), TFTPRoot: t.TempDir(), Logger: quietLogger()},
+				st, newRecordingLifecycle(st))
+			require.NoError(t, err)
+			ts.Config.Handler = srv.HTTPHandler()
+			ts.Start()
+			t.Cleanup(ts.Close)
+			cmdlines := headerCmdlines(t, tmpl)
+			require.NotEmpty(t, cmdlines)
+			mustCreateProfile(t, st, &model.BootProfile{Name: "p1", Kernel: "casper/vmlinuz", Initrds: []string{"casper/initrd"},
+				Cmdline: cmdlines[0], Params: map[string]string{"iso_url": "http://mirror.example/ubuntu.iso", "password_hash": sha512pw},
+				Templates: map[string]string{"user-data": StockPrefix + tmpl, "meta-data": StockPrefix + "cloud-init-meta-data"}})
+			mustCreateMachine(t, st, &model.Machine{Name: "m1", MACs: []string{"52:54:00:12:34:56"}, BootProfile: "p1", State: model.StateProvisioned,
+				BMC: model.BMC{Endpoint: "http://127.0.0.1:1", Username: "u", Password: "p"}, Run: &model.Run{ID: "run-7", Token: testToken, Profile: "p1"}})
+
+			resp, err := http.Get(ts.URL + "/boot/52-54-00-12-34-56")
+			require.NoError(t, err)
+			script, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			var kernel string
+			for _, line := range strings.Split(string(script), "\n") {
+				if k, ok := strings.CutPrefix(line, "kernel "); ok {
+					kernel = strings.TrimSuffix(k, " ${bm-initrds}")
+				}
+			}
+			require.NotEmpty(t, kernel, "no kernel line in:\n%s", script)
+
+			cmd := exec.Command(py, "-c", nocloudScript, kernel)
+			cmd.Env = env
+			out, err := cmd.Output()
+			require.NoError(t, err, "cloud-init on %q: %s", kernel, out)
+			var got struct {
+				Fill map[string]any
+				MD   map[string]any
+				UD   string
+			}
+			require.NoError(t, json.Unmarshal(out, &got), "%s", out)
+			assert.Equal(t, "net", got.Fill["dsmode"])
+			assert.Equal(t, map[string]any{"instance-id": "m1-run-7", "local-hostname": "m1"}, got.MD)
+			assert.Equal(t, renderStockWith(t, srv, tmpl, map[string]string{"iso_url": "http://mirror.example/ubuntu.iso", "password_hash": sha512pw}), got.UD)
 		})
 	}
 }

@@ -160,21 +160,29 @@ func debconfValidator(t *testing.T) validateFn {
 	}
 }
 
-// cloudInit finds Debian's cloud-init: BAREMETAL_CLOUD_INIT, else the copy
-// .ci/run unpacks into .cache/cloud-init (unpacked rather than installed,
-// so that the CI host's own boot never runs cloud-init), else PATH.
-func cloudInitValidator(t *testing.T) validateFn {
-	bin := os.Getenv("BAREMETAL_CLOUD_INIT")
-	var env []string
-	if bin == "" {
-		root := filepath.Join(repoRoot(t), ".cache", "cloud-init", "root")
-		if _, err := os.Stat(filepath.Join(root, "usr", "bin", "cloud-init")); err == nil {
-			bin = filepath.Join(root, "usr", "bin", "cloud-init")
-			env = append(os.Environ(), "PYTHONPATH="+filepath.Join(root, "usr", "lib", "python3", "dist-packages"))
-		} else if bin, err = exec.LookPath("cloud-init"); err != nil {
-			missingValidator(t, "cloud-init (.ci/run unpacks Debian's package into .cache/cloud-init)")
-		}
+// cloudInitEnv finds Debian's cloud-init: BAREMETAL_CLOUD_INIT, else the
+// copy .ci/run unpacks into .cache/cloud-init (unpacked rather than
+// installed, so that the CI host's own boot never runs cloud-init), else
+// PATH. env is what its Python needs to import cloudinit (nil: inherit).
+func cloudInitEnv(t *testing.T) (bin string, env []string) {
+	t.Helper()
+	if bin = os.Getenv("BAREMETAL_CLOUD_INIT"); bin != "" {
+		return bin, nil
 	}
+	root := filepath.Join(repoRoot(t), ".cache", "cloud-init", "root")
+	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "cloud-init")); err == nil {
+		return filepath.Join(root, "usr", "bin", "cloud-init"),
+			append(os.Environ(), "PYTHONPATH="+filepath.Join(root, "usr", "lib", "python3", "dist-packages"))
+	}
+	bin, err := exec.LookPath("cloud-init")
+	if err != nil {
+		missingValidator(t, "cloud-init (.ci/run unpacks Debian's package into .cache/cloud-init)")
+	}
+	return bin, nil
+}
+
+func cloudInitValidator(t *testing.T) validateFn {
+	bin, env := cloudInitEnv(t)
 	return func(t *testing.T, doc string) error {
 		cmd := exec.Command(bin, "schema", "--config-file", writeDoc(t, "user-data", doc))
 		cmd.Env = env
