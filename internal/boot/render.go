@@ -26,6 +26,10 @@ type RenderContext struct {
 	URLs   URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
+	// RunID names the provisioning run ("" outside a run). Unlike the
+	// token it is not a secret, so it can go where the OS keeps it readable
+	// (a NoCloud instance-id that must change with every re-image).
+	RunID string
 	// Kernel and Initrds are the absolute URLs iPXE fetches; Cmdline is the
 	// rendered profile cmdline plus the baremetal.* convention.
 	Kernel  string
@@ -127,6 +131,9 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 			inv.Disks = append([]model.Disk(nil), inv.Disks...)
 			inv.BootModes = append([]string(nil), inv.BootModes...)
 			ctx.Machine.Inventory = &inv
+		}
+		if m.Run != nil {
+			ctx.RunID = m.Run.ID
 		}
 		base := s.bootURL + "/machines/" + url.PathEscape(m.Name)
 		ctx.URLs.Callback = base + "/callback?token=" + url.QueryEscape(in.token)
