@@ -21,6 +21,10 @@ var (
 	// ErrUnsupported: the system does not offer what was asked (a reset type
 	// with no substitute, a boot target it does not list).
 	ErrUnsupported = errors.New("not supported by this BMC")
+	// ErrPowerOutcomeUnknown: a power action reached the BMC, its answer was
+	// lost, and the system offers no evidence whether it was carried out.
+	// Sending it again could power-cycle a machine that is already booting.
+	ErrPowerOutcomeUnknown = errors.New("power action outcome unknown")
 )
 
 // Error is every failure the Manager returns: which BMC, which operation,
@@ -48,10 +52,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // changing the BMC's configuration or the request.
 func (e *Error) Temporary() bool {
 	switch {
-	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted),
+	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted), errors.Is(e.Err, ErrPowerOutcomeUnknown),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
-	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached):
+	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)):
 		return true
 	}
 	switch c := e.StatusCode; {
@@ -150,7 +154,10 @@ func describe(err error) (msg string, status int, wrapped error) {
 	if re := redfishError(err); re != nil {
 		return redfishMessage(re), re.HTTPReturnedStatusCode, nil
 	}
+	var al *AnswerLostError
 	switch {
+	case errors.As(err, &al):
+		return al.Error(), 0, al
 	case isCertError(err):
 		return "TLS certificate not trusted (give the BMC's CA certificate, or mark it insecure): " +
 			trim(rootCause(err).Error()), 0, err

@@ -6,11 +6,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -108,6 +111,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		var wrote atomic.Bool
+		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
 		start := time.Now()
 		resp, err := t.base.RoundTrip(r.WithContext(actx))
 		t.m.metrics.observeRequest(req.Method, resp, err, time.Since(start))
@@ -115,8 +120,25 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel()
 			return giveUp(attempt)
 		}
+		// Only this attempt's own clock: the caller's running out is the
+		// caller's timeout, which it reports itself.
+		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
+		action := req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/Actions/")
+		if err != nil && wrote.Load() && (timedOut || action) {
+			// The BMC took the request and the answer was lost. Another
+			// attempt at a hung BMC would hang as long again, and an action
+			// (a reset) may have been carried out: the caller decides what
+			// the lost answer means.
+			cancel()
+			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.RequestTimeout, TimedOut: timedOut, Err: err}
+		}
 
 		retry, why := t.retryable(ctx, resp, err)
+		if retry && action && resp != nil && resp.StatusCode != http.StatusTooManyRequests {
+			// A 5xx to an action does not say it was not carried out; only
+			// a 429 does.
+			retry = false
+		}
 		wait := backoff(cfg.RetryBase, cfg.RetryMax, attempt)
 		if ra, ok := retryAfter(resp, cfg.RetryMax); ok && ra > wait {
 			wait = ra
@@ -228,6 +250,26 @@ func retryAfter(resp *http.Response, maxWait time.Duration) (time.Duration, bool
 func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || time.Until(dl) > wait
+}
+
+// AnswerLostError is a request the BMC received whose answer never came:
+// it timed out, or the connection broke after the request was written. For
+// a POST to an action, whether it was carried out is unknown.
+type AnswerLostError struct {
+	Method   string
+	Timeout  time.Duration
+	TimedOut bool
+	Err      error
+}
+
+func (e *AnswerLostError) Error() string {
+	switch {
+	case e.TimedOut:
+		return fmt.Sprintf("no answer within %s: the BMC accepted the connection and the request but did not respond", e.Timeout)
+	case errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, context.Canceled):
+		return "no answer before the operation's deadline"
+	}
+	return "the connection broke after the request was sent: " + trim(rootCause(e.Err).Error())
 }
 
 type cancelOnClose struct {

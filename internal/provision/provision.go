@@ -158,6 +158,10 @@ type Reconciler struct {
 	// powerIntent holds, per machine, the run whose power-on this agent
 	// issued (see powerOn).
 	powerIntent map[string]string
+	// onNotDone holds, per machine, the run whose last On attempt did not
+	// bring the machine on: if it is on at the next try, that On came in
+	// late, and a restart now would be a second power cycle.
+	onNotDone map[string]string
 	// clusterOf maps machine → cluster, so a member's change also wakes the
 	// cluster (its gates and status depend on every member).
 	clusterOf map[string]string
@@ -198,6 +202,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
 		powerIntent:  map[string]string{},
+		onNotDone:    map[string]string{},
 		lastPoll:     map[string]time.Time{},
 		pollSlot:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
@@ -311,6 +316,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.failures, name)
 	delete(r.notBefore, name)
 	delete(r.powerIntent, name)
+	delete(r.onNotDone, name)
 	delete(r.lastPoll, name)
 	delete(r.pollSlot, name)
 	delete(r.clusterOf, name)
