@@ -350,7 +350,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	var action bmc.PowerAction
 	var issued time.Time
 	var lost error // the action's outcome is unknown
-	resumed := "" // why the machine, found on, is not powered again
+	resumed := ""  // why the machine, found on, is not powered again
 	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
 		// A fresh read just before the only irreversible action: a signal
 		// or callback that arrived since the pass began means the machine is
