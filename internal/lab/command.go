@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // InventoryFile is the JSON document `lab --inventory` writes.
@@ -90,6 +91,14 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
+	var fault Fault
+	fs.DurationVar(&fault.SlowReset, "slow-reset", 0, "fault: carry out a Reset action at once but answer only after this long (iDRAC under load)")
+	fs.BoolVar(&fault.RevertModeToLegacy, "mode-revert", false, "fault: after a Boot PATCH, report BootSourceOverrideMode Legacy (Supermicro, AMI)")
+	fs.IntVar(&fault.SessionLimit, "session-limit", 0, "fault: refuse a login beyond this many open sessions with iDRAC's RAC0218 (0: the default table of 64)")
+	fs.BoolVar(&fault.Hang, "hang", false, "fault: accept connections and requests, never answer")
+	fs.BoolVar(&fault.BadJSON, "bad-json", false, "fault: answer GETs under a system with a body that is not JSON")
+	fs.IntVar(&fault.LockoutAfter, "lockout-after", 0, "fault: lock an account after this many failed logins (0: never)")
+	fs.IntVar(&fault.DuplicateDriveLinks, "duplicate-drive-links", 0, "fault: link each system's drive this many times from its Storage")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -99,9 +108,17 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
 	}
-	if *latency < 0 {
-		return fmt.Errorf("lab: --latency %s: must not be negative", *latency)
+	for name, d := range map[string]time.Duration{"latency": *latency, "slow-reset": fault.SlowReset} {
+		if d < 0 {
+			return fmt.Errorf("lab: --%s %s: must not be negative", name, d)
+		}
 	}
+	for name, n := range map[string]int{"session-limit": fault.SessionLimit, "lockout-after": fault.LockoutAfter, "duplicate-drive-links": fault.DuplicateDriveLinks} {
+		if n < 0 {
+			return fmt.Errorf("lab: --%s %d: must not be negative", name, n)
+		}
+	}
+	fault.Latency = *latency
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("lab: --log-level: %w", err)
@@ -122,9 +139,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *latency > 0 {
+	if fault != (Fault{}) {
 		for _, name := range l.Names() {
-			l.SetFault(name, Fault{Latency: *latency})
+			l.SetFault(name, fault)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
