@@ -1,0 +1,110 @@
+package reliability
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// faultSite is the real agent process against a lab served in the test
+// process, so the test reads what the BMC was asked (lab.System.Counts,
+// the request log) while the agent drives it.
+type faultSite struct {
+	*site
+	lab    *lab.Lab
+	labURL string
+	sys    *lab.System
+	entry  lab.InventoryEntry
+}
+
+func newFaultSite(t *testing.T, agentArgs ...string) *faultSite {
+	t.Helper()
+	s := newSite(t, siteOpts{agentArgs: agentArgs})
+	l, err := lab.New(lab.Config{Machines: 1, BootURL: s.bootURL, PasswordSeed: t.Name(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(l.Handler())
+	// Last in, first out: the lab's PXE clients stop before its server.
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = l.Close() })
+	e := l.Inventory(srv.URL)[0]
+	s.profile("os")
+	return &faultSite{site: s, lab: l, labURL: srv.URL, sys: l.System(e.Name), entry: e}
+}
+
+// create registers the lab's machine, in the desired state given, with
+// password pass ("" for the right one).
+func (f *faultSite) create(state, pass string) {
+	f.t.Helper()
+	if pass == "" {
+		pass = f.entry.Password
+	}
+	req := api.MachineRequest{Name: f.entry.Name, BootProfile: "os", State: state, MACs: []string{f.entry.MAC},
+		BMC: api.BMCRequest{Endpoint: f.entry.Endpoint, Username: f.entry.Username, Password: pass}}
+	_, err := f.client.CreateMachine(context.Background(), req)
+	require.NoError(f.t, err)
+}
+
+func (f *faultSite) machine() *api.Machine {
+	f.t.Helper()
+	m, err := f.client.GetMachine(context.Background(), f.entry.Name)
+	require.NoError(f.t, err)
+	return m
+}
+
+// awaitMachine waits until cond holds for the machine.
+func (f *faultSite) awaitMachine(what string, timeout time.Duration, cond func(m *api.Machine) bool) *api.Machine {
+	f.t.Helper()
+	var last *api.Machine
+	awaitT(f.t, what, timeout, func() (bool, string) {
+		last = f.machine()
+		return cond(last), last.Phase + "/" + last.Step + ": " + last.LastError
+	})
+	return last
+}
+
+func (f *faultSite) powerEvents() []model.Event {
+	var out []model.Event
+	for _, e := range f.events(context.Background(), f.entry.Name) {
+		if e.Type == model.EventPowerAction {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestSlowResetIsNotRepeated is issue 15's first acceptance: a BMC that
+// carries out the reset but answers 35 s later, past the agent's default
+// 30 s request timeout, gets exactly one reset, and the machine is
+// provisioned. The agent runs with its default BMC settings.
+func TestSlowResetIsNotRepeated(t *testing.T) {
+	f := newFaultSite(t)
+	f.lab.SetFault(f.entry.Name, lab.Fault{SlowReset: 35 * time.Second})
+	f.create("provisioned", "")
+	m := f.awaitMachine("provisioned", 3*time.Minute, func(m *api.Machine) bool {
+		require.NotEqual(t, string(model.PhaseFailed), m.Phase, m.LastError)
+		return m.Phase == string(model.PhaseProvisioned)
+	})
+	assert.Empty(t, m.LastError)
+	c := f.sys.Counts()
+	assert.Equal(t, 1, c.Resets, "resets counted at the BMC")
+	assert.Equal(t, 1, f.sys.PowerOnCount())
+	evs := f.powerEvents()
+	require.Len(t, evs, 1, "power_action events")
+	assert.Equal(t, "confirmed", evs[0].Data["outcome"])
+	// The 35 s answer was given up on at 30 s: the confirmation came from
+	// the evidence, not the answer.
+	assert.Contains(t, f.agentLog.String(), "BMC reset carried out despite the lost answer")
+}
+
