@@ -108,3 +108,18 @@ func TestSlowResetIsNotRepeated(t *testing.T) {
 	assert.Contains(t, f.agentLog.String(), "BMC reset carried out despite the lost answer")
 }
 
+
+// TestModeRevertIsAnsweredWithTheDesiredMode: a BMC that reports Legacy
+// after every Boot PATCH of a UEFI system is only ever sent UEFI, and the
+// machine fails naming the field and what it reverted to.
+func TestModeRevertIsAnsweredWithTheDesiredMode(t *testing.T) {
+	f := newFaultSite(t, "--step-retries", "1")
+	f.lab.SetFault(f.entry.Name, lab.Fault{RevertModeToLegacy: true})
+	f.create("provisioned", "")
+	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseFailed) })
+	assert.Contains(t, m.LastError, `reverted BootSourceOverrideMode to "Legacy" (sent "UEFI")`)
+	c := f.sys.Counts()
+	assert.Equal(t, 2, c.Patches, "one PATCH and one step retry")
+	assert.Equal(t, []string{"UEFI", "UEFI"}, c.PatchedModes)
+	assert.Zero(t, c.Resets, "no power action on a machine whose boot override did not hold")
+}

@@ -93,10 +93,14 @@ func NewManager(cfg Config) *Manager {
 }
 
 // epLock serialises operations on one BMC endpoint. It also caches which
-// system a host-only endpoint resolved to; only the holder touches it.
+// system a host-only endpoint resolved to and what boot mode it was seen
+// in; only the holder touches them.
 type epLock struct {
 	ch     chan struct{}
 	system string
+	// sawUEFI: the system reported BootSourceOverrideMode UEFI once, so a
+	// Legacy read later is a BMC's revert, not the machine's mode.
+	sawUEFI bool
 }
 
 func (l *epLock) acquire(ctx context.Context) error {
@@ -345,6 +349,7 @@ func (cn *conn) logout(ctx context.Context, m *Manager, sessionID, token string)
 type target struct {
 	api  *gofish.APIClient
 	path string
+	lock *epLock // held for the operation
 }
 
 func (t *target) system() (*schemas.ComputerSystem, error) {
@@ -432,7 +437,7 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 		}
 		sys, err := m.resolveSystem(ctx, api, systems, ep, lk)
 		if err == nil {
-			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys})
+			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys, lock: lk})
 		}
 		if err == nil {
 			return nil

@@ -84,7 +84,7 @@ func (f *fakeBMC) boot(endpoint string) {
 	_ = f.rec.Callback(ctx, name, m.Run.Token, model.CallbackReport{Addresses: []string{"192.0.2.1"}, Status: "ok"})
 }
 
-func (f *fakeBMC) SetBootOverride(_ context.Context, c model.BMC, t bmc.BootTarget, _ bool) error {
+func (f *fakeBMC) SetBootOverride(_ context.Context, c model.BMC, t bmc.BootTarget, _ bool, _ bmc.BootMode) error {
 	defer f.enter()()
 	f.mu.Lock()
 	defer f.mu.Unlock()

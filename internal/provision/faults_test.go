@@ -23,7 +23,7 @@ func TestBMCFaults(t *testing.T) {
 	}{
 		{"boot override reverts, then sticks", lab.Fault{RevertBootOverride: true}, true, []string{"setting the boot override to network"}},
 		{"boot override always reverts", lab.Fault{RevertBootOverride: true}, false,
-			[]string{"accepted the override but reports", "while setting the boot override to network (PXE)", "retried 3 times"}},
+			[]string{"accepted the override but reverted BootSourceOverrideTarget", "while setting the boot override to network (PXE)", "retried 3 times"}},
 		{"power actions ignored, then obeyed", lab.Fault{IgnorePower: true}, true, []string{"powering on"}},
 		{"power actions always ignored", lab.Fault{IgnorePower: true}, false,
 			[]string{"still reports PowerState", "while powering on", "retried 3 times"}},

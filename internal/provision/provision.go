@@ -21,7 +21,7 @@ import (
 type BMC interface {
 	PowerState(ctx context.Context, c model.BMC) (string, error)
 	Power(ctx context.Context, c model.BMC, a bmc.PowerAction) error
-	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool) error
+	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool, mode bmc.BootMode) error
 	Inventory(ctx context.Context, c model.BMC) (*model.Inventory, error)
 }
 

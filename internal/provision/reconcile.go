@@ -307,7 +307,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
 	}
 	if !r.bmcStep(ctx, m, what, timeout, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, t, false)
+		return r.bmc.SetBootOverride(ctx, m.BMC, t, false, bmc.BootModeKeep)
 	}) {
 		return
 	}
