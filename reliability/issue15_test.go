@@ -108,7 +108,6 @@ func TestSlowResetIsNotRepeated(t *testing.T) {
 	assert.Contains(t, f.agentLog.String(), "BMC reset carried out despite the lost answer")
 }
 
-
 // TestModeRevertIsAnsweredWithTheDesiredMode: a BMC that reports Legacy
 // after every Boot PATCH of a UEFI system is only ever sent UEFI, and the
 // machine fails naming the field and what it reverted to.

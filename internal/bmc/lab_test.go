@@ -137,7 +137,9 @@ func TestLabFaults(t *testing.T) {
 		{
 			name:  "reverting boot override",
 			fault: lab.Fault{RevertBootOverride: true},
-			run:   func(m *Manager, c model.BMC) error { return m.SetBootOverride(testCtx(t), c, BootPXE, false, BootModeKeep) },
+			run: func(m *Manager, c model.BMC) error {
+				return m.SetBootOverride(testCtx(t), c, BootPXE, false, BootModeKeep)
+			},
 			check: func(t *testing.T, err error, l *lab.Lab, name string) {
 				if !errors.Is(err, ErrOverrideReverted) {
 					t.Errorf("error %v, want ErrOverrideReverted", err)
