@@ -172,6 +172,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	a.bmcs = bmc.NewManager(bmc.Config{
 		MaxConcurrent:  tune.bmcMaxConcurrent,
 		RequestTimeout: tune.bmcRequestTimeout,
+		LoginBackoff:   tune.bmcLoginBackoff,
 		Logger:         log.With("component", "bmc"),
 		Registerer:     a.metrics,
 	})

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,41 @@ func TestModeRevertIsAnsweredWithTheDesiredMode(t *testing.T) {
 	assert.Equal(t, 2, c.Patches, "one PATCH and one step retry")
 	assert.Equal(t, []string{"UEFI", "UEFI"}, c.PatchedModes)
 	assert.Zero(t, c.Resets, "no power action on a machine whose boot override did not hold")
+}
+
+// TestWrongPasswordDoesNotLockTheAccount: a BMC that locks an account after
+// five failed logins gets at most one per attempt of the agent, with
+// growing gaps, so the registration's attempts do not lock it, and the
+// corrected password works at once.
+func TestWrongPasswordDoesNotLockTheAccount(t *testing.T) {
+	const backoff = 500 * time.Millisecond
+	f := newFaultSite(t, "--step-retries", "3", "--bmc-login-backoff", backoff.String())
+	f.lab.SetFault(f.entry.Name, lab.Fault{LockoutAfter: 5})
+	f.create("available", "wrong-password")
+	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseFailed) })
+	assert.Contains(t, m.LastError, "login refused (401): check the username and password; ")
+	assert.Regexp(t, `\d attempts? in the last 1 minute`, m.LastError)
+	assert.NotContains(t, m.LastError, "wrong-password")
+
+	c := f.sys.Counts()
+	assert.Equal(t, c.Logins, c.FailedLogins, "every failed login was a session login: none through basic auth")
+	assert.LessOrEqual(t, c.FailedLogins, 4, "at most one failed login per attempt (1 + 3 retries)")
+	var at []time.Time
+	for _, r := range f.lab.Requests() {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/Sessions") {
+			at = append(at, r.Start)
+		}
+	}
+	require.Len(t, at, c.Logins)
+	t.Logf("failed logins at the BMC: %d; last_error: %s", c.FailedLogins, m.LastError)
+	for i := 1; i < len(at); i++ {
+		t.Logf("gap before login %d: %s", i+1, at[i].Sub(at[i-1]).Round(time.Millisecond))
+		assert.GreaterOrEqual(t, at[i].Sub(at[i-1]), backoff<<(i-1), "gap before login %d", i+1)
+	}
+
+	req := api.MachineRequest{Name: f.entry.Name, BootProfile: "os", State: "available", MACs: []string{f.entry.MAC}, Version: m.Version,
+		BMC: api.BMCRequest{Endpoint: f.entry.Endpoint, Username: f.entry.Username, Password: f.entry.Password}}
+	_, err := f.client.UpdateMachine(context.Background(), f.entry.Name, req)
+	require.NoError(t, err)
+	f.awaitMachine("available with the right password", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) })
 }

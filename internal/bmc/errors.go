@@ -25,6 +25,9 @@ var (
 	// lost, and the system offers no evidence whether it was carried out.
 	// Sending it again could power-cycle a machine that is already booting.
 	ErrPowerOutcomeUnknown = errors.New("power action outcome unknown")
+	// ErrLoginRefused: the BMC refused the credentials (401), or refused
+	// them recently enough that the agent is backing off.
+	ErrLoginRefused = errors.New("login refused")
 )
 
 // Error is every failure the Manager returns: which BMC, which operation,
@@ -40,7 +43,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := "BMC " + e.Endpoint + ": " + e.Msg
-	if e.StatusCode != 0 {
+	if e.StatusCode != 0 && !strings.Contains(e.Msg, fmt.Sprintf("(%d)", e.StatusCode)) {
 		s += fmt.Sprintf(" (%d)", e.StatusCode)
 	}
 	return s
@@ -53,6 +56,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Temporary() bool {
 	switch {
 	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted), errors.Is(e.Err, ErrPowerOutcomeUnknown),
+		errors.Is(e.Err, ErrLoginRefused),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
 	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)):

@@ -187,7 +187,7 @@ func TestLoginRefused(t *testing.T) {
 			mock.noSessions = tt.noSessions
 			c.Password = "wrong-password"
 			err := NewManager(testConfig()).Power(testCtx(t), c, PowerOn)
-			want := "BMC " + c.Endpoint + ": login refused (401)"
+			want := "BMC " + c.Endpoint + ": login refused (401): check the username and password; 1 attempt in the last 1 minute"
 			if err == nil || err.Error() != want {
 				t.Fatalf("error %q, want %q", err, want)
 			}
@@ -557,8 +557,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 		errs = append(errs, err)
 	}
 
-	// Wrong password: the session POST's error quotes the body, basic auth's
-	// quotes the Authorization header.
+	// Wrong password: the session POST's error quotes the body.
 	_, c := echoing(t, "the-real-one")
 	record(m.Power(testCtx(t), c, PowerOn))
 	// A BMC erroring with the request body in its message.
@@ -600,7 +599,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	if strings.Contains(logs.String(), secret) || strings.Contains(logs.String(), basic("admin", secret)) {
 		t.Errorf("password in logs:\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), "basic auth") {
+	if !strings.Contains(logs.String(), "BMC refused the login") {
 		t.Errorf("logs do not show the failure paths ran:\n%s", logs.String())
 	}
 }

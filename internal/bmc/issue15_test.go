@@ -2,7 +2,12 @@ package bmc
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,4 +84,54 @@ func TestBootModeKeepNeverSendsLegacyToUEFI(t *testing.T) {
 	require.NoError(t, m.SetBootOverride(testCtx(t), c, BootDisk, false, BootModeKeep))
 	assert.Equal(t, []string{"UEFI", "UEFI"}, l.System(inv[0].Name).Counts().PatchedModes)
 	assert.Equal(t, "UEFI", l.System(inv[0].Name).BootOverride().Mode)
+}
+
+// TestWrongPasswordBacksOff: one login per try, never retried through
+// basic auth, and the tries that reach the BMC are spaced by a doubling
+// wait; another password is tried at once.
+func TestWrongPasswordBacksOff(t *testing.T) {
+	var mu sync.Mutex
+	var posts []time.Time
+	mock, c := dmtf(t, func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Sessions") {
+			mu.Lock()
+			posts = append(posts, time.Now())
+			mu.Unlock()
+		}
+		return false
+	})
+	cfg := testConfig()
+	cfg.LoginBackoff, cfg.LoginBackoffMax = 40*time.Millisecond, time.Second
+	m := NewManager(cfg)
+	c.Password = "wrong-password"
+	nPosts := func() int { mu.Lock(); defer mu.Unlock(); return len(posts) }
+
+	tries := 0
+	for nPosts() < 4 {
+		before := nPosts()
+		_, err := m.PowerState(testCtx(t), c)
+		tries++
+		require.ErrorIs(t, err, ErrLoginRefused)
+		assert.False(t, IsRetryable(err))
+		assert.LessOrEqual(t, nPosts()-before, 1, "one login per try")
+		if nPosts() == before {
+			assert.Contains(t, err.Error(), "next attempt in")
+		} else {
+			assert.Contains(t, err.Error(), fmt.Sprintf("login refused (401): check the username and password; %s in the last 1 minute", plural(nPosts(), "attempt")))
+		}
+		time.Sleep(5 * time.Millisecond) // a caller's own retry pace
+	}
+	assert.Greater(t, tries, 4, "tries within the backoff never reached the BMC")
+	mu.Lock()
+	for i := 1; i < len(posts); i++ {
+		assert.GreaterOrEqual(t, posts[i].Sub(posts[i-1]), cfg.LoginBackoff<<(i-1), "gap %d", i)
+	}
+	mu.Unlock()
+	mock.mu.Lock()
+	assert.Empty(t, mock.auths, "no request with the refused credentials through basic auth")
+	mock.mu.Unlock()
+
+	c.Password = "pw-1234"
+	_, err := m.PowerState(testCtx(t), c)
+	require.NoError(t, err, "a corrected password is tried at once")
 }

@@ -129,7 +129,7 @@ func TestLabFaults(t *testing.T) {
 			fault: lab.Fault{RefuseLogin: true},
 			run:   func(m *Manager, c model.BMC) error { return m.Power(testCtx(t), c, PowerOn) },
 			check: func(t *testing.T, err error, l *lab.Lab, name string) {
-				if err == nil || !strings.HasSuffix(err.Error(), ": login refused (401)") {
+				if err == nil || !strings.HasSuffix(err.Error(), ": login refused (401): check the username and password; 1 attempt in the last 1 minute") {
 					t.Errorf("error %v", err)
 				}
 			},

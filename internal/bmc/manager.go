@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,6 +34,11 @@ type Config struct {
 	MaxRetries       int           // retries of one HTTP request on transient failure (default 5)
 	RetryBase        time.Duration // backoff base (default 500ms)
 	RetryMax         time.Duration // backoff cap, also caps Retry-After (default 30s)
+	// LoginBackoff and LoginBackoffMax space out logins to a BMC+user whose
+	// password was refused: the wait doubles per refusal from LoginBackoff
+	// up to LoginBackoffMax (defaults 30s and 15m), so a wrong password
+	// does not lock the account on BMCs that lock after a few failures.
+	LoginBackoff, LoginBackoffMax time.Duration
 	Logger           *slog.Logger  // nil: slog.Default()
 	// Registerer, when set, receives operation and request metrics.
 	Registerer prometheus.Registerer
@@ -54,6 +60,8 @@ func (c *Config) setDefaults() {
 	def(&c.PollInterval, 2*time.Second)
 	def(&c.RetryBase, 500*time.Millisecond)
 	def(&c.RetryMax, 30*time.Second)
+	def(&c.LoginBackoff, 30*time.Second)
+	def(&c.LoginBackoffMax, 15*time.Minute)
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0
 	} else if c.MaxRetries == 0 {
@@ -77,6 +85,18 @@ type Manager struct {
 	mu    sync.Mutex
 	locks map[string]*epLock
 	conns map[connKey]*conn
+	auth  map[authKey]*refusals
+}
+
+// authKey is one account on one BMC.
+type authKey struct{ base, user string }
+
+// refusals is a BMC account's recent refused logins. secret is the hash of
+// the refused password: another password is tried at once.
+type refusals struct {
+	secret [sha256.Size]byte
+	at     []time.Time
+	next   time.Time
 }
 
 // NewManager returns a Manager; call Close on shutdown to log out sessions.
@@ -89,6 +109,7 @@ func NewManager(cfg Config) *Manager {
 		global:  make(chan struct{}, cfg.MaxConcurrent),
 		locks:   map[string]*epLock{},
 		conns:   map[connKey]*conn{},
+		auth:    map[authKey]*refusals{},
 	}
 }
 
@@ -137,6 +158,7 @@ type connKey struct {
 // conn is one authenticated Redfish client, re-created when its session dies.
 type conn struct {
 	base, user, pass string
+	secret           [sha256.Size]byte
 	hc               *http.Client
 
 	mu        sync.Mutex
@@ -162,7 +184,7 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, hc: hc}
+	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, hc: hc}
 	m.conns[key] = cn
 	return cn, nil
 }
@@ -173,7 +195,13 @@ func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, stri
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.api == nil {
+		if err := m.loginAllowed(cn); err != nil {
+			return nil, "", 0, err
+		}
 		if err := m.login(ctx, cn); err != nil {
+			if statusOf(err) == http.StatusUnauthorized {
+				return nil, "", 0, m.refused(cn)
+			}
 			return nil, "", 0, err
 		}
 		cn.gen++
@@ -242,6 +270,10 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 	switch {
 	case err == nil:
 		cfg.Session = &gofish.Session{ID: location, Token: token}
+	case statusOf(err) == http.StatusUnauthorized || statusOf(err) == http.StatusForbidden:
+		// Refused credentials are refused: trying them again through basic
+		// auth only brings an account lockout closer.
+		return err
 	case statusOf(err) >= 400 && statusOf(err) < 500, errors.Is(err, errNoToken):
 		m.log.Info("BMC offers no usable Redfish session; using basic auth",
 			"endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
@@ -440,13 +472,98 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys, lock: lk})
 		}
 		if err == nil {
+			m.loginAccepted(cn)
 			return nil
 		}
 		if statusOf(err) == http.StatusUnauthorized && !relogin && cn.expire(gen) {
 			m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
 			continue
 		}
+		if statusOf(err) == http.StatusUnauthorized {
+			// Basic auth, or a fresh session refused at once: the
+			// credentials were.
+			return fail(m.refused(cn))
+		}
+		if errors.Is(err, ErrLoginRefused) {
+			return fail(err)
+		}
+		m.loginAccepted(cn)
 		return fail(err)
+	}
+}
+
+// loginAllowed refuses, without asking the BMC, a login with a password
+// the BMC refused until that account's backoff has passed.
+func (m *Manager) loginAllowed(cn *conn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.auth[authKey{cn.base, cn.user}]
+	if r == nil || r.secret != cn.secret {
+		return nil
+	}
+	now := time.Now()
+	if !now.Before(r.next) {
+		return nil
+	}
+	return m.refusalLocked(r, now, fmt.Sprintf("; next attempt in %s", r.next.Sub(now).Round(time.Second)))
+}
+
+// refused records a refused login and returns the error saying so.
+func (m *Manager) refused(cn *conn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := authKey{cn.base, cn.user}
+	r := m.auth[k]
+	if r == nil || r.secret != cn.secret {
+		r = &refusals{secret: cn.secret}
+		m.auth[k] = r
+	}
+	now := time.Now()
+	r.at = append(r.at, now)
+	wait := m.cfg.LoginBackoff
+	for i := 1; i < len(r.at) && wait < m.cfg.LoginBackoffMax; i++ {
+		wait *= 2
+	}
+	r.next = now.Add(min(wait, m.cfg.LoginBackoffMax))
+	m.log.Warn("BMC refused the login; backing off", "endpoint", cn.base, "user", cn.user,
+		"refusals", len(r.at), "next_attempt_in", min(wait, m.cfg.LoginBackoffMax))
+	return m.refusalLocked(r, now, "")
+}
+
+// refusalLocked words a refusal: how many logins were refused lately, so
+// an operator sees the password is wrong rather than the BMC flaky.
+func (m *Manager) refusalLocked(r *refusals, now time.Time, suffix string) error {
+	window := 2 * m.cfg.LoginBackoffMax
+	recent := r.at[:0:0]
+	for _, t := range r.at {
+		if now.Sub(t) <= window {
+			recent = append(recent, t)
+		}
+	}
+	r.at = recent
+	mins := 1
+	if len(recent) > 0 {
+		mins = max(1, int(math.Ceil(now.Sub(recent[0]).Minutes())))
+	}
+	return &Error{Op: "login", StatusCode: http.StatusUnauthorized, Err: ErrLoginRefused,
+		Msg: fmt.Sprintf("login refused (401): check the username and password; %s in the last %s%s",
+			plural(len(recent), "attempt"), plural(mins, "minute"), suffix)}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// loginAccepted forgets an account's refusals once the BMC took it.
+func (m *Manager) loginAccepted(cn *conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := authKey{cn.base, cn.user}
+	if r := m.auth[k]; r != nil && r.secret == cn.secret {
+		delete(m.auth, k)
 	}
 }
 
@@ -456,6 +573,8 @@ func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, 
 	var inner *Error
 	status := statusOf(err)
 	switch {
+	case errors.As(err, &inner) && errors.Is(inner.Err, ErrLoginRefused):
+		e.Op, e.Msg, e.StatusCode, e.Err = "login", inner.Msg, inner.StatusCode, inner.Err
 	case errors.As(err, &inner):
 		e.Msg, e.StatusCode, e.Err = what+": "+inner.Msg, inner.StatusCode, inner.Err
 	case status == http.StatusUnauthorized:
