@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -56,7 +57,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Temporary() bool {
 	switch {
 	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted), errors.Is(e.Err, ErrPowerOutcomeUnknown),
-		errors.Is(e.Err, ErrLoginRefused),
+		errors.Is(e.Err, ErrLoginRefused), errors.As(e.Err, new(*SchemeError)),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
 	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)):
@@ -159,9 +160,21 @@ func describe(err error) (msg string, status int, wrapped error) {
 		return redfishMessage(re), re.HTTPReturnedStatusCode, nil
 	}
 	var al *AnswerLostError
+	var se *SchemeError
+	var je *JSONError
+	var host x509.HostnameError
 	switch {
 	case errors.As(err, &al):
 		return al.Error(), 0, al
+	case errors.As(err, &se):
+		return se.Error(), 0, se
+	case errors.As(err, &je):
+		return trim(je.Error()), 0, je
+	case errors.As(err, &host):
+		// The CA was trusted (or the name would not have been checked):
+		// the certificate is for another name.
+		return fmt.Sprintf("TLS certificate name mismatch: the endpoint names %s but the BMC's certificate is for %s (use a name the certificate lists, or reissue it)",
+			host.Host, certNames(host.Certificate)), 0, err
 	case isCertError(err):
 		return "TLS certificate not trusted (give the BMC's CA certificate, or mark it insecure): " +
 			trim(rootCause(err).Error()), 0, err
@@ -179,6 +192,23 @@ func describe(err error) (msg string, status int, wrapped error) {
 		return "cannot reach the BMC: " + trim(rootCause(err).Error()), 0, err
 	}
 	return trim(err.Error()), 0, err
+}
+
+func certNames(c *x509.Certificate) string {
+	if c == nil {
+		return "(no certificate)"
+	}
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName)
+	}
+	if len(names) == 0 {
+		return "no name"
+	}
+	return strings.Join(names, ", ")
 }
 
 // rootCause strips url.Error and friends down to the innermost cause, so a

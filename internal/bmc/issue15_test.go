@@ -1,11 +1,16 @@
 package bmc
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // TestBootModeUnderRevert: a BMC that flips the mode to Legacy after every
@@ -134,4 +140,91 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	c.Password = "pw-1234"
 	_, err := m.PowerState(testCtx(t), c)
 	require.NoError(t, err, "a corrected password is tried at once")
+}
+
+// TestOperatorErrors: failures an operator can act on say what to do, and
+// are not retried when retrying cannot help.
+func TestOperatorErrors(t *testing.T) {
+	var hung atomic.Int32
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung.Add(1)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hang.Close)
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(tlsSrv.Close)
+	plain := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plain.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+	_, tlsPort, _ := net.SplitHostPort(tlsSrv.Listener.Addr().String())
+	badJSON, badC := dmtf(t, nil)
+	badJSON.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		if isSystemGET(badJSON, r) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, "<html><body>Internal firmware error</body></html>")
+			return true
+		}
+		return false
+	}
+
+	tests := []struct {
+		name      string
+		c         model.BMC
+		want      []string
+		notWant   string
+		retryable bool
+	}{
+		{"http to an https port", model.BMC{Endpoint: tlsSrv.URL[len("https://"):], Username: "admin", Password: "pw-1234"},
+			[]string{"the BMC answers https on this port: use https://" + tlsSrv.Listener.Addr().String()}, "", false},
+		{"https to an http port", model.BMC{Endpoint: "https://" + plain.Listener.Addr().String(), Username: "admin", Password: "pw-1234"},
+			[]string{"the BMC answers http on this port: use http://" + plain.Listener.Addr().String()}, "", false},
+		{"certificate for another name", model.BMC{Endpoint: "https://localhost:" + tlsPort, Username: "admin", Password: "pw-1234", CACertPEM: caPEM},
+			[]string{"TLS certificate name mismatch", "names localhost", "certificate is for example.com, *.example.com, 127.0.0.1, ::1"}, "CA", false},
+		{"hung BMC", model.BMC{Endpoint: hang.URL, Username: "admin", Password: "pw-1234"},
+			[]string{"no answer within 300ms"}, "", true},
+		{"invalid JSON", badC, []string{"answered " + badC.Endpoint + badJSON.sysPath, `starting "<html><body>Internal firmware error`}, "invalid character", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "http to an https port" {
+				tc.c.Endpoint = "http://" + tc.c.Endpoint
+			}
+			cfg := testConfig()
+			cfg.RequestTimeout = 300 * time.Millisecond
+			_, err := NewManager(cfg).PowerState(testCtx(t), tc.c)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			if tc.notWant != "" {
+				assert.NotContains(t, err.Error(), tc.notWant)
+			}
+			assert.Equal(t, tc.retryable, IsRetryable(err), "%v", err)
+		})
+	}
+	assert.Equal(t, int32(1), hung.Load(), "a hung BMC is asked once per operation, not once per retry")
+}
+
+// FuzzBMCBodies: whatever a BMC answers, the JSON check passes valid JSON
+// through unchanged and names the URL otherwise, and the allowed boot
+// modes parse without panicking.
+func FuzzBMCBodies(f *testing.F) {
+	for _, s := range []string{`{"Boot":{"BootSourceOverrideMode@Redfish.AllowableValues":["UEFI","Legacy"]}}`,
+		`null`, `<html>`, `{"Boot":{"BootSourceOverrideMode@Redfish.AllowableValues":"UEFI"}}`, "\x15\x03\x01\x00\x02\x02", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_ = allowedModes(body)
+		req := httptest.NewRequest(http.MethodGet, "http://bmc.example/redfish/v1/Systems/1", nil)
+		resp := &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(string(body)))}
+		out, err := checkJSON(req, resp)
+		if err != nil {
+			var je *JSONError
+			require.ErrorAs(t, err, &je)
+			assert.Contains(t, je.Error(), "http://bmc.example/redfish/v1/Systems/1")
+			return
+		}
+		got, _ := io.ReadAll(out.Body)
+		assert.Equal(t, body, got)
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,6 +134,17 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.RequestTimeout, TimedOut: timedOut, Err: err}
 		}
 
+		if serr := schemeMismatch(req, resp, err); serr != nil {
+			cancel()
+			return nil, serr
+		}
+		if err == nil && req.Method == http.MethodGet && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			if resp, err = checkJSON(req, resp); err != nil {
+				cancel()
+				return nil, err
+			}
+		}
+
 		retry, why := t.retryable(ctx, resp, err)
 		if retry && action && resp != nil && resp.StatusCode != http.StatusTooManyRequests {
 			// A 5xx to an action does not say it was not carried out; only
@@ -250,6 +262,68 @@ func retryAfter(resp *http.Response, maxWait time.Duration) (time.Duration, bool
 func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || time.Until(dl) > wait
+}
+
+// SchemeError is a BMC that answers the other scheme on this port than
+// the endpoint names: retrying cannot help, the endpoint must change.
+type SchemeError struct {
+	Want string // the scheme the BMC answers: http or https
+	Host string
+}
+
+func (e *SchemeError) Error() string {
+	return fmt.Sprintf("the BMC answers %s on this port: use %s://%s", e.Want, e.Want, e.Host)
+}
+
+// schemeMismatch recognises plain HTTP sent to a TLS port (a 400 saying so,
+// or a TLS alert where a status line should be) and TLS sent to a plain
+// port (a first record that is no TLS handshake).
+func schemeMismatch(req *http.Request, resp *http.Response, err error) error {
+	var rh tls.RecordHeaderError
+	switch {
+	case err != nil && errors.As(err, &rh):
+		return &SchemeError{Want: "http", Host: req.URL.Host}
+	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "\x15\x03`):
+		return &SchemeError{Want: "https", Host: req.URL.Host}
+	case err == nil && resp.StatusCode == http.StatusBadRequest && req.URL.Scheme == "http":
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		if bytes.Contains(b, []byte("HTTP request to an HTTPS server")) || bytes.Contains(b, []byte("plain HTTP request was sent to HTTPS port")) {
+			return &SchemeError{Want: "https", Host: req.URL.Host}
+		}
+	}
+	return nil
+}
+
+// maxJSON bounds what one Redfish document may take in memory.
+const maxJSON = 16 << 20
+
+// JSONError is a 2xx answer whose body is not JSON: it names the URL and
+// shows the first bytes, since "invalid character '<'" alone points nowhere.
+type JSONError struct {
+	URL   string
+	First string
+}
+
+func (e *JSONError) Error() string {
+	return fmt.Sprintf("the BMC answered %s with a body that is not JSON, starting %q", e.URL, e.First)
+}
+
+func checkJSON(req *http.Request, resp *http.Response) (*http.Response, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON))
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(b)) > 0 && !json.Valid(b) {
+		first := b[:min(len(b), 48)]
+		u := *req.URL
+		u.User, u.RawQuery = nil, ""
+		return nil, &JSONError{URL: u.String(), First: string(first)}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, nil
 }
 
 // AnswerLostError is a request the BMC received whose answer never came:
