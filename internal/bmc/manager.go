@@ -39,7 +39,7 @@ type Config struct {
 	// up to LoginBackoffMax (defaults 30s and 15m), so a wrong password
 	// does not lock the account on BMCs that lock after a few failures.
 	LoginBackoff, LoginBackoffMax time.Duration
-	Logger           *slog.Logger  // nil: slog.Default()
+	Logger                        *slog.Logger // nil: slog.Default()
 	// Registerer, when set, receives operation and request metrics.
 	Registerer prometheus.Registerer
 }
