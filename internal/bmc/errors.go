@@ -60,7 +60,8 @@ func (e *Error) Temporary() bool {
 		errors.Is(e.Err, ErrLoginRefused), errors.As(e.Err, new(*SchemeError)),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
-	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)):
+	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)),
+		errors.Is(e.Err, errSessionLimit):
 		return true
 	}
 	switch c := e.StatusCode; {
@@ -90,6 +91,9 @@ var (
 	// errPowerNotReached: the BMC accepted a reset but the state did not
 	// follow in time; BMCs that lag or drop actions often obey a repeat.
 	errPowerNotReached = errors.New("power state not reached")
+	// errSessionLimit: the BMC's session table is full and it refuses basic
+	// auth; sessions expire, so a later try may succeed.
+	errSessionLimit = errors.New("session limit reached")
 )
 
 // statusOf returns the HTTP status of a Redfish error, looking inside

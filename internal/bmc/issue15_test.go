@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"context"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -226,5 +227,103 @@ func FuzzBMCBodies(f *testing.F) {
 		}
 		got, _ := io.ReadAll(out.Body)
 		assert.Equal(t, body, got)
+	})
+}
+
+// memSessions is a SessionStore in memory.
+type memSessions struct {
+	mu sync.Mutex
+	m  map[string]model.BMCSession
+}
+
+func (s *memSessions) PutBMCSession(_ context.Context, x model.BMCSession) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[x.Base+x.URI] = x
+	return nil
+}
+
+func (s *memSessions) DeleteBMCSession(_ context.Context, base, uri string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, base+uri)
+	return nil
+}
+
+func (s *memSessions) ListBMCSessions(context.Context) ([]model.BMCSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []model.BMCSession
+	for _, x := range s.m {
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func (s *memSessions) len() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.m) }
+
+// TestLeftoverSessionsDeletedAtStart: a Manager that dies without logging
+// out leaves its session recorded; the next one deletes it on the BMC.
+func TestLeftoverSessionsDeletedAtStart(t *testing.T) {
+	l, inv, _ := startLab(t, 1)
+	store := &memSessions{m: map[string]model.BMCSession{}}
+	cfg := testConfig()
+	cfg.Sessions = store
+	_, err := NewManager(cfg).PowerState(testCtx(t), labBMC(inv[0]))
+	require.NoError(t, err)
+	require.Equal(t, 1, store.len(), "the open session is recorded")
+	// The Manager is dropped without Close, as a SIGKILL would.
+	NewManager(cfg).CleanupSessions(testCtx(t))
+	assert.Zero(t, store.len())
+	var deletes int
+	for _, r := range l.Requests() {
+		if r.Method == http.MethodDelete && strings.Contains(r.Path, "/Sessions/") && r.Status == http.StatusNoContent {
+			deletes++
+		}
+	}
+	assert.Equal(t, 1, deletes, "the leftover session deleted on the BMC")
+
+	// A clean shutdown forgets what it logged out of.
+	m := NewManager(cfg)
+	_, err = m.PowerState(testCtx(t), labBMC(inv[0]))
+	require.NoError(t, err)
+	require.Equal(t, 1, store.len())
+	m.Close(testCtx(t))
+	assert.Zero(t, store.len())
+}
+
+func TestSessionLimit(t *testing.T) {
+	t.Run("falls back to basic auth", func(t *testing.T) {
+		l, inv, _ := startLab(t, 1)
+		l.SetFault(inv[0].Name, lab.Fault{SessionLimit: 1})
+		_, err := NewManager(testConfig()).PowerState(testCtx(t), labBMC(inv[0])) // takes the one session
+		require.NoError(t, err)
+		state, err := NewManager(testConfig()).PowerState(testCtx(t), labBMC(inv[0]))
+		require.NoError(t, err)
+		assert.Equal(t, "Off", state)
+		assert.Equal(t, 2, l.System(inv[0].Name).Counts().Logins, "one refused session login, no retry of it")
+	})
+	t.Run("waits when basic auth is refused too", func(t *testing.T) {
+		mock, c := dmtf(t, nil)
+		mock.hook = func(w http.ResponseWriter, r *http.Request) bool {
+			switch {
+			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Sessions"):
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"error":{"code":"Base.1.8.GeneralError","message":"A general error has occurred.",
+"@Message.ExtendedInfo":[{"MessageId":"IDRAC.2.8.RAC0218","Message":"The maximum number of user sessions is reached."}]}}`)
+				return true
+			case r.Header.Get("Authorization") != "":
+				redfishErr(w, http.StatusUnauthorized, "basic auth disabled")
+				return true
+			}
+			return false
+		}
+		_, err := NewManager(testConfig()).PowerState(testCtx(t), c)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "session table is full (The maximum number of user sessions is reached. (400))")
+		assert.Contains(t, err.Error(), "waiting, with backoff")
+		assert.True(t, IsRetryable(err))
+		assert.False(t, errors.Is(err, ErrLoginRefused), "a full session table is no refused password")
 	})
 }

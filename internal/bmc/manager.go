@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type Config struct {
 	// does not lock the account on BMCs that lock after a few failures.
 	LoginBackoff, LoginBackoffMax time.Duration
 	Logger                        *slog.Logger // nil: slog.Default()
+	// Sessions, when set, keeps a record of every Redfish session opened
+	// until it is logged out, for CleanupSessions at the next start.
+	Sessions SessionStore
 	// Registerer, when set, receives operation and request metrics.
 	Registerer prometheus.Registerer
 }
@@ -86,6 +90,14 @@ type Manager struct {
 	locks map[string]*epLock
 	conns map[connKey]*conn
 	auth  map[authKey]*refusals
+}
+
+// SessionStore keeps the Redfish sessions the Manager has open
+// (store.Bolt implements it).
+type SessionStore interface {
+	PutBMCSession(ctx context.Context, s model.BMCSession) error
+	DeleteBMCSession(ctx context.Context, base, uri string) error
+	ListBMCSessions(ctx context.Context) ([]model.BMCSession, error)
 }
 
 // authKey is one account on one BMC.
@@ -159,6 +171,8 @@ type connKey struct {
 type conn struct {
 	base, user, pass string
 	secret           [sha256.Size]byte
+	insecure         bool
+	caPEM            string
 	hc               *http.Client
 
 	mu        sync.Mutex
@@ -184,7 +198,7 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, hc: hc}
+	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
 	m.conns[key] = cn
 	return cn, nil
 }
@@ -210,15 +224,17 @@ func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, stri
 }
 
 // expire drops a session the BMC no longer accepts; a 401 seen by a client
-// from an older login does not throw away a newer one.
-func (cn *conn) expire(gen uint64) bool {
+// from an older login does not throw away a newer one. It returns the
+// dropped session's URI.
+func (cn *conn) expire(gen uint64) (string, bool) {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.gen != gen || !cn.session {
-		return false
+		return "", false
 	}
+	id := cn.sessionID
 	cn.api, cn.sessionID = nil, ""
-	return true
+	return id, true
 }
 
 type rootLinks struct {
@@ -270,6 +286,16 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 	switch {
 	case err == nil:
 		cfg.Session = &gofish.Session{ID: location, Token: token}
+		m.recordSession(ctx, cn, location, token)
+	case isSessionLimit(err):
+		// A full session table (agents killed before logging out, other
+		// tools) is no reason to stop while basic auth still works.
+		if perr := cn.probeBasic(ctx); perr != nil {
+			return &Error{Msg: fmt.Sprintf("the BMC's session table is full (%s) and it does not accept basic auth (%s): waiting, with backoff, for sessions to expire or be closed on the BMC",
+				sessionFailure(err), scrub(sessionFailure(perr), cn.pass)), Err: errSessionLimit}
+		}
+		m.log.Warn("BMC session table full; using basic auth", "endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
+		cfg.Username, cfg.Password, cfg.BasicAuth = cn.user, cn.pass, true
 	case statusOf(err) == http.StatusUnauthorized || statusOf(err) == http.StatusForbidden:
 		// Refused credentials are refused: trying them again through basic
 		// auth only brings an account lockout closer.
@@ -296,6 +322,94 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 }
 
 var errNoToken = errors.New("session created without an X-Auth-Token")
+
+// isSessionLimit recognises a login refused because the BMC's session
+// table is full: iDRAC's RAC0218 ("The maximum number of user sessions is
+// reached", 400) and the standard SessionLimitExceeded (503 and others).
+func isSessionLimit(err error) bool {
+	re := redfishError(err)
+	if re == nil {
+		return false
+	}
+	texts := []string{re.Code, re.Message}
+	for _, m := range re.ExtendedInfos {
+		texts = append(texts, m.MessageID, m.Message)
+	}
+	for _, t := range texts {
+		t = strings.ToLower(t)
+		if strings.Contains(t, "rac0218") || strings.Contains(t, "sessionlimitexceeded") ||
+			strings.Contains(t, "maximum number of user sessions") || strings.Contains(t, "number of simultaneous sessions") {
+			return true
+		}
+	}
+	return false
+}
+
+// probeBasic asks for the Systems collection with basic auth, to learn
+// whether the service takes it before relying on it.
+func (cn *conn) probeBasic(ctx context.Context) error {
+	path := cn.systems
+	hdr := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(cn.user+":"+cn.pass))}}
+	_, err := cn.raw(ctx, http.MethodGet, path, hdr)
+	return err
+}
+
+// recordSession keeps the session in the store until it is logged out; a
+// failure to record only costs the cleanup at the next start.
+func (m *Manager) recordSession(ctx context.Context, cn *conn, uri, token string) {
+	if m.cfg.Sessions == nil || uri == "" {
+		return
+	}
+	err := m.cfg.Sessions.PutBMCSession(ctx, model.BMCSession{Base: cn.base, URI: uri, User: cn.user, Token: token,
+		Insecure: cn.insecure, CACertPEM: cn.caPEM})
+	if err != nil {
+		m.log.Warn("recording the BMC session failed; it will not be cleaned up if the agent dies", "endpoint", cn.base, "error", err)
+	}
+}
+
+func (m *Manager) forgetSession(ctx context.Context, base, uri string) {
+	if m.cfg.Sessions == nil || uri == "" {
+		return
+	}
+	if err := m.cfg.Sessions.DeleteBMCSession(context.WithoutCancel(ctx), base, uri); err != nil {
+		m.log.Warn("forgetting the BMC session failed", "endpoint", base, "error", err)
+	}
+}
+
+// CleanupSessions deletes the sessions an earlier run of the agent left
+// open on its BMCs (killed before it could log out), so they do not fill
+// the BMCs' session tables. A session the BMC no longer knows is
+// forgotten; one on an unreachable BMC is kept for the next start.
+func (m *Manager) CleanupSessions(ctx context.Context) {
+	if m.cfg.Sessions == nil {
+		return
+	}
+	left, err := m.cfg.Sessions.ListBMCSessions(ctx)
+	if err != nil {
+		m.log.Warn("reading leftover BMC sessions failed", "error", err)
+		return
+	}
+	for _, s := range left {
+		hc, err := m.newHTTPClient(s.Insecure, s.CACertPEM)
+		if err != nil {
+			m.forgetSession(ctx, s.Base, s.URI)
+			continue
+		}
+		cn := &conn{base: s.Base, user: s.User, hc: hc}
+		_, err = cn.raw(ctx, http.MethodDelete, s.URI, http.Header{"X-Auth-Token": {s.Token}})
+		switch st := statusOf(err); {
+		case err == nil:
+			m.log.Info("deleted a BMC session left open by an earlier run", "endpoint", s.Base, "user", s.User)
+			m.forgetSession(ctx, s.Base, s.URI)
+		case st == http.StatusNotFound || st == http.StatusUnauthorized:
+			m.forgetSession(ctx, s.Base, s.URI) // expired or deleted on the BMC already
+		default:
+			m.log.Warn("deleting a leftover BMC session failed; trying again at the next start", "endpoint", s.Base,
+				"user", s.User, "error", sessionFailure(err))
+		}
+		hc.CloseIdleConnections()
+	}
+}
 
 func sessionFailure(err error) string {
 	msg, status, _ := describe(err)
@@ -373,7 +487,9 @@ func (cn *conn) logout(ctx context.Context, m *Manager, sessionID, token string)
 	if _, err := cn.raw(ctx, http.MethodDelete, sessionID, hdr); err != nil && statusOf(err) != http.StatusNotFound {
 		m.log.Warn("BMC session logout failed", "endpoint", cn.base, "user", cn.user,
 			"error", scrub(sessionFailure(err), cn.pass))
+		return
 	}
+	m.forgetSession(ctx, cn.base, sessionID)
 }
 
 // target is what an operation works on: a context-bound client and the
@@ -475,9 +591,12 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 			m.loginAccepted(cn)
 			return nil
 		}
-		if statusOf(err) == http.StatusUnauthorized && !relogin && cn.expire(gen) {
-			m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
-			continue
+		if statusOf(err) == http.StatusUnauthorized && !relogin {
+			if id, ok := cn.expire(gen); ok {
+				m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
+				m.forgetSession(ctx, cn.base, id)
+				continue
+			}
 		}
 		if statusOf(err) == http.StatusUnauthorized {
 			// Basic auth, or a fresh session refused at once: the
