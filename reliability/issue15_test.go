@@ -160,3 +160,103 @@ func TestWrongPasswordDoesNotLockTheAccount(t *testing.T) {
 	require.NoError(t, err)
 	f.awaitMachine("available with the right password", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) })
 }
+
+// TestBMCFaultsCountedAtTheBMC drives the real agent against each of the
+// lab's other issue 15 faults and counts at the BMC what it was sent.
+func TestBMCFaultsCountedAtTheBMC(t *testing.T) {
+	const reqTimeout = 2 * time.Second
+	tests := []struct {
+		name  string
+		fault lab.Fault
+		state string // asked of the machine
+		// before runs against the lab before the machine is registered.
+		before func(t *testing.T, f *faultSite)
+		// within is how long the machine may take to satisfy done.
+		within time.Duration
+		done   func(m *api.Machine) bool
+		check  func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts)
+	}{
+		{
+			name: "hang: last_error within twice the request timeout", fault: lab.Fault{Hang: true}, state: "available",
+			within: 2 * reqTimeout, done: func(m *api.Machine) bool { return m.LastError != "" },
+			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
+				assert.Contains(t, m.LastError, "no answer within 2s: the BMC accepted the connection and the request but did not respond")
+				assert.Equal(t, 1, c.Logins, "the hung login was sent once, not retried")
+			},
+		},
+		{
+			name: "bad JSON: the URL and the first bytes", fault: lab.Fault{BadJSON: true}, state: "available",
+			within: time.Minute, done: func(m *api.Machine) bool { return m.LastError != "" },
+			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
+				assert.Contains(t, m.LastError, "answered "+f.entry.Endpoint)
+				assert.Contains(t, m.LastError, `starting "<html><body>Internal firmware error`)
+				assert.Equal(t, 1, c.Logins)
+				assert.Zero(t, c.Resets+c.Patches)
+			},
+		},
+		{
+			name: "session limit: basic auth instead", fault: lab.Fault{SessionLimit: 1}, state: "provisioned",
+			before: func(t *testing.T, f *faultSite) {
+				// Another tool holds the BMC's only session.
+				body := `{"UserName":"` + f.entry.Username + `","Password":"` + f.entry.Password + `"}`
+				resp, err := http.Post(f.labURL+"/redfish/v1/SessionService/Sessions", "application/json", strings.NewReader(body))
+				require.NoError(t, err)
+				resp.Body.Close()
+				require.Equal(t, http.StatusCreated, resp.StatusCode)
+			},
+			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == string(model.PhaseProvisioned) },
+			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
+				assert.Equal(t, 2, c.Logins, "the other tool's and the agent's one refused login")
+				assert.Equal(t, 1, c.Resets)
+				assert.Equal(t, 2, c.Patches, "PXE, then disk")
+				assert.Contains(t, f.agentLog.String(), "BMC session table full; using basic auth")
+			},
+		},
+		{
+			name: "duplicate drive links", fault: lab.Fault{DuplicateDriveLinks: 32}, state: "available",
+			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) },
+			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
+				assert.Equal(t, 1, c.Logins)
+				assert.Zero(t, c.Resets+c.Patches, "inspection neither powers nor boots the machine")
+				require.NotNil(t, m.Inventory)
+				t.Logf("disks reported for 32 links to one drive: %d", len(m.Inventory.Disks))
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFaultSite(t, "--bmc-request-timeout", reqTimeout.String())
+			f.lab.SetFault(f.entry.Name, tc.fault)
+			if tc.before != nil {
+				tc.before(t, f)
+			}
+			f.create(tc.state, "")
+			m := f.awaitMachine(tc.name, tc.within, tc.done)
+			tc.check(t, f, m, f.sys.Counts())
+			assert.NotContains(t, m.LastError, f.entry.Password)
+		})
+	}
+}
+
+// TestLeftoverSessionsDeletedAtAgentStart: an agent killed with SIGKILL
+// leaves its Redfish session open; the next start deletes it on the BMC.
+func TestLeftoverSessionsDeletedAtAgentStart(t *testing.T) {
+	f := newFaultSite(t)
+	f.create("available", "")
+	f.awaitMachine("available", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) })
+	require.Equal(t, 1, f.sys.Counts().Logins)
+	f.kill()
+	deletes := func() int {
+		n := 0
+		for _, r := range f.lab.Requests() {
+			if r.Method == http.MethodDelete && strings.Contains(r.Path, "/SessionService/Sessions/") && r.Status == http.StatusNoContent {
+				n++
+			}
+		}
+		return n
+	}
+	require.Zero(t, deletes(), "a killed agent logs out of nothing")
+	f.start()
+	awaitT(t, "the leftover session deleted", 30*time.Second, func() (bool, string) { return deletes() == 1, "" })
+}
