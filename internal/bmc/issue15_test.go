@@ -327,3 +327,120 @@ func TestSessionLimit(t *testing.T) {
 		assert.False(t, errors.Is(err, ErrLoginRefused), "a full session table is no refused password")
 	})
 }
+
+// TestPowerAnswerLost: a reset whose answer is lost is never sent again
+// blind; the outcome comes from the evidence the system offers.
+func TestPowerAnswerLost(t *testing.T) {
+	t.Run("slow reset confirmed by LastResetTime", func(t *testing.T) {
+		l, inv, _ := startLab(t, 1)
+		l.SetFault(inv[0].Name, lab.Fault{SlowReset: time.Hour})
+		cfg := testConfig()
+		cfg.RequestTimeout = 200 * time.Millisecond
+		err := NewManager(cfg).Power(testCtx(t), labBMC(inv[0]), PowerOn)
+		require.NoError(t, err)
+		assert.Equal(t, PowerConfirmed, OutcomeOf(err))
+		assert.Equal(t, 1, l.System(inv[0].Name).Counts().Resets)
+		assert.Equal(t, "On", l.System(inv[0].Name).PowerState())
+	})
+
+	lostReset := func(status int, apply bool) func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
+		return func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodPost || !strings.Contains(r.URL.Path, "/Actions/ComputerSystem.Reset") {
+				return false
+			}
+			_, _ = io.Copy(io.Discard, r.Body) // so the server notices the client leave
+			mock.mu.Lock()
+			mock.resets = append(mock.resets, "lost")
+			if apply {
+				mock.power = "On" // a restart of a running system: no visible change
+			}
+			mock.mu.Unlock()
+			if status != 0 {
+				redfishErr(w, status, "internal error")
+				return true
+			}
+			<-r.Context().Done()
+			return true
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		capture string // hpegen10 keeps no LastResetTime, the DMTF mockup does
+		power   string
+		action  PowerAction
+		status  int // 0: no answer at all
+		apply   bool
+		want    PowerOutcome
+	}{
+		{"restart without evidence: unknown", "hpegen10", "On", PowerForceRestart, 0, true, PowerUnknown},
+		{"restart answered 500 without evidence: unknown", "hpegen10", "On", PowerForceRestart, http.StatusInternalServerError, true, PowerUnknown},
+		{"restart, LastResetTime unchanged: not done", "dmtf-public-rackmount1", "On", PowerForceRestart, 0, false, PowerNotDone},
+		{"on answered 503, still off: not done", "hpegen10", "Off", PowerOn, http.StatusServiceUnavailable, false, PowerNotDone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mock := newMockBMC(t, tc.capture, "admin", "pw-1234")
+			hook := lostReset(tc.status, tc.apply)
+			mock.hook = func(w http.ResponseWriter, r *http.Request) bool { return hook(mock, w, r) }
+			srv := httptest.NewServer(mock)
+			t.Cleanup(srv.Close)
+			c := model.BMC{Endpoint: srv.URL, Username: "admin", Password: "pw-1234"}
+			mock.power = tc.power
+			cfg := testConfig()
+			cfg.RequestTimeout, cfg.PowerWaitTimeout = 200*time.Millisecond, 200*time.Millisecond
+			err := NewManager(cfg).Power(testCtx(t), c, tc.action)
+			require.Equal(t, tc.want, OutcomeOf(err), "%v", err)
+			resets, _, _ := mock.snapshot()
+			assert.Len(t, resets, 1, "the reset was sent once")
+			if tc.want == PowerUnknown {
+				assert.Contains(t, err.Error(), "whether it was carried out is unknown")
+				assert.False(t, IsRetryable(err))
+			}
+		})
+	}
+}
+
+// TestTransportNeverResendsAnAction: the transport retries a failed GET but
+// never an action that reached the BMC, except after a 429.
+func TestTransportNeverResendsAnAction(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		method string
+		path   string
+		status int
+		want   int32 // requests the BMC saw
+	}{
+		{"action answered 503", http.MethodPost, "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", http.StatusServiceUnavailable, 1},
+		{"action answered 429", http.MethodPost, "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", http.StatusTooManyRequests, 3},
+		{"GET answered 503", http.MethodGet, "/redfish/v1/Systems/1", http.StatusServiceUnavailable, 3},
+		{"action, connection dropped", http.MethodPost, "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset", 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				if tc.status == 0 {
+					conn, _, _ := w.(http.Hijacker).Hijack()
+					conn.Close()
+					return
+				}
+				w.WriteHeader(tc.status)
+			}))
+			t.Cleanup(srv.Close)
+			cfg := testConfig()
+			cfg.MaxRetries = 2
+			m := NewManager(cfg)
+			hc, err := m.newHTTPClient(false, "")
+			require.NoError(t, err)
+			req, err := http.NewRequestWithContext(testCtx(t), tc.method, srv.URL+tc.path, strings.NewReader(`{"ResetType":"On"}`))
+			require.NoError(t, err)
+			resp, err := hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			} else {
+				var al *AnswerLostError
+				assert.ErrorAs(t, err, &al)
+			}
+			assert.Equal(t, tc.want, n.Load())
+		})
+	}
+}
