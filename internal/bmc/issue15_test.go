@@ -154,6 +154,20 @@ func TestOperatorErrors(t *testing.T) {
 	t.Cleanup(hang.Close)
 	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
 	t.Cleanup(tlsSrv.Close)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { silent.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			t.Cleanup(func() { conn.Close() })
+		}
+	}()
 	plain := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(plain.Close)
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
@@ -182,7 +196,9 @@ func TestOperatorErrors(t *testing.T) {
 		{"certificate for another name", model.BMC{Endpoint: "https://localhost:" + tlsPort, Username: "admin", Password: "pw-1234", CACertPEM: caPEM},
 			[]string{"TLS certificate name mismatch", "names localhost", "certificate is for example.com, *.example.com, 127.0.0.1, ::1"}, "CA", false},
 		{"hung BMC", model.BMC{Endpoint: hang.URL, Username: "admin", Password: "pw-1234"},
-			[]string{"no answer within 300ms"}, "", true},
+			[]string{"no answer within 300ms: the BMC accepted the connection and the request but did not respond"}, "", true},
+		{"hung BMC, TLS", model.BMC{Endpoint: "https://" + silent.Addr().String(), Username: "admin", Password: "pw-1234"},
+			[]string{"no answer within 300ms: the BMC accepted the connection but did not complete the TLS handshake"}, "", true},
 		{"invalid JSON", badC, []string{"answered " + badC.Endpoint + badJSON.sysPath, `starting "<html><body>Internal firmware error`}, "invalid character", false},
 	}
 	for _, tc := range tests {
@@ -191,7 +207,7 @@ func TestOperatorErrors(t *testing.T) {
 				tc.c.Endpoint = "http://" + tc.c.Endpoint
 			}
 			cfg := testConfig()
-			cfg.RequestTimeout = 300 * time.Millisecond
+			cfg.RequestTimeout, cfg.ConnectTimeout = 300*time.Millisecond, 300*time.Millisecond
 			_, err := NewManager(cfg).PowerState(testCtx(t), tc.c)
 			require.Error(t, err)
 			for _, w := range tc.want {
@@ -204,6 +220,7 @@ func TestOperatorErrors(t *testing.T) {
 		})
 	}
 	assert.Equal(t, int32(1), hung.Load(), "a hung BMC is asked once per operation, not once per retry")
+	assert.Equal(t, int32(1), accepted.Load(), "a BMC hung in the TLS handshake is connected to once")
 }
 
 // FuzzBMCBodies: whatever a BMC answers, the JSON check passes valid JSON

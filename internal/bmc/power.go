@@ -198,7 +198,10 @@ func (m *Manager) reset(ctx context.Context, t *target, sys *schemas.ComputerSys
 func answerLost(err error) bool {
 	var al *AnswerLostError
 	s := statusOf(err)
-	return errors.As(err, &al) || (s >= 500 && s != http.StatusNotImplemented)
+	if errors.As(err, &al) {
+		return !al.Handshake // a handshake that never completed sent nothing
+	}
+	return s >= 500 && s != http.StatusNotImplemented
 }
 
 // resetEvidence is what a system shows of its last reset.

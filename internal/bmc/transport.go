@@ -112,8 +112,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
-		var wrote atomic.Bool
-		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+		var wrote, connected atomic.Bool
+		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+			ConnectDone:  func(_, _ string, err error) { connected.Store(err == nil) },
+			WroteHeaders: func() { wrote.Store(true) },
+		})
 		start := time.Now()
 		resp, err := t.base.RoundTrip(r.WithContext(actx))
 		t.m.metrics.observeRequest(req.Method, resp, err, time.Since(start))
@@ -132,6 +135,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// the lost answer means.
 			cancel()
 			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.RequestTimeout, TimedOut: timedOut, Err: err}
+		}
+		var ne net.Error
+		if err != nil && !wrote.Load() && connected.Load() && ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+			// Connected, then silence before the request went out: a TLS
+			// handshake that never completes is a hung BMC too.
+			cancel()
+			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.ConnectTimeout, Handshake: true, Err: err}
 		}
 
 		if serr := schemeMismatch(req, resp, err); serr != nil {
@@ -333,11 +343,16 @@ type AnswerLostError struct {
 	Method   string
 	Timeout  time.Duration
 	TimedOut bool
-	Err      error
+	// Handshake: the BMC accepted the connection but never completed the
+	// TLS handshake, so the request was never sent.
+	Handshake bool
+	Err       error
 }
 
 func (e *AnswerLostError) Error() string {
 	switch {
+	case e.Handshake:
+		return fmt.Sprintf("no answer within %s: the BMC accepted the connection but did not complete the TLS handshake", e.Timeout)
 	case e.TimedOut:
 		return fmt.Sprintf("no answer within %s: the BMC accepted the connection and the request but did not respond", e.Timeout)
 	case errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, context.Canceled):
