@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
@@ -364,10 +367,11 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{
-		"BAREMETAL_AGENT_CONFIG":    file,
-		"BAREMETAL_AGENT_API_ADDR":  "127.0.0.1:9100",
-		"BAREMETAL_AGENT_BOOT_ADDR": "127.0.0.1:9101",
-		"BAREMETAL_AGENT_LOG_LEVEL": "debug",
+		"BAREMETAL_AGENT_CONFIG":             file,
+		"BAREMETAL_AGENT_API_ADDR":           "127.0.0.1:9100",
+		"BAREMETAL_AGENT_BOOT_ADDR":          "127.0.0.1:9101",
+		"BAREMETAL_AGENT_LOG_LEVEL":          "debug",
+		"BAREMETAL_AGENT_BOOT_STALL_WARNING": "90s",
 	}
 	cfg, err := loadConfig([]string{"--boot-addr", "127.0.0.1:9200"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -381,6 +385,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{"file only", cfg.TokenFile, "/file/tokens"},
 		{"default", cfg.TFTPAddr, ":69"},
 		{"default format", cfg.LogFormat, "text"},
+		{"env only", cfg.BootStallWarning, "90s"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
@@ -400,6 +405,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{"bad format", []string{"--token-file", "t", "--log-format", "xml"}, "", "--log-format"},
 		{"bad addr", []string{"--token-file", "t", "--api-addr", "8443"}, "", "--api-addr"},
 		{"cert without key", []string{"--token-file", "t", "--tls-cert", "c.pem"}, "", "go together"},
+		{"bad boot stall warning", []string{"--token-file", "t", "--boot-stall-warning", "soon"}, "", "--boot-stall-warning"},
 		{"stray argument", []string{"--token-file", "t", "extra"}, "", "no arguments"},
 	}
 	for _, c := range bad {
@@ -490,5 +496,25 @@ func TestRunMain(t *testing.T) {
 	}
 	if err := runMain(context.Background(), nil, &out, &errOut); err == nil {
 		t.Error("no command accepted")
+	}
+}
+
+func TestBootStallWarningFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want time.Duration
+	}{
+		{"default", nil, 5 * time.Minute},
+		{"set", []string{"--boot-stall-warning", "2m"}, 2 * time.Minute},
+		{"off", []string{"--boot-stall-warning", "0"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(append([]string{"--token-file", "t"}, tc.args...), func(string) string { return "" }, io.Discard)
+			require.NoError(t, err)
+			tune, err := cfg.tuning()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, tune.bootStall)
+		})
 	}
 }

@@ -181,12 +181,17 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	if pollInterval == 0 {
 		pollInterval = -1 // the reconciler reads a negative interval as "off"
 	}
+	bootStall := tune.bootStall
+	if bootStall == 0 {
+		bootStall = -1 // likewise
+	}
 	a.reconciler = provision.New(provision.Config{
 		MaxActive: tune.provisioningLimit,
 		// A BMC step holds its worker, so fewer workers than the limit
 		// would make the limit unreachable.
 		Workers:           max(8, tune.provisioningLimit),
 		PowerPollInterval: pollInterval,
+		BootStallWarning:  bootStall,
 		Timeouts: provision.StepTimeouts{
 			WaitPXE: tune.waitPXE,
 			Install: tune.install,

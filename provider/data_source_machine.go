@@ -38,6 +38,7 @@ var machineSummaryAttrTypes = map[string]attr.Type{
 	"boot_profile": types.StringType,
 	"params":       types.MapType{ElemType: types.StringType},
 	"state":        types.StringType,
+	"boot_mode":    types.StringType,
 	"phase":        types.StringType,
 	"step":         types.StringType,
 	"power_state":  types.StringType,
@@ -68,6 +69,7 @@ func machineSummaryAttributes() map[string]schema.Attribute {
 			Computed:            true,
 		},
 		"state":       str("Desired state."),
+		"boot_mode":   str("The boot mode asked of the BMC (`uefi` or `legacy`); empty when the machine keeps the mode its BMC reports."),
 		"phase":       str("Observed phase."),
 		"step":        str("Sub-step within provisioning or deprovisioning, if any."),
 		"power_state": str("Power state the BMC reports."),
@@ -83,25 +85,7 @@ func machineSummaryAttributes() map[string]schema.Attribute {
 			ElementType:         types.StringType,
 			Computed:            true,
 		},
-		"inventory": schema.SingleNestedAttribute{
-			MarkdownDescription: "Hardware inventory read from the BMC; null until the machine has been inspected.",
-			Computed:            true,
-			Attributes: map[string]schema.Attribute{
-				"manufacturer": str("System manufacturer."),
-				"model":        str("System model."),
-				"serial":       str("Serial number."),
-				"cpus":         schema.Int64Attribute{MarkdownDescription: "Number of CPUs.", Computed: true},
-				"memory_gib":   schema.Float64Attribute{MarkdownDescription: "Installed memory in GiB.", Computed: true},
-				"nics": schema.ListNestedAttribute{
-					MarkdownDescription: "Network interfaces.",
-					Computed:            true,
-					NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-						"name": str("Interface name."),
-						"mac":  str("MAC address."),
-					}},
-				},
-			},
-		},
+		"inventory": inventoryDataSourceAttribute(),
 	}
 }
 
@@ -114,6 +98,7 @@ func machineSummaryValues(m *api.Machine) map[string]attr.Value {
 		"boot_profile": types.StringValue(m.BootProfile),
 		"params":       stringsToMap(m.Params, types.MapValueMust(types.StringType, nil)),
 		"state":        types.StringValue(m.State),
+		"boot_mode":    types.StringValue(m.BootMode),
 		"phase":        types.StringValue(m.Phase),
 		"step":         types.StringValue(m.Step),
 		"power_state":  types.StringValue(m.PowerState),

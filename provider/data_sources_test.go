@@ -63,7 +63,16 @@ data "baremetal_machines" "huge" {
 					statecheck.ExpectKnownValue("data.baremetal_machine.m", tfjsonpath.New("bmc_endpoint"), knownvalue.StringExact(lm.Endpoint)),
 					statecheck.ExpectKnownValue("data.baremetal_machine.m", tfjsonpath.New("macs"),
 						knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact(lm.MAC)})),
-					statecheck.ExpectKnownValue("data.baremetal_machine.m", tfjsonpath.New("inventory").AtMapKey("cpus"), knownvalue.NotNull()),
+					statecheck.ExpectKnownValue("data.baremetal_machine.m", tfjsonpath.New("inventory"), knownvalue.ObjectPartial(map[string]knownvalue.Check{
+						// The lab's memory backend: a summary of 2 CPUs, 8 cores, 32 threads, no
+						// Processors list; one SSD; UEFI firmware.
+						"cpus": knownvalue.Int64Exact(2), "cpu_cores": knownvalue.Int64Exact(8), "cpu_threads": knownvalue.Int64Exact(32),
+						"gpus": knownvalue.Int64Exact(0), "boot_mode": knownvalue.StringExact("uefi"),
+						"disks": knownvalue.ListExact([]knownvalue.Check{knownvalue.ObjectPartial(map[string]knownvalue.Check{
+							"model": knownvalue.StringExact("Lab SSD 480"), "media_type": knownvalue.StringExact("SSD"),
+							"rotational": knownvalue.Bool(false), "size_gib": knownvalue.Float64Exact(447.13),
+						})}),
+					})),
 					statecheck.ExpectKnownValue("data.baremetal_boot_profile.p", tfjsonpath.New("kernel"), knownvalue.StringExact(a.assets.URL+"/vmlinuz")),
 					statecheck.ExpectKnownOutputValue("available_has_acc_ds", knownvalue.Bool(true)),
 					statecheck.ExpectKnownOutputValue("off_has_acc_ds", knownvalue.Bool(false)),

@@ -101,8 +101,10 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional:            true,
 			},
 			"ipxe_script": schema.StringAttribute{
-				MarkdownDescription: "A complete iPXE script served instead of the one built from `kernel`, `initrds` and `cmdline`. It must start with `#!ipxe`.",
-				Optional:            true,
+				MarkdownDescription: "A complete iPXE script served instead of the one built from `kernel`, `initrds` and `cmdline`. It must start with `#!ipxe`. " +
+					"It is served as written: to boot UEFI servers, name each initrd (`initrd --name <name> ...`) and, when `${platform}` is `efi`, " +
+					"put `initrd=<name>` for each on the kernel line, as the stock script does (see the boot chain guide).",
+				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
 				},

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -64,6 +63,7 @@ type machineModel struct {
 	BootProfile types.String   `tfsdk:"boot_profile"`
 	Params      types.Map      `tfsdk:"params"`
 	State       types.String   `tfsdk:"state"`
+	BootMode    types.String   `tfsdk:"boot_mode"`
 	Phase       types.String   `tfsdk:"phase"`
 	PowerState  types.String   `tfsdk:"power_state"`
 	LastError   types.String   `tfsdk:"last_error"`
@@ -80,20 +80,6 @@ type bmcModel struct {
 	PasswordWOVersion types.Int64  `tfsdk:"password_wo_version"`
 	Insecure          types.Bool   `tfsdk:"insecure"`
 	CACertPEM         types.String `tfsdk:"ca_cert_pem"`
-}
-
-var nicAttrTypes = map[string]attr.Type{
-	"name": types.StringType,
-	"mac":  types.StringType,
-}
-
-var inventoryAttrTypes = map[string]attr.Type{
-	"manufacturer": types.StringType,
-	"model":        types.StringType,
-	"serial":       types.StringType,
-	"cpus":         types.Int64Type,
-	"memory_gib":   types.Float64Type,
-	"nics":         types.ListType{ElemType: types.ObjectType{AttrTypes: nicAttrTypes}},
 }
 
 // stateDescription lists the desired states from the same list the
@@ -209,6 +195,14 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Default:             stringdefault.StaticString(string(model.StateProvisioned)),
 				Validators:          []validator.String{stringvalidator.OneOf(model.DesiredStates...)},
 			},
+			"boot_mode": schema.StringAttribute{
+				MarkdownDescription: "Firmware boot mode the agent asks the BMC for with every boot override (Redfish `BootSourceOverrideMode`): " +
+					quotedList(model.BootModes, " or ") + ". Unset, the agent keeps the mode the BMC reports (the machine's `inventory.boot_mode`) " +
+					"and never switches a UEFI machine to Legacy. A mode the BMC does not allow is refused, naming the modes it allows. " +
+					"A change applies from the next boot the agent sets up; it does not reinstall the machine by itself.",
+				Optional:   true,
+				Validators: []validator.String{stringvalidator.OneOf(model.BootModes...)},
+			},
 			"phase": schema.StringAttribute{
 				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ".",
 				Computed:            true,
@@ -226,26 +220,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				ElementType:         types.StringType,
 				Computed:            true,
 			},
-			"inventory": schema.SingleNestedAttribute{
-				MarkdownDescription: "Hardware inventory read from the BMC.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
-				Attributes: map[string]schema.Attribute{
-					"manufacturer": schema.StringAttribute{MarkdownDescription: "System manufacturer.", Computed: true},
-					"model":        schema.StringAttribute{MarkdownDescription: "System model.", Computed: true},
-					"serial":       schema.StringAttribute{MarkdownDescription: "Serial number.", Computed: true},
-					"cpus":         schema.Int64Attribute{MarkdownDescription: "Number of CPUs (sockets) reported.", Computed: true},
-					"memory_gib":   schema.Float64Attribute{MarkdownDescription: "Installed memory in GiB.", Computed: true},
-					"nics": schema.ListNestedAttribute{
-						MarkdownDescription: "Network interfaces.",
-						Computed:            true,
-						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-							"name": schema.StringAttribute{MarkdownDescription: "Interface name as the BMC reports it.", Computed: true},
-							"mac":  schema.StringAttribute{MarkdownDescription: "MAC address, lower-case colon form.", Computed: true},
-						}},
-					},
-				},
-			},
+			"inventory": inventoryResourceAttribute(),
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -535,12 +510,15 @@ func repairAction(m *api.Machine) string {
 	}
 }
 
-// phaseTracker logs each phase change once, so TF_LOG=info shows progress.
+// phaseTracker logs each phase change once, so TF_LOG=info shows progress,
+// and each new last_error within a step as a warning: a stalled boot says
+// where it stalled while the apply is still waiting on it.
 type phaseTracker struct {
-	ctx   context.Context
-	name  string
-	phase string
-	step  string
+	ctx       context.Context
+	name      string
+	phase     string
+	step      string
+	lastError string
 }
 
 func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
@@ -548,10 +526,12 @@ func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
 }
 
 func (t *phaseTracker) observe(m *api.Machine) {
-	if m.Phase == t.phase && m.Step == t.step {
+	moved := m.Phase != t.phase || m.Step != t.step
+	noted := m.LastError != t.lastError && m.LastError != ""
+	t.phase, t.step, t.lastError = m.Phase, m.Step, m.LastError
+	if !moved && !noted {
 		return
 	}
-	t.phase, t.step = m.Phase, m.Step
 	fields := map[string]any{"machine": t.name, "phase": m.Phase}
 	if m.Step != "" {
 		fields["step"] = m.Step
@@ -559,7 +539,11 @@ func (t *phaseTracker) observe(m *api.Machine) {
 	if m.LastError != "" {
 		fields["last_error"] = m.LastError
 	}
-	tflog.Info(t.ctx, "machine phase changed", fields)
+	if moved {
+		tflog.Info(t.ctx, "machine phase changed", fields)
+		return
+	}
+	tflog.Warn(t.ctx, "machine reports a problem while the apply waits: "+m.LastError, fields)
 }
 
 // failureDetail explains a failed or timed-out wait with what the agent
@@ -656,6 +640,7 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 		BootProfile: m.BootProfile.ValueString(),
 		Params:      mapToStrings(ctx, m.Params, diags),
 		State:       m.State.ValueString(),
+		BootMode:    m.BootMode.ValueString(),
 	}
 	if m.BMC != nil {
 		req.BMC = api.BMCRequest{
@@ -689,30 +674,10 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	m.BootProfile = optString(a.BootProfile)
 	m.Params = stringsToMap(a.Params, m.Params)
 	m.State = types.StringValue(a.State)
+	m.BootMode = optString(a.BootMode)
 	m.Phase = types.StringValue(a.Phase)
 	m.PowerState = types.StringValue(a.PowerState)
 	m.LastError = types.StringValue(a.LastError)
 	m.Addresses = stringsToList(a.Addresses, types.ListValueMust(types.StringType, nil))
 	m.Inventory = inventoryValue(a.Inventory)
-}
-
-func inventoryValue(inv *model.Inventory) types.Object {
-	if inv == nil {
-		return types.ObjectNull(inventoryAttrTypes)
-	}
-	nics := make([]attr.Value, len(inv.NICs))
-	for i, n := range inv.NICs {
-		nics[i] = types.ObjectValueMust(nicAttrTypes, map[string]attr.Value{
-			"name": types.StringValue(n.Name),
-			"mac":  types.StringValue(n.MAC),
-		})
-	}
-	return types.ObjectValueMust(inventoryAttrTypes, map[string]attr.Value{
-		"manufacturer": types.StringValue(inv.Manufacturer),
-		"model":        types.StringValue(inv.Model),
-		"serial":       types.StringValue(inv.Serial),
-		"cpus":         types.Int64Value(int64(inv.CPUs)),
-		"memory_gib":   types.Float64Value(inv.MemoryGiB),
-		"nics":         types.ListValueMust(types.ObjectType{AttrTypes: nicAttrTypes}, nics),
-	})
 }

@@ -408,3 +408,43 @@ resource "baremetal_machine" "m" {
 		},
 	})
 }
+
+// TestAccMachineBootMode: a boot_mode the BMC does not allow (the lab's
+// machines are UEFI-only) fails the apply naming what the BMC allows; the
+// mode it allows installs the machine and shows in state and inventory.
+func TestAccMachineBootMode(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 9)
+	cfg := func(mode string) string {
+		return a.providerConfig() + profileConfig(a, "p", "acc-bootmode", "quiet") + machineConfig("m", "acc-bootmode", lm, fmt.Sprintf(`
+  boot_profile = baremetal_boot_profile.p.name
+  boot_mode    = %q
+  timeouts {
+    create = "2m"
+  }
+`, mode))
+	}
+	const res = "baremetal_machine.m"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"acc-bootmode": lm}),
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg("bios"),
+				ExpectError: regexp.MustCompile(`(?s)Attribute boot_mode value must be one of`),
+			},
+			{
+				Config:      cfg("legacy"),
+				ExpectError: regexp.MustCompile(`(?s)boot_mode "legacy" is not offered by the BMC,\s+which allows\s+uefi`),
+			},
+			{
+				Config: cfg("uefi"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("boot_mode"), knownvalue.StringExact("uefi")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("inventory").AtMapKey("boot_mode"), knownvalue.StringExact("uefi")),
+				},
+			},
+		},
+	})
+}

@@ -93,11 +93,14 @@ add_module() {
 	esac
 }
 add_module e1000 || { echo "build-lab-image: e1000 module not found in $kpkg" >&2; exit 1; }
-# Disk drivers, in load order, so the installer can write its marker to a
-# virtio or IDE/SATA disk when the lab gives the VM one. Any that the kernel
+# Disk drivers and virtio-net, in load order, so the installer can write its
+# marker to a virtio or IDE/SATA disk when the lab gives the VM one, and can
+# reach the agent through a virtio NIC (the lab's VMs that PXE boot with the
+# UEFI firmware's own network stack have one, since QEMU's e1000 carries an
+# iPXE ROM that would take over). Any that the kernel
 # builds in are simply absent from the package; init loads what it finds.
 modules="e1000"
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk \
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net \
 	scsi_common scsi_mod libata ata_piix libahci ahci \
 	crct10dif_common crct10dif_generic crc-t10dif crc64 crc64-rocksoft_generic crc64-rocksoft t10-pi sd_mod; do
 	if add_module "$m"; then modules="$modules $m"; fi

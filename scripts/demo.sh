@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: provision a cluster of three QEMU machines with terraform apply,
-# over real Redfish (the lab's BMC emulator) and real PXE (the agent's TFTP
-# and HTTP). Everything runs on loopback; VMs reach the host as 10.0.2.2.
+# over real Redfish (the lab's BMC emulator) and real network boot (iPXE
+# over HTTP from the agent). Everything runs on loopback; each VM's network
+# is isolated (QEMU user networking with restrict=on) and reaches only the
+# agent's boot endpoints, at 10.0.2.4, through a guest forward.
 #
 #   scripts/demo.sh up     set up, start agent + lab, terraform apply, print outputs
 #   scripts/demo.sh down   terraform destroy (best effort) and stop every process
@@ -19,12 +21,14 @@ image=${BAREMETAL_LAB_IMAGE:-$root/.cache/lab-image}
 # qemu: real VMs booting over PXE; memory: simulated machines (seconds, for a
 # quick look at the Terraform side).
 backend=${DEMO_BACKEND:-qemu}
+# Odd-numbered machines boot BIOS (SeaBIOS), even ones UEFI (OVMF).
+firmware=${DEMO_FIRMWARE:-mixed}
 
 log() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 
 install_packages() {
   local need=()
-  for pkg in qemu-system-x86 ipxe-qemu ipxe busybox-static cpio curl jq; do
+  for pkg in qemu-system-x86 ipxe-qemu ipxe ovmf busybox-static cpio curl jq; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
@@ -87,9 +91,10 @@ provider_installation {
 }
 RC
 
-  # QEMU's user-mode network reaches the host's loopback as 10.0.2.2, so
-  # that is the address handed to the VMs.
-  local boot_host=10.0.2.2
+  # The VMs reach the agent's boot endpoints only as 10.0.2.4, which the
+  # lab forwards to the host's loopback, so that is the address handed to
+  # them.
+  local boot_host=10.0.2.4
   [ "$backend" = qemu ] || boot_host=127.0.0.1
   log "starting baremetal-agent (API https://127.0.0.1:$api_port, boot http://127.0.0.1:$boot_port, TFTP :$tftp_port)"
   bin/baremetal-agent serve \
@@ -100,11 +105,10 @@ RC
   echo $! > "$state/agent.pid"
   wait_http "https://127.0.0.1:$api_port/healthz"
 
-  log "starting the lab: $machines $backend machines behind an emulated Redfish BMC on :$lab_port"
-  bin/baremetal-agent lab --backend "$backend" --machines "$machines" \
+  log "starting the lab: $machines $backend machines ($firmware firmware) behind an emulated Redfish BMC on :$lab_port"
+  bin/baremetal-agent lab --backend "$backend" --machines "$machines" --firmware "$firmware" \
     --listen 127.0.0.1:$lab_port --inventory "$state/inventory.json" \
-    --boot-url http://127.0.0.1:$boot_port \
-    --tftp-bootfile tftp://10.0.2.2:$tftp_port/boot.ipxe --state-dir "$state/lab" >"$state/lab.log" 2>&1 &
+    --boot-url http://$boot_host:$boot_port --state-dir "$state/lab" >"$state/lab.log" 2>&1 &
   echo $! > "$state/lab.pid"
   for _ in $(seq 1 100); do [ -s "$state/inventory.json" ] && break; sleep 0.1; done
 
@@ -120,20 +124,24 @@ RC
   log "tear down with: make demo-down"
 }
 
-# timings prints how long each machine took from the start of its
-# provisioning run to provisioned, from the agent's event log.
+# timings prints each machine's firmware (from the lab's inventory) and how
+# long it took from the power-on of its last run to provisioned, from the
+# agent's event log (a power action's issued_at is when it was sent).
 timings() {
-  log "time per machine (run started -> provisioned):"
+  log "firmware and time per machine (power-on -> provisioned):"
   local names
   names=$(curl -sk -H "Authorization: Bearer $BAREMETAL_TOKEN" "$BAREMETAL_ENDPOINT/v1/machines" | jq -r '.items[].name')
   for n in $names; do
-    curl -sk -H "Authorization: Bearer $BAREMETAL_TOKEN" "$BAREMETAL_ENDPOINT/v1/machines/$n/events?limit=1000" | jq -r --arg n "$n" '
-      [.events[] | select(.type == "run_started")] as $runs
+    local fw
+    fw=$(jq -r --arg n "$n" '.machines[] | select(.name == $n) | .firmware // "?"' "$state/inventory.json")
+    curl -sk -H "Authorization: Bearer $BAREMETAL_TOKEN" "$BAREMETAL_ENDPOINT/v1/machines/$n/events?limit=1000" | jq -r --arg n "$n" --arg fw "$fw" '
+      def secs: sub("\\.[0-9]+"; "") | fromdateiso8601;
+      [.events[] | select(.type == "power_action" and (.data.run // "") != "")] as $ons
       | [.events[] | select(.type == "phase_changed" and .phase == "provisioned")] as $done
-      | if ($runs | length) > 0 and ($done | length) > 0 then
-          (($done[-1].time | sub("\\.[0-9]+"; "") | fromdateiso8601) - ($runs[-1].time | sub("\\.[0-9]+"; "") | fromdateiso8601)) as $s
-          | "  \($n): \($s) s"
-        else "  \($n): not provisioned" end'
+      | if ($ons | length) > 0 and ($done | length) > 0 then
+          (($done[-1].time | secs) - (($ons[-1].data.issued_at // $ons[-1].time) | secs)) as $s
+          | "  \($n): \($fw | ascii_upcase), \($s) s"
+        else "  \($n): \($fw | ascii_upcase), not provisioned" end'
   done
 }
 

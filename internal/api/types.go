@@ -97,6 +97,8 @@ type MachineRequest struct {
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       string            `json:"state,omitempty"` // default "provisioned"
+	// BootMode is "uefi" or "legacy"; empty keeps what the BMC reports.
+	BootMode string `json:"boot_mode,omitempty"`
 	// Version, when non-zero on update, must equal the stored version (409 otherwise).
 	Version uint64 `json:"version,omitempty"`
 }
@@ -118,6 +120,7 @@ type Machine struct {
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       string            `json:"state"`
+	BootMode    string            `json:"boot_mode,omitempty"`
 	Cluster     string            `json:"cluster,omitempty"`
 	Role        string            `json:"role,omitempty"`
 	Version     uint64            `json:"version"`

@@ -29,6 +29,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		BootProfile:               m.BootProfile,
 		Params:                    m.Params,
 		State:                     string(m.State),
+		BootMode:                  string(m.BootMode),
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
 		Version:                   m.Version,
@@ -64,6 +65,7 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.BootProfile = v.req.BootProfile
 	m.Params = v.req.Params
 	m.State = v.state
+	m.BootMode = model.BootMode(v.req.BootMode)
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {

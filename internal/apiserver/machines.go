@@ -181,7 +181,8 @@ func machineSpec(m *model.Machine) any {
 		BootProfile string
 		Params      map[string]string
 		State       model.DesiredState
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State}
+		BootMode    model.BootMode
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {

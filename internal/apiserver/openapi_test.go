@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -97,5 +99,20 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		if !slices.Equal(want, got) {
 			t.Errorf("schema %s has properties %v, the Go type has %v", name, got, want)
 		}
+	}
+}
+
+// TestOpenAPINamesEveryEventType keeps the documented event vocabulary
+// the one the agent records.
+func TestOpenAPINamesEveryEventType(t *testing.T) {
+	doc := loadOpenAPI(t)
+	node, ok := doc.Components.Schemas["Event"].Properties["type"]
+	require.True(t, ok, "schema Event has no property type")
+	var typ struct {
+		Description string `yaml:"description"`
+	}
+	require.NoError(t, node.Decode(&typ))
+	for _, e := range model.EventTypes {
+		assert.Regexp(t, `\b`+e+`\b`, typ.Description, "Event.type does not name %s", e)
 	}
 }

@@ -936,3 +936,35 @@ func TestConcurrentWritersOneWins(t *testing.T) {
 		t.Errorf("after the race: %+v", m)
 	}
 }
+
+func TestMachineBootMode(t *testing.T) {
+	e := newEnv(t)
+	req := machineReq("m1")
+	req.BootMode = "bios"
+	r := e.must(422, e.req("POST", api.PathMachines, req))
+	if d := r.err(); d.Field != "boot_mode" || !strings.Contains(d.Message, "uefi, legacy") {
+		t.Fatalf("error %+v, want one on boot_mode naming the modes", d)
+	}
+	req.BootMode = "uefi"
+	if m := e.createMachine(req); m.BootMode != "uefi" {
+		t.Fatalf("created with boot_mode %q", m.BootMode)
+	}
+	// Once the BMC has said what it allows, a mode outside that is refused
+	// at the request, naming what it allows.
+	if _, err := e.store.UpdateMachine(context.Background(), "m1", func(m *model.Machine) (bool, error) {
+		m.Status.Inventory = &model.Inventory{BootMode: "legacy", BootModes: []string{"legacy"}}
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.must(422, e.req("PUT", "/v1/machines/m1", req))
+	if d := r.err(); d.Field != "boot_mode" || !strings.Contains(d.Message, "which allows legacy") {
+		t.Fatalf("error %+v, want one on boot_mode naming the allowed modes", d)
+	}
+	req.BootMode = "legacy"
+	var m api.Machine
+	e.must(200, e.req("PUT", "/v1/machines/m1", req)).decode(t, &m)
+	if m.BootMode != "legacy" {
+		t.Fatalf("boot_mode %q after the update", m.BootMode)
+	}
+}

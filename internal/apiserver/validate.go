@@ -88,6 +88,16 @@ func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, e
 		}
 		v.state = model.DesiredState(req.State)
 	}
+	if req.BootMode != "" && !slices.Contains(model.BootModes, req.BootMode) {
+		return nil, invalid("boot_mode", "boot_mode %q is not one of %s", req.BootMode, strings.Join(model.BootModes, ", "))
+	}
+	// A new machine's BMC is read after it is stored; the reconciler then
+	// refuses the mode the same way, before any boot is set up.
+	if existing != nil {
+		if why := model.BootModeRefusal(model.BootMode(req.BootMode), existing.Status.Inventory); why != "" {
+			return nil, invalid("boot_mode", "%s", why)
+		}
+	}
 	if err := validateParams("params", req.Params); err != nil {
 		return nil, err
 	}

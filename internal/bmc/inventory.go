@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/stmcginnis/gofish/schemas"
@@ -41,12 +42,9 @@ func (m *Manager) inventory(ctx context.Context, t *target, c model.BMC) (*model
 		UUID:         sys.UUID,
 		BIOSVersion:  sys.BiosVersion,
 		PowerState:   string(sys.PowerState),
-		CPUModel:     sys.ProcessorSummary.Model,
 		CollectedAt:  time.Now().UTC(),
 	}
-	if n := sys.ProcessorSummary.Count; n != nil {
-		inv.CPUs = int(*n)
-	}
+	inv.BootMode, inv.BootModes = bootModes(sys)
 	if gib := sys.MemorySummary.TotalSystemMemoryGiB; gib != nil {
 		inv.MemoryGiB = *gib
 	}
@@ -67,19 +65,11 @@ func (m *Manager) inventory(ctx context.Context, t *target, c model.BMC) (*model
 		return nil
 	}
 
-	if inv.CPUs == 0 || inv.CPUModel == "" {
-		procs, err := sys.Processors()
-		if err := optional("processors", err); err != nil {
-			return nil, err
-		}
-		cpus, model := countCPUs(procs)
-		if inv.CPUs == 0 {
-			inv.CPUs = cpus
-		}
-		if inv.CPUModel == "" {
-			inv.CPUModel = model
-		}
+	procs, err := sys.Processors()
+	if err := optional("processors", err); err != nil {
+		return nil, err
 	}
+	countProcessors(inv, sys.ProcessorSummary, procs)
 	if inv.MemoryGiB == 0 {
 		dimms, err := sys.Memory()
 		if err := optional("memory", err); err != nil {
@@ -98,21 +88,8 @@ func (m *Manager) inventory(ctx context.Context, t *target, c model.BMC) (*model
 	if err := optional("storage", err); err != nil {
 		return nil, err
 	}
-	for _, s := range storage {
-		drives, err := s.Drives()
-		if err := optional("drives", err); err != nil {
-			return nil, err
-		}
-		for _, d := range drives {
-			if d.Status.State == schemas.AbsentState {
-				continue
-			}
-			disk := model.Disk{Name: d.Name, Model: d.Model, Serial: d.SerialNumber, MediaType: string(d.MediaType)}
-			if d.CapacityBytes != nil {
-				disk.SizeGiB = gib(float64(*d.CapacityBytes))
-			}
-			inv.Disks = append(inv.Disks, disk)
-		}
+	if inv.Disks, err = m.drives(ctx, t, c, storage); err != nil {
+		return nil, err
 	}
 	// SimpleStorage is the older, flatter schema; read it only when Storage
 	// yielded nothing so a disk is not listed twice.
@@ -126,7 +103,7 @@ func (m *Manager) inventory(ctx context.Context, t *target, c model.BMC) (*model
 				if d.Status.State == schemas.AbsentState {
 					continue
 				}
-				disk := model.Disk{Name: d.Name, Model: d.Model}
+				disk := model.Disk{Name: d.Name, Model: strings.TrimSpace(d.Model)}
 				if d.CapacityBytes != nil {
 					disk.SizeGiB = gib(float64(*d.CapacityBytes))
 				}
@@ -139,20 +116,171 @@ func (m *Manager) inventory(ctx context.Context, t *target, c model.BMC) (*model
 
 func gib(bytes float64) float64 { return math.Round(bytes/(1<<30)*100) / 100 }
 
-func countCPUs(procs []*schemas.Processor) (n int, model string) {
+// bootModes reads the firmware boot mode in lower case, so templates and
+// Terraform compare against one spelling whatever the vendor's. gofish does
+// not decode the mode's allowable values, hence the raw document.
+func bootModes(sys *schemas.ComputerSystem) (mode string, allowed []string) {
+	var raw struct {
+		Boot struct {
+			Allowed []string `json:"BootSourceOverrideMode@Redfish.AllowableValues"`
+		}
+	}
+	_ = json.Unmarshal(sys.RawData, &raw)
+	for _, a := range raw.Boot.Allowed {
+		allowed = append(allowed, strings.ToLower(a))
+	}
+	return strings.ToLower(string(sys.Boot.BootSourceOverrideMode)), allowed
+}
+
+// countProcessors fills the CPU, GPU and accelerator figures. The Processors
+// list is the evidence whenever it holds a present CPU, because summaries
+// are wrong on real BMCs: Supermicro X10 counts threads, the DMTF mockup an
+// empty socket, and GPU blades their GPUs. Without such a list (iDRAC8 and
+// the Quanta capture publish none) the summary is all there is.
+func countProcessors(inv *model.Inventory, sum schemas.ProcessorSummary, procs []*schemas.Processor) {
+	var cpus, cores, threads int
+	var cpuModel string
 	for _, p := range procs {
 		if p.Status.State == schemas.AbsentState {
 			continue
 		}
-		if p.ProcessorType != "" && p.ProcessorType != schemas.CPUProcessorType {
-			continue // GPUs, FPGAs, accelerators
-		}
-		n++
-		if model == "" {
-			model = p.Model
+		name := strings.TrimSpace(p.Model)
+		switch p.ProcessorType {
+		case schemas.CPUProcessorType:
+			cpus++
+			cores += deref(p.TotalCores)
+			threads += deref(p.TotalThreads)
+			if cpuModel == "" {
+				cpuModel = name
+			}
+		case schemas.GPUProcessorType:
+			inv.GPUs++
+			if inv.GPUModel == "" {
+				inv.GPUModel = name
+			}
+		case schemas.FPGAProcessorType, schemas.DSPProcessorType, schemas.AcceleratorProcessorType:
+			inv.Accelerators++
+			if inv.AcceleratorModel == "" {
+				inv.AcceleratorModel = name
+			}
 		}
 	}
-	return n, model
+	if cpus > 0 {
+		inv.CPUs, inv.CPUModel, inv.CPUCores, inv.CPUThreads = cpus, cpuModel, cores, threads
+		return
+	}
+	inv.CPUs = int(deref(sum.Count))
+	inv.CPUModel = strings.TrimSpace(sum.Model)
+	inv.CPUCores = int(deref(sum.CoreCount))
+	inv.CPUThreads = int(deref(sum.LogicalProcessorCount))
+}
+
+func deref[T int | uint](p *T) T {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// drives reads every storage controller's drives once each: BMCs link one
+// drive from several controllers, or the same link many times, and some
+// answer a drive link with an error document or an empty one and status
+// 200. Such a link is no disk; it is logged the first time it is seen, not on
+// every inventory of every machine.
+func (m *Manager) drives(ctx context.Context, t *target, c model.BMC, storage []*schemas.Storage) ([]model.Disk, error) {
+	var disks []model.Disk
+	seen := map[string]bool{}
+	skip := func(link, why string) {
+		if _, logged := m.skippedDrives.LoadOrStore(c.Endpoint+" "+link, true); !logged {
+			m.log.Warn("BMC inventory: skipping a drive link that is not a drive", "endpoint", c.Endpoint,
+				"drive", link, "reason", scrub(why, c.Password))
+		}
+	}
+	for _, s := range storage {
+		for _, link := range driveLinks(s.RawData) {
+			key := strings.TrimSuffix(link, "/")
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			d, err := schemas.GetObject[schemas.Drive](t.api, link)
+			if err != nil {
+				if statusOf(err) == http.StatusUnauthorized || ctx.Err() != nil {
+					return nil, err
+				}
+				skip(key, sessionFailure(err))
+				continue
+			}
+			if why := notADrive(d); why != "" {
+				skip(key, why)
+				continue
+			}
+			if id := strings.TrimSuffix(d.ODataID, "/"); id != key {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+			}
+			if d.Status.State == schemas.AbsentState {
+				continue
+			}
+			disk := model.Disk{Name: d.Name, Model: strings.TrimSpace(d.Model), Serial: strings.TrimSpace(d.SerialNumber),
+				MediaType: string(d.MediaType), Rotational: rotational(d)}
+			if d.CapacityBytes != nil {
+				disk.SizeGiB = gib(float64(*d.CapacityBytes))
+			}
+			disks = append(disks, disk)
+		}
+	}
+	return disks, nil
+}
+
+// driveLinks lists a Storage resource's drive links as written; callers
+// compare them without a trailing slash, as iLO writes some links with one
+// and some without.
+func driveLinks(raw []byte) []string {
+	var doc struct {
+		Drives []struct {
+			ID string `json:"@odata.id"`
+		}
+	}
+	_ = json.Unmarshal(raw, &doc)
+	links := make([]string, 0, len(doc.Drives))
+	for _, d := range doc.Drives {
+		if d.ID != "" {
+			links = append(links, d.ID)
+		}
+	}
+	return links
+}
+
+// notADrive says why a document served for a drive link is not one, or "".
+func notADrive(d *schemas.Drive) string {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(d.RawData, &doc) != nil || doc == nil {
+		return "the answer is not a JSON object"
+	}
+	if e, ok := doc["error"]; ok {
+		var body struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(e, &body)
+		return trim(strings.TrimSpace("an error document with status 200: " + body.Code + " " + body.Message))
+	}
+	if d.Name == "" && d.Model == "" && d.SerialNumber == "" && d.CapacityBytes == nil {
+		return "an empty document (no name, model, serial or capacity)"
+	}
+	return ""
+}
+
+// rotational is true for spinning media; SMR drives spin too.
+func rotational(d *schemas.Drive) bool {
+	switch d.MediaType {
+	case schemas.HDDMediaType, schemas.SMRMediaType:
+		return true
+	}
+	return d.RotationSpeedRPM != nil && *d.RotationSpeedRPM > 0
 }
 
 func sumMemoryGiB(dimms []*schemas.Memory) float64 {

@@ -34,7 +34,6 @@ func TestBootModeUnderRevert(t *testing.T) {
 	}{
 		{"kept UEFI, reverting BMC", BootModeKeep, "UEFI", true},
 		{"asked UEFI, reverting BMC", BootModeUEFI, "UEFI", true},
-		{"asked Legacy of a UEFI system", BootModeLegacy, "Legacy", false},
 		{"kept UEFI, healthy BMC", BootModeKeep, "UEFI", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +74,14 @@ func TestBootModeNotAllowable(t *testing.T) {
 	_, patches, _ = mock.snapshot()
 	require.Len(t, patches, 1)
 	assert.Equal(t, "UEFI", patches[0].Body["Boot"].(map[string]any)["BootSourceOverrideMode"])
+
+	// Legacy asked of a system reporting UEFI, on a BMC listing no modes.
+	delete(mock.boot, "BootSourceOverrideMode@Redfish.AllowableValues")
+	mock.boot["BootSourceOverrideMode"] = "UEFI"
+	require.NoError(t, NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootPXE, false, BootModeLegacy))
+	_, patches, _ = mock.snapshot()
+	require.Len(t, patches, 2)
+	assert.Equal(t, "Legacy", patches[1].Body["Boot"].(map[string]any)["BootSourceOverrideMode"])
 }
 
 // TestBootModeKeepNeverSendsLegacyToUEFI: a system reporting UEFI is never

@@ -90,6 +90,8 @@ type Manager struct {
 	locks map[string]*epLock
 	conns map[connKey]*conn
 	auth  map[authKey]*refusals
+
+	skippedDrives sync.Map // endpoint + drive link already logged as not a drive
 }
 
 // SessionStore keeps the Redfish sessions the Manager has open

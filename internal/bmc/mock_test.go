@@ -56,6 +56,7 @@ type mockBMC struct {
 	dir        string
 	user, pass string
 	sysPath    string   // the capture's system, without trailing slash
+	systems    []byte   // the Systems collection served
 	allowed    []string // served ResetType@Redfish.AllowableValues
 
 	mu           sync.Mutex
@@ -85,7 +86,10 @@ func newMockBMC(t testing.TB, capture, user, pass string) *mockBMC {
 			ID string `json:"@odata.id"`
 		}
 	}
-	m.readJSON("/redfish/v1/Systems", &coll)
+	m.systems = m.systemsCollection()
+	if err := json.Unmarshal(m.systems, &coll); err != nil {
+		t.Fatalf("%s: Systems collection: %v", capture, err)
+	}
 	if len(coll.Members) != 1 {
 		t.Fatalf("%s: want one system, capture has %d", capture, len(coll.Members))
 	}
@@ -103,6 +107,27 @@ func newMockBMC(t testing.TB, capture, user, pass string) *mockBMC {
 	m.readJSON(m.sysPath, &sys)
 	m.power, m.etag, m.boot, m.allowed = sys.PowerState, sys.ETag, sys.Boot, sys.Actions.Reset.Allowed
 	return m
+}
+
+// systemsCollection is the capture's Systems collection, or one listing its
+// system directories when the capture has none (Quanta D42A-2U).
+func (m *mockBMC) systemsCollection() []byte {
+	if b, err := os.ReadFile(m.file("/redfish/v1/Systems")); err == nil {
+		return b
+	}
+	entries, err := os.ReadDir(filepath.Join(m.dir, "redfish", "v1", "Systems"))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var members []map[string]string
+	for _, e := range entries {
+		if e.IsDir() {
+			members = append(members, map[string]string{"@odata.id": "/redfish/v1/Systems/" + e.Name()})
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"@odata.id": "/redfish/v1/Systems", "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+		"Name": "Computer System Collection", "Members@odata.count": len(members), "Members": members})
+	return b
 }
 
 func (m *mockBMC) file(p string) string {
@@ -140,7 +165,7 @@ func (m *mockBMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	p := strings.TrimSuffix(r.URL.Path, "/")
-	const sessions = "/redfish/v1/SessionService/Sessions"
+	sessions := m.sessionsPath()
 
 	switch {
 	case p == "/redfish/v1" && r.Method == http.MethodGet:
@@ -241,6 +266,9 @@ func (m *mockBMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method != http.MethodGet:
 		redfishErr(w, http.StatusMethodNotAllowed, r.Method+" not allowed here")
+	case p == "/redfish/v1/Systems":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(m.systems)
 	case p == m.sysPath:
 		var doc map[string]any
 		m.readJSON(p, &doc)
@@ -264,6 +292,19 @@ func (m *mockBMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(b)
 	}
+}
+
+// sessionsPath is where the capture's service root says sessions are made
+// (dellfish links /redfish/v1/Sessions), the standard path otherwise.
+func (m *mockBMC) sessionsPath() string {
+	var root rootLinks
+	if b, err := os.ReadFile(m.file("/redfish/v1")); err == nil {
+		_ = json.Unmarshal(b, &root)
+	}
+	if p := strings.TrimSuffix(root.Links.Sessions.ID, "/"); p != "" {
+		return p
+	}
+	return "/redfish/v1/SessionService/Sessions"
 }
 
 // authorized accepts a live session token or the right basic credentials;

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -247,7 +248,8 @@ func (s *Server) loadInput(ctx context.Context, m *model.Machine) (renderInput, 
 
 // handleAssets serves a file from the assets directory, with Range and
 // conditional requests (http.ServeContent). Through the per-machine path
-// the first fetch of the run's kernel is signalled.
+// the first fetch of the run's kernel and of each of its initrds is
+// signalled.
 func (s *Server) handleAssets(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.AssetsDir == "" {
 		http.NotFound(w, r)
@@ -279,27 +281,37 @@ func (s *Server) handleAssets(w http.ResponseWriter, r *http.Request) {
 		}
 		// A HEAD is a probe, not a boot step.
 		if err == nil && r.Method != http.MethodHead {
-			s.maybeSignalKernel(r.Context(), m, rel)
+			s.maybeSignalAsset(r.Context(), m, rel)
 		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, filepath.Base(path), fi.ModTime(), f)
 }
 
-func (s *Server) maybeSignalKernel(ctx context.Context, m *model.Machine, rel string) {
+func (s *Server) maybeSignalAsset(ctx context.Context, m *model.Machine, rel string) {
 	if !m.Run.Serving() {
 		return
 	}
 	in, err := s.loadInput(ctx, m)
-	if err != nil || strings.TrimPrefix(in.profile.Kernel, "/") != rel {
+	if err != nil {
 		return
 	}
+	sig := model.SignalKernelFetched
+	if strings.TrimPrefix(in.profile.Kernel, "/") != rel {
+		if !slices.ContainsFunc(in.profile.Initrds, func(ird string) bool { return strings.TrimPrefix(ird, "/") == rel }) {
+			return
+		}
+		sig = model.SignalInitrdFetched
+	}
+	// Keyed by path too: a kernel and its initrds are each signalled once
+	// per run, however many range requests iPXE makes for them.
+	key := m.Name + "\x00" + rel
 	s.mu.Lock()
-	first := s.kernelRuns[m.Name] != m.Run.ID
-	s.kernelRuns[m.Name] = m.Run.ID
+	first := s.signalRuns[key] != m.Run.ID
+	s.signalRuns[key] = m.Run.ID
 	s.mu.Unlock()
 	if first {
-		s.lc.Signal(ctx, m.Name, model.SignalKernelFetched, map[string]string{"path": rel, "run": m.Run.ID})
+		s.lc.Signal(ctx, m.Name, sig, map[string]string{"path": rel, "run": m.Run.ID})
 	}
 }
 

@@ -3,7 +3,6 @@ package boot
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/tapnet"
 )
 
 // OVMF is Debian's build of EDK2 for QEMU (package ovmf). EDK2's PXE base
@@ -43,18 +40,18 @@ func TestOVMFNetworkBoot(t *testing.T) {
 	t.Parallel()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		skipOrFailInCI(t, "qemu-system-x86_64 not found; install qemu-system-x86")
+		tapnet.SkipOrFailInCI(t, "qemu-system-x86_64 not found; install qemu-system-x86")
 	}
 	for _, f := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
-			skipOrFailInCI(t, fmt.Sprintf("%v; install Debian's ovmf package", err))
+			tapnet.SkipOrFailInCI(t, fmt.Sprintf("%v; install Debian's ovmf package", err))
 		}
 	}
 	// Debian links ipxe.efi from /boot, and the TFTP server does not follow
 	// links out of its root: serve a copy, as the agent does.
 	ipxe, err := os.ReadFile(filepath.Join(DefaultTFTPRoot, "ipxe.efi"))
 	if err != nil {
-		skipOrFailInCI(t, fmt.Sprintf("%v; install Debian's ipxe package", err))
+		tapnet.SkipOrFailInCI(t, fmt.Sprintf("%v; install Debian's ipxe package", err))
 	}
 	varsImage, err := os.ReadFile(ovmfVars)
 	must(t, err)
@@ -69,7 +66,8 @@ func TestOVMFNetworkBoot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tap, hostIP, guestIP := newTap(t)
+			tap := tapnet.New(t)
+			hostIP := tap.HostIP
 			tftpPC, err := net.ListenPacket("udp4", hostIP.String()+":69")
 			must(t, err)
 			httpLn, err := net.Listen("tcp4", hostIP.String()+":0")
@@ -112,7 +110,7 @@ func TestOVMFNetworkBoot(t *testing.T) {
 					}
 				}
 			})
-			serveDHCP(t, tap, hostIP, guestIP, "stage2.ipxe")
+			tap.ServeDHCP(t, "ipxe.efi", "stage2.ipxe")
 
 			work := t.TempDir()
 			vars := filepath.Join(work, "vars.fd")
@@ -125,7 +123,7 @@ func TestOVMFNetworkBoot(t *testing.T) {
 				"-serial", "file:"+serial,
 				"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
 				"-drive", "if=pflash,format=raw,file="+vars,
-				"-netdev", "tap,id=n0,ifname="+tap+",script=no,downscript=no",
+				"-netdev", "tap,id=n0,ifname="+tap.Iface+",script=no,downscript=no",
 				"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=,bootindex=1")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -194,96 +192,6 @@ func TestOVMFNetworkBoot(t *testing.T) {
 			t.Logf("boot script requested %s after QEMU started", time.Since(start).Round(100*time.Millisecond))
 		})
 	}
-}
-
-// newTap creates a tap interface for one guest on a /24 of its own (random,
-// so that parallel runs do not collide) and returns its name, the host's
-// address on it and the guest's.
-func newTap(t *testing.T) (string, net.IP, net.IP) {
-	t.Helper()
-	var r [4]byte
-	rand.Read(r[:])
-	name := fmt.Sprintf("bmtap%x", r[:])
-	hostIP := net.IPv4(10, 200+r[0]%50, r[1], 1).To4()
-	guestIP := net.IPv4(10, 200+r[0]%50, r[1], 15).To4()
-	for _, args := range [][]string{
-		{"tuntap", "add", "dev", name, "mode", "tap"},
-		{"addr", "add", hostIP.String() + "/24", "dev", name},
-		{"link", "set", name, "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			exec.Command("ip", "link", "del", name).Run()
-			skipOrFailInCI(t, fmt.Sprintf("ip %s: %v: %s (the test needs root and /dev/net/tun)", strings.Join(args, " "), err, out))
-		}
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "link", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip link del %s: %v: %s", name, err, out)
-		}
-	})
-	return name, hostIP, guestIP
-}
-
-// serveDHCP answers DHCP on the tap as a site's DHCP server configured for
-// PXE would: an address, next-server and a boot file, which is ipxe.efi for
-// firmware and ipxeScript for iPXE (user class "iPXE").
-func serveDHCP(t *testing.T, iface string, hostIP, guestIP net.IP, ipxeScript string) {
-	t.Helper()
-	handler := func(conn net.PacketConn, _ net.Addr, req *dhcpv4.DHCPv4) {
-		var reply dhcpv4.MessageType
-		switch req.MessageType() {
-		case dhcpv4.MessageTypeDiscover:
-			reply = dhcpv4.MessageTypeOffer
-		case dhcpv4.MessageTypeRequest:
-			reply = dhcpv4.MessageTypeAck
-		default:
-			return
-		}
-		file := "ipxe.efi"
-		if slices.Contains(req.UserClass(), "iPXE") {
-			file = ipxeScript
-		}
-		resp, err := dhcpv4.NewReplyFromRequest(req,
-			dhcpv4.WithMessageType(reply),
-			dhcpv4.WithServerIP(hostIP),
-			dhcpv4.WithYourIP(guestIP),
-			dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
-			dhcpv4.WithRouter(hostIP),
-			dhcpv4.WithLeaseTime(3600),
-			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(hostIP)),
-			dhcpv4.WithOption(dhcpv4.OptBootFileName(file)))
-		if err != nil {
-			t.Errorf("DHCP reply: %v", err)
-			return
-		}
-		resp.BootFileName = file
-		if _, err := conn.WriteTo(resp.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}); err != nil {
-			t.Errorf("DHCP reply: %v", err)
-		}
-	}
-	conn, err := server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: dhcpv4.ServerPort})
-	must(t, err)
-	srv, err := server4.NewServer(iface, nil, handler, server4.WithConn(conn))
-	must(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve()
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-}
-
-// skipOrFailInCI skips a test whose environment is missing, except in CI,
-// where the environment is part of what is tested.
-func skipOrFailInCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }
 
 type tftpLogEvent struct {

@@ -121,7 +121,7 @@ func TestQEMUNetworkBoot(t *testing.T) {
 	t.Logf("VM installed and rebooted in %s", time.Since(start).Round(100*time.Millisecond))
 
 	want := []model.Signal{model.SignalPXERequested, model.SignalScriptServed, model.SignalKernelFetched,
-		model.SignalTemplatesFetched, model.SignalCallbackReceived}
+		model.SignalInitrdFetched, model.SignalTemplatesFetched, model.SignalCallbackReceived}
 	if got := lc.sequence("vm1"); !slices.Equal(got, want) {
 		t.Fatalf("signal sequence %v, want %v\nserial log:\n%s", got, want, tail(string(log), 40))
 	}

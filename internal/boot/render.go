@@ -125,6 +125,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 			inv := *m.Status.Inventory
 			inv.NICs = append([]model.NIC(nil), inv.NICs...)
 			inv.Disks = append([]model.Disk(nil), inv.Disks...)
+			inv.BootModes = append([]string(nil), inv.BootModes...)
 			ctx.Machine.Inventory = &inv
 		}
 		base := s.bootURL + "/machines/" + url.PathEscape(m.Name)

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -33,9 +36,10 @@ func TestRenderIPXEDefault(t *testing.T) {
 	}
 	want := "#!ipxe\n" +
 		"echo baremetal: booting installer p1 for m1\n" +
-		"kernel http://10.0.2.2:8081/machines/m1/assets/debian/vmlinuz console=ttyS0 hostname=m1 role=worker baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-123\n" +
-		"initrd http://10.0.2.2:8081/machines/m1/assets/debian/initrd.gz\n" +
-		"initrd https://mirror.example/extra.img\n" +
+		"iseq ${platform} efi && set bm-initrds initrd=initrd0 initrd=initrd1 || clear bm-initrds\n" +
+		"kernel http://10.0.2.2:8081/machines/m1/assets/debian/vmlinuz console=ttyS0 hostname=m1 role=worker baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-123 ${bm-initrds}\n" +
+		"initrd --name initrd0 http://10.0.2.2:8081/machines/m1/assets/debian/initrd.gz\n" +
+		"initrd --name initrd1 https://mirror.example/extra.img\n" +
 		"boot\n"
 	if got != want {
 		t.Fatalf("script:\n%s\nwant:\n%s", got, want)
@@ -76,6 +80,46 @@ func ipxeCommands(line string) (cmds int, expands bool) {
 	return cmds, expands
 }
 
+// efiInitrdLine and efiInitrdArgs are the stock script's own lines for one
+// initrd: the only commands chained and the only expansion in the script.
+const (
+	efiInitrdLine = "iseq ${platform} efi && set bm-initrds initrd=initrd0 || clear bm-initrds"
+	efiInitrdArgs = " ${bm-initrds}"
+)
+
+// checkOneInitrdScript checks the stock script for a one-initrd profile
+// line by line and returns its kernel line without the EFI initrd names:
+// apart from the template's own EFI line, every line is one command with
+// no expansion, whatever the values were.
+func checkOneInitrdScript(t *testing.T, script, kernelPrefix string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(script, "\n"), "\n")
+	wantStarts := []string{"#!ipxe", "echo ", efiInitrdLine, kernelPrefix, "initrd --name initrd0 ", "boot"}
+	if len(lines) != len(wantStarts) {
+		t.Fatalf("script has %d lines, want %d:\n%s", len(lines), len(wantStarts), script)
+	}
+	if lines[2] != efiInitrdLine {
+		t.Fatalf("line 2 = %q, want %q", lines[2], efiInitrdLine)
+	}
+	kernel, ok := strings.CutSuffix(lines[3], efiInitrdArgs)
+	if !ok {
+		t.Fatalf("kernel line %q does not end with the EFI initrd names %q", lines[3], efiInitrdArgs)
+	}
+	lines[3] = kernel
+	for i, l := range lines {
+		if !strings.HasPrefix(l, wantStarts[i]) {
+			t.Fatalf("line %d = %q, want it to start with %q", i, l, wantStarts[i])
+		}
+		if i == 0 || i == 2 {
+			continue
+		}
+		if n, exp := ipxeCommands(l); n != 1 || exp {
+			t.Fatalf("line %q runs %d commands (expansion %v)", l, n, exp)
+		}
+	}
+	return kernel
+}
+
 func TestRenderHostileParamInert(t *testing.T) {
 	s := testRenderServer(t)
 	hostile := []string{
@@ -97,24 +141,9 @@ func TestRenderHostileParamInert(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", v, err)
 		}
-		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-		wantStarts := []string{"#!ipxe", "echo ", "kernel ", "initrd ", "boot"}
-		if len(lines) != len(wantStarts) {
-			t.Fatalf("%q: script has %d lines, want %d:\n%s", v, len(lines), len(wantStarts), got)
-		}
-		for i, l := range lines {
-			if !strings.HasPrefix(l, wantStarts[i]) {
-				t.Fatalf("%q: line %d = %q, want it to start with %q", v, i, l, wantStarts[i])
-			}
-			if i == 0 {
-				continue
-			}
-			if n, exp := ipxeCommands(l); n != 1 || exp {
-				t.Fatalf("%q: line %q runs %d commands (expansion %v)", v, l, n, exp)
-			}
-		}
-		if !strings.HasSuffix(lines[2], "baremetal.token=t") {
-			t.Fatalf("%q: the convention suffix was cut off: %q", v, lines[2])
+		kernel := checkOneInitrdScript(t, got, "kernel ")
+		if !strings.HasSuffix(kernel, "baremetal.token=t") {
+			t.Fatalf("%q: the convention suffix was cut off: %q", v, kernel)
 		}
 	}
 }
@@ -141,24 +170,9 @@ func FuzzRenderIPXE(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-		wantStarts := []string{"#!ipxe", "echo ", "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz a=", "initrd ", "boot"}
-		if len(lines) != len(wantStarts) {
-			t.Fatalf("script has %d lines:\n%s", len(lines), got)
-		}
-		for i, l := range lines {
-			if !strings.HasPrefix(l, wantStarts[i]) {
-				t.Fatalf("line %d = %q", i, l)
-			}
-			if i == 0 {
-				continue
-			}
-			if n, exp := ipxeCommands(l); n != 1 || exp {
-				t.Fatalf("line %q runs %d commands (expansion %v)", l, n, exp)
-			}
-		}
-		if !strings.HasSuffix(lines[2], " baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=t") {
-			t.Fatalf("convention suffix lost: %q", lines[2])
+		kernel := checkOneInitrdScript(t, got, "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz a=")
+		if !strings.HasSuffix(kernel, " baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=t") {
+			t.Fatalf("convention suffix lost: %q", kernel)
 		}
 	})
 }
@@ -280,5 +294,39 @@ func TestStockTemplatesStructured(t *testing.T) {
 	out, _, err = s.renderTemplate(in, "ignition")
 	if err != nil || out != m.Params["ignition"] {
 		t.Fatalf("pass-through = %q, %v", out, err)
+	}
+}
+
+// TestRenderInventory: install templates see the inventory the BMC reported,
+// so a kickstart can pick its disk or bootloader from it.
+func TestRenderInventory(t *testing.T) {
+	m := provisioningMachine(nil)
+	m.Status.Inventory = &model.Inventory{CPUs: 1, CPUModel: "AMD EPYC 9454", CPUCores: 48, CPUThreads: 96,
+		GPUs: 8, GPUModel: "NVIDIA H100", Accelerators: 1, AcceleratorModel: "Stratix 10", MemoryGiB: 512,
+		BootMode: "uefi", BootModes: []string{"legacy", "uefi"},
+		Disks: []model.Disk{
+			{Name: "Bay 0", Model: "ST4000NM000A", Serial: "WJG0", SizeGiB: 3726.02, MediaType: "HDD", Rotational: true},
+			{Name: "Bay 1", Model: "MZ7LH1T9", Serial: "S455", SizeGiB: 1875.37, MediaType: "SSD"},
+		}}
+	tests := []struct {
+		name, tmpl, want string
+	}{
+		{"processors", `{{ with .Machine.Inventory }}{{ .CPUs }}x{{ .CPUModel }} {{ .CPUCores }}c/{{ .CPUThreads }}t {{ .GPUs }}x{{ .GPUModel }} {{ .Accelerators }}x{{ .AcceleratorModel }}{{ end }}`,
+			"1xAMD EPYC 9454 48c/96t 8xNVIDIA H100 1xStratix 10"},
+		{"boot firmware", `{{ .Machine.Inventory.BootMode }} of {{ join "," .Machine.Inventory.BootModes }}`, "uefi of legacy,uefi"},
+		{"first solid-state disk", `{{ range .Machine.Inventory.Disks }}{{ if not .Rotational }}{{ .Name }} {{ .Model }} {{ .Serial }} {{ .SizeGiB }} {{ .MediaType }}{{ break }}{{ end }}{{ end }}`,
+			"Bay 1 MZ7LH1T9 S455 1875.37 SSD"},
+		{"as JSON", `{{ (index .Machine.Inventory.Disks 0 | toJSON) }}`,
+			`{"name":"Bay 0","model":"ST4000NM000A","serial":"WJG0","size_gib":3726.02,"media_type":"HDD","rotational":true}`},
+	}
+	s := testRenderServer(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &model.BootProfile{Name: "p1", Templates: map[string]string{"ks": tt.tmpl}}
+			got, found, err := s.renderTemplate(renderInput{machine: m, profile: p, token: "t"}, "ks")
+			require.NoError(t, err)
+			require.True(t, found)
+			assert.Equal(t, tt.want, got)
+		})
 	}
 }

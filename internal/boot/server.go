@@ -95,7 +95,7 @@ type Server struct {
 	unknown *rateLimiter
 
 	mu          sync.Mutex
-	kernelRuns  map[string]string // machine -> run ID whose kernel fetch was signalled
+	signalRuns  map[string]string // machine NUL asset path -> run ID whose fetch of it was signalled
 	handler     http.Handler
 	tftpVirtual map[string][]byte
 }
@@ -125,7 +125,7 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		lc:         lc,
 		log:        cfg.Logger.With("component", "boot"),
 		unknown:    newRateLimiter(time.Minute, 4096),
-		kernelRuns: map[string]string{},
+		signalRuns: map[string]string{},
 	}
 	root := cfg.TFTPRoot
 	if root == "" {

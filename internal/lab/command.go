@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -68,6 +69,31 @@ func WriteInventory(path string, inv InventoryFile) error {
 	return nil
 }
 
+func parseHostForwards(s string) ([]HostForward, error) {
+	var out []HostForward
+	for _, item := range splitList(s) {
+		name, ports, ok := strings.Cut(item, "=")
+		hp, gp, ok2 := strings.Cut(ports, ":")
+		h, err1 := strconv.Atoi(hp)
+		g, err2 := strconv.Atoi(gp)
+		if !ok || !ok2 || err1 != nil || err2 != nil || h < 1 || h > 65535 || g < 1 || g > 65535 {
+			return nil, fmt.Errorf("lab: --hostfwd %q: want MACHINE=HOSTPORT:GUESTPORT, e.g. lab-1=23790:2379", item)
+		}
+		out = append(out, HostForward{Machine: name, HostPort: h, GuestPort: g})
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // RunCommand is `baremetal-agent lab`: it serves a lab's Redfish service
 // until ctx ends, then powers everything off.
 func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,14 +108,19 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", "127.0.0.1:8000", "address the Redfish service listens on (HOST:PORT; port 0 picks a free one)")
 	advertise := fs.String("advertise-url", "", "base URL written into the inventory (default http://<listen address>, with 127.0.0.1 for an unspecified host)")
 	inventory := fs.String("inventory", "lab-inventory.json", "file to write the machines' names, Redfish endpoints, credentials and MACs to (mode 0600)")
-	bootURL := fs.String("boot-url", "", "memory backend: the agent's boot base URL the simulated machines PXE boot from (empty: they never boot)")
-	tftpBootFile := fs.String("tftp-bootfile", "", "qemu backend: DHCP boot file URL for the VMs, e.g. tftp://10.0.2.2:6969/boot.ipxe")
+	bootURL := fs.String("boot-url", "", "the agent's advertised boot base URL the machines network-boot from (empty: they never boot). qemu backend: an http:// URL on the VMs' isolated network, e.g. http://10.0.2.4:8080, which a guest forward connects to --boot-forward")
+	bootForward := fs.String("boot-forward", "", "qemu backend: host address the VMs' boot URL is forwarded to (default 127.0.0.1 and the boot URL's port)")
+	hostFwds := fs.String("hostfwd", "", "qemu backend: comma-separated guest ports to publish on 127.0.0.1, as MACHINE=HOSTPORT:GUESTPORT (e.g. lab-1=23790:2379)")
 	stateDir := fs.String("state-dir", "lab-state", "qemu backend: directory for VM disks, serial logs and QEMU logs")
 	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
 	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	firmware := fs.String("firmware", "", "machine firmware: bios, uefi, or mixed (odd-numbered machines BIOS, even UEFI); default bios for the qemu backend (SeaBIOS), uefi for memory. UEFI VMs run Debian's OVMF")
+	ovmfCode := fs.String("ovmf-code", DefaultOVMFCode, "qemu backend: UEFI firmware image (read-only)")
+	ovmfVars := fs.String("ovmf-vars", DefaultOVMFVars, "qemu backend: UEFI variable store template; each UEFI VM gets its own copy in --state-dir")
+	taps := fs.String("tap", "", "qemu backend: comma-separated host tap interfaces, one per machine, instead of user-mode networks; the VMs get a NIC without iPXE ROM so the UEFI firmware's own PXE client boots (needs --firmware uefi and a DHCP service on the taps)")
 	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
 	var fault Fault
 	fs.DurationVar(&fault.SlowReset, "slow-reset", 0, "fault: carry out a Reset action at once but answer only after this long (iDRAC under load)")
@@ -107,6 +138,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
+	}
+	fwds, err := parseHostForwards(*hostFwds)
+	if err != nil {
+		return err
 	}
 	for name, d := range map[string]time.Duration{"latency": *latency, "slow-reset": fault.SlowReset} {
 		if d < 0 {
@@ -130,10 +165,15 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Backend:      *backend,
 		NamePrefix:   *prefix,
 		BootURL:      *bootURL,
-		TFTPBootFile: *tftpBootFile,
+		BootForward:  *bootForward,
+		HostForwards: fwds,
 		StateDir:     *stateDir,
 		QEMUBinary:   *qemuBin,
 		MemoryMiB:    *memory,
+		Firmware:     *firmware,
+		OVMFCode:     *ovmfCode,
+		OVMFVars:     *ovmfVars,
+		Taps:         splitList(*taps),
 		Logger:       logger,
 	})
 	if err != nil {
@@ -174,7 +214,7 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		_ = l.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "lab: serving %d machines (%s) on %s, inventory %s\n", *machines, l.cfg.Backend, base, *inventory)
+	fmt.Fprintf(stdout, "lab: serving %d machines (%s, firmware %s) on %s, inventory %s\n", *machines, l.cfg.Backend, l.cfg.Firmware, base, *inventory)
 
 	serveErr := l.Serve(ctx, ln)
 	return errors.Join(serveErr, l.Close())

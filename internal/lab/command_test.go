@@ -57,7 +57,7 @@ func TestRunCommandAcceptance(t *testing.T) {
 	}()
 
 	eventually(t, 10*time.Second, "the ready line", func() bool { return strings.Contains(stdout.String(), "lab: serving") })
-	if !strings.Contains(stdout.String(), "lab: serving 2 machines (memory) on http://127.0.0.1:") || !strings.Contains(stdout.String(), "inventory "+inventory) {
+	if !strings.Contains(stdout.String(), "lab: serving 2 machines (memory, firmware uefi) on http://127.0.0.1:") || !strings.Contains(stdout.String(), "inventory "+inventory) {
 		t.Fatalf("ready line %q", stdout.String())
 	}
 	st, err := os.Stat(inventory)

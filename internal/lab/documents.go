@@ -119,8 +119,12 @@ type hardware struct {
 
 func (s *System) hardware() hardware {
 	if s.lab.cfg.Backend == BackendQEMU {
+		bios := "SeaBIOS (QEMU)"
+		if s.firmware == FirmwareUEFI {
+			bios = "EDK II (OVMF)"
+		}
 		return hardware{
-			model: "QEMU Standard PC (i440FX + PIIX, 1996)", bios: "SeaBIOS (QEMU)", cpuModel: "QEMU Virtual CPU (TCG)",
+			model: "QEMU Standard PC (i440FX + PIIX, 1996)", bios: bios, cpuModel: "QEMU Virtual CPU (TCG)",
 			cpus: 1, cores: 1, threads: 1, memoryGiB: float64(s.lab.cfg.MemoryMiB) / 1024,
 			diskModel: "QEMU VIRTIO DISK", diskMedia: "HDD", diskBytes: qemuDiskBytes,
 			nicSpeedMbps: 1000, managerModel: "OpenBareMetal Lab BMC (qemu)", bmcFwVers: "lab-1.0",
@@ -157,6 +161,7 @@ func (s *System) systemDoc(boot BootOverride, power string) map[string]any {
 			"BootSourceOverrideEnabled":                        boot.Enabled,
 			"BootSourceOverrideMode":                           boot.Mode,
 			"BootSourceOverrideTarget@Redfish.AllowableValues": bootTargets,
+			"BootSourceOverrideMode@Redfish.AllowableValues":   bootModesOf(s.firmware),
 		},
 		"ProcessorSummary": map[string]any{
 			"Count":                 hw.cpus,

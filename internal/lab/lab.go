@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -39,6 +40,24 @@ const (
 	BackendQEMU   = "qemu"
 )
 
+// Firmwares a Config may name.
+const (
+	// FirmwareBIOS: legacy BIOS (SeaBIOS under the qemu backend); the
+	// BMC allows only the Legacy boot mode.
+	FirmwareBIOS = "bios"
+	// FirmwareUEFI: UEFI only (OVMF under the qemu backend), as most
+	// servers sold today; the BMC allows only the UEFI boot mode.
+	FirmwareUEFI = "uefi"
+	// FirmwareMixed alternates: odd-numbered machines BIOS, even UEFI.
+	FirmwareMixed = "mixed"
+)
+
+// Debian's OVMF (package ovmf), the UEFI firmware of the qemu backend.
+const (
+	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
 // Config describes a lab.
 type Config struct {
 	// Machines is how many machines (BMCs) the lab emulates.
@@ -48,17 +67,34 @@ type Config struct {
 	// NamePrefix names the machines: "lab-" (default) gives lab-1, lab-2, ...
 	NamePrefix string
 
-	// BootURL is the agent's advertised boot base URL the memory backend's
-	// simulated machines fetch from when they PXE boot. Empty: simulated
-	// machines power on but never boot anything.
+	// BootURL is the agent's advertised boot base URL: the memory
+	// backend's simulated machines fetch from it when they PXE boot, and
+	// the qemu backend's VMs are handed <BootURL>/boot.ipxe as their DHCP
+	// boot file. Empty: machines power on but never boot from the agent.
+	//
+	// A VM's network is QEMU's user-mode network with restrict=on: the VM
+	// reaches nothing at all, except the boot URL's address and port, which
+	// a guest forward connects to BootForward on the host, and the ports
+	// HostForwards publish. So under the qemu backend the boot URL must be
+	// an http:// URL on the user network at an address the VMs do not use
+	// themselves (QEMUBootURL).
 	BootURL string
+	// BootForward is the host address the guest forward of the boot URL
+	// connects to (default 127.0.0.1 and the boot URL's port): the agent's
+	// --boot-addr.
+	BootForward string
+	// ForwardCommand is the program QEMU runs for every guest connection to
+	// the boot URL, with BootForward appended as its last argument; it
+	// relays the connection's bytes between its stdin/stdout and that
+	// address (default: this executable's "lab-forward" command).
+	ForwardCommand []string
+	// HostForwards publish guest TCP ports on the host's loopback, e.g. a
+	// control plane's etcd for the demo to read (qemu backend).
+	HostForwards []HostForward
 	// HTTPClient is what simulated machines use to reach BootURL
 	// (default: a client with a 30s timeout).
 	HTTPClient *http.Client
 
-	// TFTPBootFile is handed to QEMU's user-mode network as the DHCP boot
-	// file, e.g. tftp://10.0.2.2:6969/boot.ipxe (qemu backend).
-	TFTPBootFile string
 	// StateDir holds the VMs' disks, serial logs and QEMU logs (qemu backend).
 	StateDir string
 	// QEMUBinary defaults to qemu-system-x86_64 on $PATH.
@@ -68,10 +104,34 @@ type Config struct {
 	// ExtraQEMUArgs are appended to every VM's command line.
 	ExtraQEMUArgs []string
 
+	// Firmware is FirmwareBIOS, FirmwareUEFI or FirmwareMixed. Empty: BIOS
+	// for the qemu backend, UEFI for the memory backend.
+	Firmware string
+	// OVMFCode and OVMFVars are the qemu backend's UEFI firmware and the
+	// template of its variable store (default Debian's OVMF). Each UEFI VM
+	// gets its own copy of the variables in StateDir, kept across boots as
+	// a server keeps its NVRAM.
+	OVMFCode, OVMFVars string
+	// Taps, when set, puts machine i on the host's tap interface
+	// Taps[i-1] instead of a user-mode network, with a virtio NIC that has
+	// no option ROM: the UEFI firmware's own PXE client (EDK2's) then does
+	// the network boot, fetching an iPXE binary over TFTP, as on a server
+	// whose NIC has no iPXE. The tap's DHCP service is the caller's. Only
+	// UEFI machines can boot this way (SeaBIOS has no PXE client of its
+	// own); qemu backend.
+	Taps []string
+
 	Logger *slog.Logger
 	// PasswordSeed makes the machines' passwords deterministic (tests);
 	// empty means random passwords.
 	PasswordSeed string
+}
+
+// HostForward publishes one machine's guest TCP port on 127.0.0.1.
+type HostForward struct {
+	Machine   string // machine name, e.g. lab-1
+	HostPort  int
+	GuestPort int
 }
 
 // Fault is what a machine's BMC does wrong. The zero Fault is a healthy BMC.
@@ -140,6 +200,8 @@ type InventoryEntry struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	MAC      string `json:"mac"`
+	// Firmware is what the machine boots: bios or uefi.
+	Firmware string `json:"firmware"`
 	// CACertPEM is the certificate to trust when the lab serves HTTPS
 	// (`lab --tls`): each machine's "BMC CA".
 	CACertPEM string `json:"ca_cert_pem,omitempty"`
@@ -200,6 +262,7 @@ type System struct {
 	lab      *Lab
 	name     string
 	index    int
+	firmware string // FirmwareBIOS or FirmwareUEFI
 	username string
 	password string
 	mac      string // normalised lower-case
@@ -262,6 +325,11 @@ func New(cfg Config) (*Lab, error) {
 	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
 		return nil, fmt.Errorf("lab: boot URL %q must start with http:// or https://", cfg.BootURL)
 	}
+	if cfg.Backend == BackendQEMU {
+		if err := qemuNetworkDefaults(&cfg); err != nil {
+			return nil, err
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Lab{
@@ -297,23 +365,25 @@ func New(cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("lab: unknown backend %q (want %q or %q)", cfg.Backend, BackendMemory, BackendQEMU)
 	}
 
-	defaultMode := "UEFI"
-	if cfg.Backend == BackendQEMU {
-		defaultMode = "Legacy" // SeaBIOS
+	if err := l.checkFirmware(); err != nil {
+		cancel()
+		return nil, err
 	}
 	for i := 1; i <= cfg.Machines; i++ {
 		name := fmt.Sprintf("%s%d", cfg.NamePrefix, i)
+		fw := firmwareOf(l.cfg.Firmware, i)
 		s := &System{
 			lab:      l,
 			name:     name,
 			index:    i,
+			firmware: fw,
 			username: "admin-" + name,
 			password: password(cfg.PasswordSeed, name),
 			mac:      macFor(i),
 			uuid:     uuidFrom("openbaremetal-lab/" + name),
 			serial:   fmt.Sprintf("OBML%06d", i),
 			power:    "Off",
-			boot:     BootOverride{Target: "None", Enabled: "Disabled", Mode: defaultMode},
+			boot:     BootOverride{Target: "None", Enabled: "Disabled", Mode: bootModesOf(fw)[0]},
 			sessions: map[string]*session{},
 		}
 		if _, dup := l.systems[name]; dup {
@@ -324,7 +394,78 @@ func New(cfg Config) (*Lab, error) {
 		l.byUser[s.username] = s
 		l.order = append(l.order, s)
 	}
+	for _, f := range cfg.HostForwards {
+		if l.systems[f.Machine] == nil {
+			cancel()
+			return nil, fmt.Errorf("lab: host forward for unknown machine %q", f.Machine)
+		}
+	}
 	return l, nil
+}
+
+// checkFirmware validates the firmware settings (after the backend's
+// defaults are in place) and fills in the firmware's defaults.
+func (l *Lab) checkFirmware() error {
+	cfg := &l.cfg
+	if cfg.Firmware == "" {
+		cfg.Firmware = FirmwareUEFI
+		if cfg.Backend == BackendQEMU {
+			cfg.Firmware = FirmwareBIOS
+		}
+	}
+	if !slices.Contains([]string{FirmwareBIOS, FirmwareUEFI, FirmwareMixed}, cfg.Firmware) {
+		return fmt.Errorf("lab: unknown firmware %q (want %s, %s or %s)", cfg.Firmware, FirmwareBIOS, FirmwareUEFI, FirmwareMixed)
+	}
+	if len(cfg.Taps) > 0 {
+		if cfg.Backend != BackendQEMU {
+			return errors.New("lab: tap networking needs the qemu backend")
+		}
+		if len(cfg.Taps) != cfg.Machines {
+			return fmt.Errorf("lab: %d tap interfaces for %d machines: give one per machine", len(cfg.Taps), cfg.Machines)
+		}
+		for i := 1; i <= cfg.Machines; i++ {
+			if firmwareOf(cfg.Firmware, i) != FirmwareUEFI {
+				return fmt.Errorf("lab: machine %d boots BIOS, which has no PXE client of its own for a tap network; use --firmware uefi", i)
+			}
+		}
+	}
+	if cfg.OVMFCode == "" {
+		cfg.OVMFCode = DefaultOVMFCode
+	}
+	if cfg.OVMFVars == "" {
+		cfg.OVMFVars = DefaultOVMFVars
+	}
+	if cfg.Backend != BackendQEMU || cfg.Firmware == FirmwareBIOS {
+		return nil
+	}
+	for _, f := range []string{cfg.OVMFCode, cfg.OVMFVars} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("lab: UEFI machines need OVMF (install Debian's ovmf package, or give --ovmf-code/--ovmf-vars): %w", err)
+		}
+	}
+	return nil
+}
+
+// firmwareOf is the firmware of machine i (from 1) under the lab's setting.
+func firmwareOf(setting string, i int) string {
+	if setting == FirmwareMixed {
+		if i%2 == 1 {
+			return FirmwareBIOS
+		}
+		return FirmwareUEFI
+	}
+	return setting
+}
+
+// bootModesOf is what a machine's BMC lists as
+// BootSourceOverrideMode@Redfish.AllowableValues: one mode, since a lab
+// machine's firmware can boot only its own way (SeaBIOS has no UEFI, and a
+// UEFI-only server has no legacy boot).
+func bootModesOf(firmware string) []string {
+	if firmware == FirmwareUEFI {
+		return []string{"UEFI"}
+	}
+	return []string{"Legacy"}
 }
 
 // macFor gives machine i a fixed, locally administered QEMU-range MAC.
@@ -393,6 +534,7 @@ func (l *Lab) Inventory(baseURL string) []InventoryEntry {
 			Username: s.username,
 			Password: s.password,
 			MAC:      s.mac,
+			Firmware: s.firmware,
 		})
 	}
 	return out
@@ -458,6 +600,9 @@ func (l *Lab) Names() []string {
 
 // Name is the machine's name, which is also its Redfish system Id.
 func (s *System) Name() string { return s.name }
+
+// Firmware is the machine's firmware, FirmwareBIOS or FirmwareUEFI.
+func (s *System) Firmware() string { return s.firmware }
 
 // MAC is the machine's (only) NIC's MAC address, lower-case with colons.
 func (s *System) MAC() string { return s.mac }

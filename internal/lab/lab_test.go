@@ -738,3 +738,79 @@ func TestIdleSessionsExpire(t *testing.T) {
 		t.Fatalf("expired session still held (%d entries)", left)
 	}
 }
+
+func TestFirmwareMixed(t *testing.T) {
+	l, srv := newTestLab(t, Config{Machines: 3, Firmware: FirmwareMixed})
+	for _, tt := range []struct {
+		name, firmware, mode string
+	}{
+		{"lab-1", FirmwareBIOS, "Legacy"},
+		{"lab-2", FirmwareUEFI, "UEFI"},
+		{"lab-3", FirmwareBIOS, "Legacy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := l.System(tt.name).Firmware(); got != tt.firmware {
+				t.Errorf("firmware %q, want %q", got, tt.firmware)
+			}
+			r := call(t, srv, credsOf(l, tt.name), "GET", "/redfish/v1/Systems/"+tt.name, nil)
+			mustStatus(t, r, 200)
+			if got := get(r.doc, "Boot", "BootSourceOverrideMode"); got != tt.mode {
+				t.Errorf("BootSourceOverrideMode %v, want %s", got, tt.mode)
+			}
+			allowed, _ := get(r.doc, "Boot", "BootSourceOverrideMode@Redfish.AllowableValues").([]any)
+			if len(allowed) != 1 || allowed[0] != tt.mode {
+				t.Errorf("BootSourceOverrideMode@Redfish.AllowableValues %v, want [%s] only", allowed, tt.mode)
+			}
+		})
+	}
+	var firmwares []string
+	for _, e := range l.Inventory("http://lab") {
+		firmwares = append(firmwares, e.Firmware)
+	}
+	if !slices.Equal(firmwares, []string{"bios", "uefi", "bios"}) {
+		t.Errorf("inventory firmwares %v", firmwares)
+	}
+}
+
+// A UEFI-only machine refuses a Legacy override as a value outside its list
+// (400 PropertyValueNotInList), keeping the override it had, as UEFI-only
+// servers do; the lab documents this as its one behaviour.
+func TestLegacyOverrideRefusedOnUEFIOnly(t *testing.T) {
+	l, srv := newTestLab(t, Config{Machines: 1, Firmware: FirmwareUEFI})
+	c := credsOf(l, "lab-1")
+	r := call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-1", map[string]any{"Boot": map[string]string{
+		"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": "Legacy"}})
+	mustStatus(t, r, 400)
+	if ids := redfishMessageIDs(t, r); len(ids) != 1 || ids[0] != "Base.1.8.PropertyValueNotInList" {
+		t.Errorf("messages %v, want one PropertyValueNotInList", ids)
+	}
+	if got := l.System("lab-1").BootOverride(); got != (BootOverride{Target: "None", Enabled: "Disabled", Mode: "UEFI"}) {
+		t.Errorf("the refused PATCH changed the override: %+v", got)
+	}
+	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-1", map[string]any{"Boot": map[string]string{
+		"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": "UEFI"}}), 200)
+}
+
+func TestFirmwareConfigRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"unknown firmware", Config{Machines: 1, Firmware: "coreboot"}, `unknown firmware "coreboot"`},
+		{"taps on memory", Config{Machines: 1, Firmware: FirmwareUEFI, Taps: []string{"tap0"}}, "needs the qemu backend"},
+		{"taps per machine", Config{Machines: 2, Backend: BackendQEMU, StateDir: t.TempDir(), Firmware: FirmwareUEFI, Taps: []string{"tap0"}}, "1 tap interfaces for 2 machines"},
+		{"taps with BIOS", Config{Machines: 2, Backend: BackendQEMU, StateDir: t.TempDir(), Firmware: FirmwareMixed, Taps: []string{"t0", "t1"}}, "machine 1 boots BIOS"},
+		{"missing OVMF", Config{Machines: 1, Backend: BackendQEMU, StateDir: t.TempDir(), Firmware: FirmwareUEFI, OVMFCode: "/nonexistent/OVMF_CODE.fd"}, "install Debian's ovmf package"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.Backend == BackendQEMU {
+				requireQEMU(t)
+			}
+			_, err := New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +52,11 @@ func (b *qemuBackend) paths(s *System) (disk, serial, qlog string) {
 	return filepath.Join(dir, s.name+".disk"), filepath.Join(dir, s.name+".serial.log"), filepath.Join(dir, s.name+".qemu.log")
 }
 
+// varsPath is a UEFI VM's own variable store (its NVRAM).
+func (b *qemuBackend) varsPath(s *System) string {
+	return filepath.Join(b.lab.cfg.StateDir, s.name+".OVMF_VARS.fd")
+}
+
 // bootArgs maps the override to QEMU's boot order: once=n boots the
 // network first and then, on every later (guest) reboot, the disk.
 func bootArgs(boot BootOverride) string {
@@ -62,16 +70,120 @@ func bootArgs(boot BootOverride) string {
 	}
 }
 
+// userNetdev is the VM's user-mode network. Every VM has one of its own,
+// all alike (10.0.2.0/24, the host as 10.0.2.2). Starting each one's DHCP
+// pool at its own address gives the machines distinct reported addresses,
+// as a real rack would, so a cluster's templates can tell its members
+// apart. restrict=on isolates the VM: a real OS in it must not reach the
+// outside world or the host, so its only ways out are the guest forward to
+// the agent's boot endpoints and the published host forwards.
+func (b *qemuBackend) userNetdev(s *System) string {
+	cfg := b.lab.cfg
+	esc := func(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,dhcpstart=%s", qemuGuestAddress(s.index))
+	if cfg.BootURL != "" {
+		u, _ := url.Parse(cfg.BootURL) // checked by qemuNetworkDefaults
+		// iPXE fetches its first script over HTTP: the guest forward
+		// carries TCP only, so TFTP to the host cannot pass.
+		netdev += ",bootfile=" + esc(cfg.BootURL+"/boot.ipxe")
+		netdev += ",guestfwd=tcp:" + u.Host + "-cmd:" + esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), cfg.BootForward), " "))
+	}
+	for _, f := range cfg.HostForwards {
+		if f.Machine == s.name {
+			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+		}
+	}
+	return netdev
+}
+
+// QEMUAgentAddress is the agent's address on every lab VM's network: a
+// guest forward carries connections to it to the agent on the host.
+const QEMUAgentAddress = "10.0.2.4"
+
+// QEMUBootURL is the boot URL to advertise to the lab's VMs for an agent
+// whose boot endpoints listen on the host's loopback at port.
+func QEMUBootURL(port string) string { return "http://" + QEMUAgentAddress + ":" + port }
+
+// qemuNetworkDefaults checks the boot URL a VM can be handed and fills in
+// where its guest forward connects.
+func qemuNetworkDefaults(cfg *Config) error {
+	if cfg.BootURL == "" {
+		return nil
+	}
+	u, err := url.Parse(cfg.BootURL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" {
+		return fmt.Errorf("lab: qemu backend: boot URL %q must be http://<address on 10.0.2.0/24>:<port> (the VMs reach it through a guest forward)", cfg.BootURL)
+	}
+	// The forward needs an address of the VMs' network that is neither
+	// slirp's own (.2 the host, .3 DNS) nor one its DHCP hands a VM (.15
+	// up, see qemuGuestAddress).
+	ip := net.ParseIP(u.Hostname()).To4()
+	if ip == nil || !(&net.IPNet{IP: net.IPv4(10, 0, 2, 0), Mask: net.CIDRMask(24, 32)}).Contains(ip) || ip[3] < 4 || ip[3] >= 15 {
+		return fmt.Errorf("lab: qemu backend: boot URL %q must use an address from 10.0.2.4 to 10.0.2.14 (the VMs' network, where slirp and the VMs' DHCP leave room for the agent's forward), e.g. %s", cfg.BootURL, QEMUBootURL(u.Port()))
+	}
+	if cfg.BootForward == "" {
+		cfg.BootForward = net.JoinHostPort("127.0.0.1", u.Port())
+	}
+	if len(cfg.ForwardCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("lab: qemu backend: locating this program for the guest forward: %w", err)
+		}
+		cfg.ForwardCommand = []string{exe, "lab-forward"}
+	}
+	return nil
+}
+
+// uefiBootIndexes maps the override to the UEFI VM's boot order, given as
+// bootindex properties (OVMF follows those, not -boot): the NIC first for a
+// PXE override, the disk first otherwise. The order stays for the VM's
+// life, so a guest reboot after an install PXE boots again and is told to
+// boot the disk by its script.
+func uefiBootIndexes(boot BootOverride) (nic, disk int) {
+	if boot.Target == "Pxe" {
+		return 1, 2
+	}
+	return 2, 1
+}
+
 func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 	disk, serial, _ := b.paths(s)
 	cfg := b.lab.cfg
-	// Every VM has a user-mode network of its own, all alike (10.0.2.0/24,
-	// the host as 10.0.2.2). Starting each one's DHCP pool at its own
-	// address gives the machines distinct reported addresses, as a real
-	// rack would, so a cluster's templates can tell its members apart.
-	netdev := fmt.Sprintf("user,id=n0,dhcpstart=%s", qemuGuestAddress(s.index))
-	if cfg.TFTPBootFile != "" {
-		netdev += ",bootfile=" + strings.ReplaceAll(cfg.TFTPBootFile, ",", ",,")
+	netdev := b.userNetdev(s)
+	// QEMU's e1000 ROM is iPXE (BIOS and EFI), which does the network boot
+	// under either firmware.
+	nic := "e1000,netdev=n0,mac=" + s.mac
+	if len(cfg.Taps) > 0 {
+		netdev = "tap,id=n0,ifname=" + strings.ReplaceAll(cfg.Taps[s.index-1], ",", ",,") + ",script=no,downscript=no"
+		// No option ROM: EDK2's own virtio-net driver and PXE client.
+		nic = "virtio-net-pci,netdev=n0,mac=" + s.mac + ",romfile="
+	}
+	diskFile := "file=" + strings.ReplaceAll(disk, ",", ",,") + ",format=raw"
+	var firmware, devices []string
+	if s.firmware == FirmwareUEFI {
+		nicIdx, diskIdx := uefiBootIndexes(boot)
+		firmware = []string{
+			"-drive", "if=pflash,format=raw,readonly=on,file=" + strings.ReplaceAll(cfg.OVMFCode, ",", ",,"),
+			"-drive", "if=pflash,format=raw,file=" + strings.ReplaceAll(b.varsPath(s), ",", ",,"),
+		}
+		devices = []string{
+			"-netdev", netdev,
+			"-device", fmt.Sprintf("%s,bootindex=%d", nic, nicIdx),
+			"-drive", diskFile + ",if=none,id=disk0",
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk0,bootindex=%d", diskIdx),
+		}
+	} else {
+		// SeaBIOS's serial console: the firmware's and iPXE's screen
+		// output (DHCP, the boot file, the script's commands) lands in the
+		// serial log, which is the only way to watch a headless VM boot.
+		// OVMF writes to the serial port by itself.
+		firmware = []string{"-fw_cfg", "name=etc/sercon-port,file=" + strings.ReplaceAll(b.serconPath(), ",", ",,")}
+		devices = []string{
+			"-netdev", netdev,
+			"-device", nic,
+			"-drive", diskFile + ",if=virtio",
+			"-boot", bootArgs(boot),
+		}
 	}
 	args := []string{
 		"-name", s.name,
@@ -80,19 +192,13 @@ func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 		"-display", "none",
 		"-vga", "none",
 		"-monitor", "none",
-		// SeaBIOS's serial console: the firmware's and iPXE's screen output
-		// (DHCP, the boot file, the script's commands) lands in the serial
-		// log, which is the only way to watch a headless VM boot.
-		"-fw_cfg", "name=etc/sercon-port,file=" + strings.ReplaceAll(b.serconPath(), ",", ",,"),
 		// Append, so the log keeps every boot of the machine.
 		"-chardev", "file,id=serial0,path=" + strings.ReplaceAll(serial, ",", ",,") + ",append=on",
 		"-serial", "chardev:serial0",
-		"-netdev", netdev,
-		"-device", "e1000,netdev=n0,mac=" + s.mac,
-		"-drive", "file=" + strings.ReplaceAll(disk, ",", ",,") + ",format=raw,if=virtio",
-		"-boot", bootArgs(boot),
 		"-smbios", "type=1,manufacturer=OpenBareMetal Lab,serial=" + s.serial + ",uuid=" + s.uuid,
 	}
+	args = append(args, firmware...)
+	args = append(args, devices...)
 	return append(args, cfg.ExtraQEMUArgs...)
 }
 
@@ -127,6 +233,24 @@ func ensureDisk(path string) error {
 	return f.Close()
 }
 
+// ensureCopy copies src to path once: later boots keep what the firmware
+// wrote (boot entries, settings). The copy is written under a temporary
+// name and renamed, so a VM never starts on half a file.
+func ensureCopy(path, src string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 func (b *qemuBackend) start(s *System, boot BootOverride) error {
 	if err := os.MkdirAll(b.lab.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("qemu: state directory: %w", err)
@@ -137,6 +261,11 @@ func (b *qemuBackend) start(s *System, boot BootOverride) error {
 	disk, _, qlog := b.paths(s)
 	if err := ensureDisk(disk); err != nil {
 		return fmt.Errorf("qemu: disk %s: %w", disk, err)
+	}
+	if s.firmware == FirmwareUEFI {
+		if err := ensureCopy(b.varsPath(s), b.lab.cfg.OVMFVars); err != nil {
+			return fmt.Errorf("qemu: UEFI variable store: %w", err)
+		}
 	}
 	logf, err := os.OpenFile(qlog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,7 +47,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 	requireQEMU(t)
 	dir := t.TempDir()
 	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64,
-		TFTPBootFile: "tftp://10.0.2.2:6969/boot.ipxe"})
+		BootURL: "http://10.0.2.4:6969", ForwardCommand: []string{"/usr/bin/fwd", "--x"}})
 	c := credsOf(l, "lab-1")
 	s := l.System("lab-1")
 
@@ -67,7 +68,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 	if got := argAfter(args, "-device"); got != "e1000,netdev=n0,mac="+s.MAC() {
 		t.Errorf("-device %q", got)
 	}
-	if got := argAfter(args, "-netdev"); got != "user,id=n0,dhcpstart=10.0.2.15,bootfile=tftp://10.0.2.2:6969/boot.ipxe" {
+	if got := argAfter(args, "-netdev"); got != "user,id=n0,restrict=on,dhcpstart=10.0.2.15,bootfile=http://10.0.2.4:6969/boot.ipxe,guestfwd=tcp:10.0.2.4:6969-cmd:/usr/bin/fwd --x 127.0.0.1:6969" {
 		t.Errorf("-netdev %q", got)
 	}
 	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))
@@ -134,5 +135,69 @@ func TestQEMUStartFailureIsReported(t *testing.T) {
 	}
 	if l.System("lab-1").PowerState() != "Off" {
 		t.Fatal("a VM that failed to start left its system On")
+	}
+}
+
+// A UEFI VM runs OVMF from pflash with a variable store of its own, copied
+// once and kept, and boots in the order the override gives through
+// bootindex properties.
+func TestQEMUBackendUEFI(t *testing.T) {
+	requireQEMU(t)
+	for _, f := range []string{DefaultOVMFCode, DefaultOVMFVars} {
+		if _, err := os.Stat(f); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%v: install Debian's ovmf package", err)
+			}
+			t.Skipf("%v: install Debian's ovmf package", err)
+		}
+	}
+	dir := t.TempDir()
+	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64, Firmware: FirmwareMixed})
+	c := credsOf(l, "lab-2")
+	s := l.System("lab-2")
+	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-2", map[string]any{"Boot": map[string]string{
+		"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": "UEFI"}}), 200)
+	mustStatus(t, reset(t, srv, c, "lab-2", "On"), 204)
+	args := qemuCmdline(t, s.vmPID())
+	vars := filepath.Join(dir, "lab-2.OVMF_VARS.fd")
+	for _, want := range []string{
+		"if=pflash,format=raw,readonly=on,file=" + DefaultOVMFCode,
+		"if=pflash,format=raw,file=" + vars,
+		"e1000,netdev=n0,mac=" + s.MAC() + ",bootindex=1",
+		"virtio-blk-pci,drive=disk0,bootindex=2",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("QEMU arguments lack %q: %q", want, args)
+		}
+	}
+	if slices.Contains(args, "-boot") || slices.Contains(args, "-fw_cfg") {
+		t.Errorf("a UEFI VM got SeaBIOS's -boot or -fw_cfg: %q", args)
+	}
+	st, err := os.Stat(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.Stat(DefaultOVMFVars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != tmpl.Size() {
+		t.Errorf("variable store %d bytes, template %d", st.Size(), tmpl.Size())
+	}
+	// The firmware's writes survive a power cycle: the copy is made once.
+	if err := os.WriteFile(vars, []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustStatus(t, reset(t, srv, c, "lab-2", "ForceOff"), 204)
+	if err := ensureCopy(vars, DefaultOVMFVars); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(vars); string(b) != "kept" {
+		t.Errorf("the variable store was replaced on the next boot")
+	}
+	// The BIOS machine of the mixed lab stays SeaBIOS.
+	mustStatus(t, reset(t, srv, credsOf(l, "lab-1"), "lab-1", "On"), 204)
+	if got := argAfter(qemuCmdline(t, l.System("lab-1").vmPID()), "-boot"); got != "order=c" {
+		t.Errorf("BIOS machine -boot %q, want order=c", got)
 	}
 }

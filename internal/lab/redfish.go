@@ -30,7 +30,6 @@ const (
 var (
 	bootTargets  = []string{"None", "Pxe", "Hdd", "Cd", "BiosSetup"}
 	bootEnabled  = []string{"Disabled", "Once", "Continuous"}
-	bootModes    = []string{"UEFI", "Legacy"}
 	bootWritable = []string{"BootSourceOverrideTarget", "BootSourceOverrideEnabled", "BootSourceOverrideMode"}
 )
 
@@ -589,7 +588,10 @@ func (s *System) patch(w http.ResponseWriter, r *http.Request, body []byte) {
 				fmt.Sprintf("The value %s for the property %s is of a different type than the property can accept.", string(v), k), string(v), k))
 			continue
 		}
-		allowed := map[string][]string{"BootSourceOverrideTarget": bootTargets, "BootSourceOverrideEnabled": bootEnabled, "BootSourceOverrideMode": bootModes}[k]
+		// The mode the firmware cannot boot is refused like any value
+		// outside the list, as UEFI-only servers refuse Legacy (and the
+		// machine keeps its override): the lab's one behaviour for it.
+		allowed := map[string][]string{"BootSourceOverrideTarget": bootTargets, "BootSourceOverrideEnabled": bootEnabled, "BootSourceOverrideMode": bootModesOf(s.firmware)}[k]
 		if !slices.Contains(allowed, val) {
 			problems = append(problems, message("PropertyValueNotInList",
 				fmt.Sprintf("The value %q for the property %s is not in the list of acceptable values (%s).", val, k, strings.Join(allowed, ", ")), val, k))

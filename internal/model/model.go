@@ -27,6 +27,33 @@ const (
 // DesiredStates lists every valid DesiredState, in the order docs print them.
 var DesiredStates = []string{string(StateProvisioned), string(StateAvailable), string(StateOff)}
 
+// BootMode is the firmware path a machine boots and is installed through.
+type BootMode string
+
+const (
+	BootModeUEFI   BootMode = "uefi"
+	BootModeLegacy BootMode = "legacy"
+)
+
+// BootModes lists every BootMode.
+var BootModes = []string{string(BootModeUEFI), string(BootModeLegacy)}
+
+// BootModeRefusal says why the BMC cannot boot a machine in mode, as far as
+// the inventory tells (its BootModes, from the BMC's allowable values); ""
+// when mode is empty, allowed, or the BMC does not list what it allows.
+func BootModeRefusal(mode BootMode, inv *Inventory) string {
+	if mode == "" || inv == nil || len(inv.BootModes) == 0 {
+		return ""
+	}
+	for _, m := range inv.BootModes {
+		if m == string(mode) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("boot_mode %q is not offered by the BMC, which allows %s: set boot_mode to one of those, or leave it unset to keep the mode the BMC reports",
+		mode, strings.Join(inv.BootModes, ", "))
+}
+
 // Phase is where the reconciler observes a machine to be.
 type Phase string
 
@@ -67,9 +94,15 @@ const (
 type Signal string
 
 const (
-	SignalPXERequested     Signal = "pxe_requested"
-	SignalScriptServed     Signal = "script_served"
-	SignalKernelFetched    Signal = "kernel_fetched"
+	SignalPXERequested  Signal = "pxe_requested"
+	SignalScriptServed  Signal = "script_served"
+	SignalKernelFetched Signal = "kernel_fetched"
+	// SignalInitrdFetched is sent once per initrd of the run's profile,
+	// with the initrd's asset path as data "path".
+	SignalInitrdFetched Signal = "initrd_fetched"
+	// SignalTemplatesFetched is sent for every template served, with its
+	// name as data "template" (the value predates per-template steps and
+	// stays, so the event log reads the same across versions).
 	SignalTemplatesFetched Signal = "templates_fetched"
 	SignalCallbackReceived Signal = "callback_received"
 	SignalCallbackRejected Signal = "callback_rejected"
@@ -95,18 +128,32 @@ type BMC struct {
 
 // Inventory is what the BMC reports about the hardware.
 type Inventory struct {
-	Manufacturer string    `json:"manufacturer,omitempty"`
-	Model        string    `json:"model,omitempty"`
-	Serial       string    `json:"serial,omitempty"`
-	UUID         string    `json:"uuid,omitempty"`
-	BIOSVersion  string    `json:"bios_version,omitempty"`
-	PowerState   string    `json:"power_state,omitempty"`
-	CPUs         int       `json:"cpus,omitempty"`
-	CPUModel     string    `json:"cpu_model,omitempty"`
-	MemoryGiB    float64   `json:"memory_gib,omitempty"`
-	NICs         []NIC     `json:"nics,omitempty"`
-	Disks        []Disk    `json:"disks,omitempty"`
-	CollectedAt  time.Time `json:"collected_at,omitzero"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	UUID         string `json:"uuid,omitempty"`
+	BIOSVersion  string `json:"bios_version,omitempty"`
+	PowerState   string `json:"power_state,omitempty"`
+	// CPUs counts central processors only; GPUs and other accelerators
+	// are counted apart so a GPU blade does not read as a many-socket host.
+	CPUs       int    `json:"cpus,omitempty"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+	CPUCores   int    `json:"cpu_cores,omitempty"`   // total over all CPUs
+	CPUThreads int    `json:"cpu_threads,omitempty"` // total over all CPUs
+	GPUs       int    `json:"gpus,omitempty"`
+	GPUModel   string `json:"gpu_model,omitempty"` // the first GPU's
+	// Accelerators are FPGAs, DSPs and other non-GPU accelerators.
+	Accelerators     int     `json:"accelerators,omitempty"`
+	AcceleratorModel string  `json:"accelerator_model,omitempty"` // the first accelerator's
+	MemoryGiB        float64 `json:"memory_gib,omitempty"`
+	NICs             []NIC   `json:"nics,omitempty"`
+	Disks            []Disk  `json:"disks,omitempty"`
+	// BootMode is the firmware boot mode the system reports, lower-case
+	// ("uefi", "legacy"); "" when the BMC does not say. BootModes are the
+	// modes the BMC accepts for a boot override, when it lists them.
+	BootMode    string    `json:"boot_mode,omitempty"`
+	BootModes   []string  `json:"boot_modes,omitempty"`
+	CollectedAt time.Time `json:"collected_at,omitzero"`
 }
 
 // NIC is one network interface seen by the BMC.
@@ -124,6 +171,9 @@ type Disk struct {
 	Serial    string  `json:"serial,omitempty"`
 	SizeGiB   float64 `json:"size_gib,omitempty"`
 	MediaType string  `json:"media_type,omitempty"`
+	// Rotational is true for spinning media (MediaType HDD or a rotation
+	// speed above zero); false also when the BMC reports neither.
+	Rotational bool `json:"rotational,omitempty"`
 }
 
 // Machine is one server under the agent's care: desired spec, observed status
@@ -135,6 +185,9 @@ type Machine struct {
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       DesiredState      `json:"state"`
+	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
+	// mode the BMC reports.
+	BootMode BootMode `json:"boot_mode,omitempty"`
 
 	// Cluster and Role are set when a cluster names this machine as a member.
 	Cluster string `json:"cluster,omitempty"`
@@ -194,15 +247,66 @@ type Run struct {
 	Attempts       int       `json:"attempts,omitempty"`
 	// PowerOns counts power-on/reset actions issued for this run; restart
 	// safety means it never grows once CallbackAt is set.
-	PowerOns   int                  `json:"power_ons,omitempty"`
-	Signals    map[Signal]time.Time `json:"signals,omitzero"`
-	CallbackAt time.Time            `json:"callback_at,omitzero"`
+	PowerOns int `json:"power_ons,omitempty"`
+	// PoweredOnAt is when this run last powered the machine on (or, after
+	// an agent restart, found it on): where a boot with no step yet began.
+	PoweredOnAt time.Time `json:"powered_on_at,omitzero"`
+	// Signals holds when each kind of boot signal was first seen; the
+	// run's step progress reads it.
+	Signals map[Signal]time.Time `json:"signals,omitzero"`
+	// Steps lists the boot steps seen, oldest first: each signal once, and
+	// each initrd and template once by name. At most MaxRunSteps are kept.
+	Steps      []BootStep `json:"steps,omitempty"`
+	CallbackAt time.Time  `json:"callback_at,omitzero"`
+	// StallNotedAt is when last_error last described this run's boot as
+	// stalled; zero while the boot is making progress.
+	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
 }
 
+// BootStep is one step of the boot chain the agent saw during a run.
+type BootStep struct {
+	Signal Signal `json:"signal"`
+	// Name tells steps of one signal apart: the initrd's asset path or the
+	// template's name ("" for the others).
+	Name string    `json:"name,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// MaxRunSteps bounds Run.Steps, so a profile with very many templates
+// cannot grow the stored run without limit.
+const MaxRunSteps = 32
+
 // Serving reports whether the boot edge should hand this machine its installer.
 func (r *Run) Serving() bool { return r != nil && !r.TokenUsed }
+
+// AddStep records s unless a step with its signal and name was seen
+// before, and reports whether it did. Once MaxRunSteps are kept the newest
+// step replaces the last, so the latest step is never lost.
+func (r *Run) AddStep(s BootStep) bool {
+	for _, x := range r.Steps {
+		if x.Signal == s.Signal && x.Name == s.Name {
+			return false
+		}
+	}
+	if len(r.Steps) >= MaxRunSteps {
+		r.Steps[len(r.Steps)-1] = s
+		return true
+	}
+	r.Steps = append(r.Steps, s)
+	return true
+}
+
+// LastStep is the most recent boot step seen; ok is false before any.
+func (r *Run) LastStep() (s BootStep, ok bool) {
+	for _, x := range r.Steps {
+		if !ok || x.At.After(s.At) {
+			s, ok = x, true
+		}
+	}
+	return s, ok
+}
 
 // Lease is a time-bound claim on a machine's spec by one writer.
 type Lease struct {
@@ -295,7 +399,19 @@ const (
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
 	EventRunStarted   = "run_started"
+	// EventBootStalled is recorded once per stall: no new boot step for the
+	// agent's boot stall warning period. Its message is the last_error.
+	EventBootStalled = "boot_stalled"
 )
+
+// EventTypes lists every event type the agent records, boot signals
+// included, in the order the API documentation names them.
+var EventTypes = []string{
+	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventError,
+	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
+	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
+	string(SignalUnknownMAC), string(SignalRenderFailed),
+}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
 

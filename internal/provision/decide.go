@@ -21,12 +21,13 @@ const (
 	opSetBootDisk           // BMC next boot from disk
 	opPowerOff              // BMC graceful shutdown (force after the BMC's grace period)
 	opPollPower             // BMC power-state read for drift
+	opStall                 // write, refresh or clear a run's stall note (see stallPlan)
 )
 
 var opNames = map[op]string{
 	opWait: "wait", opObserve: "observe", opTransition: "transition", opNote: "note",
 	opInspect: "inspect", opSetBootPXE: "set_boot_pxe", opPowerOn: "power_on",
-	opSetBootDisk: "set_boot_disk", opPowerOff: "power_off", opPollPower: "poll_power",
+	opSetBootDisk: "set_boot_disk", opPowerOff: "power_off", opPollPower: "poll_power", opStall: "stall",
 }
 
 func (o op) String() string { return opNames[o] }
@@ -70,7 +71,12 @@ type view struct {
 	WipeProblem string
 	Now         time.Time
 	Timeouts    StepTimeouts
-	PollEvery   time.Duration
+	// StallWarning is how long an active run may go without a new boot
+	// step before last_error says where it stalled (0: never).
+	StallWarning time.Duration
+	// Boot is what the active run's profile makes the machine fetch here.
+	Boot      bootPlan
+	PollEvery time.Duration
 	// LastPolled is when the power was last read (recorded or not).
 	LastPolled time.Time
 }
@@ -89,6 +95,12 @@ type plan struct {
 	Fail     bool // opTransition to failed: Reason becomes last_error
 
 	After time.Duration // opWait: look again after this long (0: only on a change)
+
+	// opStall: StallOf is the progress time the note is about, so a boot
+	// step arriving meanwhile voids the write; NewStall records the
+	// boot_stalled event. An empty Reason clears the note.
+	StallOf  time.Time
+	NewStall bool
 }
 
 // decide makes one reconcile decision for a machine: the state table in
@@ -226,7 +238,15 @@ func runStep(v view) plan {
 			return p
 		}
 		if v.Now.Before(r.StepDeadline) {
-			return plan{Op: opWait, After: r.StepDeadline.Sub(v.Now)}
+			p, wake := stallPlan(v)
+			if p.Op != opWait {
+				return p
+			}
+			p.After = r.StepDeadline.Sub(v.Now)
+			if !wake.IsZero() && wake.Before(r.StepDeadline) {
+				p.After = wake.Sub(v.Now)
+			}
+			return p
 		}
 		if step == model.StepWaitingPXE && !bootSignalSeen(r) && r.Attempts < t.Retries {
 			p := to(m.Status.Phase, model.StepSettingBoot, fmt.Sprintf(
@@ -234,7 +254,7 @@ func runStep(v view) plan {
 			p.Attempt = true
 			return p
 		}
-		return fail(timeoutMessage(step, r, t))
+		return fail(timeoutMessage(step, r, t, describeStall(r, v.Boot, v.Now)))
 	case model.StepFinishing:
 		return plan{Op: opSetBootDisk}
 	case model.StepNone:
@@ -243,19 +263,27 @@ func runStep(v view) plan {
 	return fail(fmt.Sprintf("unknown step %q in phase %s", step, m.Status.Phase))
 }
 
-func timeoutMessage(step model.Step, r *model.Run, t StepTimeouts) string {
+// timeoutMessage is the failure of a waiting step past its deadline; once
+// the machine showed a boot step, stall (describeStall) says where it
+// stopped and what to check.
+func timeoutMessage(step model.Step, r *model.Run, t StepTimeouts, stall string) string {
+	var msg string
 	switch step {
 	case model.StepWaitingPXE:
-		if bootSignalSeen(r) {
-			return fmt.Sprintf("run %s: the machine asked for its boot script but made no further progress within %s", r.ID, t.WaitPXE)
+		if !bootSignalSeen(r) {
+			return fmt.Sprintf("run %s: no PXE request from the machine within %s after each of %d power-ons; check that network boot is enabled and that DHCP (or ProxyDHCP) points it at this agent",
+				r.ID, t.WaitPXE, r.Attempts+1)
 		}
-		return fmt.Sprintf("run %s: no PXE request from the machine within %s after each of %d power-ons; check that network boot is enabled and that DHCP (or ProxyDHCP) points it at this agent",
-			r.ID, t.WaitPXE, r.Attempts+1)
+		msg = fmt.Sprintf("run %s: the machine asked for its boot script but made no further progress within %s", r.ID, t.WaitPXE)
 	case model.StepBootingInstaller:
-		return fmt.Sprintf("run %s: the machine got its boot script but did not fetch the installer kernel or templates within %s; check the profile's kernel URL and the boot URL", r.ID, t.BootInstaller)
+		msg = fmt.Sprintf("run %s: the machine got its boot script but did not fetch the installer kernel or templates within %s", r.ID, t.BootInstaller)
 	default:
-		return fmt.Sprintf("run %s: the installer did not call back within %s; check the installer's console and that it can reach the boot URL", r.ID, t.Install)
+		msg = fmt.Sprintf("run %s: the installer did not call back within %s", r.ID, t.Install)
 	}
+	if stall == "" {
+		return msg + "; check the machine's console and that it can reach the boot URL"
+	}
+	return msg + "; " + stall
 }
 
 // startRun begins a new run toward v.Target when it is usable and the
@@ -332,6 +360,9 @@ func furthestStep(r *model.Run) model.Step {
 	if _, ok := r.Signals[model.SignalKernelFetched]; ok {
 		return model.StepInstalling
 	}
+	if _, ok := r.Signals[model.SignalInitrdFetched]; ok {
+		return model.StepInstalling
+	}
 	if _, ok := r.Signals[model.SignalTemplatesFetched]; ok {
 		return model.StepInstalling
 	}
@@ -342,9 +373,9 @@ func furthestStep(r *model.Run) model.Step {
 }
 
 func signalFor(r *model.Run, s model.Step) model.Signal {
-	order := []model.Signal{model.SignalTemplatesFetched, model.SignalKernelFetched, model.SignalScriptServed, model.SignalPXERequested}
+	order := []model.Signal{model.SignalTemplatesFetched, model.SignalInitrdFetched, model.SignalKernelFetched, model.SignalScriptServed, model.SignalPXERequested}
 	if s == model.StepBootingInstaller {
-		order = order[2:]
+		order = order[3:]
 	}
 	for _, sig := range order {
 		if _, ok := r.Signals[sig]; ok {

@@ -32,9 +32,13 @@
 //	*/powering_on                  a boot signal or the callback already seen   → waiting_pxe (never power again)
 //	*/powering_on                  -                                            BMC power On (Off) / ForceRestart (On) → waiting_pxe
 //	*/waiting_pxe                  pxe_requested or script_served seen          → booting_installer
-//	*/waiting_pxe|booting_installer kernel_fetched or templates_fetched seen    → installing
+//	*/waiting_pxe|booting_installer kernel, initrd or template fetched           → installing
+//	*/waiting_pxe|booting_installer|installing  no new boot step for BootStallWarning
+//	                                                                            last_error says where the boot stalled (boot_stalled
+//	                                                                            event once per stall; the age is refreshed each period)
+//	*/waiting_pxe|booting_installer|installing  a boot step after a stall note  last_error cleared
 //	*/waiting_pxe                  deadline, no boot signal, attempts < retries → setting_boot (power cycle again)
-//	*/waiting_pxe|booting_installer|installing  deadline otherwise              → failed
+//	*/waiting_pxe|booting_installer|installing  deadline otherwise              → failed (with where the boot stalled)
 //	(Callback, token ok)           provisioning, any step                       → provisioning/finishing
 //	(Callback, token ok)           deprovisioning (wipe run), any step          → deprovisioning/powering_off
 //	(Callback, status not "ok")    any                                          → failed with the log tail

@@ -89,7 +89,8 @@ func (s *swapHandler) unset() {
 
 type envOpts struct {
 	machines int
-	noBoot   bool // the lab's machines never boot anything (no boot URL)
+	noBoot   bool   // the lab's machines never boot anything (no boot URL)
+	firmware string // the lab's Firmware setting
 	cfg      func(c *Config)
 }
 
@@ -124,7 +125,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(bootSrv.Close)
 	e.bootURL = bootSrv.URL
 	lcfg := lab.Config{Machines: o.machines, BootURL: e.bootURL, PasswordSeed: t.Name(), Logger: quiet(),
-		HTTPClient: &http.Client{Timeout: 10 * time.Second}}
+		HTTPClient: &http.Client{Timeout: 10 * time.Second}, Firmware: o.firmware}
 	if o.noBoot {
 		lcfg.BootURL = ""
 	}

@@ -40,12 +40,28 @@ const (
 // kept on the run (others are just events).
 var bootSignals = map[model.Signal]bool{
 	model.SignalPXERequested: true, model.SignalScriptServed: true,
-	model.SignalKernelFetched: true, model.SignalTemplatesFetched: true,
+	model.SignalKernelFetched: true, model.SignalInitrdFetched: true,
+	model.SignalTemplatesFetched: true,
+}
+
+// stepName tells boot steps of one signal apart (model.BootStep.Name): a
+// ProxyDHCP answer from the script request, each initrd and template.
+func stepName(sig model.Signal, data map[string]string) string {
+	switch sig {
+	case model.SignalPXERequested:
+		return data["via"]
+	case model.SignalKernelFetched, model.SignalInitrdFetched:
+		return data["path"]
+	case model.SignalTemplatesFetched:
+		return data["template"]
+	}
+	return ""
 }
 
 // Signal records a boot-chain observation (boot.Lifecycle). A boot signal
-// of the machine's active run is kept on the run, where the next reconcile
-// pass reads it; every signal is an event. It does one small store write.
+// of the machine's active run is kept on the run as a boot step, where
+// the next reconcile pass reads it; every signal is an event. It does one
+// small store write.
 func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signal, data map[string]string) {
 	data = cleanData(data)
 	if machine == "" {
@@ -57,18 +73,21 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 	defer wl.Unlock()
 	if bootSignals[sig] {
 		now := r.cfg.Now()
+		step := model.BootStep{Signal: sig, Name: stepName(sig, data), At: now}
 		_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
 			run := m.Run
 			if run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
 				return false, errStale
 			}
-			if _, seen := run.Signals[sig]; seen {
+			if !run.AddStep(step) {
 				return false, errStale
 			}
-			if run.Signals == nil {
-				run.Signals = map[model.Signal]time.Time{}
+			if _, seen := run.Signals[sig]; !seen {
+				if run.Signals == nil {
+					run.Signals = map[model.Signal]time.Time{}
+				}
+				run.Signals[sig] = now
 			}
-			run.Signals[sig] = now
 			return false, nil
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -163,6 +182,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		before = &b
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
+		m.Run.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
 		m.Status.Addresses = cleanAddresses(report.Addresses)
 		if st := strings.ToLower(report.Status); st != "" && st != "ok" {
 			// "failed", or a status nobody defined: an installer that does not

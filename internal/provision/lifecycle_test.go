@@ -3,10 +3,14 @@ package provision
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
@@ -95,7 +99,8 @@ func TestProvision(t *testing.T) {
 			}
 		}
 		for _, want := range []string{model.EventRunStarted, model.EventBootOverride, model.EventPowerAction, string(model.SignalPXERequested),
-			string(model.SignalScriptServed), string(model.SignalKernelFetched), string(model.SignalTemplatesFetched), string(model.SignalCallbackReceived)} {
+			string(model.SignalScriptServed), string(model.SignalKernelFetched), string(model.SignalInitrdFetched), string(model.SignalTemplatesFetched),
+			string(model.SignalCallbackReceived)} {
 			if !slices.Contains(types, want) {
 				t.Errorf("%s: no %s event in %v", n, want, types)
 			}
@@ -477,4 +482,30 @@ func TestDesiredOff(t *testing.T) {
 	if c := e.lab.System(n).PowerOnCount(); c != 2 {
 		t.Fatalf("power-ons %d, want 2 (the operator's and the intruder's)", c)
 	}
+}
+
+// The machine's boot_mode decides the mode sent with every override; a mode
+// the BMC does not allow fails the run before any override is sent, naming
+// what the BMC allows; unset, a UEFI machine is kept UEFI.
+func TestBootMode(t *testing.T) {
+	e := newEnv(t, envOpts{machines: 3, firmware: lab.FirmwareMixed})
+	wantMode := map[string]model.BootMode{"lab-1": model.BootModeUEFI, "lab-2": "", "lab-3": model.BootModeLegacy}
+	for n, mode := range wantMode {
+		e.update(n, func(m *model.Machine) { m.State = model.StateProvisioned; m.BootMode = mode })
+	}
+	e.start()
+	m := e.awaitPhase("lab-1", model.PhaseFailed, 30*time.Second)
+	require.Contains(t, m.Status.LastError, `boot_mode "uefi" is not offered by the BMC, which allows legacy`)
+	e.awaitPhase("lab-2", model.PhaseProvisioned, 30*time.Second)
+	e.awaitPhase("lab-3", model.PhaseProvisioned, 30*time.Second)
+
+	patches := map[string]int{}
+	for _, r := range e.lab.Requests() {
+		if r.Method == http.MethodPatch {
+			patches[r.System]++
+		}
+	}
+	assert.Zero(t, patches["lab-1"], "boot overrides sent to the machine whose mode the BMC refuses")
+	assert.Equal(t, "UEFI", e.lab.System("lab-2").BootOverride().Mode, "the UEFI machine's override mode")
+	assert.Equal(t, "Legacy", e.lab.System("lab-3").BootOverride().Mode, "the legacy machine's override mode")
 }

@@ -6,6 +6,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 	bmcErrors   *prometheus.CounterVec
 	callbacks   *prometheus.CounterVec
+	bootStalls  *prometheus.CounterVec
 	runs        prometheus.Counter
 	activeSteps prometheus.Gauge
 	queueDepth  prometheus.Gauge
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "baremetal", Subsystem: "provision", Name: "callbacks_total",
 			Help: "Installer callbacks, by result (accepted, failed_install, rejected).",
 		}, []string{"result"}),
+		bootStalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "baremetal", Subsystem: "provision", Name: "boot_stalls_total",
+			Help: "Runs whose boot made no progress for the boot stall warning period, by the last boot step seen (none: powered on, nothing since).",
+		}, []string{"last_step"}),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "baremetal", Subsystem: "provision", Name: "runs_started_total",
 			Help: "Provisioning and wipe runs started.",
@@ -41,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.bmcErrors, m.callbacks, m.runs, m.activeSteps, m.queueDepth)
+		reg.MustRegister(m.transitions, m.bmcErrors, m.callbacks, m.bootStalls, m.runs, m.activeSteps, m.queueDepth)
 	}
 	return m
 }

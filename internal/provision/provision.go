@@ -73,6 +73,10 @@ type Config struct {
 	// even without a change. Default 5m.
 	ResyncInterval time.Duration
 	Timeouts       StepTimeouts
+	// BootStallWarning is how long a run in a waiting step may go without
+	// a new boot step before the machine's last_error says where its boot
+	// stalled (an event records each stall). Default 5m; negative disables.
+	BootStallWarning time.Duration
 	// RetryBase and RetryMax bound the jittered exponential backoff between
 	// BMC retries. Defaults 2s and 1m.
 	RetryBase, RetryMax time.Duration
@@ -99,6 +103,9 @@ func (c *Config) defaults() {
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 5 * time.Minute
+	}
+	if c.BootStallWarning == 0 {
+		c.BootStallWarning = 5 * time.Minute
 	}
 	t := &c.Timeouts
 	def := func(d *time.Duration, v time.Duration) {

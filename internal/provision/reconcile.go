@@ -105,7 +105,8 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	r.mu.Lock()
 	polled := r.lastPoll[m.Name]
 	r.mu.Unlock()
-	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}}
+	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, StallWarning: r.cfg.BootStallWarning,
+		PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}}
 	c, err := r.clusterOfMachine(ctx, m)
 	if err != nil {
 		return v, err
@@ -113,6 +114,17 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	pc := profileCache{}
 	if v.Target, err = r.targetFor(ctx, m, c, pc); err != nil {
 		return v, err
+	}
+	if m.Run.Serving() {
+		p, err := pc.get(ctx, r.st, m.Run.Profile)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			v.Boot = unknownPlan
+		case err != nil:
+			return v, err
+		default:
+			v.Boot = planOf(p)
+		}
 	}
 	if c != nil && m.State == model.StateProvisioned && mayStartRun(m, v.Target) {
 		if v.Gate, err = r.gateFor(ctx, m, c, pc); err != nil {
@@ -183,6 +195,35 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 		r.powerOff(ctx, m)
 	case opPollPower:
 		r.pollPower(ctx, m)
+	case opStall:
+		r.noteStall(ctx, m, p)
+	}
+}
+
+// noteStall writes, refreshes or (with an empty reason) clears the run's
+// stall note, unless a boot step arrived since the decision: the note
+// would describe a stall that is over.
+func (r *Reconciler) noteStall(ctx context.Context, m *model.Machine, p plan) {
+	now := r.cfg.Now()
+	var evs []model.Event
+	last := "none"
+	if s, ok := m.Run.LastStep(); ok {
+		last = string(s.Signal)
+	}
+	if p.NewStall {
+		evs = append(evs, model.Event{Type: model.EventBootStalled, Message: p.Reason,
+			Data: map[string]string{"run": m.Run.ID, "last_step": last, "since": p.StallOf.UTC().Format(time.RFC3339Nano)}})
+	}
+	_, err := r.commitIf(ctx, m, func(x *model.Machine) bool { return stallSince(x.Run).Equal(p.StallOf) }, func(x *model.Machine) {
+		x.Status.LastError = p.Reason
+		x.Run.StallNotedAt = time.Time{}
+		if p.Reason != "" {
+			x.Run.StallNotedAt = now
+		}
+	}, evs...)
+	if err == nil && p.NewStall {
+		r.met.bootStalls.WithLabelValues(last).Inc()
+		r.log.Warn("boot stalled", "machine", m.Name, "run", m.Run.ID, "reason", p.Reason)
 	}
 }
 
@@ -302,6 +343,10 @@ func inventoryMACs(inv *model.Inventory) []string {
 }
 
 func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTarget) {
+	if why := model.BootModeRefusal(m.BootMode, m.Status.Inventory); t == bmc.BootPXE && why != "" {
+		r.transition(ctx, m, fail(why))
+		return
+	}
 	what, timeout := "setting the boot override to network (PXE)", r.cfg.Timeouts.SetBoot
 	if t == bmc.BootDisk {
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
@@ -442,6 +487,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 			x.Status.LastError = ""
 			x.Status.PowerState = model.PowerOn
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
+			x.Run.PoweredOnAt = now
 		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, resumed))
 		return
 	}
@@ -469,6 +515,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 			return false, errStale
 		}
 		x.Run.PowerOns++
+		x.Run.PoweredOnAt = issued
 		if lost == nil {
 			x.Status.PowerState = model.PowerOn
 			x.Status.PowerCheckedAt = now
@@ -798,11 +845,17 @@ func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *mo
 
 // commitErr is commit returning why a write did not happen.
 func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, error) {
+	return r.commitIf(ctx, m, nil, fn, evs...)
+}
+
+// commitIf is commitErr for a write that is also void unless still holds
+// on the stored machine (nil: no further condition).
+func (r *Reconciler) commitIf(ctx context.Context, m *model.Machine, still func(x *model.Machine) bool, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, error) {
 	wl := r.writeLock(m.Name)
 	wl.Lock()
 	defer wl.Unlock()
 	out, _, err := r.st.UpdateMachineRecording(ctx, m.Name, func(x *model.Machine) (bool, []model.Event, error) {
-		if !samePlace(x, m) {
+		if !samePlace(x, m) || (still != nil && !still(x)) {
 			return false, nil, errStale
 		}
 		fn(x)
