@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -118,5 +119,53 @@ func TestRunCommandRejectsNegativeFaults(t *testing.T) {
 		require.Error(t, err, args)
 		assert.Contains(t, err.Error(), strings.TrimPrefix(args[0], "--"))
 		assert.False(t, errors.Is(err, context.Canceled))
+	}
+}
+
+// TestRunCommandFaultFlags: the lab command's fault flags reach every
+// machine's BMC.
+func TestRunCommandFaultFlags(t *testing.T) {
+	inventory := t.TempDir() + "/inv.json"
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- RunCommand(ctx, []string{"--machines", "2", "--listen", "127.0.0.1:0", "--inventory", inventory,
+			"--duplicate-drive-links", "3", "--session-limit", "1", "--mode-revert"}, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	eventually(t, 10*time.Second, "the ready line", func() bool { return strings.Contains(stdout.String(), "lab: serving") })
+	f, err := ReadInventory(inventory)
+	require.NoError(t, err)
+	do := func(e InventoryEntry, method, url, body string) (int, map[string]any) {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		require.NoError(t, err)
+		if !strings.HasSuffix(url, "/Sessions") {
+			req.SetBasicAuth(e.Username, e.Password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var doc map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&doc)
+		return resp.StatusCode, doc
+	}
+	for _, e := range f.Machines {
+		_, storage := do(e, http.MethodGet, e.Endpoint+"/Storage/1", "")
+		assert.Len(t, storage["Drives"], 3, e.Name)
+
+		sessions := strings.SplitN(e.Endpoint, "/Systems/", 2)[0] + "/SessionService/Sessions"
+		creds := `{"UserName":"` + e.Username + `","Password":"` + e.Password + `"}`
+		first, _ := do(e, http.MethodPost, sessions, creds)
+		second, _ := do(e, http.MethodPost, sessions, creds)
+		assert.Equal(t, []int{201, 400}, []int{first, second}, "session limit 1 on %s", e.Name)
+
+		status, _ := do(e, http.MethodPatch, e.Endpoint, `{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}`)
+		require.Equal(t, 200, status)
+		_, sys := do(e, http.MethodGet, e.Endpoint, "")
+		assert.Equal(t, "Legacy", get(sys, "Boot", "BootSourceOverrideMode"), e.Name)
 	}
 }
