@@ -468,3 +468,14 @@ func TestTransportNeverResendsAnAction(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckJSONPassesOversizedBodiesThrough(t *testing.T) {
+	big := strings.Repeat("x", maxJSON+10)
+	req := httptest.NewRequest(http.MethodGet, "http://bmc.example/redfish/v1/Systems/1", nil)
+	out, err := checkJSON(req, &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(big))})
+	require.NoError(t, err, "too large to check is not invalid")
+	got, err := io.ReadAll(out.Body)
+	require.NoError(t, err)
+	assert.Equal(t, len(big), len(got))
+	require.NoError(t, out.Body.Close())
+}

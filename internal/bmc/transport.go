@@ -321,11 +321,20 @@ func (e *JSONError) Error() string {
 }
 
 func checkJSON(req *http.Request, resp *http.Response) (*http.Response, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON))
-	resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON+1))
 	if err != nil {
+		resp.Body.Close()
 		return nil, err
 	}
+	if len(b) > maxJSON {
+		// Too large to hold for a check: the reader downstream bounds it.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+		return resp, nil
+	}
+	resp.Body.Close()
 	if len(bytes.TrimSpace(b)) > 0 && !json.Valid(b) {
 		first := b[:min(len(b), 48)]
 		u := *req.URL
