@@ -29,6 +29,10 @@ var (
 	// ErrLoginRefused: the BMC refused the credentials (401), or refused
 	// them recently enough that the agent is backing off.
 	ErrLoginRefused = errors.New("login refused")
+	// ErrSessionLimit: the BMC's session table is full and it does not
+	// accept basic auth. Sessions expire (iDRAC: 30 minutes idle), so the
+	// caller waits and tries again rather than giving up.
+	ErrSessionLimit = errors.New("session limit reached")
 )
 
 // Error is every failure the Manager returns: which BMC, which operation,
@@ -61,7 +65,7 @@ func (e *Error) Temporary() bool {
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
 	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)),
-		errors.Is(e.Err, errSessionLimit):
+		errors.Is(e.Err, ErrSessionLimit):
 		return true
 	}
 	switch c := e.StatusCode; {
@@ -91,9 +95,7 @@ var (
 	// errPowerNotReached: the BMC accepted a reset but the state did not
 	// follow in time; BMCs that lag or drop actions often obey a repeat.
 	errPowerNotReached = errors.New("power state not reached")
-	// errSessionLimit: the BMC's session table is full and it refuses basic
-	// auth; sessions expire, so a later try may succeed.
-	errSessionLimit = errors.New("session limit reached")
+
 )
 
 // statusOf returns the HTTP status of a Redfish error, looking inside

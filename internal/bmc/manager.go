@@ -294,7 +294,7 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 		// tools) is no reason to stop while basic auth still works.
 		if perr := cn.probeBasic(ctx); perr != nil {
 			return &Error{Msg: fmt.Sprintf("the BMC's session table is full (%s) and it does not accept basic auth (%s): waiting, with backoff, for sessions to expire or be closed on the BMC",
-				sessionFailure(err), scrub(sessionFailure(perr), cn.pass)), Err: errSessionLimit}
+				sessionFailure(err), scrub(sessionFailure(perr), cn.pass)), Err: ErrSessionLimit}
 		}
 		m.log.Warn("BMC session table full; using basic auth", "endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
 		cfg.Username, cfg.Password, cfg.BasicAuth = cn.user, cn.pass, true

@@ -33,6 +33,18 @@ type fakeBMC struct {
 	// refuse, how many are not carried out. powers counts those carried out.
 	lose, refuse int
 	powers       int
+	// sessionFull is how many calls fail for a full session table.
+	sessionFull int
+}
+
+func (f *fakeBMC) fullSessionTable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessionFull > 0 {
+		f.sessionFull--
+		return &bmc.Error{Msg: "the BMC's session table is full: waiting, with backoff", Err: bmc.ErrSessionLimit}
+	}
+	return nil
 }
 
 func (f *fakeBMC) enter() func() {
@@ -102,6 +114,9 @@ func (f *fakeBMC) boot(endpoint string) {
 
 func (f *fakeBMC) SetBootOverride(_ context.Context, c model.BMC, t bmc.BootTarget, _ bool, _ bmc.BootMode) error {
 	defer f.enter()()
+	if err := f.fullSessionTable(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pxe[c.Endpoint] = t == bmc.BootPXE

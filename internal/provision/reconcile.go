@@ -772,7 +772,10 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 
 	msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " while " + what
 	retries := r.cfg.Timeouts.Retries
-	if f.n > retries {
+	// A full session table empties as sessions expire: waiting, however
+	// long, beats failing a machine nothing is wrong with.
+	waiting := errors.Is(err, bmc.ErrSessionLimit)
+	if f.n > retries && !waiting {
 		r.mu.Lock()
 		delete(r.failures, m.Name)
 		r.mu.Unlock()
@@ -787,6 +790,9 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	r.notBefore[m.Name] = now.Add(d)
 	r.mu.Unlock()
 	retryMsg := fmt.Sprintf("%s; retry %d of %d in %s", msg, f.n, retries, d.Round(time.Millisecond))
+	if waiting {
+		retryMsg = fmt.Sprintf("%s; waiting, try %d in %s", msg, f.n+1, d.Round(time.Millisecond))
+	}
 	r.log.Warn("BMC step failed; retrying", "machine", m.Name, "err", retryMsg)
 	r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = retryMsg },
 		model.Event{Type: model.EventError, Message: retryMsg})

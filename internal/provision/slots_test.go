@@ -101,3 +101,19 @@ func TestPowerOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// A full session table is waited out, past the step's retries.
+func TestSessionLimitIsWaitedOut(t *testing.T) {
+	// More failures than the step's 3 retries (the default).
+	e, _ := fakeFleetOf(t, 1, 1, 0x05, &fakeBMC{sessionFull: 6})
+	e.awaitAll(model.PhaseProvisioned, 30*time.Second)
+	var waits int
+	for _, ev := range e.events("m1") {
+		if ev.Type == model.EventError {
+			assert.Contains(t, ev.Message, "session table is full")
+			assert.Contains(t, ev.Message, "; waiting, try ")
+			waits++
+		}
+	}
+	assert.Equal(t, 6, waits)
+}
