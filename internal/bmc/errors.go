@@ -95,7 +95,6 @@ var (
 	// errPowerNotReached: the BMC accepted a reset but the state did not
 	// follow in time; BMCs that lag or drop actions often obey a repeat.
 	errPowerNotReached = errors.New("power state not reached")
-
 )
 
 // statusOf returns the HTTP status of a Redfish error, looking inside
