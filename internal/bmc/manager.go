@@ -254,8 +254,10 @@ type rootLinks struct {
 }
 
 // login opens a Redfish session, falling back to basic auth when the BMC
-// offers no usable SessionService (some disable it, some lack it). Wrong
-// credentials then surface as a 401 on the first authenticated request.
+// offers no usable SessionService (some disable it, some lack it; wrong
+// credentials then surface as a 401 on the first authenticated request) or
+// its session table is full. Credentials the SessionService refused are
+// never sent again through basic auth: one login attempt per try.
 func (m *Manager) login(ctx context.Context, cn *conn) error {
 	var links rootLinks
 	body, err := cn.raw(ctx, http.MethodGet, "/redfish/v1/", nil)
