@@ -34,6 +34,7 @@ type Config struct {
 
 	// Boot edge.
 	AssetsDir          string
+	DeployImageDir     string
 	TFTPRoot           string
 	UnknownMAC         string
 	TFTPTimeout        string
@@ -77,12 +78,13 @@ var options = []option{
 	{"log-format", "text", "log format: text or json", func(c *Config) *string { return &c.LogFormat }},
 	{"log-level", "info", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
 
+	{"deploy-image-dir", "", "directory holding the deploy ramdisk (vmlinuz, initrd.img; built by make deploy-image) that image profiles boot to write their image (empty: image profiles cannot boot)", func(c *Config) *string { return &c.DeployImageDir }},
 	{"assets-dir", "", "directory of kernels, initrds and images served at /assets/ (empty: no local assets; profiles may use absolute URLs)", func(c *Config) *string { return &c.AssetsDir }},
 	{"tftp-root", "", "TFTP root holding the iPXE binaries (default: those of Debian's ipxe package in /usr/lib/ipxe, copied into <data-dir>/tftp at start because the package links some of them from outside that directory)", func(c *Config) *string { return &c.TFTPRoot }},
 	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
 	{"tftp-timeout", "1s", "TFTP per-packet timeout: a lost datagram is re-sent after it, each further re-send after twice the wait before", func(c *Config) *string { return &c.TFTPTimeout }},
 	{"tftp-retries", "5", "TFTP re-sends of one datagram before the transfer fails", func(c *Config) *string { return &c.TFTPRetries }},
-	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network", func(c *Config) *string { return &c.TFTPWindow }},
+	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network. The window opens only after the client's first ACK (of the options), so a request without options is served lock-step", func(c *Config) *string { return &c.TFTPWindow }},
 	{"proxy-dhcp", "false", "answer PXE clients with ProxyDHCP (never hands out addresses; use when site DHCP cannot set next-server)", func(c *Config) *string { return &c.ProxyDHCP }},
 	{"proxy-dhcp-interface", "", "interface whose IPv4 address ProxyDHCP advertises as the TFTP server", func(c *Config) *string { return &c.ProxyDHCPInterface }},
 	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},

@@ -210,6 +210,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	a.boot, err = boot.New(boot.Config{
 		TFTPRoot:       tftpRoot,
 		AssetsDir:      cfg.AssetsDir,
+		DeployImageDir: cfg.DeployImageDir,
 		BootURL:        a.bootURL,
 		UnknownMAC:     cfg.UnknownMAC,
 		TFTPTimeout:    tune.tftpTimeout,

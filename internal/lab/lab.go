@@ -293,6 +293,10 @@ type System struct {
 
 	vm *qemuVM // qemu backend: the running VM, nil when off
 
+	// osCallback is where the image a simulated deploy wrote calls back
+	// on its first boot from disk (memory backend).
+	osCallback string
+
 	sessions map[string]*session // by id; guarded by lab.sessMu
 }
 

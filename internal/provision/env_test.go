@@ -176,7 +176,7 @@ func (e *env) open() {
 		// retrying is tried again within the step's retries.
 		LoginBackoff: 50 * time.Millisecond, Logger: quiet()})
 	e.rec = New(e.cfg, st, e.mgr)
-	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
+	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, DeployImageDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
 	must(t, err)
 	e.swap.set(b.HTTPHandler())
 }

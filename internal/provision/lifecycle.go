@@ -42,6 +42,7 @@ var bootSignals = map[model.Signal]bool{
 	model.SignalPXERequested: true, model.SignalScriptServed: true,
 	model.SignalKernelFetched: true, model.SignalInitrdFetched: true,
 	model.SignalTemplatesFetched: true,
+	model.SignalDeployDisks:      true, model.SignalDeployProgress: true,
 }
 
 // stepName tells boot steps of one signal apart (model.BootStep.Name): a
@@ -54,6 +55,8 @@ func stepName(sig model.Signal, data map[string]string) string {
 		return data["path"]
 	case model.SignalTemplatesFetched:
 		return data["template"]
+	case model.SignalDeployProgress:
+		return data["gib"]
 	}
 	return ""
 }
@@ -180,6 +183,12 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		run := *m.Run
 		b.Run = &run
 		before = &b
+		if evs, handled := deployCallback(m, report, now, &reject); handled {
+			if reject != "" {
+				return false, nil, errRejected
+			}
+			return false, evs, nil
+		}
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
 		m.Run.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})

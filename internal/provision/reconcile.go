@@ -197,7 +197,32 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 		r.pollPower(ctx, m)
 	case opStall:
 		r.noteStall(ctx, m, p)
+	case opRebootToOS:
+		r.rebootToOS(ctx, m)
 	}
+}
+
+// rebootToOS boots the image the deploy ramdisk wrote: next boot from
+// disk, then a power cycle, since the ramdisk stays up and waits for it.
+// The deployed OS's callback ends the run.
+func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
+	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
+		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false)
+	}) {
+		return
+	}
+	if !r.bmcStep(ctx, m, "power-cycling into the deployed image", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
+		return r.bmc.Power(ctx, m.BMC, bmc.PowerForceRestart)
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
+		Message: "power ForceRestart into the deployed image", Data: map[string]string{"action": string(bmc.PowerForceRestart), "run": m.Run.ID}})
+	r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, x.Status.Phase, model.StepBootingOS, now)
+		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.Install)
+	}, phaseEvent(m, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back"))
 }
 
 // noteStall writes, refreshes or (with an empty reason) clears the run's
