@@ -207,20 +207,44 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 // The deployed OS's callback ends the run.
 func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
 	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false)
+		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, bmc.BootModeKeep)
 	}) {
 		return
 	}
+	const what = "power ForceRestart into the deployed image"
+	var issued time.Time
+	var lost error // the restart's outcome is unknown
 	if !r.bmcStep(ctx, m, "power-cycling into the deployed image", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
-		return r.bmc.Power(ctx, m.BMC, bmc.PowerForceRestart)
+		issued = r.cfg.Now()
+		err := r.bmc.Power(ctx, m.BMC, bmc.PowerForceRestart)
+		switch bmc.OutcomeOf(err) {
+		case bmc.PowerUnknown:
+			// A second restart could cut short the first boot of the
+			// deployed OS; the booting_os deadline covers one that never
+			// happened.
+			lost = err
+			return nil
+		case bmc.PowerNotDone:
+			if ctx.Err() == nil {
+				r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerNotDone,
+					what+": not carried out: "+describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOn), issued))
+			}
+		}
+		return err
 	}) {
 		return
 	}
 	now := r.cfg.Now()
-	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power ForceRestart into the deployed image", Data: map[string]string{"action": string(bmc.PowerForceRestart), "run": m.Run.ID}})
+	lastError := ""
+	if lost != nil {
+		lastError = describeBMCError(m.BMC.Endpoint, lost, r.cfg.Timeouts.PowerOn) + "; waiting for the deployed OS instead"
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerUnknown, what+": "+lastError, issued))
+	} else {
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerConfirmed, what, issued))
+	}
 	r.commit(ctx, m, func(x *model.Machine) {
 		setPhase(x, x.Status.Phase, model.StepBootingOS, now)
+		x.Status.LastError = lastError
 		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.Install)
 	}, phaseEvent(m, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back"))
 }
