@@ -46,6 +46,7 @@ type Config struct {
 	// BMC access.
 	BMCMaxConcurrent  string
 	BMCRequestTimeout string
+	BMCLoginBackoff   string
 	// Reconciler.
 	ProvisioningLimit string
 	PowerPollInterval string
@@ -89,6 +90,7 @@ var options = []option{
 	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},
 	{"bmc-max-concurrent", "20", "BMC operations in flight at once, across all BMCs", func(c *Config) *string { return &c.BMCMaxConcurrent }},
 	{"bmc-request-timeout", "30s", "timeout of one Redfish request", func(c *Config) *string { return &c.BMCRequestTimeout }},
+	{"bmc-login-backoff", "30s", "wait after a BMC refuses a login before the same username and password are tried again on it; doubles per refusal up to 15m, so a wrong password does not lock the account", func(c *Config) *string { return &c.BMCLoginBackoff }},
 	{"provisioning-limit", "20", "machines in an active power/boot step at once (like Metal3's PROVISIONING_LIMIT)", func(c *Config) *string { return &c.ProvisioningLimit }},
 	{"power-poll-interval", "60s", "how often a settled machine's power state is read to detect drift (0 disables)", func(c *Config) *string { return &c.PowerPollInterval }},
 	{"wait-pxe-timeout", "10m", "how long a powered-on machine may take to ask for its boot script before it is power-cycled again", func(c *Config) *string { return &c.WaitPXETimeout }},
@@ -252,7 +254,7 @@ func hostIPv4() string {
 // tuning holds the typed values of the numeric, duration and boolean flags.
 type tuning struct {
 	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install, bootStall    time.Duration
-	leaseDuration                                                             time.Duration
+	leaseDuration, bmcLoginBackoff                                            time.Duration
 	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries int
 	proxyDHCP                                                                 bool
 }
@@ -278,6 +280,7 @@ func (c Config) tuning() (tuning, error) {
 	}
 	dur("tftp-timeout", c.TFTPTimeout, &t.tftpTimeout, false)
 	dur("bmc-request-timeout", c.BMCRequestTimeout, &t.bmcRequestTimeout, false)
+	dur("bmc-login-backoff", c.BMCLoginBackoff, &t.bmcLoginBackoff, false)
 	dur("power-poll-interval", c.PowerPollInterval, &t.powerPoll, true)
 	dur("wait-pxe-timeout", c.WaitPXETimeout, &t.waitPXE, false)
 	dur("install-timeout", c.InstallTimeout, &t.install, false)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // InventoryFile is the JSON document `lab --inventory` writes.
@@ -121,6 +122,14 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ovmfVars := fs.String("ovmf-vars", DefaultOVMFVars, "qemu backend: UEFI variable store template; each UEFI VM gets its own copy in --state-dir")
 	taps := fs.String("tap", "", "qemu backend: comma-separated host tap interfaces, one per machine, instead of user-mode networks; the VMs get a NIC without iPXE ROM so the UEFI firmware's own PXE client boots (needs --firmware uefi and a DHCP service on the taps)")
 	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
+	var fault Fault
+	fs.DurationVar(&fault.SlowReset, "slow-reset", 0, "fault: carry out a Reset action at once but answer only after this long (iDRAC under load)")
+	fs.BoolVar(&fault.RevertModeToLegacy, "mode-revert", false, "fault: after a Boot PATCH, report BootSourceOverrideMode Legacy (Supermicro, AMI)")
+	fs.IntVar(&fault.SessionLimit, "session-limit", 0, "fault: refuse a login beyond this many open sessions with iDRAC's RAC0218 (0: the default table of 64)")
+	fs.BoolVar(&fault.Hang, "hang", false, "fault: accept connections and requests, never answer")
+	fs.BoolVar(&fault.BadJSON, "bad-json", false, "fault: answer GETs under a system with a body that is not JSON")
+	fs.IntVar(&fault.LockoutAfter, "lockout-after", 0, "fault: lock an account after this many failed logins (0: never)")
+	fs.IntVar(&fault.DuplicateDriveLinks, "duplicate-drive-links", 0, "fault: link each system's drive this many times from its Storage")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -134,9 +143,17 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *latency < 0 {
-		return fmt.Errorf("lab: --latency %s: must not be negative", *latency)
+	for name, d := range map[string]time.Duration{"latency": *latency, "slow-reset": fault.SlowReset} {
+		if d < 0 {
+			return fmt.Errorf("lab: --%s %s: must not be negative", name, d)
+		}
 	}
+	for name, n := range map[string]int{"session-limit": fault.SessionLimit, "lockout-after": fault.LockoutAfter, "duplicate-drive-links": fault.DuplicateDriveLinks} {
+		if n < 0 {
+			return fmt.Errorf("lab: --%s %d: must not be negative", name, n)
+		}
+	}
+	fault.Latency = *latency
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("lab: --log-level: %w", err)
@@ -162,9 +179,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *latency > 0 {
+	if fault != (Fault{}) {
 		for _, name := range l.Names() {
-			l.SetFault(name, Fault{Latency: *latency})
+			l.SetFault(name, fault)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)

@@ -150,6 +150,39 @@ type Fault struct {
 	// LiePowerStateFor keeps reporting the previous PowerState for this long
 	// after a change, like BMCs whose power sensor polls lazily.
 	LiePowerStateFor time.Duration
+	// SlowReset carries out a Reset action at once but answers only after
+	// this long, as iDRACs under load do.
+	SlowReset time.Duration
+	// RevertModeToLegacy takes a Boot PATCH but then reports
+	// BootSourceOverrideMode Legacy (and boots that way), as some
+	// Supermicro and AMI BMCs do.
+	RevertModeToLegacy bool
+	// SessionLimit, when above 0, is how many sessions the BMC holds; a
+	// login beyond it is refused with iDRAC's RAC0218 "maximum number of
+	// user sessions" (400). Basic auth still works.
+	SessionLimit int
+	// Hang accepts connections and requests and never answers.
+	Hang bool
+	// BadJSON answers GETs under the system with a body that is not JSON.
+	BadJSON bool
+	// LockoutAfter, when above 0, locks the account after that many failed
+	// logins (session or basic auth): every login is refused from then on,
+	// the right password included, until the fault is replaced.
+	LockoutAfter int
+	// DuplicateDriveLinks, when above 1, links the system's one drive that
+	// many times from its Storage.
+	DuplicateDriveLinks int
+}
+
+// Counts is what a system's BMC was asked, counted at the BMC.
+type Counts struct {
+	Resets       int // POSTs of ComputerSystem.Reset, whatever their answer
+	Patches      int // PATCHes of the ComputerSystem
+	Logins       int // session creations tried (POST to Sessions)
+	FailedLogins int // logins refused for bad credentials, session or basic auth
+	// PatchedModes lists the BootSourceOverrideMode of every PATCH that
+	// carried one, in order.
+	PatchedModes []string
 }
 
 // BootOverride is a system's Redfish Boot source override.
@@ -249,6 +282,9 @@ type System struct {
 	boot           BootOverride
 	fault          Fault
 	fail503Left    int
+	counts         Counts
+	failedLogins   int       // since the fault was last set, for LockoutAfter
+	lastReset      time.Time // when the system last came out of a reset
 
 	pxeCancel context.CancelFunc
 	pxeBoots  int
@@ -542,6 +578,7 @@ func (l *Lab) SetFault(name string, f Fault) {
 	s.mu.Lock()
 	s.fault = f
 	s.fail503Left = f.Fail503Next
+	s.failedLogins = 0
 	s.mu.Unlock()
 }
 
@@ -603,6 +640,15 @@ func (s *System) Faults() Fault {
 	f := s.fault
 	f.Fail503Next = s.fail503Left
 	return f
+}
+
+// Counts is what the system's BMC was asked so far.
+func (s *System) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counts
+	c.PatchedModes = slices.Clone(c.PatchedModes)
+	return c
 }
 
 // PXEBoots counts the simulated PXE boots that finished (memory backend).

@@ -90,6 +90,7 @@ func (s *System) powerOn() error {
 		s.boot.Enabled = "Disabled"
 	}
 	s.powerOns++
+	s.lastReset = time.Now()
 	s.mu.Unlock()
 	return s.lab.backend.start(s, boot)
 }
