@@ -207,7 +207,7 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 // The deployed OS's callback ends the run.
 func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
 	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, bmc.BootModeKeep)
+		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, redfishBootMode(m.BootMode))
 	}) {
 		return
 	}
@@ -401,7 +401,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
 	}
 	if !r.bmcStep(ctx, m, what, timeout, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, t, false, bmc.BootModeKeep)
+		return r.bmc.SetBootOverride(ctx, m.BMC, t, false, redfishBootMode(m.BootMode))
 	}) {
 		return
 	}
@@ -1018,4 +1018,16 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// redfishBootMode is the BootSourceOverrideMode a machine's boot_mode asks
+// for; unset keeps what the BMC reports.
+func redfishBootMode(m model.BootMode) bmc.BootMode {
+	switch m {
+	case model.BootModeUEFI:
+		return bmc.BootModeUEFI
+	case model.BootModeLegacy:
+		return bmc.BootModeLegacy
+	}
+	return bmc.BootModeKeep
 }
