@@ -30,6 +30,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Params:                    m.Params,
 		State:                     string(m.State),
 		BootMode:                  string(m.BootMode),
+		Adopt:                     m.Adopt,
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
 		Version:                   m.Version,
@@ -42,6 +43,9 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Addresses:                 m.Status.Addresses,
 		Inventory:                 m.Status.Inventory,
 		ObservedVersion:           m.Status.ObservedVersion,
+		BMCStatus:                 m.Status.BMCStatus,
+		BMCStatusSince:            m.Status.BMCStatusSince,
+		HardwareFingerprint:       m.Status.AcceptedFingerprint,
 		ProvisionedProfile:        m.Status.ProvisionedProfile,
 		ProvisionedProfileVersion: m.Status.ProvisionedProfileVersion,
 		ProvisionedAt:             m.Status.ProvisionedAt,
@@ -66,6 +70,7 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.Params = v.req.Params
 	m.State = v.state
 	m.BootMode = model.BootMode(v.req.BootMode)
+	m.Adopt = v.req.Adopt
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {

@@ -119,6 +119,10 @@ const (
 	PowerOff = "Off"
 )
 
+// IPXEScriptMagic is how an iPXE script must begin: iPXE runs a file
+// without it as an image, not a script.
+const IPXEScriptMagic = "#!ipxe"
+
 // BMC holds how to reach a machine's baseboard controller. Password is
 // plaintext in memory only: the store seals it and the API never returns it.
 type BMC struct {

@@ -265,19 +265,20 @@ func (r *Reconciler) reinspect(ctx context.Context, m *model.Machine) {
 		}
 		return
 	}
-	r.recordInventory(ctx, m, inv)
+	_ = r.recordInventory(ctx, m, inv) // a stale write requeues the machine, which reads again when due
 }
 
 // recordInventory stores a re-read inventory; a hardware fingerprint
 // other than the accepted one is recorded as an event (the API shows both).
-func (r *Reconciler) recordInventory(ctx context.Context, m *model.Machine, inv *model.Inventory) {
-	r.commit(ctx, m, func(x *model.Machine) {
+func (r *Reconciler) recordInventory(ctx context.Context, m *model.Machine, inv *model.Inventory) error {
+	_, err := r.commitErr(ctx, m, func(x *model.Machine) {
 		x.Status.Inventory = inv
 		if x.Status.AcceptedFingerprint == "" {
 			x.Status.AcceptedFingerprint = inv.Fingerprint
 		}
 		setBMCStatus(x, model.BMCStatusOK, inv.CollectedAt)
 	}, driftEvents(m, inv)...)
+	return err
 }
 
 // driftEvents is the inventory_drift event for inv, once per new
