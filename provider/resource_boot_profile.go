@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -107,6 +109,8 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
+					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(model.IPXEScriptMagic)),
+						"to start with "+model.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
 				},
 			},
 			"templates": schema.MapAttribute{
@@ -154,8 +158,8 @@ func (r *bootProfileResource) Create(ctx context.Context, req resource.CreateReq
 	bp, err := r.client.CreateBootProfile(ctx, body)
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) {
-			detail += fmt.Sprintf("\n\nA boot profile named %q may already exist; bring it under Terraform with an import block (id = %q).", name, name)
+		if nameTaken(err) {
+			detail += fmt.Sprintf("\n\nA boot profile named %q already exists; bring it under Terraform with an import block (to = baremetal_boot_profile.<name>, id = %q), or choose another name.", name, name)
 		}
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Boot Profile %q", name), detail)
 		return
