@@ -41,7 +41,7 @@ const (
 
 // failureEventCount is how many of a machine's latest events a failure
 // diagnostic shows: enough to see the step that went wrong, short enough to read.
-const failureEventCount = 5
+const failureEventCount = 10
 
 var (
 	_ resource.Resource                   = (*machineResource)(nil)
@@ -548,6 +548,9 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 // refuses or does not answer, or its hardware drifted.
 func pendingWhy(m *api.Machine, desired string, clusterManaged, hardwareDrift bool) string {
 	switch {
+	case m.Phase == string(model.PhaseFailed) && clusterManaged:
+		// Its cluster retries it, in role order; the cluster's plan shows it.
+		return ""
 	case m.Phase == string(model.PhaseFailed):
 		return "the machine failed"
 	case !converged(m, desired, clusterManaged):

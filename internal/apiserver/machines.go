@@ -147,9 +147,12 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 		before := machineSpec(m)
 		applyMachineSpec(m, v)
 		specChanged = !reflect.DeepEqual(before, machineSpec(m))
-		// Writing the desired state of a failed machine asks for it again:
-		// the new spec version is the reconciler's signal to retry.
-		retry = m.Status.Phase == model.PhaseFailed
+		// Writing the desired state of a failed machine asks for it again,
+		// and of one whose BMC refused or did not answer, to check it now:
+		// the new spec version is the reconciler's signal. A cluster
+		// member is retried by a write of its cluster, which orders it.
+		bmcDown := m.Status.BMCStatus == model.BMCStatusAuthFailed || m.Status.BMCStatus == model.BMCStatusUnreachable
+		retry = (m.Status.Phase == model.PhaseFailed && m.Cluster == "") || bmcDown
 		// A write is the operator accepting the hardware as it now is.
 		accept := m.Status.Inventory != nil && m.Status.Inventory.Fingerprint != "" && m.Status.AcceptedFingerprint != m.Status.Inventory.Fingerprint
 		if accept {
@@ -170,7 +173,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	case specChanged:
 		s.specEvent(r.Context(), updated, "machine spec updated")
 	case retry:
-		s.specEvent(r.Context(), updated, "desired state asked for again after a failure; retrying")
+		s.specEvent(r.Context(), updated, "desired state asked for again after a failure or a BMC error; retrying")
 	}
 	writeJSON(w, http.StatusOK, machineToAPI(updated))
 	return nil

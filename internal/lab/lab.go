@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -232,6 +233,8 @@ type System struct {
 	lastPXErr error
 
 	vm *qemuVM // qemu backend: the running VM, nil when off
+
+	memoryGiB atomic.Uint64 // float64 bits; 0: the backend's default (SetMemoryGiB)
 
 	sessions map[string]*session // by id; guarded by lab.sessMu
 }
