@@ -75,7 +75,7 @@ func nameTaken(err error) bool {
 // macTaken reports a 409 because another machine lists one of the MACs.
 func macTaken(err error) bool {
 	var apiErr *client.APIError
-	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && apiErr.Field == "macs"
+	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && (apiErr.Field == "macs" || strings.HasPrefix(apiErr.Field, "macs["))
 }
 
 func leaseConflict(err error) bool {

@@ -2,9 +2,14 @@ package provider
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -177,7 +182,7 @@ resource "baremetal_cluster" "c" {
 				// The rollout of release 2 fails the worker: its template names
 				// a param nobody set. The cluster pauses and the apply fails.
 				Config:      cfg("2", broken),
-				ExpectError: regexp.MustCompile(`(?s)Unable to Update Cluster "rec-d1".*paused`),
+				ExpectError: regexp.MustCompile(`(?s)(Boot Profile "rec-d1-worker" Rollout Did Not Complete|Unable to Update Cluster "rec-d1").*rec-d1-wk`),
 			},
 			{
 				// The unfinished rollout stays in the plan.
@@ -326,6 +331,39 @@ func (b *blockingAssets) open() {
 	b.mu.Unlock()
 }
 
+// watchedProviderConfig points the provider at a proxy of the agent's API
+// that calls seen once, when a request matching method and path passes: a
+// test can then act at the moment the provider acts, not after a guess.
+func watchedProviderConfig(t *testing.T, a *accAgent, method, path string, seen func()) string {
+	t.Helper()
+	target, err := url.Parse(a.endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(a.caPEM))
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, InsecureSkipVerify: a.caPEM == ""}} //nolint:gosec // the test agent's own certificate, or none
+	var once sync.Once
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == method && r.URL.Path == path {
+			once.Do(seen)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	return fmt.Sprintf(`
+provider "baremetal" {
+  endpoint    = %q
+  token       = %q
+  ca_cert_pem = <<-PEM
+%s
+PEM
+}
+`, srv.URL, a.token, strings.TrimSpace(string(certPEM)))
+}
+
 // TestAccResumeAfterTimeout (D3): a create that runs out of time while the
 // install goes on leaves the machine in state untainted, and the next
 // apply waits on the same run instead of reinstalling; after an update
@@ -335,8 +373,12 @@ func TestAccResumeAfterTimeout(t *testing.T) {
 	f := recoveryLab(t, a)
 	lm := f.machine(t, 14)
 	assets := newBlockingAssets(t)
-	cfg := func(hostname string) string {
-		return a.providerConfig() + fmt.Sprintf(`
+	// An install goes on once the apply that resumes it has planned and
+	// sent the machine's update: its plan shows the unfinished install.
+	resumeCreate := watchedProviderConfig(t, a, http.MethodPut, "/v1/machines/rec-d3", assets.open)
+	resumeUpdate := watchedProviderConfig(t, a, http.MethodPut, "/v1/machines/rec-d3", assets.open)
+	cfgVia := func(provider, hostname string) string {
+		return provider + fmt.Sprintf(`
 resource "baremetal_boot_profile" "p" {
   name    = "rec-d3-p"
   kernel  = "%s/vmlinuz"
@@ -353,6 +395,7 @@ resource "baremetal_boot_profile" "p" {
   }
 `, hostname))
 	}
+	cfg := func(hostname string) string { return cfgVia(a.providerConfig(), hostname) }
 	const res = "baremetal_machine.m"
 	onePowerOnPerInstall := func(installs int) resource.TestCheckFunc {
 		return func(*terraform.State) error {
@@ -376,8 +419,7 @@ resource "baremetal_boot_profile" "p" {
 			},
 			{
 				// The next apply updates in place and waits on the same run.
-				PreConfig: assets.open,
-				Config:    cfg("a"),
+				Config: cfgVia(resumeCreate, "a"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
@@ -401,8 +443,7 @@ resource "baremetal_boot_profile" "p" {
 			},
 			{
 				// ...and applying waits for the same run.
-				PreConfig: assets.open,
-				Config:    cfg("b"),
+				Config: cfgVia(resumeUpdate, "b"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},

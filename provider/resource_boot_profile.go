@@ -217,7 +217,7 @@ func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateReq
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := r.awaitRollout(waitCtx, name, bp.Version); err != nil {
+	if err := r.awaitRollout(waitCtx, name, bp.Version, bp.UpdatedAt); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Boot Profile %q Rollout Did Not Complete", name),
 			err.Error()+"\n\nThe profile is saved; the agent keeps re-provisioning its machines. Inspect them with "+
 				"the baremetal_machines data source or the agent's events, fix the cause, and apply again.")
@@ -250,10 +250,12 @@ func (r *bootProfileResource) ImportState(ctx context.Context, req resource.Impo
 const rolloutPollInterval = 2 * time.Second
 
 // awaitRollout waits until every machine last installed with the profile is
-// provisioned again with at least version. A machine that fails ends the
-// wait with its error; one that leaves the profile (re-assigned, deleted,
-// no longer desired provisioned) stops counting.
-func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64) error {
+// provisioned again with at least version. A machine that fails after the
+// profile's write at since ends the wait with its error (one that failed
+// before is retried by the agent, since its target changed); one that
+// leaves the profile (re-assigned, deleted, no longer desired provisioned)
+// stops counting.
+func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64, since time.Time) error {
 	ticker := time.NewTicker(rolloutPollInterval)
 	defer ticker.Stop()
 	lastPending := -1
@@ -268,7 +270,7 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 				continue
 			}
 			switch {
-			case m.Phase == "failed":
+			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
 			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))

@@ -172,7 +172,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: "The cluster's phase: `pending`, `converging`, `ready`, `paused` (a member failed) or `failed`. " +
 					"Until it is `ready`, the plan shows this attribute changing, and applying writes the cluster again: failed members are retried " +
 					"(after you fixed the cause, e.g. the boot profile) and the apply waits for the rollout to finish.",
-				Computed:            true,
+				Computed: true,
 			},
 			"member_status": schema.ListNestedAttribute{
 				MarkdownDescription: "Every member with its machine's observed phase and the addresses its installer reported.",

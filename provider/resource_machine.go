@@ -59,16 +59,16 @@ type machineResource struct {
 }
 
 type machineModel struct {
-	ID          types.String   `tfsdk:"id"`
-	Name        types.String   `tfsdk:"name"`
-	BMC         *bmcModel      `tfsdk:"bmc"`
-	MACs        types.List     `tfsdk:"macs"`
-	BootProfile types.String   `tfsdk:"boot_profile"`
-	Params      types.Map      `tfsdk:"params"`
-	State       types.String   `tfsdk:"state"`
-	BootMode    types.String   `tfsdk:"boot_mode"`
-	Adopt       types.Bool     `tfsdk:"adopt"`
-	ForceDelete types.Bool     `tfsdk:"force_destroy"`
+	ID          types.String `tfsdk:"id"`
+	Name        types.String `tfsdk:"name"`
+	BMC         *bmcModel    `tfsdk:"bmc"`
+	MACs        types.List   `tfsdk:"macs"`
+	BootProfile types.String `tfsdk:"boot_profile"`
+	Params      types.Map    `tfsdk:"params"`
+	State       types.String `tfsdk:"state"`
+	BootMode    types.String `tfsdk:"boot_mode"`
+	Adopt       types.Bool   `tfsdk:"adopt"`
+	ForceDelete types.Bool   `tfsdk:"force_destroy"`
 	// The triggers live only in Terraform's state: a change is the
 	// operator asking for one re-provision or power cycle now.
 	RebootTrigger      types.String   `tfsdk:"reboot_trigger"`
