@@ -220,23 +220,21 @@ func decide(v view) plan {
 			return plan{Op: opForget, Reason: "deleted without a power-off, which failed: " + st.LastError + "; the machine may still be powered on"}
 		}
 		if m.Version > st.ObservedVersion {
-			return retry(v, fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version))
+			return retry(fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version))
 		}
 		if r := m.Run; r != nil && v.Target.Problem == "" && m.State == model.StateProvisioned && !v.Target.same(r.Profile, r.ProfileVersion, r.ParamsHash) {
-			return retry(v, fmt.Sprintf("target changed since run %s failed (%s v%d → %s); retrying from the start", r.ID, r.Profile, r.ProfileVersion, v.Target))
+			return retry(fmt.Sprintf("target changed since run %s failed (%s v%d → %s); retrying from the start", r.ID, r.Profile, r.ProfileVersion, v.Target))
 		}
 		return plan{Op: opWait}
 	}
 	return fail(fmt.Sprintf("unknown phase %q", st.Phase))
 }
 
-// retry leaves the failed phase for a fresh start: registration again
-// when the machine was never inventoried.
-func retry(v view, why string) plan {
-	if v.M.Status.Inventory == nil {
-		return to(model.PhaseRegistering, model.StepNone, why)
-	}
-	return to(model.PhaseAvailable, model.StepNone, why)
+// retry leaves the failed phase for a fresh start, from reading the
+// inventory: what failed may have been fixed at the hardware (a NIC, the
+// power) as well as in the spec.
+func retry(why string) plan {
+	return to(model.PhaseInspecting, model.StepNone, why)
 }
 
 // neverPoweredOn reports whether the agent has no reason to think the
@@ -260,6 +258,9 @@ func neverPoweredOn(m *model.Machine) bool {
 func adopt(v view) plan {
 	if v.Target.Problem != "" {
 		return plan{Op: opNote, Reason: "cannot adopt: " + v.Target.Problem}
+	}
+	if inv := v.M.Status.Inventory; inv != nil && inv.PowerState == model.PowerOff {
+		return fail("cannot adopt: the BMC reports the machine off, and adopt takes over a running machine: power it on and apply again, or unset adopt to install it")
 	}
 	t := v.Target
 	p := to(model.PhaseProvisioned, model.StepNone, fmt.Sprintf("adopted as installed with %s (params %s); no power action, no install", t, short(t.ParamsHash)))
