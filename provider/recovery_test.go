@@ -465,7 +465,11 @@ func TestAccBMCStatus(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
 	lm := f.machine(t, 15)
-	cfg := a.providerConfig() + machineConfig("m", "rec-d5", lm, `  state = "available"`)
+	body := machineConfig("m", "rec-d5", lm, `  state = "available"`)
+	cfg := a.providerConfig() + body
+	// The BMC accepts the login again the moment the apply writes the
+	// machine: the plan before it still saw the refusal.
+	fixedOnApply := watchedProviderConfig(t, a, http.MethodPut, "/v1/machines/rec-d5", func() { f.lab.SetFault(lm.Name, lab.Fault{}) }) + body
 	const res = "baremetal_machine.m"
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6Factories,
@@ -498,8 +502,7 @@ func TestAccBMCStatus(t *testing.T) {
 				ExpectNonEmptyPlan: true,
 			},
 			{
-				PreConfig: func() { f.lab.SetFault(lm.Name, lab.Fault{}) },
-				Config:    cfg,
+				Config: fixedOnApply,
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
