@@ -53,6 +53,7 @@ type Config struct {
 	WaitPXETimeout    string
 	InstallTimeout    string
 	BootStallWarning  string
+	InventoryInterval string
 	StepRetries       string
 	// API.
 	LeaseDuration string
@@ -96,6 +97,7 @@ var options = []option{
 	{"wait-pxe-timeout", "10m", "how long a powered-on machine may take to ask for its boot script before it is power-cycled again", func(c *Config) *string { return &c.WaitPXETimeout }},
 	{"install-timeout", "60m", "how long an installer may run before its callback", func(c *Config) *string { return &c.InstallTimeout }},
 	{"boot-stall-warning", "5m", "how long a provisioning machine may go without a new boot step (script, kernel, each initrd, each template, callback) before its last_error says where the boot stalled (0 disables); the run still fails only at its timeout", func(c *Config) *string { return &c.BootStallWarning }},
+	{"inventory-interval", "24h", "how often a settled machine's inventory is read again from its BMC, so changed hardware shows as drift in the next plan (0 disables; machines are spread over a tenth of it)", func(c *Config) *string { return &c.InventoryInterval }},
 	{"step-retries", "3", "retries of a failed BMC step, and power cycles of a machine that never asked for PXE", func(c *Config) *string { return &c.StepRetries }},
 	{"lease-duration", "2m", "how long a writer's lease on a machine lasts after its last write or renewal", func(c *Config) *string { return &c.LeaseDuration }},
 }
@@ -253,10 +255,10 @@ func hostIPv4() string {
 
 // tuning holds the typed values of the numeric, duration and boolean flags.
 type tuning struct {
-	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install, bootStall    time.Duration
-	leaseDuration, bmcLoginBackoff                                            time.Duration
-	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries int
-	proxyDHCP                                                                 bool
+	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install, bootStall, inventory time.Duration
+	leaseDuration, bmcLoginBackoff                                                    time.Duration
+	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries         int
+	proxyDHCP                                                                         bool
 }
 
 func (c Config) tuning() (tuning, error) {
@@ -285,6 +287,7 @@ func (c Config) tuning() (tuning, error) {
 	dur("wait-pxe-timeout", c.WaitPXETimeout, &t.waitPXE, false)
 	dur("install-timeout", c.InstallTimeout, &t.install, false)
 	dur("boot-stall-warning", c.BootStallWarning, &t.bootStall, true)
+	dur("inventory-interval", c.InventoryInterval, &t.inventory, true)
 	dur("lease-duration", c.LeaseDuration, &t.leaseDuration, false)
 	num("tftp-retries", c.TFTPRetries, &t.tftpRetries)
 	if n, err := strconv.Atoi(c.TFTPWindow); err != nil || n < 0 || n > 64 {

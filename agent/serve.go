@@ -185,6 +185,10 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	if bootStall == 0 {
 		bootStall = -1 // likewise
 	}
+	inventoryEvery := tune.inventory
+	if inventoryEvery == 0 {
+		inventoryEvery = -1 // likewise
+	}
 	a.reconciler = provision.New(provision.Config{
 		MaxActive: tune.provisioningLimit,
 		// A BMC step holds its worker, so fewer workers than the limit
@@ -192,6 +196,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Workers:           max(8, tune.provisioningLimit),
 		PowerPollInterval: pollInterval,
 		BootStallWarning:  bootStall,
+		InventoryInterval: inventoryEvery,
 		Timeouts: provision.StepTimeouts{
 			WaitPXE: tune.waitPXE,
 			Install: tune.install,

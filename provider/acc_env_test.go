@@ -146,7 +146,10 @@ func startAgent() (*accAgent, error) {
 	}
 	if err := a.spawn(bin, "agent.log", "serve", "--data-dir", dataDir, "--api-addr", apiAddr,
 		"--boot-addr", bootAddr, "--boot-url", a.bootURL, "--tftp-addr", tftpAddr, "--token-file", tokenFile,
-		"--deploy-image-dir", deployDir); err != nil {
+		"--deploy-image-dir", deployDir,
+		// Short enough for the tests to see BMC health and hardware drift
+		// (recovery_test.go) in seconds.
+		"--power-poll-interval", "2s", "--inventory-interval", "4s"); err != nil {
 		return nil, err
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -109,6 +111,8 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
+					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(model.IPXEScriptMagic)),
+						"to start with "+model.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
 				},
 			},
 			"image":       imageSchema(),
@@ -158,8 +162,8 @@ func (r *bootProfileResource) Create(ctx context.Context, req resource.CreateReq
 	bp, err := r.client.CreateBootProfile(ctx, body)
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) {
-			detail += fmt.Sprintf("\n\nA boot profile named %q may already exist; bring it under Terraform with an import block (id = %q).", name, name)
+		if nameTaken(err) {
+			detail += fmt.Sprintf("\n\nA boot profile named %q already exists; bring it under Terraform with an import block (to = baremetal_boot_profile.<name>, id = %q), or choose another name.", name, name)
 		}
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Boot Profile %q", name), detail)
 		return
@@ -217,7 +221,7 @@ func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateReq
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := r.awaitRollout(waitCtx, name, bp.Version); err != nil {
+	if err := r.awaitRollout(waitCtx, name, bp.Version, bp.UpdatedAt); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Boot Profile %q Rollout Did Not Complete", name),
 			err.Error()+"\n\nThe profile is saved; the agent keeps re-provisioning its machines. Inspect them with "+
 				"the baremetal_machines data source or the agent's events, fix the cause, and apply again.")
@@ -250,10 +254,12 @@ func (r *bootProfileResource) ImportState(ctx context.Context, req resource.Impo
 const rolloutPollInterval = 2 * time.Second
 
 // awaitRollout waits until every machine last installed with the profile is
-// provisioned again with at least version. A machine that fails ends the
-// wait with its error; one that leaves the profile (re-assigned, deleted,
-// no longer desired provisioned) stops counting.
-func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64) error {
+// provisioned again with at least version. A machine that fails after the
+// profile's write at since ends the wait with its error (one that failed
+// before is retried by the agent, since its target changed); one that
+// leaves the profile (re-assigned, deleted, no longer desired provisioned)
+// stops counting.
+func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64, since time.Time) error {
 	ticker := time.NewTicker(rolloutPollInterval)
 	defer ticker.Stop()
 	lastPending := -1
@@ -268,7 +274,7 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 				continue
 			}
 			switch {
-			case m.Phase == "failed":
+			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
 			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))

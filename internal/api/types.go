@@ -41,10 +41,11 @@ const (
 	ActionReset       = "reset"
 	ActionProvision   = "provision"   // start a fresh provisioning run now
 	ActionDeprovision = "deprovision" // desired state becomes available
+	ActionInspect     = "inspect"     // read the inventory from the BMC again now
 )
 
 // ActionNames lists every machine action.
-var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision}
+var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision, ActionInspect}
 
 // Query parameters.
 const (
@@ -101,6 +102,9 @@ type MachineRequest struct {
 	BootMode string `json:"boot_mode,omitempty"`
 	// RootDevice replaces the profile's root device hints for this machine.
 	RootDevice *model.RootDeviceHints `json:"root_device,omitempty"`
+	// Adopt registers a machine already running its OS as provisioned,
+	// with no power action and no install.
+	Adopt bool `json:"adopt,omitempty"`
 	// Version, when non-zero on update, must equal the stored version (409 otherwise).
 	Version uint64 `json:"version,omitempty"`
 }
@@ -124,6 +128,7 @@ type Machine struct {
 	State       string                 `json:"state"`
 	BootMode    string                 `json:"boot_mode,omitempty"`
 	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Adopt       bool                   `json:"adopt,omitempty"`
 	Cluster     string                 `json:"cluster,omitempty"`
 	Role        string                 `json:"role,omitempty"`
 	Version     uint64                 `json:"version"`
@@ -137,6 +142,14 @@ type Machine struct {
 	Addresses       []string         `json:"addresses,omitempty"`
 	Inventory       *model.Inventory `json:"inventory,omitempty"`
 	ObservedVersion uint64           `json:"observed_version,omitempty"`
+	// BMCStatus is ok, auth_failed or unreachable (empty before the first
+	// BMC call), since BMCStatusSince.
+	BMCStatus      string    `json:"bmc_status,omitempty"`
+	BMCStatusSince time.Time `json:"bmc_status_since,omitzero"`
+	// HardwareFingerprint is the hardware fingerprint last accepted; an
+	// Inventory.Fingerprint that differs is hardware drift, accepted by the
+	// next spec write (PUT).
+	HardwareFingerprint string `json:"hardware_fingerprint,omitempty"`
 	// ProvisionedProfile/Version say what the machine was last installed with.
 	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
 	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`

@@ -31,6 +31,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		State:                     string(m.State),
 		BootMode:                  string(m.BootMode),
 		RootDevice:                m.RootDevice,
+		Adopt:                     m.Adopt,
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
 		Version:                   m.Version,
@@ -43,6 +44,9 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Addresses:                 m.Status.Addresses,
 		Inventory:                 m.Status.Inventory,
 		ObservedVersion:           m.Status.ObservedVersion,
+		BMCStatus:                 m.Status.BMCStatus,
+		BMCStatusSince:            m.Status.BMCStatusSince,
+		HardwareFingerprint:       m.Status.AcceptedFingerprint,
 		ProvisionedProfile:        m.Status.ProvisionedProfile,
 		ProvisionedProfileVersion: m.Status.ProvisionedProfileVersion,
 		ProvisionedAt:             m.Status.ProvisionedAt,
@@ -68,6 +72,7 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.State = v.state
 	m.BootMode = model.BootMode(v.req.BootMode)
 	m.RootDevice = v.req.RootDevice
+	m.Adopt = v.req.Adopt
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {

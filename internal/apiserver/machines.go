@@ -133,7 +133,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	specChanged := false
+	specChanged, retry := false, false
 	updated, err := s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
 		if !m.DeletionRequested.IsZero() {
 			return false, conflict("", "machine %q is being deleted; wait until it is gone and create it again", name)
@@ -147,10 +147,21 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 		before := machineSpec(m)
 		applyMachineSpec(m, v)
 		specChanged = !reflect.DeepEqual(before, machineSpec(m))
-		if !specChanged && holder == "" {
+		// Writing the desired state of a failed machine asks for it again,
+		// and of one whose BMC refused or did not answer, to check it now:
+		// the new spec version is the reconciler's signal. A cluster
+		// member is retried by a write of its cluster, which orders it.
+		bmcDown := m.Status.BMCStatus == model.BMCStatusAuthFailed || m.Status.BMCStatus == model.BMCStatusUnreachable
+		retry = (m.Status.Phase == model.PhaseFailed && m.Cluster == "") || bmcDown
+		// A write is the operator accepting the hardware as it now is.
+		accept := m.Status.Inventory != nil && m.Status.Inventory.Fingerprint != "" && m.Status.AcceptedFingerprint != m.Status.Inventory.Fingerprint
+		if accept {
+			m.Status.AcceptedFingerprint = m.Status.Inventory.Fingerprint
+		}
+		if !specChanged && !retry && !accept && holder == "" {
 			return false, errUnchanged
 		}
-		return specChanged, nil
+		return specChanged || retry, nil
 	})
 	if errors.Is(err, errUnchanged) {
 		updated, err = s.store.GetMachine(r.Context(), name)
@@ -158,8 +169,11 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
-	if specChanged {
+	switch {
+	case specChanged:
 		s.specEvent(r.Context(), updated, "machine spec updated")
+	case retry:
+		s.specEvent(r.Context(), updated, "desired state asked for again after a failure or a BMC error; retrying")
 	}
 	writeJSON(w, http.StatusOK, machineToAPI(updated))
 	return nil
@@ -183,7 +197,8 @@ func machineSpec(m *model.Machine) any {
 		State       model.DesiredState
 		BootMode    model.BootMode
 		RootDevice  *model.RootDeviceHints
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice}
+		Adopt       bool
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {

@@ -210,6 +210,9 @@ func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileReques
 	if err := validateHints("root_device", req.RootDevice); err != nil {
 		return err
 	}
+	if req.IPXEScript != "" && !strings.HasPrefix(req.IPXEScript, model.IPXEScriptMagic) {
+		return invalid("ipxe_script", "an ipxe_script must start with %q on its first line (iPXE does not run it as a script otherwise)", model.IPXEScriptMagic)
+	}
 	for i, initrd := range req.Initrds {
 		if strings.TrimSpace(initrd) == "" {
 			return invalid(fmt.Sprintf("initrds[%d]", i), "initrds entries must not be empty")

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -130,13 +131,21 @@ func (s *System) hardware() hardware {
 			nicSpeedMbps: 1000, managerModel: "OpenBareMetal Lab BMC (qemu)", bmcFwVers: "lab-1.0",
 		}
 	}
-	return hardware{
+	hw := hardware{
 		model: "Lab Server M1", bios: "LAB.1.4.2", cpuModel: "Lab Virtual CPU @ 2.40GHz",
 		cpus: 2, cores: 8, threads: 32, memoryGiB: 64,
 		diskModel: "Lab SSD 480", diskMedia: "SSD", diskBytes: 480103981056,
 		nicSpeedMbps: 10000, managerModel: "OpenBareMetal Lab BMC (memory)", bmcFwVers: "lab-1.0",
 	}
+	if g := math.Float64frombits(s.memoryGiB.Load()); g > 0 {
+		hw.memoryGiB = g
+	}
+	return hw
 }
+
+// SetMemoryGiB changes the memory a memory-backend machine reports, as a
+// DIMM swap would: tests of hardware drift use it.
+func (s *System) SetMemoryGiB(g float64) { s.memoryGiB.Store(math.Float64bits(g)) }
 
 // systemDoc renders the ComputerSystem with the given boot override and
 // reported power; callers hold s.mu.

@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -296,6 +297,7 @@ type System struct {
 	// osCallback is where the image a simulated deploy wrote calls back
 	// on its first boot from disk (memory backend).
 	osCallback string
+	memoryGiB  atomic.Uint64 // float64 bits; 0: the backend's default (SetMemoryGiB)
 
 	sessions map[string]*session // by id; guarded by lab.sessMu
 }

@@ -4,10 +4,13 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -127,6 +130,10 @@ const (
 	PowerOff = "Off"
 )
 
+// IPXEScriptMagic is how an iPXE script must begin: iPXE runs a file
+// without it as an image, not a script.
+const IPXEScriptMagic = "#!ipxe"
+
 // BMC holds how to reach a machine's baseboard controller. Password is
 // plaintext in memory only: the store seals it and the API never returns it.
 type BMC struct {
@@ -165,6 +172,33 @@ type Inventory struct {
 	BootMode    string    `json:"boot_mode,omitempty"`
 	BootModes   []string  `json:"boot_modes,omitempty"`
 	CollectedAt time.Time `json:"collected_at,omitzero"`
+	// Fingerprint is HardwareFingerprint of this inventory, set when it is
+	// read, so a client can tell changed hardware without hashing itself.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// HardwareFingerprint hashes what identifies the hardware: CPUs, memory,
+// disks and NICs. Power state, firmware settings and the read time are
+// left out, so only a hardware change alters it.
+func (inv *Inventory) HardwareFingerprint() string {
+	if inv == nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "cpu %d %q %d %d\nmem %.3f\n", inv.CPUs, inv.CPUModel, inv.CPUCores, inv.CPUThreads, inv.MemoryGiB)
+	fmt.Fprintf(h, "gpu %d %q\nacc %d %q\n", inv.GPUs, inv.GPUModel, inv.Accelerators, inv.AcceleratorModel)
+	disks := make([]string, 0, len(inv.Disks))
+	for _, d := range inv.Disks {
+		disks = append(disks, fmt.Sprintf("%q %q %q %.3f %q", d.Name, d.Model, d.Serial, d.SizeGiB, d.MediaType))
+	}
+	slices.Sort(disks)
+	macs := make([]string, 0, len(inv.NICs))
+	for _, n := range inv.NICs {
+		macs = append(macs, strings.ToLower(n.MAC))
+	}
+	slices.Sort(macs)
+	fmt.Fprintf(h, "disks %s\nnics %s\n", strings.Join(disks, ";"), strings.Join(macs, ";"))
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // NIC is one network interface seen by the BMC.
@@ -202,6 +236,10 @@ type Machine struct {
 	// RootDevice, when set, replaces the profile's root device hints for
 	// image deploys to this machine.
 	RootDevice *RootDeviceHints `json:"root_device,omitempty"`
+	// Adopt registers a machine already running its OS as provisioned with
+	// its target, with no power action and no install. It counts only until
+	// the machine is first provisioned; later changes re-provision it.
+	Adopt bool `json:"adopt,omitempty"`
 
 	// Cluster and Role are set when a cluster names this machine as a member.
 	Cluster string `json:"cluster,omitempty"`
@@ -247,7 +285,26 @@ type Status struct {
 	ProvisionedAt             time.Time `json:"provisioned_at,omitzero"`
 	// ObservedVersion is the spec Version the status reflects.
 	ObservedVersion uint64 `json:"observed_version,omitempty"`
+	// BMCStatus is how the BMC answered the agent's last call
+	// (BMCStatusOK, BMCStatusAuthFailed, BMCStatusUnreachable; "" before
+	// any call), since BMCStatusSince.
+	BMCStatus      string    `json:"bmc_status,omitempty"`
+	BMCStatusSince time.Time `json:"bmc_status_since,omitzero"`
+	// AcceptedFingerprint is the hardware fingerprint the operator last
+	// accepted (the first inventory's, then the one current at each spec
+	// write): an inventory whose fingerprint differs is hardware drift.
+	AcceptedFingerprint string `json:"accepted_fingerprint,omitempty"`
 }
+
+// BMC health values of Status.BMCStatus.
+const (
+	BMCStatusOK          = "ok"
+	BMCStatusAuthFailed  = "auth_failed"
+	BMCStatusUnreachable = "unreachable"
+)
+
+// BMCStatuses lists every BMCStatus value.
+var BMCStatuses = []string{BMCStatusOK, BMCStatusAuthFailed, BMCStatusUnreachable}
 
 // Run is one provisioning attempt. Its token authorises exactly one callback.
 type Run struct {
@@ -502,12 +559,15 @@ const (
 	// EventBootStalled is recorded once per stall: no new boot step for the
 	// agent's boot stall warning period. Its message is the last_error.
 	EventBootStalled = "boot_stalled"
+	// EventInventoryDrift: a re-read inventory's hardware fingerprint
+	// differs from the accepted one.
+	EventInventoryDrift = "inventory_drift"
 )
 
 // EventTypes lists every event type the agent records, boot signals
 // included, in the order the API documentation names them.
 var EventTypes = []string{
-	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventError,
+	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventInventoryDrift, EventError,
 	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),

@@ -23,6 +23,7 @@ const (
 	ActionReset       = "reset"
 	ActionProvision   = "provision"
 	ActionDeprovision = "deprovision"
+	ActionInspect     = "inspect"
 )
 
 const (
@@ -313,9 +314,12 @@ func cleanLogTail(s string) string {
 // actions are direct BMC calls, serialised with the machine's reconcile
 // and refused while a run or power-off is in progress. provision starts a
 // fresh run now (bypassing the cluster gate: the operator asked);
-// deprovision sets the desired state to available.
+// deprovision sets the desired state to available; inspect reads the
+// inventory again now.
 func (r *Reconciler) MachineAction(ctx context.Context, name, action string) error {
 	switch action {
+	case ActionInspect:
+		return r.inspectNow(ctx, name)
 	case ActionPowerOn, ActionPowerOff, ActionReset:
 		return r.powerAction(ctx, name, action)
 	case ActionProvision:
@@ -336,8 +340,34 @@ func (r *Reconciler) MachineAction(ctx context.Context, name, action string) err
 		r.q.add(name)
 		return nil
 	}
-	return fmt.Errorf("unknown machine action %q (want %s, %s, %s, %s or %s)", action,
-		ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision)
+	return fmt.Errorf("unknown machine action %q (want %s, %s, %s, %s, %s or %s)", action,
+		ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision, ActionInspect)
+}
+
+// inspectNow reads the machine's inventory at the operator's request,
+// serialised with its reconcile like a power action.
+func (r *Reconciler) inspectNow(ctx context.Context, name string) error {
+	l := r.machineLock(name)
+	l.Lock()
+	defer l.Unlock()
+	m, err := r.st.GetMachine(ctx, name)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", name, err)
+	}
+	if !m.DeletionRequested.IsZero() {
+		return fmt.Errorf("machine %s is being deleted: %w", name, store.ErrConflict)
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	inv, err := r.readInventory(cctx, m.BMC)
+	cancel()
+	if err != nil {
+		r.met.bmcErrors.WithLabelValues("action_" + ActionInspect).Inc()
+		return errors.New(describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.Inspect) + " during operator action " + ActionInspect)
+	}
+	if err := r.recordInventory(ctx, m, inv); err != nil {
+		return fmt.Errorf("machine %s: inventory read, recording it failed (try again): %w", name, err)
+	}
+	return nil
 }
 
 func (r *Reconciler) powerAction(ctx context.Context, name, action string) error {

@@ -77,6 +77,10 @@ type Config struct {
 	// a new boot step before the machine's last_error says where its boot
 	// stalled (an event records each stall). Default 5m; negative disables.
 	BootStallWarning time.Duration
+	// InventoryInterval is how often a settled machine's inventory is read
+	// again, so hardware changes show as drift (each machine at its own
+	// offset within a tenth of it). Default 24h; negative disables.
+	InventoryInterval time.Duration
 	// RetryBase and RetryMax bound the jittered exponential backoff between
 	// BMC retries. Defaults 2s and 1m.
 	RetryBase, RetryMax time.Duration
@@ -106,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.BootStallWarning == 0 {
 		c.BootStallWarning = 5 * time.Minute
+	}
+	if c.InventoryInterval == 0 {
+		c.InventoryInterval = 24 * time.Hour
 	}
 	t := &c.Timeouts
 	def := func(d *time.Duration, v time.Duration) {
