@@ -70,18 +70,19 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {
 	return api.BootProfile{
-		ID:          p.Name,
-		Name:        p.Name,
-		Kernel:      p.Kernel,
-		Initrds:     p.Initrds,
-		Cmdline:     p.Cmdline,
-		IPXEScript:  p.IPXEScript,
-		Templates:   p.Templates,
-		Params:      p.Params,
-		WipeProfile: p.WipeProfile,
-		Version:     p.Version,
-		CreatedAt:   p.CreatedAt,
-		UpdatedAt:   p.UpdatedAt,
+		ID:                p.Name,
+		Name:              p.Name,
+		Kernel:            p.Kernel,
+		Initrds:           p.Initrds,
+		Cmdline:           p.Cmdline,
+		IPXEScript:        p.IPXEScript,
+		Templates:         p.Templates,
+		Params:            p.Params,
+		WipeProfile:       p.WipeProfile,
+		CallbackAnySource: p.CallbackAnySource,
+		Version:           p.Version,
+		CreatedAt:         p.CreatedAt,
+		UpdatedAt:         p.UpdatedAt,
 	}
 }
 
@@ -93,6 +94,7 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Templates = req.Templates
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile
+	p.CallbackAnySource = req.CallbackAnySource
 }
 
 func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {

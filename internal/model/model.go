@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -263,6 +264,10 @@ type Run struct {
 	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
+	// ScriptFrom is the address the run's boot script was first served to:
+	// the only address its callback is accepted from, unless the profile
+	// says CallbackAnySource.
+	ScriptFrom string `json:"script_from,omitempty"`
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.
@@ -320,6 +325,75 @@ type CallbackReport struct {
 	Hostname  string   `json:"hostname,omitempty"`
 	LogTail   string   `json:"log_tail,omitempty"`
 	Status    string   `json:"status,omitempty"` // "ok" (default) or "failed"
+	// From is the address the callback came from, set by the boot edge
+	// (never read from the body).
+	From string `json:"-"`
+}
+
+// ErrBadReport is wrapped by Validate's errors: a report that is refused
+// whole, so nothing of it is stored and the token is not spent.
+var ErrBadReport = errors.New("bad callback report")
+
+// Validate checks what a report would put where templates and other
+// machines read it: addresses must be IP addresses (a CIDR's address part
+// is accepted) and the hostname a valid host name.
+func (r CallbackReport) Validate() error {
+	if len(r.Addresses) > MaxReportAddresses {
+		return fmt.Errorf("%w: more than %d addresses", ErrBadReport, MaxReportAddresses)
+	}
+	for _, a := range r.Addresses {
+		if _, err := ReportedAddress(a); err != nil {
+			return err
+		}
+	}
+	if r.Hostname != "" && !validHostname(r.Hostname) {
+		return fmt.Errorf("%w: hostname is not a valid host name (RFC 1123)", ErrBadReport)
+	}
+	return nil
+}
+
+// MaxReportAddresses bounds the addresses one callback may report.
+const MaxReportAddresses = 16
+
+// ReportedAddress returns the IP address of a reported address ("10.0.0.5"
+// or "10.0.0.5/24"), in canonical form.
+func ReportedAddress(a string) (string, error) {
+	a = strings.TrimSpace(a)
+	if ip, err := netip.ParseAddr(a); err == nil && ip.Zone() == "" {
+		return ip.String(), nil
+	}
+	if p, err := netip.ParsePrefix(a); err == nil {
+		return p.Addr().String(), nil
+	}
+	return "", fmt.Errorf("%w: address %q is not an IP address", ErrBadReport, printableASCII(a, 64))
+}
+
+var hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !hostLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// printableASCII keeps an echoed client value short and inert.
+func printableASCII(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
 }
 
 // BootProfile is how to install a machine: kernel, initrds, cmdline and
@@ -333,10 +407,13 @@ type BootProfile struct {
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
-	WipeProfile string    `json:"wipe_profile,omitempty"`
-	Version     uint64    `json:"version"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	WipeProfile string `json:"wipe_profile,omitempty"`
+	// CallbackAnySource accepts the callback from any address, not only the
+	// one the boot script went to (for installers behind NAT or a proxy).
+	CallbackAnySource bool      `json:"callback_any_source,omitempty"`
+	Version           uint64    `json:"version"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // Cluster groups machines into ordered roles.
