@@ -206,13 +206,15 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		}
 	}
 	a.boot, err = boot.New(boot.Config{
-		TFTPRoot:       tftpRoot,
-		AssetsDir:      cfg.AssetsDir,
-		BootURL:        a.bootURL,
-		UnknownMAC:     cfg.UnknownMAC,
-		TFTPTimeout:    tune.tftpTimeout,
-		TFTPRetries:    tune.tftpRetries,
-		TFTPAnticipate: uint(tune.tftpWindow),
+		TFTPRoot:         tftpRoot,
+		AssetsDir:        cfg.AssetsDir,
+		BootURL:          a.bootURL,
+		UnknownMAC:       cfg.UnknownMAC,
+		TFTPTimeout:      tune.tftpTimeout,
+		TFTPRetries:      tune.tftpRetries,
+		TFTPAnticipate:   uint(tune.tftpWindow),
+		TFTPMaxTransfers: tune.tftpMaxTransfers,
+		TFTPMaxPerClient: tune.tftpMaxPerClient,
 		ProxyDHCP: boot.ProxyDHCPConfig{
 			Enabled:   tune.proxyDHCP,
 			Interface: cfg.ProxyDHCPInterface,

@@ -60,7 +60,15 @@ type Config struct {
 	// ACKs) never do: at 1% loss every windowed transfer of BENCHMARKS.md's
 	// lossy-link table failed, and every lock-step one completed.
 	TFTPAnticipate uint
-	ProxyDHCP      ProxyDHCPConfig
+	// TFTPMaxTransfers caps concurrent TFTP transfers (default
+	// DefaultTFTPMaxTransfers) and TFTPMaxPerClient those of one source
+	// address (default DefaultTFTPMaxPerClient); a request beyond either
+	// gets one ERROR datagram and costs no socket. Half of TFTPMaxTransfers
+	// may wait for their first ACK; a request beyond that ends the oldest
+	// such transfer, so forged requests cannot keep real clients out.
+	TFTPMaxTransfers int
+	TFTPMaxPerClient int
+	ProxyDHCP        ProxyDHCPConfig
 	Logger         *slog.Logger
 	// Registerer receives the boot edge's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -93,6 +101,7 @@ type Server struct {
 	arm64EFI string // arm64 iPXE binary in TFTPRoot, "" when absent
 
 	unknown *rateLimiter
+	tftpCap *transferCaps
 
 	mu          sync.Mutex
 	signalRuns  map[string]string // machine NUL asset path -> run ID whose fetch of it was signalled
@@ -125,6 +134,7 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		lc:         lc,
 		log:        cfg.Logger.With("component", "boot"),
 		unknown:    newRateLimiter(time.Minute, 4096),
+		tftpCap:    newTransferCaps(cfg.TFTPMaxTransfers, cfg.TFTPMaxPerClient),
 		signalRuns: map[string]string{},
 	}
 	root := cfg.TFTPRoot

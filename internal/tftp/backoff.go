@@ -8,6 +8,9 @@ import (
 const (
 	defaultTimeout = 5 * time.Second
 	defaultRetries = 5
+	// defaultFirstAckRetries: at most 3 datagrams answer a request
+	// nobody acknowledges.
+	defaultFirstAckRetries = 2
 )
 
 type backoffFunc func(int) time.Duration

@@ -2,10 +2,12 @@ package tftp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/pin/tftp/v3/netascii"
@@ -50,6 +52,27 @@ type sender struct {
 	startTime      time.Time
 	datagramsSent  int
 	datagramsAcked int
+
+	// firstAckRetries replaces retries until the client acknowledges
+	// something (see Server.SetFirstAckRetries).
+	firstAckRetries int
+	// firstAcked, when set, is called at the client's first ACK; evicted
+	// ends a transfer still waiting for it (Server.SetMaxPending), udp
+	// being its socket, whose pending read evict interrupts.
+	firstAcked func()
+	evicted    atomic.Bool
+	udp        *net.UDPConn
+}
+
+// ErrEvicted ends a transfer whose client never acknowledged anything
+// while newer requests needed its place.
+var ErrEvicted = errors.New("no acknowledgement while other requests waited")
+
+func (s *sender) evict() {
+	s.evicted.Store(true)
+	if s.udp != nil {
+		s.udp.SetReadDeadline(time.Now())
+	}
 }
 
 func (s *sender) RemoteAddr() net.UDPAddr { return *s.addr }
@@ -102,7 +125,10 @@ func (s *sender) ReadFrom(r io.Reader) (n int64, err error) {
 			return 0, err
 		}
 	}
-	if s.sendA.enabled { /* senderAnticipate */
+	// A window goes out only after the client's first ACK (of the OACK):
+	// before it, a forged request would make the server send a whole
+	// window, and re-send it, to the forged source.
+	if s.sendA.enabled && s.datagramsAcked > 0 { /* senderAnticipate */
 		return readFromAnticipate(s, r)
 	}
 	s.block = 1 // start data transmission with block 1
@@ -196,8 +222,15 @@ func (s *sender) setBlockSize(blksize string) error {
 func (s *sender) sendWithRetry(l int) (*net.UDPAddr, error) {
 	s.retry.reset()
 	for {
+		retries := s.retries
+		if s.datagramsAcked == 0 {
+			retries = s.firstAckRetries
+		}
 		addr, err := s.sendDatagram(l)
-		if _, ok := err.(net.Error); ok && s.retry.count() < s.retries {
+		if err != nil && s.datagramsAcked == 0 && s.evicted.Load() {
+			return addr, ErrEvicted
+		}
+		if _, ok := err.(net.Error); ok && s.retry.count() < retries {
 			s.retry.backoff()
 			continue
 		}
@@ -233,6 +266,9 @@ func (s *sender) sendDatagram(l int) (*net.UDPAddr, error) {
 		case pACK:
 			if p.block() == s.block {
 				s.datagramsAcked++
+				if s.datagramsAcked == 1 && s.firstAcked != nil {
+					s.firstAcked()
+				}
 				return addr, nil
 			}
 		case pOACK:

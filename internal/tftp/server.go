@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ func NewServer(readHandler func(filename string, rf io.ReaderFrom) error,
 		mu:                &sync.Mutex{},
 		timeout:           defaultTimeout,
 		retries:           defaultRetries,
+		firstAckRetries:   defaultFirstAckRetries,
 		smartBlock:        true,
 		packetReadTimeout: 100 * time.Millisecond,
 		readHandler:       readHandler,
@@ -60,6 +62,15 @@ type Server struct {
 	smartBlock   bool
 	sendAEnable  bool /* senderAnticipate enable by server */
 	sendAWinSz   uint
+	// admit and firstAckRetries bound what an unacknowledged (possibly
+	// spoofed) request costs: see SetAdmission and SetFirstAckRetries.
+	admit           func(*net.UDPAddr) (release func(), err error)
+	firstAckRetries int
+	// pending are the admitted read transfers nobody has acknowledged yet,
+	// oldest first; see SetMaxPending.
+	pendingMu  sync.Mutex
+	pending    []*sender
+	maxPending int
 	// Single port fields
 	singlePort        bool
 	handlers          map[string]chan []byte
@@ -182,6 +193,81 @@ func (s *Server) SetRetries(count int) {
 	} else {
 		s.retries = count
 	}
+}
+
+// SetAdmission sets a function that decides, before any socket or
+// goroutine is spent on it, whether a read request from addr may start a
+// transfer. When it returns an error, the request is answered with that
+// error's text and handlePacket returns a *RefusedError; otherwise release
+// is called when the transfer ends.
+func (s *Server) SetAdmission(admit func(addr *net.UDPAddr) (release func(), err error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.admit = admit
+}
+
+// SetFirstAckRetries sets how often the first datagram of a read transfer
+// (OACK or block 1) is re-sent before the client has acknowledged
+// anything: a request with a forged source is never acknowledged, and
+// every re-send multiplies what it makes the server send to its victim.
+// Default 2; it never exceeds SetRetries.
+func (s *Server) SetFirstAckRetries(count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if count >= 0 {
+		s.firstAckRetries = count
+	}
+}
+
+// SetMaxPending bounds the read transfers that have not been acknowledged
+// yet. A new request beyond it ends the oldest of them: a client that is
+// really there acknowledges within a round trip, so the ones that wait are
+// mostly requests with a forged source, and they must not keep real
+// clients out. 0 (the default) sets no bound.
+func (s *Server) SetMaxPending(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxPending = max(n, 0)
+}
+
+func (s *Server) addPending(rf *sender) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if len(s.pending) >= s.maxPending {
+		s.pending[0].evict()
+		s.pending = s.pending[1:]
+	}
+	s.pending = append(s.pending, rf)
+}
+
+func (s *Server) removePending(rf *sender) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	for i, p := range s.pending {
+		if p == rf {
+			s.pending = append(s.pending[:i], s.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// RefusedError reports a request refused before a transfer started (bad
+// mode, or SetAdmission said no); the client got an ERROR datagram.
+type RefusedError struct {
+	Filename string
+	Remote   net.IP
+	Reason   string
+}
+
+func (e *RefusedError) Error() string { return "request refused: " + e.Reason }
+
+// refuse answers a request with one ERROR datagram from the listening
+// socket: no transfer socket, no goroutine, no re-sends.
+func (s *Server) refuse(addr *net.UDPAddr, filename string, code uint16, reason string) error {
+	buf := make([]byte, 5+len(reason))
+	n := packERROR(buf, code, reason)
+	s.conn.WriteTo(buf[:n], addr)
+	return &RefusedError{Filename: filename, Remote: addr.IP, Reason: reason}
 }
 
 // SetBackoff sets a user provided function that is called to provide a
@@ -434,6 +520,23 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 		if err != nil {
 			return fmt.Errorf("unpack RRQ: %v", err)
 		}
+		// RFC 1350 requires the mode; without this check a mode-less
+		// request (the smallest one can send) is served as octet.
+		mode = strings.ToLower(mode)
+		if mode != "octet" && mode != "netascii" {
+			return s.refuse(remoteAddr, filename, 4, "mode must be octet or netascii")
+		}
+		var release func()
+		if s.admit != nil {
+			if release, err = s.admit(remoteAddr); err != nil {
+				return s.refuse(remoteAddr, filename, 0, err.Error())
+			}
+		}
+		done := func() {
+			if release != nil {
+				release()
+			}
+		}
 		//fmt.Printf("got RRQ (filename=%s, mode=%s, opts=%v)\n", filename, mode, opts)
 		rf := &sender{
 			send:        make([]byte, datagramLength),
@@ -451,6 +554,8 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 			hook:        s.hook,
 			filename:    filename,
 			startTime:   time.Now(),
+
+			firstAckRetries: min(s.firstAckRetries, s.retries),
 		}
 		if s.singlePort {
 			rf.conn = &chanConnection{
@@ -463,13 +568,25 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 		} else {
 			conn, err := net.ListenUDP("udp", listenAddr)
 			if err != nil {
+				done()
 				return err
 			}
 			rf.conn = &connConnection{conn: conn}
+			rf.udp = conn
 		}
 		if s.sendAEnable { /* senderAnticipate if enabled in server */
 			rf.sendA.enabled = true /* pass enable from server to sender */
 			sendAInit(&rf.sendA, datagramLength, s.sendAWinSz)
+		}
+		if s.maxPending > 0 {
+			rf.firstAcked = func() { s.removePending(rf) }
+			s.addPending(rf)
+			done = func() {
+				s.removePending(rf)
+				if release != nil {
+					release()
+				}
+			}
 		}
 		s.wg.Add(1)
 		go func(rh func(string, io.ReaderFrom) error, rf *sender, wg *sync.WaitGroup) {
@@ -481,6 +598,7 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 			} else {
 				rf.abort(fmt.Errorf("server does not support read requests"))
 			}
+			done()
 			s.wg.Done()
 		}(s.readHandler, rf, s.wg)
 	default:
