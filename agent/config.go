@@ -216,9 +216,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel) // validated
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(newLimitedHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newLimitedHandler(slog.NewTextHandler(w, opts)))
 }
 
 // bootURL is the advertised boot base URL: --boot-url, or one derived from
