@@ -479,6 +479,10 @@ const (
 	// EventBootStalled is recorded once per stall: no new boot step for the
 	// agent's boot stall warning period. Its message is the last_error.
 	EventBootStalled = "boot_stalled"
+	// EventBMCInsecure warns, at each create or spec update, that the
+	// machine's BMC endpoint is plain http: the Redfish login (session body
+	// and basic auth) crosses the network in the clear.
+	EventBMCInsecure = "bmc_insecure"
 )
 
 // EventTypes lists every event type the agent records, boot signals
@@ -487,7 +491,7 @@ var EventTypes = []string{
 	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventError,
 	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
-	string(SignalUnknownMAC), string(SignalRenderFailed),
+	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
