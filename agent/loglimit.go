@@ -42,7 +42,9 @@ func newLimitedHandler(next slog.Handler) *limitedHandler {
 	return &limitedHandler{next: next, st: &logLimits{now: time.Now, sources: map[string]*logSource{}}}
 }
 
-func (h *limitedHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *limitedHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 func (h *limitedHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &limitedHandler{next: h.next.WithAttrs(as), st: h.st}

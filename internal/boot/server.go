@@ -69,7 +69,7 @@ type Config struct {
 	TFTPMaxTransfers int
 	TFTPMaxPerClient int
 	ProxyDHCP        ProxyDHCPConfig
-	Logger         *slog.Logger
+	Logger           *slog.Logger
 	// Registerer receives the boot edge's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }

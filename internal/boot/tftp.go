@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -132,8 +132,9 @@ type transferCaps struct {
 }
 
 var (
-	errTFTPBusy       = errors.New("server busy, try again")
-	errTFTPClientBusy = errors.New("too many transfers from your address")
+	// Short: each is sent to whatever source the request claims.
+	errTFTPBusy       = errors.New("busy")
+	errTFTPClientBusy = errors.New("busy: your address")
 )
 
 func newTransferCaps(global, perClient int) *transferCaps {

@@ -66,7 +66,7 @@ type sender struct {
 
 // ErrEvicted ends a transfer whose client never acknowledged anything
 // while newer requests needed its place.
-var ErrEvicted = errors.New("no acknowledgement while other requests waited")
+var ErrEvicted = errors.New("no ACK, evicted")
 
 func (s *sender) evict() {
 	s.evicted.Store(true)
@@ -322,6 +322,12 @@ func (s *sender) abort(err error) error {
 
 	if s.hook != nil {
 		s.hook.OnFailure(s.buildTransferStats(), err)
+	}
+	// A peer that never acknowledged anything and went quiet is not there,
+	// or is the victim of a forged request: an error would be one more
+	// datagram sent its way, and it is read by nobody.
+	if ne, ok := err.(net.Error); ok && ne.Timeout() && s.datagramsAcked == 0 {
+		return nil
 	}
 	n := packERROR(s.send, 1, err.Error())
 	err = s.conn.sendTo(s.send[:n], s.addr)

@@ -524,7 +524,7 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 		// request (the smallest one can send) is served as octet.
 		mode = strings.ToLower(mode)
 		if mode != "octet" && mode != "netascii" {
-			return s.refuse(remoteAddr, filename, 4, "mode must be octet or netascii")
+			return s.refuse(remoteAddr, filename, 4, "bad mode")
 		}
 		var release func()
 		if s.admit != nil {
