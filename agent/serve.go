@@ -349,8 +349,9 @@ func (a *agent) reloadTokens(ctx context.Context, hup chan os.Signal) error {
 	}
 }
 
-// tokenReloadNag is how often a failed token reload is logged again.
-const tokenReloadNag = time.Minute
+// tokenReloadNag is how often a failed token reload is logged again (a
+// variable so a test need not wait a minute).
+var tokenReloadNag = time.Minute
 
 func (a *agent) httpServer(h http.Handler, name string) *http.Server {
 	return &http.Server{
