@@ -40,17 +40,18 @@ type bootProfileResource struct {
 
 // bootProfileFields are the attributes the resource and the data source share.
 type bootProfileFields struct {
-	ID                types.String `tfsdk:"id"`
-	Name              types.String `tfsdk:"name"`
-	Kernel            types.String `tfsdk:"kernel"`
-	Initrds           types.List   `tfsdk:"initrds"`
-	Cmdline           types.String `tfsdk:"cmdline"`
-	IPXEScript        types.String `tfsdk:"ipxe_script"`
-	Templates         types.Map    `tfsdk:"templates"`
-	Params            types.Map    `tfsdk:"params"`
-	WipeProfile       types.String `tfsdk:"wipe_profile"`
-	CallbackAnySource types.Bool   `tfsdk:"callback_any_source"`
-	Version           types.Int64  `tfsdk:"version"`
+	ID          types.String `tfsdk:"id"`
+	Name        types.String `tfsdk:"name"`
+	Kernel      types.String `tfsdk:"kernel"`
+	Initrds     types.List   `tfsdk:"initrds"`
+	Cmdline     types.String `tfsdk:"cmdline"`
+	IPXEScript  types.String `tfsdk:"ipxe_script"`
+	Templates   types.Map    `tfsdk:"templates"`
+	Params      types.Map    `tfsdk:"params"`
+	WipeProfile types.String `tfsdk:"wipe_profile"`
+	Version     types.Int64  `tfsdk:"version"`
+
+	CallbackAnySource types.Bool `tfsdk:"callback_any_source"`
 }
 
 type bootProfileModel struct {
@@ -302,14 +303,15 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 
 func (m *bootProfileFields) request(ctx context.Context, diags *diag.Diagnostics) api.BootProfileRequest {
 	return api.BootProfileRequest{
-		Name:              m.Name.ValueString(),
-		Kernel:            m.Kernel.ValueString(),
-		Initrds:           listToStrings(ctx, m.Initrds, diags),
-		Cmdline:           m.Cmdline.ValueString(),
-		IPXEScript:        m.IPXEScript.ValueString(),
-		Templates:         mapToStrings(ctx, m.Templates, diags),
-		Params:            mapToStrings(ctx, m.Params, diags),
-		WipeProfile:       m.WipeProfile.ValueString(),
+		Name:        m.Name.ValueString(),
+		Kernel:      m.Kernel.ValueString(),
+		Initrds:     listToStrings(ctx, m.Initrds, diags),
+		Cmdline:     m.Cmdline.ValueString(),
+		IPXEScript:  m.IPXEScript.ValueString(),
+		Templates:   mapToStrings(ctx, m.Templates, diags),
+		Params:      mapToStrings(ctx, m.Params, diags),
+		WipeProfile: m.WipeProfile.ValueString(),
+
 		CallbackAnySource: m.CallbackAnySource.ValueBool(),
 	}
 }

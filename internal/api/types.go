@@ -163,27 +163,29 @@ type BootProfileRequest struct {
 	Templates   map[string]string `json:"templates,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version,omitempty"`
+
 	// CallbackAnySource accepts the installer's callback from any address,
 	// not only the one the run's boot script went to.
-	CallbackAnySource bool   `json:"callback_any_source,omitempty"`
-	Version           uint64 `json:"version,omitempty"`
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // BootProfile is a boot profile as the API returns it.
 type BootProfile struct {
-	ID                string            `json:"id"`
-	Name              string            `json:"name"`
-	Kernel            string            `json:"kernel,omitempty"`
-	Initrds           []string          `json:"initrds,omitempty"`
-	Cmdline           string            `json:"cmdline,omitempty"`
-	IPXEScript        string            `json:"ipxe_script,omitempty"`
-	Templates         map[string]string `json:"templates,omitempty"`
-	Params            map[string]string `json:"params,omitempty"`
-	WipeProfile       string            `json:"wipe_profile,omitempty"`
-	CallbackAnySource bool              `json:"callback_any_source,omitempty"`
-	Version           uint64            `json:"version"`
-	CreatedAt         time.Time         `json:"created_at"`
-	UpdatedAt         time.Time         `json:"updated_at"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Kernel      string            `json:"kernel,omitempty"`
+	Initrds     []string          `json:"initrds,omitempty"`
+	Cmdline     string            `json:"cmdline,omitempty"`
+	IPXEScript  string            `json:"ipxe_script,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // BootProfileList is the body of GET /v1/boot_profiles.

@@ -70,19 +70,20 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {
 	return api.BootProfile{
-		ID:                p.Name,
-		Name:              p.Name,
-		Kernel:            p.Kernel,
-		Initrds:           p.Initrds,
-		Cmdline:           p.Cmdline,
-		IPXEScript:        p.IPXEScript,
-		Templates:         p.Templates,
-		Params:            p.Params,
-		WipeProfile:       p.WipeProfile,
+		ID:          p.Name,
+		Name:        p.Name,
+		Kernel:      p.Kernel,
+		Initrds:     p.Initrds,
+		Cmdline:     p.Cmdline,
+		IPXEScript:  p.IPXEScript,
+		Templates:   p.Templates,
+		Params:      p.Params,
+		WipeProfile: p.WipeProfile,
+		Version:     p.Version,
+		CreatedAt:   p.CreatedAt,
+		UpdatedAt:   p.UpdatedAt,
+
 		CallbackAnySource: p.CallbackAnySource,
-		Version:           p.Version,
-		CreatedAt:         p.CreatedAt,
-		UpdatedAt:         p.UpdatedAt,
 	}
 }
 

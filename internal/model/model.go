@@ -407,13 +407,14 @@ type BootProfile struct {
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
-	WipeProfile string `json:"wipe_profile,omitempty"`
+	WipeProfile string    `json:"wipe_profile,omitempty"`
+	Version     uint64    `json:"version"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+
 	// CallbackAnySource accepts the callback from any address, not only the
 	// one the boot script went to (for installers behind NAT or a proxy).
-	CallbackAnySource bool      `json:"callback_any_source,omitempty"`
-	Version           uint64    `json:"version"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // Cluster groups machines into ordered roles.
