@@ -82,6 +82,15 @@ func TestAttackBootEdge(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode
 	}
+	// A served script moves its machine on (asynchronously): wait for it,
+	// so later snapshots compare a settled state.
+	settled := func(name string) {
+		t.Helper()
+		awaitT(t, name+" booting its installer", 10*time.Second, func() (bool, string) {
+			m, err := s.client.GetMachine(ctx, name)
+			return err == nil && m.Step != string(model.StepWaitingPXE), fmt.Sprint(m, err)
+		})
+	}
 	scriptToken := func(hc *http.Client, mac string) string {
 		t.Helper()
 		_, script := get(hc, "/boot/"+mac)
@@ -124,6 +133,7 @@ func TestAttackBootEdge(t *testing.T) {
 
 	t.Run("render errors reveal nothing", func(t *testing.T) {
 		code, script := get(boot, "/boot/"+inv[4].MAC)
+		settled(inv[4].Name)
 		require.Equal(t, http.StatusOK, code)
 		require.Equal(t, "#!ipxe\necho baremetal: render failed; see the machine's events\nexit\n", script)
 		awaitT(t, "a render_failed event naming the param", 10*time.Second, func() (bool, string) {
@@ -138,6 +148,7 @@ func TestAttackBootEdge(t *testing.T) {
 
 	t.Run("cmdline cannot chain, comment out or expand", func(t *testing.T) {
 		_, script := get(boot, "/boot/"+inv[3].MAC)
+		settled(inv[3].Name)
 		var kernel string
 		for _, l := range strings.Split(script, "\n") {
 			if strings.HasPrefix(l, "kernel ") {

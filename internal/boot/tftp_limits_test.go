@@ -122,22 +122,27 @@ func TestTFTPTransferCaps(t *testing.T) {
 		require.GreaterOrEqual(t, n, 4)
 		return binary.BigEndian.Uint16(c.buf), binary.BigEndian.Uint16(c.buf[2:]), from
 	}
-	ack := func(c client, block uint16, to *net.UDPAddr) {
-		_, err := c.conn.WriteToUDP([]byte{0, 4, byte(block >> 8), byte(block)}, to)
+	// ack acknowledges block 1 and waits for block 2, so the server has
+	// seen the ACK (and taken the transfer out of the pending pool) before
+	// the test goes on.
+	ack := func(c client, to *net.UDPAddr) {
+		_, err := c.conn.WriteToUDP([]byte{0, 4, 0, 1}, to)
 		require.NoError(t, err)
+		op, block, _ := first(c)
+		require.Equal(t, [2]uint16{opDATA, 2}, [2]uint16{op, block})
 	}
 
 	// Two clients that acknowledge: running transfers, out of the pending pool.
 	a := open("127.0.0.1")
 	op, _, fromA := first(a)
 	require.Equal(t, uint16(opDATA), op)
-	ack(a, 1, fromA)
+	ack(a, fromA)
 	op, code, _ := first(open("127.0.0.1"))
 	require.Equal(t, [2]uint16{opERROR, 0}, [2]uint16{op, code}, "a second transfer for one address (cap 1)")
 	b := open("127.0.0.2")
 	op, _, fromB := first(b)
 	require.Equal(t, uint16(opDATA), op)
-	ack(b, 1, fromB)
+	ack(b, fromB)
 
 	// Two silent clients fill the global cap (4) and the pending pool (2).
 	c1 := open("127.0.0.3")
