@@ -40,6 +40,8 @@ type Config struct {
 	TFTPTimeout        string
 	TFTPRetries        string
 	TFTPWindow         string
+	TFTPMaxTransfers   string
+	TFTPMaxPerClient   string
 	ProxyDHCP          string
 	ProxyDHCPInterface string
 	ProxyDHCPAddr      string
@@ -85,7 +87,9 @@ var options = []option{
 	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
 	{"tftp-timeout", "1s", "TFTP per-packet timeout: a lost datagram is re-sent after it, each further re-send after twice the wait before", func(c *Config) *string { return &c.TFTPTimeout }},
 	{"tftp-retries", "5", "TFTP re-sends of one datagram before the transfer fails", func(c *Config) *string { return &c.TFTPRetries }},
-	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network. The window opens only after the client's first ACK (of the options), so a request without options is served lock-step", func(c *Config) *string { return &c.TFTPWindow }},
+	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network", func(c *Config) *string { return &c.TFTPWindow }},
+	{"tftp-max-transfers", "512", "TFTP transfers at once (each holds two file descriptors); a request beyond it gets one error datagram. Half of them may wait for the client's first ACK: a request beyond that ends the oldest such transfer, so requests with forged sources cannot keep real clients out", func(c *Config) *string { return &c.TFTPMaxTransfers }},
+	{"tftp-max-per-client", "256", "TFTP transfers at once from one source address (a boot storm behind one relay or NAT address needs as many as it has machines)", func(c *Config) *string { return &c.TFTPMaxPerClient }},
 	{"proxy-dhcp", "false", "answer PXE clients with ProxyDHCP (never hands out addresses; use when site DHCP cannot set next-server)", func(c *Config) *string { return &c.ProxyDHCP }},
 	{"proxy-dhcp-interface", "", "interface whose IPv4 address ProxyDHCP advertises as the TFTP server", func(c *Config) *string { return &c.ProxyDHCPInterface }},
 	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},
@@ -218,9 +222,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel) // validated
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(newLimitedHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newLimitedHandler(slog.NewTextHandler(w, opts)))
 }
 
 // bootURL is the advertised boot base URL: --boot-url, or one derived from
@@ -258,6 +262,7 @@ type tuning struct {
 	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install, bootStall, inventory time.Duration
 	leaseDuration, bmcLoginBackoff                                                    time.Duration
 	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries         int
+	tftpMaxTransfers, tftpMaxPerClient                                                int
 	proxyDHCP                                                                         bool
 }
 
@@ -295,6 +300,8 @@ func (c Config) tuning() (tuning, error) {
 	} else {
 		t.tftpWindow = n
 	}
+	num("tftp-max-transfers", c.TFTPMaxTransfers, &t.tftpMaxTransfers)
+	num("tftp-max-per-client", c.TFTPMaxPerClient, &t.tftpMaxPerClient)
 	num("bmc-max-concurrent", c.BMCMaxConcurrent, &t.bmcMaxConcurrent)
 	num("provisioning-limit", c.ProvisioningLimit, &t.provisioningLimit)
 	num("step-retries", c.StepRetries, &t.stepRetries)

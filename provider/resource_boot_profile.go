@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -53,6 +54,8 @@ type bootProfileFields struct {
 	Params      types.Map    `tfsdk:"params"`
 	WipeProfile types.String `tfsdk:"wipe_profile"`
 	Version     types.Int64  `tfsdk:"version"`
+
+	CallbackAnySource types.Bool `tfsdk:"callback_any_source"`
 }
 
 type bootProfileModel struct {
@@ -132,6 +135,12 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "Name of a profile the agent runs before powering a machine off when it is deprovisioned (e.g. to wipe its disks).",
 				Optional:            true,
 				Validators:          []validator.String{validName()},
+			},
+			"callback_any_source": schema.BoolAttribute{
+				MarkdownDescription: "Accept the installer's callback from any address. By default a run's callback is accepted only from the address its boot script was served to, so that someone who reads the run token from the (unauthenticated) boot script cannot report for the machine from elsewhere. Set it only when installers reach the agent through NAT or a proxy.",
+				Optional:            true,
+				Computed:            true,
+				Default:             booldefault.StaticBool(false),
 			},
 			"version": schema.Int64Attribute{
 				MarkdownDescription: "The agent's version of the profile, bumped by every change. Machines record the version they were installed with.",
@@ -314,6 +323,8 @@ func (m *bootProfileFields) request(ctx context.Context, diags *diag.Diagnostics
 		Templates:   mapToStrings(ctx, m.Templates, diags),
 		Params:      mapToStrings(ctx, m.Params, diags),
 		WipeProfile: m.WipeProfile.ValueString(),
+
+		CallbackAnySource: m.CallbackAnySource.ValueBool(),
 	}
 }
 
@@ -329,5 +340,6 @@ func (m *bootProfileFields) fromAPI(bp *api.BootProfile) {
 	m.Templates = stringsToMap(bp.Templates, m.Templates)
 	m.Params = stringsToMap(bp.Params, m.Params)
 	m.WipeProfile = optString(bp.WipeProfile)
+	m.CallbackAnySource = types.BoolValue(bp.CallbackAnySource)
 	m.Version = types.Int64Value(int64(bp.Version))
 }

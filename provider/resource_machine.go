@@ -136,7 +136,10 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Attributes: map[string]schema.Attribute{
 					"endpoint": schema.StringAttribute{
 						MarkdownDescription: "Redfish endpoint: `https://host[:port]` (the BMC's first system is used) or a full system URL " +
-							"`https://host[:port]/redfish/v1/Systems/<id>` for BMCs that manage several systems.",
+							"`https://host[:port]/redfish/v1/Systems/<id>` for BMCs that manage several systems. " +
+							"`http://` is accepted for labs and emulators, with a warning at plan: over plain HTTP the agent's every " +
+							"Redfish login sends the username and password in the clear (in the session request's body, then as basic " +
+							"auth), and everything the BMC answers can be read and altered on the way; the agent records a `bmc_insecure` event too.",
 						Required:   true,
 						Validators: []validator.String{urlScheme("https", "http")},
 					},
@@ -298,6 +301,12 @@ func (r *machineResource) ValidateConfig(ctx context.Context, req resource.Valid
 	resp.Diagnostics.Append(obj.As(ctx, &bmc, basetypes.ObjectAsOptions{})...)
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	if ep := bmc.Endpoint.ValueString(); strings.HasPrefix(strings.ToLower(ep), "http://") {
+		resp.Diagnostics.AddAttributeWarning(path.Root("bmc").AtName("endpoint"), "Plain-HTTP BMC Endpoint",
+			fmt.Sprintf("The BMC endpoint %s is plain http: on every Redfish login the agent sends the BMC username and password "+
+				"in the clear (in the session request, then as basic auth), and the BMC's answers can be read and altered on the way. "+
+				"Use https unless this is a lab or an emulator.", ep))
 	}
 	if !bmc.PasswordWO.IsNull() && bmc.PasswordWOVersion.IsNull() {
 		resp.Diagnostics.AddAttributeWarning(path.Root("bmc").AtName("password_wo_version"), "Missing Write-Only Password Version",

@@ -182,6 +182,10 @@ type BootProfileRequest struct {
 	Params      map[string]string      `json:"params,omitempty"`
 	WipeProfile string                 `json:"wipe_profile,omitempty"`
 	Version     uint64                 `json:"version,omitempty"`
+
+	// CallbackAnySource accepts the installer's callback from any address,
+	// not only the one the run's boot script went to.
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // BootProfile is a boot profile as the API returns it.
@@ -200,6 +204,8 @@ type BootProfile struct {
 	Version     uint64                 `json:"version"`
 	CreatedAt   time.Time              `json:"created_at"`
 	UpdatedAt   time.Time              `json:"updated_at"`
+
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // BootProfileList is the body of GET /v1/boot_profiles.

@@ -91,6 +91,8 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Version:     p.Version,
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
+
+		CallbackAnySource: p.CallbackAnySource,
 	}
 }
 
@@ -104,6 +106,7 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Templates = req.Templates
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile
+	p.CallbackAnySource = req.CallbackAnySource
 }
 
 func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {

@@ -432,4 +432,14 @@ func (s *Server) specEvent(ctx context.Context, m *model.Machine, what string) {
 	if err != nil {
 		s.log.Warn("recording spec event", "machine", m.Name, "err", err)
 	}
+	if !strings.HasPrefix(strings.ToLower(m.BMC.Endpoint), "http://") || !m.DeletionRequested.IsZero() {
+		return
+	}
+	_, err = s.store.AppendEvent(ctx, model.Event{
+		Machine: m.Name, Type: model.EventBMCInsecure, Phase: m.Status.Phase,
+		Message: "the BMC endpoint is plain http: its username and password cross the network in the clear on every Redfish login; use https",
+	})
+	if err != nil {
+		s.log.Warn("recording bmc_insecure event", "machine", m.Name, "err", err)
+	}
 }

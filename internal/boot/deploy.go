@@ -122,7 +122,7 @@ func (s *Server) handleDeployDisks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := s.newContext(in)
-	imgURL, err := assetURL(rc.URLs.Assets, target.Image.URL)
+	imgURL, err := assetURL(rc.URLs.Assets, target.Image.URL, "?token="+url.QueryEscape(tok))
 	if err != nil {
 		s.templateFailed(ctx, w, name, err)
 		return
@@ -234,7 +234,7 @@ func (s *Server) signalOnce(ctx context.Context, m *model.Machine, rel string, s
 	}
 }
 
-// tokenGood reports whether tok is the machine's current run token.
+// tokenGood reports whether tok is the machine's current, unspent run token.
 func tokenGood(m *model.Machine, tok string) bool {
-	return m.Run != nil && m.Run.Token != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(m.Run.Token)) == 1
+	return m.Run != nil && !m.Run.TokenUsed && m.Run.Token != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(m.Run.Token)) == 1
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"unicode"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -124,7 +125,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 	}
 	if m := in.machine; m != nil {
 		ctx.Machine = MachineView{Name: m.Name, MACs: append([]string(nil), m.MACs...), Params: copyMap(m.Params),
-			Addresses: append([]string(nil), m.Status.Addresses...), Cluster: m.Cluster, Role: m.Role}
+			Addresses: ipsOnly(m.Status.Addresses), Cluster: m.Cluster, Role: m.Role}
 		if m.Status.Inventory != nil {
 			inv := *m.Status.Inventory
 			inv.NICs = append([]model.NIC(nil), inv.NICs...)
@@ -154,7 +155,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		for _, mem := range c.Members {
 			mv := MemberView{Machine: mem.Machine, Role: mem.Role}
 			if mm := in.members[mem.Machine]; mm != nil {
-				mv.Addresses = append([]string(nil), mm.Status.Addresses...)
+				mv.Addresses = ipsOnly(mm.Status.Addresses)
 				mv.Phase = string(mm.Status.Phase)
 			}
 			cv.Members = append(cv.Members, mv)
@@ -177,6 +178,19 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		}
 	}
 	return ctx
+}
+
+// ipsOnly keeps the addresses that are IP addresses: a store written
+// before callbacks were validated may hold others, and templates put these
+// where configuration files expect an address.
+func ipsOnly(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if ip, err := model.ReportedAddress(a); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 func copyMap(m map[string]string) map[string]string {
@@ -232,8 +246,9 @@ func renderText(name, text string, ctx *RenderContext) (string, error) {
 }
 
 // assetURL resolves a profile's kernel or initrd: absolute http(s) URLs pass
-// through, anything else is a path under the assets directory.
-func assetURL(assetsBase, p string) (string, error) {
+// through, anything else is a path under the assets directory, with query
+// appended.
+func assetURL(assetsBase, p, query string) (string, error) {
 	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
 		if _, err := url.Parse(p); err != nil {
 			return "", fmt.Errorf("asset URL %q: %w", p, err)
@@ -248,7 +263,7 @@ func assetURL(assetsBase, p string) (string, error) {
 		}
 		segs[i] = url.PathEscape(seg)
 	}
-	return assetsBase + "/" + strings.Join(segs, "/"), nil
+	return assetsBase + "/" + strings.Join(segs, "/") + query, nil
 }
 
 // bootContext builds the context with Kernel, Initrds and Cmdline filled
@@ -274,13 +289,18 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	if kernel == "" {
 		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script or image)", p.Name)
 	}
-	k, err := assetURL(assets, kernel)
+	// Per-machine assets answer only to the run's token, like templates.
+	var query string
+	if in.machine != nil {
+		query = "?token=" + url.QueryEscape(in.token)
+	}
+	k, err := assetURL(assets, kernel, query)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q kernel: %w", p.Name, err)
 	}
 	ctx.Kernel = k
 	for _, ird := range initrds {
-		u, err := assetURL(assets, ird)
+		u, err := assetURL(assets, ird, query)
 		if err != nil {
 			return nil, fmt.Errorf("profile %q initrd: %w", p.Name, err)
 		}
@@ -296,9 +316,18 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	if err != nil {
 		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
 	}
+	if err := cmdlineProblem(cmd, ctx); err != nil {
+		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
+	}
 	// A kernel command line is one line; a line break in the profile text
 	// would otherwise start a new iPXE command.
 	cmd = strings.Join(strings.Fields(cmd), " ")
+	if forIPXE {
+		// The profile's own text is as foreign to iPXE as a param: a "#"
+		// would comment out the baremetal.* arguments that follow, "||" or
+		// ";" would chain a command, "${...}" would expand a setting.
+		cmd = ipxeNeutralize(cmd)
+	}
 	conv := "baremetal.url=" + ctx.URLs.Boot
 	if p.Image != nil {
 		conv = "baremetal.mode=deploy " + conv
@@ -310,6 +339,36 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	}
 	ctx.Cmdline = strings.TrimSpace(cmd + " " + conv)
 	return ctx, nil
+}
+
+// agentArgs are the kernel arguments the agent appends; a cmdline that set
+// one itself could shadow the agent's for an installer that reads the first.
+var agentArgs = []string{"baremetal.url=", "baremetal.machine=", "baremetal.token=", "baremetal.mac="}
+
+// cmdlineProblem refuses a rendered cmdline that sets one of agentArgs, or
+// into which a param brought whitespace: a param fills in part of one
+// kernel argument, and with a space it could add others ("x init=/bin/sh"
+// or a second baremetal.token=).
+func cmdlineProblem(cmd string, ctx *RenderContext) error {
+	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params}
+	if ctx.Cluster != nil {
+		maps = append(maps, ctx.Cluster.Params)
+	}
+	for _, m := range maps {
+		for k, v := range m {
+			if strings.ContainsFunc(v, unicode.IsSpace) && strings.Contains(cmd, v) {
+				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline must be one word", k)
+			}
+		}
+	}
+	for _, w := range strings.Fields(cmd) {
+		for _, a := range agentArgs {
+			if strings.HasPrefix(w, a) {
+				return fmt.Errorf("sets %s, which only the agent sets", strings.TrimSuffix(a, "="))
+			}
+		}
+	}
+	return nil
 }
 
 // renderIPXE renders the per-machine installer script: the profile's own

@@ -67,8 +67,16 @@ type Config struct {
 	// request without options is served lock-step, so a forged one never
 	// draws a window.
 	TFTPAnticipate uint
-	ProxyDHCP      ProxyDHCPConfig
-	Logger         *slog.Logger
+	// TFTPMaxTransfers caps concurrent TFTP transfers (default
+	// DefaultTFTPMaxTransfers) and TFTPMaxPerClient those of one source
+	// address (default DefaultTFTPMaxPerClient); a request beyond either
+	// gets one ERROR datagram and costs no socket. Half of TFTPMaxTransfers
+	// may wait for their first ACK; a request beyond that ends the oldest
+	// such transfer, so forged requests cannot keep real clients out.
+	TFTPMaxTransfers int
+	TFTPMaxPerClient int
+	ProxyDHCP        ProxyDHCPConfig
+	Logger           *slog.Logger
 	// Registerer receives the boot edge's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -100,6 +108,7 @@ type Server struct {
 	arm64EFI string // arm64 iPXE binary in TFTPRoot, "" when absent
 
 	unknown *rateLimiter
+	tftpCap *transferCaps
 
 	mu          sync.Mutex
 	signalRuns  map[string]string // machine NUL asset path -> run ID whose fetch of it was signalled
@@ -132,6 +141,7 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		lc:         lc,
 		log:        cfg.Logger.With("component", "boot"),
 		unknown:    newRateLimiter(time.Minute, 4096),
+		tftpCap:    newTransferCaps(cfg.TFTPMaxTransfers, cfg.TFTPMaxPerClient),
 		signalRuns: map[string]string{},
 	}
 	root := cfg.TFTPRoot

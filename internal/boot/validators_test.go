@@ -410,7 +410,7 @@ func TestStockTemplateHeaderCmdlines(t *testing.T) {
 				p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Initrds: []string{"initrd.img"}, Cmdline: cmdline}
 				script, err := s.renderIPXE(renderInput{machine: m, profile: p, token: testToken})
 				require.NoError(t, err, "header cmdline %q", cmdline)
-				kernel := checkOneInitrdScript(t, script, "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz ")
+				kernel := checkOneInitrdScript(t, script, "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz?token="+testToken+" ")
 				for _, want := range c.cmdlines[i] {
 					assert.Contains(t, kernel+" ", want)
 				}

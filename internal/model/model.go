@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -334,6 +335,10 @@ type Run struct {
 	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
+	// ScriptFrom is the address the run's boot script was first served to:
+	// the only address its callback is accepted from, unless the profile
+	// says CallbackAnySource.
+	ScriptFrom string `json:"script_from,omitempty"`
 	// Deploy is set for a run of a profile with an image: the deploy
 	// ramdisk's progress. Its "image written" callback does not end the
 	// run; the deployed OS's does.
@@ -412,6 +417,9 @@ type CallbackReport struct {
 	Disk         string `json:"disk,omitempty"`
 	BytesWritten int64  `json:"bytes_written,omitempty"`
 	DurationMS   int64  `json:"duration_ms,omitempty"`
+	// From is the address the callback came from, set by the boot edge
+	// (never read from the body).
+	From string `json:"-"`
 }
 
 // Callback stages of an image deploy.
@@ -472,6 +480,72 @@ type SeenDisk struct {
 	Rotational bool   `json:"rotational"`
 }
 
+// ErrBadReport is wrapped by Validate's errors: a report that is refused
+// whole, so nothing of it is stored and the token is not spent.
+var ErrBadReport = errors.New("bad callback report")
+
+// Validate checks what a report would put where templates and other
+// machines read it: addresses must be IP addresses (a CIDR's address part
+// is accepted) and the hostname a valid host name.
+func (r CallbackReport) Validate() error {
+	if len(r.Addresses) > MaxReportAddresses {
+		return fmt.Errorf("%w: more than %d addresses", ErrBadReport, MaxReportAddresses)
+	}
+	for _, a := range r.Addresses {
+		if _, err := ReportedAddress(a); err != nil {
+			return err
+		}
+	}
+	if r.Hostname != "" && !validHostname(r.Hostname) {
+		return fmt.Errorf("%w: hostname is not a valid host name (RFC 1123)", ErrBadReport)
+	}
+	return nil
+}
+
+// MaxReportAddresses bounds the addresses one callback may report.
+const MaxReportAddresses = 16
+
+// ReportedAddress returns the IP address of a reported address ("10.0.0.5"
+// or "10.0.0.5/24"), in canonical form.
+func ReportedAddress(a string) (string, error) {
+	a = strings.TrimSpace(a)
+	if ip, err := netip.ParseAddr(a); err == nil && ip.Zone() == "" {
+		return ip.String(), nil
+	}
+	if p, err := netip.ParsePrefix(a); err == nil {
+		return p.Addr().String(), nil
+	}
+	return "", fmt.Errorf("%w: address %q is not an IP address", ErrBadReport, printableASCII(a, 64))
+}
+
+var hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !hostLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// printableASCII keeps an echoed client value short and inert.
+func printableASCII(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
+}
+
 // BootProfile is how to install a machine: kernel, initrds, cmdline and
 // templates, or a whole iPXE script.
 type BootProfile struct {
@@ -491,6 +565,10 @@ type BootProfile struct {
 	Version     uint64    `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+
+	// CallbackAnySource accepts the callback from any address, not only the
+	// one the boot script went to (for installers behind NAT or a proxy).
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // Cluster groups machines into ordered roles.
@@ -562,6 +640,10 @@ const (
 	// EventInventoryDrift: a re-read inventory's hardware fingerprint
 	// differs from the accepted one.
 	EventInventoryDrift = "inventory_drift"
+	// EventBMCInsecure warns, at each create or spec update, that the
+	// machine's BMC endpoint is plain http: the Redfish login (session body
+	// and basic auth) crosses the network in the clear.
+	EventBMCInsecure = "bmc_insecure"
 )
 
 // EventTypes lists every event type the agent records, boot signals
@@ -572,6 +654,7 @@ var EventTypes = []string{
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),
 	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
+	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)

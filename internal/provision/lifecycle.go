@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 	"unicode"
@@ -83,7 +82,15 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 			if run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
 				return false, errStale
 			}
-			if !run.AddStep(step) {
+			// The first script fetch binds the run to its address (see
+			// callbackSource); it is recorded before the step check, as a
+			// later fetch by another address must not rebind it.
+			bound := false
+			if sig == model.SignalScriptServed && run.ScriptFrom == "" && data["remote"] != "" {
+				run.ScriptFrom = data["remote"]
+				bound = true
+			}
+			if !run.AddStep(step) && !bound {
 				return false, errStale
 			}
 			if _, seen := run.Signals[sig]; !seen {
@@ -180,6 +187,9 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
+		if reject = r.sourceProblem(ctx, m, report.From); reject != "" {
+			return false, nil, errRejected
+		}
 		b := *m
 		run := *m.Run
 		b.Run = &run
@@ -260,16 +270,37 @@ func tokenProblem(m *model.Machine, token string) string {
 	return ""
 }
 
+// sourceProblem says why a callback from address from is not accepted for
+// m's run ("" = it is): a run's callback must come from the address its
+// boot script was served to, unless its profile opts out. The token alone
+// is not enough, as anyone who asks for the machine's MAC during the run
+// can read it from the script.
+func (r *Reconciler) sourceProblem(ctx context.Context, m *model.Machine, from string) string {
+	if from == "" {
+		return ""
+	}
+	if p, err := r.st.GetProfile(ctx, m.Run.Profile); err == nil && p.CallbackAnySource {
+		return ""
+	}
+	switch m.Run.ScriptFrom {
+	case "":
+		return "no boot script was served for this run"
+	case from:
+		return ""
+	}
+	return "callback from " + from + ", but the run's boot script went to " + m.Run.ScriptFrom
+}
+
+// cleanAddresses keeps the reported addresses that are IP addresses, in
+// canonical form (the boot edge refuses a report with any other).
 func cleanAddresses(in []string) []string {
 	var out []string
 	for _, a := range in {
-		a = strings.TrimSpace(a)
-		if net.ParseIP(a) == nil {
-			if p, _, err := net.ParseCIDR(a); err != nil || p == nil {
-				continue
-			}
+		ip, err := model.ReportedAddress(a)
+		if err != nil {
+			continue
 		}
-		out = append(out, a)
+		out = append(out, ip)
 		if len(out) == maxAddresses {
 			break
 		}
