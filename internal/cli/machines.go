@@ -25,6 +25,7 @@ func eventsFlags(fs *flag.FlagSet, o *options) {
 	fs.BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted or the machine is gone")
 	fs.BoolVar(&o.follow, "f", false, "short for --follow")
 	fs.IntVar(&o.limit, "limit", 0, "print at most the last N events (0: all)")
+	fs.DurationVar(&o.interval, "interval", 2*time.Second, "with --follow, how long to wait at most between two reads")
 }
 
 func waitFlags(fs *flag.FlagSet, o *options) {
@@ -99,8 +100,9 @@ func machinesShow(ctx context.Context, a *app, args []string) error {
 }
 
 // machinesEvents prints a machine's events oldest first. With --follow it
-// then waits for more, waking on every change of the machine (a long poll)
-// rather than polling the event log on a timer.
+// then waits for more: a long poll on the machine wakes it on every change,
+// bounded by --interval because some events (a power action that leaves
+// the power as it was) do not change the machine.
 func machinesEvents(ctx context.Context, a *app, args []string) error {
 	name := args[0]
 	// The machine's revision before reading events: a change after it
@@ -130,7 +132,7 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 	}
 	rev := m.Revision
 	for {
-		m, err := a.client.WatchMachine(ctx, name, rev, api.MaxWait)
+		m, err := a.client.WatchMachine(ctx, name, rev, a.o.interval)
 		switch {
 		case errors.Is(err, client.ErrNotFound):
 			if !a.json() {
