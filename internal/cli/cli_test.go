@@ -94,7 +94,9 @@ func TestMachinesEvents(t *testing.T) {
 		defer cancel()
 		var out lockedBuffer
 		done := make(chan int, 1)
-		go func() { done <- Run(ctx, []string{"machines", "events", "events-a", "--follow", "-o", "json"}, e.env(), &out, &out) }()
+		go func() {
+			done <- Run(ctx, []string{"machines", "events", "events-a", "--follow", "-o", "json"}, e.env(), &out, &out)
+		}()
 		// Once the history is out, an action's event must arrive live.
 		require.Eventually(t, func() bool { return strings.Contains(out.String(), model.EventPhaseChanged) }, 30*time.Second, 20*time.Millisecond)
 		_, err := e.client.MachineAction(context.Background(), "events-a", api.ActionPowerOff)
