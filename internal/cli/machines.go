@@ -133,8 +133,13 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 	rev := m.Revision
 	for {
 		m, err := a.client.WatchMachine(ctx, name, rev, a.o.interval)
+		if err == nil {
+			rev = m.Revision
+			evs, next, err = a.allEvents(ctx, name, next)
+		}
 		switch {
 		case errors.Is(err, client.ErrNotFound):
+			// Deleted, between the watch and the events or before.
 			if !a.json() {
 				fmt.Fprintf(a.stderr, "machine %s is gone\n", name)
 			}
@@ -143,14 +148,6 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 			// Interrupted or --timeout: following ends there by design.
 			return nil
 		case err != nil:
-			return err
-		}
-		rev = m.Revision
-		evs, next, err = a.allEvents(ctx, name, next)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 		if err := a.printEvents(evs, false); err != nil {
