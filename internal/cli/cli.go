@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ Global flags (anywhere on the line):
   --insecure         skip TLS verification                  (env BAREMETAL_INSECURE=true)
   -o, --output       table (default) or json
   --timeout D        give up after D (e.g. 10m); 0 waits forever
+  -v                 log retries to stderr
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 auth, 5 rejected by the
 agent, 6 agent unreachable, 7 failed, 8 not done yet or timed out.
@@ -82,6 +84,7 @@ type globals struct {
 	insecure  bool
 	output    string
 	timeout   time.Duration
+	verbose   bool
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -92,6 +95,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.output, "output", "table", "table or json")
 	fs.StringVar(&g.output, "o", "table", "table or json")
 	fs.DurationVar(&g.timeout, "timeout", 0, "give up after this long (0: no limit)")
+	fs.BoolVar(&g.verbose, "v", false, "log retries to stderr")
 }
 
 // options are the flags of single commands.
@@ -135,9 +139,6 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 		return ex.code
 	}
 	code := exitCode(err)
-	if code == ExitUsage && errors.Is(err, flag.ErrHelp) {
-		return code
-	}
 	fmt.Fprintln(stderr, "baremetalctl:", err)
 	if code == ExitUsage && !errors.As(err, &ex) {
 		fmt.Fprintln(stderr, `run "baremetalctl help" for usage`)
@@ -172,7 +173,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ex):
 		return ex.code
-	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
 		return ExitUsage
 	case errors.Is(err, client.ErrNotFound):
 		return ExitNotFound
@@ -246,6 +247,10 @@ func (a *app) run(ctx context.Context, args []string) error {
 		cmd.flags(fs, &a.o)
 	}
 	pos, err := parseInterleaved(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(a.stdout, usage)
+		return nil
+	}
 	if err != nil {
 		return usageErr("%s: %v", name, err)
 	}
@@ -332,7 +337,14 @@ func (a *app) newClient() (*client.Client, error) {
 	if v := a.env(EnvInsecure); v == "true" || v == "1" {
 		insecure = true
 	}
+	// The client's retry notices are noise at a prompt unless asked for;
+	// the final error says how many attempts were made.
+	log := slog.New(slog.DiscardHandler)
+	if a.g.verbose {
+		log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	c, err := client.New(client.Config{
+		Logger:    log,
 		Endpoint:  endpoint,
 		Token:     token,
 		CACertPEM: caPEM,
