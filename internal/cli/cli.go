@@ -166,9 +166,8 @@ func (e *usageError) Error() string { return e.msg }
 // exitCode maps an error to the exit code scripts can rely on.
 func exitCode(err error) int {
 	var (
-		ex    *exitError
-		ue    *usageError
-		apiEr *client.APIError
+		ex *exitError
+		ue *usageError
 	)
 	switch {
 	case errors.As(err, &ex):
@@ -183,10 +182,6 @@ func exitCode(err error) int {
 		return ExitRejected
 	case errors.Is(err, context.DeadlineExceeded):
 		return ExitPending
-	case errors.As(err, &apiEr):
-		return ExitError
-	case errors.Is(err, context.Canceled):
-		return ExitError
 	case client.IsUnreachable(err):
 		return ExitUnavailable
 	}
@@ -195,8 +190,7 @@ func exitCode(err error) int {
 
 // command is one leaf of the command tree.
 type command struct {
-	// args is the number of positional arguments, and argNames their
-	// names in the usage message.
+	// argNames are the positional arguments, as the usage message names them.
 	argNames []string
 	flags    func(fs *flag.FlagSet, o *options)
 	run      func(ctx context.Context, a *app, args []string) error
