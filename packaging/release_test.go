@@ -193,13 +193,13 @@ func packageFile(t *testing.T, r *release, pattern string) string {
 
 // packaged is what both packages must install, with modes.
 var packaged = map[string]string{
-	"/usr/bin/baremetal-agent":                       "-rwxr-xr-x",
-	"/usr/bin/baremetalctl":                          "-rwxr-xr-x",
+	"/usr/bin/baremetal-agent":                        "-rwxr-xr-x",
+	"/usr/bin/baremetalctl":                           "-rwxr-xr-x",
 	"/usr/lib/systemd/system/baremetal-agent.service": "-rw-r--r--",
-	"/usr/lib/sysusers.d/baremetal-agent.conf":       "-rw-r--r--",
-	"/etc/baremetal-agent/config.yaml":               "-rw-r-----",
-	"/usr/share/doc/baremetal-agent/TOKENS.md":       "-rw-r--r--",
-	"/usr/share/doc/baremetal-agent/README.md":       "-rw-r--r--",
+	"/usr/lib/sysusers.d/baremetal-agent.conf":        "-rw-r--r--",
+	"/etc/baremetal-agent/config.yaml":                "-rw-r-----",
+	"/usr/share/doc/baremetal-agent/TOKENS.md":        "-rw-r--r--",
+	"/usr/share/doc/baremetal-agent/README.md":        "-rw-r--r--",
 }
 
 func TestReleaseDebs(t *testing.T) {
