@@ -297,6 +297,9 @@ func TestReleaseDebInstall(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "drwxr-x---", fi.Mode().String())
 	assert.Equal(t, user[3], fmt.Sprint(statGID(t, fi)), "the config dir belongs to the service group")
+	fi, err = os.Stat(filepath.Join(root, "etc/baremetal-agent/config.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, user[3], fmt.Sprint(statGID(t, fi)), "the service user can read its config")
 
 	agent, err := exec.Command(filepath.Join(root, "usr/bin/baremetal-agent"), "version").CombinedOutput()
 	require.NoError(t, err, "%s", agent)

@@ -12,12 +12,12 @@ elif ! getent passwd baremetal-agent >/dev/null 2>&1; then
 		--shell /usr/sbin/nologin --comment "baremetal-agent provisioning service" baremetal-agent
 fi
 
-# The config directory is readable by the service user only: the token file
-# lives there.
+# The config directory and file are readable by the service group and not
+# by others: the token file lives there.
 # The group is looked up in the target root's /etc/group, which is the
 # host's own unless dpkg installs elsewhere.
 gid="$(awk -F: '$1 == "baremetal-agent" {print $3}' "$root/etc/group")"
-chown "root:$gid" "$root/etc/baremetal-agent"
+chown "root:$gid" "$root/etc/baremetal-agent" "$root/etc/baremetal-agent/config.yaml"
 chmod 0750 "$root/etc/baremetal-agent"
 
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
