@@ -145,8 +145,20 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	assert.Empty(t, mock.auths, "no request with the refused credentials through basic auth")
 	mock.mu.Unlock()
 
-	c.Password = "pw-1234"
+	// Within the backoff, an operator's explicit request gets one login at
+	// once, and the automatic try after it backs off again.
 	_, err := m.PowerState(testCtx(t), c)
+	require.ErrorContains(t, err, "next attempt in")
+	before := nPosts()
+	_, err = m.PowerState(OperatorAsked(testCtx(t)), c)
+	require.ErrorIs(t, err, ErrLoginRefused)
+	assert.Equal(t, before+1, nPosts(), "the operator's request reached the BMC")
+	_, err = m.PowerState(testCtx(t), c)
+	require.ErrorContains(t, err, "next attempt in")
+	assert.Equal(t, before+1, nPosts(), "the automatic try after it waits")
+
+	c.Password = "pw-1234"
+	_, err = m.PowerState(testCtx(t), c)
 	require.NoError(t, err, "a corrected password is tried at once")
 }
 

@@ -211,7 +211,7 @@ func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, stri
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.api == nil {
-		if err := m.loginAllowed(cn); err != nil {
+		if err := m.loginAllowed(ctx, cn); err != nil {
 			return nil, "", 0, err
 		}
 		if err := m.login(ctx, cn); err != nil {
@@ -615,13 +615,25 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 	}
 }
 
+// operatorAsked marks a context of a call an operator asked for.
+type operatorAsked struct{}
+
+// OperatorAsked returns ctx marked as an operator's explicit request to try
+// the BMC now (a write of the machine while its BMC refused the login, say
+// after the account was unlocked on the BMC): it gets one login at once,
+// despite the backoff. Automatic retries never carry it, so they cannot
+// lock the account out.
+func OperatorAsked(ctx context.Context) context.Context {
+	return context.WithValue(ctx, operatorAsked{}, true)
+}
+
 // loginAllowed refuses, without asking the BMC, a login with a password
 // the BMC refused until that account's backoff has passed.
-func (m *Manager) loginAllowed(cn *conn) error {
+func (m *Manager) loginAllowed(ctx context.Context, cn *conn) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.auth[authKey{cn.base, cn.user}]
-	if r == nil || r.secret != cn.secret {
+	if r == nil || r.secret != cn.secret || ctx.Value(operatorAsked{}) != nil {
 		return nil
 	}
 	now := time.Now()

@@ -908,6 +908,11 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	if m.Version > m.Status.ObservedVersion && m.Status.BMCStatus == model.BMCStatusAuthFailed {
+		// The operator wrote the machine after the BMC refused the login:
+		// try now, not when the login backoff ends.
+		cctx = bmc.OperatorAsked(cctx)
+	}
 	ps, err := r.bmc.PowerState(cctx, m.BMC)
 	cancel()
 	now := r.cfg.Now()
