@@ -3,12 +3,20 @@ package provider
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
@@ -92,3 +100,72 @@ terraform {
   }
 }
 `
+
+// TestAccRecoverUnreachableEndpoint (D2): a machine created with a BMC
+// endpoint where nothing answers fails its create; fixing the endpoint and
+// applying again replaces the failed machine at once (it was never powered
+// on, so nothing waits for a power-off) and installs it. Later the BMC
+// moves to another address: the new endpoint is an in-place update, with
+// no power action and no reinstall.
+func TestAccRecoverUnreachableEndpoint(t *testing.T) {
+	a := testAgent(t)
+	f := recoveryLab(t, a)
+	lm := f.machine(t, 27)
+	dead := lm
+	dead.Endpoint = "http://" + freeTCP(1)[0] + "/redfish/v1/Systems/1" // nothing listens there
+	// The same BMC, reached at a second address.
+	moved := lm
+	second := httptest.NewServer(f.lab.Handler())
+	t.Cleanup(second.Close)
+	moved.Endpoint = strings.Replace(lm.Endpoint, f.srv.URL, second.URL, 1)
+	require.NotEqual(t, lm.Endpoint, moved.Endpoint)
+	var before time.Time
+	cfg := func(m lab.InventoryEntry, create string) string {
+		return a.providerConfig() + profileConfig(a, "p", "rec-unreach-p", "quiet") + woMachineConfig("m", "rec-unreach", m, lm.Password, 1, fmt.Sprintf(`
+  boot_profile = baremetal_boot_profile.p.name
+  timeouts {
+    create = %q
+  }
+`, create))
+	}
+	const res = "baremetal_machine.m"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"rec-unreach": lm}),
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg(dead, "20s"),
+				ExpectError: regexp.MustCompile(`(?s)Unable to Create Machine "rec-unreach"`),
+			},
+			{
+				Config: cfg(lm, "5m"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionReplace)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("bmc_status"), knownvalue.StringExact("ok")),
+				},
+			},
+			{
+				PreConfig: func() { before = time.Now() },
+				Config:    cfg(moved, "5m"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("bmc").AtMapKey("endpoint"), knownvalue.StringExact(moved.Endpoint)),
+				},
+				Check: func(*terraform.State) error {
+					if resets, patches := f.powerActions(lm.Name, before); resets+patches != 0 {
+						return fmt.Errorf("the BMC saw %d resets and %d boot overrides after the move, want none", resets, patches)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
