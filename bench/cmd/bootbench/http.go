@@ -19,7 +19,7 @@ import (
 type httpServer struct {
 	name string
 	peer bool
-	url  string // the 64 MiB asset's URL
+	url  string // the served asset's URL
 	proc *peers.Proc
 	err  error
 }
@@ -34,7 +34,9 @@ type httpTrial struct {
 
 const initrdName = "initrd-64m.img"
 
-func startHTTPServers(e *env) []*httpServer {
+// startHTTPServers starts the agent and nginx serving e.assets; each one's
+// url is that of file, which must be size bytes.
+func startHTTPServers(e *env, file string, size int64) []*httpServer {
 	var servers []*httpServer
 	add := func(name string, peer bool, start func() (string, *peers.Proc, error)) {
 		u, p, err := start()
@@ -53,8 +55,8 @@ func startHTTPServers(e *env) []*httpServer {
 		if err != nil {
 			return "", nil, err
 		}
-		u := "http://" + addr + "/assets/" + initrdName
-		return u, p, awaitHTTP(u, p)
+		u := "http://" + addr + "/assets/" + file
+		return u, p, awaitHTTP(u, size, p)
 	})
 	add("nginx", true, func() (string, *peers.Proc, error) {
 		port, err := peers.FreePort("tcp")
@@ -74,8 +76,8 @@ func startHTTPServers(e *env) []*httpServer {
 		if err != nil {
 			return "", nil, err
 		}
-		u := fmt.Sprintf("http://127.0.0.1:%d/assets/%s", port, initrdName)
-		return u, p, awaitHTTP(u, p)
+		u := fmt.Sprintf("http://127.0.0.1:%d/assets/%s", port, file)
+		return u, p, awaitHTTP(u, size, p)
 	})
 	return servers
 }
@@ -108,7 +110,7 @@ http {
 `, dir, assets, port)
 }
 
-func awaitHTTP(u string, p *peers.Proc) error {
+func awaitHTTP(u string, size int64, p *peers.Proc) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return peers.WaitUntil(ctx, func() error {
@@ -121,7 +123,7 @@ func awaitHTTP(u string, p *peers.Proc) error {
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || resp.ContentLength != 64<<20 {
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != size {
 			return fmt.Errorf("HEAD %s: %s, %d bytes", u, resp.Status, resp.ContentLength)
 		}
 		return nil

@@ -58,7 +58,7 @@ func main() {
 func run() error {
 	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
-	only := flag.String("only", "", "run only one benchmark: tftp, amplification or http")
+	only := flag.String("only", "", "run only one benchmark: tftp, amplification, http or image")
 	reps := flag.Int("reps", 0, "repetitions per row (default 3, or 2 with -quick); TFTP storms that move 1 GiB or more run at most -heavy-reps")
 	flag.IntVar(&heavyReps, "heavy-reps", heavyReps, "repetitions of the TFTP storms that move 1 GiB or more")
 	allRows := flag.Bool("all", false, "also run 200 clients fetching 32 MiB at blksize 512 (about 17 minutes more)")
@@ -69,9 +69,14 @@ func run() error {
 	match := flag.String("match", "", "run only the TFTP rows whose name (file/blksize/clients, e.g. ipxe-1m.bin/512/200) matches this regular expression")
 	loss := flag.Bool("loss", true, "also measure the TFTP lossy-link rows (about 20 s with -quick, 3 minutes without)")
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
+	imageClients := flag.Int("image-clients", 50, "clients of the image serving storm")
+	imageMiB := flag.Int("image-mib", 0, "size of the image in the image serving storm in MiB (default 1024, or 256 with -quick)")
 	flag.Parse()
-	if *only != "" && *only != "tftp" && *only != "amplification" && *only != "http" {
-		return fmt.Errorf("-only %q: want tftp, amplification or http", *only)
+	if *only != "" && *only != "tftp" && *only != "amplification" && *only != "http" && *only != "image" {
+		return fmt.Errorf("-only %q: want tftp, amplification, http or image", *only)
+	}
+	if *imageMiB <= 0 {
+		*imageMiB = map[bool]int{true: 256, false: 1024}[*quick]
 	}
 	clients := strings.Split(*httpClients, ",")
 	for _, c := range clients {
@@ -171,6 +176,18 @@ func run() error {
 			return err
 		}
 		logf("wrote the HTTP section of %s", *out)
+	}
+	if *only == "" || *only == "image" {
+		t0 := time.Now()
+		body, err := benchImage(e, *imageClients, int64(*imageMiB)<<20, *reps)
+		if err != nil {
+			return err
+		}
+		body += fmt.Sprintf("\nThis section took %s to measure.\n", time.Since(t0).Round(time.Second))
+		if err := report.WriteSection(*out, "image", header+body); err != nil {
+			return err
+		}
+		logf("wrote the image serving section of %s", *out)
 	}
 	logf("done in %s", time.Since(began).Round(time.Second))
 	return nil
@@ -429,7 +446,7 @@ func benchHTTP(e *env, clients []string, reps int, d time.Duration) (string, err
 	if _, err := writeRandomFile(filepath.Join(e.assets, initrdName), 64<<20); err != nil {
 		return "", err
 	}
-	servers := startHTTPServers(e)
+	servers := startHTTPServers(e, initrdName, 64<<20)
 	defer func() {
 		for _, s := range servers {
 			if s.proc != nil {
