@@ -263,6 +263,9 @@ type Run struct {
 	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
+	// Snippets records the version of each site snippet the run's profile
+	// includes, so an event and the API say what the install was built from.
+	Snippets map[string]uint64 `json:"snippets,omitempty"`
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.
@@ -337,6 +340,25 @@ type BootProfile struct {
 	Version     uint64    `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// Snippets names the snippets (Template) the profile's texts include,
+	// directly; kept by the API on save so that a snippet's users are known
+	// without parsing every profile.
+	Snippets []string `json:"snippets,omitempty"`
+}
+
+// Template is a snippet: a named piece of template text that profile
+// templates, cmdlines and iPXE scripts include with {{ template "name" . }}
+// or {{ include "name" . }}. A snippet named like a stock snippet replaces
+// it for the whole site.
+type Template struct {
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	// Snippets names the snippets this one includes, directly.
+	Snippets  []string  `json:"snippets,omitempty"`
+	Version   uint64    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Cluster groups machines into ordered roles.

@@ -34,6 +34,8 @@ const (
 	KindProfile Kind = "profile"
 	KindCluster Kind = "cluster"
 	KindEvent   Kind = "event"
+	// KindTemplate is a snippet (model.Template); Revision is its Version.
+	KindTemplate Kind = "template"
 )
 
 // Change tells subscribers that an object was written or deleted.
@@ -81,6 +83,13 @@ type Store interface {
 	// UpdateProfile always bumps Version (a profile has no status).
 	UpdateProfile(ctx context.Context, name string, mutate func(p *model.BootProfile) error) (*model.BootProfile, error)
 	DeleteProfile(ctx context.Context, name string, check func(p *model.BootProfile) error) error
+
+	CreateTemplate(ctx context.Context, t *model.Template) (*model.Template, error)
+	GetTemplate(ctx context.Context, name string) (*model.Template, error)
+	ListTemplates(ctx context.Context) ([]*model.Template, error)
+	// UpdateTemplate always bumps Version.
+	UpdateTemplate(ctx context.Context, name string, mutate func(t *model.Template) error) (*model.Template, error)
+	DeleteTemplate(ctx context.Context, name string, check func(t *model.Template) error) error
 
 	CreateCluster(ctx context.Context, c *model.Cluster) (*model.Cluster, error)
 	GetCluster(ctx context.Context, name string) (*model.Cluster, error)
