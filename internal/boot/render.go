@@ -3,7 +3,6 @@ package boot
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -107,6 +106,8 @@ type renderInput struct {
 	cluster *model.Cluster
 	members map[string]*model.Machine
 	token   string
+	// snippets are the site's snippets by name (stock ones are not listed).
+	snippets map[string]*model.Template
 }
 
 func (s *Server) newContext(in renderInput) *RenderContext {
@@ -180,26 +181,50 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-// funcs is the small, side-effect-free function set templates get.
-func funcs(ctx *RenderContext) template.FuncMap {
+// funcs is the small, side-effect-free function set templates get. set
+// is the template set being executed, for include (nil when only parsing).
+func funcs(ctx *RenderContext, set **template.Template) template.FuncMap {
+	// escaper wraps an escaping function so that a refusal names the
+	// params holding the value.
+	escaper := func(f func(string) (string, error)) func(string) (string, error) {
+		return func(v string) (string, error) {
+			out, err := f(v)
+			if err != nil {
+				return "", paramRefusal(ctx.Params, v, err)
+			}
+			return out, nil
+		}
+	}
 	return template.FuncMap{
 		"join": func(sep string, items []string) string { return strings.Join(items, sep) },
+		// split cuts a list param ("a, b,c") into its trimmed, non-empty items.
+		"split": func(sep, s string) []string {
+			var out []string
+			for _, item := range strings.Split(s, sep) {
+				if item = strings.TrimSpace(item); item != "" {
+					out = append(out, item)
+				}
+			}
+			return out
+		},
 		"default": func(def, v any) any {
 			if v == nil || reflect.ValueOf(v).IsZero() {
 				return def
 			}
 			return v
 		},
-		"quote": strconv.Quote,
-		"toJSON": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-		"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"quote":        strconv.Quote,
+		"toJSON":       toJSON,
+		"shellQuote":   escaper(shellQuote),
+		"ksQuote":      escaper(ksQuote),
+		"preseedValue": escaper(preseedValue),
+		"kernelArg":    escaper(kernelArg),
+		"b64enc":       func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
 		"indent": func(n int, s string) string {
 			pad := strings.Repeat(" ", n)
 			return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 		},
+		"include": includeFunc(set),
 		// templateURL names another template of the machine's profile.
 		"templateURL": func(name string) (string, error) {
 			if ctx.URLs.Templates == "" {
@@ -210,16 +235,20 @@ func funcs(ctx *RenderContext) template.FuncMap {
 	}
 }
 
-// renderText executes one template into a buffer; the caller gets either
-// the complete output or an error naming the template and the failing key.
-func renderText(name, text string, ctx *RenderContext) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(funcs(ctx)).Parse(text)
+// renderText executes one template, with the snippets it includes, into a
+// buffer; the caller gets either the complete output or a *TemplateError
+// naming the template (or snippet), its line and column and the failing
+// param.
+func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template) (string, error) {
+	var set *template.Template
+	t, err := parseWithSnippets(name, text, funcs(ctx, &set), snippets)
 	if err != nil {
 		return "", err
 	}
+	set = t
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, ctx); err != nil {
-		return "", err
+		return "", templateError(name, text, err)
 	}
 	return buf.String(), nil
 }
@@ -275,9 +304,9 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 			ctx.Initrds[i] = ipxeNeutralize(ctx.Initrds[i])
 		}
 	}
-	cmd, err := renderText(p.Name+"/cmdline", p.Cmdline, ctx)
+	cmd, err := renderText("cmdline", p.Cmdline, ctx, in.snippets)
 	if err != nil {
-		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
+		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
 	// A kernel command line is one line; a line break in the profile text
 	// would otherwise start a new iPXE command.
@@ -310,9 +339,9 @@ func (s *Server) renderIPXE(in renderInput) (string, error) {
 	} else if ctx, err = s.bootContext(in, true); err != nil {
 		return "", err
 	}
-	out, err := renderText(in.profile.Name+"/ipxe_script", text, ctx)
+	out, err := renderText("ipxe_script", text, ctx, in.snippets)
 	if err != nil {
-		return "", fmt.Errorf("profile %q ipxe_script: %w", in.profile.Name, err)
+		return "", fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
 	return out, nil
 }
@@ -336,9 +365,9 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 	} else {
 		ctx = s.newContext(in)
 	}
-	out, err := renderText(in.profile.Name+"/"+name, text, ctx)
+	out, err := renderText(name, text, ctx, in.snippets)
 	if err != nil {
-		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
+		return "", true, fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
 	return out, true, nil
 }
