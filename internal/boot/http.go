@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -198,52 +197,9 @@ func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, mac, remot
 	writeScript(w, "#!ipxe\necho baremetal: discovery profile "+ipxeNeutralize(s.cfg.UnknownMAC)+" unusable\nexit\n")
 }
 
-// loadInput loads the machine's effective profile, its cluster and the
-// cluster's members for rendering. The run records which profile it was
-// started with; without that, a cluster member boots its role's profile and
-// any other machine its own boot_profile.
+// loadInput loads what rendering for m's current run needs.
 func (s *Server) loadInput(ctx context.Context, m *model.Machine) (renderInput, error) {
-	in := renderInput{machine: m, members: map[string]*model.Machine{}}
-	if m.Run != nil {
-		in.token = m.Run.Token
-	}
-	profile := m.BootProfile
-	if m.Cluster != "" {
-		c, err := s.st.GetCluster(ctx, m.Cluster)
-		if err != nil {
-			return in, fmt.Errorf("cluster %q: %w", m.Cluster, err)
-		}
-		in.cluster = c
-		for _, r := range c.Roles {
-			if r.Name == m.Role && r.BootProfile != "" {
-				profile = r.BootProfile
-			}
-		}
-		for _, mem := range c.Members {
-			if mem.Machine == m.Name {
-				in.members[m.Name] = m
-				continue
-			}
-			mm, err := s.st.GetMachine(ctx, mem.Machine)
-			if err == nil {
-				in.members[mem.Machine] = mm
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return in, fmt.Errorf("cluster %q member %q: %w", c.Name, mem.Machine, err)
-			}
-		}
-	}
-	if m.Run != nil && m.Run.Profile != "" {
-		profile = m.Run.Profile
-	}
-	if profile == "" {
-		return in, errors.New("no boot profile (neither the machine nor its cluster role names one)")
-	}
-	p, err := s.st.GetProfile(ctx, profile)
-	if err != nil {
-		return in, fmt.Errorf("boot profile %q: %w", profile, err)
-	}
-	in.profile = p
-	return in, nil
+	return loadInput(ctx, loader{st: s.st}, m, true)
 }
 
 // handleAssets serves a file from the assets directory, with Range and
