@@ -135,12 +135,12 @@ func (s *Server) handleMachineScript(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.renderFailed(ctx, w, m.Name, err)
+		s.renderFailed(ctx, w, m.Name, m.Run.ID, err)
 		return
 	}
 	script, err := s.renderIPXE(in)
 	if err != nil {
-		s.renderFailed(ctx, w, m.Name, err)
+		s.renderFailed(ctx, w, m.Name, m.Run.ID, err)
 		return
 	}
 	s.log.Info("boot script: serving installer", "machine", m.Name, "mac", mac, "profile", in.profile.Name)
@@ -166,9 +166,9 @@ func sanitizeLabel(v string) string {
 // renderFailed reports a render error to the Lifecycle and serves a script
 // that says so on the console and leaves the machine to its local disk:
 // never a partial script.
-func (s *Server) renderFailed(ctx context.Context, w http.ResponseWriter, machine string, err error) {
+func (s *Server) renderFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("boot script: render failed", "machine", machine, "error", err.Error())
-	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
 	writeScript(w, "#!ipxe\necho baremetal: cannot render the boot script for "+ipxeNeutralize(machine)+": "+
 		ipxeNeutralize(err.Error())+"\nexit\n")
 }
@@ -304,7 +304,7 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, m.Run.ID, err)
 		return
 	}
 	out, found, err := s.renderTemplate(in, tmpl)
@@ -313,7 +313,7 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, m.Run.ID, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -323,9 +323,9 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	s.lc.Signal(ctx, name, model.SignalTemplatesFetched, map[string]string{"template": tmpl, "run": m.Run.ID})
 }
 
-func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine string, err error) {
+func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("template: render failed", "machine", machine, "error", err.Error())
-	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
 	http.Error(w, "template rendering failed; see the machine's last error", http.StatusInternalServerError)
 }
 

@@ -266,6 +266,9 @@ type Run struct {
 	// Snippets records the version of each site snippet the run's profile
 	// includes, so an event and the API say what the install was built from.
 	Snippets map[string]uint64 `json:"snippets,omitempty"`
+	// RenderError is the first render failure the boot edge met serving
+	// this run; the run fails with it rather than waiting for its timeout.
+	RenderError string `json:"render_error,omitempty"`
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -91,7 +92,42 @@ func (r *Reconciler) targetFor(ctx context.Context, m *model.Machine, c *model.C
 	if err != nil {
 		return target{}, err
 	}
-	return target{Profile: p.Name, Version: p.Version, ParamsHash: paramsHash(p.Params, clusterParams, m.Params)}, nil
+	t := target{Profile: p.Name, Version: p.Version, ParamsHash: paramsHash(p.Params, clusterParams, m.Params)}
+	if len(p.Snippets) > 0 {
+		site, err := siteSnippets(ctx, r.st)
+		if err != nil {
+			return target{}, err
+		}
+		if t.Snippets = boot.SnippetVersions(p, site); len(t.Snippets) > 0 {
+			t.ParamsHash = snippetsHash(t.ParamsHash, t.Snippets)
+		}
+	}
+	return t, nil
+}
+
+func siteSnippets(ctx context.Context, st store.Store) (map[string]*model.Template, error) {
+	ts, err := st.ListTemplates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*model.Template, len(ts))
+	for _, t := range ts {
+		out[t.Name] = t
+	}
+	return out, nil
+}
+
+// snippetsHash folds the site snippets' versions into a params hash, so
+// that changing a snippet re-provisions the machines whose installs used
+// it, as a params change does. Without site snippets the hash is the
+// params hash alone, as before snippets existed.
+func snippetsHash(params string, snippets map[string]uint64) string {
+	b, err := json.Marshal(snippets)
+	if err != nil {
+		panic(err) // a map of numbers always marshals
+	}
+	sum := sha256.Sum256(append([]byte(params+"\x00"), b...))
+	return hex.EncodeToString(sum[:])
 }
 
 // paramsHash fingerprints the params that feed rendering. The layers are
