@@ -34,6 +34,13 @@ const (
 	PathCluster       = "/v1/clusters/{name}"
 )
 
+// Snippets (baremetal_template) and previews of what a machine is served.
+const (
+	PathTemplates       = "/v1/templates"
+	PathTemplate        = "/v1/templates/{name}"
+	PathMachineRendered = "/v1/machines/{name}/rendered/{template}"
+)
+
 // Machine actions for PathMachineAction.
 const (
 	ActionPowerOn     = "power_on"
@@ -180,6 +187,46 @@ type BootProfile struct {
 	Version     uint64            `json:"version"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
+	// Snippets names the snippets the profile's texts include directly.
+	Snippets []string `json:"snippets,omitempty"`
+}
+
+// TemplateRequest is the body of POST/PUT templates (snippets).
+type TemplateRequest struct {
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	Version     uint64 `json:"version,omitempty"`
+}
+
+// Template is a snippet as the API returns it.
+type Template struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	// Snippets names the snippets this one includes directly.
+	Snippets []string `json:"snippets"`
+	// UsedBy names the boot profiles that include it, directly or through
+	// another snippet.
+	UsedBy    []string  `json:"used_by"`
+	Version   uint64    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TemplateList is the body of GET /v1/templates.
+type TemplateList struct {
+	Items []Template `json:"items"`
+}
+
+// RenderedTemplate is a preview: what the machine would receive now, with
+// the run token shown as <token>.
+type RenderedTemplate struct {
+	Machine  string `json:"machine"`
+	Profile  string `json:"profile"`
+	Template string `json:"template"`
+	Content  string `json:"content"`
 }
 
 // BootProfileList is the body of GET /v1/boot_profiles.

@@ -82,6 +82,7 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Version:     p.Version,
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
+		Snippets:    p.Snippets,
 	}
 }
 

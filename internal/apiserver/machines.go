@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -87,6 +88,9 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	m := &model.Machine{Name: req.Name, Status: model.Status{Phase: model.PhaseRegistering}}
 	applyMachineSpec(m, v)
+	if err := s.dryRun(r.Context(), "params", []*model.Machine{m}, boot.Proposed{Machine: m}); err != nil {
+		return err
+	}
 	if holder != "" {
 		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(s.leaseFor)}
 	}
@@ -131,6 +135,11 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	v, err := s.validateMachine(r.Context(), &req, existing)
 	if err != nil {
+		return err
+	}
+	proposed := *existing
+	applyMachineSpec(&proposed, v)
+	if err := s.dryRun(r.Context(), "params", []*model.Machine{&proposed}, boot.Proposed{Machine: &proposed}); err != nil {
 		return err
 	}
 	specChanged := false

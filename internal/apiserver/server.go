@@ -134,6 +134,14 @@ var routes = []route{
 	{http.MethodPut, api.PathProfile, authed, (*Server).updateProfile},
 	{http.MethodDelete, api.PathProfile, authed, (*Server).deleteProfile},
 
+	{http.MethodGet, api.PathMachineRendered, authed, (*Server).renderedTemplate},
+
+	{http.MethodGet, api.PathTemplates, authed, (*Server).listTemplates},
+	{http.MethodPost, api.PathTemplates, authed, (*Server).createTemplate},
+	{http.MethodGet, api.PathTemplate, authed, (*Server).getTemplate},
+	{http.MethodPut, api.PathTemplate, authed, (*Server).updateTemplate},
+	{http.MethodDelete, api.PathTemplate, authed, (*Server).deleteTemplate},
+
 	{http.MethodGet, api.PathClusters, authed, (*Server).listClusters},
 	{http.MethodPost, api.PathClusters, authed, (*Server).createCluster},
 	{http.MethodGet, api.PathCluster, authed, (*Server).getCluster},

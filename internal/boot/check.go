@@ -25,6 +25,9 @@ type Proposed struct {
 // token is a credential and a preview is read by people.
 const RedactedToken = "<token>"
 
+// ErrNoProfile: neither the machine nor its cluster role names a profile.
+var ErrNoProfile = errors.New("no boot profile (neither the machine nor its cluster role names one)")
+
 type loader struct {
 	st   store.Store
 	prop Proposed
@@ -112,7 +115,7 @@ func loadInput(ctx context.Context, l loader, m *model.Machine, useRun bool) (re
 		profile = m.Run.Profile
 	}
 	if profile == "" {
-		return in, errors.New("no boot profile (neither the machine nor its cluster role names one)")
+		return in, ErrNoProfile
 	}
 	p, err := l.profile(ctx, profile)
 	if err != nil {
@@ -125,24 +128,38 @@ func loadInput(ctx context.Context, l loader, m *model.Machine, useRun bool) (re
 	return in, nil
 }
 
+// CheckError is a machine's dry run that did not render.
+type CheckError struct {
+	Machine string
+	Err     error
+}
+
+func (e *CheckError) Error() string { return fmt.Sprintf("machine %q: %v", e.Machine, e.Err) }
+func (e *CheckError) Unwrap() error { return e.Err }
+
 // Check dry-renders everything machine m's profile would serve it (the
 // boot script and each template) as if a run started now, with prop in
 // place of stored objects. A machine without a profile has nothing to
-// check. The error names the machine, the profile, the template (or
-// snippet), its line and column and a missing or refused param.
+// check, and a missing profile or cluster is the reconciler's to report.
+// A render failure is a *CheckError naming the machine, the profile, the
+// template (or snippet), its line and column and a missing or refused
+// param; other errors are the store's.
 func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine, prop Proposed) error {
 	l := loader{st: st, prop: prop}
 	if m.Cluster == "" && m.BootProfile == "" {
 		return nil
 	}
 	in, err := loadInput(ctx, l, m, false)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNoProfile) {
+		return nil
+	}
 	if err != nil {
-		return fmt.Errorf("machine %q: %w", m.Name, err)
+		return err
 	}
 	in.token = RedactedToken
 	s := &Server{bootURL: strings.TrimRight(bootURL, "/")}
 	if _, err := s.renderIPXE(in); err != nil {
-		return fmt.Errorf("machine %q: %w", m.Name, err)
+		return &CheckError{Machine: m.Name, Err: err}
 	}
 	names := make([]string, 0, len(in.profile.Templates))
 	for n := range in.profile.Templates {
@@ -151,7 +168,7 @@ func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine
 	sort.Strings(names)
 	for _, n := range names {
 		if _, _, err := s.renderTemplate(in, n); err != nil {
-			return fmt.Errorf("machine %q: %w", m.Name, err)
+			return &CheckError{Machine: m.Name, Err: err}
 		}
 	}
 	return nil
@@ -159,16 +176,21 @@ func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine
 
 // Preview renders template name of machine m's profile exactly as the
 // machine would receive it now (the profile of its current run, if any),
-// with the run token redacted. The bool is false when the profile has no
-// such template.
-func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machine, name string) (string, bool, error) {
-	in, err := loadInput(ctx, loader{st: st}, m, true)
+// with the run token redacted. It returns the profile's name, and found
+// false when the profile has no such template. A render failure is a
+// *CheckError.
+func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machine, name string) (out, profile string, found bool, err error) {
+	in, err := loadInput(ctx, loader{st: st}, m, m.Run.Serving())
 	if err != nil {
-		return "", false, fmt.Errorf("machine %q: %w", m.Name, err)
+		return "", "", false, fmt.Errorf("machine %q: %w", m.Name, err)
 	}
 	in.token = RedactedToken
 	s := &Server{bootURL: strings.TrimRight(bootURL, "/")}
-	return s.renderTemplate(in, name)
+	out, found, err = s.renderTemplate(in, name)
+	if err != nil {
+		return "", in.profile.Name, found, &CheckError{Machine: m.Name, Err: err}
+	}
+	return out, in.profile.Name, found, nil
 }
 
 // SnippetVersions lists the site snippets p includes, transitively, with
@@ -199,4 +221,48 @@ func SnippetVersions(p *model.BootProfile, site map[string]*model.Template) map[
 		}
 	}
 	return out
+}
+
+// ProfileSnippets checks the syntax of each text of p (cmdline,
+// ipxe_script, templates) together with the snippets it includes, site
+// ones before stock ones, and returns the snippets the texts include
+// directly, sorted. On error, field names the text at fault ("cmdline",
+// "ipxe_script" or "templates.<name>").
+func ProfileSnippets(p *model.BootProfile, site map[string]*model.Template) (refs []string, field string, err error) {
+	texts := map[string]string{"cmdline": p.Cmdline, "ipxe_script": p.IPXEScript}
+	for n, t := range p.Templates {
+		texts["templates."+n] = t
+	}
+	fields := make([]string, 0, len(texts))
+	for f := range texts {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	seen := map[string]bool{}
+	fm := funcs(&RenderContext{}, nil)
+	for _, f := range fields {
+		if texts[f] == "" {
+			continue
+		}
+		text, err := resolveTemplateText(texts[f])
+		if err != nil {
+			return nil, f, err
+		}
+		name := strings.TrimPrefix(f, "templates.")
+		if _, err := parseWithSnippets(name, text, fm, site); err != nil {
+			return nil, f, err
+		}
+		direct, err := SnippetRefs(name, text)
+		if err != nil {
+			return nil, f, err
+		}
+		for _, r := range direct {
+			if !seen[r] {
+				seen[r] = true
+				refs = append(refs, r)
+			}
+		}
+	}
+	sort.Strings(refs)
+	return refs, "", nil
 }
