@@ -198,26 +198,22 @@ func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machi
 // A run records it, and a change of it re-provisions p's machines.
 func SnippetVersions(p *model.BootProfile, site map[string]*model.Template) map[string]uint64 {
 	out := map[string]uint64{}
+	seen := map[string]bool{}
 	queue := append([]string(nil), p.Snippets...)
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
-		if _, seen := out[n]; seen {
+		if seen[n] {
 			continue
 		}
+		seen[n] = true
 		if t, ok := site[n]; ok {
 			out[n] = t.Version
 			queue = append(queue, t.Snippets...)
 		} else if text, ok := StockSnippet(n); ok {
-			out[n] = 0
 			if refs, err := SnippetRefs(n, text); err == nil {
 				queue = append(queue, refs...)
 			}
-		}
-	}
-	for n, v := range out {
-		if v == 0 {
-			delete(out, n)
 		}
 	}
 	return out

@@ -248,7 +248,11 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 	set = t
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, ctx); err != nil {
-		return "", templateError(name, text, err)
+		err = templateError(name, text, err)
+		if te, ok := err.(*TemplateError); ok && te.Template != name {
+			te.In = name
+		}
+		return "", err
 	}
 	return buf.String(), nil
 }

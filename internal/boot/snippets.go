@@ -70,7 +70,11 @@ func parseWithSnippets(name, text string, fm template.FuncMap, site map[string]*
 		}
 		t, err := root.New(ref).Parse(stext)
 		if err != nil {
-			return nil, templateError(ref, stext, err)
+			err = templateError(ref, stext, err)
+			if te, ok := err.(*TemplateError); ok {
+				te.In = name
+			}
+			return nil, err
 		}
 		queue = append(queue, refsOf(t)...)
 	}
@@ -169,6 +173,9 @@ func SnippetRefs(name, text string) ([]string, error) {
 
 // TemplateError is a template's syntax or execution error, located.
 type TemplateError struct {
+	// In is the template being rendered when the error is in a snippet it
+	// includes (Template), else "".
+	In       string
 	Template string
 	Line     int
 	Column   int // 0 when unknown
@@ -176,10 +183,14 @@ type TemplateError struct {
 }
 
 func (e *TemplateError) Error() string {
-	if e.Column > 0 {
-		return fmt.Sprintf("template %q line %d column %d: %s", e.Template, e.Line, e.Column, e.Message)
+	where := fmt.Sprintf("template %q", e.Template)
+	if e.In != "" {
+		where = fmt.Sprintf("template %q, snippet %q", e.In, e.Template)
 	}
-	return fmt.Sprintf("template %q line %d: %s", e.Template, e.Line, e.Message)
+	if e.Column > 0 {
+		return fmt.Sprintf("%s line %d column %d: %s", where, e.Line, e.Column, e.Message)
+	}
+	return fmt.Sprintf("%s line %d: %s", where, e.Line, e.Message)
 }
 
 // text/template reports "template: NAME:LINE: msg" for syntax errors and
@@ -188,6 +199,7 @@ var (
 	tmplErrRE = regexp.MustCompile(`^template: (.+?):(\d+):(?:(\d+):)? (.*)$`)
 	execRE    = regexp.MustCompile(`^executing "[^"]*" at <(.*?)>: (.*)$`)
 	noKeyRE   = regexp.MustCompile(`^map has no entry for key "(.*)"$`)
+	startedRE = regexp.MustCompile(` started at .+:(\d+)$`)
 	callRE    = regexp.MustCompile(`^error calling [A-Za-z0-9_]+: (.*)$`)
 )
 
@@ -202,6 +214,11 @@ func templateError(name, text string, err error) error {
 	}
 	te := &TemplateError{Template: m[1], Message: m[4]}
 	te.Line, _ = strconv.Atoi(m[2])
+	// An unclosed action is reported where the text ends; where it starts
+	// is what an author needs.
+	if st := startedRE.FindStringSubmatch(te.Message); st != nil {
+		te.Line, _ = strconv.Atoi(st[1])
+	}
 	if m[3] != "" {
 		te.Column, _ = strconv.Atoi(m[3])
 	} else if te.Template == name {
