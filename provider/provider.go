@@ -177,6 +177,7 @@ func (p *baremetalProvider) Configure(ctx context.Context, req provider.Configur
 func (p *baremetalProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewBootProfileResource,
+		NewTemplateResource,
 		NewMachineResource,
 		NewClusterResource,
 	}
@@ -186,6 +187,7 @@ func (p *baremetalProvider) DataSources(_ context.Context) []func() datasource.D
 	return []func() datasource.DataSource{
 		NewAgentDataSource,
 		NewBootProfileDataSource,
+		NewRenderedTemplateDataSource,
 		NewMachineDataSource,
 		NewMachinesDataSource,
 	}
