@@ -108,8 +108,8 @@ func kernelArg(v string) (string, error) {
 }
 
 // toJSON encodes v as JSON that is also a valid YAML flow value: DEL, C1
-// controls and the non-characters U+FFFE/U+FFFF, which JSON carries raw
-// and YAML refuses, become \u escapes. They can only occur inside JSON
+// controls, the non-characters U+FFFE/U+FFFF and the byte-order mark,
+// which JSON carries raw and YAML refuses (or strips), become \u escapes. They can only occur inside JSON
 // strings, so escaping them there keeps the JSON's meaning.
 func toJSON(v any) (string, error) {
 	b, err := json.Marshal(v)

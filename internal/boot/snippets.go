@@ -284,7 +284,7 @@ func includeFunc(set **template.Template) func(string, any) (string, error) {
 		depth++
 		defer func() { depth-- }()
 		var buf bytes.Buffer
-		if *set == nil {
+		if set == nil || *set == nil {
 			return "", errors.New("include is only available while rendering")
 		}
 		if err := (*set).ExecuteTemplate(&buf, name, data); err != nil {
