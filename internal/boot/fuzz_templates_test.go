@@ -3,6 +3,8 @@ package boot
 import (
 	"strings"
 	"testing"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // FuzzStockTemplateParams renders every stock install template with an
@@ -48,5 +50,27 @@ func FuzzStockTemplateParams(f *testing.F) {
 			}
 			checkAccepted(t, c, bases[tmpl], ks, ksBase)
 		}
+	})
+}
+
+// FuzzTemplateText: any template text an operator saves is parsed and,
+// when it does not parse, located without panicking; when it does, it
+// renders for a machine or fails with an error, never a crash.
+func FuzzTemplateText(f *testing.F) {
+	for _, seed := range []string{
+		"rootpw {{ .Params.x\n", "a\n{{ if }}", "{{ nosuch }}", `{{ template "loop" . }}`, `{{ include "loop" . | indent 2 }}`,
+		"{{ define \"d\" }}x{{ end }}{{ template \"d\" . }}", "{{ end }}", "{{ ksQuote .Params.disk }}", "{{/* unclosed",
+	} {
+		f.Add(seed)
+	}
+	s := testRenderServer(f)
+	f.Fuzz(func(t *testing.T, text string) {
+		if _, err := SnippetRefs("t", text); err != nil {
+			return
+		}
+		in := stockInput(baseParams())
+		in.profile.Templates = map[string]string{"t": text}
+		in.snippets = map[string]*model.Template{"loop": {Name: "loop", Content: `{{ include "loop" . }}`}}
+		_, _, _ = s.renderTemplate(in, "t")
 	})
 }
