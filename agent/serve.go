@@ -75,6 +75,11 @@ type agent struct {
 	// ready is set once every listener is bound, and cleared at shutdown so
 	// /readyz tells load balancers to stop sending work.
 	ready atomic.Bool
+	// tokenFileProblem is why the last token reload could not be applied
+	// ("" once a good file is loaded): the agent is degraded meanwhile, as
+	// a token removed from the file may still be in force.
+	tokenFileProblem atomic.Pointer[string]
+	tokenDegraded    prometheus.Gauge
 }
 
 // service is a long-running part of the agent. run blocks until ctx ends
@@ -154,7 +159,11 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Help: "The running agent's version.", ConstLabels: prometheus.Labels{"version": version},
 	})
 	buildInfo.Set(1)
-	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo)
+	a.tokenDegraded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "baremetal_agent_token_file_degraded",
+		Help: "1 while the last SIGHUP reload of the token file failed and the previous tokens stay in force.",
+	})
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo, a.tokenDegraded)
 
 	a.store, err = store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.BoltOptions{
 		KeyFile: filepath.Join(cfg.DataDir, sealKeyFile),
@@ -172,6 +181,8 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	a.bmcs = bmc.NewManager(bmc.Config{
 		MaxConcurrent:  tune.bmcMaxConcurrent,
 		RequestTimeout: tune.bmcRequestTimeout,
+		LoginBackoff:   tune.bmcLoginBackoff,
+		Sessions:       a.store,
 		Logger:         log.With("component", "bmc"),
 		Registerer:     a.metrics,
 	})
@@ -183,6 +194,10 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	if bootStall == 0 {
 		bootStall = -1 // likewise
 	}
+	inventoryEvery := tune.inventory
+	if inventoryEvery == 0 {
+		inventoryEvery = -1 // likewise
+	}
 	a.reconciler = provision.New(provision.Config{
 		MaxActive: tune.provisioningLimit,
 		// A BMC step holds its worker, so fewer workers than the limit
@@ -190,6 +205,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Workers:           max(8, tune.provisioningLimit),
 		PowerPollInterval: pollInterval,
 		BootStallWarning:  bootStall,
+		InventoryInterval: inventoryEvery,
 		Timeouts: provision.StepTimeouts{
 			WaitPXE: tune.waitPXE,
 			Install: tune.install,
@@ -206,13 +222,16 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		}
 	}
 	a.boot, err = boot.New(boot.Config{
-		TFTPRoot:       tftpRoot,
-		AssetsDir:      cfg.AssetsDir,
-		BootURL:        a.bootURL,
-		UnknownMAC:     cfg.UnknownMAC,
-		TFTPTimeout:    tune.tftpTimeout,
-		TFTPRetries:    tune.tftpRetries,
-		TFTPAnticipate: uint(tune.tftpWindow),
+		TFTPRoot:         tftpRoot,
+		AssetsDir:        cfg.AssetsDir,
+		DeployImageDir:   cfg.DeployImageDir,
+		BootURL:          a.bootURL,
+		UnknownMAC:       cfg.UnknownMAC,
+		TFTPTimeout:      tune.tftpTimeout,
+		TFTPRetries:      tune.tftpRetries,
+		TFTPAnticipate:   uint(tune.tftpWindow),
+		TFTPMaxTransfers: tune.tftpMaxTransfers,
+		TFTPMaxPerClient: tune.tftpMaxPerClient,
 		ProxyDHCP: boot.ProxyDHCPConfig{
 			Enabled:   tune.proxyDHCP,
 			Interface: cfg.ProxyDHCPInterface,
@@ -245,6 +264,9 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 			if !a.ready.Load() {
 				return errors.New("starting or stopping")
 			}
+			if p := a.tokenFileProblem.Load(); p != nil {
+				return errors.New("token file not reloaded, the previous tokens are still in force: " + *p)
+			}
 			return nil
 		},
 	})
@@ -264,7 +286,7 @@ func (a *agent) services() ([]service, error) {
 		return nil, fmt.Errorf("api listener on %s: %w", a.cfg.APIAddr, err)
 	}
 	srv := a.httpServer(a.api.Handler(), "api")
-	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{a.apiCert}}
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: tls12Suites, Certificates: []tls.Certificate{a.apiCert}}
 	srv.RegisterOnShutdown(a.api.StopWaiting)
 	a.log.Info("api listening", "addr", apiLn.Addr().String(), "tls", true)
 
@@ -290,6 +312,9 @@ func (a *agent) services() ([]service, error) {
 		{name: "boot http", run: func(ctx context.Context) error { return a.boot.ServeHTTP(ctx, bootLn) }},
 		{name: "tftp", run: func(ctx context.Context) error { return a.boot.ServeTFTP(ctx, tftpConn) }},
 		{name: "reconciler", run: a.reconciler.Run},
+		// Sessions a killed agent left open count against the BMCs' small
+		// session tables until they time out (30 min on iDRAC).
+		{name: "bmc session cleanup", run: func(ctx context.Context) error { a.bmcs.CleanupSessions(ctx); return nil }},
 	}
 	if tune, _ := a.cfg.tuning(); tune.proxyDHCP {
 		// boot.Run with neither HTTP nor TFTP address serves ProxyDHCP alone.
@@ -299,26 +324,45 @@ func (a *agent) services() ([]service, error) {
 }
 
 // reloadTokens re-reads the token file on SIGHUP, so tokens rotate without
-// a restart. A file that fails to load keeps the current tokens.
+// a restart. A file that fails to load keeps the current tokens (dropping
+// them all would lock every client out), but a revocation that did not
+// happen must not go unnoticed: until a good file loads, /readyz says
+// why with 503, baremetal_agent_token_file_degraded is 1 and the error is
+// logged again every tokenReloadNag.
 func (a *agent) reloadTokens(ctx context.Context, hup chan os.Signal) error {
 	defer signal.Stop(hup)
+	nag := time.NewTicker(tokenReloadNag)
+	defer nag.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-nag.C:
+			if p := a.tokenFileProblem.Load(); p != nil {
+				a.log.Error("token file still not reloaded; the previous tokens stay in force until a good file is loaded (SIGHUP)", "err", *p)
+			}
 		case <-hup:
 			ts, err := apiserver.LoadTokenFile(a.cfg.TokenFile)
 			if err == nil {
 				err = a.api.SetTokens(ts)
 			}
 			if err != nil {
-				a.log.Error("SIGHUP: token file not reloaded; the current tokens stay in force", "err", err)
+				problem := err.Error()
+				a.tokenFileProblem.Store(&problem)
+				a.tokenDegraded.Set(1)
+				a.log.Error("SIGHUP: token file not reloaded; the previous tokens stay in force and the agent reports not ready until a good file is loaded", "err", err)
 				continue
 			}
+			a.tokenFileProblem.Store(nil)
+			a.tokenDegraded.Set(0)
 			a.log.Info("SIGHUP: api tokens reloaded", "count", ts.Len())
 		}
 	}
 }
+
+// tokenReloadNag is how often a failed token reload is logged again (a
+// variable so a test need not wait a minute).
+var tokenReloadNag = time.Minute
 
 func (a *agent) httpServer(h http.Handler, name string) *http.Server {
 	return &http.Server{

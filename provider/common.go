@@ -65,6 +65,19 @@ func describeErr(err error) string {
 
 // leaseConflict tells a refused lease apart from other conflicts (stale
 // version, object in use), which need different advice.
+// nameTaken reports a 409 because an object of that name exists: the one
+// conflict an import fixes.
+func nameTaken(err error) bool {
+	var apiErr *client.APIError
+	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && apiErr.Field == "name"
+}
+
+// macTaken reports a 409 because another machine lists one of the MACs.
+func macTaken(err error) bool {
+	var apiErr *client.APIError
+	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && (apiErr.Field == "macs" || strings.HasPrefix(apiErr.Field, "macs["))
+}
+
 func leaseConflict(err error) bool {
 	var apiErr *client.APIError
 	return errors.As(err, &apiErr) && apiErr.Field == api.HeaderLeaseHolder

@@ -51,6 +51,8 @@ func (d *bootProfileDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			},
 			"cmdline":     str("Kernel command line."),
 			"ipxe_script": str("Full iPXE script override, if any."),
+			"image":       imageDataSchema(),
+			"root_device": rootDeviceDataSchema(),
 			"templates": schema.MapAttribute{
 				MarkdownDescription: "Install templates by name.",
 				ElementType:         types.StringType,
@@ -62,6 +64,10 @@ func (d *bootProfileDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Computed:            true,
 			},
 			"wipe_profile": str("Profile run before power-off on deprovision, if any."),
+			"callback_any_source": schema.BoolAttribute{
+				MarkdownDescription: "Whether the installer's callback is accepted from any address, not only the one the boot script was served to.",
+				Computed:            true,
+			},
 			"version": schema.Int64Attribute{
 				MarkdownDescription: "The agent's version of the profile.",
 				Computed:            true,

@@ -56,6 +56,10 @@ var inventoryFields = []invField{
 	{name: "boot_mode", typ: types.StringType, desc: "Firmware boot mode the BMC reports, `uefi` or `legacy`; empty when it does not say."},
 	{name: "boot_modes", typ: types.ListType{ElemType: types.StringType},
 		desc: "Boot modes the BMC accepts for a boot override (`uefi`, `legacy`); empty when it does not list them."},
+	{name: "fingerprint", typ: types.StringType,
+		desc: "Hash of what identifies the hardware (CPUs, memory, GPUs and accelerators, disks, NIC MACs) in this inventory. " +
+			"The agent reads the inventory again before each power-on and on a slow schedule; on a `baremetal_machine`, " +
+			"a fingerprint other than `hardware_fingerprint` is hardware drift, shown in the next plan."},
 }
 
 const inventoryDescription = "Hardware inventory read from the BMC; null until the machine has been inspected."
@@ -187,5 +191,6 @@ func inventoryValue(inv *model.Inventory) types.Object {
 		"disks":             types.ListValueMust(types.ObjectType{AttrTypes: diskAttrTypes}, disks),
 		"boot_mode":         types.StringValue(inv.BootMode),
 		"boot_modes":        types.ListValueMust(types.StringType, modes),
+		"fingerprint":       types.StringValue(inv.Fingerprint),
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -45,10 +48,14 @@ type bootProfileFields struct {
 	Initrds     types.List   `tfsdk:"initrds"`
 	Cmdline     types.String `tfsdk:"cmdline"`
 	IPXEScript  types.String `tfsdk:"ipxe_script"`
+	Image       types.Object `tfsdk:"image"`
+	RootDevice  types.Object `tfsdk:"root_device"`
 	Templates   types.Map    `tfsdk:"templates"`
 	Params      types.Map    `tfsdk:"params"`
 	WipeProfile types.String `tfsdk:"wipe_profile"`
 	Version     types.Int64  `tfsdk:"version"`
+
+	CallbackAnySource types.Bool `tfsdk:"callback_any_source"`
 }
 
 type bootProfileModel struct {
@@ -84,10 +91,10 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"kernel": schema.StringAttribute{
-				MarkdownDescription: "Kernel to boot: a path under the agent's assets directory (e.g. `debian/linux`) or an absolute `http(s)` URL that iPXE fetches directly. Exactly one of `kernel` and `ipxe_script` is required.",
+				MarkdownDescription: "Kernel to boot: a path under the agent's assets directory (e.g. `debian/linux`) or an absolute `http(s)` URL that iPXE fetches directly. Exactly one of `kernel`, `ipxe_script` and `image` is required.",
 				Optional:            true,
 				Validators: []validator.String{
-					stringvalidator.ExactlyOneOf(path.MatchRoot("ipxe_script")),
+					stringvalidator.ExactlyOneOf(path.MatchRoot("ipxe_script"), path.MatchRoot("image")),
 					stringvalidator.LengthAtLeast(1),
 				},
 			},
@@ -107,8 +114,12 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
+					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(model.IPXEScriptMagic)),
+						"to start with "+model.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
 				},
 			},
+			"image":       imageSchema(),
+			"root_device": rootDeviceSchema(rootDeviceDescription + " A machine's `root_device` replaces these."),
 			"templates": schema.MapAttribute{
 				MarkdownDescription: "Install templates by name (e.g. `user-data`, `ks.cfg`), served rendered per machine at " +
 					"`<boot URL>/machines/<name>/templates/<template name>`. Load them with `templatefile()` or `file()`.",
@@ -124,6 +135,12 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "Name of a profile the agent runs before powering a machine off when it is deprovisioned (e.g. to wipe its disks).",
 				Optional:            true,
 				Validators:          []validator.String{validName()},
+			},
+			"callback_any_source": schema.BoolAttribute{
+				MarkdownDescription: "Accept the installer's callback from any address. By default a run's callback is accepted only from the address its boot script was served to, so that someone who reads the run token from the (unauthenticated) boot script cannot report for the machine from elsewhere. Set it only when installers reach the agent through NAT or a proxy.",
+				Optional:            true,
+				Computed:            true,
+				Default:             booldefault.StaticBool(false),
 			},
 			"version": schema.Int64Attribute{
 				MarkdownDescription: "The agent's version of the profile, bumped by every change. Machines record the version they were installed with.",
@@ -154,8 +171,8 @@ func (r *bootProfileResource) Create(ctx context.Context, req resource.CreateReq
 	bp, err := r.client.CreateBootProfile(ctx, body)
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) {
-			detail += fmt.Sprintf("\n\nA boot profile named %q may already exist; bring it under Terraform with an import block (id = %q).", name, name)
+		if nameTaken(err) {
+			detail += fmt.Sprintf("\n\nA boot profile named %q already exists; bring it under Terraform with an import block (to = baremetal_boot_profile.<name>, id = %q), or choose another name.", name, name)
 		}
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Boot Profile %q", name), detail)
 		return
@@ -213,7 +230,7 @@ func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateReq
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := r.awaitRollout(waitCtx, name, bp.Version); err != nil {
+	if err := r.awaitRollout(waitCtx, name, bp.Version, bp.UpdatedAt); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Boot Profile %q Rollout Did Not Complete", name),
 			err.Error()+"\n\nThe profile is saved; the agent keeps re-provisioning its machines. Inspect them with "+
 				"the baremetal_machines data source or the agent's events, fix the cause, and apply again.")
@@ -246,10 +263,12 @@ func (r *bootProfileResource) ImportState(ctx context.Context, req resource.Impo
 const rolloutPollInterval = 2 * time.Second
 
 // awaitRollout waits until every machine last installed with the profile is
-// provisioned again with at least version. A machine that fails ends the
-// wait with its error; one that leaves the profile (re-assigned, deleted,
-// no longer desired provisioned) stops counting.
-func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64) error {
+// provisioned again with at least version. A machine that fails after the
+// profile's write at since ends the wait with its error (one that failed
+// before is retried by the agent, since its target changed); one that
+// leaves the profile (re-assigned, deleted, no longer desired provisioned)
+// stops counting.
+func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64, since time.Time) error {
 	ticker := time.NewTicker(rolloutPollInterval)
 	defer ticker.Stop()
 	lastPending := -1
@@ -264,7 +283,7 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 				continue
 			}
 			switch {
-			case m.Phase == "failed":
+			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
 			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
@@ -299,9 +318,13 @@ func (m *bootProfileFields) request(ctx context.Context, diags *diag.Diagnostics
 		Initrds:     listToStrings(ctx, m.Initrds, diags),
 		Cmdline:     m.Cmdline.ValueString(),
 		IPXEScript:  m.IPXEScript.ValueString(),
+		Image:       imageFromObject(m.Image),
+		RootDevice:  rootDeviceFromObject(m.RootDevice),
 		Templates:   mapToStrings(ctx, m.Templates, diags),
 		Params:      mapToStrings(ctx, m.Params, diags),
 		WipeProfile: m.WipeProfile.ValueString(),
+
+		CallbackAnySource: m.CallbackAnySource.ValueBool(),
 	}
 }
 
@@ -312,8 +335,11 @@ func (m *bootProfileFields) fromAPI(bp *api.BootProfile) {
 	m.Initrds = stringsToList(bp.Initrds, m.Initrds)
 	m.Cmdline = optString(bp.Cmdline)
 	m.IPXEScript = optString(bp.IPXEScript)
+	m.Image = imageObject(bp.Image)
+	m.RootDevice = rootDeviceObject(bp.RootDevice)
 	m.Templates = stringsToMap(bp.Templates, m.Templates)
 	m.Params = stringsToMap(bp.Params, m.Params)
 	m.WipeProfile = optString(bp.WipeProfile)
+	m.CallbackAnySource = types.BoolValue(bp.CallbackAnySource)
 	m.Version = types.Int64Value(int64(bp.Version))
 }

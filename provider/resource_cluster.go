@@ -47,6 +47,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*clusterResource)(nil)
 	_ resource.ResourceWithImportState    = (*clusterResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*clusterResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*clusterResource)(nil)
 )
 
 // NewClusterResource is the baremetal_cluster resource factory.
@@ -168,8 +169,10 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				},
 			},
 			"phase": schema.StringAttribute{
-				MarkdownDescription: "The cluster's phase: `pending`, `converging`, `ready`, `paused` (a member failed) or `failed`.",
-				Computed:            true,
+				MarkdownDescription: "The cluster's phase: `pending`, `converging`, `ready`, `paused` (a member failed) or `failed`. " +
+					"Until it is `ready`, the plan shows this attribute changing, and applying writes the cluster again: failed members are retried " +
+					"(after you fixed the cause, e.g. the boot profile) and the apply waits for the rollout to finish.",
+				Computed: true,
 			},
 			"member_status": schema.ListNestedAttribute{
 				MarkdownDescription: "Every member with its machine's observed phase and the addresses its installer reported.",
@@ -327,14 +330,42 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	var prior clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	c, err := r.client.UpdateCluster(ctx, name, body)
 	if err != nil {
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Cluster %q", name), describeErr(err))
+		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
 		return
 	}
 	c = r.await(ctx, timeout, c, body, "Update", &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		// The rollout did not finish: the prior inputs stay in state, so
+		// the next plan still shows it.
+		prior.statusFromAPI(c)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+		return
+	}
 	plan.fromAPI(c)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// ModifyPlan keeps a cluster that is not ready (converging, paused by a
+// failed member, failed) in the plan: applying writes the cluster again,
+// which retries its failed members, and waits for the rollout.
+func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return
+	}
+	var phase types.String
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("phase"), &phase)...)
+	if resp.Diagnostics.HasError() || phase.ValueString() == "" || phase.ValueString() == clusterReady {
+		return
+	}
+	tflog.Info(ctx, "cluster is not ready; planning an update that resumes the rollout", map[string]any{"phase": phase.ValueString()})
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("phase"), types.StringUnknown())...)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("member_status"), types.ListUnknown(types.ObjectType{AttrTypes: memberStatusAttrTypes}))...)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("endpoints"), types.MapUnknown(types.ListType{ElemType: types.StringType}))...)
 }
 
 func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -379,7 +410,12 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 		}
 		switch c.Phase {
 		case clusterPaused, clusterFailed:
-			return false, fmt.Errorf("the cluster is %s", c.Phase)
+			// Writing the cluster retried its failed members: it is paused
+			// for good only once the agent acted on that and one failed again.
+			if retrying, err := r.retryPending(waitCtx, c); err != nil || !retrying {
+				return false, fmt.Errorf("the cluster is %s", c.Phase)
+			}
+			return false, nil
 		case clusterReady:
 			// The cluster's phase may predate this change: ready counts
 			// only once every member runs its role's current spec.
@@ -397,6 +433,24 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 	detail += "\n\n" + clusterSummary(last)
 	diags.AddError(fmt.Sprintf("Unable to %s Cluster %q", op, name), detail)
 	return last
+}
+
+// retryPending reports whether a failed member has a spec version the
+// agent has not acted on yet (the retry this write asked for).
+func (r *clusterResource) retryPending(ctx context.Context, c *api.Cluster) (bool, error) {
+	for _, ms := range c.Members {
+		if ms.Phase != string(model.PhaseFailed) {
+			continue
+		}
+		m, err := r.client.GetMachine(ctx, ms.Machine)
+		if err != nil {
+			return false, err
+		}
+		if m.ObservedVersion < m.Version {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *clusterResource) membersConverged(ctx context.Context, c *api.Cluster, profileOf map[string]string) (bool, error) {
@@ -453,21 +507,11 @@ func (m *clusterModel) request(ctx context.Context, diags *diag.Diagnostics) api
 }
 
 func (m *clusterModel) fromAPI(c *api.Cluster) {
-	m.ID = types.StringValue(c.Name)
 	m.Name = types.StringValue(c.Name)
 	m.Members = make([]memberModel, len(c.Members))
-	statuses := make([]attr.Value, len(c.Members))
 	for i, mem := range c.Members {
 		m.Members[i] = memberModel{Machine: types.StringValue(mem.Machine), Role: types.StringValue(mem.Role)}
-		statuses[i] = types.ObjectValueMust(memberStatusAttrTypes, map[string]attr.Value{
-			"machine":    types.StringValue(mem.Machine),
-			"role":       types.StringValue(mem.Role),
-			"phase":      types.StringValue(mem.Phase),
-			"last_error": types.StringValue(mem.LastError),
-			"addresses":  stringsToList(mem.Addresses, types.ListValueMust(types.StringType, nil)),
-		})
 	}
-	m.MemberStatus = types.ListValueMust(types.ObjectType{AttrTypes: memberStatusAttrTypes}, statuses)
 	m.Roles = make([]roleModel, len(c.Roles))
 	for i, role := range c.Roles {
 		m.Roles[i] = roleModel{Name: types.StringValue(role.Name), BootProfile: types.StringValue(role.BootProfile)}
@@ -478,6 +522,23 @@ func (m *clusterModel) fromAPI(c *api.Cluster) {
 		maxUnavailable = 1 // the agent's default
 	}
 	m.Rollout = types.ObjectValueMust(rolloutAttrTypes, map[string]attr.Value{"max_unavailable": types.Int64Value(int64(maxUnavailable))})
+	m.statusFromAPI(c)
+}
+
+// statusFromAPI copies only what the agent observes, leaving the inputs.
+func (m *clusterModel) statusFromAPI(c *api.Cluster) {
+	m.ID = types.StringValue(c.Name)
+	statuses := make([]attr.Value, len(c.Members))
+	for i, mem := range c.Members {
+		statuses[i] = types.ObjectValueMust(memberStatusAttrTypes, map[string]attr.Value{
+			"machine":    types.StringValue(mem.Machine),
+			"role":       types.StringValue(mem.Role),
+			"phase":      types.StringValue(mem.Phase),
+			"last_error": types.StringValue(mem.LastError),
+			"addresses":  stringsToList(mem.Addresses, types.ListValueMust(types.StringType, nil)),
+		})
+	}
+	m.MemberStatus = types.ListValueMust(types.ObjectType{AttrTypes: memberStatusAttrTypes}, statuses)
 	m.Phase = types.StringValue(c.Phase)
 	endpoints := make(map[string]attr.Value, len(c.Endpoints))
 	for role, addrs := range c.Endpoints {

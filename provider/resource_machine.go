@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -39,13 +41,14 @@ const (
 
 // failureEventCount is how many of a machine's latest events a failure
 // diagnostic shows: enough to see the step that went wrong, short enough to read.
-const failureEventCount = 5
+const failureEventCount = 10
 
 var (
 	_ resource.Resource                   = (*machineResource)(nil)
 	_ resource.ResourceWithConfigure      = (*machineResource)(nil)
 	_ resource.ResourceWithImportState    = (*machineResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*machineResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*machineResource)(nil)
 )
 
 // NewMachineResource is the baremetal_machine resource factory.
@@ -56,20 +59,30 @@ type machineResource struct {
 }
 
 type machineModel struct {
-	ID          types.String   `tfsdk:"id"`
-	Name        types.String   `tfsdk:"name"`
-	BMC         *bmcModel      `tfsdk:"bmc"`
-	MACs        types.List     `tfsdk:"macs"`
-	BootProfile types.String   `tfsdk:"boot_profile"`
-	Params      types.Map      `tfsdk:"params"`
-	State       types.String   `tfsdk:"state"`
-	BootMode    types.String   `tfsdk:"boot_mode"`
-	Phase       types.String   `tfsdk:"phase"`
-	PowerState  types.String   `tfsdk:"power_state"`
-	LastError   types.String   `tfsdk:"last_error"`
-	Addresses   types.List     `tfsdk:"addresses"`
-	Inventory   types.Object   `tfsdk:"inventory"`
-	Timeouts    timeouts.Value `tfsdk:"timeouts"`
+	ID          types.String `tfsdk:"id"`
+	Name        types.String `tfsdk:"name"`
+	BMC         *bmcModel    `tfsdk:"bmc"`
+	MACs        types.List   `tfsdk:"macs"`
+	BootProfile types.String `tfsdk:"boot_profile"`
+	Params      types.Map    `tfsdk:"params"`
+	State       types.String `tfsdk:"state"`
+	BootMode    types.String `tfsdk:"boot_mode"`
+	RootDevice  types.Object `tfsdk:"root_device"`
+	Adopt       types.Bool   `tfsdk:"adopt"`
+	ForceDelete types.Bool   `tfsdk:"force_destroy"`
+	// The triggers live only in Terraform's state: a change is the
+	// operator asking for one re-provision or power cycle now.
+	RebootTrigger      types.String   `tfsdk:"reboot_trigger"`
+	ReprovisionTrigger types.String   `tfsdk:"reprovision_trigger"`
+	Phase              types.String   `tfsdk:"phase"`
+	PowerState         types.String   `tfsdk:"power_state"`
+	LastError          types.String   `tfsdk:"last_error"`
+	BMCStatus          types.String   `tfsdk:"bmc_status"`
+	BMCStatusSince     types.String   `tfsdk:"bmc_status_since"`
+	HardwareFP         types.String   `tfsdk:"hardware_fingerprint"`
+	Addresses          types.List     `tfsdk:"addresses"`
+	Inventory          types.Object   `tfsdk:"inventory"`
+	Timeouts           timeouts.Value `tfsdk:"timeouts"`
 }
 
 type bmcModel struct {
@@ -123,7 +136,10 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Attributes: map[string]schema.Attribute{
 					"endpoint": schema.StringAttribute{
 						MarkdownDescription: "Redfish endpoint: `https://host[:port]` (the BMC's first system is used) or a full system URL " +
-							"`https://host[:port]/redfish/v1/Systems/<id>` for BMCs that manage several systems.",
+							"`https://host[:port]/redfish/v1/Systems/<id>` for BMCs that manage several systems. " +
+							"`http://` is accepted for labs and emulators, with a warning at plan: over plain HTTP the agent's every " +
+							"Redfish login sends the username and password in the clear (in the session request's body, then as basic " +
+							"auth), and everything the BMC answers can be read and altered on the way; the agent records a `bmc_insecure` event too.",
 						Required:   true,
 						Validators: []validator.String{urlScheme("https", "http")},
 					},
@@ -203,9 +219,54 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional:   true,
 				Validators: []validator.String{stringvalidator.OneOf(model.BootModes...)},
 			},
+			"root_device": rootDeviceSchema(rootDeviceDescription + " For this machine, replacing its profile's `root_device`."),
+			"adopt": schema.BoolAttribute{
+				MarkdownDescription: "Take over a machine that already runs its OS: on registration the agent records it as provisioned with its " +
+					"boot profile and params, with no power action and no install. It counts only until the machine is first provisioned; " +
+					"later changes of `boot_profile` or `params` re-provision it as usual. Defaults to `false`.",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+			},
+			"force_destroy": schema.BoolAttribute{
+				MarkdownDescription: "Destroy removes the machine from the agent at once, without powering it off or waiting for its BMC. " +
+					"Without it, destroy powers the machine off first, except a machine the agent never powered on (removed at once) and one whose BMC " +
+					"fails the power-off for good (removed after the agent's retries, with a warning). Defaults to `false`.",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+			},
+			"reboot_trigger": schema.StringAttribute{
+				MarkdownDescription: "Any string. Changing it power-cycles the machine once (a forced restart through its BMC, booting from disk) " +
+					"and waits until it is on again. Setting it when the machine is created does nothing.",
+				Optional: true,
+			},
+			"reprovision_trigger": schema.StringAttribute{
+				MarkdownDescription: "Any string. Changing it re-provisions the machine once with its current boot profile and params " +
+					"(a new run: one power cycle, a PXE boot, the installer) and waits for the install. Setting it when the machine is created does nothing.",
+				Optional: true,
+			},
 			"phase": schema.StringAttribute{
-				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ".",
+				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ". " +
+					"While the machine has not reached its desired `state` (a failure, a run still going after a timeout), the plan shows this attribute changing, " +
+					"and applying asks for the desired state again: a failed machine is retried, a running one is waited for.",
+				Computed: true,
+			},
+			"bmc_status": schema.StringAttribute{
+				MarkdownDescription: "How the machine's BMC answered the agent's last call: " + quotedList(model.BMCStatuses, ", ") + " " +
+					"(`auth_failed`: the BMC refuses the credentials; `unreachable`: no answer). Empty before the first call. " +
+					"While it is not `ok`, `last_error` says what failed and the plan shows this attribute changing; applying with the fixed " +
+					"credentials (`password`, or `password_wo` with a new `password_wo_version`) or endpoint checks the BMC again at once.",
+				Computed: true,
+			},
+			"bmc_status_since": schema.StringAttribute{
+				MarkdownDescription: "When `bmc_status` took its value (RFC 3339).",
 				Computed:            true,
+			},
+			"hardware_fingerprint": schema.StringAttribute{
+				MarkdownDescription: "The hardware fingerprint (CPUs, memory, disks, NICs) last accepted: the first inventory's, then the one current at each apply. " +
+					"When the agent reads a different `inventory.fingerprint` (changed hardware), the plan shows this attribute changing to it; applying accepts it.",
+				Computed: true,
 			},
 			"power_state": schema.StringAttribute{
 				MarkdownDescription: "Power state the BMC reports (`On` or `Off`).",
@@ -241,6 +302,12 @@ func (r *machineResource) ValidateConfig(ctx context.Context, req resource.Valid
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if ep := bmc.Endpoint.ValueString(); strings.HasPrefix(strings.ToLower(ep), "http://") {
+		resp.Diagnostics.AddAttributeWarning(path.Root("bmc").AtName("endpoint"), "Plain-HTTP BMC Endpoint",
+			fmt.Sprintf("The BMC endpoint %s is plain http: on every Redfish login the agent sends the BMC username and password "+
+				"in the clear (in the session request, then as basic auth), and the BMC's answers can be read and altered on the way. "+
+				"Use https unless this is a lab or an emulator.", ep))
+	}
 	if !bmc.PasswordWO.IsNull() && bmc.PasswordWOVersion.IsNull() {
 		resp.Diagnostics.AddAttributeWarning(path.Root("bmc").AtName("password_wo_version"), "Missing Write-Only Password Version",
 			"password_wo is set without password_wo_version. Terraform cannot see a change of a write-only value, "+
@@ -270,17 +337,50 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	m, err := r.client.CreateMachine(ctx, body)
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) && !leaseConflict(err) {
-			detail += fmt.Sprintf("\n\nA machine named %q may already be registered; bring it under Terraform with an import block (id = %q).", name, name)
+		switch {
+		case nameTaken(err):
+			detail += fmt.Sprintf("\n\nA machine named %q is already registered; bring it under Terraform with an import block (to = baremetal_machine.<name>, id = %q), or choose another name.", name, name)
+		case macTaken(err):
+			detail += "\n\nAnother machine registered with the agent lists one of these MACs: fix macs, or leave them unset to use the BMC's inventory."
 		}
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Machine %q", name), detail)
 		return
 	}
 	// From here on the machine exists: state is always saved, so a failed
-	// wait taints the resource instead of orphaning the machine.
-	m = r.await(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull(), "Create", &resp.Diagnostics)
-	plan.fromAPI(m)
+	// wait taints the resource instead of orphaning the machine. A wait
+	// that only ran out of time while the run goes on is a warning: a
+	// tainted machine would be reinstalled by the next apply, which should
+	// wait on the same run instead (the plan shows the machine unfinished).
+	last, err := r.wait(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull())
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded) && stillRunning(r.fresh(name, last)):
+		resp.Diagnostics.AddWarning(fmt.Sprintf("Machine %q Still Provisioning", name),
+			r.failureDetail(name, fmt.Sprintf("did not reach state %q", plan.State.ValueString()), timeout, last, err)+
+				"\n\nThe machine is saved in the state, not tainted: run terraform apply again to keep waiting on the same run; it does not reinstall the machine.")
+	default:
+		resp.Diagnostics.AddError(fmt.Sprintf("Unable to Create Machine %q", name),
+			r.failureDetail(name, fmt.Sprintf("did not reach state %q", plan.State.ValueString()), timeout, last, err))
+	}
+	plan.fromAPI(last)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// stillRunning reports whether m is in a provisioning run the agent is
+// moving along: no failure, the BMC answering.
+func stillRunning(m *api.Machine) bool {
+	return m.Phase == string(model.PhaseProvisioning) && m.BMCStatus != model.BMCStatusAuthFailed && m.BMCStatus != model.BMCStatusUnreachable
+}
+
+// fresh re-reads the machine with its own short deadline (the caller's may
+// be spent), falling back to last.
+func (r *machineResource) fresh(name string, last *api.Machine) *api.Machine {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if m, err := r.client.GetMachine(ctx, name); err == nil {
+		return m
+	}
+	return last
 }
 
 func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -301,6 +401,9 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 	}
 	if state.BMC == nil { // import: only id and name are known
 		state.BMC = &bmcModel{PasswordWO: types.StringNull(), Password: types.StringNull(), PasswordWOVersion: types.Int64Null()}
+	}
+	if state.ForceDelete.IsNull() {
+		state.ForceDelete = types.BoolValue(false)
 	}
 	state.fromAPI(m)
 	if drifted := observedState(m); drifted != m.State {
@@ -338,9 +441,18 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 		return
 	}
 
+	// A failed update keeps the prior inputs in state, so the next plan
+	// still shows what was not applied.
+	keepPrior := func(m *api.Machine) {
+		if m != nil {
+			prior.fromAPIStatus(m)
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+	}
 	m, err := r.client.UpdateMachine(ctx, name, body)
 	if err != nil {
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Machine %q", name), describeErr(err))
+		keepPrior(nil)
 		return
 	}
 	// Power drift is not a spec change, so the update alone would not make
@@ -352,13 +464,118 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 			resp.Diagnostics.AddError(fmt.Sprintf("Unable to Update Machine %q", name),
 				fmt.Sprintf("The machine's power is %s while its desired state is %q, and the %s action failed: %s",
 					m.PowerState, m.State, action, describeErr(err)))
+			keepPrior(m)
 			return
 		}
 		m = acted
 	}
+	reprovision := triggered(prior.ReprovisionTrigger, plan.ReprovisionTrigger)
+	reboot := triggered(prior.RebootTrigger, plan.RebootTrigger) && !reprovision // a re-provision power-cycles anyway
+	if reprovision {
+		acted, err := r.client.MachineAction(ctx, name, api.ActionProvision)
+		if err != nil {
+			addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Re-provision Machine %q", name),
+				"reprovision_trigger changed, and starting the new run failed: "+describeErr(err))
+			keepPrior(m)
+			return
+		}
+		m = acted
+	}
+	// Once the action is sent the trigger has done its part: a failure
+	// after it shows as the machine's phase, not as the trigger again.
+	prior.ReprovisionTrigger = plan.ReprovisionTrigger
 	m = r.await(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+	if !resp.Diagnostics.HasError() && reboot {
+		acted, err := r.client.MachineAction(ctx, name, api.ActionReset)
+		if err != nil {
+			addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Reboot Machine %q", name),
+				"reboot_trigger changed, and the power cycle failed: "+describeErr(err))
+			keepPrior(m)
+			return
+		}
+		prior.RebootTrigger = plan.RebootTrigger
+		m = r.await(ctx, timeout, acted, plan.State.ValueString(), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+	}
+	if resp.Diagnostics.HasError() {
+		keepPrior(m)
+		return
+	}
 	plan.fromAPI(m)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// triggered reports whether a trigger attribute changed to a value: the
+// operator asking for the action once. Clearing it asks for nothing.
+func triggered(prior, planned types.String) bool {
+	return !planned.IsNull() && !planned.IsUnknown() && !planned.Equal(prior)
+}
+
+// ModifyPlan makes unfinished business show in the plan: a machine that has
+// not reached its desired state (failed, or still in a run after a
+// timeout), whose BMC refuses the agent or does not answer, or whose
+// hardware changed plans an update, and applying it asks the agent again
+// (a failed machine retries, a running one is waited for, new credentials
+// are checked, the new hardware is accepted).
+func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return
+	}
+	var phase, power, bmcStatus, lastError, accepted, current, desired, profile types.String
+	for _, a := range []struct {
+		p   path.Path
+		dst *types.String
+	}{
+		{path.Root("phase"), &phase}, {path.Root("power_state"), &power}, {path.Root("bmc_status"), &bmcStatus},
+		{path.Root("last_error"), &lastError}, {path.Root("hardware_fingerprint"), &accepted},
+		{path.Root("inventory").AtName("fingerprint"), &current},
+	} {
+		resp.Diagnostics.Append(req.State.GetAttribute(ctx, a.p, a.dst)...)
+	}
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("state"), &desired)...)
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("boot_profile"), &profile)...)
+	if resp.Diagnostics.HasError() || phase.ValueString() == "" || desired.IsUnknown() {
+		return
+	}
+	observed := &api.Machine{Phase: phase.ValueString(), PowerState: power.ValueString(), BMCStatus: bmcStatus.ValueString()}
+	drift := current.ValueString() != "" && current.ValueString() != accepted.ValueString()
+	why := pendingWhy(observed, desired.ValueString(), profile.IsNull(), drift)
+	if why == "" {
+		return
+	}
+	tflog.Info(ctx, "machine has not converged; planning an update that asks the agent again", map[string]any{
+		"reason": why, "last_error": lastError.ValueString(),
+	})
+	for _, a := range []string{"phase", "power_state", "last_error", "bmc_status", "bmc_status_since"} {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root(a), types.StringUnknown())...)
+	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("addresses"), types.ListUnknown(types.StringType))...)
+	if drift {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("hardware_fingerprint"), current)...)
+	}
+}
+
+// pendingWhy says why a machine as last observed still needs an apply
+// ("" when it does not): it failed, it has not reached desired, its BMC
+// refuses or does not answer, or its hardware drifted.
+func pendingWhy(m *api.Machine, desired string, clusterManaged, hardwareDrift bool) string {
+	switch {
+	case m.Phase == string(model.PhaseFailed) && clusterManaged:
+		// Its cluster retries it, in role order; the cluster's plan shows it.
+		return ""
+	case m.Phase == string(model.PhaseFailed):
+		return "the machine failed"
+	case !converged(m, desired, clusterManaged):
+		return fmt.Sprintf("phase %s has not reached state %s", m.Phase, desired)
+	case bmcDown(m):
+		return "bmc_status is " + m.BMCStatus
+	case hardwareDrift:
+		return "the hardware fingerprint changed"
+	}
+	return ""
+}
+
+func bmcDown(m *api.Machine) bool {
+	return m.BMCStatus == model.BMCStatusAuthFailed || m.BMCStatus == model.BMCStatusUnreachable
 }
 
 func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -375,8 +592,9 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	summary := fmt.Sprintf("Unable to Delete Machine %q", name)
 
-	err := r.client.DeleteMachine(ctx, name, false)
-	if errors.Is(err, client.ErrNotFound) {
+	force := state.ForceDelete.ValueBool()
+	err := r.client.DeleteMachine(ctx, name, force)
+	if errors.Is(err, client.ErrNotFound) || (force && err == nil) {
 		return
 	}
 	if err != nil {
@@ -392,15 +610,24 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	waitCtx, lease := keepLease(waitCtx, r.client, name)
-	tracker := newPhaseTracker(ctx, name)
+	tracker := newPhaseTracker(ctx, name, 0)
+	var seen *api.Machine
 	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
 		tracker.observe(m)
+		seen = m
 		return false, nil
 	})
 	if lost := lease.end(); lost != nil && !errors.Is(err, client.ErrNotFound) {
 		err = lost
 	}
 	if errors.Is(err, client.ErrNotFound) {
+		if seen != nil && seen.Phase == string(model.PhaseFailed) && seen.LastError != "" {
+			// The agent gave up on the power-off after its retries and
+			// removed the machine anyway.
+			resp.Diagnostics.AddWarning(fmt.Sprintf("Machine %q Deleted Without a Power-Off", name),
+				"The agent could not power the machine off and removed it anyway: "+seen.LastError+
+					"\n\nThe server may still be running: power it off at its console or BMC once that answers again.")
+		}
 		return
 	}
 	if err == nil {
@@ -432,12 +659,23 @@ func (r *machineResource) configPassword(ctx context.Context, cfg interface {
 // the machine while it waits and releases it once the machine converged. It
 // returns the last observation, which is never nil.
 func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
+	last, err := r.wait(ctx, timeout, m, desired, clusterManaged)
+	if err != nil {
+		what := fmt.Sprintf("did not reach state %q", desired)
+		diags.AddError(fmt.Sprintf("Unable to %s Machine %q", op, m.Name), r.failureDetail(m.Name, what, timeout, last, err))
+	}
+	return last
+}
+
+// wait is await without the diagnostic: the last observation (never nil)
+// and why the wait ended early, if it did.
+func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool) (*api.Machine, error) {
 	name := m.Name
 	minVersion := m.Version
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	waitCtx, lease := keepLease(waitCtx, r.client, name)
-	tracker := newPhaseTracker(ctx, name)
+	tracker := newPhaseTracker(ctx, name, minVersion)
 	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
 		tracker.observe(m)
 		if m.ObservedVersion < minVersion {
@@ -446,24 +684,31 @@ func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *a
 		if m.Phase == string(model.PhaseFailed) {
 			return false, errMachineFailed
 		}
-		return converged(m, desired, clusterManaged), nil
+		if !converged(m, desired, clusterManaged) {
+			return false, nil
+		}
+		if bmcDown(m) {
+			return false, errBMCDown
+		}
+		return true, nil
 	})
 	if lost := lease.end(); lost != nil && err != nil {
 		err = lost
 	}
 	if err == nil && last != nil {
 		releaseLease(ctx, r.client, name)
-		return last
+		return last, nil
 	}
 	if last == nil {
 		last = m
 	}
-	what := fmt.Sprintf("did not reach state %q", desired)
-	diags.AddError(fmt.Sprintf("Unable to %s Machine %q", op, name), r.failureDetail(name, what, timeout, last, err))
-	return last
+	return last, err
 }
 
-var errMachineFailed = errors.New("the agent marked the machine failed")
+var (
+	errMachineFailed = errors.New("the agent marked the machine failed")
+	errBMCDown       = errors.New("its BMC refuses the agent's login or does not answer (bmc_status)")
+)
 
 // converged reports whether m has reached desired. A machine left to its
 // cluster (no boot profile of its own) is done once it is registered and
@@ -519,13 +764,19 @@ type phaseTracker struct {
 	phase     string
 	step      string
 	lastError string
+	// minVersion is the spec version the wait is about: a last_error the
+	// agent wrote before it observed that version is stale and not shown.
+	minVersion uint64
 }
 
-func newPhaseTracker(ctx context.Context, name string) *phaseTracker {
-	return &phaseTracker{ctx: ctx, name: name}
+func newPhaseTracker(ctx context.Context, name string, minVersion uint64) *phaseTracker {
+	return &phaseTracker{ctx: ctx, name: name, minVersion: minVersion}
 }
 
 func (t *phaseTracker) observe(m *api.Machine) {
+	if m.ObservedVersion < t.minVersion {
+		return
+	}
 	moved := m.Phase != t.phase || m.Step != t.step
 	noted := m.LastError != t.lastError && m.LastError != ""
 	t.phase, t.step, t.lastError = m.Phase, m.Step, m.LastError
@@ -562,6 +813,8 @@ func (r *machineResource) failureDetail(name, what string, timeout time.Duration
 		why = fmt.Sprintf("Machine %q %s within the timeout (%s).", name, what, timeout)
 	case errors.Is(err, errMachineFailed):
 		why = fmt.Sprintf("Machine %q %s: the agent marked it failed.", name, what)
+	case errors.Is(err, errBMCDown):
+		why = fmt.Sprintf("Machine %q %s: %s.", name, what, err)
 	default:
 		why = fmt.Sprintf("Machine %q %s: %s", name, what, describeErr(err))
 	}
@@ -575,10 +828,23 @@ func (r *machineResource) failureDetail(name, what string, timeout time.Duration
 			detail += "\n  " + formatEvent(e)
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		detail += "\n\nThe agent keeps working on the machine; raise the resource's timeouts if the hardware is slow."
-	}
+	detail += "\n\n" + nextStep(last, err)
 	return detail
+}
+
+// nextStep tells the operator what to do after a failed wait, by what
+// stopped it: fix the cause and apply again (the plan shows the machine
+// unfinished), or apply again to keep waiting.
+func nextStep(m *api.Machine, err error) string {
+	switch {
+	case m != nil && bmcDown(m):
+		return "The BMC is " + strings.ReplaceAll(m.BMCStatus, "_", " ") + ": fix bmc.endpoint or the credentials (password, or password_wo with a new password_wo_version) and apply again; the machine resumes where it stopped."
+	case errors.Is(err, errMachineFailed):
+		return "Fix the cause named above (a boot profile or template, params, macs, the BMC's credentials) and apply again: the next plan shows the machine as unfinished, and applying retries it."
+	case errors.Is(err, context.DeadlineExceeded):
+		return "The agent keeps working on the machine: apply again to keep waiting on the same run, or raise the resource's timeouts if the hardware is slow."
+	}
+	return "Apply again once the cause is fixed."
 }
 
 func machineSummary(m *api.Machine) string {
@@ -630,6 +896,9 @@ func (r *machineResource) lastEvents(ctx context.Context, name string, n int) []
 		}
 		after = page.Next
 	}
+	// Events are numbered as written; one about a BMC action is timed when
+	// the action was sent, which may be before events written ahead of it.
+	slices.SortStableFunc(tail, func(a, b model.Event) int { return a.Time.Compare(b.Time) })
 	return tail
 }
 
@@ -641,6 +910,8 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 		Params:      mapToStrings(ctx, m.Params, diags),
 		State:       m.State.ValueString(),
 		BootMode:    m.BootMode.ValueString(),
+		RootDevice:  rootDeviceFromObject(m.RootDevice),
+		Adopt:       m.Adopt.ValueBool(),
 	}
 	if m.BMC != nil {
 		req.BMC = api.BMCRequest{
@@ -657,7 +928,6 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 // fromAPI copies the agent's view into the model. The BMC password is never
 // returned by the agent, so the configured value (or null) is kept.
 func (m *machineModel) fromAPI(a *api.Machine) {
-	m.ID = types.StringValue(a.Name)
 	m.Name = types.StringValue(a.Name)
 	if m.BMC == nil {
 		m.BMC = &bmcModel{Password: types.StringNull(), PasswordWOVersion: types.Int64Null()}
@@ -675,9 +945,24 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	m.Params = stringsToMap(a.Params, m.Params)
 	m.State = types.StringValue(a.State)
 	m.BootMode = optString(a.BootMode)
+	m.RootDevice = rootDeviceObject(a.RootDevice)
+	m.Adopt = types.BoolValue(a.Adopt)
+	m.fromAPIStatus(a)
+}
+
+// fromAPIStatus copies only what the agent observes, leaving the inputs:
+// what a failed update saves.
+func (m *machineModel) fromAPIStatus(a *api.Machine) {
+	m.ID = types.StringValue(a.Name)
 	m.Phase = types.StringValue(a.Phase)
 	m.PowerState = types.StringValue(a.PowerState)
 	m.LastError = types.StringValue(a.LastError)
+	m.BMCStatus = types.StringValue(a.BMCStatus)
+	m.BMCStatusSince = types.StringValue("")
+	if !a.BMCStatusSince.IsZero() {
+		m.BMCStatusSince = types.StringValue(a.BMCStatusSince.UTC().Format(time.RFC3339))
+	}
+	m.HardwareFP = types.StringValue(a.HardwareFingerprint)
 	m.Addresses = stringsToList(a.Addresses, types.ListValueMust(types.StringType, nil))
 	m.Inventory = inventoryValue(a.Inventory)
 }

@@ -23,7 +23,7 @@ import (
 // missing param fail the apply, naming what is wrong.
 func TestAccTemplate(t *testing.T) {
 	a := testAgent(t)
-	lms := map[string]lab.InventoryEntry{"acc-t1": a.machine(t, 10), "acc-t2": a.machine(t, 11), "acc-t3": a.machine(t, 12)}
+	lms := map[string]lab.InventoryEntry{"acc-t1": a.machine(t, 11), "acc-t2": a.machine(t, 12), "acc-t3": a.machine(t, 13)}
 	profile := func(res, name, userData string) string {
 		return fmt.Sprintf(`
 resource "baremetal_boot_profile" %[1]q {

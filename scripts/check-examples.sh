@@ -32,4 +32,30 @@ for dir in examples/provider examples/resources/* examples/data-sources/* exampl
   fi
   n=$((n + 1))
 done
+
+# Reusable modules are in the Registry's layout: a README that documents
+# every input and output, versions.tf, and examples/ that work from a fresh
+# directory holding nothing but a copy of the module.
+for mod in examples/modules/*/; do
+  mod=${mod%/}
+  for f in README.md main.tf variables.tf outputs.tf versions.tf; do
+    [ -f "$mod/$f" ] || { echo "$mod: missing $f (registry module layout)" >&2; exit 1; }
+  done
+  for name in $(sed -nE 's/^(variable|output) "([^"]+)".*/\2/p' "$mod/variables.tf" "$mod/outputs.tf"); do
+    grep -q "^| \`$name\` |" "$mod/README.md" || { echo "$mod/README.md: no row for input/output $name" >&2; exit 1; }
+  done
+  ls -d "$mod"/examples/*/ >/dev/null 2>&1 || { echo "$mod: no examples/ (registry module layout)" >&2; exit 1; }
+  for ex in "$mod"/examples/*/; do
+    ex=${ex%/}
+    fresh=$scratch/fresh-$(basename "$mod")-$(basename "$ex")
+    mkdir -p "$fresh" && cp -r "$mod" "$fresh/module"
+    work=$fresh/module/examples/$(basename "$ex")
+    if ! out=$({ cd "$work" && terraform get -no-color && terraform validate -no-color; } 2>&1); then
+      echo "terraform validate failed in $ex (from a fresh directory):" >&2
+      echo "$out" >&2
+      exit 1
+    fi
+    n=$((n + 1))
+  done
+done
 echo "examples: $n directories formatted and valid"

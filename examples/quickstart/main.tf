@@ -36,7 +36,6 @@ locals {
       role         = i == 0 ? "control-plane" : "worker"
       bmc_endpoint = m.endpoint
       bmc_username = m.username
-      bmc_password = m.password
       macs         = [m.mac]
     }
   }
@@ -53,8 +52,9 @@ locals {
 module "cluster" {
   source = "../modules/cluster"
 
-  name  = "quickstart"
-  nodes = local.nodes
+  name          = "quickstart"
+  nodes         = local.nodes
+  bmc_passwords = { for m in local.inventory : m.name => m.password }
   roles = [
     merge(local.lab_image, { name = "control-plane" }),
     merge(local.lab_image, { name = "worker", params = { release = var.worker_release } }),

@@ -48,10 +48,11 @@ const (
 	ActionReset       = "reset"
 	ActionProvision   = "provision"   // start a fresh provisioning run now
 	ActionDeprovision = "deprovision" // desired state becomes available
+	ActionInspect     = "inspect"     // read the inventory from the BMC again now
 )
 
 // ActionNames lists every machine action.
-var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision}
+var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision, ActionInspect}
 
 // Query parameters.
 const (
@@ -106,6 +107,11 @@ type MachineRequest struct {
 	State       string            `json:"state,omitempty"` // default "provisioned"
 	// BootMode is "uefi" or "legacy"; empty keeps what the BMC reports.
 	BootMode string `json:"boot_mode,omitempty"`
+	// RootDevice replaces the profile's root device hints for this machine.
+	RootDevice *model.RootDeviceHints `json:"root_device,omitempty"`
+	// Adopt registers a machine already running its OS as provisioned,
+	// with no power action and no install.
+	Adopt bool `json:"adopt,omitempty"`
 	// Version, when non-zero on update, must equal the stored version (409 otherwise).
 	Version uint64 `json:"version,omitempty"`
 }
@@ -120,18 +126,20 @@ type BMCInfo struct {
 
 // Machine is a machine as the API returns it.
 type Machine struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	BMC         BMCInfo           `json:"bmc"`
-	MACs        []string          `json:"macs"`
-	BootProfile string            `json:"boot_profile,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	State       string            `json:"state"`
-	BootMode    string            `json:"boot_mode,omitempty"`
-	Cluster     string            `json:"cluster,omitempty"`
-	Role        string            `json:"role,omitempty"`
-	Version     uint64            `json:"version"`
-	Revision    uint64            `json:"revision"`
+	ID          string                 `json:"id"`
+	Name        string                 `json:"name"`
+	BMC         BMCInfo                `json:"bmc"`
+	MACs        []string               `json:"macs"`
+	BootProfile string                 `json:"boot_profile,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	State       string                 `json:"state"`
+	BootMode    string                 `json:"boot_mode,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Adopt       bool                   `json:"adopt,omitempty"`
+	Cluster     string                 `json:"cluster,omitempty"`
+	Role        string                 `json:"role,omitempty"`
+	Version     uint64                 `json:"version"`
+	Revision    uint64                 `json:"revision"`
 
 	Phase           string           `json:"phase"`
 	Step            string           `json:"step,omitempty"`
@@ -141,6 +149,14 @@ type Machine struct {
 	Addresses       []string         `json:"addresses,omitempty"`
 	Inventory       *model.Inventory `json:"inventory,omitempty"`
 	ObservedVersion uint64           `json:"observed_version,omitempty"`
+	// BMCStatus is ok, auth_failed or unreachable (empty before the first
+	// BMC call), since BMCStatusSince.
+	BMCStatus      string    `json:"bmc_status,omitempty"`
+	BMCStatusSince time.Time `json:"bmc_status_since,omitzero"`
+	// HardwareFingerprint is the hardware fingerprint last accepted; an
+	// Inventory.Fingerprint that differs is hardware drift, accepted by the
+	// next spec write (PUT).
+	HardwareFingerprint string `json:"hardware_fingerprint,omitempty"`
 	// ProvisionedProfile/Version say what the machine was last installed with.
 	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
 	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
@@ -162,31 +178,41 @@ type ActionResponse struct {
 
 // BootProfileRequest is the body of POST/PUT boot profiles.
 type BootProfileRequest struct {
-	Name        string            `json:"name"`
-	Kernel      string            `json:"kernel,omitempty"`
-	Initrds     []string          `json:"initrds,omitempty"`
-	Cmdline     string            `json:"cmdline,omitempty"`
-	IPXEScript  string            `json:"ipxe_script,omitempty"`
-	Templates   map[string]string `json:"templates,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	WipeProfile string            `json:"wipe_profile,omitempty"`
-	Version     uint64            `json:"version,omitempty"`
+	Name        string                 `json:"name"`
+	Kernel      string                 `json:"kernel,omitempty"`
+	Initrds     []string               `json:"initrds,omitempty"`
+	Cmdline     string                 `json:"cmdline,omitempty"`
+	IPXEScript  string                 `json:"ipxe_script,omitempty"`
+	Image       *model.Image           `json:"image,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Templates   map[string]string      `json:"templates,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	WipeProfile string                 `json:"wipe_profile,omitempty"`
+	Version     uint64                 `json:"version,omitempty"`
+
+	// CallbackAnySource accepts the installer's callback from any address,
+	// not only the one the run's boot script went to.
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 }
 
 // BootProfile is a boot profile as the API returns it.
 type BootProfile struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Kernel      string            `json:"kernel,omitempty"`
-	Initrds     []string          `json:"initrds,omitempty"`
-	Cmdline     string            `json:"cmdline,omitempty"`
-	IPXEScript  string            `json:"ipxe_script,omitempty"`
-	Templates   map[string]string `json:"templates,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	WipeProfile string            `json:"wipe_profile,omitempty"`
-	Version     uint64            `json:"version"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	ID          string                 `json:"id"`
+	Name        string                 `json:"name"`
+	Kernel      string                 `json:"kernel,omitempty"`
+	Initrds     []string               `json:"initrds,omitempty"`
+	Cmdline     string                 `json:"cmdline,omitempty"`
+	IPXEScript  string                 `json:"ipxe_script,omitempty"`
+	Image       *model.Image           `json:"image,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Templates   map[string]string      `json:"templates,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	WipeProfile string                 `json:"wipe_profile,omitempty"`
+	Version     uint64                 `json:"version"`
+	CreatedAt   time.Time              `json:"created_at"`
+	UpdatedAt   time.Time              `json:"updated_at"`
+
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 	// Snippets names the snippets the profile's texts include directly.
 	Snippets []string `json:"snippets,omitempty"`
 }

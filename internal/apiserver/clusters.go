@@ -215,13 +215,14 @@ func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) error {
 
 // syncMembers sets Cluster/Role on the members (a status write: the
 // machines' spec versions stay) and clears them on machines of old that are
-// no longer members. validated holds the members as validateCluster read
+// no longer members. A failed member's spec version is bumped: writing the
+// cluster asks for its desired state again, and the member retries. validated holds the members as validateCluster read
 // them: a stale claim it accepted may be overwritten, any other claim not.
 func (s *Server) syncMembers(ctx context.Context, cluster string, members, old []model.ClusterMember, validated map[string]*model.Machine) error {
 	keep := map[string]bool{}
 	for _, mem := range members {
 		keep[mem.Machine] = true
-		_, err := s.store.UpdateMachine(ctx, mem.Machine, func(m *model.Machine) (bool, error) {
+		updated, err := s.store.UpdateMachine(ctx, mem.Machine, func(m *model.Machine) (bool, error) {
 			seen := ""
 			if v := validated[m.Name]; v != nil {
 				seen = v.Cluster
@@ -229,14 +230,18 @@ func (s *Server) syncMembers(ctx context.Context, cluster string, members, old [
 			if m.Cluster != "" && m.Cluster != cluster && m.Cluster != seen {
 				return false, conflict("members", "machine %q is already a member of cluster %q", m.Name, m.Cluster)
 			}
-			if m.Cluster == cluster && m.Role == mem.Role {
+			retry := m.Status.Phase == model.PhaseFailed && m.DeletionRequested.IsZero()
+			if m.Cluster == cluster && m.Role == mem.Role && !retry {
 				return false, errUnchanged
 			}
 			m.Cluster, m.Role = cluster, mem.Role
-			return false, nil
+			return retry, nil
 		})
 		if err != nil && !errors.Is(err, errUnchanged) {
 			return storeError(err, "machine", mem.Machine)
+		}
+		if err == nil && updated.Status.Phase == model.PhaseFailed {
+			s.specEvent(ctx, updated, "cluster "+cluster+" written while the member had failed; retrying")
 		}
 	}
 	var gone []model.ClusterMember

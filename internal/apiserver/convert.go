@@ -30,6 +30,8 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Params:                    m.Params,
 		State:                     string(m.State),
 		BootMode:                  string(m.BootMode),
+		RootDevice:                m.RootDevice,
+		Adopt:                     m.Adopt,
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
 		Version:                   m.Version,
@@ -42,6 +44,9 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Addresses:                 m.Status.Addresses,
 		Inventory:                 m.Status.Inventory,
 		ObservedVersion:           m.Status.ObservedVersion,
+		BMCStatus:                 m.Status.BMCStatus,
+		BMCStatusSince:            m.Status.BMCStatusSince,
+		HardwareFingerprint:       m.Status.AcceptedFingerprint,
 		ProvisionedProfile:        m.Status.ProvisionedProfile,
 		ProvisionedProfileVersion: m.Status.ProvisionedProfileVersion,
 		ProvisionedAt:             m.Status.ProvisionedAt,
@@ -66,6 +71,8 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.Params = v.req.Params
 	m.State = v.state
 	m.BootMode = model.BootMode(v.req.BootMode)
+	m.RootDevice = v.req.RootDevice
+	m.Adopt = v.req.Adopt
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {
@@ -76,6 +83,8 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Initrds:     p.Initrds,
 		Cmdline:     p.Cmdline,
 		IPXEScript:  p.IPXEScript,
+		Image:       p.Image,
+		RootDevice:  p.RootDevice,
 		Templates:   p.Templates,
 		Params:      p.Params,
 		WipeProfile: p.WipeProfile,
@@ -83,6 +92,8 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
 		Snippets:    p.Snippets,
+
+		CallbackAnySource: p.CallbackAnySource,
 	}
 }
 
@@ -91,9 +102,12 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Initrds = req.Initrds
 	p.Cmdline = req.Cmdline
 	p.IPXEScript = req.IPXEScript
+	p.Image = req.Image
+	p.RootDevice = req.RootDevice
 	p.Templates = req.Templates
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile
+	p.CallbackAnySource = req.CallbackAnySource
 }
 
 func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {

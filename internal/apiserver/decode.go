@@ -47,6 +47,69 @@ func decodeBody(body []byte, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("", "unexpected data after the JSON object")
 	}
+	return checkKeys(json.NewDecoder(bytes.NewReader(body)), reflect.TypeOf(dst), "")
+}
+
+// checkKeys walks a body that decoded cleanly against t and refuses what
+// encoding/json lets through: a key given twice in one object (it keeps
+// the last, so two readers of one body could see different requests) and
+// a key that names a field only up to case ("Name" for "name").
+func checkKeys(dec *json.Decoder, t reflect.Type, prefix string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil // decoded already: cannot happen
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			key, _ := kt.(string)
+			if seen[key] {
+				return badRequest(prefix+key, "key %q appears twice in one object", prefix+key)
+			}
+			seen[key] = true
+			var child reflect.Type
+			switch {
+			case fields != nil:
+				child = fields[key]
+				if child == nil {
+					for name := range fields {
+						if strings.EqualFold(name, key) {
+							return badRequest(prefix+key, "unknown field %q (field names are case-sensitive: %q)", prefix+key, prefix+name)
+						}
+					}
+				}
+			case t != nil && t.Kind() == reflect.Map:
+				child = t.Elem()
+			}
+			if err := checkKeys(dec, child, prefix+key+"."); err != nil {
+				return err
+			}
+		}
+		dec.Token() // the closing brace
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := checkKeys(dec, elem, fmt.Sprintf("%s[%d].", strings.TrimSuffix(prefix, "."), i)); err != nil {
+				return err
+			}
+		}
+		dec.Token() // the closing bracket
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -68,6 +69,20 @@ func storeError(err error, kind, name string) error {
 	return fmt.Errorf("%s %q: %w", kind, name, err)
 }
 
+// statusClientClosed is what the access log records for a request whose
+// client went away (nginx's 499); nobody is left to read it.
+const statusClientClosed = 499
+
+// remoteAddr is the client's IP address, the key of the agent's per-source
+// log limit.
+func remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // writeError answers with an ErrorBody. Unknown errors are logged with the
 // request's route and answered with a message that reveals nothing.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, route string, err error) {
@@ -80,8 +95,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, route string
 			ae = conflict("", "the object was changed by another writer: re-read it and retry")
 		case errors.Is(err, store.ErrMACInUse):
 			ae = &apiError{status: http.StatusConflict, code: api.CodeConflict, field: "macs", message: "one of the MAC addresses is registered to another machine"}
+		case r.Context().Err() != nil:
+			// The client went away (a closed connection, a reset HTTP/2
+			// stream): nothing failed that an operator must look at, and a
+			// client must not be able to write ERROR lines at will.
+			s.log.Debug("request cancelled by the client", "method", r.Method, "route", route, "remote", remoteAddr(r), "err", err)
+			ae = &apiError{status: statusClientClosed, code: api.CodeInternal, message: "request cancelled"}
 		default:
-			s.log.Error("request failed", "method", r.Method, "route", route, "err", err)
+			s.log.Error("request failed", "method", r.Method, "route", route, "remote", remoteAddr(r), "err", err)
 			ae = &apiError{status: http.StatusInternalServerError, code: api.CodeInternal, message: "internal error; the agent log has the details"}
 		}
 	}

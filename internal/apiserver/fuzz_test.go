@@ -25,6 +25,9 @@ func FuzzDecodeMachineRequest(f *testing.F) {
 		`{"macs":"not-a-list"}`,
 		`{"params":{"":"empty key"}}`,
 		`{"NAME":"case-insensitive"}`,
+		`{"name":"a","name":"b"}`,
+		`{"params":{"k":"1","k":"2"}}`,
+		`{"bmc":{"Password":"x"}}`,
 		`{"bmc":{"endpoint":"https://u:p@h"}}`,
 		"{\"name\":\"\\ud800\"}",
 	} {

@@ -142,7 +142,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := s.dryRun(r.Context(), "params", []*model.Machine{&proposed}, boot.Proposed{Machine: &proposed}); err != nil {
 		return err
 	}
-	specChanged := false
+	specChanged, retry := false, false
 	updated, err := s.store.UpdateMachine(r.Context(), name, func(m *model.Machine) (bool, error) {
 		if !m.DeletionRequested.IsZero() {
 			return false, conflict("", "machine %q is being deleted; wait until it is gone and create it again", name)
@@ -156,10 +156,21 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 		before := machineSpec(m)
 		applyMachineSpec(m, v)
 		specChanged = !reflect.DeepEqual(before, machineSpec(m))
-		if !specChanged && holder == "" {
+		// Writing the desired state of a failed machine asks for it again,
+		// and of one whose BMC refused or did not answer, to check it now:
+		// the new spec version is the reconciler's signal. A cluster
+		// member is retried by a write of its cluster, which orders it.
+		bmcDown := m.Status.BMCStatus == model.BMCStatusAuthFailed || m.Status.BMCStatus == model.BMCStatusUnreachable
+		retry = (m.Status.Phase == model.PhaseFailed && m.Cluster == "") || bmcDown
+		// A write is the operator accepting the hardware as it now is.
+		accept := m.Status.Inventory != nil && m.Status.Inventory.Fingerprint != "" && m.Status.AcceptedFingerprint != m.Status.Inventory.Fingerprint
+		if accept {
+			m.Status.AcceptedFingerprint = m.Status.Inventory.Fingerprint
+		}
+		if !specChanged && !retry && !accept && holder == "" {
 			return false, errUnchanged
 		}
-		return specChanged, nil
+		return specChanged || retry, nil
 	})
 	if errors.Is(err, errUnchanged) {
 		updated, err = s.store.GetMachine(r.Context(), name)
@@ -167,8 +178,11 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
-	if specChanged {
+	switch {
+	case specChanged:
 		s.specEvent(r.Context(), updated, "machine spec updated")
+	case retry:
+		s.specEvent(r.Context(), updated, "desired state asked for again after a failure or a BMC error; retrying")
 	}
 	writeJSON(w, http.StatusOK, machineToAPI(updated))
 	return nil
@@ -191,7 +205,9 @@ func machineSpec(m *model.Machine) any {
 		Params      map[string]string
 		State       model.DesiredState
 		BootMode    model.BootMode
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode}
+		RootDevice  *model.RootDeviceHints
+		Adopt       bool
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
@@ -424,5 +440,15 @@ func (s *Server) specEvent(ctx context.Context, m *model.Machine, what string) {
 	})
 	if err != nil {
 		s.log.Warn("recording spec event", "machine", m.Name, "err", err)
+	}
+	if !strings.HasPrefix(strings.ToLower(m.BMC.Endpoint), "http://") || !m.DeletionRequested.IsZero() {
+		return
+	}
+	_, err = s.store.AppendEvent(ctx, model.Event{
+		Machine: m.Name, Type: model.EventBMCInsecure, Phase: m.Status.Phase,
+		Message: "the BMC endpoint is plain http: its username and password cross the network in the clear on every Redfish login; use https",
+	})
+	if err != nil {
+		s.log.Warn("recording bmc_insecure event", "machine", m.Name, "err", err)
 	}
 }

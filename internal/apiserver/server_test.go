@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
@@ -547,6 +550,7 @@ func TestProfiles(t *testing.T) {
 		{"template slash", api.BootProfileRequest{Name: "p", Kernel: "k", Templates: map[string]string{"a/b": "x"}}, "templates.a/b"},
 		{"missing wipe profile", api.BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
 		{"empty initrd", api.BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
+		{"script without #!ipxe", api.BootProfileRequest{Name: "p", IPXEScript: "kernel http://k\nboot"}, "ipxe_script"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
@@ -967,4 +971,66 @@ func TestMachineBootMode(t *testing.T) {
 	if m.BootMode != "legacy" {
 		t.Fatalf("boot_mode %q after the update", m.BootMode)
 	}
+}
+
+// TestUpdateAsksAgain: an update of a failed machine, or of one whose BMC
+// refused the agent, bumps the spec version even when nothing changed (the
+// reconciler's signal to retry or check the BMC), except for a failed
+// cluster member, which its cluster retries; an update also accepts the
+// current hardware fingerprint.
+func TestUpdateAsksAgain(t *testing.T) {
+	cases := []struct {
+		name      string
+		status    model.Status
+		cluster   string
+		wantRetry bool
+	}{
+		{name: "settled", status: model.Status{Phase: model.PhaseProvisioned, BMCStatus: model.BMCStatusOK}},
+		{name: "failed", status: model.Status{Phase: model.PhaseFailed}, wantRetry: true},
+		{name: "failed cluster member", status: model.Status{Phase: model.PhaseFailed}, cluster: "c"},
+		{name: "BMC refuses", status: model.Status{Phase: model.PhaseProvisioned, BMCStatus: model.BMCStatusAuthFailed}, wantRetry: true},
+		{name: "BMC unreachable", status: model.Status{Phase: model.PhaseAvailable, BMCStatus: model.BMCStatusUnreachable}, wantRetry: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			created := e.createMachine(machineReq("m1"))
+			inv := &model.Inventory{MemoryGiB: 0.5}
+			inv.Fingerprint = inv.HardwareFingerprint()
+			_, err := e.store.UpdateMachine(context.Background(), "m1", func(m *model.Machine) (bool, error) {
+				m.Status = tc.status
+				m.Status.Inventory, m.Status.AcceptedFingerprint = inv, "older"
+				m.Cluster = tc.cluster
+				return false, nil
+			})
+			require.NoError(t, err)
+			var m api.Machine
+			e.must(200, e.req("PUT", "/v1/machines/m1", machineReq("m1"))).decode(t, &m)
+			assert.Equal(t, tc.wantRetry, m.Version > created.Version, "spec version %d after %d", m.Version, created.Version)
+			assert.Equal(t, inv.Fingerprint, m.HardwareFingerprint, "the update accepts the current hardware")
+		})
+	}
+}
+
+// TestClusterUpdateRetriesFailedMember: writing a cluster asks for its
+// desired state again, so a failed member's spec version moves (the
+// reconciler retries it) and the others' stay.
+func TestClusterUpdateRetriesFailedMember(t *testing.T) {
+	e := newEnv(t)
+	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "os", Kernel: "http://k"}))
+	ok, bad := e.createMachine(machineReq("ok")), e.createMachine(machineReq("bad"))
+	creq := api.ClusterRequest{Name: "c", Roles: []api.ClusterRole{{Name: "r", BootProfile: "os"}},
+		Members: []api.ClusterMember{{Machine: "ok", Role: "r"}, {Machine: "bad", Role: "r"}}}
+	e.must(201, e.req("POST", api.PathClusters, creq))
+	_, err := e.store.UpdateMachine(context.Background(), "bad", func(m *model.Machine) (bool, error) {
+		m.Status.Phase = model.PhaseFailed
+		return false, nil
+	})
+	require.NoError(t, err)
+	e.must(200, e.req("PUT", "/v1/clusters/c", creq))
+	var got api.Machine
+	e.must(200, e.req("GET", "/v1/machines/bad", nil)).decode(t, &got)
+	assert.Greater(t, got.Version, bad.Version, "the failed member is asked again")
+	e.must(200, e.req("GET", "/v1/machines/ok", nil)).decode(t, &got)
+	assert.Equal(t, ok.Version, got.Version, "a healthy member's spec is left alone")
 }

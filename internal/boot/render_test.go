@@ -1,11 +1,13 @@
 package boot
 
 import (
+	"encoding/base64"
 	"encoding/json"
 
 	"gopkg.in/yaml.v3"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,8 +39,8 @@ func TestRenderIPXEDefault(t *testing.T) {
 	want := "#!ipxe\n" +
 		"echo baremetal: booting installer p1 for m1\n" +
 		"iseq ${platform} efi && set bm-initrds initrd=initrd0 initrd=initrd1 || clear bm-initrds\n" +
-		"kernel http://10.0.2.2:8081/machines/m1/assets/debian/vmlinuz console=ttyS0 hostname=m1 role=worker baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-123 ${bm-initrds}\n" +
-		"initrd --name initrd0 http://10.0.2.2:8081/machines/m1/assets/debian/initrd.gz\n" +
+		"kernel http://10.0.2.2:8081/machines/m1/assets/debian/vmlinuz?token=tok-123 console=ttyS0 hostname=m1 role=worker baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=tok-123 ${bm-initrds}\n" +
+		"initrd --name initrd0 http://10.0.2.2:8081/machines/m1/assets/debian/initrd.gz?token=tok-123\n" +
 		"initrd --name initrd1 https://mirror.example/extra.img\n" +
 		"boot\n"
 	if got != want {
@@ -122,29 +124,63 @@ func checkOneInitrdScript(t *testing.T, script, kernelPrefix string) string {
 
 func TestRenderHostileParamInert(t *testing.T) {
 	s := testRenderServer(t)
-	hostile := []string{
-		"x\nshell",
-		"x\r\nshell",
-		"x || shell",
-		"x && chain http://evil/",
-		"x ; shell",
-		"x #comment",
-		"${root-password}",
-		"$",
-		"|",
-		"a\x00b\x1bc",
-	}
-	for _, v := range hostile {
+	for _, tc := range []struct {
+		value   string
+		refused bool // it would add kernel arguments
+	}{
+		{"x\nshell", true},
+		{"x\r\nshell", true},
+		{"x || shell", true},
+		{"x && chain http://evil/", true},
+		{"x ; shell", true},
+		{"x #comment", true},
+		{"init=/bin/sh baremetal.token=FAKE", true},
+		{"a\x00b\x1bc", true},
+		{"${root-password}", false},
+		{"$", false},
+		{"|", false},
+		{"#x", false},
+		{"x;y||z", false},
+	} {
 		p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Initrds: []string{"initrd.img"}, Cmdline: "a={{ .Params.v }} b={{ .Params.v }}{{ .Params.v }}"}
-		m := provisioningMachine(map[string]string{"v": v})
+		m := provisioningMachine(map[string]string{"v": tc.value})
 		got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
-		if err != nil {
-			t.Fatalf("%q: %v", v, err)
+		if tc.refused {
+			require.ErrorContains(t, err, `param "v" contains whitespace`, "%q", tc.value)
+			continue
 		}
+		require.NoError(t, err, "%q", tc.value)
 		kernel := checkOneInitrdScript(t, got, "kernel ")
-		if !strings.HasSuffix(kernel, "baremetal.token=t") {
-			t.Fatalf("%q: the convention suffix was cut off: %q", v, kernel)
+		require.True(t, strings.HasSuffix(kernel, "baremetal.token=t"), "%q: the convention suffix was cut off: %q", tc.value, kernel)
+		require.Len(t, strings.Fields(kernel), 7, "%q added kernel arguments: %q", tc.value, kernel)
+	}
+}
+
+// TestRenderHostileCmdlineInert: the profile's own cmdline text gets the
+// same treatment as params, and cannot set or hide the agent's arguments.
+func TestRenderHostileCmdlineInert(t *testing.T) {
+	s := testRenderServer(t)
+	for _, tc := range []struct {
+		cmdline string
+		want    string // the kernel line's arguments before baremetal.url=; "" if refused
+	}{
+		{"quiet # rest", "quiet %23 rest"},
+		{"#", "%23"},
+		{"a || chain http://evil/", "a %7C%7C chain http://evil/"},
+		{"a ; shell", "a %3B shell"},
+		{"root=${root}", "root=%24{root}"},
+		{"x baremetal.token=FAKE", ""},
+		{"baremetal.url=http://evil", ""},
+		{"baremetal.templates=ks", "baremetal.templates=ks"},
+	} {
+		p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Cmdline: tc.cmdline}
+		got, err := s.renderIPXE(renderInput{machine: provisioningMachine(nil), profile: p, token: "t"})
+		if tc.want == "" {
+			require.ErrorContains(t, err, "which only the agent sets", "%q", tc.cmdline)
+			continue
 		}
+		require.NoError(t, err, "%q", tc.cmdline)
+		require.Contains(t, got, "\nkernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz?token=t "+tc.want+" baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=t\n", "%q", tc.cmdline)
 	}
 }
 
@@ -168,9 +204,14 @@ func FuzzRenderIPXE(f *testing.F) {
 		m.Params["a"] = a
 		got, err := s.renderIPXE(renderInput{machine: m, profile: p, token: "t"})
 		if err != nil {
-			t.Fatal(err)
+			// Refused is inert too, but only for a value that would add
+			// kernel arguments (control characters become spaces).
+			if !strings.Contains(err.Error(), "contains whitespace") || !strings.ContainsFunc(a+b+c, func(r rune) bool { return unicode.IsSpace(r) || r < 0x20 || r == 0x7f }) {
+				t.Fatal(err)
+			}
+			return
 		}
-		kernel := checkOneInitrdScript(t, got, "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz a=")
+		kernel := checkOneInitrdScript(t, got, "kernel http://10.0.2.2:8081/machines/m1/assets/vmlinuz?token=t a=")
 		if !strings.HasSuffix(kernel, " baremetal.url=http://10.0.2.2:8081 baremetal.machine=m1 baremetal.token=t") {
 			t.Fatalf("convention suffix lost: %q", kernel)
 		}
@@ -192,12 +233,13 @@ func TestRenderIPXEOverrideUsesContext(t *testing.T) {
 
 func TestStockTemplatesRender(t *testing.T) {
 	names := StockTemplates()
-	want := []string{"ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
+	want := []string{"cloud-init-image", "cloud-init-meta-data", "ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("StockTemplates() = %v, want %v", names, want)
 	}
 	s := testRenderServer(t)
-	m := provisioningMachine(map[string]string{"root_password_hash": "$6$salt$hash", "password_hash": "$6$x", "ssh_authorized_key": "ssh-ed25519 AAAA me@x"})
+	m := provisioningMachine(map[string]string{"root_password_hash": "$6$salt$hash", "password_hash": "$6$x", "ssh_authorized_key": "ssh-ed25519 AAAA me@x",
+		"repo_url": "http://mirror.example/rocky/9/BaseOS/x86_64/os/"})
 	m.Cluster, m.Role = "c1", "worker"
 	cluster := &model.Cluster{Name: "c1", Roles: []model.ClusterRole{{Name: "control-plane", BootProfile: "p1"}, {Name: "worker", BootProfile: "p1"}},
 		Members: []model.ClusterMember{{Machine: "cp1", Role: "control-plane"}, {Machine: "m1", Role: "worker"}}}
@@ -265,13 +307,24 @@ func TestStockTemplatesStructured(t *testing.T) {
 	}
 	var ign struct {
 		Ignition struct{ Version string }
-		Systemd  struct{ Units []struct{ Contents string } }
+		Storage  struct {
+			Files []struct {
+				Path     string
+				Contents struct{ Source string }
+			}
+		}
+		Systemd struct{ Units []struct{ Name string } }
 	}
 	if err := json.Unmarshal([]byte(out), &ign); err != nil {
 		t.Fatalf("ignition is not JSON: %v\n%s", err, out)
 	}
-	if ign.Ignition.Version != "3.3.0" || len(ign.Systemd.Units) != 1 || !strings.Contains(ign.Systemd.Units[0].Contents, `"http://10.0.2.2:8081/machines/m1/callback?token=tok"`) {
-		t.Fatalf("ignition config lacks version or callback unit: %+v", ign)
+	files := map[string]string{}
+	for _, f := range ign.Storage.Files {
+		files[f.Path] = f.Contents.Source
+	}
+	if ign.Ignition.Version != "3.3.0" || len(ign.Systemd.Units) != 1 || ign.Systemd.Units[0].Name != "baremetal-os-up.service" ||
+		files["/etc/baremetal/callback-url"] != "data:;base64,"+base64.StdEncoding.EncodeToString([]byte("http://10.0.2.2:8081/machines/m1/callback?token=tok")) {
+		t.Fatalf("ignition config lacks version, OS-up unit or callback URL: %+v", ign)
 	}
 	for _, n := range []string{"ubuntu-autoinstall", "lab-user-data"} {
 		out, _, err := s.renderTemplate(in, n)

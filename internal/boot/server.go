@@ -38,6 +38,10 @@ type Config struct {
 	TFTPRoot string
 	// AssetsDir holds kernels, initrds and images served under /assets/.
 	AssetsDir string
+	// DeployImageDir holds the agent's deploy ramdisk (vmlinuz and
+	// initrd.img, built by scripts/build-deploy-image.sh), which boots the
+	// machines of image profiles and writes their image.
+	DeployImageDir string
 	// BootURL is the advertised base URL (e.g. http://10.0.2.2:8081): every
 	// URL handed to a machine is built on it, never on the listen address.
 	BootURL string
@@ -58,10 +62,21 @@ type Config struct {
 	// block of the re-sent window in order from its first, which lock-step
 	// clients (they ignore blocks they already have) and iPXE (cumulative
 	// ACKs) never do: at 1% loss every windowed transfer of BENCHMARKS.md's
-	// lossy-link table failed, and every lock-step one completed.
+	// lossy-link table failed, and every lock-step one completed. The
+	// window opens only after the client's first ACK (of the OACK): a
+	// request without options is served lock-step, so a forged one never
+	// draws a window.
 	TFTPAnticipate uint
-	ProxyDHCP      ProxyDHCPConfig
-	Logger         *slog.Logger
+	// TFTPMaxTransfers caps concurrent TFTP transfers (default
+	// DefaultTFTPMaxTransfers) and TFTPMaxPerClient those of one source
+	// address (default DefaultTFTPMaxPerClient); a request beyond either
+	// gets one ERROR datagram and costs no socket. Half of TFTPMaxTransfers
+	// may wait for their first ACK; a request beyond that ends the oldest
+	// such transfer, so forged requests cannot keep real clients out.
+	TFTPMaxTransfers int
+	TFTPMaxPerClient int
+	ProxyDHCP        ProxyDHCPConfig
+	Logger           *slog.Logger
 	// Registerer receives the boot edge's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -93,6 +108,7 @@ type Server struct {
 	arm64EFI string // arm64 iPXE binary in TFTPRoot, "" when absent
 
 	unknown *rateLimiter
+	tftpCap *transferCaps
 
 	mu          sync.Mutex
 	signalRuns  map[string]string // machine NUL asset path -> run ID whose fetch of it was signalled
@@ -125,6 +141,7 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		lc:         lc,
 		log:        cfg.Logger.With("component", "boot"),
 		unknown:    newRateLimiter(time.Minute, 4096),
+		tftpCap:    newTransferCaps(cfg.TFTPMaxTransfers, cfg.TFTPMaxPerClient),
 		signalRuns: map[string]string{},
 	}
 	root := cfg.TFTPRoot

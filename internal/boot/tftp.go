@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/pin/tftp/v3"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/tftp"
 )
 
 // errTFTPNotFound is the only detail a refused TFTP client learns: the
@@ -104,7 +106,68 @@ func (s *Server) newTFTPServer() *tftp.Server {
 		ts.SetAnticipate(s.cfg.TFTPAnticipate)
 	}
 	ts.SetHook(tftpHook{s})
+	ts.SetAdmission(s.tftpCap.admit)
+	ts.SetMaxPending(max(s.tftpCap.global/2, 1))
 	return ts
+}
+
+// Defaults of Config.TFTPMaxTransfers and TFTPMaxPerClient: a boot storm of
+// 200 clients behind one address (BENCHMARKS.md) fits; each transfer holds
+// two descriptors (its socket and the file), so the cap keeps the agent
+// near 1,000 of them whatever arrives.
+const (
+	DefaultTFTPMaxTransfers = 512
+	DefaultTFTPMaxPerClient = 256
+)
+
+// transferCaps counts running TFTP transfers, in all and per source
+// address. A counter per address lives only while it has transfers, so
+// the map is bounded by the global cap.
+type transferCaps struct {
+	global, perClient int
+
+	mu     sync.Mutex
+	total  int
+	byAddr map[netip.Addr]int
+}
+
+var (
+	// Short: each is sent to whatever source the request claims.
+	errTFTPBusy       = errors.New("busy")
+	errTFTPClientBusy = errors.New("busy: your address")
+)
+
+func newTransferCaps(global, perClient int) *transferCaps {
+	if global <= 0 {
+		global = DefaultTFTPMaxTransfers
+	}
+	if perClient <= 0 {
+		perClient = DefaultTFTPMaxPerClient
+	}
+	return &transferCaps{global: global, perClient: min(perClient, global), byAddr: map[netip.Addr]int{}}
+}
+
+func (c *transferCaps) admit(addr *net.UDPAddr) (func(), error) {
+	ip, _ := netip.AddrFromSlice(addr.IP)
+	ip = ip.Unmap()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.total >= c.global:
+		return nil, errTFTPBusy
+	case c.byAddr[ip] >= c.perClient:
+		return nil, errTFTPClientBusy
+	}
+	c.total++
+	c.byAddr[ip]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.total--
+		if c.byAddr[ip]--; c.byAddr[ip] == 0 {
+			delete(c.byAddr, ip)
+		}
+	}, nil
 }
 
 // ServeTFTP serves TFTP on pc until ctx ends; shutdown lets outstanding
@@ -206,6 +269,27 @@ func (h tftpHook) OnSuccess(st tftp.TransferStats) {
 }
 
 func (h tftpHook) OnFailure(st tftp.TransferStats, err error) {
+	// A refused request, or one never acknowledged (a forged source, or a
+	// client that went away), is what a flood consists of: counted, and
+	// logged at debug level only, so a flood cannot flood the log.
+	var refused *tftp.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		h.s.metrics.tftpTransfers.WithLabelValues("refused").Inc()
+		h.s.log.Debug("tftp request refused", "file", refused.Filename, "remote", ipString(refused.Remote), "reason", refused.Reason)
+		return
+	case st.Filename == "":
+		// Not a transfer: a datagram on the listening port that is no request.
+		h.s.metrics.tftpTransfers.WithLabelValues("refused").Inc()
+		h.s.log.Debug("tftp datagram ignored", "error", err.Error())
+		return
+	}
+	var ne net.Error
+	if st.DatagramsAcked == 0 && (errors.Is(err, tftp.ErrEvicted) || errors.As(err, &ne) && ne.Timeout()) {
+		h.s.metrics.tftpTransfers.WithLabelValues("unacknowledged").Inc()
+		h.s.log.Debug("tftp transfer never acknowledged", "file", st.Filename, "remote", ipString(st.RemoteAddr), "error", err.Error())
+		return
+	}
 	if sizeQuery(st, err) {
 		h.s.metrics.tftpTransfers.WithLabelValues("size_query").Inc()
 		h.s.log.Debug("tftp size query answered", "file", st.Filename, "remote", ipString(st.RemoteAddr), "tsize", st.Opts["tsize"])

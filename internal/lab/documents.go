@@ -2,8 +2,10 @@ package lab
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The documents follow the DMTF reference mockup (public-rackmount1) in
@@ -129,19 +131,27 @@ func (s *System) hardware() hardware {
 			nicSpeedMbps: 1000, managerModel: "OpenBareMetal Lab BMC (qemu)", bmcFwVers: "lab-1.0",
 		}
 	}
-	return hardware{
+	hw := hardware{
 		model: "Lab Server M1", bios: "LAB.1.4.2", cpuModel: "Lab Virtual CPU @ 2.40GHz",
 		cpus: 2, cores: 8, threads: 32, memoryGiB: 64,
 		diskModel: "Lab SSD 480", diskMedia: "SSD", diskBytes: 480103981056,
 		nicSpeedMbps: 10000, managerModel: "OpenBareMetal Lab BMC (memory)", bmcFwVers: "lab-1.0",
 	}
+	if g := math.Float64frombits(s.memoryGiB.Load()); g > 0 {
+		hw.memoryGiB = g
+	}
+	return hw
 }
+
+// SetMemoryGiB changes the memory a memory-backend machine reports, as a
+// DIMM swap would: tests of hardware drift use it.
+func (s *System) SetMemoryGiB(g float64) { s.memoryGiB.Store(math.Float64bits(g)) }
 
 // systemDoc renders the ComputerSystem with the given boot override and
 // reported power; callers hold s.mu.
 func (s *System) systemDoc(boot BootOverride, power string) map[string]any {
 	hw := s.hardware()
-	return map[string]any{
+	doc := map[string]any{
 		"@odata.type":    "#ComputerSystem.v1_20_0.ComputerSystem",
 		"@odata.id":      s.path(),
 		"@odata.context": odataContext("ComputerSystem.ComputerSystem"),
@@ -185,6 +195,10 @@ func (s *System) systemDoc(boot BootOverride, power string) map[string]any {
 			},
 		},
 	}
+	if !s.lastReset.IsZero() {
+		doc["LastResetTime"] = s.lastReset.UTC().Format(time.RFC3339Nano)
+	}
+	return doc
 }
 
 func (s *System) nicsDoc() map[string]any {
@@ -235,6 +249,13 @@ func (s *System) storagesDoc() map[string]any {
 }
 
 func (s *System) storageDoc() map[string]any {
+	s.mu.Lock()
+	n := max(1, s.fault.DuplicateDriveLinks)
+	s.mu.Unlock()
+	drives := make([]any, n)
+	for i := range drives {
+		drives[i] = odataID(s.path() + "/Storage/1/Drives/0")
+	}
 	return map[string]any{
 		"@odata.type":        "#Storage.v1_15_0.Storage",
 		"@odata.id":          s.path() + "/Storage/1",
@@ -242,8 +263,8 @@ func (s *System) storageDoc() map[string]any {
 		"Id":                 "1",
 		"Name":               "Local Storage Controller",
 		"Status":             map[string]any{"State": "Enabled", "Health": "OK", "HealthRollup": "OK"},
-		"Drives@odata.count": 1,
-		"Drives":             []any{odataID(s.path() + "/Storage/1/Drives/0")},
+		"Drives@odata.count": len(drives),
+		"Drives":             drives,
 	}
 }
 

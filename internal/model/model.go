@@ -4,10 +4,14 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -86,8 +90,13 @@ const (
 	StepBootingInstaller Step = "booting_installer"
 	StepInstalling       Step = "installing"
 	StepFinishing        Step = "finishing" // next boot to disk after the callback
-	StepWiping           Step = "wiping"
-	StepPoweringOff      Step = "powering_off"
+	// StepImageWritten: the deploy ramdisk wrote the image and the config
+	// drive; the agent sets the next boot to disk and power-cycles.
+	StepImageWritten Step = "image_written"
+	// StepBootingOS: the deployed OS is booting; its cloud-init calls back.
+	StepBootingOS   Step = "booting_os"
+	StepWiping      Step = "wiping"
+	StepPoweringOff Step = "powering_off"
 )
 
 // Signal is a boot-chain observation made by the boot edge.
@@ -108,6 +117,12 @@ const (
 	SignalCallbackRejected Signal = "callback_rejected"
 	SignalUnknownMAC       Signal = "unknown_mac"
 	SignalRenderFailed     Signal = "render_failed"
+	// SignalDeployDisks: the deploy ramdisk reported the machine's disks
+	// and the agent chose the one to write.
+	SignalDeployDisks Signal = "deploy_disks"
+	// SignalDeployProgress: the deploy ramdisk's image write passed another
+	// GiB (a boot step per GiB, so a long write is not a stall).
+	SignalDeployProgress Signal = "deploy_progress"
 )
 
 // Power states as Redfish reports them.
@@ -115,6 +130,10 @@ const (
 	PowerOn  = "On"
 	PowerOff = "Off"
 )
+
+// IPXEScriptMagic is how an iPXE script must begin: iPXE runs a file
+// without it as an image, not a script.
+const IPXEScriptMagic = "#!ipxe"
 
 // BMC holds how to reach a machine's baseboard controller. Password is
 // plaintext in memory only: the store seals it and the API never returns it.
@@ -154,6 +173,33 @@ type Inventory struct {
 	BootMode    string    `json:"boot_mode,omitempty"`
 	BootModes   []string  `json:"boot_modes,omitempty"`
 	CollectedAt time.Time `json:"collected_at,omitzero"`
+	// Fingerprint is HardwareFingerprint of this inventory, set when it is
+	// read, so a client can tell changed hardware without hashing itself.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// HardwareFingerprint hashes what identifies the hardware: CPUs, memory,
+// disks and NICs. Power state, firmware settings and the read time are
+// left out, so only a hardware change alters it.
+func (inv *Inventory) HardwareFingerprint() string {
+	if inv == nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "cpu %d %q %d %d\nmem %.3f\n", inv.CPUs, inv.CPUModel, inv.CPUCores, inv.CPUThreads, inv.MemoryGiB)
+	fmt.Fprintf(h, "gpu %d %q\nacc %d %q\n", inv.GPUs, inv.GPUModel, inv.Accelerators, inv.AcceleratorModel)
+	disks := make([]string, 0, len(inv.Disks))
+	for _, d := range inv.Disks {
+		disks = append(disks, fmt.Sprintf("%q %q %q %.3f %q", d.Name, d.Model, d.Serial, d.SizeGiB, d.MediaType))
+	}
+	slices.Sort(disks)
+	macs := make([]string, 0, len(inv.NICs))
+	for _, n := range inv.NICs {
+		macs = append(macs, strings.ToLower(n.MAC))
+	}
+	slices.Sort(macs)
+	fmt.Fprintf(h, "disks %s\nnics %s\n", strings.Join(disks, ";"), strings.Join(macs, ";"))
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // NIC is one network interface seen by the BMC.
@@ -188,6 +234,13 @@ type Machine struct {
 	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
 	// mode the BMC reports.
 	BootMode BootMode `json:"boot_mode,omitempty"`
+	// RootDevice, when set, replaces the profile's root device hints for
+	// image deploys to this machine.
+	RootDevice *RootDeviceHints `json:"root_device,omitempty"`
+	// Adopt registers a machine already running its OS as provisioned with
+	// its target, with no power action and no install. It counts only until
+	// the machine is first provisioned; later changes re-provision it.
+	Adopt bool `json:"adopt,omitempty"`
 
 	// Cluster and Role are set when a cluster names this machine as a member.
 	Cluster string `json:"cluster,omitempty"`
@@ -233,7 +286,26 @@ type Status struct {
 	ProvisionedAt             time.Time `json:"provisioned_at,omitzero"`
 	// ObservedVersion is the spec Version the status reflects.
 	ObservedVersion uint64 `json:"observed_version,omitempty"`
+	// BMCStatus is how the BMC answered the agent's last call
+	// (BMCStatusOK, BMCStatusAuthFailed, BMCStatusUnreachable; "" before
+	// any call), since BMCStatusSince.
+	BMCStatus      string    `json:"bmc_status,omitempty"`
+	BMCStatusSince time.Time `json:"bmc_status_since,omitzero"`
+	// AcceptedFingerprint is the hardware fingerprint the operator last
+	// accepted (the first inventory's, then the one current at each spec
+	// write): an inventory whose fingerprint differs is hardware drift.
+	AcceptedFingerprint string `json:"accepted_fingerprint,omitempty"`
 }
+
+// BMC health values of Status.BMCStatus.
+const (
+	BMCStatusOK          = "ok"
+	BMCStatusAuthFailed  = "auth_failed"
+	BMCStatusUnreachable = "unreachable"
+)
+
+// BMCStatuses lists every BMCStatus value.
+var BMCStatuses = []string{BMCStatusOK, BMCStatusAuthFailed, BMCStatusUnreachable}
 
 // Run is one provisioning attempt. Its token authorises exactly one callback.
 type Run struct {
@@ -269,6 +341,21 @@ type Run struct {
 	// RenderError is the first render failure the boot edge met serving
 	// this run; the run fails with it rather than waiting for its timeout.
 	RenderError string `json:"render_error,omitempty"`
+	// ScriptFrom is the address the run's boot script was first served to:
+	// the only address its callback is accepted from, unless the profile
+	// says CallbackAnySource.
+	ScriptFrom string `json:"script_from,omitempty"`
+	// Deploy is set for a run of a profile with an image: the deploy
+	// ramdisk's progress. Its "image written" callback does not end the
+	// run; the deployed OS's does.
+	Deploy *Deploy `json:"deploy,omitempty"`
+}
+
+// Deploy is an image deploy's progress within its run.
+type Deploy struct {
+	Disk         string    `json:"disk,omitempty"` // the device the ramdisk writes, e.g. "sda"
+	BytesWritten int64     `json:"bytes_written,omitempty"`
+	WrittenAt    time.Time `json:"written_at,omitzero"` // the "image written" callback
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.
@@ -326,16 +413,157 @@ type CallbackReport struct {
 	Hostname  string   `json:"hostname,omitempty"`
 	LogTail   string   `json:"log_tail,omitempty"`
 	Status    string   `json:"status,omitempty"` // "ok" (default) or "failed"
+	// Stage tells an image deploy's two callbacks apart: "image_written"
+	// from the deploy ramdisk, then "os_up" (or empty) from the deployed
+	// OS. Installers leave it empty.
+	Stage string `json:"stage,omitempty"`
+	// Message says what failed, for a failed report.
+	Message string `json:"message,omitempty"`
+	// Disk, BytesWritten and DurationMS describe the image write.
+	Disk         string `json:"disk,omitempty"`
+	BytesWritten int64  `json:"bytes_written,omitempty"`
+	DurationMS   int64  `json:"duration_ms,omitempty"`
+	// From is the address the callback came from, set by the boot edge
+	// (never read from the body).
+	From string `json:"-"`
+}
+
+// Callback stages of an image deploy.
+const (
+	StageImageWritten = "image_written"
+	StageOSUp         = "os_up"
+)
+
+// Image is an OS image a profile deploys to the machine's root disk.
+type Image struct {
+	// URL is an http(s) URL, or a path under the agent's assets directory
+	// (which the agent serves: the only choice for machines that reach
+	// nothing but the agent).
+	URL string `json:"url"`
+	// Checksum is "sha256:<hex>" or "sha512:<hex>" of the file at URL.
+	Checksum string `json:"checksum"`
+	// Format is what the file at URL holds: ImageFormats.
+	Format string `json:"format"`
+}
+
+// ImageFormats lists the image formats the deploy ramdisk writes: a raw
+// disk image, or one compressed with gzip or zstd.
+var ImageFormats = []string{"raw", "gzip", "zstd"}
+
+// RootDeviceHints choose the disk an image is written to, as Ironic's root
+// device hints do: every hint given must match. A machine's hints replace
+// its profile's.
+type RootDeviceHints struct {
+	Name       string  `json:"name,omitempty"` // kernel name, e.g. "sda" or "/dev/sda"
+	MinSizeGiB float64 `json:"min_size_gib,omitempty"`
+	MaxSizeGiB float64 `json:"max_size_gib,omitempty"`
+	Model      string  `json:"model,omitempty"`
+	Serial     string  `json:"serial,omitempty"`
+	WWN        string  `json:"wwn,omitempty"`
+	Rotational *bool   `json:"rotational,omitempty"`
+}
+
+// DeployTarget is what a deploy ramdisk writes, chosen by the agent.
+type DeployTarget struct {
+	Disk  SeenDisk
+	Image Image
+	// Profile is the run's profile (its templates make the config drive).
+	Profile string
+}
+
+// ErrDeployRefused wraps why the agent will not let a deploy ramdisk write
+// (no disk matches the hints, the profile has no image); the machine has
+// been failed with the same message.
+var ErrDeployRefused = errors.New("deploy refused")
+
+// SeenDisk is a disk the deploy ramdisk found on the machine.
+type SeenDisk struct {
+	Name       string `json:"name"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	WWN        string `json:"wwn,omitempty"`
+	Rotational bool   `json:"rotational"`
+}
+
+// ErrBadReport is wrapped by Validate's errors: a report that is refused
+// whole, so nothing of it is stored and the token is not spent.
+var ErrBadReport = errors.New("bad callback report")
+
+// Validate checks what a report would put where templates and other
+// machines read it: addresses must be IP addresses (a CIDR's address part
+// is accepted) and the hostname a valid host name.
+func (r CallbackReport) Validate() error {
+	if len(r.Addresses) > MaxReportAddresses {
+		return fmt.Errorf("%w: more than %d addresses", ErrBadReport, MaxReportAddresses)
+	}
+	for _, a := range r.Addresses {
+		if _, err := ReportedAddress(a); err != nil {
+			return err
+		}
+	}
+	if r.Hostname != "" && !validHostname(r.Hostname) {
+		return fmt.Errorf("%w: hostname is not a valid host name (RFC 1123)", ErrBadReport)
+	}
+	return nil
+}
+
+// MaxReportAddresses bounds the addresses one callback may report.
+const MaxReportAddresses = 16
+
+// ReportedAddress returns the IP address of a reported address ("10.0.0.5"
+// or "10.0.0.5/24"), in canonical form.
+func ReportedAddress(a string) (string, error) {
+	a = strings.TrimSpace(a)
+	if ip, err := netip.ParseAddr(a); err == nil && ip.Zone() == "" {
+		return ip.String(), nil
+	}
+	if p, err := netip.ParsePrefix(a); err == nil {
+		return p.Addr().String(), nil
+	}
+	return "", fmt.Errorf("%w: address %q is not an IP address", ErrBadReport, printableASCII(a, 64))
+}
+
+var hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !hostLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// printableASCII keeps an echoed client value short and inert.
+func printableASCII(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
 }
 
 // BootProfile is how to install a machine: kernel, initrds, cmdline and
 // templates, or a whole iPXE script.
 type BootProfile struct {
-	Name       string            `json:"name"`
-	Kernel     string            `json:"kernel,omitempty"`
-	Initrds    []string          `json:"initrds,omitempty"`
-	Cmdline    string            `json:"cmdline,omitempty"`
-	IPXEScript string            `json:"ipxe_script,omitempty"`
+	Name       string   `json:"name"`
+	Kernel     string   `json:"kernel,omitempty"`
+	Initrds    []string `json:"initrds,omitempty"`
+	Cmdline    string   `json:"cmdline,omitempty"`
+	IPXEScript string   `json:"ipxe_script,omitempty"`
+	// Image, when set, makes the profile an image deploy: the agent's
+	// deploy ramdisk writes it (Kernel and Initrds are then unused).
+	Image      *Image            `json:"image,omitempty"`
+	RootDevice *RootDeviceHints  `json:"root_device,omitempty"`
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
@@ -343,6 +571,10 @@ type BootProfile struct {
 	Version     uint64    `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+
+	// CallbackAnySource accepts the callback from any address, not only the
+	// one the boot script went to (for installers behind NAT or a proxy).
+	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 	// Snippets names the snippets (Template) the profile's texts include,
 	// directly; kept by the API on save so that a snippet's users are known
 	// without parsing every profile.
@@ -424,18 +656,30 @@ const (
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
 	EventRunStarted   = "run_started"
+	// EventImageWritten: the deploy ramdisk wrote and verified the image
+	// and the config drive.
+	EventImageWritten = "image_written"
 	// EventBootStalled is recorded once per stall: no new boot step for the
 	// agent's boot stall warning period. Its message is the last_error.
 	EventBootStalled = "boot_stalled"
+	// EventInventoryDrift: a re-read inventory's hardware fingerprint
+	// differs from the accepted one.
+	EventInventoryDrift = "inventory_drift"
+	// EventBMCInsecure warns, at each create or spec update, that the
+	// machine's BMC endpoint is plain http: the Redfish login (session body
+	// and basic auth) crosses the network in the clear.
+	EventBMCInsecure = "bmc_insecure"
 )
 
 // EventTypes lists every event type the agent records, boot signals
 // included, in the order the API documentation names them.
 var EventTypes = []string{
-	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventError,
+	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventInventoryDrift, EventError,
 	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),
+	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
+	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)

@@ -2,6 +2,9 @@ package provision
 
 import (
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
@@ -22,12 +25,17 @@ const (
 	opPowerOff              // BMC graceful shutdown (force after the BMC's grace period)
 	opPollPower             // BMC power-state read for drift
 	opStall                 // write, refresh or clear a run's stall note (see stallPlan)
+	opRebootToOS            // BMC next boot from disk, then power cycle: into the image just written
+	opForget                // remove a machine being deleted from the store without any BMC call
+	opReinspect             // BMC Inventory re-read of a settled machine (no phase change)
 )
 
 var opNames = map[op]string{
 	opWait: "wait", opObserve: "observe", opTransition: "transition", opNote: "note",
 	opInspect: "inspect", opSetBootPXE: "set_boot_pxe", opPowerOn: "power_on",
 	opSetBootDisk: "set_boot_disk", opPowerOff: "power_off", opPollPower: "poll_power", opStall: "stall",
+	opRebootToOS: "reboot_to_os",
+	opForget:     "forget", opReinspect: "reinspect",
 }
 
 func (o op) String() string { return opNames[o] }
@@ -82,6 +90,9 @@ type view struct {
 	PollEvery time.Duration
 	// LastPolled is when the power was last read (recorded or not).
 	LastPolled time.Time
+	// InventoryEvery is how often a settled machine's inventory is read
+	// again (plus a per-machine jitter of up to a tenth); 0: never.
+	InventoryEvery time.Duration
 }
 
 // plan is decide's answer.
@@ -92,6 +103,7 @@ type plan struct {
 	Reason string // event message / last_error for opNote and failures
 
 	NewRun   *target // opTransition: start a run with this target (aborting any active one)
+	Adopt    *target // opTransition to provisioned: record this target as installed, with no run
 	AbortRun bool    // opTransition: the active run's token dies
 	Deadline time.Time
 	Attempt  bool // opTransition: this is a power-cycle retry (Run.Attempts++)
@@ -112,6 +124,9 @@ func decide(v view) plan {
 	m := v.M
 	st := m.Status
 	deleting := !m.DeletionRequested.IsZero()
+	if deleting && st.Phase != model.PhaseDeprovisioning && st.Phase != model.PhaseFailed && neverPoweredOn(m) {
+		return plan{Op: opForget, Reason: "deletion requested; the agent never powered the machine on, so it is removed without a power-off"}
+	}
 	switch st.Phase {
 	case "", model.PhaseRegistering:
 		return to(model.PhaseInspecting, model.StepNone, "reconciler took over the machine; reading its inventory")
@@ -126,6 +141,8 @@ func decide(v view) plan {
 			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
 		case m.State == model.StateOff:
 			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "desired state off")
+		case m.State == model.StateProvisioned && m.Adopt && st.ProvisionedAt.IsZero():
+			return adopt(v)
 		case m.State == model.StateProvisioned:
 			return startRun(v, "desired state provisioned")
 		}
@@ -195,22 +212,89 @@ func decide(v view) plan {
 		}
 		return runStep(v)
 	case model.PhaseFailed:
-		if deleting && m.DeletionRequested.After(st.PhaseSince) {
-			// Deleting a failed machine still powers it off first; a failure
-			// of that power-off (after the request) waits for the operator,
-			// who can force the deletion.
-			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+		if deleting {
+			switch {
+			case neverPoweredOn(m):
+				return plan{Op: opForget, Reason: "deletion requested; the agent never powered the machine on, so it is removed without a power-off"}
+			case m.DeletionRequested.After(st.PhaseSince):
+				return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+			}
+			// The power-off asked for by the deletion failed for good (its
+			// retries are the bound): the record goes, the machine may
+			// still run, and the reason says why.
+			return plan{Op: opForget, Reason: "deleted without a power-off, which failed: " + st.LastError + "; the machine may still be powered on"}
 		}
 		if m.Version > st.ObservedVersion {
-			why := fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version)
-			if st.Inventory == nil {
-				return to(model.PhaseRegistering, model.StepNone, why)
-			}
-			return to(model.PhaseAvailable, model.StepNone, why)
+			return retry(fmt.Sprintf("spec changed (version %d); retrying from the start", m.Version))
+		}
+		if r := m.Run; r != nil && v.Target.Problem == "" && m.State == model.StateProvisioned && !v.Target.same(r.Profile, r.ProfileVersion, r.ParamsHash) {
+			return retry(fmt.Sprintf("target changed since run %s failed (%s v%d → %s); retrying from the start", r.ID, r.Profile, r.ProfileVersion, v.Target))
 		}
 		return plan{Op: opWait}
 	}
 	return fail(fmt.Sprintf("unknown phase %q", st.Phase))
+}
+
+// retry leaves the failed phase for a fresh start, from reading the
+// inventory: what failed may have been fixed at the hardware (a NIC, the
+// power) as well as in the spec.
+func retry(why string) plan {
+	return to(model.PhaseInspecting, model.StepNone, why)
+}
+
+// neverPoweredOn reports whether the agent has no reason to think the
+// machine is on because of it: never installed, no power-on in its run,
+// and not seen on. Deleting such a machine needs no power-off, which is
+// what lets a machine whose BMC never answered be deleted at all.
+func neverPoweredOn(m *model.Machine) bool {
+	if !m.Status.ProvisionedAt.IsZero() || m.Status.PowerState == model.PowerOn {
+		return false
+	}
+	if r := m.Run; r != nil {
+		// A powering_on step with a deadline may have sent its power-on
+		// just before a crash (see powerOn): that counts as powered on.
+		return r.PowerOns == 0 && (m.Status.Step != model.StepPoweringOn || r.StepDeadline.IsZero())
+	}
+	return true
+}
+
+// adopt records a machine already running its OS as provisioned with
+// its target, without a power action or an install.
+func adopt(v view) plan {
+	if v.Target.Problem != "" {
+		return plan{Op: opNote, Reason: "cannot adopt: " + v.Target.Problem}
+	}
+	if inv := v.M.Status.Inventory; inv != nil && inv.PowerState == model.PowerOff {
+		return fail("cannot adopt: the BMC reports the machine off, and adopt takes over a running machine: power it on and apply again, or unset adopt to install it")
+	}
+	t := v.Target
+	p := to(model.PhaseProvisioned, model.StepNone, fmt.Sprintf("adopted as installed with %s (params %s); no power action, no install", t, short(t.ParamsHash)))
+	p.Adopt = &t
+	return p
+}
+
+// macProblem says why the machine's configured MACs cannot be its
+// provisioning NICs, as far as the BMC's inventory tells; "" when they
+// can or the inventory lists no MAC.
+func macProblem(m *model.Machine) string {
+	if m.Status.Inventory == nil {
+		return ""
+	}
+	reported := inventoryMACs(m.Status.Inventory)
+	if len(reported) == 0 {
+		return ""
+	}
+	var missing []string
+	for _, mac := range m.MACs {
+		if !slices.Contains(reported, mac) {
+			missing = append(missing, mac)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("configured MACs %s are not among the NICs the BMC reports (%s): set macs to the provisioning NICs' MACs, or leave macs unset to use the inventory's",
+		strings.Join(missing, ", "), strings.Join(reported, ", "))
 }
 
 // runStep advances an active run (provisioning, or a wipe run while
@@ -265,6 +349,23 @@ func runStep(v view) plan {
 		return fail(timeoutMessage(step, r, t, describeStall(r, v.Boot, v.Now)))
 	case model.StepFinishing:
 		return plan{Op: opSetBootDisk}
+	case model.StepImageWritten:
+		return plan{Op: opRebootToOS}
+	case model.StepBootingOS:
+		if r.StepDeadline.IsZero() {
+			p := to(m.Status.Phase, step, "deadline restored")
+			p.Deadline = v.Now.Add(t.Install)
+			return p
+		}
+		if v.Now.Before(r.StepDeadline) {
+			return plan{Op: opWait, After: r.StepDeadline.Sub(v.Now)}
+		}
+		disk := "the disk"
+		if r.Deploy != nil && r.Deploy.Disk != "" {
+			disk = r.Deploy.Disk
+		}
+		return fail(fmt.Sprintf("run %s: the image was written to %s, but the deployed OS did not call back within %s of the reboot; "+
+			"check the machine's console: the firmware may not boot that disk (boot mode, boot order), or cloud-init did not run the config drive's user-data", r.ID, disk, t.Install))
 	case model.StepNone:
 		return to(m.Status.Phase, model.StepSettingBoot, "run "+r.ID+" resumed at its first step")
 	}
@@ -302,6 +403,8 @@ func startRun(v view, why string) plan {
 		return plan{Op: opNote, Reason: "cannot provision: " + v.Target.Problem}
 	case len(v.M.MACs) == 0:
 		return plan{Op: opNote, Reason: "cannot provision: the machine has no MAC address (none given and the BMC inventory listed no NIC); set macs"}
+	case macProblem(v.M) != "":
+		return fail("cannot provision: " + macProblem(v.M))
 	case !v.Gate.Open:
 		return plan{Op: opWait}
 	}
@@ -311,14 +414,29 @@ func startRun(v view, why string) plan {
 	return p
 }
 
-// settled handles a machine at rest: acknowledge spec versions, poll power.
+// settled handles a machine at rest: acknowledge spec versions, poll power,
+// re-read the inventory now and then.
 func settled(v view) plan {
 	m := v.M
-	if m.Version > m.Status.ObservedVersion || m.Status.LastError != "" {
+	// While the BMC refuses or does not answer, last_error says so until a
+	// poll succeeds; a spec write (new credentials, say) is checked at once.
+	bmcDown := m.Status.BMCStatus != "" && m.Status.BMCStatus != model.BMCStatusOK
+	switch {
+	case m.Version > m.Status.ObservedVersion && bmcDown:
+		return plan{Op: opPollPower}
+	case m.Version > m.Status.ObservedVersion, m.Status.LastError != "" && !bmcDown:
 		return plan{Op: opObserve}
 	}
+	var after time.Duration
+	if inv := m.Status.Inventory; v.InventoryEvery > 0 && inv != nil && !bmcDown {
+		due := inv.CollectedAt.Add(v.InventoryEvery + inventoryJitter(m.Name, v.InventoryEvery))
+		if !v.Now.Before(due) {
+			return plan{Op: opReinspect}
+		}
+		after = due.Sub(v.Now)
+	}
 	if v.PollEvery <= 0 {
-		return plan{Op: opWait}
+		return plan{Op: opWait, After: after}
 	}
 	last := v.LastPolled
 	if m.Status.PowerCheckedAt.After(last) {
@@ -328,7 +446,23 @@ func settled(v view) plan {
 	if !v.Now.Before(due) {
 		return plan{Op: opPollPower}
 	}
-	return plan{Op: opWait, After: due.Sub(v.Now)}
+	if d := due.Sub(v.Now); after == 0 || d < after {
+		after = d
+	}
+	return plan{Op: opWait, After: after}
+}
+
+// inventoryJitter spreads the inventory re-reads of machines registered
+// together over a tenth of the period, the same for a machine every time
+// so decide stays a pure function.
+func inventoryJitter(name string, every time.Duration) time.Duration {
+	span := every / 10
+	if span <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(span))
 }
 
 // expectedPower is the power state the machine's phase implies ("" = any).

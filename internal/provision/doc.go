@@ -12,12 +12,19 @@
 // Timeouts.Retries times, then → failed with last_error).
 //
 //	phase / step                   condition                                    does
+//	any but deprovisioning/failed  deletion requested, never powered on by the  forgotten (no BMC call)
+//	                               agent (not installed, no run power-on, not on)
 //	registering ("")               -                                            → inspecting
 //	inspecting                     deletion requested                           → deprovisioning/powering_off
 //	inspecting                     -                                            BMC Inventory (fills MACs when none) → available
 //	available                      deletion requested or desired off            → deprovisioning/powering_off
+//	available                      desired provisioned, adopt, never installed  → provisioned with the target, no run, no BMC call
+//	                                                                            (→ failed when the BMC reports it off)
+//	available                      desired provisioned, configured MACs not in  → failed, naming the MACs the BMC reports
+//	                               the inventory's NICs
 //	available                      desired provisioned, target ok, gate open    new run → provisioning/setting_boot
-//	available                      desired available                            power left as is; drift poll
+//	available                      desired available                            power left as is; drift poll; inventory re-read
+//	                                                                            every InventoryInterval (hardware drift events)
 //	off                            deletion requested                           → deprovisioning/powering_off
 //	off                            desired available                            → available (power left as is)
 //	off                            desired provisioned, target ok, gate open    new run → provisioning/setting_boot
@@ -28,7 +35,7 @@
 //	provisioned                    -                                            drift poll
 //	provisioning/*  (no callback)  deletion requested or desired not provisioned run aborted (token dead) → deprovisioning/powering_off
 //	provisioning/*  (no callback)  target differs from the run's, gate open     new run (old token dead) → provisioning/setting_boot
-//	*/setting_boot                 -                                            BMC boot override Pxe once → powering_on
+//	*/setting_boot                 -                                            BMC boot override Pxe once, inventory re-read → powering_on
 //	*/powering_on                  a boot signal or the callback already seen   → waiting_pxe (never power again)
 //	*/powering_on                  -                                            BMC power On (Off) / ForceRestart (On) → waiting_pxe
 //	*/waiting_pxe                  pxe_requested or script_served seen          → booting_installer
@@ -45,8 +52,12 @@
 //	provisioning/finishing         -                                            BMC boot override Hdd once → provisioned
 //	deprovisioning/powering_off    -                                            BMC GracefulShutdown → deleted (deletion requested)
 //	                                                                            | off (desired off) | available
+//	failed                         deletion requested, never powered on         forgotten (no BMC call)
 //	failed                         deletion requested after it failed           → deprovisioning/powering_off
-//	failed                         spec version > observed version              → registering (never inventoried) | available
+//	failed                         failed after the deletion request (the       forgotten; the event says it may still be on
+//	                               power-off failed for good)
+//	failed                         spec version > observed version, or the      → inspecting (the inventory is read again)
+//	                               target differs from the failed run's
 //	failed                         -                                            wait for the operator (spec change or provision action)
 //
 // "Target" is (effective profile, its version, params hash). A cluster
@@ -54,6 +65,11 @@
 // provisioned with its current target; a member that is re-provisioned
 // (leaves phase provisioned) also needs fewer than max_unavailable members
 // of its role out and no failed member in the cluster.
+//
+// A settled machine's power polls and inventory re-reads also keep
+// bmc_status: auth_failed (401/403) or unreachable (no answer) with
+// last_error saying so and what fixes it, until a call succeeds; a spec
+// write to such a machine polls it at once.
 //
 // The power a phase expects, for drift: provisioned → On; off → Off;
 // available → Off when the reconciler powered it off (the machine has a

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 	"unicode"
@@ -23,6 +22,7 @@ const (
 	ActionReset       = "reset"
 	ActionProvision   = "provision"
 	ActionDeprovision = "deprovision"
+	ActionInspect     = "inspect"
 )
 
 const (
@@ -42,6 +42,7 @@ var bootSignals = map[model.Signal]bool{
 	model.SignalPXERequested: true, model.SignalScriptServed: true,
 	model.SignalKernelFetched: true, model.SignalInitrdFetched: true,
 	model.SignalTemplatesFetched: true,
+	model.SignalDeployDisks:      true, model.SignalDeployProgress: true,
 }
 
 // stepName tells boot steps of one signal apart (model.BootStep.Name): a
@@ -54,6 +55,8 @@ func stepName(sig model.Signal, data map[string]string) string {
 		return data["path"]
 	case model.SignalTemplatesFetched:
 		return data["template"]
+	case model.SignalDeployProgress:
+		return data["gib"]
 	}
 	return ""
 }
@@ -79,7 +82,15 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 			if run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
 				return false, errStale
 			}
-			if !run.AddStep(step) {
+			// The first script fetch binds the run to its address (see
+			// callbackSource); it is recorded before the step check, as a
+			// later fetch by another address must not rebind it.
+			bound := false
+			if sig == model.SignalScriptServed && run.ScriptFrom == "" && data["remote"] != "" {
+				run.ScriptFrom = data["remote"]
+				bound = true
+			}
+			if !run.AddStep(step) && !bound {
 				return false, errStale
 			}
 			if _, seen := run.Signals[sig]; !seen {
@@ -201,10 +212,19 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
+		if reject = r.sourceProblem(ctx, m, report.From); reject != "" {
+			return false, nil, errRejected
+		}
 		b := *m
 		run := *m.Run
 		b.Run = &run
 		before = &b
+		if evs, handled := deployCallback(m, report, now, &reject); handled {
+			if reject != "" {
+				return false, nil, errRejected
+			}
+			return false, evs, nil
+		}
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
 		m.Run.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
@@ -219,6 +239,12 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			}
 			if tail := cleanLogTail(report.LogTail); tail != "" {
 				m.Status.LastError += ": " + tail
+			}
+			if m.Run.RenderError != "" {
+				// The installer failed on a template the agent could not
+				// render: that, not the installer's symptom, is what an
+				// operator fixes.
+				m.Status.LastError = fmt.Sprintf("run %s: rendering failed: %s; then %s", m.Run.ID, m.Run.RenderError, m.Status.LastError)
 			}
 			return false, events(m), nil
 		}
@@ -275,16 +301,37 @@ func tokenProblem(m *model.Machine, token string) string {
 	return ""
 }
 
+// sourceProblem says why a callback from address from is not accepted for
+// m's run ("" = it is): a run's callback must come from the address its
+// boot script was served to, unless its profile opts out. The token alone
+// is not enough, as anyone who asks for the machine's MAC during the run
+// can read it from the script.
+func (r *Reconciler) sourceProblem(ctx context.Context, m *model.Machine, from string) string {
+	if from == "" {
+		return ""
+	}
+	if p, err := r.st.GetProfile(ctx, m.Run.Profile); err == nil && p.CallbackAnySource {
+		return ""
+	}
+	switch m.Run.ScriptFrom {
+	case "":
+		return "no boot script was served for this run"
+	case from:
+		return ""
+	}
+	return "callback from " + from + ", but the run's boot script went to " + m.Run.ScriptFrom
+}
+
+// cleanAddresses keeps the reported addresses that are IP addresses, in
+// canonical form (the boot edge refuses a report with any other).
 func cleanAddresses(in []string) []string {
 	var out []string
 	for _, a := range in {
-		a = strings.TrimSpace(a)
-		if net.ParseIP(a) == nil {
-			if p, _, err := net.ParseCIDR(a); err != nil || p == nil {
-				continue
-			}
+		ip, err := model.ReportedAddress(a)
+		if err != nil {
+			continue
 		}
-		out = append(out, a)
+		out = append(out, ip)
 		if len(out) == maxAddresses {
 			break
 		}
@@ -329,9 +376,12 @@ func cleanLogTail(s string) string {
 // actions are direct BMC calls, serialised with the machine's reconcile
 // and refused while a run or power-off is in progress. provision starts a
 // fresh run now (bypassing the cluster gate: the operator asked);
-// deprovision sets the desired state to available.
+// deprovision sets the desired state to available; inspect reads the
+// inventory again now.
 func (r *Reconciler) MachineAction(ctx context.Context, name, action string) error {
 	switch action {
+	case ActionInspect:
+		return r.inspectNow(ctx, name)
 	case ActionPowerOn, ActionPowerOff, ActionReset:
 		return r.powerAction(ctx, name, action)
 	case ActionProvision:
@@ -352,8 +402,34 @@ func (r *Reconciler) MachineAction(ctx context.Context, name, action string) err
 		r.q.add(name)
 		return nil
 	}
-	return fmt.Errorf("unknown machine action %q (want %s, %s, %s, %s or %s)", action,
-		ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision)
+	return fmt.Errorf("unknown machine action %q (want %s, %s, %s, %s, %s or %s)", action,
+		ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision, ActionInspect)
+}
+
+// inspectNow reads the machine's inventory at the operator's request,
+// serialised with its reconcile like a power action.
+func (r *Reconciler) inspectNow(ctx context.Context, name string) error {
+	l := r.machineLock(name)
+	l.Lock()
+	defer l.Unlock()
+	m, err := r.st.GetMachine(ctx, name)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", name, err)
+	}
+	if !m.DeletionRequested.IsZero() {
+		return fmt.Errorf("machine %s is being deleted: %w", name, store.ErrConflict)
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	inv, err := r.readInventory(cctx, m.BMC)
+	cancel()
+	if err != nil {
+		r.met.bmcErrors.WithLabelValues("action_" + ActionInspect).Inc()
+		return errors.New(describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.Inspect) + " during operator action " + ActionInspect)
+	}
+	if err := r.recordInventory(ctx, m, inv); err != nil {
+		return fmt.Errorf("machine %s: inventory read, recording it failed (try again): %w", name, err)
+	}
+	return nil
 }
 
 func (r *Reconciler) powerAction(ctx context.Context, name, action string) error {
@@ -379,12 +455,17 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 		pa = bmc.PowerForceRestart
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
+	issued := r.cfg.Now()
 	err = r.bmc.Power(cctx, m.BMC, pa)
 	cancel()
 	if err != nil {
 		msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " during operator action " + action
 		r.met.bmcErrors.WithLabelValues("action_" + action).Inc()
-		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventError, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg})
+		o := bmc.OutcomeOf(err)
+		e := powerEvent(m, pa, o, "operator action "+action+": power "+string(pa)+": "+string(o)+": "+msg, issued)
+		e.Data["operator"] = "true"
+		delete(e.Data, "run") // not part of any run
+		r.appendEvent(ctx, e)
 		return errors.New(msg)
 	}
 	now := r.cfg.Now()
@@ -398,8 +479,10 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 	if err != nil {
 		return fmt.Errorf("machine %s: power %s done, recording it failed: %w", name, pa, err)
 	}
-	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerAction, Phase: out.Status.Phase, Step: out.Status.Step,
-		Message: "operator action " + action + ": power " + string(pa), Data: map[string]string{"action": string(pa), "operator": "true"}})
+	e := powerEvent(out, pa, bmc.PowerConfirmed, "operator action "+action+": power "+string(pa), issued)
+	e.Data["operator"] = "true"
+	delete(e.Data, "run")
+	r.appendEvent(ctx, e)
 	if out.Status.PowerDrift != m.Status.PowerDrift {
 		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerDrift, Phase: out.Status.Phase,
 			Message: fmt.Sprintf("power is %s after operator action %s, phase %s expects %s", want, action, out.Status.Phase, orDash(expectedPower(out))),

@@ -509,3 +509,46 @@ func TestBootMode(t *testing.T) {
 	assert.Equal(t, "UEFI", e.lab.System("lab-2").BootOverride().Mode, "the UEFI machine's override mode")
 	assert.Equal(t, "Legacy", e.lab.System("lab-3").BootOverride().Mode, "the legacy machine's override mode")
 }
+
+// TestCallbackBoundToScriptSource: a run's callback is accepted only from
+// the address its boot script was first served to; a later script fetch
+// from elsewhere does not rebind it, and a profile may opt out.
+func TestCallbackBoundToScriptSource(t *testing.T) {
+	e := newEnv(t, envOpts{machines: 2, noBoot: true})
+	names := e.lab.Names()
+	for _, n := range names {
+		e.update(n, func(m *model.Machine) { m.State = model.StateProvisioned })
+	}
+	e.start()
+	ctx := context.Background()
+	for _, n := range names {
+		e.await(n+" waiting for PXE", 20*time.Second, func() (bool, string) {
+			m := e.machine(n)
+			return m.Status.Step == model.StepWaitingPXE, describe(m)
+		})
+	}
+	a := e.machine(names[0])
+	ok := model.CallbackReport{Status: "ok", Addresses: []string{"10.6.6.6"}}
+	from := func(addr string) model.CallbackReport { r := ok; r.From = addr; return r }
+	require.True(t, isRejected(e.rec.Callback(ctx, names[0], a.Run.Token, from("192.0.2.10"))), "no script served yet")
+	served := func(remote string) {
+		e.rec.Signal(ctx, names[0], model.SignalScriptServed, map[string]string{"run": a.Run.ID, "remote": remote})
+	}
+	served("192.0.2.10")
+	served("192.0.2.66")
+	require.Equal(t, "192.0.2.10", e.machine(names[0]).Run.ScriptFrom)
+	require.True(t, isRejected(e.rec.Callback(ctx, names[0], a.Run.Token, from("192.0.2.66"))), "callback from another address")
+	x := e.machine(names[0])
+	require.False(t, x.Run.TokenUsed)
+	require.Empty(t, x.Status.Addresses)
+	require.NoError(t, e.rec.Callback(ctx, names[0], a.Run.Token, from("192.0.2.10")))
+
+	// The opt-out: any address, even with no script served.
+	b := e.machine(names[1])
+	_, err := e.st.UpdateProfile(ctx, b.Run.Profile, func(p *model.BootProfile) error {
+		p.CallbackAnySource = true
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, e.rec.Callback(ctx, names[1], b.Run.Token, from("198.51.100.7")))
+}

@@ -21,7 +21,7 @@ import (
 type BMC interface {
 	PowerState(ctx context.Context, c model.BMC) (string, error)
 	Power(ctx context.Context, c model.BMC, a bmc.PowerAction) error
-	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool) error
+	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool, mode bmc.BootMode) error
 	Inventory(ctx context.Context, c model.BMC) (*model.Inventory, error)
 }
 
@@ -77,6 +77,10 @@ type Config struct {
 	// a new boot step before the machine's last_error says where its boot
 	// stalled (an event records each stall). Default 5m; negative disables.
 	BootStallWarning time.Duration
+	// InventoryInterval is how often a settled machine's inventory is read
+	// again, so hardware changes show as drift (each machine at its own
+	// offset within a tenth of it). Default 24h; negative disables.
+	InventoryInterval time.Duration
 	// RetryBase and RetryMax bound the jittered exponential backoff between
 	// BMC retries. Defaults 2s and 1m.
 	RetryBase, RetryMax time.Duration
@@ -106,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.BootStallWarning == 0 {
 		c.BootStallWarning = 5 * time.Minute
+	}
+	if c.InventoryInterval == 0 {
+		c.InventoryInterval = 24 * time.Hour
 	}
 	t := &c.Timeouts
 	def := func(d *time.Duration, v time.Duration) {
@@ -165,6 +172,10 @@ type Reconciler struct {
 	// powerIntent holds, per machine, the run whose power-on this agent
 	// issued (see powerOn).
 	powerIntent map[string]string
+	// onNotDone holds, per machine, the run whose last On attempt did not
+	// bring the machine on: if it is on at the next try, that On came in
+	// late, and a restart now would be a second power cycle.
+	onNotDone map[string]string
 	// clusterOf maps machine → cluster, so a member's change also wakes the
 	// cluster (its gates and status depend on every member).
 	clusterOf map[string]string
@@ -205,6 +216,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
 		powerIntent:  map[string]string{},
+		onNotDone:    map[string]string{},
 		lastPoll:     map[string]time.Time{},
 		pollSlot:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
@@ -318,6 +330,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.failures, name)
 	delete(r.notBefore, name)
 	delete(r.powerIntent, name)
+	delete(r.onNotDone, name)
 	delete(r.lastPoll, name)
 	delete(r.pollSlot, name)
 	delete(r.clusterOf, name)

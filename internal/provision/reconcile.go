@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -106,7 +108,7 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	polled := r.lastPoll[m.Name]
 	r.mu.Unlock()
 	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, StallWarning: r.cfg.BootStallWarning,
-		PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}}
+		PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}, InventoryEvery: r.cfg.InventoryInterval}
 	c, err := r.clusterOfMachine(ctx, m)
 	if err != nil {
 		return v, err
@@ -197,7 +199,248 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 		r.pollPower(ctx, m)
 	case opStall:
 		r.noteStall(ctx, m, p)
+	case opRebootToOS:
+		r.rebootToOS(ctx, m)
+	case opForget:
+		r.forgetDeleted(ctx, m, p.Reason)
+	case opReinspect:
+		r.reinspect(ctx, m)
 	}
+}
+
+// rebootToOS boots the image the deploy ramdisk wrote: next boot from
+// disk, then a power cycle, since the ramdisk stays up and waits for it.
+// The deployed OS's callback ends the run.
+func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
+	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
+		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, redfishBootMode(m.BootMode))
+	}) {
+		return
+	}
+	const what = "power ForceRestart into the deployed image"
+	var issued time.Time
+	var lost error // the restart's outcome is unknown
+	if !r.bmcStep(ctx, m, "power-cycling into the deployed image", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
+		issued = r.cfg.Now()
+		err := r.bmc.Power(ctx, m.BMC, bmc.PowerForceRestart)
+		switch bmc.OutcomeOf(err) {
+		case bmc.PowerUnknown:
+			// A second restart could cut short the first boot of the
+			// deployed OS; the booting_os deadline covers one that never
+			// happened.
+			lost = err
+			return nil
+		case bmc.PowerNotDone:
+			if ctx.Err() == nil {
+				r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerNotDone,
+					what+": not carried out: "+describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOn), issued))
+			}
+		}
+		return err
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	lastError := ""
+	if lost != nil {
+		lastError = describeBMCError(m.BMC.Endpoint, lost, r.cfg.Timeouts.PowerOn) + "; waiting for the deployed OS instead"
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerUnknown, what+": "+lastError, issued))
+	} else {
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerConfirmed, what, issued))
+	}
+	r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, x.Status.Phase, model.StepBootingOS, now)
+		x.Status.LastError = lastError
+		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.Install)
+	}, phaseEvent(m, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back"))
+}
+
+// forgetDeleted removes a machine whose deletion needs no (or can get no)
+// power-off, recording why in the agent's event log, which outlives the
+// machine's own.
+func (r *Reconciler) forgetDeleted(ctx context.Context, m *model.Machine, why string) {
+	err := r.st.DeleteMachine(ctx, m.Name, func(x *model.Machine) error {
+		if !samePlace(x, m) {
+			return errStale
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStale):
+		r.q.add(m.Name)
+		return
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		if ctx.Err() == nil {
+			r.log.Error("deleting machine failed", "machine", m.Name, "err", err)
+			r.q.addAfter(m.Name, r.cfg.RetryBase)
+		}
+		return
+	}
+	r.appendEvent(ctx, model.Event{Type: model.EventPhaseChanged, Message: fmt.Sprintf("machine %s deleted: %s", m.Name, why),
+		Data: map[string]string{"machine": m.Name}})
+	r.log.Info("machine deleted", "machine", m.Name, "reason", why)
+	r.forget(m.Name)
+}
+
+// readInventory reads the machine's inventory and stamps it with its read
+// time and hardware fingerprint.
+func (r *Reconciler) readInventory(ctx context.Context, c model.BMC) (*model.Inventory, error) {
+	inv, err := r.bmc.Inventory(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if inv == nil {
+		inv = &model.Inventory{}
+	}
+	if inv.CollectedAt.IsZero() {
+		inv.CollectedAt = r.cfg.Now()
+	}
+	inv.Fingerprint = inv.HardwareFingerprint()
+	return inv, nil
+}
+
+// reinspect reads a settled machine's inventory again. A failure is not
+// the machine's: it shows in bmc_status and last_error, and the read is
+// tried again at the next period.
+func (r *Reconciler) reinspect(ctx context.Context, m *model.Machine) {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	inv, err := r.readInventory(cctx, m.BMC)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.met.bmcErrors.WithLabelValues("inventory").Inc()
+			r.bmcUnhealthy(ctx, m, describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.Inspect)+" while re-reading the inventory", err)
+		}
+		return
+	}
+	_ = r.recordInventory(ctx, m, inv) // a stale write requeues the machine, which reads again when due
+}
+
+// recordInventory stores a re-read inventory; a hardware fingerprint
+// other than the accepted one is recorded as an event (the API shows both).
+func (r *Reconciler) recordInventory(ctx context.Context, m *model.Machine, inv *model.Inventory) error {
+	_, err := r.commitErr(ctx, m, func(x *model.Machine) {
+		x.Status.Inventory = inv
+		if x.Status.AcceptedFingerprint == "" {
+			x.Status.AcceptedFingerprint = inv.Fingerprint
+		}
+		setBMCStatus(x, model.BMCStatusOK, inv.CollectedAt)
+	}, driftEvents(m, inv)...)
+	return err
+}
+
+// driftEvents is the inventory_drift event for inv, once per new
+// fingerprint that differs from the accepted one.
+func driftEvents(m *model.Machine, inv *model.Inventory) []model.Event {
+	acc := m.Status.AcceptedFingerprint
+	if acc == "" || inv.Fingerprint == acc || (m.Status.Inventory != nil && m.Status.Inventory.Fingerprint == inv.Fingerprint) {
+		return nil
+	}
+	return []model.Event{{Type: model.EventInventoryDrift,
+		Message: fmt.Sprintf("hardware changed: fingerprint %s, accepted %s (%s)", inv.Fingerprint, acc, inventoryDiff(m.Status.Inventory, inv)),
+		Data:    map[string]string{"fingerprint": inv.Fingerprint, "accepted": acc}}}
+}
+
+// recordBMCStatus writes bmc_status outside any step's commit: the call
+// that tells it may be followed by a status write on another basis.
+func (r *Reconciler) recordBMCStatus(ctx context.Context, name, status string) {
+	now := r.cfg.Now()
+	_, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
+		if x.Status.BMCStatus == status {
+			return false, errStale
+		}
+		setBMCStatus(x, status, now)
+		return false, nil
+	})
+	if err != nil && !errors.Is(err, errStale) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		r.log.Error("recording bmc_status failed", "machine", name, "err", err)
+	}
+}
+
+// inventoryDiff names what changed between two inventories, for the
+// drift event.
+func inventoryDiff(a, b *model.Inventory) string {
+	if a == nil {
+		return "no earlier inventory"
+	}
+	var d []string
+	if a.CPUs != b.CPUs || a.CPUCores != b.CPUCores || a.CPUThreads != b.CPUThreads || a.CPUModel != b.CPUModel {
+		d = append(d, fmt.Sprintf("CPUs %d/%d cores → %d/%d cores", a.CPUs, a.CPUCores, b.CPUs, b.CPUCores))
+	}
+	if a.MemoryGiB != b.MemoryGiB {
+		d = append(d, fmt.Sprintf("memory %g GiB → %g GiB", a.MemoryGiB, b.MemoryGiB))
+	}
+	if len(a.Disks) != len(b.Disks) {
+		d = append(d, fmt.Sprintf("disks %d → %d", len(a.Disks), len(b.Disks)))
+	}
+	if len(a.NICs) != len(b.NICs) {
+		d = append(d, fmt.Sprintf("NICs %d → %d", len(a.NICs), len(b.NICs)))
+	}
+	if len(d) == 0 {
+		return "disk, NIC or accelerator details"
+	}
+	return strings.Join(d, ", ")
+}
+
+// setBMCStatus records how the BMC answered, keeping the time since when
+// the status is unchanged.
+func setBMCStatus(x *model.Machine, status string, now time.Time) {
+	if x.Status.BMCStatus != status {
+		x.Status.BMCStatus, x.Status.BMCStatusSince = status, now
+	}
+}
+
+// bmcHealth classifies a BMC call's failure for bmc_status: a refused
+// login or access, a BMC that does not answer, or ok for a BMC that
+// answered with some other error.
+func bmcHealth(err error) string {
+	var be *bmc.Error
+	if errors.As(err, &be) && (be.StatusCode == http.StatusUnauthorized || be.StatusCode == http.StatusForbidden) {
+		return model.BMCStatusAuthFailed
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, bmc.ErrUnsupported), errors.Is(err, bmc.ErrOverrideReverted):
+		return model.BMCStatusOK
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
+		return model.BMCStatusUnreachable
+	case be != nil && be.StatusCode == 0:
+		// No HTTP answer at all: refused connection, DNS, TLS.
+		return model.BMCStatusUnreachable
+	case be != nil && (be.StatusCode == http.StatusBadGateway || be.StatusCode == http.StatusServiceUnavailable || be.StatusCode == http.StatusGatewayTimeout):
+		return model.BMCStatusUnreachable
+	}
+	return model.BMCStatusOK
+}
+
+// credentialsHint ends a message about a BMC that refuses the agent's
+// login with what fixes it.
+const credentialsHint = "; the BMC refuses the configured credentials: set the right bmc.password (with password_wo, bump password_wo_version) and apply"
+
+// bmcUnhealthy records a failed BMC call of a settled machine (power poll,
+// inventory re-read): bmc_status and last_error say what the BMC did, so
+// the next plan shows it; the machine's phase is left alone. The write is
+// skipped when it would change nothing, unless a spec version is waiting
+// to be acknowledged.
+func (r *Reconciler) bmcUnhealthy(ctx context.Context, m *model.Machine, msg string, err error) {
+	health := bmcHealth(err)
+	if health == model.BMCStatusAuthFailed {
+		msg += credentialsHint
+	}
+	r.log.Warn("BMC call of a settled machine failed", "machine", m.Name, "err", msg)
+	if m.Status.BMCStatus == health && m.Status.LastError == msg && m.Version <= m.Status.ObservedVersion {
+		return
+	}
+	var evs []model.Event
+	if m.Status.LastError != msg {
+		evs = append(evs, model.Event{Type: model.EventError, Message: msg, Data: map[string]string{"bmc_status": health}})
+	}
+	now := r.cfg.Now()
+	r.commit(ctx, m, func(x *model.Machine) {
+		setBMCStatus(x, health, now)
+		x.Status.LastError = msg
+	}, evs...)
 }
 
 // noteStall writes, refreshes or (with an empty reason) clears the run's
@@ -263,6 +506,10 @@ func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
 		if run != nil {
 			x.Run = run
 		}
+		if t := p.Adopt; t != nil {
+			x.Status.ProvisionedProfile, x.Status.ProvisionedProfileVersion, x.Status.ProvisionedParamsHash = t.Profile, t.Version, t.ParamsHash
+			x.Status.ProvisionedAt = now
+		}
 		if x.Run != nil {
 			if p.Attempt {
 				x.Run.Attempts++
@@ -284,18 +531,12 @@ func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
 func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
 	var inv *model.Inventory
 	if !r.bmcStep(ctx, m, "reading the inventory", r.cfg.Timeouts.Inspect, false, func(ctx context.Context) (err error) {
-		inv, err = r.bmc.Inventory(ctx, m.BMC)
+		inv, err = r.readInventory(ctx, m.BMC)
 		return err
 	}) {
 		return
 	}
 	now := r.cfg.Now()
-	if inv == nil {
-		inv = &model.Inventory{}
-	}
-	if inv.CollectedAt.IsZero() {
-		inv.CollectedAt = now
-	}
 	macs := m.MACs
 	if len(macs) == 0 {
 		macs = inventoryMACs(inv)
@@ -307,6 +548,9 @@ func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
 	apply := func(withMACs bool) func(x *model.Machine) {
 		return func(x *model.Machine) {
 			x.Status.Inventory = inv
+			if x.Status.AcceptedFingerprint == "" {
+				x.Status.AcceptedFingerprint = inv.Fingerprint
+			}
 			if inv.PowerState != "" {
 				x.Status.PowerState = inv.PowerState
 				x.Status.PowerCheckedAt = now
@@ -352,7 +596,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
 	}
 	if !r.bmcStep(ctx, m, what, timeout, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, t, false)
+		return r.bmc.SetBootOverride(ctx, m.BMC, t, false, redfishBootMode(m.BootMode))
 	}) {
 		return
 	}
@@ -360,11 +604,26 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventBootOverride, Phase: m.Status.Phase, Step: m.Status.Step,
 		Message: "next boot: " + string(t) + " (once)", Data: map[string]string{"target": string(t), "persistent": "false", "run": m.Run.ID}})
 	if t == bmc.BootPXE {
+		// The inventory is read again before each power-on, so hardware
+		// changed while the machine was off is seen; a failed read is no
+		// reason to stop the run.
+		evs := []model.Event{phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE")}
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+		inv, err := r.readInventory(cctx, m.BMC)
+		cancel()
+		if err != nil {
+			r.log.Warn("re-reading the inventory before power-on failed", "machine", m.Name, "err", err)
+		} else {
+			evs = append(evs, driftEvents(m, inv)...)
+		}
 		r.commit(ctx, m, func(x *model.Machine) {
 			setPhase(x, x.Status.Phase, model.StepPoweringOn, now)
 			x.Status.LastError = ""
 			x.Run.StepDeadline = time.Time{}
-		}, phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE"))
+			if inv != nil {
+				x.Status.Inventory = inv
+			}
+		}, evs...)
 		return
 	}
 	run := m.Run
@@ -394,7 +653,8 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	var action bmc.PowerAction
 	var issued time.Time
-	resumed := false
+	var lost error // the action's outcome is unknown
+	resumed := ""  // why the machine, found on, is not powered again
 	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
 		// A fresh read just before the only irreversible action: a signal
 		// or callback that arrived since the pass began means the machine is
@@ -420,7 +680,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 				return err
 			}
 			if ps == model.PowerOn {
-				resumed = true
+				resumed = "power-on was issued before the agent restarted and the machine is on; waiting for the PXE request"
 				return nil
 			}
 		}
@@ -443,16 +703,43 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if err != nil {
 			return err
 		}
+		r.mu.Lock()
+		late := r.onNotDone[m.Name] == m.Run.ID
+		delete(r.onNotDone, m.Name)
+		r.mu.Unlock()
+		if late && ps == model.PowerOn {
+			resumed = "the last power-on came in late and the machine is on now; waiting for the PXE request"
+			return nil
+		}
 		action = bmc.PowerOn
 		if ps == model.PowerOn {
 			action = bmc.PowerForceRestart
 		}
 		issued = r.cfg.Now()
-		return r.bmc.Power(ctx, m.BMC, action)
+		err = r.bmc.Power(ctx, m.BMC, action)
+		switch bmc.OutcomeOf(err) {
+		case bmc.PowerUnknown:
+			// Sending it again could cut short the boot it may have begun;
+			// the waiting_pxe deadline power-cycles a machine that never
+			// boots.
+			lost = err
+			return nil
+		case bmc.PowerNotDone:
+			if action == bmc.PowerOn {
+				r.mu.Lock()
+				r.onNotDone[m.Name] = m.Run.ID
+				r.mu.Unlock()
+			}
+			if ctx.Err() == nil {
+				r.appendEvent(ctx, powerEvent(m, action, bmc.PowerNotDone, "power "+string(action)+" to boot from the network: not carried out: "+
+					describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOn), issued))
+			}
+		}
+		return err
 	}) {
 		return
 	}
-	if resumed {
+	if resumed != "" {
 		now := r.cfg.Now()
 		r.commit(ctx, m, func(x *model.Machine) {
 			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
@@ -460,7 +747,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 			x.Status.PowerState = model.PowerOn
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			x.Run.PoweredOnAt = now
-		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "power-on was issued before the agent restarted and the machine is on; waiting for the PXE request"))
+		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, resumed))
 		return
 	}
 	// The power action happened whatever the store says next: record it
@@ -468,12 +755,16 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	// machines are that fast), so the count goes on the run even when the
 	// step has moved on.
 	now := r.cfg.Now()
-	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power " + string(action) + " to boot from the network",
-		// The event is recorded once the BMC confirms the new state, which a
-		// slow BMC may do after the machine has already booted; issued_at
-		// says when the action was sent.
-		Data: map[string]string{"action": string(action), "run": m.Run.ID, "issued_at": issued.UTC().Format(time.RFC3339Nano)}})
+	// The event is recorded once the BMC confirms the new state, which a
+	// slow BMC may do after the machine has already booted; issued_at says
+	// when the action was sent.
+	lastError := ""
+	if lost != nil {
+		lastError = describeBMCError(m.BMC.Endpoint, lost, r.cfg.Timeouts.PowerOn) + "; waiting for the PXE request instead"
+		r.appendEvent(ctx, powerEvent(m, action, bmc.PowerUnknown, "power "+string(action)+" to boot from the network: "+lastError, issued))
+	} else {
+		r.appendEvent(ctx, powerEvent(m, action, bmc.PowerConfirmed, "power "+string(action)+" to boot from the network", issued))
+	}
 	moved := false
 	wl := r.writeLock(m.Name)
 	wl.Lock()
@@ -484,11 +775,13 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		}
 		x.Run.PowerOns++
 		x.Run.PoweredOnAt = issued
-		x.Status.PowerState = model.PowerOn
-		x.Status.PowerCheckedAt = now
+		if lost == nil {
+			x.Status.PowerState = model.PowerOn
+			x.Status.PowerCheckedAt = now
+		}
 		if moved = samePlace(x, m); moved {
 			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
-			x.Status.LastError = ""
+			x.Status.LastError = lastError
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			if m.Version > x.Status.ObservedVersion {
 				x.Status.ObservedVersion = m.Version
@@ -500,7 +793,11 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		r.log.Error("recording power-on failed", "machine", m.Name, "err", err)
 	}
 	if moved && err == nil {
-		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "powered "+string(action)+"; waiting for the PXE request")
+		why := "powered " + string(action) + "; waiting for the PXE request"
+		if lost != nil {
+			why = "power " + string(action) + " outcome unknown; waiting for the PXE request"
+		}
+		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, why)
 		e.Machine = m.Name
 		r.appendEvent(ctx, e)
 	}
@@ -508,14 +805,23 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 }
 
 func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
+	const what = "power GracefulShutdown (forced off if it does not stop in time)"
 	if !r.bmcStep(ctx, m, "powering off", r.cfg.Timeouts.PowerOff, true, func(ctx context.Context) error {
-		return r.bmc.Power(ctx, m.BMC, bmc.PowerGracefulShutdown)
+		issued := r.cfg.Now()
+		err := r.bmc.Power(ctx, m.BMC, bmc.PowerGracefulShutdown)
+		if err != nil && ctx.Err() == nil {
+			// A shutdown sent again cannot cycle the machine: the next try
+			// reads the power state first and is a no-op once it is off.
+			o := bmc.OutcomeOf(err)
+			r.appendEvent(ctx, powerEvent(m, bmc.PowerGracefulShutdown, o,
+				what+": "+string(o)+": "+describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOff), issued))
+		}
+		return err
 	}) {
 		return
 	}
 	now := r.cfg.Now()
-	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power GracefulShutdown (forced off if it does not stop in time)", Data: map[string]string{"action": string(bmc.PowerGracefulShutdown)}})
+	r.appendEvent(ctx, powerEvent(m, bmc.PowerGracefulShutdown, bmc.PowerConfirmed, what, time.Time{}))
 	if !m.DeletionRequested.IsZero() {
 		err := r.st.DeleteMachine(ctx, m.Name, func(x *model.Machine) error {
 			if x.DeletionRequested.IsZero() {
@@ -556,6 +862,24 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 	}, phaseEvent(m, next, model.StepNone, why))
 }
 
+// powerEvent is the power_action event of one attempt: which action, its
+// outcome (confirmed, not_done or unknown) and when it was sent.
+func powerEvent(m *model.Machine, a bmc.PowerAction, o bmc.PowerOutcome, msg string, issued time.Time) model.Event {
+	data := map[string]string{"action": string(a), "outcome": string(o)}
+	if m.Run != nil {
+		data["run"] = m.Run.ID
+	}
+	ev := model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data}
+	if !issued.IsZero() {
+		data["issued_at"] = issued.UTC().Format(time.RFC3339Nano)
+		// Timed when the action was sent, with the step it was sent in, so
+		// a reader ordering by time sees it before the boot it caused even
+		// when the BMC confirmed after the callback.
+		ev.Time = issued.UTC()
+	}
+	return ev
+}
+
 // recordPollEvery is how many drift polls may pass without a store write
 // when nothing changed: power_checked_at stays roughly fresh without every
 // poll of every machine costing a write (and waking every watcher).
@@ -584,6 +908,11 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
+	if m.Version > m.Status.ObservedVersion && m.Status.BMCStatus == model.BMCStatusAuthFailed {
+		// The operator wrote the machine after the BMC refused the login:
+		// try now, not when the login backoff ends.
+		cctx = bmc.OperatorAsked(cctx)
+	}
 	ps, err := r.bmc.PowerState(cctx, m.BMC)
 	cancel()
 	now := r.cfg.Now()
@@ -595,15 +924,17 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		if ctx.Err() != nil {
 			return
 		}
-		// A failed drift poll is not a machine failure: log it and look
-		// again at the next interval.
+		// A failed drift poll is not a machine failure: bmc_status and
+		// last_error say it, and the next interval looks again.
 		r.met.bmcErrors.WithLabelValues("power_poll").Inc()
-		r.log.Warn("power-state poll failed", "machine", m.Name, "err", err)
+		r.bmcUnhealthy(ctx, m, describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.Inspect)+" while polling the power state", err)
 		return
 	}
 	exp := expectedPower(m)
 	drift := exp != "" && ps != exp
-	if ps == m.Status.PowerState && drift == m.Status.PowerDrift && now.Sub(m.Status.PowerCheckedAt) < recordPollEvery*r.cfg.PowerPollInterval {
+	recovered := m.Status.BMCStatus != model.BMCStatusOK
+	if ps == m.Status.PowerState && drift == m.Status.PowerDrift && !recovered && m.Version <= m.Status.ObservedVersion &&
+		now.Sub(m.Status.PowerCheckedAt) < recordPollEvery*r.cfg.PowerPollInterval {
 		return
 	}
 	var evs []model.Event
@@ -619,6 +950,10 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 		x.Status.PowerState = ps
 		x.Status.PowerCheckedAt = now
 		x.Status.PowerDrift = drift
+		if recovered {
+			setBMCStatus(x, model.BMCStatusOK, now)
+			x.Status.LastError = ""
+		}
 	}, evs...)
 }
 
@@ -651,6 +986,9 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 		delete(r.failures, m.Name)
 		delete(r.notBefore, m.Name)
 		r.mu.Unlock()
+		if m.Status.BMCStatus != model.BMCStatusOK {
+			r.recordBMCStatus(ctx, m.Name, model.BMCStatusOK)
+		}
 		return true
 	}
 	if ctx.Err() != nil {
@@ -711,8 +1049,18 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	r.mu.Unlock()
 
 	msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " while " + what
+	health := bmcHealth(err)
+	if health == model.BMCStatusAuthFailed {
+		msg += credentialsHint
+	}
+	if health != m.Status.BMCStatus {
+		r.recordBMCStatus(ctx, m.Name, health)
+	}
 	retries := r.cfg.Timeouts.Retries
-	if f.n > retries {
+	// A full session table empties as sessions expire: waiting, however
+	// long, beats failing a machine nothing is wrong with.
+	waiting := errors.Is(err, bmc.ErrSessionLimit)
+	if f.n > retries && !waiting {
 		r.mu.Lock()
 		delete(r.failures, m.Name)
 		r.mu.Unlock()
@@ -727,6 +1075,9 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	r.notBefore[m.Name] = now.Add(d)
 	r.mu.Unlock()
 	retryMsg := fmt.Sprintf("%s; retry %d of %d in %s", msg, f.n, retries, d.Round(time.Millisecond))
+	if waiting {
+		retryMsg = fmt.Sprintf("%s; waiting, try %d in %s", msg, f.n+1, d.Round(time.Millisecond))
+	}
 	r.log.Warn("BMC step failed; retrying", "machine", m.Name, "err", retryMsg)
 	r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = retryMsg },
 		model.Event{Type: model.EventError, Message: retryMsg})
@@ -903,4 +1254,16 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// redfishBootMode is the BootSourceOverrideMode a machine's boot_mode asks
+// for; unset keeps what the BMC reports.
+func redfishBootMode(m model.BootMode) bmc.BootMode {
+	switch m {
+	case model.BootModeUEFI:
+		return bmc.BootModeUEFI
+	case model.BootModeLegacy:
+		return bmc.BootModeLegacy
+	}
+	return bmc.BootModeKeep
 }

@@ -58,7 +58,7 @@ func main() {
 func run() error {
 	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
-	only := flag.String("only", "", "run only one benchmark: tftp or http")
+	only := flag.String("only", "", "run only one benchmark: tftp, amplification or http")
 	reps := flag.Int("reps", 0, "repetitions per row (default 3, or 2 with -quick); TFTP storms that move 1 GiB or more run at most -heavy-reps")
 	flag.IntVar(&heavyReps, "heavy-reps", heavyReps, "repetitions of the TFTP storms that move 1 GiB or more")
 	allRows := flag.Bool("all", false, "also run 200 clients fetching 32 MiB at blksize 512 (about 17 minutes more)")
@@ -70,8 +70,8 @@ func run() error {
 	loss := flag.Bool("loss", true, "also measure the TFTP lossy-link rows (about 20 s with -quick, 3 minutes without)")
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	flag.Parse()
-	if *only != "" && *only != "tftp" && *only != "http" {
-		return fmt.Errorf("-only %q: want tftp or http", *only)
+	if *only != "" && *only != "tftp" && *only != "amplification" && *only != "http" {
+		return fmt.Errorf("-only %q: want tftp, amplification or http", *only)
 	}
 	clients := strings.Split(*httpClients, ",")
 	for _, c := range clients {
@@ -147,6 +147,18 @@ func run() error {
 			return err
 		}
 		logf("wrote the TFTP section of %s", *out)
+	}
+	if *only == "" || *only == "amplification" {
+		t0 := time.Now()
+		body, err := benchAmplification(e)
+		if err != nil {
+			return err
+		}
+		body += fmt.Sprintf("\nThis section took %s to measure.\n", time.Since(t0).Round(time.Second))
+		if err := report.WriteSection(*out, "amplification", header+body); err != nil {
+			return err
+		}
+		logf("wrote the amplification section of %s", *out)
 	}
 	if *only == "" || *only == "http" {
 		t0 := time.Now()

@@ -2,9 +2,7 @@
 # per node, and the cluster that installs them role by role.
 
 locals {
-  # The node map is sensitive as a whole (it holds BMC passwords); its keys
-  # and roles are not secret and are needed for for_each.
-  node_roles = { for name, node in nonsensitive(var.nodes) : name => node.role }
+  node_roles = { for name, node in var.nodes : name => node.role }
 }
 
 resource "baremetal_boot_profile" "role" {
@@ -22,10 +20,11 @@ resource "baremetal_machine" "node" {
   for_each = local.node_roles
 
   name = each.key
+  # The password is ephemeral and write-only: in no plan file and no state.
   bmc = {
     endpoint            = var.nodes[each.key].bmc_endpoint
     username            = var.nodes[each.key].bmc_username
-    password_wo         = var.nodes[each.key].bmc_password
+    password_wo         = var.bmc_passwords[each.key]
     password_wo_version = var.nodes[each.key].bmc_password_change
     insecure            = var.nodes[each.key].bmc_insecure
     ca_cert_pem         = var.nodes[each.key].bmc_ca_cert_pem

@@ -4,19 +4,24 @@ variable "name" {
 }
 
 variable "nodes" {
-  description = "Machines by name: how to reach each one's BMC and which role it plays. Leave macs unset to discover them from the BMC."
+  description = "Machines by name: how to reach each one's BMC and which role it plays. Leave macs unset to discover them from the BMC. Bump a node's bmc_password_change when its password in bmc_passwords changes."
   type = map(object({
     role                = string
     bmc_endpoint        = string
     bmc_username        = string
-    bmc_password        = string
     bmc_password_change = optional(number, 1)
     bmc_insecure        = optional(bool, false)
     bmc_ca_cert_pem     = optional(string)
     macs                = optional(list(string))
     params              = optional(map(string), {})
   }))
-  sensitive = true
+}
+
+variable "bmc_passwords" {
+  description = "BMC password of each node, by node name. Ephemeral: it may come from an ephemeral resource or a secret store, and it lands in no plan file and no state (the machines take it as the write-only password_wo)."
+  type        = map(string)
+  sensitive   = true
+  ephemeral   = true
 }
 
 variable "roles" {

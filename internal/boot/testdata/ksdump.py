@@ -22,6 +22,7 @@ for path in sys.argv[1:]:
         "onlyuse": h.ignoredisk.onlyuse,
         "rootpw": h.rootpw.password,
         "url": h.url.url,
+        "repos": [r.baseurl for r in h.repo.repoList],
         "proxy": h.url.proxy,
         "sshkeys": [k.key for k in h.sshkey.sshUserList],
         "ntp": [t.ntp_server for t in h.timesource.dataList()],

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestGeneratedCertificateLeafAndKeyMode: the generated certificate is a
+// leaf that cannot sign others; one generated as a CA by an older agent is
+// replaced; a key file readable by others stops the start and stays as it
+// was.
+func TestGeneratedCertificateLeafAndKeyMode(t *testing.T) {
+	dir := t.TempDir()
+	log := newLogger(Config{LogLevel: "error", LogFormat: "text"}, io.Discard)
+	cfg := Config{DataDir: dir, APIAddr: "127.0.0.1:8443"}
+	keyPath, certPath := filepath.Join(dir, generatedKeyFile), filepath.Join(dir, generatedCertFile)
+
+	// An older agent's CA certificate covering the same names.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(certLifetime), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		BasicConstraintsValid: true, IsCA: true, DNSNames: certHosts(cfg.APIAddr)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+
+	c, err := apiCertificate(cfg, log)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	require.NoError(t, err)
+	require.False(t, leaf.IsCA, "the CA certificate was kept, or a new CA made")
+	require.Zero(t, leaf.KeyUsage&x509.KeyUsageCertSign)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"})
+	require.NoError(t, err, "a client trusting the certificate itself (ca_cert_pem) must accept it")
+
+	require.NoError(t, os.Chmod(keyPath, 0o644))
+	before, err := os.ReadFile(keyPath)
+	require.NoError(t, err)
+	_, err = apiCertificate(cfg, log)
+	require.ErrorContains(t, err, "chmod 600 "+keyPath)
+	after, err := os.ReadFile(keyPath)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the key file was replaced")
+}

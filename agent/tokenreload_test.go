@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/apiserver"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// TestTokenReloadDegraded: a reload that cannot be applied marks the agent
+// degraded (the /readyz reason, the metric) and logs the error again on
+// every tick until a good file loads.
+func TestTokenReloadDegraded(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600))
+	ts, err := apiserver.LoadTokenFile(tokenFile)
+	require.NoError(t, err)
+	st, err := store.OpenBolt(filepath.Join(dir, "agent.db"), store.BoltOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	var logs lockedBuffer
+	a := &agent{cfg: Config{TokenFile: tokenFile}, log: newLogger(Config{LogLevel: "info", LogFormat: "text"}, &logs),
+		tokenDegraded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "degraded"})}
+	a.api, err = apiserver.NewServer(apiserver.ServerConfig{Store: st, Tokens: ts})
+	require.NoError(t, err)
+	nag := tokenReloadNag
+	tokenReloadNag = 20 * time.Millisecond
+	t.Cleanup(func() { tokenReloadNag = nag })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.reloadTokens(ctx, hup) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	require.NoError(t, os.Chmod(tokenFile, 0o644))
+	hup <- nil
+	require.Eventually(t, func() bool {
+		return strings.Count(logs.String(), "token file still not reloaded") >= 2
+	}, 5*time.Second, 10*time.Millisecond, "the failed reload is not logged again: %s", logs.String())
+	require.NotNil(t, a.tokenFileProblem.Load())
+	require.Contains(t, *a.tokenFileProblem.Load(), "chmod 600")
+	require.Equal(t, 1.0, testutil.ToFloat64(a.tokenDegraded))
+
+	require.NoError(t, os.Chmod(tokenFile, 0o600))
+	hup <- nil
+	require.Eventually(t, func() bool { return a.tokenFileProblem.Load() == nil }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 0.0, testutil.ToFloat64(a.tokenDegraded))
+	before := strings.Count(logs.String(), "token file still not reloaded")
+	time.Sleep(5 * tokenReloadNag) // nothing to await: the absence of lines is the point
+	require.Equal(t, before, strings.Count(logs.String(), "token file still not reloaded"), "still nagging after a good file loaded")
+}
