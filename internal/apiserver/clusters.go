@@ -161,14 +161,16 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
 	req.Name = name
 	s.specMu.Lock()
 	defer s.specMu.Unlock()
-	if _, err := s.store.GetCluster(r.Context(), name); err != nil {
+	existing, err := s.store.GetCluster(r.Context(), name)
+	if err != nil {
 		return storeError(err, "cluster", name)
 	}
 	machines, err := s.validateCluster(r.Context(), &req)
 	if err != nil {
 		return err
 	}
-	proposed := &model.Cluster{Name: name}
+	// The stored secret params stand unless the request replaces them.
+	proposed := &model.Cluster{Name: name, SecretParams: existing.SecretParams, SecretsRevision: existing.SecretsRevision}
 	applyClusterSpec(proposed, &req)
 	if err := s.dryRunMembers(r.Context(), proposed, machines); err != nil {
 		return err

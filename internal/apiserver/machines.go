@@ -67,7 +67,14 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
 		return err
 	}
-	writeJSON(w, http.StatusOK, machineToAPI(m))
+	out := machineToAPI(m)
+	// Only here, not in lists: it reads the machine's profile, cluster
+	// and the site.
+	out.EffectiveParams, out.ParamSources, out.EffectiveSecretParams, err = boot.EffectiveParams(r.Context(), s.store, m)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -207,7 +214,8 @@ func machineSpec(m *model.Machine) any {
 		BootMode    model.BootMode
 		RootDevice  *model.RootDeviceHints
 		Adopt       bool
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt}
+		Secrets     uint64
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt, m.SecretsRevision}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {

@@ -19,6 +19,7 @@ type Proposed struct {
 	Profile *model.BootProfile
 	Cluster *model.Cluster
 	Snippet *model.Template
+	Site    *model.Site
 }
 
 // RedactedToken stands in for the run token in dry runs and previews: the
@@ -52,6 +53,17 @@ func (l loader) cluster(ctx context.Context, name string) (*model.Cluster, error
 		return c, nil
 	}
 	return l.st.GetCluster(ctx, name)
+}
+
+func (l loader) site(ctx context.Context) (*model.Site, error) {
+	if l.prop.Site != nil {
+		return l.prop.Site, nil
+	}
+	site, err := l.st.GetSite(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("site params: %w", err)
+	}
+	return site, nil
 }
 
 func (l loader) snippets(ctx context.Context) (map[string]*model.Template, error) {
@@ -125,7 +137,38 @@ func loadInput(ctx context.Context, l loader, m *model.Machine, useRun bool) (re
 	if in.snippets, err = l.snippets(ctx); err != nil {
 		return in, err
 	}
+	if in.site, err = l.site(ctx); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// redactedSecrets is the secret source of dry runs and previews: every
+// secret the machine has renders as its placeholder, and one it lacks
+// fails as it would in the run.
+func redactedSecrets(in renderInput) *secretSource {
+	params, _ := in.secretLayers().Effective()
+	return &secretSource{redact: true, params: params}
+}
+
+// EffectiveParams returns machine m's params as its templates would see
+// them now (site < profile < cluster < machine), with the layer each came
+// from, and the names of its effective secret params. A machine without a
+// usable profile gets the layers it has.
+func EffectiveParams(ctx context.Context, st store.Store, m *model.Machine) (params, sources map[string]string, secrets []string, err error) {
+	in, err := loadInput(ctx, loader{st: st}, m, m.Run.Serving())
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrNoProfile) {
+		return nil, nil, nil, fmt.Errorf("machine %q: %w", m.Name, err)
+	}
+	if in.site == nil {
+		// loadInput stopped before the site; params still have a site layer.
+		if in.site, err = (loader{st: st}).site(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	params, sources = in.paramLayers().Effective()
+	sec, _ := in.secretLayers().Effective()
+	return params, sources, model.Secrets(sec).Names(), nil
 }
 
 // CheckError is a machine's dry run that did not render.
@@ -157,6 +200,7 @@ func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine
 		return err
 	}
 	in.token = RedactedToken
+	in.secrets = redactedSecrets(in)
 	s := &Server{bootURL: strings.TrimRight(bootURL, "/")}
 	if _, err := s.renderIPXE(in); err != nil {
 		return &CheckError{Machine: m.Name, Err: err}
@@ -176,7 +220,7 @@ func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine
 
 // Preview renders template name of machine m's profile exactly as the
 // machine would receive it now (the profile of its current run, if any),
-// with the run token redacted. It returns the profile's name, and found
+// with the run token and every secret redacted. It returns the profile's name, and found
 // false when the profile has no such template. A render failure is a
 // *CheckError.
 func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machine, name string) (out, profile string, found bool, err error) {
@@ -185,6 +229,7 @@ func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machi
 		return "", "", false, fmt.Errorf("machine %q: %w", m.Name, err)
 	}
 	in.token = RedactedToken
+	in.secrets = redactedSecrets(in)
 	s := &Server{bootURL: strings.TrimRight(bootURL, "/")}
 	out, found, err = s.renderTemplate(in, name)
 	if err != nil {
@@ -235,7 +280,7 @@ func ProfileSnippets(p *model.BootProfile, site map[string]*model.Template) (ref
 	}
 	sort.Strings(fields)
 	seen := map[string]bool{}
-	fm := funcs(&RenderContext{}, nil)
+	fm := funcs(&RenderContext{}, nil, nil)
 	for _, f := range fields {
 		if texts[f] == "" {
 			continue

@@ -207,6 +207,7 @@ func (s *Server) handleMetaData(w http.ResponseWriter, r *http.Request) {
 		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
+	in.secrets = s.liveSecrets(ctx, in)
 	out, found, err := s.renderTemplate(in, "meta-data")
 	if err != nil {
 		s.templateFailed(ctx, w, name, runID(m), err)

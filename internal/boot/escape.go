@@ -136,8 +136,9 @@ func yamlUnsafe(r rune) bool {
 }
 
 // paramRefusal turns an escaping function's refusal into an error naming
-// the params that hold the value (never the value itself).
-func paramRefusal(params map[string]string, v string, err error) error {
+// the params (or secret params) that hold the value, never the value
+// itself.
+func paramRefusal(params map[string]string, secrets []string, v string, err error) error {
 	var ref *errRefused
 	if !errors.As(err, &ref) {
 		return err
@@ -145,15 +146,15 @@ func paramRefusal(params map[string]string, v string, err error) error {
 	var names []string
 	for k, pv := range params {
 		if pv == v {
-			names = append(names, fmt.Sprintf("%q", k))
+			names = append(names, fmt.Sprintf("param %q", k))
 		}
 	}
-	sort.Strings(names)
-	switch len(names) {
-	case 0:
-		return fmt.Errorf("a value %w", err)
-	case 1:
-		return fmt.Errorf("param %s %w", names[0], err)
+	for _, k := range secrets {
+		names = append(names, fmt.Sprintf("secret %q", k))
 	}
-	return fmt.Errorf("params %s %w", strings.Join(names, ", "), err)
+	sort.Strings(names)
+	if len(names) == 0 {
+		return fmt.Errorf("a value %w", err)
+	}
+	return fmt.Errorf("%s %w", strings.Join(names, ", "), err)
 }

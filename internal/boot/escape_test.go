@@ -54,8 +54,22 @@ func TestToJSONIsYAMLSafe(t *testing.T) {
 }
 
 func TestRefusalNamesParamNotValue(t *testing.T) {
-	err := paramRefusal(map[string]string{"disk": "x\nsecret", "other": "y"}, "x\nsecret", &errRefused{why: "contains a line break", format: "one line"})
-	assert.EqualError(t, err, `param "disk" contains a line break; one line`)
+	refused := &errRefused{why: "contains a line break", format: "one line"}
+	for _, tt := range []struct {
+		name    string
+		params  map[string]string
+		secrets []string
+		want    string
+	}{
+		{"one param", map[string]string{"disk": "x\nsecret", "other": "y"}, nil, `param "disk" contains a line break; one line`},
+		{"two params", map[string]string{"disk": "x\nsecret", "root": "x\nsecret"}, nil, `param "disk", param "root" contains a line break; one line`},
+		{"a secret", map[string]string{"other": "y"}, []string{"join_token"}, `secret "join_token" contains a line break; one line`},
+		{"nobody's", nil, nil, `a value contains a line break; one line`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.EqualError(t, paramRefusal(tt.params, tt.secrets, "x\nsecret", refused), tt.want)
+		})
+	}
 }
 
 // TestSnippets: a site snippet replaces the stock one of its name, include

@@ -335,6 +335,7 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 		s.templateFailed(ctx, w, name, m.Run.ID, err)
 		return
 	}
+	in.secrets = s.liveSecrets(ctx, in)
 	out, found, err := s.renderTemplate(in, tmpl)
 	if !found {
 		http.NotFound(w, r)
@@ -349,6 +350,17 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, out)
 	s.log.Info("template served", "machine", name, "template", tmpl, "bytes", len(out))
 	s.lc.Signal(ctx, name, model.SignalTemplatesFetched, map[string]string{"template": tmpl, "run": m.Run.ID})
+}
+
+// liveSecrets is the secret source of a template fetched with the run's
+// live token: real values, and generated secrets made on first use.
+func (s *Server) liveSecrets(ctx context.Context, in renderInput) *secretSource {
+	params, _ := in.secretLayers().Effective()
+	machine := in.machine.Name
+	return &secretSource{params: params, generate: func(name string) (string, error) {
+		v, _, err := store.EnsureGeneratedSecret(ctx, s.st, machine, name)
+		return v, err
+	}}
 }
 
 func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {

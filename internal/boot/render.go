@@ -21,8 +21,11 @@ type RenderContext struct {
 	Profile ProfileView
 	// Cluster is nil unless the machine is a cluster member.
 	Cluster *ClusterView
-	// Params merges profile params < cluster params < machine params.
+	// Params merges site params < profile params < cluster params <
+	// machine params.
 	Params map[string]string
+	// Site is the agent's site-wide settings.
+	Site SiteView
 	URLs   URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
@@ -46,6 +49,11 @@ type MachineView struct {
 	Addresses []string
 	Cluster   string
 	Role      string
+}
+
+// SiteView is the site as templates see it.
+type SiteView struct {
+	Params map[string]string
 }
 
 // ProfileView is the boot profile as templates see it.
@@ -113,16 +121,60 @@ type renderInput struct {
 	token   string
 	// snippets are the site's snippets by name (stock ones are not listed).
 	snippets map[string]*model.Template
+	// site holds the site params; nil is none.
+	site *model.Site
+	// secrets feeds {{ secret }} in install templates; nil refuses them.
+	secrets *secretSource
+}
+
+// paramLayers are the machine's params by layer, lowest first.
+func (in renderInput) paramLayers() model.ParamLayers {
+	var l model.ParamLayers
+	if in.site != nil {
+		l.Site = in.site.Params
+	}
+	if in.profile != nil {
+		l.Profile = in.profile.Params
+	}
+	if in.cluster != nil {
+		l.Cluster = in.cluster.Params
+	}
+	if in.machine != nil {
+		l.Machine = in.machine.Params
+	}
+	return l
+}
+
+// secretLayers are the machine's secret params by layer, lowest first.
+func (in renderInput) secretLayers() model.ParamLayers {
+	var l model.ParamLayers
+	if in.site != nil {
+		l.Site = in.site.SecretParams
+	}
+	if in.profile != nil {
+		l.Profile = in.profile.SecretParams
+	}
+	if in.cluster != nil {
+		l.Cluster = in.cluster.SecretParams
+	}
+	if in.machine != nil {
+		l.Machine = in.machine.SecretParams
+	}
+	return l
 }
 
 func (s *Server) newContext(in renderInput) *RenderContext {
 	p := in.profile
+	params, _ := in.paramLayers().Effective()
 	ctx := &RenderContext{
 		Profile: ProfileView{Name: p.Name, Kernel: p.Kernel, Initrds: append([]string(nil), p.Initrds...),
 			Cmdline: p.Cmdline, Params: copyMap(p.Params)},
-		Params: copyMap(p.Params),
+		Params: params,
 		Token:  in.token,
 		URLs:   URLs{Boot: s.bootURL},
+	}
+	if in.site != nil {
+		ctx.Site.Params = copyMap(in.site.Params)
 	}
 	if m := in.machine; m != nil {
 		ctx.Machine = MachineView{Name: m.Name, MACs: append([]string(nil), m.MACs...), Params: copyMap(m.Params),
@@ -147,9 +199,6 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 	}
 	if c := in.cluster; c != nil {
 		cv := &ClusterView{Name: c.Name, Params: copyMap(c.Params)}
-		for k, v := range c.Params {
-			ctx.Params[k] = v
-		}
 		for _, r := range c.Roles {
 			cv.Roles = append(cv.Roles, r.Name)
 		}
@@ -172,11 +221,6 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 			}
 		}
 		ctx.Cluster = cv
-	}
-	if in.machine != nil {
-		for k, v := range in.machine.Params {
-			ctx.Params[k] = v
-		}
 	}
 	return ctx
 }
@@ -204,14 +248,14 @@ func copyMap(m map[string]string) map[string]string {
 
 // funcs is the small, side-effect-free function set templates get. set
 // is the template set being executed, for include (nil when only parsing).
-func funcs(ctx *RenderContext, set **template.Template) template.FuncMap {
+func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) template.FuncMap {
 	// escaper wraps an escaping function so that a refusal names the
-	// params holding the value.
+	// params (or secret params) holding the value.
 	escaper := func(f func(string) (string, error)) func(string) (string, error) {
 		return func(v string) (string, error) {
 			out, err := f(v)
 			if err != nil {
-				return "", paramRefusal(ctx.Params, v, err)
+				return "", paramRefusal(ctx.Params, sec.namesHolding(v), v, err)
 			}
 			return out, nil
 		}
@@ -246,6 +290,10 @@ func funcs(ctx *RenderContext, set **template.Template) template.FuncMap {
 			return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 		},
 		"include": includeFunc(set),
+		// secret is a secret param; generatedSecret a random value made
+		// once per machine (see secretSource for where they render).
+		"secret":          sec.secret,
+		"generatedSecret": sec.generated,
 		// templateURL names another template of the machine's profile.
 		"templateURL": func(name string) (string, error) {
 			if ctx.URLs.Templates == "" {
@@ -260,9 +308,9 @@ func funcs(ctx *RenderContext, set **template.Template) template.FuncMap {
 // buffer; the caller gets either the complete output or a *TemplateError
 // naming the template (or snippet), its line and column and the failing
 // param.
-func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template) (string, error) {
+func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template, sec *secretSource) (string, error) {
 	var set *template.Template
-	t, err := parseWithSnippets(name, text, funcs(ctx, &set), snippets)
+	t, err := parseWithSnippets(name, text, funcs(ctx, &set, sec), snippets)
 	if err != nil {
 		return "", err
 	}
@@ -273,7 +321,7 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 		if te, ok := err.(*TemplateError); ok && te.Template != name {
 			te.In = name
 		}
-		return "", err
+		return "", sec.scrub(err)
 	}
 	return buf.String(), nil
 }
@@ -345,7 +393,9 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 			ctx.Initrds[i] = ipxeNeutralize(ctx.Initrds[i])
 		}
 	}
-	cmd, err := renderText("cmdline", p.Cmdline, ctx, in.snippets)
+	// The cmdline goes into the boot script, which is served without a
+	// token: no secrets (nil source).
+	cmd, err := renderText("cmdline", p.Cmdline, ctx, in.snippets, nil)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
@@ -422,7 +472,7 @@ func (s *Server) renderIPXE(in renderInput) (string, error) {
 	} else if ctx, err = s.bootContext(in, true); err != nil {
 		return "", err
 	}
-	out, err := renderText("ipxe_script", text, ctx, in.snippets)
+	out, err := renderText("ipxe_script", text, ctx, in.snippets, nil)
 	if err != nil {
 		return "", fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
@@ -453,7 +503,7 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 	} else {
 		ctx = s.newContext(in)
 	}
-	out, err := renderText(name, text, ctx, in.snippets)
+	out, err := renderText(name, text, ctx, in.snippets, in.secrets)
 	if err != nil {
 		return "", true, fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}

@@ -155,7 +155,7 @@ func walkBranch(b *parse.BranchNode, out *[]string) {
 // and returns the snippets it includes directly, sorted and unique. A
 // syntax error is a *TemplateError.
 func SnippetRefs(name, text string) ([]string, error) {
-	t := template.New(name).Funcs(funcs(&RenderContext{}, nil))
+	t := template.New(name).Funcs(funcs(&RenderContext{}, nil, nil))
 	if _, err := t.Parse(text); err != nil {
 		return nil, templateError(name, text, err)
 	}
@@ -252,7 +252,7 @@ func syntaxColumn(text string, line int) int {
 		start += len(l)
 	}
 	l := lines[line-1]
-	fm := funcs(&RenderContext{}, nil)
+	fm := funcs(&RenderContext{}, nil, nil)
 	for i := 0; i < len(l); {
 		j := strings.Index(l[i:], "{{")
 		if j < 0 {

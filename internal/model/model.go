@@ -230,7 +230,18 @@ type Machine struct {
 	MACs        []string          `json:"macs,omitempty"`
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
-	State       DesiredState      `json:"state"`
+	// SecretParams and GeneratedSecrets are sealed at rest by the store and
+	// never serialised with the machine (see Secrets).
+	SecretParams Secrets `json:"-"`
+	// GeneratedSecrets are the values {{ generatedSecret "name" }} made for
+	// this machine: random, made once, kept across re-provisions until an
+	// operator rotates one.
+	GeneratedSecrets Secrets `json:"-"`
+	// SecretsRevision is bumped whenever SecretParams' values change, so a
+	// change re-provisions like a params change without anyone hashing a
+	// secret.
+	SecretsRevision uint64       `json:"secrets_revision,omitempty"`
+	State           DesiredState `json:"state"`
 	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
 	// mode the BMC reports.
 	BootMode BootMode `json:"boot_mode,omitempty"`
@@ -566,6 +577,9 @@ type BootProfile struct {
 	RootDevice *RootDeviceHints  `json:"root_device,omitempty"`
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
+	// SecretParams are sealed at rest and never serialised (see Secrets).
+	SecretParams    Secrets `json:"-"`
+	SecretsRevision uint64  `json:"secrets_revision,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
 	WipeProfile string    `json:"wipe_profile,omitempty"`
 	Version     uint64    `json:"version"`
@@ -598,16 +612,19 @@ type Template struct {
 
 // Cluster groups machines into ordered roles.
 type Cluster struct {
-	Name      string            `json:"name"`
-	Members   []ClusterMember   `json:"members"`
-	Roles     []ClusterRole     `json:"roles"`
-	Params    map[string]string `json:"params,omitempty"`
-	Rollout   Rollout           `json:"rollout"`
-	Version   uint64            `json:"version"`
-	Revision  uint64            `json:"revision"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-	Status    ClusterStatus     `json:"status"`
+	Name    string            `json:"name"`
+	Members []ClusterMember   `json:"members"`
+	Roles   []ClusterRole     `json:"roles"`
+	Params  map[string]string `json:"params,omitempty"`
+	// SecretParams are sealed at rest and never serialised (see Secrets).
+	SecretParams    Secrets       `json:"-"`
+	SecretsRevision uint64        `json:"secrets_revision,omitempty"`
+	Rollout         Rollout       `json:"rollout"`
+	Version         uint64        `json:"version"`
+	Revision        uint64        `json:"revision"`
+	CreatedAt       time.Time     `json:"created_at"`
+	UpdatedAt       time.Time     `json:"updated_at"`
+	Status          ClusterStatus `json:"status"`
 }
 
 // ClusterMember places a machine in a role.
@@ -655,7 +672,10 @@ const (
 	EventError        = "error"
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
-	EventRunStarted   = "run_started"
+	// EventGeneratedSecret: a generated secret was made by the API or
+	// rotated. It names the secret, never its value.
+	EventGeneratedSecret = "generated_secret"
+	EventRunStarted      = "run_started"
 	// EventImageWritten: the deploy ramdisk wrote and verified the image
 	// and the config drive.
 	EventImageWritten = "image_written"
@@ -679,7 +699,7 @@ var EventTypes = []string{
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),
 	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
-	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure,
+	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure, EventGeneratedSecret,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)

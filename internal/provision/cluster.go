@@ -99,8 +99,15 @@ func (r *Reconciler) targetFor(ctx context.Context, m *model.Machine, c *model.C
 			return target{}, err
 		}
 		if t.Snippets = boot.SnippetVersions(p, site); len(t.Snippets) > 0 {
-			t.ParamsHash = snippetsHash(t.ParamsHash, t.Snippets)
+			t.ParamsHash = foldHash(t.ParamsHash, t.Snippets)
 		}
+	}
+	site, err := r.st.GetSite(ctx)
+	if err != nil {
+		return target{}, err
+	}
+	if in := model.SiteAndSecrets(site, p, c, m); in != nil {
+		t.ParamsHash = foldHash(t.ParamsHash, in)
 	}
 	return t, nil
 }
@@ -117,14 +124,16 @@ func siteSnippets(ctx context.Context, st store.Store) (map[string]*model.Templa
 	return out, nil
 }
 
-// snippetsHash folds the site snippets' versions into a params hash, so
-// that changing a snippet re-provisions the machines whose installs used
-// it, as a params change does. Without site snippets the hash is the
-// params hash alone, as before snippets existed.
-func snippetsHash(params string, snippets map[string]uint64) string {
-	b, err := json.Marshal(snippets)
+// foldHash folds more of what a machine renders into its params hash:
+// the site snippets' versions, the site params it sees, its secret params'
+// revisions. Changing one re-provisions the machines whose installs used
+// it, as a params change does. Callers fold only what exists, so a
+// machine without any of it keeps the params hash alone, as before these
+// existed.
+func foldHash(params string, v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic(err) // a map of numbers always marshals
+		panic(err) // maps of strings and numbers always marshal
 	}
 	sum := sha256.Sum256(append([]byte(params+"\x00"), b...))
 	return hex.EncodeToString(sum[:])

@@ -1,8 +1,8 @@
 // Package store persists the agent's machines, boot profiles, clusters and
 // events behind one interface. Bolt (bbolt) is the embedded default.
 //
-// Implementations seal secrets (BMC passwords, run tokens) at rest; callers
-// see plaintext. Writes are transactional read-modify-write: the mutate
+// Implementations seal secrets (BMC passwords, run tokens, secret params,
+// generated secrets) at rest; callers see plaintext. Writes are transactional read-modify-write: the mutate
 // function runs inside the write transaction on a fresh copy, so concurrent
 // writers never lose each other's changes.
 package store
@@ -90,6 +90,12 @@ type Store interface {
 	// UpdateTemplate always bumps Version.
 	UpdateTemplate(ctx context.Context, name string, mutate func(t *model.Template) error) (*model.Template, error)
 	DeleteTemplate(ctx context.Context, name string, check func(t *model.Template) error) error
+
+	// GetSite returns the site's params and secret params (the zero Site
+	// before they were ever written).
+	GetSite(ctx context.Context) (*model.Site, error)
+	// UpdateSite always bumps Version.
+	UpdateSite(ctx context.Context, mutate func(site *model.Site) error) (*model.Site, error)
 
 	CreateCluster(ctx context.Context, c *model.Cluster) (*model.Cluster, error)
 	GetCluster(ctx context.Context, name string) (*model.Cluster, error)
