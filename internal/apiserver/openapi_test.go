@@ -79,7 +79,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"TemplateRequest": api.TemplateRequest{}, "Template": api.Template{}, "TemplateList": api.TemplateList{},
 		"RenderedTemplate": api.RenderedTemplate{}, "SiteParamsRequest": api.SiteParamsRequest{}, "SiteParams": api.SiteParams{},
 		"GeneratedSecret": api.GeneratedSecret{},
-		"ClusterMember":    api.ClusterMember{}, "ClusterRole": api.ClusterRole{}, "Rollout": api.Rollout{},
+		"ClusterMember":   api.ClusterMember{}, "ClusterRole": api.ClusterRole{}, "Rollout": api.Rollout{},
 		"ClusterRequest": api.ClusterRequest{}, "ClusterMemberStatus": api.ClusterMemberStatus{}, "Cluster": api.Cluster{},
 		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": model.Event{},
 		"Inventory": model.Inventory{}, "NIC": model.NIC{}, "Disk": model.Disk{}, "Status": statusBody{},

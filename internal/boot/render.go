@@ -26,7 +26,7 @@ type RenderContext struct {
 	Params map[string]string
 	// Site is the agent's site-wide settings.
 	Site SiteView
-	URLs   URLs
+	URLs URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
 	// RunID names the provisioning run ("" outside a run). Unlike the
@@ -429,18 +429,20 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 var agentArgs = []string{"baremetal.url=", "baremetal.machine=", "baremetal.token=", "baremetal.mac="}
 
 // cmdlineProblem refuses a rendered cmdline that sets one of agentArgs, or
-// into which a param brought whitespace: a param fills in part of one
-// kernel argument, and with a space it could add others ("x init=/bin/sh"
-// or a second baremetal.token=).
+// into which a param brought whitespace outside double quotes: a param
+// fills in part of one kernel argument, and with a space it could add
+// others ("x init=/bin/sh" or a second baremetal.token=). kernelArg quotes
+// such a value, which the kernel then reads as one argument.
 func cmdlineProblem(cmd string, ctx *RenderContext) error {
-	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params}
+	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params, ctx.Site.Params}
 	if ctx.Cluster != nil {
 		maps = append(maps, ctx.Cluster.Params)
 	}
 	for _, m := range maps {
 		for k, v := range m {
-			if strings.ContainsFunc(v, unicode.IsSpace) && strings.Contains(cmd, v) {
-				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline must be one word", k)
+			if strings.ContainsFunc(v, unicode.IsSpace) && unquotedIn(cmd, v) {
+				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline "+
+					"must be one word, or quoted with kernelArg", k)
 			}
 		}
 	}
@@ -452,6 +454,29 @@ func cmdlineProblem(cmd string, ctx *RenderContext) error {
 		}
 	}
 	return nil
+}
+
+// unquotedIn reports whether v occurs in cmd other than wholly inside a
+// double-quoted stretch (the kernel's only quoting). A value holding a
+// double quote counts as unquoted wherever it occurs: it could close the
+// quotes around it.
+func unquotedIn(cmd, v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(cmd); {
+		j := strings.Index(cmd[i:], v)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		inside := strings.Count(cmd[:at], `"`)%2 == 1 && strings.Contains(cmd[at+len(v):], `"`)
+		if strings.Contains(v, `"`) || !inside {
+			return true
+		}
+		i = at + 1
+	}
+	return false
 }
 
 // renderIPXE renders the per-machine installer script: the profile's own
