@@ -49,10 +49,12 @@ func (e *machineSecretEphemeral) Schema(_ context.Context, _ ephemeral.SchemaReq
 			"(`DELETE /v1/machines/{name}/generated_secrets/{secret}`). Reading it makes it if no template has yet, so " +
 			"a configuration can hand a root password or a cluster join token to other systems before the machine " +
 			"installs. Being ephemeral, the value is never in a plan or state: use it in provider configurations, " +
-			"write-only attributes or other ephemeral resources. The provider's token must be read-write.",
+			"write-only attributes or other ephemeral resources. The provider's token must be read-write. Terraform opens an " +
+			"ephemeral resource while planning when its arguments are known: for a machine created by the same " +
+			"configuration, set `machine` to the machine's `id` (known once it exists), not its name.",
 		Attributes: map[string]schema.Attribute{
 			"machine": schema.StringAttribute{
-				MarkdownDescription: "Name of the machine.",
+				MarkdownDescription: "Name of the machine (or its `id`, which is the name).",
 				Required:            true,
 				Validators:          []validator.String{validName()},
 			},

@@ -46,8 +46,9 @@ func secretParamsAttributes(attrs map[string]schema.Attribute, owner string) map
 		},
 	}
 	attrs["secret_params_wo_version"] = schema.Int64Attribute{
-		MarkdownDescription: "Any number; changing it sends the current `secret_params_wo` to the agent (removing it, or " +
-			"leaving `secret_params_wo` out of a change, removes them). Stored in state, unlike the secrets.",
+		MarkdownDescription: "Any number; changing (or removing) it sends the current `secret_params_wo` to the agent, " +
+			"and if `secret_params_wo` is then absent, the agent's secret params of this object are removed. Stored in state, " +
+			"unlike the secrets.",
 		Optional: true,
 		Validators: []validator.Int64{
 			int64validator.AlsoRequires(path.MatchRoot("secret_params_wo")),
