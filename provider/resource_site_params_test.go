@@ -34,9 +34,9 @@ import (
 
 // TestAccSiteParamsAndSecrets, with the real terraform (1.11 or later for
 // write-only attributes, 1.10 for ephemeral resources):
-//   - site params precedence (site < profile < machine), seen in the
+//   - site params precedence (site < profile < machine, for secrets too), seen in the
 //     machine data source and in what the installer fetched;
-//   - secret_params_wo of the site and the profile: absent from every
+//   - secret_params_wo of the site, the profile and the machine: absent from every
 //     state and saved plan file of the run, rendered into the simulated
 //     installer's fetch with its run token, 403 for that token after the
 //     run; a new version re-provisions the machine with the new value;
@@ -57,6 +57,8 @@ func TestAccSiteParamsAndSecrets(t *testing.T) {
 	lm := a.machine(t, 14)
 	stamp := randomHex(6)
 	joinV1, joinV2, rootPW := "join-v1-"+stamp+"-Qz", "join-v2-"+stamp+"-Qz", "rootpw-"+stamp+"-Qz"
+	// The machine's own secret overrides the profile's of the same name.
+	machinePW := "machine-rootpw-" + stamp + "-Qz"
 	kickstart := "# kickstart of {{ .Machine.Name }}\n" +
 		"timezone {{ ksQuote .Params.tz }}\n" +
 		"rootpw --iscrypted {{ secret \"root_pw\" | ksQuote }}\n" +
@@ -100,6 +102,10 @@ resource "baremetal_boot_profile" "p" {
   params = {
     c = "machine"
   }
+  secret_params_wo = {
+    root_pw = "`+machinePW+`"
+  }
+  secret_params_wo_version = 1
 `) + `
 data "baremetal_machine" "s1" {
   name = baremetal_machine.s1.name
@@ -142,7 +148,7 @@ resource "echo" "luks" {}
 				return fmt.Errorf("the simulated installer's fetch: %+v", res)
 			}
 			body := res.Templates[0].Body
-			m := regexp.MustCompile(`(?s)^# kickstart of acc-s1\ntimezone "Europe/Paris"\nrootpw --iscrypted "` + rootPW + `"\n` +
+			m := regexp.MustCompile(`(?s)^# kickstart of acc-s1\ntimezone "Europe/Paris"\nrootpw --iscrypted "` + machinePW + `"\n` +
 				`# a=site b=profile c=machine\n%post\necho '` + join + `' > /etc/join-token\necho '([A-Za-z0-9_-]{43})' > /etc/luks-key\n%end\n$`).FindStringSubmatch(body)
 			if m == nil {
 				return fmt.Errorf("the installer fetched:\n%s", body)
@@ -174,7 +180,7 @@ resource "echo" "luks" {}
 		return nil
 	}
 	noSecretsInFiles := func(*terraform.State) error {
-		return secretsAbsentFrom(tfDir, joinV1, joinV2, rootPW)
+		return secretsAbsentFrom(tfDir, joinV1, joinV2, rootPW, machinePW)
 	}
 	redacted := "(?s)^# kickstart of acc-s1\ntimezone \"Europe/Paris\"\nrootpw --iscrypted \"<secret:root_pw>\"\n# a=site b=profile c=machine\n" +
 		"%post\necho '<secret:join_token>' > /etc/join-token\necho '<generatedSecret:luks>' > /etc/luks-key\n%end\n$"
@@ -206,6 +212,7 @@ resource "echo" "luks" {}
 					statecheck.ExpectKnownValue("baremetal_site_params.site", tfjsonpath.New("secret_params_wo"), knownvalue.Null()),
 					statecheck.ExpectKnownValue("baremetal_site_params.site", tfjsonpath.New("secret_params_wo_version"), knownvalue.Int64Exact(1)),
 					statecheck.ExpectKnownValue("baremetal_boot_profile.p", tfjsonpath.New("secret_params_wo"), knownvalue.Null()),
+					statecheck.ExpectKnownValue("baremetal_machine.s1", tfjsonpath.New("secret_params_wo"), knownvalue.Null()),
 				},
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
@@ -241,7 +248,7 @@ resource "echo" "luks" {}
 			},
 		},
 	})
-	require.NoError(t, secretsAbsentFrom(tfDir, joinV1, joinV2, rootPW))
+	require.NoError(t, secretsAbsentFrom(tfDir, joinV1, joinV2, rootPW, machinePW))
 }
 
 // lastPXE reads what lab system lm's last simulated PXE boot fetched,
