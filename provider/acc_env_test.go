@@ -29,7 +29,7 @@ import (
 
 // labMachines is how many simulated machines the shared lab serves; each
 // acceptance test uses its own, so tests never see each other's machines.
-const labMachines = 10
+const labMachines = 16
 
 // accAgent is one real baremetal-agent process (serve) and one real lab
 // process (memory backend with simulated PXE clients), shared by the

@@ -152,7 +152,12 @@ const nameRuleText = model.NameRule + "."
 func addAPIError(diags *diag.Diagnostics, err error, summary, detail string) {
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) && apiErr.Field != "" {
-		if p, ok := fieldPath(apiErr.Field); ok {
+		field := apiErr.Field
+		if rest, ok := strings.CutPrefix(field, "secret_params"); ok {
+			// The agent's secret_params is the write-only attribute here.
+			field = "secret_params_wo" + rest
+		}
+		if p, ok := fieldPath(field); ok {
 			diags.AddAttributeError(p, summary, detail)
 			return
 		}

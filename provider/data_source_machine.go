@@ -123,9 +123,33 @@ func (d *machineDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 		Validators:          []validator.String{validName()},
 	}
 	attrs["id"] = schema.StringAttribute{MarkdownDescription: "Identifier of the machine; equal to `name`.", Computed: true}
+	attrs["effective_params"] = schema.MapAttribute{
+		MarkdownDescription: "The params the machine's templates see now: the site's (`baremetal_site_params`), overridden " +
+			"by its boot profile's, by its cluster's and by its own (site < profile < cluster < machine).",
+		ElementType: types.StringType,
+		Computed:    true,
+	}
+	attrs["param_sources"] = schema.MapAttribute{
+		MarkdownDescription: "For each of `effective_params`, the layer it comes from: `site`, `profile`, `cluster` or `machine`.",
+		ElementType:         types.StringType,
+		Computed:            true,
+	}
+	attrs["effective_secret_params"] = schema.ListAttribute{
+		MarkdownDescription: "The names of the secret params the machine's templates can read with `{{ secret \"name\" }}`, " +
+			"from the same four layers. Their values are never returned.",
+		ElementType: types.StringType,
+		Computed:    true,
+	}
+	attrs["generated_secrets"] = schema.ListAttribute{
+		MarkdownDescription: "The names of the machine's generated secrets (`{{ generatedSecret \"name\" }}`); read a value " +
+			"with the `baremetal_machine_secret` ephemeral resource.",
+		ElementType: types.StringType,
+		Computed:    true,
+	}
 	resp.Schema = schema.Schema{
-		MarkdownDescription: "Reads one machine registered on the agent: its desired state, observed phase, power, addresses and inventory.",
-		Attributes:          attrs,
+		MarkdownDescription: "Reads one machine registered on the agent: its desired state, observed phase, power, addresses, " +
+			"inventory, and the params its templates see.",
+		Attributes: attrs,
 	}
 }
 
@@ -153,4 +177,13 @@ func (d *machineDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root(attrName), v)...)
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), m.Name)...)
+	emptyMap, emptyList := types.MapValueMust(types.StringType, nil), types.ListValueMust(types.StringType, nil)
+	for attrName, v := range map[string]attr.Value{
+		"effective_params":        stringsToMap(m.EffectiveParams, emptyMap),
+		"param_sources":           stringsToMap(m.ParamSources, emptyMap),
+		"effective_secret_params": stringsToList(m.EffectiveSecretParams, emptyList),
+		"generated_secrets":       stringsToList(m.GeneratedSecrets, emptyList),
+	} {
+		resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root(attrName), v)...)
+	}
 }

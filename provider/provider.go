@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -40,7 +41,10 @@ const (
 // resource later with a less obvious error.
 const infoTimeout = 30 * time.Second
 
-var _ provider.Provider = (*baremetalProvider)(nil)
+var (
+	_ provider.Provider                       = (*baremetalProvider)(nil)
+	_ provider.ProviderWithEphemeralResources = (*baremetalProvider)(nil)
+)
 
 type baremetalProvider struct {
 	version string
@@ -172,13 +176,22 @@ func (p *baremetalProvider) Configure(ctx context.Context, req provider.Configur
 
 	resp.ResourceData = c
 	resp.DataSourceData = c
+	resp.EphemeralResourceData = c
+}
+
+func (p *baremetalProvider) EphemeralResources(_ context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{
+		NewMachineSecretEphemeralResource,
+	}
 }
 
 func (p *baremetalProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewBootProfileResource,
+		NewTemplateResource,
 		NewMachineResource,
 		NewClusterResource,
+		NewSiteParamsResource,
 	}
 }
 
@@ -186,6 +199,7 @@ func (p *baremetalProvider) DataSources(_ context.Context) []func() datasource.D
 	return []func() datasource.DataSource{
 		NewAgentDataSource,
 		NewBootProfileDataSource,
+		NewRenderedTemplateDataSource,
 		NewMachineDataSource,
 		NewMachinesDataSource,
 	}

@@ -137,25 +137,27 @@ resource "baremetal_machine" %q {
 `, res, name, m.Endpoint, m.Username, password, version, body)
 }
 
-// TestAccRecoverFailedClusterMember (D1): a template error fails a worker
-// during a rollout and pauses the cluster; the next plan shows the
+// TestAccRecoverFailedClusterMember (D1): an installer failure (the
+// worker's installer asks for a template its profile lacks; a template that
+// does not render would fail at apply instead) fails a worker during a
+// rollout and pauses the cluster; the next plan shows the
 // unfinished rollout, and fixing the template and applying resumes it.
 func TestAccRecoverFailedClusterMember(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	cp, wk := f.machine(t, 11), f.machine(t, 12)
-	cfg := func(release, workerTemplate string) string {
+	cp, wk := f.machine(t, 17), f.machine(t, 18)
+	cfg := func(release, workerFetches string) string {
 		return a.providerConfig() + profileConfig(a, "cp", "rec-d1-cp", "quiet") + fmt.Sprintf(`
 resource "baremetal_boot_profile" "worker" {
   name    = "rec-d1-worker"
   kernel  = "%[1]s/vmlinuz"
   initrds = ["%[1]s/initrd.img"]
-  cmdline = "console=ttyS0 baremetal.templates=user-data"
+  cmdline = "console=ttyS0 baremetal.templates=%[2]s"
   templates = {
-    user-data = %[2]q
+    user-data = "#cloud-config\nrelease: {{ .Params.release }}\n"
   }
 }
-`, a.assets.URL, workerTemplate) + machineConfig("cp", "rec-d1-cp", cp, "") + machineConfig("wk", "rec-d1-wk", wk, "") + fmt.Sprintf(`
+`, a.assets.URL, workerFetches) + machineConfig("cp", "rec-d1-cp", cp, "") + machineConfig("wk", "rec-d1-wk", wk, "") + fmt.Sprintf(`
 resource "baremetal_cluster" "c" {
   name = "rec-d1"
   members = [
@@ -172,15 +174,15 @@ resource "baremetal_cluster" "c" {
 }
 `, release)
 	}
-	const good = "#cloud-config\nrelease: {{ .Params.release }}\n"
-	const broken = "#cloud-config\nrelease: {{ .Params.release }}\ntoken: {{ .Params.join_token }}\n"
+	const good, broken = "user-data", "user-data,not-in-profile"
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6Factories,
 		Steps: []resource.TestStep{
 			{Config: cfg("1", good)},
 			{
-				// The rollout of release 2 fails the worker: its template names
-				// a param nobody set. The cluster pauses and the apply fails.
+				// The rollout of release 2 fails the worker: its installer asks
+				// for a template the profile lacks. The cluster pauses and the
+				// apply fails.
 				Config:      cfg("2", broken),
 				ExpectError: regexp.MustCompile(`(?s)(Boot Profile "rec-d1-worker" Rollout Did Not Complete|Unable to Update Cluster "rec-d1").*rec-d1-wk`),
 			},
@@ -191,7 +193,7 @@ resource "baremetal_cluster" "c" {
 				ExpectNonEmptyPlan: true,
 			},
 			{
-				// Fixing the template and applying resumes the rollout.
+				// Fixing the profile and applying resumes the rollout.
 				Config: cfg("2", good),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction("baremetal_cluster.c", plancheck.ResourceActionUpdate)},
@@ -220,7 +222,7 @@ resource "baremetal_cluster" "c" {
 func TestAccRecoverWrongBMCPassword(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 13)
+	lm := f.machine(t, 19)
 	body := profileConfig(a, "p", "rec-d2-p", "quiet")
 	cfg := func(password string, version int) string {
 		return a.providerConfig() + body + woMachineConfig("m", "rec-d2", lm, password, version, `
@@ -371,7 +373,7 @@ PEM
 func TestAccResumeAfterTimeout(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 14)
+	lm := f.machine(t, 20)
 	assets := newBlockingAssets(t)
 	// An install goes on once the apply that resumes it has planned and
 	// sent the machine's update: its plan shows the unfinished install.
@@ -464,7 +466,7 @@ resource "baremetal_boot_profile" "p" {
 func TestAccBMCStatus(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 15)
+	lm := f.machine(t, 21)
 	body := machineConfig("m", "rec-d5", lm, `  state = "available"`)
 	cfg := a.providerConfig() + body
 	// The BMC accepts the login again the moment the apply writes the
@@ -546,7 +548,7 @@ resource "baremetal_boot_profile" "s" {
 func TestAccMACConflictHint(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	m1, m2 := f.machine(t, 16), f.machine(t, 17)
+	m1, m2 := f.machine(t, 22), f.machine(t, 23)
 	cfg := func(mac string) string {
 		return a.providerConfig() + machineConfig("one", "rec-d8-1", m1, fmt.Sprintf(`  state = "available"
   macs  = [%q]`, m1.MAC)) + machineConfig("two", "rec-d8-2", m2, fmt.Sprintf(`  state = "available"
@@ -576,7 +578,7 @@ func TestAccMACConflictHint(t *testing.T) {
 func TestAccMACCheck(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 18)
+	lm := f.machine(t, 24)
 	cfg := func(mac string) string {
 		return a.providerConfig() + profileConfig(a, "p", "rec-d9-p", "quiet") + machineConfig("m", "rec-d9", lm, fmt.Sprintf(`
   boot_profile = baremetal_boot_profile.p.name
@@ -610,7 +612,7 @@ func TestAccMACCheck(t *testing.T) {
 func TestAccHardwareDrift(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 19)
+	lm := f.machine(t, 25)
 	t.Cleanup(func() { f.lab.System(lm.Name).SetMemoryGiB(0) })
 	cfg := a.providerConfig() + machineConfig("m", "rec-d10", lm, `  state = "available"`)
 	const res = "baremetal_machine.m"
@@ -667,18 +669,20 @@ func TestAccHardwareDrift(t *testing.T) {
 func TestAccFailureEventsInTimeOrder(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 20)
-	cfg := func(template string) string {
+	lm := f.machine(t, 26)
+	// The installer fails on a template its profile lacks (a template that
+	// does not render fails at apply, before any install).
+	cfg := func(fetch string) string {
 		return a.providerConfig() + fmt.Sprintf(`
 resource "baremetal_boot_profile" "p" {
   name    = "rec-d11-p"
   kernel  = "%[1]s/vmlinuz"
-  cmdline = "console=ttyS0 baremetal.templates=user-data"
+  cmdline = "console=ttyS0 baremetal.templates=%[2]s"
   templates = {
-    user-data = %[2]q
+    user-data = "ok"
   }
 }
-`, a.assets.URL, template) + machineConfig("m", "rec-d11", lm, `
+`, a.assets.URL, fetch) + machineConfig("m", "rec-d11", lm, `
   boot_profile = baremetal_boot_profile.p.name
   timeouts {
     delete = "30s"
@@ -689,10 +693,10 @@ resource "baremetal_boot_profile" "p" {
 		ProtoV6ProviderFactories: protoV6Factories,
 		Steps: []resource.TestStep{
 			{
-				Config:      cfg("{{ .Params.missing }}"),
+				Config:      cfg("user-data,not-in-profile"),
 				ExpectError: regexp.MustCompile(`(?s)Last events:.*power_action phase=provisioning step=powering_on[^\n]*\n.*callback_received`),
 			},
-			{Config: cfg("ok")},
+			{Config: cfg("user-data")},
 		},
 	})
 }
@@ -703,7 +707,7 @@ resource "baremetal_boot_profile" "p" {
 func TestAccAdopt(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 21)
+	lm := f.machine(t, 27)
 	cfg := func(hostname string) string {
 		return a.providerConfig() + profileConfig(a, "p", "rec-adopt-p", "quiet") + machineConfig("m", "rec-adopt", lm, fmt.Sprintf(`
   boot_profile = baremetal_boot_profile.p.name
@@ -790,7 +794,7 @@ func redfishReset(t *testing.T, m lab.InventoryEntry, resetType string) {
 func TestAccTriggers(t *testing.T) {
 	a := testAgent(t)
 	f := recoveryLab(t, a)
-	lm := f.machine(t, 22)
+	lm := f.machine(t, 28)
 	cfg := func(reboot, reprovision string) string {
 		return a.providerConfig() + profileConfig(a, "p", "rec-trig-p", "quiet") + machineConfig("m", "rec-trig", lm, fmt.Sprintf(`
   boot_profile        = baremetal_boot_profile.p.name

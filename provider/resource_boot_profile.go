@@ -60,6 +60,7 @@ type bootProfileFields struct {
 
 type bootProfileModel struct {
 	bootProfileFields
+	secretParamsModel
 	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -78,7 +79,7 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 			"Changing a profile re-provisions, in place, the machines that were installed with it, and the update " +
 			"waits (within `timeouts.update`) until every one of them is provisioned again with the new version, " +
 			"cluster members at most `rollout.max_unavailable` at a time.",
-		Attributes: map[string]schema.Attribute{
+		Attributes: secretParamsAttributes(map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "Identifier of the profile; equal to `name`.",
 				Computed:            true,
@@ -146,7 +147,7 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				MarkdownDescription: "The agent's version of the profile, bumped by every change. Machines record the version they were installed with.",
 				Computed:            true,
 			},
-		},
+		}, "the profile"),
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Update: true}),
 		},
@@ -165,6 +166,7 @@ func (r *bootProfileResource) Create(ctx context.Context, req resource.CreateReq
 	}
 	name := plan.Name.ValueString()
 	body := plan.request(ctx, &resp.Diagnostics)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, nil, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -201,13 +203,15 @@ func (r *bootProfileResource) Read(ctx context.Context, req resource.ReadRequest
 }
 
 func (r *bootProfileResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan bootProfileModel
+	var plan, prior bootProfileModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	if resp.Diagnostics.HasError() || !requireClient(r.client, &resp.Diagnostics) {
 		return
 	}
 	name := plan.Name.ValueString()
 	body := plan.request(ctx, &resp.Diagnostics)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, &prior.secretParamsModel, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}

@@ -58,16 +58,17 @@ type clusterResource struct {
 }
 
 type clusterModel struct {
-	ID           types.String   `tfsdk:"id"`
-	Name         types.String   `tfsdk:"name"`
-	Members      []memberModel  `tfsdk:"members"`
-	Roles        []roleModel    `tfsdk:"roles"`
-	Params       types.Map      `tfsdk:"params"`
-	Rollout      types.Object   `tfsdk:"rollout"`
-	Phase        types.String   `tfsdk:"phase"`
-	MemberStatus types.List     `tfsdk:"member_status"`
-	Endpoints    types.Map      `tfsdk:"endpoints"`
-	Timeouts     timeouts.Value `tfsdk:"timeouts"`
+	ID           types.String  `tfsdk:"id"`
+	Name         types.String  `tfsdk:"name"`
+	Members      []memberModel `tfsdk:"members"`
+	Roles        []roleModel   `tfsdk:"roles"`
+	Params       types.Map     `tfsdk:"params"`
+	Rollout      types.Object  `tfsdk:"rollout"`
+	Phase        types.String  `tfsdk:"phase"`
+	MemberStatus types.List    `tfsdk:"member_status"`
+	Endpoints    types.Map     `tfsdk:"endpoints"`
+	secretParamsModel
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
 
 type memberModel struct {
@@ -101,7 +102,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"every member's templates see the cluster's `params` and the members with their roles and reported addresses. " +
 			"Changing a role's profile rolls its members through re-provisioning, at most `rollout.max_unavailable` at a time. " +
 			"Create and update wait until every member is provisioned; a failed member pauses the rollout and fails the apply.",
-		Attributes: map[string]schema.Attribute{
+		Attributes: secretParamsAttributes(map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "Identifier of the cluster; equal to `name`.",
 				Computed:            true,
@@ -194,7 +195,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				ElementType:         types.ListType{ElemType: types.StringType},
 				Computed:            true,
 			},
-		},
+		}, "the cluster"),
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
@@ -281,6 +282,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	timeout, d := plan.Timeouts.Create(ctx, defaultClusterCreateTimeout)
 	resp.Diagnostics.Append(d...)
 	body := plan.request(ctx, &resp.Diagnostics)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, nil, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -327,11 +329,12 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	timeout, d := plan.Timeouts.Update(ctx, defaultClusterUpdateTimeout)
 	resp.Diagnostics.Append(d...)
 	body := plan.request(ctx, &resp.Diagnostics)
+	var prior clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, &prior.secretParamsModel, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	var prior clusterModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
 	c, err := r.client.UpdateCluster(ctx, name, body)
 	if err != nil {
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Update Cluster %q", name), describeErr(err))

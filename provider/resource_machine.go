@@ -72,17 +72,18 @@ type machineModel struct {
 	ForceDelete types.Bool   `tfsdk:"force_destroy"`
 	// The triggers live only in Terraform's state: a change is the
 	// operator asking for one re-provision or power cycle now.
-	RebootTrigger      types.String   `tfsdk:"reboot_trigger"`
-	ReprovisionTrigger types.String   `tfsdk:"reprovision_trigger"`
-	Phase              types.String   `tfsdk:"phase"`
-	PowerState         types.String   `tfsdk:"power_state"`
-	LastError          types.String   `tfsdk:"last_error"`
-	BMCStatus          types.String   `tfsdk:"bmc_status"`
-	BMCStatusSince     types.String   `tfsdk:"bmc_status_since"`
-	HardwareFP         types.String   `tfsdk:"hardware_fingerprint"`
-	Addresses          types.List     `tfsdk:"addresses"`
-	Inventory          types.Object   `tfsdk:"inventory"`
-	Timeouts           timeouts.Value `tfsdk:"timeouts"`
+	RebootTrigger      types.String `tfsdk:"reboot_trigger"`
+	ReprovisionTrigger types.String `tfsdk:"reprovision_trigger"`
+	Phase              types.String `tfsdk:"phase"`
+	PowerState         types.String `tfsdk:"power_state"`
+	LastError          types.String `tfsdk:"last_error"`
+	BMCStatus          types.String `tfsdk:"bmc_status"`
+	BMCStatusSince     types.String `tfsdk:"bmc_status_since"`
+	HardwareFP         types.String `tfsdk:"hardware_fingerprint"`
+	Addresses          types.List   `tfsdk:"addresses"`
+	Inventory          types.Object `tfsdk:"inventory"`
+	secretParamsModel
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
 
 type bmcModel struct {
@@ -118,7 +119,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"Changing `boot_profile` or `params` re-provisions the machine in place.\n\n" +
 			"A machine without `boot_profile` is provisioned by the `baremetal_cluster` that names it (with its role's profile); " +
 			"until then the resource waits only for it to be registered and inventoried.",
-		Attributes: map[string]schema.Attribute{
+		Attributes: secretParamsAttributes(map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "Identifier of the machine; equal to `name`.",
 				Computed:            true,
@@ -282,7 +283,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Computed:            true,
 			},
 			"inventory": inventoryResourceAttribute(),
-		},
+		}, "the machine"),
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
@@ -330,6 +331,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	resp.Diagnostics.Append(d...)
 	password := r.configPassword(ctx, req.Config, &plan, &resp.Diagnostics)
 	body := plan.request(ctx, password, &resp.Diagnostics)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, nil, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -437,6 +439,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 		password = r.configPassword(ctx, req.Config, &plan, &resp.Diagnostics)
 	}
 	body := plan.request(ctx, password, &resp.Diagnostics)
+	body.SecretParams = secretParamsToSend(ctx, req.Config, &plan.secretParamsModel, &prior.secretParamsModel, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}

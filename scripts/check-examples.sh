@@ -12,7 +12,7 @@ export TF_CLI_CONFIG_FILE=$scratch/dev.tfrc TF_IN_AUTOMATION=1 CHECKPOINT_DISABL
 
 terraform fmt -check -recursive examples
 n=0
-for dir in examples/provider examples/resources/* examples/data-sources/* examples/quickstart examples/modules/*; do
+for dir in examples/provider examples/resources/* examples/data-sources/* examples/ephemeral-resources/* examples/quickstart examples/modules/*; do
   work=$scratch/$(echo "$dir" | tr / _)
   mkdir -p "$work"
   cp -r "$dir/." "$work/"

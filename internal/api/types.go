@@ -34,6 +34,20 @@ const (
 	PathCluster       = "/v1/clusters/{name}"
 )
 
+// Snippets (baremetal_template) and previews of what a machine is served.
+const (
+	PathTemplates       = "/v1/templates"
+	PathTemplate        = "/v1/templates/{name}"
+	PathMachineRendered = "/v1/machines/{name}/rendered/{template}"
+	// PathSiteParams is the site params: GET, PUT, DELETE (back to none).
+	PathSiteParams = "/v1/site_params"
+	// PathMachineGeneratedSecret is one generated secret of a machine
+	// (read-write tokens only): GET reads it (404 before it exists), POST
+	// reads it and makes it if need be, DELETE rotates it (the next use
+	// makes a new one).
+	PathMachineGeneratedSecret = "/v1/machines/{name}/generated_secrets/{secret}"
+)
+
 // Machine actions for PathMachineAction.
 const (
 	ActionPowerOn     = "power_on"
@@ -105,6 +119,10 @@ type MachineRequest struct {
 	// Adopt registers a machine already running its OS as provisioned,
 	// with no power action and no install.
 	Adopt bool `json:"adopt,omitempty"`
+	// SecretParams, when present, replaces the secret params (an empty
+	// object removes them all); absent, the stored ones stay. Write-only:
+	// no response carries a value.
+	SecretParams *map[string]string `json:"secret_params,omitempty"`
 	// Version, when non-zero on update, must equal the stored version (409 otherwise).
 	Version uint64 `json:"version,omitempty"`
 }
@@ -133,6 +151,18 @@ type Machine struct {
 	Role        string                 `json:"role,omitempty"`
 	Version     uint64                 `json:"version"`
 	Revision    uint64                 `json:"revision"`
+	// SecretParamNames names the secret params; their values are never returned.
+	SecretParamNames []string `json:"secret_param_names,omitempty"`
+	// EffectiveParams are the params the machine's templates see now:
+	// site < profile < cluster < machine; ParamSources names the layer
+	// ("site", "profile", "cluster", "machine") each came from.
+	// EffectiveSecretParams names the secret params they can read.
+	EffectiveParams       map[string]string `json:"effective_params,omitempty"`
+	ParamSources          map[string]string `json:"param_sources,omitempty"`
+	EffectiveSecretParams []string          `json:"effective_secret_params,omitempty"`
+	// GeneratedSecrets names the machine's generated secrets (values at
+	// PathMachineGeneratedSecret, with a read-write token).
+	GeneratedSecrets []string `json:"generated_secrets,omitempty"`
 
 	Phase           string           `json:"phase"`
 	Step            string           `json:"step,omitempty"`
@@ -186,6 +216,10 @@ type BootProfileRequest struct {
 	// CallbackAnySource accepts the installer's callback from any address,
 	// not only the one the run's boot script went to.
 	CallbackAnySource bool `json:"callback_any_source,omitempty"`
+	// SecretParams, when present, replaces the secret params (an empty
+	// object removes them all); absent, the stored ones stay. Write-only:
+	// no response carries a value.
+	SecretParams *map[string]string `json:"secret_params,omitempty"`
 }
 
 // BootProfile is a boot profile as the API returns it.
@@ -206,6 +240,81 @@ type BootProfile struct {
 	UpdatedAt   time.Time              `json:"updated_at"`
 
 	CallbackAnySource bool `json:"callback_any_source,omitempty"`
+	// SecretParamNames names the secret params; their values are never returned.
+	SecretParamNames []string `json:"secret_param_names,omitempty"`
+	// Snippets names the snippets the profile's texts include directly.
+	Snippets []string `json:"snippets,omitempty"`
+}
+
+// TemplateRequest is the body of POST/PUT templates (snippets).
+type TemplateRequest struct {
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	Version     uint64 `json:"version,omitempty"`
+}
+
+// Template is a snippet as the API returns it.
+type Template struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	// Snippets names the snippets this one includes directly.
+	Snippets []string `json:"snippets"`
+	// UsedBy names the boot profiles that include it, directly or through
+	// another snippet.
+	UsedBy    []string  `json:"used_by"`
+	Version   uint64    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TemplateList is the body of GET /v1/templates.
+type TemplateList struct {
+	Items []Template `json:"items"`
+}
+
+// RenderedTemplate is a preview: what the machine would receive now, with
+// the run token shown as <token>.
+type RenderedTemplate struct {
+	Machine  string `json:"machine"`
+	Profile  string `json:"profile"`
+	Template string `json:"template"`
+	Content  string `json:"content"`
+}
+
+// SiteParamsRequest is the body of PUT /v1/site_params.
+type SiteParamsRequest struct {
+	Params map[string]string `json:"params,omitempty"`
+	// SecretParams, when present, replaces the secret params (an empty
+	// object removes them all); absent, the stored ones stay. Write-only:
+	// no response carries a value.
+	SecretParams *map[string]string `json:"secret_params,omitempty"`
+	// Version, when non-zero, must equal the stored version (409 otherwise).
+	Version uint64 `json:"version,omitempty"`
+}
+
+// SiteParams are the agent's site-wide params: below every profile's,
+// cluster's and machine's.
+type SiteParams struct {
+	Params map[string]string `json:"params,omitempty"`
+	// SecretParamNames names the secret params; their values are never returned.
+	SecretParamNames []string  `json:"secret_param_names,omitempty"`
+	Version          uint64    `json:"version"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+	// Reprovisioning, in the answer to a PUT or DELETE, names the machines
+	// the change re-provisions: those whose effective params or secret
+	// params it changed.
+	Reprovisioning []string `json:"reprovisioning,omitempty"`
+}
+
+// GeneratedSecret is a machine's generated secret, with its value: only
+// for read-write tokens.
+type GeneratedSecret struct {
+	Machine string `json:"machine"`
+	Name    string `json:"name"`
+	Value   string `json:"value"`
 }
 
 // BootProfileList is the body of GET /v1/boot_profiles.
@@ -236,8 +345,12 @@ type ClusterRequest struct {
 	Members []ClusterMember   `json:"members"`
 	Roles   []ClusterRole     `json:"roles"`
 	Params  map[string]string `json:"params,omitempty"`
-	Rollout *Rollout          `json:"rollout,omitempty"` // default max_unavailable 1
-	Version uint64            `json:"version,omitempty"`
+	// SecretParams, when present, replaces the secret params (an empty
+	// object removes them all); absent, the stored ones stay. Write-only:
+	// no response carries a value.
+	SecretParams *map[string]string `json:"secret_params,omitempty"`
+	Rollout      *Rollout           `json:"rollout,omitempty"` // default max_unavailable 1
+	Version      uint64             `json:"version,omitempty"`
 }
 
 // ClusterMemberStatus is a member with its machine's observed state.
@@ -251,14 +364,16 @@ type ClusterMemberStatus struct {
 
 // Cluster is a cluster as the API returns it.
 type Cluster struct {
-	ID       string                `json:"id"`
-	Name     string                `json:"name"`
-	Members  []ClusterMemberStatus `json:"members"`
-	Roles    []ClusterRole         `json:"roles"`
-	Params   map[string]string     `json:"params,omitempty"`
-	Rollout  Rollout               `json:"rollout"`
-	Version  uint64                `json:"version"`
-	Revision uint64                `json:"revision"`
+	ID      string                `json:"id"`
+	Name    string                `json:"name"`
+	Members []ClusterMemberStatus `json:"members"`
+	Roles   []ClusterRole         `json:"roles"`
+	Params  map[string]string     `json:"params,omitempty"`
+	// SecretParamNames names the secret params; their values are never returned.
+	SecretParamNames []string `json:"secret_param_names,omitempty"`
+	Rollout          Rollout  `json:"rollout"`
+	Version          uint64   `json:"version"`
+	Revision         uint64   `json:"revision"`
 	// Phase: pending, converging, ready, paused (a member failed), failed.
 	Phase   string `json:"phase"`
 	Message string `json:"message,omitempty"`

@@ -148,8 +148,9 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// authenticate answers 401/403 itself and reports whether the request may go on.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
+// authenticate answers 401/403 itself and reports whether the request may
+// go on; needWrite refuses read-only tokens whatever the method.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, needWrite bool) bool {
 	h := r.Header.Get("Authorization")
 	scheme, tok, found := strings.Cut(h, " ")
 	if h == "" || !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
@@ -163,6 +164,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="baremetal-agent", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeUnauthorized,
 			Message: "invalid bearer token"}})
+		return false
+	}
+	if readOnly && needWrite {
+		writeJSON(w, http.StatusForbidden, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeForbidden,
+			Message: "this token is read-only (readonly: in the token file); reading a secret needs a read-write token"}})
 		return false
 	}
 	if readOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {

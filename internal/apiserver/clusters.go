@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -111,6 +112,9 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
 	}
 	c := &model.Cluster{Name: req.Name}
 	applyClusterSpec(c, &req)
+	if err := s.dryRunMembers(r.Context(), c, machines); err != nil {
+		return err
+	}
 	resetClusterStatus(c)
 	created, err := s.store.CreateCluster(r.Context(), c)
 	if err != nil {
@@ -133,6 +137,18 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// dryRunMembers renders each member of proposed cluster c as a run would,
+// with its role's profile and the cluster's params.
+func (s *Server) dryRunMembers(ctx context.Context, c *model.Cluster, machines map[string]*model.Machine) error {
+	ms := make([]*model.Machine, 0, len(c.Members))
+	for _, mem := range c.Members {
+		m := *machines[mem.Machine]
+		m.Cluster, m.Role = c.Name, mem.Role
+		ms = append(ms, &m)
+	}
+	return s.dryRun(ctx, "params", ms, boot.Proposed{Cluster: c})
+}
+
 func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
 	var req api.ClusterRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -145,11 +161,18 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) error {
 	req.Name = name
 	s.specMu.Lock()
 	defer s.specMu.Unlock()
-	if _, err := s.store.GetCluster(r.Context(), name); err != nil {
+	existing, err := s.store.GetCluster(r.Context(), name)
+	if err != nil {
 		return storeError(err, "cluster", name)
 	}
 	machines, err := s.validateCluster(r.Context(), &req)
 	if err != nil {
+		return err
+	}
+	// The stored secret params stand unless the request replaces them.
+	proposed := &model.Cluster{Name: name, SecretParams: existing.SecretParams, SecretsRevision: existing.SecretsRevision}
+	applyClusterSpec(proposed, &req)
+	if err := s.dryRunMembers(r.Context(), proposed, machines); err != nil {
 		return err
 	}
 	var old []model.ClusterMember

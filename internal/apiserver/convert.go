@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
@@ -36,6 +37,8 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Role:                      m.Role,
 		Version:                   m.Version,
 		Revision:                  m.Revision,
+		SecretParamNames:          m.SecretParams.Names(),
+		GeneratedSecrets:          m.GeneratedSecrets.Names(),
 		Phase:                     string(m.Status.Phase),
 		Step:                      string(m.Status.Step),
 		PowerState:                m.Status.PowerState,
@@ -73,6 +76,26 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.BootMode = model.BootMode(v.req.BootMode)
 	m.RootDevice = v.req.RootDevice
 	m.Adopt = v.req.Adopt
+	applySecrets(&m.SecretParams, &m.SecretsRevision, v.req.SecretParams)
+}
+
+// applySecrets replaces *dst with a request's secret params when it gives
+// them (nil keeps the stored ones: the API never returns them, so a client
+// cannot send them back) and bumps *rev when the values change, which
+// re-provisions the machines that read them.
+func applySecrets(dst *model.Secrets, rev *uint64, req *map[string]string) {
+	if req == nil {
+		return
+	}
+	var next model.Secrets
+	if len(*req) > 0 {
+		next = maps.Clone(*req)
+	}
+	if maps.Equal(*dst, next) {
+		return
+	}
+	*dst = next
+	*rev++
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {
@@ -91,8 +114,10 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Version:     p.Version,
 		CreatedAt:   p.CreatedAt,
 		UpdatedAt:   p.UpdatedAt,
+		Snippets:    p.Snippets,
 
 		CallbackAnySource: p.CallbackAnySource,
+		SecretParamNames:  p.SecretParams.Names(),
 	}
 }
 
@@ -107,6 +132,7 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile
 	p.CallbackAnySource = req.CallbackAnySource
+	applySecrets(&p.SecretParams, &p.SecretsRevision, req.SecretParams)
 }
 
 func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {
@@ -119,6 +145,7 @@ func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {
 		c.Roles[i] = model.ClusterRole{Name: r.Name, BootProfile: r.BootProfile}
 	}
 	c.Params = req.Params
+	applySecrets(&c.SecretParams, &c.SecretsRevision, req.SecretParams)
 	c.Rollout = model.Rollout{MaxUnavailable: 1}
 	if req.Rollout != nil && req.Rollout.MaxUnavailable > 0 {
 		c.Rollout.MaxUnavailable = req.Rollout.MaxUnavailable
@@ -143,17 +170,18 @@ const (
 // before the write cannot end a wait early.
 func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Cluster {
 	out := api.Cluster{
-		ID:        c.Name,
-		Name:      c.Name,
-		Members:   make([]api.ClusterMemberStatus, 0, len(c.Members)),
-		Roles:     make([]api.ClusterRole, 0, len(c.Roles)),
-		Params:    c.Params,
-		Rollout:   api.Rollout{MaxUnavailable: c.Rollout.MaxUnavailable},
-		Version:   c.Version,
-		Revision:  c.Revision,
-		Endpoints: map[string][]string{},
-		CreatedAt: c.CreatedAt,
-		UpdatedAt: c.UpdatedAt,
+		ID:               c.Name,
+		Name:             c.Name,
+		Members:          make([]api.ClusterMemberStatus, 0, len(c.Members)),
+		Roles:            make([]api.ClusterRole, 0, len(c.Roles)),
+		Params:           c.Params,
+		SecretParamNames: c.SecretParams.Names(),
+		Rollout:          api.Rollout{MaxUnavailable: c.Rollout.MaxUnavailable},
+		Version:          c.Version,
+		Revision:         c.Revision,
+		Endpoints:        map[string][]string{},
+		CreatedAt:        c.CreatedAt,
+		UpdatedAt:        c.UpdatedAt,
 	}
 	for _, r := range c.Roles {
 		out.Roles = append(out.Roles, api.ClusterRole{Name: r.Name, BootProfile: r.BootProfile})

@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -66,7 +67,14 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
 		return err
 	}
-	writeJSON(w, http.StatusOK, machineToAPI(m))
+	out := machineToAPI(m)
+	// Only here, not in lists: it reads the machine's profile, cluster
+	// and the site.
+	out.EffectiveParams, out.ParamSources, out.EffectiveSecretParams, err = boot.EffectiveParams(r.Context(), s.store, m)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -87,6 +95,9 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	m := &model.Machine{Name: req.Name, Status: model.Status{Phase: model.PhaseRegistering}}
 	applyMachineSpec(m, v)
+	if err := s.dryRun(r.Context(), "params", []*model.Machine{m}, boot.Proposed{Machine: m}); err != nil {
+		return err
+	}
 	if holder != "" {
 		m.Lease = &model.Lease{Holder: holder, ExpiresAt: s.now().Add(s.leaseFor)}
 	}
@@ -131,6 +142,11 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	v, err := s.validateMachine(r.Context(), &req, existing)
 	if err != nil {
+		return err
+	}
+	proposed := *existing
+	applyMachineSpec(&proposed, v)
+	if err := s.dryRun(r.Context(), "params", []*model.Machine{&proposed}, boot.Proposed{Machine: &proposed}); err != nil {
 		return err
 	}
 	specChanged, retry := false, false
@@ -198,7 +214,8 @@ func machineSpec(m *model.Machine) any {
 		BootMode    model.BootMode
 		RootDevice  *model.RootDeviceHints
 		Adopt       bool
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt}
+		Secrets     uint64
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice, m.Adopt, m.SecretsRevision}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {

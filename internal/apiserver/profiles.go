@@ -1,12 +1,14 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -46,6 +48,9 @@ func (s *Server) createProfile(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := &model.BootProfile{Name: req.Name}
 	applyProfileSpec(p, &req)
+	if err := s.checkProfile(r.Context(), p); err != nil {
+		return err
+	}
 	created, err := s.store.CreateProfile(r.Context(), p)
 	if err != nil {
 		return storeError(err, "boot profile", req.Name)
@@ -70,11 +75,20 @@ func (s *Server) updateProfile(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateProfile(r.Context(), &req); err != nil {
 		return err
 	}
+	existing, err := s.store.GetProfile(r.Context(), name)
+	if err != nil {
+		return storeError(err, "boot profile", name)
+	}
+	applyProfileSpec(existing, &req)
+	if err := s.checkProfile(r.Context(), existing); err != nil {
+		return err
+	}
 	updated, err := s.store.UpdateProfile(r.Context(), name, func(p *model.BootProfile) error {
 		if req.Version != 0 && req.Version != p.Version {
 			return staleVersion("boot profile", name, req.Version, p.Version)
 		}
 		applyProfileSpec(p, &req)
+		p.Snippets = existing.Snippets
 		return nil
 	})
 	if err != nil {
@@ -82,6 +96,27 @@ func (s *Server) updateProfile(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, profileToAPI(updated))
 	return nil
+}
+
+// checkProfile checks the syntax of p's texts with the snippets they
+// include, records those in p.Snippets, and dry-renders every machine that
+// installs with p.
+func (s *Server) checkProfile(ctx context.Context, p *model.BootProfile) error {
+	site, err := s.siteSnippets(ctx, nil)
+	if err != nil {
+		return err
+	}
+	refs, field, err := boot.ProfileSnippets(p, site)
+	if err != nil {
+		return invalid(field, "boot profile %q %s: %v", p.Name, field, err)
+	}
+	p.Snippets = refs
+	prop := boot.Proposed{Profile: p}
+	ms, err := s.machinesWithProfile(ctx, prop, func(name string) bool { return name == p.Name })
+	if err != nil {
+		return err
+	}
+	return s.dryRun(ctx, "templates", ms, prop)
 }
 
 func (s *Server) deleteProfile(w http.ResponseWriter, r *http.Request) error {

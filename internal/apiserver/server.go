@@ -97,8 +97,9 @@ type Server struct {
 type access int
 
 const (
-	public access = iota // no token: probes and scrapes
-	authed               // any valid token; writes need a read-write one
+	public    access = iota // no token: probes and scrapes
+	authed                  // any valid token; writes need a read-write one
+	readWrite               // a read-write token, even to read: the answer holds a secret
 )
 
 type route struct {
@@ -133,6 +134,21 @@ var routes = []route{
 	{http.MethodGet, api.PathProfile, authed, (*Server).getProfile},
 	{http.MethodPut, api.PathProfile, authed, (*Server).updateProfile},
 	{http.MethodDelete, api.PathProfile, authed, (*Server).deleteProfile},
+
+	{http.MethodGet, api.PathMachineRendered, authed, (*Server).renderedTemplate},
+	{http.MethodGet, api.PathMachineGeneratedSecret, readWrite, (*Server).getGeneratedSecret},
+	{http.MethodPost, api.PathMachineGeneratedSecret, readWrite, (*Server).ensureGeneratedSecret},
+	{http.MethodDelete, api.PathMachineGeneratedSecret, readWrite, (*Server).rotateGeneratedSecret},
+
+	{http.MethodGet, api.PathSiteParams, authed, (*Server).getSiteParams},
+	{http.MethodPut, api.PathSiteParams, authed, (*Server).putSiteParams},
+	{http.MethodDelete, api.PathSiteParams, authed, (*Server).deleteSiteParams},
+
+	{http.MethodGet, api.PathTemplates, authed, (*Server).listTemplates},
+	{http.MethodPost, api.PathTemplates, authed, (*Server).createTemplate},
+	{http.MethodGet, api.PathTemplate, authed, (*Server).getTemplate},
+	{http.MethodPut, api.PathTemplate, authed, (*Server).updateTemplate},
+	{http.MethodDelete, api.PathTemplate, authed, (*Server).deleteTemplate},
 
 	{http.MethodGet, api.PathClusters, authed, (*Server).listClusters},
 	{http.MethodPost, api.PathClusters, authed, (*Server).createCluster},
@@ -268,7 +284,7 @@ func (s *Server) StopWaiting() { s.stopOnce.Do(func() { close(s.stopWaiting) }) 
 func (s *Server) adapt(rt route) http.Handler {
 	pattern := rt.method + " " + rt.path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.access == authed && !s.authenticate(w, r) {
+		if rt.access != public && !s.authenticate(w, r, rt.access == readWrite) {
 			return
 		}
 		defer func() {

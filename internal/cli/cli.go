@@ -56,7 +56,8 @@ Commands:
   delete NAME [--force] [--wait]  delete a machine; --force removes it at once,
                                   without powering it off (the way out of a stuck one)
   profiles list | profiles show NAME
-  templates list PROFILE | templates show PROFILE TEMPLATE
+  templates list [PROFILE]        the site's snippets, or a profile's templates
+  templates show [PROFILE] NAME   a snippet's source, or a profile's template's
   clusters list | clusters show NAME
   rollout status CLUSTER|PROFILE [--watch] [--interval D]
 
@@ -192,6 +193,8 @@ func exitCode(err error) int {
 type command struct {
 	// argNames are the positional arguments, as the usage message names them.
 	argNames []string
+	// optional is how many of the leading argNames may be left out.
+	optional int
 	flags    func(fs *flag.FlagSet, o *options)
 	run      func(ctx context.Context, a *app, args []string) error
 }
@@ -248,7 +251,7 @@ func (a *app) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageErr("%s: %v", name, err)
 	}
-	if len(pos) != len(cmd.argNames) {
+	if len(pos) > len(cmd.argNames) || len(pos) < len(cmd.argNames)-cmd.optional {
 		return usageErr("usage: baremetalctl %s %s", name, strings.Join(cmd.argNames, " "))
 	}
 	if a.g.output != "table" && a.g.output != "json" {
@@ -393,8 +396,8 @@ func commands() map[string]*command {
 		"delete":          {argNames: []string{"NAME"}, flags: deleteFlags, run: deleteMachine},
 		"profiles list":   {run: profilesList},
 		"profiles show":   {argNames: []string{"NAME"}, run: profilesShow},
-		"templates list":  {argNames: []string{"PROFILE"}, run: templatesList},
-		"templates show":  {argNames: []string{"PROFILE", "TEMPLATE"}, run: templatesShow},
+		"templates list":  {argNames: []string{"[PROFILE]"}, optional: 1, run: templatesList},
+		"templates show":  {argNames: []string{"[PROFILE]", "NAME"}, optional: 1, run: templatesShow},
 		"clusters list":   {run: clustersList},
 		"clusters show":   {argNames: []string{"NAME"}, run: clustersShow},
 		"rollout status":  {argNames: []string{"CLUSTER|PROFILE"}, flags: rolloutFlags, run: rolloutStatus},

@@ -302,11 +302,51 @@ func TestProfilesAndTemplates(t *testing.T) {
 		{"unknown profile", []string{"profiles", "show", "nope"}, ExitNotFound},
 		{"templates of an unknown profile", []string{"templates", "list", "nope"}, ExitNotFound},
 		{"unknown template", []string{"templates", "show", "tpl-p", "nope"}, ExitNotFound},
+		{"unknown snippet", []string{"templates", "show", "nope"}, ExitNotFound},
+		{"too many arguments", []string{"templates", "show", "tpl-p", "user-data", "more"}, ExitUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.code, e.run(t, tc.args...).code)
 		})
 	}
+}
+
+// TestSnippets: templates list and show without a profile are about the
+// site's snippets (/v1/templates), and a profile's listing names the
+// snippets it includes.
+func TestSnippets(t *testing.T) {
+	e := testEnv(t)
+	ctx := context.Background()
+	content := "# site NTP\ntimesource --ntp-server={{ ksQuote .Params.ntp }}"
+	_, err := e.client.CreateTemplate(ctx, api.TemplateRequest{Name: "site-ntp", Content: content, Description: "the site's NTP servers"})
+	require.NoError(t, err)
+	_, err = e.client.CreateBootProfile(ctx, api.BootProfileRequest{Name: "snip-p", Kernel: e.assets.URL + "/vmlinuz",
+		Templates: map[string]string{"kickstart": "text\n{{ template \"site-ntp\" . }}\n"}})
+	require.NoError(t, err)
+
+	r := e.run(t, "templates", "list")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^SNIPPET\s+VERSION\s+USED BY\s+DESCRIPTION\s+UPDATED$`, r.stdout)
+	assert.Regexp(t, `(?m)^site-ntp\s+1\s+snip-p\s+the site's NTP servers\s+\d{4}-`, r.stdout)
+
+	r = e.run(t, "templates", "list", "-o", "json")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	list := decode[api.TemplateList](t, r.stdout)
+	require.Len(t, list.Items, 1)
+	assert.Equal(t, []string{"snip-p"}, list.Items[0].UsedBy)
+
+	r = e.run(t, "templates", "show", "site-ntp")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Equal(t, content+"\n", r.stdout, "the source as stored, ready to redirect into a file")
+
+	r = e.run(t, "templates", "show", "site-ntp", "-o", "json")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Equal(t, content, decode[api.Template](t, r.stdout).Content)
+
+	r = e.run(t, "templates", "list", "snip-p")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^snip-p\s+kickstart\s+\d+\s+/machines/\{id\}/templates/kickstart$`, r.stdout)
+	assert.Contains(t, r.stdout, "Snippets included: site-ntp\n")
 }
 
 // cluster makes a cluster of two freshly registered machines, one per role.

@@ -55,9 +55,13 @@ func profilesShow(ctx context.Context, a *app, args []string) error {
 	return k.flush()
 }
 
-// templatesList lists a profile's install templates: they live in the
-// profile, so PROFILE names where to look.
+// templatesList lists the site's snippets, or with PROFILE that profile's
+// install templates (they live in the profile, so PROFILE names where to
+// look).
 func templatesList(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return snippetsList(ctx, a)
+	}
 	p, err := a.client.GetBootProfile(ctx, args[0])
 	if err != nil {
 		return err
@@ -78,30 +82,68 @@ func templatesList(ctx context.Context, a *app, args []string) error {
 	for _, e := range out {
 		t.row(e.Profile, e.Name, strconv.Itoa(e.Bytes), "/machines/{id}/templates/"+e.Name)
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(p.Snippets) > 0 {
+		// Where the text a machine receives also comes from.
+		_, err = fmt.Fprintf(a.stdout, "\nSnippets included: %s\n", strings.Join(p.Snippets, ", "))
+	}
+	return err
 }
 
-// templatesShow prints a template's source as stored, unrendered: the
-// agent renders it per machine when the installer fetches it.
-func templatesShow(ctx context.Context, a *app, args []string) error {
-	p, err := a.client.GetBootProfile(ctx, args[0])
+// snippetsList lists the site's snippets (/v1/templates) and the profiles
+// that use each, the ones a change to it re-provisions.
+func snippetsList(ctx context.Context, a *app) error {
+	ts, err := a.client.ListTemplates(ctx)
 	if err != nil {
 		return err
 	}
-	body, ok := p.Templates[args[1]]
-	if !ok {
-		return &exitError{code: ExitNotFound, msg: fmt.Sprintf("profile %s has no template %q (it has: %s)",
-			p.Name, args[1], strings.Join(sortedKeys(p.Templates), ", "))}
-	}
 	if a.json() {
-		return writeJSON(a.stdout, map[string]string{"profile": p.Name, "name": args[1], "template": body}, false)
+		return writeJSON(a.stdout, api.TemplateList{Items: ts}, false)
+	}
+	t := newTable(a.stdout, "SNIPPET", "VERSION", "USED BY", "DESCRIPTION", "UPDATED")
+	for _, tp := range ts {
+		t.row(tp.Name, strconv.FormatUint(tp.Version, 10), orDash(strings.Join(tp.UsedBy, ",")), truncate(orDash(tp.Description), 60),
+			tp.UpdatedAt.UTC().Format("2006-01-02 15:04:05"))
+	}
+	return t.flush()
+}
+
+// templatesShow prints a snippet's source, or with PROFILE a profile
+// template's, as stored, unrendered: the agent renders it per machine when
+// the installer fetches it.
+func templatesShow(ctx context.Context, a *app, args []string) error {
+	var body string
+	if len(args) == 1 {
+		tp, err := a.client.GetTemplate(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if a.json() {
+			return writeJSON(a.stdout, tp, false)
+		}
+		body = tp.Content
+	} else {
+		p, err := a.client.GetBootProfile(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if body, ok = p.Templates[args[1]]; !ok {
+			return &exitError{code: ExitNotFound, msg: fmt.Sprintf("profile %s has no template %q (it has: %s)",
+				p.Name, args[1], strings.Join(sortedKeys(p.Templates), ", "))}
+		}
+		if a.json() {
+			return writeJSON(a.stdout, map[string]string{"profile": p.Name, "name": args[1], "template": body}, false)
+		}
 	}
 	// The raw text is the point of this command; it is written as is, with
 	// a final newline, so it can be redirected into a file and edited.
 	if !strings.HasSuffix(body, "\n") {
 		body += "\n"
 	}
-	_, err = fmt.Fprint(a.stdout, body)
+	_, err := fmt.Fprint(a.stdout, body)
 	return err
 }
 

@@ -660,6 +660,14 @@ func (s *System) PXEBoots() int {
 	return s.pxeBoots
 }
 
+// LastPXEDoc is the answer of the lab's Redfish extension
+// Systems/<name>/Oem/Lab/LastPXE (memory backend): the last finished
+// simulated PXE boot (nil before the first) and its error.
+type LastPXEDoc struct {
+	Result *PXEResult `json:"result"`
+	Error  string     `json:"error,omitempty"`
+}
+
 // LastPXE is the outcome of the last finished simulated PXE boot.
 func (s *System) LastPXE() (*PXEResult, error) {
 	s.mu.Lock()

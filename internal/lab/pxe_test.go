@@ -263,6 +263,16 @@ func TestLabMachinePXEBootsWhenPoweredOn(t *testing.T) {
 	if res, err := s.LastPXE(); err != nil || res.CallbackStatus != 204 {
 		t.Fatalf("last PXE %+v, %v", res, err)
 	}
+	// The same over the lab's Redfish extension, with the system's own
+	// credentials only.
+	var doc LastPXEDoc
+	r := call(t, srv, c, "GET", "/redfish/v1/Systems/lab-2/Oem/Lab/LastPXE", nil)
+	mustStatus(t, r, 200)
+	if err := json.Unmarshal(r.raw, &doc); err != nil || doc.Result == nil || doc.Result.Token != f.token ||
+		len(doc.Result.Templates) != 2 || doc.Result.Templates[0].Name != "user-data" {
+		t.Fatalf("LastPXE document %s (%v)", r.raw, err)
+	}
+	mustStatus(t, call(t, srv, credsOf(l, "lab-1"), "GET", "/redfish/v1/Systems/lab-2/Oem/Lab/LastPXE", nil), 401)
 	if s.PowerState() != "On" {
 		t.Fatal("machine off after installing")
 	}

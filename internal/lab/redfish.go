@@ -92,6 +92,8 @@ func parseRoute(path string) route {
 		r.kind, r.member = "storage", sub[1]
 	case len(sub) == 4 && sub[0] == "Storage" && sub[2] == "Drives":
 		r.kind, r.member = "drive", sub[1]+"/"+sub[3]
+	case len(sub) == 3 && sub[0] == "Oem" && sub[1] == "Lab" && sub[2] == "LastPXE":
+		r.kind = "lastPXE"
 	}
 	return r
 }
@@ -476,6 +478,18 @@ func (s *System) serve(w http.ResponseWriter, r *http.Request, rt route, body []
 	case "manager":
 		if allow(w, r, http.MethodGet) {
 			writeJSON(w, http.StatusOK, s.managerDoc())
+		}
+	case "lastPXE":
+		// The lab's own extension, for tests of another process (the
+		// provider's acceptance tests): what the last simulated PXE boot
+		// fetched, with the system's BMC credentials, as LastPXE returns it.
+		if allow(w, r, http.MethodGet) {
+			res, err := s.LastPXE()
+			doc := LastPXEDoc{Result: res}
+			if err != nil {
+				doc.Error = err.Error()
+			}
+			writeJSON(w, http.StatusOK, doc)
 		}
 	case "nics":
 		if allow(w, r, http.MethodGet) {

@@ -230,7 +230,18 @@ type Machine struct {
 	MACs        []string          `json:"macs,omitempty"`
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
-	State       DesiredState      `json:"state"`
+	// SecretParams and GeneratedSecrets are sealed at rest by the store and
+	// never serialised with the machine (see Secrets).
+	SecretParams Secrets `json:"-"`
+	// GeneratedSecrets are the values {{ generatedSecret "name" }} made for
+	// this machine: random, made once, kept across re-provisions until an
+	// operator rotates one.
+	GeneratedSecrets Secrets `json:"-"`
+	// SecretsRevision is bumped whenever SecretParams' values change, so a
+	// change re-provisions like a params change without anyone hashing a
+	// secret.
+	SecretsRevision uint64       `json:"secrets_revision,omitempty"`
+	State           DesiredState `json:"state"`
 	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
 	// mode the BMC reports.
 	BootMode BootMode `json:"boot_mode,omitempty"`
@@ -335,6 +346,12 @@ type Run struct {
 	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
+	// Snippets records the version of each site snippet the run's profile
+	// includes, so an event and the API say what the install was built from.
+	Snippets map[string]uint64 `json:"snippets,omitempty"`
+	// RenderError is the first render failure the boot edge met serving
+	// this run; the run fails with it rather than waiting for its timeout.
+	RenderError string `json:"render_error,omitempty"`
 	// ScriptFrom is the address the run's boot script was first served to:
 	// the only address its callback is accepted from, unless the profile
 	// says CallbackAnySource.
@@ -560,6 +577,9 @@ type BootProfile struct {
 	RootDevice *RootDeviceHints  `json:"root_device,omitempty"`
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
+	// SecretParams are sealed at rest and never serialised (see Secrets).
+	SecretParams    Secrets `json:"-"`
+	SecretsRevision uint64  `json:"secrets_revision,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
 	WipeProfile string    `json:"wipe_profile,omitempty"`
 	Version     uint64    `json:"version"`
@@ -569,20 +589,42 @@ type BootProfile struct {
 	// CallbackAnySource accepts the callback from any address, not only the
 	// one the boot script went to (for installers behind NAT or a proxy).
 	CallbackAnySource bool `json:"callback_any_source,omitempty"`
+	// Snippets names the snippets (Template) the profile's texts include,
+	// directly; kept by the API on save so that a snippet's users are known
+	// without parsing every profile.
+	Snippets []string `json:"snippets,omitempty"`
+}
+
+// Template is a snippet: a named piece of template text that profile
+// templates, cmdlines and iPXE scripts include with {{ template "name" . }}
+// or {{ include "name" . }}. A snippet named like a stock snippet replaces
+// it for the whole site.
+type Template struct {
+	Name        string `json:"name"`
+	Content     string `json:"content"`
+	Description string `json:"description,omitempty"`
+	// Snippets names the snippets this one includes, directly.
+	Snippets  []string  `json:"snippets,omitempty"`
+	Version   uint64    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Cluster groups machines into ordered roles.
 type Cluster struct {
-	Name      string            `json:"name"`
-	Members   []ClusterMember   `json:"members"`
-	Roles     []ClusterRole     `json:"roles"`
-	Params    map[string]string `json:"params,omitempty"`
-	Rollout   Rollout           `json:"rollout"`
-	Version   uint64            `json:"version"`
-	Revision  uint64            `json:"revision"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-	Status    ClusterStatus     `json:"status"`
+	Name    string            `json:"name"`
+	Members []ClusterMember   `json:"members"`
+	Roles   []ClusterRole     `json:"roles"`
+	Params  map[string]string `json:"params,omitempty"`
+	// SecretParams are sealed at rest and never serialised (see Secrets).
+	SecretParams    Secrets       `json:"-"`
+	SecretsRevision uint64        `json:"secrets_revision,omitempty"`
+	Rollout         Rollout       `json:"rollout"`
+	Version         uint64        `json:"version"`
+	Revision        uint64        `json:"revision"`
+	CreatedAt       time.Time     `json:"created_at"`
+	UpdatedAt       time.Time     `json:"updated_at"`
+	Status          ClusterStatus `json:"status"`
 }
 
 // ClusterMember places a machine in a role.
@@ -630,7 +672,10 @@ const (
 	EventError        = "error"
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
-	EventRunStarted   = "run_started"
+	// EventGeneratedSecret: a generated secret was made by the API or
+	// rotated. It names the secret, never its value.
+	EventGeneratedSecret = "generated_secret"
+	EventRunStarted      = "run_started"
 	// EventImageWritten: the deploy ramdisk wrote and verified the image
 	// and the config drive.
 	EventImageWritten = "image_written"
@@ -654,7 +699,7 @@ var EventTypes = []string{
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),
 	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
-	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure,
+	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure, EventGeneratedSecret,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)

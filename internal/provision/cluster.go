@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -91,7 +92,51 @@ func (r *Reconciler) targetFor(ctx context.Context, m *model.Machine, c *model.C
 	if err != nil {
 		return target{}, err
 	}
-	return target{Profile: p.Name, Version: p.Version, ParamsHash: paramsHash(p.Params, clusterParams, m.Params)}, nil
+	t := target{Profile: p.Name, Version: p.Version, ParamsHash: paramsHash(p.Params, clusterParams, m.Params)}
+	if len(p.Snippets) > 0 {
+		site, err := siteSnippets(ctx, r.st)
+		if err != nil {
+			return target{}, err
+		}
+		if t.Snippets = boot.SnippetVersions(p, site); len(t.Snippets) > 0 {
+			t.ParamsHash = foldHash(t.ParamsHash, t.Snippets)
+		}
+	}
+	site, err := r.st.GetSite(ctx)
+	if err != nil {
+		return target{}, err
+	}
+	if in := model.SiteAndSecrets(site, p, c, m); in != nil {
+		t.ParamsHash = foldHash(t.ParamsHash, in)
+	}
+	return t, nil
+}
+
+func siteSnippets(ctx context.Context, st store.Store) (map[string]*model.Template, error) {
+	ts, err := st.ListTemplates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*model.Template, len(ts))
+	for _, t := range ts {
+		out[t.Name] = t
+	}
+	return out, nil
+}
+
+// foldHash folds more of what a machine renders into its params hash:
+// the site snippets' versions, the site params it sees, its secret params'
+// revisions. Changing one re-provisions the machines whose installs used
+// it, as a params change does. Callers fold only what exists, so a
+// machine without any of it keeps the params hash alone, as before these
+// existed.
+func foldHash(params string, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // maps of strings and numbers always marshal
+	}
+	sum := sha256.Sum256(append([]byte(params+"\x00"), b...))
+	return hex.EncodeToString(sum[:])
 }
 
 // paramsHash fingerprints the params that feed rendering. The layers are

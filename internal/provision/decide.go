@@ -47,6 +47,9 @@ type target struct {
 	Profile    string
 	Version    uint64
 	ParamsHash string
+	// Snippets are the versions of the site snippets the profile includes;
+	// they are part of ParamsHash.
+	Snippets map[string]uint64
 	// Problem explains why there is no usable target (no profile named, the
 	// profile does not exist); a run cannot start until it is fixed.
 	Problem string
@@ -299,6 +302,11 @@ func macProblem(m *model.Machine) string {
 func runStep(v view) plan {
 	m, r, t := v.M, v.M.Run, v.Timeouts
 	step := m.Status.Step
+	if r.RenderError != "" && r.CallbackAt.IsZero() {
+		// What the machine was to be served does not render: no retry or
+		// timeout can fix that, an operator's change can.
+		return fail(fmt.Sprintf("run %s: rendering failed: %s", r.ID, r.RenderError))
+	}
 	switch step {
 	case model.StepSettingBoot:
 		return plan{Op: opSetBootPXE}

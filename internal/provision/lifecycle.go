@@ -108,8 +108,27 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 			r.log.Error("recording boot signal failed", "machine", machine, "signal", sig, "err", err)
 		}
 	}
+	if sig == model.SignalRenderFailed {
+		r.noteRenderError(ctx, machine, data)
+	}
 	r.appendEvent(ctx, model.Event{Machine: machine, Type: string(sig), Data: data})
 	r.q.add(machine)
+}
+
+// noteRenderError records a render failure on the machine's active run,
+// which decide then fails with it.
+func (r *Reconciler) noteRenderError(ctx context.Context, machine string, data map[string]string) {
+	_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
+		run := m.Run
+		if run == nil || run.TokenUsed || run.RenderError != "" || (data["run"] != "" && data["run"] != run.ID) {
+			return false, errStale
+		}
+		run.RenderError = orDash(data["error"])
+		return false, nil
+	})
+	if err != nil && !errors.Is(err, errStale) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		r.log.Error("recording a render failure failed", "machine", machine, "err", err)
+	}
 }
 
 func (r *Reconciler) unknownSignal(ctx context.Context, sig model.Signal, data map[string]string) {
@@ -151,7 +170,13 @@ func cleanData(in map[string]string) map[string]string {
 		if strings.Contains(lk, "token") || strings.Contains(lk, "password") || strings.Contains(lk, "secret") {
 			continue
 		}
-		out[k] = printable(v, 256)
+		n := 256
+		if k == "error" {
+			// A render error names template, line, column and param; cut
+			// short it says none of them.
+			n = 1024
+		}
+		out[k] = printable(v, n)
 	}
 	return out
 }
@@ -214,6 +239,12 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			}
 			if tail := cleanLogTail(report.LogTail); tail != "" {
 				m.Status.LastError += ": " + tail
+			}
+			if m.Run.RenderError != "" {
+				// The installer failed on a template the agent could not
+				// render: that, not the installer's symptom, is what an
+				// operator fixes.
+				m.Status.LastError = fmt.Sprintf("run %s: rendering failed: %s; then %s", m.Run.ID, m.Run.RenderError, m.Status.LastError)
 			}
 			return false, events(m), nil
 		}

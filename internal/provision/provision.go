@@ -289,7 +289,7 @@ func (r *Reconciler) onChange(ctx context.Context, ch store.Change) {
 		}
 	case store.KindCluster:
 		r.q.add(clusterKeyPrefix + ch.Name)
-	case store.KindProfile:
+	case store.KindProfile, store.KindTemplate, store.KindSite:
 		// Any machine may use the profile, directly, as a cluster role or as
 		// a wipe profile: look at them all (cheap, and changes are rare).
 		r.resync(ctx)

@@ -1238,7 +1238,7 @@ func newRun(t target, now time.Time) (*model.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, StartedAt: now}, nil
+	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, Snippets: t.Snippets, StartedAt: now}, nil
 }
 
 func randomHex(n int) (string, error) {

@@ -33,6 +33,7 @@ var (
 	bucketMACs        = []byte("macs") // normalised MAC -> machine name
 	bucketProfiles    = []byte("profiles")
 	bucketClusters    = []byte("clusters")
+	bucketTemplates   = []byte("templates")
 	bucketEvents      = []byte("events")       // machine name -> sub-bucket
 	bucketAgentEvents = []byte("agent_events") // events recorded with Machine ""
 	bucketMeta        = []byte("meta")
@@ -174,7 +175,7 @@ func (s *Bolt) init(key []byte) error {
 	s.sealer = sl
 
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMachines, bucketMACs, bucketProfiles, bucketClusters, bucketEvents, bucketAgentEvents, bucketMeta, bucketBMCSessions} {
+		for _, name := range [][]byte{bucketMachines, bucketMACs, bucketProfiles, bucketClusters, bucketTemplates, bucketSealed, bucketEvents, bucketAgentEvents, bucketMeta, bucketBMCSessions} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
 			}

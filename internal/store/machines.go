@@ -20,14 +20,18 @@ type machineRecord struct {
 }
 
 type sealedSecrets struct {
-	BMCPassword []byte `json:"bmc_password,omitempty"`
-	RunToken    []byte `json:"run_token,omitempty"`
+	BMCPassword      []byte `json:"bmc_password,omitempty"`
+	RunToken         []byte `json:"run_token,omitempty"`
+	SecretParams     []byte `json:"secret_params,omitempty"`
+	GeneratedSecrets []byte `json:"generated_secrets,omitempty"`
 }
 
 // Additional data for each sealed field: object kind, name and field, so a
 // blob only opens where it was written.
-func adBMCPassword(name string) string { return "machine/" + name + "/bmc.password" }
-func adRunToken(name string) string    { return "machine/" + name + "/run.token" }
+func adBMCPassword(name string) string      { return "machine/" + name + "/bmc.password" }
+func adRunToken(name string) string         { return "machine/" + name + "/run.token" }
+func adSecretParams(name string) string     { return "machine/" + name + "/secret_params" }
+func adGeneratedSecrets(name string) string { return "machine/" + name + "/generated_secrets" }
 
 func (s *Bolt) encodeMachine(m *model.Machine) ([]byte, error) {
 	blank := *m
@@ -39,6 +43,13 @@ func (s *Bolt) encodeMachine(m *model.Machine) ([]byte, error) {
 			return nil, objErr(KindMachine, m.Name, fmt.Errorf("sealing BMC password: %w", err))
 		}
 		rec.Sealed.BMCPassword = blob
+	}
+	var err error
+	if rec.Sealed.SecretParams, err = s.sealSecrets(m.SecretParams, adSecretParams(m.Name)); err != nil {
+		return nil, objErr(KindMachine, m.Name, fmt.Errorf("sealing secret params: %w", err))
+	}
+	if rec.Sealed.GeneratedSecrets, err = s.sealSecrets(m.GeneratedSecrets, adGeneratedSecrets(m.Name)); err != nil {
+		return nil, objErr(KindMachine, m.Name, fmt.Errorf("sealing generated secrets: %w", err))
 	}
 	if m.Run != nil {
 		run := *m.Run
@@ -80,6 +91,13 @@ func (s *Bolt) decodeMachine(name string, data []byte) (*model.Machine, error) {
 			return nil, objErr(KindMachine, name, fmt.Errorf("BMC password: %w", err))
 		}
 		m.BMC.Password = pw
+	}
+	var err error
+	if m.SecretParams, err = s.openSecrets(rec.Sealed.SecretParams, adSecretParams(name)); err != nil {
+		return nil, objErr(KindMachine, name, fmt.Errorf("secret params: %w", err))
+	}
+	if m.GeneratedSecrets, err = s.openSecrets(rec.Sealed.GeneratedSecrets, adGeneratedSecrets(name)); err != nil {
+		return nil, objErr(KindMachine, name, fmt.Errorf("generated secrets: %w", err))
 	}
 	if rec.Sealed.RunToken != nil {
 		if m.Run == nil {

@@ -36,6 +36,7 @@ func (s *Bolt) CreateProfile(ctx context.Context, in *model.BootProfile) (*model
 	if err != nil {
 		return nil, err
 	}
+	p.SecretParams = cloneSecrets(in.SecretParams)
 	t := now()
 	p.Version = 1
 	p.CreatedAt, p.UpdatedAt = t, t
@@ -43,7 +44,7 @@ func (s *Bolt) CreateProfile(ctx context.Context, in *model.BootProfile) (*model
 		if tx.Bucket(bucketProfiles).Get([]byte(p.Name)) != nil {
 			return nil, beforeWrite(objErr(KindProfile, p.Name, ErrExists))
 		}
-		if err := putJSON(tx, bucketProfiles, KindProfile, p.Name, p); err != nil {
+		if err := s.putProfile(tx, p); err != nil {
 			return nil, err
 		}
 		return []Change{{Kind: KindProfile, Name: p.Name, Revision: p.Version}}, nil
@@ -59,7 +60,7 @@ func (s *Bolt) GetProfile(ctx context.Context, name string) (*model.BootProfile,
 	var p *model.BootProfile
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		p, err = getJSON[model.BootProfile](tx, bucketProfiles, KindProfile, name)
+		p, err = s.getProfile(tx, name)
 		return err
 	})
 	return p, err
@@ -70,8 +71,15 @@ func (s *Bolt) ListProfiles(ctx context.Context) ([]*model.BootProfile, error) {
 	var out []*model.BootProfile
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		out, err = listJSON[model.BootProfile](tx, bucketProfiles, KindProfile)
-		return err
+		if out, err = listJSON[model.BootProfile](tx, bucketProfiles, KindProfile); err != nil {
+			return err
+		}
+		for _, p := range out {
+			if p.SecretParams, err = s.getSecretParams(tx, KindProfile, p.Name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -84,7 +92,7 @@ func (s *Bolt) ListProfiles(ctx context.Context) ([]*model.BootProfile, error) {
 func (s *Bolt) UpdateProfile(ctx context.Context, name string, mutate func(p *model.BootProfile) error) (*model.BootProfile, error) {
 	var out *model.BootProfile
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
-		p, err := getJSON[model.BootProfile](tx, bucketProfiles, KindProfile, name)
+		p, err := s.getProfile(tx, name)
 		if err != nil {
 			return nil, beforeWrite(err)
 		}
@@ -96,7 +104,7 @@ func (s *Bolt) UpdateProfile(ctx context.Context, name string, mutate func(p *mo
 		p.CreatedAt = old.CreatedAt
 		p.Version = old.Version + 1
 		p.UpdatedAt = now()
-		if err := putJSON(tx, bucketProfiles, KindProfile, name, p); err != nil {
+		if err := s.putProfile(tx, p); err != nil {
 			return nil, err
 		}
 		out = p
@@ -123,6 +131,9 @@ func (s *Bolt) DeleteProfile(ctx context.Context, name string, check func(p *mod
 		if err := tx.Bucket(bucketProfiles).Delete([]byte(name)); err != nil {
 			return nil, err
 		}
+		if err := s.putSecretParams(tx, KindProfile, name, nil); err != nil {
+			return nil, err
+		}
 		var rev uint64
 		if p != nil {
 			rev = p.Version
@@ -143,6 +154,7 @@ func (s *Bolt) CreateCluster(ctx context.Context, in *model.Cluster) (*model.Clu
 	if err != nil {
 		return nil, err
 	}
+	c.SecretParams = cloneSecrets(in.SecretParams)
 	t := now()
 	c.Version, c.Revision = 1, 1
 	c.CreatedAt, c.UpdatedAt = t, t
@@ -150,7 +162,7 @@ func (s *Bolt) CreateCluster(ctx context.Context, in *model.Cluster) (*model.Clu
 		if tx.Bucket(bucketClusters).Get([]byte(c.Name)) != nil {
 			return nil, beforeWrite(objErr(KindCluster, c.Name, ErrExists))
 		}
-		if err := putJSON(tx, bucketClusters, KindCluster, c.Name, c); err != nil {
+		if err := s.putCluster(tx, c); err != nil {
 			return nil, err
 		}
 		return []Change{{Kind: KindCluster, Name: c.Name, Revision: c.Revision}}, nil
@@ -166,7 +178,7 @@ func (s *Bolt) GetCluster(ctx context.Context, name string) (*model.Cluster, err
 	var c *model.Cluster
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		c, err = getJSON[model.Cluster](tx, bucketClusters, KindCluster, name)
+		c, err = s.getCluster(tx, name)
 		return err
 	})
 	return c, err
@@ -177,8 +189,15 @@ func (s *Bolt) ListClusters(ctx context.Context) ([]*model.Cluster, error) {
 	var out []*model.Cluster
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		out, err = listJSON[model.Cluster](tx, bucketClusters, KindCluster)
-		return err
+		if out, err = listJSON[model.Cluster](tx, bucketClusters, KindCluster); err != nil {
+			return err
+		}
+		for _, c := range out {
+			if c.SecretParams, err = s.getSecretParams(tx, KindCluster, c.Name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -190,7 +209,7 @@ func (s *Bolt) ListClusters(ctx context.Context) ([]*model.Cluster, error) {
 func (s *Bolt) UpdateCluster(ctx context.Context, name string, mutate func(c *model.Cluster) (bool, error)) (*model.Cluster, error) {
 	var out *model.Cluster
 	err := s.update(ctx, func(tx *bolt.Tx) ([]Change, error) {
-		c, err := getJSON[model.Cluster](tx, bucketClusters, KindCluster, name)
+		c, err := s.getCluster(tx, name)
 		if err != nil {
 			return nil, beforeWrite(err)
 		}
@@ -207,7 +226,7 @@ func (s *Bolt) UpdateCluster(ctx context.Context, name string, mutate func(c *mo
 		}
 		c.Revision = old.Revision + 1
 		c.UpdatedAt = now()
-		if err := putJSON(tx, bucketClusters, KindCluster, name, c); err != nil {
+		if err := s.putCluster(tx, c); err != nil {
 			return nil, err
 		}
 		out = c
@@ -234,10 +253,45 @@ func (s *Bolt) DeleteCluster(ctx context.Context, name string, check func(c *mod
 		if err := tx.Bucket(bucketClusters).Delete([]byte(name)); err != nil {
 			return nil, err
 		}
+		if err := s.putSecretParams(tx, KindCluster, name, nil); err != nil {
+			return nil, err
+		}
 		var rev uint64
 		if c != nil {
 			rev = c.Revision
 		}
 		return []Change{{Kind: KindCluster, Name: name, Revision: rev, Deleted: true}}, nil
 	})
+}
+
+func (s *Bolt) getProfile(tx *bolt.Tx, name string) (*model.BootProfile, error) {
+	p, err := getJSON[model.BootProfile](tx, bucketProfiles, KindProfile, name)
+	if err != nil {
+		return nil, err
+	}
+	p.SecretParams, err = s.getSecretParams(tx, KindProfile, name)
+	return p, err
+}
+
+func (s *Bolt) putProfile(tx *bolt.Tx, p *model.BootProfile) error {
+	if err := putJSON(tx, bucketProfiles, KindProfile, p.Name, p); err != nil {
+		return err
+	}
+	return s.putSecretParams(tx, KindProfile, p.Name, p.SecretParams)
+}
+
+func (s *Bolt) getCluster(tx *bolt.Tx, name string) (*model.Cluster, error) {
+	c, err := getJSON[model.Cluster](tx, bucketClusters, KindCluster, name)
+	if err != nil {
+		return nil, err
+	}
+	c.SecretParams, err = s.getSecretParams(tx, KindCluster, name)
+	return c, err
+}
+
+func (s *Bolt) putCluster(tx *bolt.Tx, c *model.Cluster) error {
+	if err := putJSON(tx, bucketClusters, KindCluster, c.Name, c); err != nil {
+		return err
+	}
+	return s.putSecretParams(tx, KindCluster, c.Name, c.SecretParams)
 }

@@ -1,8 +1,8 @@
 // Package store persists the agent's machines, boot profiles, clusters and
 // events behind one interface. Bolt (bbolt) is the embedded default.
 //
-// Implementations seal secrets (BMC passwords, run tokens) at rest; callers
-// see plaintext. Writes are transactional read-modify-write: the mutate
+// Implementations seal secrets (BMC passwords, run tokens, secret params,
+// generated secrets) at rest; callers see plaintext. Writes are transactional read-modify-write: the mutate
 // function runs inside the write transaction on a fresh copy, so concurrent
 // writers never lose each other's changes.
 package store
@@ -34,6 +34,8 @@ const (
 	KindProfile Kind = "profile"
 	KindCluster Kind = "cluster"
 	KindEvent   Kind = "event"
+	// KindTemplate is a snippet (model.Template); Revision is its Version.
+	KindTemplate Kind = "template"
 )
 
 // Change tells subscribers that an object was written or deleted.
@@ -81,6 +83,19 @@ type Store interface {
 	// UpdateProfile always bumps Version (a profile has no status).
 	UpdateProfile(ctx context.Context, name string, mutate func(p *model.BootProfile) error) (*model.BootProfile, error)
 	DeleteProfile(ctx context.Context, name string, check func(p *model.BootProfile) error) error
+
+	CreateTemplate(ctx context.Context, t *model.Template) (*model.Template, error)
+	GetTemplate(ctx context.Context, name string) (*model.Template, error)
+	ListTemplates(ctx context.Context) ([]*model.Template, error)
+	// UpdateTemplate always bumps Version.
+	UpdateTemplate(ctx context.Context, name string, mutate func(t *model.Template) error) (*model.Template, error)
+	DeleteTemplate(ctx context.Context, name string, check func(t *model.Template) error) error
+
+	// GetSite returns the site's params and secret params (the zero Site
+	// before they were ever written).
+	GetSite(ctx context.Context) (*model.Site, error)
+	// UpdateSite always bumps Version.
+	UpdateSite(ctx context.Context, mutate func(site *model.Site) error) (*model.Site, error)
 
 	CreateCluster(ctx context.Context, c *model.Cluster) (*model.Cluster, error)
 	GetCluster(ctx context.Context, name string) (*model.Cluster, error)

@@ -1,0 +1,4 @@
+import {
+  to = baremetal_site_params.site
+  id = "site"
+}

@@ -1,0 +1,2 @@
+# A template (snippet) is imported by its name.
+terraform import baremetal_template.motd motd
