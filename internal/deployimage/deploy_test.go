@@ -67,7 +67,7 @@ func TestDeployRamdisk(t *testing.T) {
 			skipOrFail(t, fmt.Sprintf("deploy image incomplete (%v); run `make deploy-image`", err))
 		}
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "sfdisk", "zstd", "mtype"} {
+	for _, tool := range []string{"qemu-system-x86_64", "sfdisk", "blkid", "zstd", "mtype"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			skipOrFail(t, tool+" not found; install qemu-system-x86, fdisk, zstd and mtools")
 		}
@@ -609,7 +609,13 @@ func (r *deployRun) requireDeployed(t *testing.T, img testImage, withNetworkConf
 	assert.LessOrEqual(t, end, int64(diskLastLBA))
 	assert.Less(t, int64(diskLastLBA)-end, int64(2048), "the config drive is not at the disk's end")
 	off := cd.Start * sector
-	assert.Equal(t, "CIDATA     ", string(disk[off+0x47:off+0x47+11]), "FAT32 volume label")
+	// What cloud-init's NoCloud looks for: blkid's LABEL (or the boot
+	// sector's, LABEL_FATBOOT) CIDATA on a vfat filesystem.
+	for _, tag := range []string{"TYPE", "LABEL", "LABEL_FATBOOT"} {
+		out, err := exec.Command("blkid", "-p", "-O", fmt.Sprint(off), "-s", tag, "-o", "value", r.diskPath).Output()
+		require.NoError(t, err, "blkid %s", tag)
+		assert.Equal(t, map[string]string{"TYPE": "vfat", "LABEL": "CIDATA", "LABEL_FATBOOT": "CIDATA"}[tag], strings.TrimSpace(string(out)), tag)
+	}
 	files := map[string]string{"user-data": userData, "meta-data": metaData}
 	if withNetworkConfig {
 		files["network-config"] = networkConfig
