@@ -84,12 +84,10 @@ func TestDeployRamdisk(t *testing.T) {
 	img := buildGPTImage(t)
 	gz := gzipBytes(t, img.data)
 	zst := zstdBytes(t, img.data)
-	sum256 := sha256.Sum256(img.data)
-	sum512 := sha512.Sum512(img.data)
-	sha256sum := "sha256:" + hex.EncodeToString(sum256[:])
-	sha512sum := "sha512:" + hex.EncodeToString(sum512[:])
-	otherSum := sha256.Sum256([]byte("not the image"))
-	wrongSum := "sha256:" + hex.EncodeToString(otherSum[:])
+	// The checksum is of the file as served (downloaded), compressed or not.
+	sha256sum := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
+	sha512sum := func(b []byte) string { s := sha512.Sum512(b); return "sha512:" + hex.EncodeToString(s[:]) }
+	wrongSum := sha256sum([]byte("not the image"))
 	t.Logf("test image: %d bytes raw, %d gzip, %d zstd", len(img.data), len(gz), len(zst))
 
 	tests := []struct {
@@ -104,33 +102,34 @@ func TestDeployRamdisk(t *testing.T) {
 		networkConfig bool
 		check         func(t *testing.T, r *deployRun)
 	}{
-		{name: "raw", served: img.data, format: "raw", checksum: sha256sum, size: imageBytes, throttle: true,
+		{name: "raw", served: img.data, format: "raw", checksum: sha256sum(img.data), size: imageBytes, throttle: true,
 			check: func(t *testing.T, r *deployRun) {
 				r.requireDeployed(t, img, false)
 				r.requireGrowingProgress(t)
 			}},
-		{name: "gzip", served: gz, format: "gzip", checksum: sha512sum, size: imageBytes,
+		{name: "gzip", served: gz, format: "gzip", checksum: sha512sum(gz), size: imageBytes,
 			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, false) }},
-		{name: "zstd", served: zst, format: "zstd", checksum: sha256sum, networkConfig: true,
+		// size_bytes 0: the agent does not know the image's size.
+		{name: "zstd", served: zst, format: "zstd", checksum: sha256sum(zst), networkConfig: true,
 			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, true) }},
 		{name: "checksum mismatch", served: img.data, format: "raw", checksum: wrongSum, size: imageBytes,
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
-				assert.Equal(t, fmt.Sprintf("checksum mismatch: want %s, got %s", wrongSum, sha256sum), cb.Message)
+				assert.Equal(t, fmt.Sprintf("checksum mismatch: want %s, got %s", wrongSum, sha256sum(img.data)), cb.Message)
 				disk := r.disk(t)
 				requireZero(t, disk[:mib], "first MiB")
 				requireZero(t, disk[diskBytes-mib:], "last MiB")
 				requireZero(t, disk[imageBytes-mib:imageBytes], "last MiB of the image (its backup GPT)")
 				assert.NotEqual(t, "gpt", sfdiskLabel(t, r.diskPath), "a partition table survived the failed deploy")
 			}},
-		{name: "image larger than disk", served: img.data, format: "raw", checksum: sha256sum, size: 200 * mib,
+		{name: "image larger than disk", served: img.data, format: "raw", checksum: sha256sum(img.data), size: 200 * mib,
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
 				assert.Equal(t, fmt.Sprintf("image (%d bytes) is larger than disk vda (%d bytes)", 200*mib, diskBytes), cb.Message)
 				assert.Empty(t, r.agent.imageGets(), "the image was fetched although it cannot fit")
 				assert.Equal(t, previousDisk(), r.disk(t)[:mib], "the disk was written before the image was refused")
 			}},
-		{name: "image URL 404", served: nil, format: "raw", checksum: sha256sum, size: imageBytes,
+		{name: "image URL 404", served: nil, format: "raw", checksum: sha256sum(img.data), size: imageBytes,
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
 				assert.Contains(t, cb.Message, r.imageURL)
