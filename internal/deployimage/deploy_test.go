@@ -82,6 +82,7 @@ func TestDeployRamdisk(t *testing.T) {
 	require.NoError(t, err, "building the agent for its lab-forward command: %s", out)
 
 	img := buildGPTImage(t)
+	mbr := buildMBRImage(t)
 	gz := gzipBytes(t, img.data)
 	zst := zstdBytes(t, img.data)
 	// The checksum is of the file as served (downloaded), compressed or not.
@@ -112,6 +113,14 @@ func TestDeployRamdisk(t *testing.T) {
 		// size_bytes 0: the agent does not know the image's size.
 		{name: "zstd", served: zst, format: "zstd", checksum: sha256sum(zst), networkConfig: true,
 			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, true) }},
+		{name: "MBR image", served: mbr.data, format: "raw", checksum: sha256sum(mbr.data), size: int64(len(mbr.data)),
+			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, mbr, false) }},
+		{name: "not gzip", served: img.data[:4*mib], format: "gzip", checksum: sha256sum(img.data[:4*mib]),
+			check: func(t *testing.T, r *deployRun) {
+				cb := r.requireFailed(t)
+				assert.Contains(t, cb.Message, "decompressing the gzip image: ")
+				requireZero(t, r.disk(t)[:mib], "first MiB")
+			}},
 		{name: "checksum mismatch", served: img.data, format: "raw", checksum: wrongSum, size: imageBytes,
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
@@ -185,16 +194,26 @@ type testImage struct {
 // fills them with seeded random data and markers, so any misplaced or lost
 // byte shows, while gzip and zstd still have something to compress.
 func buildGPTImage(t *testing.T) testImage {
+	return buildImage(t, imageBytes, "label: gpt\nsize=8MiB, type=U, name=ESP\ntype=L, name=root\n")
+}
+
+// buildMBRImage is an image with a DOS partition table: the config drive
+// goes into the MBR's free entries.
+func buildMBRImage(t *testing.T) testImage {
+	return buildImage(t, 24*mib, "label: dos\nsize=20MiB, type=83\n")
+}
+
+func buildImage(t *testing.T, size int64, layout string) testImage {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "image.raw")
 	require.NoError(t, os.WriteFile(path, nil, 0o644))
-	require.NoError(t, os.Truncate(path, imageBytes))
+	require.NoError(t, os.Truncate(path, size))
 	sfdisk := exec.Command("sfdisk", "-q", path)
-	sfdisk.Stdin = strings.NewReader("label: gpt\nsize=8MiB, type=U, name=ESP\ntype=L, name=root\n")
+	sfdisk.Stdin = strings.NewReader(layout)
 	out, err := sfdisk.CombinedOutput()
 	require.NoError(t, err, "sfdisk: %s", out)
 	table := sfdiskDump(t, path)
-	require.Len(t, table.Partitions, 2)
+	require.NotEmpty(t, table.Partitions)
 
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -205,7 +224,7 @@ func buildGPTImage(t *testing.T) testImage {
 			for i := range chunk {
 				chunk[i] = byte(rng.Uint32())
 			}
-			copy(chunk, fmt.Sprintf("BAREMETAL-DEPLOY-TEST partition %s offset %d", p.Name, off))
+			copy(chunk, fmt.Sprintf("BAREMETAL-DEPLOY-TEST partition %s offset %d", p.Node, off))
 		}
 	}
 	return testImage{data: data, table: table}
@@ -577,36 +596,50 @@ func (r *deployRun) requireDeployed(t *testing.T, img testImage, withNetworkConf
 	assert.Equal(t, machine, cb.Hostname)
 	assert.Equal(t, "vda", cb.Disk)
 	assert.Equal(t, int64(len(img.data)), cb.BytesWritten)
+	t.Logf("deploy: %d bytes in %d ms by the ramdisk's clock", cb.BytesWritten, cb.DurationMS)
 	assert.Positive(t, cb.DurationMS)
 	assert.Contains(t, cb.LogTail, "checksum verified")
 	assert.Contains(t, r.console, "deploy: done")
 
 	disk := r.disk(t)
-	// Everything between the primary GPT (LBA 0-33: protective MBR, header,
-	// entries, which the relocation and the new entry rewrite) and the
-	// image's own backup GPT (its last 33 sectors) is the image's.
-	lo, hi := 34*sector, len(img.data)-33*sector
-	require.True(t, bytes.Equal(img.data[lo:hi], disk[lo:hi]), "the disk differs from the image between its GPT areas")
-
 	table := sfdiskDump(t, r.diskPath)
-	require.Equal(t, "gpt", table.Label)
-	assert.Equal(t, int64(diskLastLBA), table.LastLBA, "the GPT does not span the disk")
-	require.Len(t, table.Partitions, 3)
+	require.Equal(t, img.table.Label, table.Label)
+	// The last sector a partition may use.
+	lastLBA := int64(diskBytes/sector - 1)
+	lo, hi := sector, len(img.data)
+	if table.Label == "gpt" {
+		lastLBA = diskLastLBA
+		assert.Equal(t, lastLBA, table.LastLBA, "the GPT does not span the disk")
+		// Between the primary GPT (LBA 0-33: protective MBR, header,
+		// entries, which the relocation and the new entry rewrite) and
+		// the image's own backup GPT (its last 33 sectors).
+		lo, hi = 34*sector, len(img.data)-33*sector
+	} else {
+		// The MBR's boot code is the image's; its table gained an entry.
+		assert.True(t, bytes.Equal(img.data[:446], disk[:446]), "the MBR's boot code changed")
+	}
+	require.True(t, bytes.Equal(img.data[lo:hi], disk[lo:hi]), "the disk differs from the image outside its partition table")
+
+	n := len(img.table.Partitions)
+	require.Len(t, table.Partitions, n+1)
 	for i, p := range img.table.Partitions {
 		got := table.Partitions[i]
-		assert.Equal(t, [3]any{p.Start, p.Size, p.Name}, [3]any{got.Start, got.Size, got.Name})
+		assert.Equal(t, [4]any{p.Start, p.Size, p.Type, p.Name}, [4]any{got.Start, got.Size, got.Type, got.Name})
 		assert.True(t, bytes.Equal(img.data[p.Start*sector:(p.Start+p.Size)*sector], disk[p.Start*sector:(p.Start+p.Size)*sector]),
-			"partition %s differs from the image's", p.Name)
+			"partition %s differs from the image's", p.Node)
 	}
 	verify, err := exec.Command("sfdisk", "--verify", r.diskPath).CombinedOutput()
 	assert.NoError(t, err, "sfdisk --verify: %s", verify)
 
-	cd := table.Partitions[2]
-	assert.Equal(t, "CIDATA", cd.Name)
+	cd := table.Partitions[n]
+	if table.Label == "gpt" {
+		assert.Equal(t, "CIDATA", cd.Name)
+	}
 	assert.Equal(t, int64(64*mib/sector), cd.Size)
+	assert.Zero(t, cd.Start%2048, "config drive start %d is not MiB-aligned", cd.Start)
 	end := cd.Start + cd.Size - 1
-	assert.LessOrEqual(t, end, int64(diskLastLBA))
-	assert.Less(t, int64(diskLastLBA)-end, int64(2048), "the config drive is not at the disk's end")
+	assert.LessOrEqual(t, end, lastLBA)
+	assert.Less(t, lastLBA-end, int64(2048), "the config drive is not at the disk's end")
 	off := cd.Start * sector
 	// What cloud-init's NoCloud looks for: blkid's LABEL (or the boot
 	// sector's, LABEL_FATBOOT) CIDATA on a vfat filesystem.
