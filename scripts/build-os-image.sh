@@ -119,6 +119,12 @@ menuentry 'Debian GNU/Linux 12' {
 	initrd /initrd.img
 }
 EOF
+# fstab goes in before the packages: initramfs-tools puts fsck into the
+# initramfs only when fstab names the root filesystem.
+cat >"$work/fstab" <<EOF
+# The root filesystem by UUID: the disk is virtio in the lab, SATA or NVMe on hardware.
+UUID=$root_uuid / ext4 errors=remount-ro 0 1
+EOF
 mmdebstrap --mode=root --variant=minbase --format=directory \
 	--include="$(IFS=,; echo "${packages[*]}")" \
 	--aptopt='Acquire::Retries "3"' \
@@ -132,6 +138,7 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
 	--setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
 	--setup-hook="sync-in '$out/debs' /var/cache/apt/archives/" \
 	--setup-hook="cp -r '$here/os-image/overlay/.' \"\$1/\"" \
+	--setup-hook="cp '$work/fstab' \"\$1/etc/fstab\"" \
 	--customize-hook="sync-out /var/cache/apt/archives '$out/debs'" \
 	--customize-hook='chroot "$1" systemctl enable systemd-networkd.service systemd-resolved.service' \
 	--customize-hook='chroot "$1" systemctl disable etcd.service' \
@@ -146,10 +153,6 @@ log "cleaning the root tree"
 [ -e "$rootfs/$(readlink "$rootfs/initrd.img")" ] || die "no initramfs was generated"
 install -d "$rootfs/boot/grub"
 cp "$grub_cfg" "$rootfs/boot/grub/grub.cfg"
-cat >"$rootfs/etc/fstab" <<EOF
-# The root filesystem by UUID: the disk is virtio in the lab, SATA or NVMe on hardware.
-UUID=$root_uuid / ext4 errors=remount-ro 0 1
-EOF
 echo debian >"$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' >"$rootfs/etc/hosts"
 # An empty machine-id (not a missing one) makes systemd generate a fresh one
