@@ -27,6 +27,7 @@ const (
 	// Under TCG on two shared cores a boot to the login prompt takes minutes;
 	// this bounds a hung boot, not a slow one.
 	bootTimeout = 15 * time.Minute
+	labMAC      = "52:54:00:0a:b0:01"
 )
 
 // TestBootImage boots the image named by BAREMETAL_OS_IMAGE twice in
@@ -58,8 +59,21 @@ func TestBootImage(t *testing.T) {
 
 	t.Run("firmware", func(t *testing.T) {
 		for _, b := range []bootCase{
+			// No network-config: cloud-init's DHCP fallback and the image's
+			// own networkd file configure the NIC.
 			{name: "bios", nic: "e1000"},
-			{name: "uefi", uefi: true, nic: "virtio-net-pci"},
+			// A network-config v2 as a profile would carry one: cloud-init
+			// must rename the NIC by its MAC and render the config for
+			// systemd-networkd. The image's own file matches only en*/eth*,
+			// so an address on lab0 can only come from cloud-init's file.
+			{name: "uefi", uefi: true, nic: "virtio-net-pci,mac=" + labMAC, networkConfig: `version: 2
+ethernets:
+  lab:
+    match:
+      macaddress: "` + labMAC + `"
+    set-name: lab0
+    dhcp4: true
+`},
 		} {
 			t.Run(b.name, func(t *testing.T) {
 				t.Parallel()
@@ -78,6 +92,8 @@ type bootCase struct {
 	name string
 	uefi bool
 	nic  string
+	// networkConfig, when set, goes on the config drive as network-config.
+	networkConfig string
 }
 
 func bootAndWatch(t *testing.T, image string, b bootCase) {
@@ -95,7 +111,14 @@ func bootAndWatch(t *testing.T, image string, b bootCase) {
 
 	overlay := filepath.Join(dir, "disk.qcow2")
 	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", overlay)
-	seed := makeSeed(t, dir, userData(token, hostPort), fmt.Sprintf("instance-id: %s-%s\nlocal-hostname: %s\n", hostname, token, hostname))
+	files := map[string]string{
+		"user-data": userData(token, hostPort),
+		"meta-data": fmt.Sprintf("instance-id: %s-%s\nlocal-hostname: %s\n", hostname, token, hostname),
+	}
+	if b.networkConfig != "" {
+		files["network-config"] = b.networkConfig
+	}
+	seed := makeSeed(t, dir, files)
 
 	serial := filepath.Join(dir, "serial.log")
 	args := []string{
@@ -144,7 +167,7 @@ func bootAndWatch(t *testing.T, image string, b bootCase) {
 		}
 	})
 
-	markerRE := regexp.MustCompile(`osimage-marker ` + token + ` uid=0 net=10\.0\.2\.15/24 egress-rc=(\d+)`)
+	markerRE := regexp.MustCompile(`osimage-marker ` + token + ` uid=0 net=10\.0\.2\.15/24 egress-rc=(\d+) dev=(\S+) netcfg=([^\r\n]*)`)
 	expect := []expectation{
 		{"the kernel booted", regexp.MustCompile(`Linux version \d+\.\d+\S*-amd64`)},
 		{"the root filesystem given by UUID and the serial console on the kernel command line",
@@ -183,6 +206,13 @@ func bootAndWatch(t *testing.T, image string, b bootCase) {
 
 	marker := markerRE.FindSubmatch(log)
 	assert.NotEqual(t, "0", string(marker[1]), "the guest reached the host's loopback through the user network")
+	t.Logf("%s: DHCP address on %s; networkd files: %s", b.name, marker[2], marker[3])
+	if b.networkConfig != "" {
+		assert.Equal(t, "lab0", string(marker[2]), "the address is not on the NIC the drive's network-config names")
+		assert.Contains(t, string(marker[3]), "10-cloud-init-lab0.network", "cloud-init did not render the drive's network-config for systemd-networkd")
+	} else {
+		assert.Regexp(t, `^(en|eth)`, string(marker[2]))
+	}
 	assert.Zero(t, hostHits.Load(), "a request from the guest arrived at the host")
 	if !b.uefi {
 		assert.NotContains(t, string(log), "efi: EFI v", "the BIOS boot went through UEFI firmware")
@@ -200,24 +230,27 @@ write_files:
     content: |
       #!/bin/sh
       addr=$(ip -4 -o addr show scope global | awk '{print $4; exit}')
+      dev=$(ip -4 -o addr show scope global | awk '{print $2; exit}')
       curl -s -o /dev/null -m 5 http://10.0.2.2:` + hostPort + `/egress
       rc=$?
-      echo "osimage-marker ` + token + ` uid=$(id -u) net=${addr:-none} egress-rc=$rc" >/dev/ttyS0
+      echo "osimage-marker ` + token + ` uid=$(id -u) net=${addr:-none} egress-rc=$rc dev=${dev:-none} netcfg=$(ls /etc/systemd/network | tr '\n' ' ')" >/dev/ttyS0
 runcmd:
   - [/usr/local/sbin/osimage-marker]
 `
 }
 
 // makeSeed builds a NoCloud config drive: a FAT filesystem labelled CIDATA
-// holding user-data and meta-data, as the deploy side writes next to the OS.
-func makeSeed(t *testing.T, dir, userData, metaData string) string {
+// holding user-data, meta-data and maybe network-config, as the deploy side
+// writes next to the OS.
+func makeSeed(t *testing.T, dir string, files map[string]string) string {
 	t.Helper()
-	for name, content := range map[string]string{"user-data": userData, "meta-data": metaData} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
-	}
 	seed := filepath.Join(dir, "seed.img")
 	run(t, "mkfs.vfat", "-n", "CIDATA", "-C", seed, "2048")
-	run(t, "mcopy", "-i", seed, filepath.Join(dir, "user-data"), filepath.Join(dir, "meta-data"), "::")
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		run(t, "mcopy", "-i", seed, path, "::"+name)
+	}
 	return seed
 }
 
