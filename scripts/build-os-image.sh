@@ -119,8 +119,10 @@ menuentry 'Debian GNU/Linux 12' {
 	initrd /initrd.img
 }
 EOF
-# fstab goes in before the packages: initramfs-tools puts fsck into the
-# initramfs only when fstab names the root filesystem.
+# fstab goes in before the packages so that the kernel's initramfs is built
+# against the real root entry. The initramfs still boots without fsck ("fsck
+# not present", its hook cannot probe the root device from a chroot): root is
+# mounted read-only and systemd-fsck-root checks it before the remount.
 cat >"$work/fstab" <<EOF
 # The root filesystem by UUID: the disk is virtio in the lab, SATA or NVMe on hardware.
 UUID=$root_uuid / ext4 errors=remount-ro 0 1
