@@ -34,6 +34,7 @@ type Config struct {
 
 	// Boot edge.
 	AssetsDir          string
+	DeployImageDir     string
 	TFTPRoot           string
 	UnknownMAC         string
 	TFTPTimeout        string
@@ -45,6 +46,7 @@ type Config struct {
 	// BMC access.
 	BMCMaxConcurrent  string
 	BMCRequestTimeout string
+	BMCLoginBackoff   string
 	// Reconciler.
 	ProvisioningLimit string
 	PowerPollInterval string
@@ -76,17 +78,19 @@ var options = []option{
 	{"log-format", "text", "log format: text or json", func(c *Config) *string { return &c.LogFormat }},
 	{"log-level", "info", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
 
+	{"deploy-image-dir", "", "directory holding the deploy ramdisk (vmlinuz, initrd.img; built by make deploy-image) that image profiles boot to write their image (empty: image profiles cannot boot)", func(c *Config) *string { return &c.DeployImageDir }},
 	{"assets-dir", "", "directory of kernels, initrds and images served at /assets/ (empty: no local assets; profiles may use absolute URLs)", func(c *Config) *string { return &c.AssetsDir }},
 	{"tftp-root", "", "TFTP root holding the iPXE binaries (default: those of Debian's ipxe package in /usr/lib/ipxe, copied into <data-dir>/tftp at start because the package links some of them from outside that directory)", func(c *Config) *string { return &c.TFTPRoot }},
 	{"unknown-mac", "exit", "answer to a MAC the agent does not know: exit (boot from disk) or the name of a discovery boot profile", func(c *Config) *string { return &c.UnknownMAC }},
 	{"tftp-timeout", "1s", "TFTP per-packet timeout: a lost datagram is re-sent after it, each further re-send after twice the wait before", func(c *Config) *string { return &c.TFTPTimeout }},
 	{"tftp-retries", "5", "TFTP re-sends of one datagram before the transfer fails", func(c *Config) *string { return &c.TFTPRetries }},
-	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network", func(c *Config) *string { return &c.TFTPWindow }},
+	{"tftp-window", "0", "TFTP sender window: blocks sent ahead of the client's acknowledgements (pin/tftp's anticipation; 0 = lock-step as RFC 1350, the default). A window of 16 is up to 2x faster on a clean link and works with EDK2 UEFI firmware and iPXE, but pin/tftp cannot recover a block lost inside a window (it re-sends the whole window and waits for every ACK in order, which no client sends again), so a transfer that loses a single packet fails after its retries (BENCHMARKS.md, lossy link: all of them at 1% loss). Use it only on a loss-free boot network. The window opens only after the client's first ACK (of the options), so a request without options is served lock-step", func(c *Config) *string { return &c.TFTPWindow }},
 	{"proxy-dhcp", "false", "answer PXE clients with ProxyDHCP (never hands out addresses; use when site DHCP cannot set next-server)", func(c *Config) *string { return &c.ProxyDHCP }},
 	{"proxy-dhcp-interface", "", "interface whose IPv4 address ProxyDHCP advertises as the TFTP server", func(c *Config) *string { return &c.ProxyDHCPInterface }},
 	{"proxy-dhcp-addr", ":67", "ProxyDHCP listen address (port 4011 on the same host is opened too)", func(c *Config) *string { return &c.ProxyDHCPAddr }},
 	{"bmc-max-concurrent", "20", "BMC operations in flight at once, across all BMCs", func(c *Config) *string { return &c.BMCMaxConcurrent }},
 	{"bmc-request-timeout", "30s", "timeout of one Redfish request", func(c *Config) *string { return &c.BMCRequestTimeout }},
+	{"bmc-login-backoff", "30s", "wait after a BMC refuses a login before the same username and password are tried again on it; doubles per refusal up to 15m, so a wrong password does not lock the account", func(c *Config) *string { return &c.BMCLoginBackoff }},
 	{"provisioning-limit", "20", "machines in an active power/boot step at once (like Metal3's PROVISIONING_LIMIT)", func(c *Config) *string { return &c.ProvisioningLimit }},
 	{"power-poll-interval", "60s", "how often a settled machine's power state is read to detect drift (0 disables)", func(c *Config) *string { return &c.PowerPollInterval }},
 	{"wait-pxe-timeout", "10m", "how long a powered-on machine may take to ask for its boot script before it is power-cycled again", func(c *Config) *string { return &c.WaitPXETimeout }},
@@ -250,7 +254,7 @@ func hostIPv4() string {
 // tuning holds the typed values of the numeric, duration and boolean flags.
 type tuning struct {
 	tftpTimeout, bmcRequestTimeout, powerPoll, waitPXE, install, bootStall    time.Duration
-	leaseDuration                                                             time.Duration
+	leaseDuration, bmcLoginBackoff                                            time.Duration
 	tftpRetries, tftpWindow, bmcMaxConcurrent, provisioningLimit, stepRetries int
 	proxyDHCP                                                                 bool
 }
@@ -276,6 +280,7 @@ func (c Config) tuning() (tuning, error) {
 	}
 	dur("tftp-timeout", c.TFTPTimeout, &t.tftpTimeout, false)
 	dur("bmc-request-timeout", c.BMCRequestTimeout, &t.bmcRequestTimeout, false)
+	dur("bmc-login-backoff", c.BMCLoginBackoff, &t.bmcLoginBackoff, false)
 	dur("power-poll-interval", c.PowerPollInterval, &t.powerPoll, true)
 	dur("wait-pxe-timeout", c.WaitPXETimeout, &t.waitPXE, false)
 	dur("install-timeout", c.InstallTimeout, &t.install, false)

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -53,6 +55,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return serveCommand(ctx, args[1:], stderr)
 	case "lab":
 		return labCommand(ctx, args[1:], stdout, stderr)
+	case "lab-forward":
+		// Run by QEMU for the lab's VMs; not for people.
+		return lab.RunForward(ctx, args[1:], os.Stdin, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "baremetal-agent %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

@@ -172,6 +172,8 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	a.bmcs = bmc.NewManager(bmc.Config{
 		MaxConcurrent:  tune.bmcMaxConcurrent,
 		RequestTimeout: tune.bmcRequestTimeout,
+		LoginBackoff:   tune.bmcLoginBackoff,
+		Sessions:       a.store,
 		Logger:         log.With("component", "bmc"),
 		Registerer:     a.metrics,
 	})
@@ -208,6 +210,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	a.boot, err = boot.New(boot.Config{
 		TFTPRoot:       tftpRoot,
 		AssetsDir:      cfg.AssetsDir,
+		DeployImageDir: cfg.DeployImageDir,
 		BootURL:        a.bootURL,
 		UnknownMAC:     cfg.UnknownMAC,
 		TFTPTimeout:    tune.tftpTimeout,
@@ -290,6 +293,9 @@ func (a *agent) services() ([]service, error) {
 		{name: "boot http", run: func(ctx context.Context) error { return a.boot.ServeHTTP(ctx, bootLn) }},
 		{name: "tftp", run: func(ctx context.Context) error { return a.boot.ServeTFTP(ctx, tftpConn) }},
 		{name: "reconciler", run: a.reconciler.Run},
+		// Sessions a killed agent left open count against the BMCs' small
+		// session tables until they time out (30 min on iDRAC).
+		{name: "bmc session cleanup", run: func(ctx context.Context) error { a.bmcs.CleanupSessions(ctx); return nil }},
 	}
 	if tune, _ := a.cfg.tuning(); tune.proxyDHCP {
 		// boot.Run with neither HTTP nor TFTP address serves ProxyDHCP alone.

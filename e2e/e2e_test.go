@@ -38,32 +38,15 @@ type env struct {
 	tfEnv     []string
 	client    *client.Client
 	inventory lab.InventoryFile
+
+	endpoint, token, caPEM, inventoryFile string
 }
 
 func TestQuickstartOverQEMU(t *testing.T) {
 	t.Parallel()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	image := os.Getenv("BAREMETAL_LAB_IMAGE")
-	switch {
-	case image == "":
-		skipOrFailInCI(t, "BAREMETAL_LAB_IMAGE is not set (make lab-image builds it; make e2e sets it)")
-	case !exists(filepath.Join(image, "vmlinuz")) || !exists(filepath.Join(image, "initrd.img")):
-		skipOrFailInCI(t, "no vmlinuz/initrd.img in "+image+": run make lab-image")
-	case !exists(filepath.Join(root, "bin", "baremetal-agent")) || !exists(filepath.Join(root, "bin", "terraform-provider-baremetal")):
-		skipOrFailInCI(t, "bin/ lacks the binaries: run make build")
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "terraform"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFailInCI(t, tool+" is not on PATH")
-		}
-	}
-	for _, f := range []string{lab.DefaultOVMFCode, lab.DefaultOVMFVars} {
-		if !exists(f) {
-			skipOrFailInCI(t, f+" is missing: install Debian's ovmf package (the lab's UEFI machines run OVMF)")
-		}
+	root, image := requireSite(t, lab.DefaultOVMFCode, lab.DefaultOVMFVars)
+	if _, err := exec.LookPath("terraform"); err != nil {
+		skipOrFailInCI(t, "terraform is not on PATH")
 	}
 	e := start(t, root, image)
 
@@ -183,50 +166,17 @@ func isRunStarted(ev model.Event) bool   { return ev.Type == model.EventRunStart
 func isScriptServed(ev model.Event) bool { return ev.Type == string(model.SignalScriptServed) }
 
 func start(t *testing.T, root, image string) *env {
-	dir := t.TempDir()
-	e := &env{t: t, root: root, dir: dir, labState: filepath.Join(dir, "lab")}
-	apiPort, bootPort, tftpPort, labPort := freeTCPPort(t), freeTCPPort(t), freeUDPPort(t), freeTCPPort(t)
-	token := "e2e-token-0123456789abcdef0123456789"
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	bootPort := fmt.Sprint(freeTCPPort(t))
+	e := startSite(t, root, image, siteOpts{
+		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
+		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
+		lab: []string{"--machines", fmt.Sprint(machines), "--boot-url", lab.QEMUBootURL(bootPort),
+			"--firmware", lab.FirmwareMixed},
+	})
+	if len(e.inventory.Machines) != machines {
+		t.Fatalf("lab inventory has %d machines, want %d", len(e.inventory.Machines), machines)
 	}
-	agent := filepath.Join(root, "bin", "baremetal-agent")
-	e.daemon("agent", agent, "serve",
-		"--data-dir", filepath.Join(dir, "agent"), "--token-file", tokens,
-		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"--boot-addr", fmt.Sprintf("127.0.0.1:%d", bootPort),
-		"--boot-url", fmt.Sprintf("http://10.0.2.2:%d", bootPort),
-		"--tftp-addr", fmt.Sprintf("127.0.0.1:%d", tftpPort),
-		"--assets-dir", image)
-	inventory := filepath.Join(dir, "inventory.json")
-	e.daemon("lab", agent, "lab", "--backend", "qemu", "--machines", fmt.Sprint(machines),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,
-		"--tftp-bootfile", fmt.Sprintf("tftp://10.0.2.2:%d/boot.ipxe", tftpPort),
-		"--state-dir", e.labState, "--firmware", lab.FirmwareMixed)
-
-	endpoint := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
-	certFile := filepath.Join(dir, "agent", "api-cert.pem")
-	var cert []byte
-	await(t, 30*time.Second, "the agent's certificate and the lab's inventory", func() bool {
-		cert, _ = os.ReadFile(certFile)
-		return len(cert) > 0 && exists(inventory)
-	})
-	var err error
-	e.client, err = client.New(client.Config{Endpoint: endpoint, Token: token, CACertPEM: string(cert)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	await(t, 30*time.Second, "the agent API", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := e.client.Info(ctx)
-		return err == nil
-	})
-	await(t, 10*time.Second, "a complete inventory", func() bool {
-		e.inventory, err = lab.ReadInventory(inventory)
-		return err == nil && len(e.inventory.Machines) == machines
-	})
+	dir := e.dir
 
 	// Terraform works in a copy of the examples, so the module's relative
 	// source resolves and no state lands in the repository.
@@ -242,16 +192,9 @@ func start(t *testing.T, root, image string) *env {
 	}
 	e.tfEnv = append(os.Environ(),
 		"TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
-		"BAREMETAL_ENDPOINT="+endpoint, "BAREMETAL_TOKEN="+token, "BAREMETAL_CA_CERT_PEM="+string(cert),
-		"TF_VAR_inventory_file="+inventory)
+		"BAREMETAL_ENDPOINT="+e.endpoint, "BAREMETAL_TOKEN="+e.token, "BAREMETAL_CA_CERT_PEM="+e.caPEM,
+		"TF_VAR_inventory_file="+e.inventoryFile)
 	e.terraform("get")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range e.inventory.Machines {
-				t.Logf("--- %s serial log (tail) ---\n%s", m.Name, tail(e.serialLog(m.Name), 3000))
-			}
-		}
-	})
 	return e
 }
 

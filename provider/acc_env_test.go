@@ -29,7 +29,7 @@ import (
 
 // labMachines is how many simulated machines the shared lab serves; each
 // acceptance test uses its own, so tests never see each other's machines.
-const labMachines = 10
+const labMachines = 16
 
 // accAgent is one real baremetal-agent process (serve) and one real lab
 // process (memory backend with simulated PXE clients), shared by the
@@ -110,6 +110,16 @@ func startAgent() (*accAgent, error) {
 	if err := os.WriteFile(tokenFile, []byte("# acceptance tests\n"+a.token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
+	// The simulated machines fetch the deploy ramdisk's first KiB only.
+	deployDir := filepath.Join(dir, "deploy-image")
+	if err := os.MkdirAll(deployDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"vmlinuz", "initrd.img"} {
+		if err := os.WriteFile(filepath.Join(deployDir, f), bytes.Repeat([]byte{0x7f}, 4096), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	tcp := freeTCP(3)
 	apiAddr, bootAddr, labAddr := tcp[0], tcp[1], tcp[2]
 	tftpAddr := freeUDP()
@@ -123,6 +133,8 @@ func startAgent() (*accAgent, error) {
 		case "/vmlinuz", "/initrd.img":
 			// Enough bytes for the simulated iPXE's ranged GET.
 			http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(bytes.Repeat([]byte{0x7f}, 4096)))
+		case "/image.raw":
+			http.ServeContent(w, r, r.URL.Path, time.Time{}, bytes.NewReader(accImage))
 		default:
 			http.NotFound(w, r)
 		}
@@ -133,7 +145,8 @@ func startAgent() (*accAgent, error) {
 		return nil, err
 	}
 	if err := a.spawn(bin, "agent.log", "serve", "--data-dir", dataDir, "--api-addr", apiAddr,
-		"--boot-addr", bootAddr, "--boot-url", a.bootURL, "--tftp-addr", tftpAddr, "--token-file", tokenFile); err != nil {
+		"--boot-addr", bootAddr, "--boot-url", a.bootURL, "--tftp-addr", tftpAddr, "--token-file", tokenFile,
+		"--deploy-image-dir", deployDir); err != nil {
 		return nil, err
 	}
 
@@ -371,3 +384,6 @@ func testCtx(t *testing.T) context.Context {
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// accImage is the raw image the acceptance tests' image profiles deploy.
+var accImage = bytes.Repeat([]byte("an OS image for the acceptance tests\n"), 1000)

@@ -51,6 +51,8 @@ func (d *bootProfileDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			},
 			"cmdline":     str("Kernel command line."),
 			"ipxe_script": str("Full iPXE script override, if any."),
+			"image":       imageDataSchema(),
+			"root_device": rootDeviceDataSchema(),
 			"templates": schema.MapAttribute{
 				MarkdownDescription: "Install templates by name.",
 				ElementType:         types.StringType,

@@ -45,6 +45,8 @@ type bootProfileFields struct {
 	Initrds     types.List   `tfsdk:"initrds"`
 	Cmdline     types.String `tfsdk:"cmdline"`
 	IPXEScript  types.String `tfsdk:"ipxe_script"`
+	Image       types.Object `tfsdk:"image"`
+	RootDevice  types.Object `tfsdk:"root_device"`
 	Templates   types.Map    `tfsdk:"templates"`
 	Params      types.Map    `tfsdk:"params"`
 	WipeProfile types.String `tfsdk:"wipe_profile"`
@@ -84,10 +86,10 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"kernel": schema.StringAttribute{
-				MarkdownDescription: "Kernel to boot: a path under the agent's assets directory (e.g. `debian/linux`) or an absolute `http(s)` URL that iPXE fetches directly. Exactly one of `kernel` and `ipxe_script` is required.",
+				MarkdownDescription: "Kernel to boot: a path under the agent's assets directory (e.g. `debian/linux`) or an absolute `http(s)` URL that iPXE fetches directly. Exactly one of `kernel`, `ipxe_script` and `image` is required.",
 				Optional:            true,
 				Validators: []validator.String{
-					stringvalidator.ExactlyOneOf(path.MatchRoot("ipxe_script")),
+					stringvalidator.ExactlyOneOf(path.MatchRoot("ipxe_script"), path.MatchRoot("image")),
 					stringvalidator.LengthAtLeast(1),
 				},
 			},
@@ -109,6 +111,8 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
 				},
 			},
+			"image":       imageSchema(),
+			"root_device": rootDeviceSchema(rootDeviceDescription + " A machine's `root_device` replaces these."),
 			"templates": schema.MapAttribute{
 				MarkdownDescription: "Install templates by name (e.g. `user-data`, `ks.cfg`), served rendered per machine at " +
 					"`<boot URL>/machines/<name>/templates/<template name>`. Load them with `templatefile()` or `file()`.",
@@ -299,6 +303,8 @@ func (m *bootProfileFields) request(ctx context.Context, diags *diag.Diagnostics
 		Initrds:     listToStrings(ctx, m.Initrds, diags),
 		Cmdline:     m.Cmdline.ValueString(),
 		IPXEScript:  m.IPXEScript.ValueString(),
+		Image:       imageFromObject(m.Image),
+		RootDevice:  rootDeviceFromObject(m.RootDevice),
 		Templates:   mapToStrings(ctx, m.Templates, diags),
 		Params:      mapToStrings(ctx, m.Params, diags),
 		WipeProfile: m.WipeProfile.ValueString(),
@@ -312,6 +318,8 @@ func (m *bootProfileFields) fromAPI(bp *api.BootProfile) {
 	m.Initrds = stringsToList(bp.Initrds, m.Initrds)
 	m.Cmdline = optString(bp.Cmdline)
 	m.IPXEScript = optString(bp.IPXEScript)
+	m.Image = imageObject(bp.Image)
+	m.RootDevice = rootDeviceObject(bp.RootDevice)
 	m.Templates = stringsToMap(bp.Templates, m.Templates)
 	m.Params = stringsToMap(bp.Params, m.Params)
 	m.WipeProfile = optString(bp.WipeProfile)

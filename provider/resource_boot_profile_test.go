@@ -2,8 +2,11 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/compare"
@@ -15,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 )
 
 // profileConfig is a boot profile the lab's simulated machines can boot:
@@ -98,4 +102,56 @@ func checkProfilesGone(a *accAgent, names ...string) resource.TestCheckFunc {
 		}
 		return nil
 	}
+}
+
+// TestAccImageProfile: a profile with an image deploys it through the
+// (simulated) deploy ramdisk and the machine is provisioned once the
+// deployed OS calls back; a checksum that is not one is refused at plan.
+func TestAccImageProfile(t *testing.T) {
+	a := testAgent(t)
+	lm := a.machine(t, 10)
+	sum := sha256.Sum256(accImage)
+	cfg := func(checksum string) string {
+		return a.providerConfig() + fmt.Sprintf(`
+resource "baremetal_boot_profile" "img" {
+  name    = "acc-image"
+  cmdline = "console=ttyS0"
+  image = {
+    url      = "%s/image.raw"
+    checksum = %q
+    format   = "raw"
+  }
+  root_device = {
+    min_size_gib = 100
+    rotational   = false
+  }
+  templates = {
+    "user-data" = "#cloud-config\nhostname: {{ .Machine.Name }}\n"
+  }
+}
+`, a.assets.URL, checksum) + machineConfig("m", "acc-image-m", lm, `
+  boot_profile = baremetal_boot_profile.img.name
+`)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6Factories,
+		CheckDestroy:             checkMachinesGoneAndOff(a, map[string]lab.InventoryEntry{"acc-image-m": lm}),
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg("md5:abc"),
+				ExpectError: regexp.MustCompile(`(?s)image\.checksum.*sha256:<64 lower-case hex digits>`),
+			},
+			{
+				Config: cfg("sha256:" + hex.EncodeToString(sum[:])),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("baremetal_machine.m", tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
+					statecheck.ExpectKnownValue("baremetal_boot_profile.img", tfjsonpath.New("image").AtMapKey("format"), knownvalue.StringExact("raw")),
+					statecheck.ExpectKnownValue("baremetal_boot_profile.img", tfjsonpath.New("root_device").AtMapKey("min_size_gib"), knownvalue.Float64Exact(100)),
+				},
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+		},
+	})
 }

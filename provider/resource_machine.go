@@ -64,6 +64,7 @@ type machineModel struct {
 	Params      types.Map      `tfsdk:"params"`
 	State       types.String   `tfsdk:"state"`
 	BootMode    types.String   `tfsdk:"boot_mode"`
+	RootDevice  types.Object   `tfsdk:"root_device"`
 	Phase       types.String   `tfsdk:"phase"`
 	PowerState  types.String   `tfsdk:"power_state"`
 	LastError   types.String   `tfsdk:"last_error"`
@@ -203,6 +204,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional:   true,
 				Validators: []validator.String{stringvalidator.OneOf(model.BootModes...)},
 			},
+			"root_device": rootDeviceSchema(rootDeviceDescription + " For this machine, replacing its profile's `root_device`."),
 			"phase": schema.StringAttribute{
 				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ".",
 				Computed:            true,
@@ -641,6 +643,7 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 		Params:      mapToStrings(ctx, m.Params, diags),
 		State:       m.State.ValueString(),
 		BootMode:    m.BootMode.ValueString(),
+		RootDevice:  rootDeviceFromObject(m.RootDevice),
 	}
 	if m.BMC != nil {
 		req.BMC = api.BMCRequest{
@@ -675,6 +678,7 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	m.Params = stringsToMap(a.Params, m.Params)
 	m.State = types.StringValue(a.State)
 	m.BootMode = optString(a.BootMode)
+	m.RootDevice = rootDeviceObject(a.RootDevice)
 	m.Phase = types.StringValue(a.Phase)
 	m.PowerState = types.StringValue(a.PowerState)
 	m.LastError = types.StringValue(a.LastError)

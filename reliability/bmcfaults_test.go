@@ -64,7 +64,8 @@ func newInProcAgent(t *testing.T) *inProcAgent {
 	}
 	labSrv := httptest.NewServer(l.Handler())
 	mgr := bmc.NewManager(bmc.Config{RequestTimeout: 500 * time.Millisecond, PowerWaitTimeout: time.Second, PollInterval: 20 * time.Millisecond,
-		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: log})
+		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		LoginBackoff: 100 * time.Millisecond, Logger: log})
 	rec := provision.New(provision.Config{Workers: 4, PowerPollInterval: -1,
 		Timeouts: provision.StepTimeouts{Inspect: 2 * time.Second, SetBoot: 2 * time.Second, PowerOn: 2 * time.Second, PowerOff: 2 * time.Second,
 			Finish: 2 * time.Second, WaitPXE: 10 * time.Second, BootInstaller: 10 * time.Second, Install: 10 * time.Second, Retries: 3},

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: provision a cluster of three QEMU machines with terraform apply,
-# over real Redfish (the lab's BMC emulator) and real PXE (the agent's TFTP
-# and HTTP). Everything runs on loopback; VMs reach the host as 10.0.2.2.
+# over real Redfish (the lab's BMC emulator) and real network boot (iPXE
+# over HTTP from the agent). Everything runs on loopback; each VM's network
+# is isolated (QEMU user networking with restrict=on) and reaches only the
+# agent's boot endpoints, at 10.0.2.4, through a guest forward.
 #
 #   scripts/demo.sh up     set up, start agent + lab, terraform apply, print outputs
 #   scripts/demo.sh down   terraform destroy (best effort) and stop every process
@@ -89,9 +91,10 @@ provider_installation {
 }
 RC
 
-  # QEMU's user-mode network reaches the host's loopback as 10.0.2.2, so
-  # that is the address handed to the VMs.
-  local boot_host=10.0.2.2
+  # The VMs reach the agent's boot endpoints only as 10.0.2.4, which the
+  # lab forwards to the host's loopback, so that is the address handed to
+  # them.
+  local boot_host=10.0.2.4
   [ "$backend" = qemu ] || boot_host=127.0.0.1
   log "starting baremetal-agent (API https://127.0.0.1:$api_port, boot http://127.0.0.1:$boot_port, TFTP :$tftp_port)"
   bin/baremetal-agent serve \
@@ -105,8 +108,7 @@ RC
   log "starting the lab: $machines $backend machines ($firmware firmware) behind an emulated Redfish BMC on :$lab_port"
   bin/baremetal-agent lab --backend "$backend" --machines "$machines" --firmware "$firmware" \
     --listen 127.0.0.1:$lab_port --inventory "$state/inventory.json" \
-    --boot-url http://127.0.0.1:$boot_port \
-    --tftp-bootfile tftp://10.0.2.2:$tftp_port/boot.ipxe --state-dir "$state/lab" >"$state/lab.log" 2>&1 &
+    --boot-url http://$boot_host:$boot_port --state-dir "$state/lab" >"$state/lab.log" 2>&1 &
   echo $! > "$state/lab.pid"
   for _ in $(seq 1 100); do [ -s "$state/inventory.json" ] && break; sleep 0.1; done
 

@@ -99,6 +99,8 @@ type MachineRequest struct {
 	State       string            `json:"state,omitempty"` // default "provisioned"
 	// BootMode is "uefi" or "legacy"; empty keeps what the BMC reports.
 	BootMode string `json:"boot_mode,omitempty"`
+	// RootDevice replaces the profile's root device hints for this machine.
+	RootDevice *model.RootDeviceHints `json:"root_device,omitempty"`
 	// Version, when non-zero on update, must equal the stored version (409 otherwise).
 	Version uint64 `json:"version,omitempty"`
 }
@@ -113,18 +115,19 @@ type BMCInfo struct {
 
 // Machine is a machine as the API returns it.
 type Machine struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	BMC         BMCInfo           `json:"bmc"`
-	MACs        []string          `json:"macs"`
-	BootProfile string            `json:"boot_profile,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	State       string            `json:"state"`
-	BootMode    string            `json:"boot_mode,omitempty"`
-	Cluster     string            `json:"cluster,omitempty"`
-	Role        string            `json:"role,omitempty"`
-	Version     uint64            `json:"version"`
-	Revision    uint64            `json:"revision"`
+	ID          string                 `json:"id"`
+	Name        string                 `json:"name"`
+	BMC         BMCInfo                `json:"bmc"`
+	MACs        []string               `json:"macs"`
+	BootProfile string                 `json:"boot_profile,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	State       string                 `json:"state"`
+	BootMode    string                 `json:"boot_mode,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Cluster     string                 `json:"cluster,omitempty"`
+	Role        string                 `json:"role,omitempty"`
+	Version     uint64                 `json:"version"`
+	Revision    uint64                 `json:"revision"`
 
 	Phase           string           `json:"phase"`
 	Step            string           `json:"step,omitempty"`
@@ -155,31 +158,35 @@ type ActionResponse struct {
 
 // BootProfileRequest is the body of POST/PUT boot profiles.
 type BootProfileRequest struct {
-	Name        string            `json:"name"`
-	Kernel      string            `json:"kernel,omitempty"`
-	Initrds     []string          `json:"initrds,omitempty"`
-	Cmdline     string            `json:"cmdline,omitempty"`
-	IPXEScript  string            `json:"ipxe_script,omitempty"`
-	Templates   map[string]string `json:"templates,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	WipeProfile string            `json:"wipe_profile,omitempty"`
-	Version     uint64            `json:"version,omitempty"`
+	Name        string                 `json:"name"`
+	Kernel      string                 `json:"kernel,omitempty"`
+	Initrds     []string               `json:"initrds,omitempty"`
+	Cmdline     string                 `json:"cmdline,omitempty"`
+	IPXEScript  string                 `json:"ipxe_script,omitempty"`
+	Image       *model.Image           `json:"image,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Templates   map[string]string      `json:"templates,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	WipeProfile string                 `json:"wipe_profile,omitempty"`
+	Version     uint64                 `json:"version,omitempty"`
 }
 
 // BootProfile is a boot profile as the API returns it.
 type BootProfile struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Kernel      string            `json:"kernel,omitempty"`
-	Initrds     []string          `json:"initrds,omitempty"`
-	Cmdline     string            `json:"cmdline,omitempty"`
-	IPXEScript  string            `json:"ipxe_script,omitempty"`
-	Templates   map[string]string `json:"templates,omitempty"`
-	Params      map[string]string `json:"params,omitempty"`
-	WipeProfile string            `json:"wipe_profile,omitempty"`
-	Version     uint64            `json:"version"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	ID          string                 `json:"id"`
+	Name        string                 `json:"name"`
+	Kernel      string                 `json:"kernel,omitempty"`
+	Initrds     []string               `json:"initrds,omitempty"`
+	Cmdline     string                 `json:"cmdline,omitempty"`
+	IPXEScript  string                 `json:"ipxe_script,omitempty"`
+	Image       *model.Image           `json:"image,omitempty"`
+	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
+	Templates   map[string]string      `json:"templates,omitempty"`
+	Params      map[string]string      `json:"params,omitempty"`
+	WipeProfile string                 `json:"wipe_profile,omitempty"`
+	Version     uint64                 `json:"version"`
+	CreatedAt   time.Time              `json:"created_at"`
+	UpdatedAt   time.Time              `json:"updated_at"`
 }
 
 // BootProfileList is the body of GET /v1/boot_profiles.

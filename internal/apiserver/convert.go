@@ -30,6 +30,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Params:                    m.Params,
 		State:                     string(m.State),
 		BootMode:                  string(m.BootMode),
+		RootDevice:                m.RootDevice,
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
 		Version:                   m.Version,
@@ -66,6 +67,7 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.Params = v.req.Params
 	m.State = v.state
 	m.BootMode = model.BootMode(v.req.BootMode)
+	m.RootDevice = v.req.RootDevice
 }
 
 func profileToAPI(p *model.BootProfile) api.BootProfile {
@@ -76,6 +78,8 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Initrds:     p.Initrds,
 		Cmdline:     p.Cmdline,
 		IPXEScript:  p.IPXEScript,
+		Image:       p.Image,
+		RootDevice:  p.RootDevice,
 		Templates:   p.Templates,
 		Params:      p.Params,
 		WipeProfile: p.WipeProfile,
@@ -90,6 +94,8 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Initrds = req.Initrds
 	p.Cmdline = req.Cmdline
 	p.IPXEScript = req.IPXEScript
+	p.Image = req.Image
+	p.RootDevice = req.RootDevice
 	p.Templates = req.Templates
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile

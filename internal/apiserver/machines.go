@@ -182,7 +182,8 @@ func machineSpec(m *model.Machine) any {
 		Params      map[string]string
 		State       model.DesiredState
 		BootMode    model.BootMode
-	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode}
+		RootDevice  *model.RootDeviceHints
+	}{m.BMC, slices.Clone(macs), m.BootProfile, maps.Clone(params), m.State, m.BootMode, m.RootDevice}
 }
 
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {

@@ -88,6 +88,9 @@ func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, e
 		}
 		v.state = model.DesiredState(req.State)
 	}
+	if err := validateHints("root_device", req.RootDevice); err != nil {
+		return nil, err
+	}
 	if req.BootMode != "" && !slices.Contains(model.BootModes, req.BootMode) {
 		return nil, invalid("boot_mode", "boot_mode %q is not one of %s", req.BootMode, strings.Join(model.BootModes, ", "))
 	}
@@ -193,8 +196,19 @@ func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileReques
 	if err := validateName(req.Name); err != nil {
 		return err
 	}
-	if strings.TrimSpace(req.Kernel) == "" && strings.TrimSpace(req.IPXEScript) == "" {
-		return invalid("kernel", "a boot profile needs a kernel (with optional initrds and cmdline) or an ipxe_script")
+	if strings.TrimSpace(req.Kernel) == "" && strings.TrimSpace(req.IPXEScript) == "" && req.Image == nil {
+		return invalid("kernel", "a boot profile needs a kernel (with optional initrds and cmdline), an ipxe_script or an image")
+	}
+	if req.Image != nil {
+		if req.Kernel != "" || req.IPXEScript != "" || len(req.Initrds) > 0 {
+			return invalid("image", "a boot profile with an image boots the agent's deploy ramdisk: leave kernel, initrds and ipxe_script out")
+		}
+		if err := validateImage(req.Image); err != nil {
+			return err
+		}
+	}
+	if err := validateHints("root_device", req.RootDevice); err != nil {
+		return err
 	}
 	for i, initrd := range req.Initrds {
 		if strings.TrimSpace(initrd) == "" {
@@ -305,4 +319,48 @@ func (s *Server) validateCluster(ctx context.Context, req *api.ClusterRequest) (
 		machines[m.Name] = m
 	}
 	return machines, nil
+}
+
+var checksumRE = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
+
+// validateImage refuses what the deploy ramdisk could not write safely: an
+// image without a checksum it can verify, or in a format it cannot write.
+func validateImage(img *model.Image) error {
+	u := strings.TrimSpace(img.URL)
+	switch {
+	case u == "":
+		return invalid("image.url", "image.url is required: an http(s) URL or a path under the agent's assets directory")
+	case strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://"):
+		if _, err := url.Parse(u); err != nil {
+			return invalid("image.url", "image.url %q is not a URL: %v", u, err)
+		}
+	default:
+		for _, seg := range strings.Split(strings.TrimPrefix(u, "/"), "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				return invalid("image.url", "image.url %q must be an http(s) URL or a relative path inside the assets directory", u)
+			}
+		}
+	}
+	if !checksumRE.MatchString(img.Checksum) {
+		return invalid("image.checksum", "image.checksum must be sha256:<64 hex digits> or sha512:<128 hex digits> (lower case) of the file at image.url, e.g. from sha256sum")
+	}
+	if !slices.Contains(model.ImageFormats, img.Format) {
+		return invalid("image.format", "image.format %q is not one of %s (a qcow2 image can be converted with: qemu-img convert -O raw in.qcow2 out.raw)", img.Format, strings.Join(model.ImageFormats, ", "))
+	}
+	return nil
+}
+
+func validateHints(field string, h *model.RootDeviceHints) error {
+	if h == nil {
+		return nil
+	}
+	switch {
+	case h.MinSizeGiB < 0 || h.MaxSizeGiB < 0:
+		return invalid(field, "%s sizes must not be negative", field)
+	case h.MaxSizeGiB > 0 && h.MinSizeGiB > h.MaxSizeGiB:
+		return invalid(field+".min_size_gib", "%s.min_size_gib (%g) is above max_size_gib (%g): no disk could match", field, h.MinSizeGiB, h.MaxSizeGiB)
+	case strings.ContainsAny(strings.TrimPrefix(h.Name, "/dev/"), "/ "):
+		return invalid(field+".name", "%s.name %q must be a disk's kernel name such as sda or /dev/nvme0n1", field, h.Name)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -21,6 +22,17 @@ var (
 	// ErrUnsupported: the system does not offer what was asked (a reset type
 	// with no substitute, a boot target it does not list).
 	ErrUnsupported = errors.New("not supported by this BMC")
+	// ErrPowerOutcomeUnknown: a power action reached the BMC, its answer was
+	// lost, and the system offers no evidence whether it was carried out.
+	// Sending it again could power-cycle a machine that is already booting.
+	ErrPowerOutcomeUnknown = errors.New("power action outcome unknown")
+	// ErrLoginRefused: the BMC refused the credentials (401), or refused
+	// them recently enough that the agent is backing off.
+	ErrLoginRefused = errors.New("login refused")
+	// ErrSessionLimit: the BMC's session table is full and it does not
+	// accept basic auth. Sessions expire (iDRAC: 30 minutes idle), so the
+	// caller waits and tries again rather than giving up.
+	ErrSessionLimit = errors.New("session limit reached")
 )
 
 // Error is every failure the Manager returns: which BMC, which operation,
@@ -36,7 +48,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := "BMC " + e.Endpoint + ": " + e.Msg
-	if e.StatusCode != 0 {
+	if e.StatusCode != 0 && !strings.Contains(e.Msg, fmt.Sprintf("(%d)", e.StatusCode)) {
 		s += fmt.Sprintf(" (%d)", e.StatusCode)
 	}
 	return s
@@ -48,10 +60,12 @@ func (e *Error) Unwrap() error { return e.Err }
 // changing the BMC's configuration or the request.
 func (e *Error) Temporary() bool {
 	switch {
-	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted),
+	case errors.Is(e.Err, ErrUnsupported), errors.Is(e.Err, ErrOverrideReverted), errors.Is(e.Err, ErrPowerOutcomeUnknown),
+		errors.Is(e.Err, ErrLoginRefused), errors.As(e.Err, new(*SchemeError)),
 		errors.Is(e.Err, context.Canceled), errors.Is(e.Err, errInvalidEndpoint), isCertError(e.Err):
 		return false
-	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached):
+	case errors.Is(e.Err, context.DeadlineExceeded), errors.Is(e.Err, errPowerNotReached), errors.As(e.Err, new(*AnswerLostError)),
+		errors.Is(e.Err, ErrSessionLimit):
 		return true
 	}
 	switch c := e.StatusCode; {
@@ -150,7 +164,22 @@ func describe(err error) (msg string, status int, wrapped error) {
 	if re := redfishError(err); re != nil {
 		return redfishMessage(re), re.HTTPReturnedStatusCode, nil
 	}
+	var al *AnswerLostError
+	var se *SchemeError
+	var je *JSONError
+	var host x509.HostnameError
 	switch {
+	case errors.As(err, &al):
+		return al.Error(), 0, al
+	case errors.As(err, &se):
+		return se.Error(), 0, se
+	case errors.As(err, &je):
+		return trim(je.Error()), 0, je
+	case errors.As(err, &host):
+		// The CA was trusted (or the name would not have been checked):
+		// the certificate is for another name.
+		return fmt.Sprintf("TLS certificate name mismatch: the endpoint names %s but the BMC's certificate is for %s (use a name the certificate lists, or reissue it)",
+			host.Host, certNames(host.Certificate)), 0, err
 	case isCertError(err):
 		return "TLS certificate not trusted (give the BMC's CA certificate, or mark it insecure): " +
 			trim(rootCause(err).Error()), 0, err
@@ -168,6 +197,23 @@ func describe(err error) (msg string, status int, wrapped error) {
 		return "cannot reach the BMC: " + trim(rootCause(err).Error()), 0, err
 	}
 	return trim(err.Error()), 0, err
+}
+
+func certNames(c *x509.Certificate) string {
+	if c == nil {
+		return "(no certificate)"
+	}
+	names := slices.Clone(c.DNSNames)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName)
+	}
+	if len(names) == 0 {
+		return "no name"
+	}
+	return strings.Join(names, ", ")
 }
 
 // rootCause strips url.Error and friends down to the innermost cause, so a

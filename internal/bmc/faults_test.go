@@ -187,7 +187,7 @@ func TestLoginRefused(t *testing.T) {
 			mock.noSessions = tt.noSessions
 			c.Password = "wrong-password"
 			err := NewManager(testConfig()).Power(testCtx(t), c, PowerOn)
-			want := "BMC " + c.Endpoint + ": login refused (401)"
+			want := "BMC " + c.Endpoint + ": login refused (401): check the username and password; 1 attempt in the last 1 minute"
 			if err == nil || err.Error() != want {
 				t.Fatalf("error %q, want %q", err, want)
 			}
@@ -242,11 +242,11 @@ func TestSessionRecreatedAfter401(t *testing.T) {
 func TestBootOverrideReverted(t *testing.T) {
 	mock, c := dmtf(t, nil)
 	mock.revert = true
-	err := NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootDisk, false)
+	err := NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootDisk, false, BootModeKeep)
 	if !errors.Is(err, ErrOverrideReverted) {
 		t.Fatalf("error %v, want ErrOverrideReverted", err)
 	}
-	if !strings.Contains(err.Error(), `reports target "Pxe"`) {
+	if !strings.Contains(err.Error(), `reverted BootSourceOverrideTarget to "Pxe"`) {
 		t.Errorf("error %q does not say what the BMC reports", err)
 	}
 }
@@ -266,7 +266,7 @@ func TestBootOverrideStaleETag(t *testing.T) {
 	srv := httptest.NewServer(mock)
 	defer srv.Close()
 	c := model.BMC{Endpoint: srv.URL, Username: "admin", Password: "pw-1234"}
-	if err := NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootPXE, false); err != nil {
+	if err := NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootPXE, false, BootModeKeep); err != nil {
 		t.Fatal(err)
 	}
 	_, recs, _ := mock.snapshot()
@@ -557,8 +557,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 		errs = append(errs, err)
 	}
 
-	// Wrong password: the session POST's error quotes the body, basic auth's
-	// quotes the Authorization header.
+	// Wrong password: the session POST's error quotes the body.
 	_, c := echoing(t, "the-real-one")
 	record(m.Power(testCtx(t), c, PowerOn))
 	// A BMC erroring with the request body in its message.
@@ -575,9 +574,9 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	// Reverted override, ignored power, unsupported target.
 	mock, c = echoing(t, secret)
 	mock.revert, mock.ignoreReset["ForceOff"] = true, true
-	record(m.SetBootOverride(testCtx(t), c, BootDisk, true))
+	record(m.SetBootOverride(testCtx(t), c, BootDisk, true, BootModeKeep))
 	record(m.Power(testCtx(t), c, PowerForceOff))
-	record(m.SetBootOverride(testCtx(t), c, BootTarget("Floppy"), false))
+	record(m.SetBootOverride(testCtx(t), c, BootTarget("Floppy"), false, BootModeKeep))
 	// Unreachable, TLS-refused and malformed endpoints, one with the secret in it.
 	for _, ep := range []string{"http://127.0.0.1:1", "https://admin:" + secret + "@127.0.0.1:1", "ftp://" + secret, "http://h/" + secret + "?x"} {
 		c := model.BMC{Endpoint: ep, Username: "admin", Password: secret}
@@ -600,7 +599,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	if strings.Contains(logs.String(), secret) || strings.Contains(logs.String(), basic("admin", secret)) {
 		t.Errorf("password in logs:\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), "basic auth") {
+	if !strings.Contains(logs.String(), "BMC refused the login") {
 		t.Errorf("logs do not show the failure paths ran:\n%s", logs.String())
 	}
 }

@@ -47,10 +47,10 @@ func TestLabMemoryBackend(t *testing.T) {
 			power string
 			boot  lab.BootOverride
 		}{
-			{func() error { return m.SetBootOverride(ctx, c, BootPXE, false) }, "Off", lab.BootOverride{Target: "Pxe", Enabled: "Once", Mode: "UEFI"}},
+			{func() error { return m.SetBootOverride(ctx, c, BootPXE, false, BootModeKeep) }, "Off", lab.BootOverride{Target: "Pxe", Enabled: "Once", Mode: "UEFI"}},
 			// A one-time override is used up by the boot it applied to.
 			{func() error { return m.Power(ctx, c, PowerOn) }, "On", lab.BootOverride{Target: "None", Enabled: "Disabled", Mode: "UEFI"}},
-			{func() error { return m.SetBootOverride(ctx, c, BootDisk, true) }, "On", lab.BootOverride{Target: "Hdd", Enabled: "Continuous", Mode: "UEFI"}},
+			{func() error { return m.SetBootOverride(ctx, c, BootDisk, true, BootModeKeep) }, "On", lab.BootOverride{Target: "Hdd", Enabled: "Continuous", Mode: "UEFI"}},
 			{func() error { return m.Power(ctx, c, PowerForceRestart) }, "On", lab.BootOverride{Target: "Hdd", Enabled: "Continuous", Mode: "UEFI"}},
 			{func() error { return m.Power(ctx, c, PowerGracefulShutdown) }, "Off", lab.BootOverride{Target: "Hdd", Enabled: "Continuous", Mode: "UEFI"}},
 		}
@@ -129,7 +129,7 @@ func TestLabFaults(t *testing.T) {
 			fault: lab.Fault{RefuseLogin: true},
 			run:   func(m *Manager, c model.BMC) error { return m.Power(testCtx(t), c, PowerOn) },
 			check: func(t *testing.T, err error, l *lab.Lab, name string) {
-				if err == nil || !strings.HasSuffix(err.Error(), ": login refused (401)") {
+				if err == nil || !strings.HasSuffix(err.Error(), ": login refused (401): check the username and password; 1 attempt in the last 1 minute") {
 					t.Errorf("error %v", err)
 				}
 			},
@@ -137,7 +137,9 @@ func TestLabFaults(t *testing.T) {
 		{
 			name:  "reverting boot override",
 			fault: lab.Fault{RevertBootOverride: true},
-			run:   func(m *Manager, c model.BMC) error { return m.SetBootOverride(testCtx(t), c, BootPXE, false) },
+			run: func(m *Manager, c model.BMC) error {
+				return m.SetBootOverride(testCtx(t), c, BootPXE, false, BootModeKeep)
+			},
 			check: func(t *testing.T, err error, l *lab.Lab, name string) {
 				if !errors.Is(err, ErrOverrideReverted) {
 					t.Errorf("error %v, want ErrOverrideReverted", err)

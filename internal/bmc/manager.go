@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,7 +35,15 @@ type Config struct {
 	MaxRetries       int           // retries of one HTTP request on transient failure (default 5)
 	RetryBase        time.Duration // backoff base (default 500ms)
 	RetryMax         time.Duration // backoff cap, also caps Retry-After (default 30s)
-	Logger           *slog.Logger  // nil: slog.Default()
+	// LoginBackoff and LoginBackoffMax space out logins to a BMC+user whose
+	// password was refused: the wait doubles per refusal from LoginBackoff
+	// up to LoginBackoffMax (defaults 30s and 15m), so a wrong password
+	// does not lock the account on BMCs that lock after a few failures.
+	LoginBackoff, LoginBackoffMax time.Duration
+	Logger                        *slog.Logger // nil: slog.Default()
+	// Sessions, when set, keeps a record of every Redfish session opened
+	// until it is logged out, for CleanupSessions at the next start.
+	Sessions SessionStore
 	// Registerer, when set, receives operation and request metrics.
 	Registerer prometheus.Registerer
 }
@@ -54,6 +64,8 @@ func (c *Config) setDefaults() {
 	def(&c.PollInterval, 2*time.Second)
 	def(&c.RetryBase, 500*time.Millisecond)
 	def(&c.RetryMax, 30*time.Second)
+	def(&c.LoginBackoff, 30*time.Second)
+	def(&c.LoginBackoffMax, 15*time.Minute)
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0
 	} else if c.MaxRetries == 0 {
@@ -77,8 +89,28 @@ type Manager struct {
 	mu    sync.Mutex
 	locks map[string]*epLock
 	conns map[connKey]*conn
+	auth  map[authKey]*refusals
 
 	skippedDrives sync.Map // endpoint + drive link already logged as not a drive
+}
+
+// SessionStore keeps the Redfish sessions the Manager has open
+// (store.Bolt implements it).
+type SessionStore interface {
+	PutBMCSession(ctx context.Context, s model.BMCSession) error
+	DeleteBMCSession(ctx context.Context, base, uri string) error
+	ListBMCSessions(ctx context.Context) ([]model.BMCSession, error)
+}
+
+// authKey is one account on one BMC.
+type authKey struct{ base, user string }
+
+// refusals is a BMC account's recent refused logins. secret is the hash of
+// the refused password: another password is tried at once.
+type refusals struct {
+	secret [sha256.Size]byte
+	at     []time.Time
+	next   time.Time
 }
 
 // NewManager returns a Manager; call Close on shutdown to log out sessions.
@@ -91,14 +123,19 @@ func NewManager(cfg Config) *Manager {
 		global:  make(chan struct{}, cfg.MaxConcurrent),
 		locks:   map[string]*epLock{},
 		conns:   map[connKey]*conn{},
+		auth:    map[authKey]*refusals{},
 	}
 }
 
 // epLock serialises operations on one BMC endpoint. It also caches which
-// system a host-only endpoint resolved to; only the holder touches it.
+// system a host-only endpoint resolved to and what boot mode it was seen
+// in; only the holder touches them.
 type epLock struct {
 	ch     chan struct{}
 	system string
+	// sawUEFI: the system reported BootSourceOverrideMode UEFI once, so a
+	// Legacy read later is a BMC's revert, not the machine's mode.
+	sawUEFI bool
 }
 
 func (l *epLock) acquire(ctx context.Context) error {
@@ -135,6 +172,9 @@ type connKey struct {
 // conn is one authenticated Redfish client, re-created when its session dies.
 type conn struct {
 	base, user, pass string
+	secret           [sha256.Size]byte
+	insecure         bool
+	caPEM            string
 	hc               *http.Client
 
 	mu        sync.Mutex
@@ -160,7 +200,7 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, hc: hc}
+	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
 	m.conns[key] = cn
 	return cn, nil
 }
@@ -171,7 +211,13 @@ func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, stri
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.api == nil {
+		if err := m.loginAllowed(cn); err != nil {
+			return nil, "", 0, err
+		}
 		if err := m.login(ctx, cn); err != nil {
+			if statusOf(err) == http.StatusUnauthorized {
+				return nil, "", 0, m.refused(cn)
+			}
 			return nil, "", 0, err
 		}
 		cn.gen++
@@ -180,15 +226,17 @@ func (cn *conn) client(ctx context.Context, m *Manager) (*gofish.APIClient, stri
 }
 
 // expire drops a session the BMC no longer accepts; a 401 seen by a client
-// from an older login does not throw away a newer one.
-func (cn *conn) expire(gen uint64) bool {
+// from an older login does not throw away a newer one. It returns the
+// dropped session's URI.
+func (cn *conn) expire(gen uint64) (string, bool) {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.gen != gen || !cn.session {
-		return false
+		return "", false
 	}
+	id := cn.sessionID
 	cn.api, cn.sessionID = nil, ""
-	return true
+	return id, true
 }
 
 type rootLinks struct {
@@ -206,8 +254,10 @@ type rootLinks struct {
 }
 
 // login opens a Redfish session, falling back to basic auth when the BMC
-// offers no usable SessionService (some disable it, some lack it). Wrong
-// credentials then surface as a 401 on the first authenticated request.
+// offers no usable SessionService (some disable it, some lack it; wrong
+// credentials then surface as a 401 on the first authenticated request) or
+// its session table is full. Credentials the SessionService refused are
+// never sent again through basic auth: one login attempt per try.
 func (m *Manager) login(ctx context.Context, cn *conn) error {
 	var links rootLinks
 	body, err := cn.raw(ctx, http.MethodGet, "/redfish/v1/", nil)
@@ -240,6 +290,20 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 	switch {
 	case err == nil:
 		cfg.Session = &gofish.Session{ID: location, Token: token}
+		m.recordSession(ctx, cn, location, token)
+	case isSessionLimit(err):
+		// A full session table (agents killed before logging out, other
+		// tools) is no reason to stop while basic auth still works.
+		if perr := cn.probeBasic(ctx); perr != nil {
+			return &Error{Msg: fmt.Sprintf("the BMC's session table is full (%s) and it does not accept basic auth (%s): waiting, with backoff, for sessions to expire or be closed on the BMC",
+				sessionFailure(err), scrub(sessionFailure(perr), cn.pass)), Err: ErrSessionLimit}
+		}
+		m.log.Warn("BMC session table full; using basic auth", "endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
+		cfg.Username, cfg.Password, cfg.BasicAuth = cn.user, cn.pass, true
+	case statusOf(err) == http.StatusUnauthorized || statusOf(err) == http.StatusForbidden:
+		// Refused credentials are refused: trying them again through basic
+		// auth only brings an account lockout closer.
+		return err
 	case statusOf(err) >= 400 && statusOf(err) < 500, errors.Is(err, errNoToken):
 		m.log.Info("BMC offers no usable Redfish session; using basic auth",
 			"endpoint", cn.base, "user", cn.user, "reason", scrub(sessionFailure(err), cn.pass))
@@ -262,6 +326,94 @@ func (m *Manager) login(ctx context.Context, cn *conn) error {
 }
 
 var errNoToken = errors.New("session created without an X-Auth-Token")
+
+// isSessionLimit recognises a login refused because the BMC's session
+// table is full: iDRAC's RAC0218 ("The maximum number of user sessions is
+// reached", 400) and the standard SessionLimitExceeded (503 and others).
+func isSessionLimit(err error) bool {
+	re := redfishError(err)
+	if re == nil {
+		return false
+	}
+	texts := []string{re.Code, re.Message}
+	for _, m := range re.ExtendedInfos {
+		texts = append(texts, m.MessageID, m.Message)
+	}
+	for _, t := range texts {
+		t = strings.ToLower(t)
+		if strings.Contains(t, "rac0218") || strings.Contains(t, "sessionlimitexceeded") ||
+			strings.Contains(t, "maximum number of user sessions") || strings.Contains(t, "number of simultaneous sessions") {
+			return true
+		}
+	}
+	return false
+}
+
+// probeBasic asks for the Systems collection with basic auth, to learn
+// whether the service takes it before relying on it.
+func (cn *conn) probeBasic(ctx context.Context) error {
+	path := cn.systems
+	hdr := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(cn.user+":"+cn.pass))}}
+	_, err := cn.raw(ctx, http.MethodGet, path, hdr)
+	return err
+}
+
+// recordSession keeps the session in the store until it is logged out; a
+// failure to record only costs the cleanup at the next start.
+func (m *Manager) recordSession(ctx context.Context, cn *conn, uri, token string) {
+	if m.cfg.Sessions == nil || uri == "" {
+		return
+	}
+	err := m.cfg.Sessions.PutBMCSession(ctx, model.BMCSession{Base: cn.base, URI: uri, User: cn.user, Token: token,
+		Insecure: cn.insecure, CACertPEM: cn.caPEM})
+	if err != nil {
+		m.log.Warn("recording the BMC session failed; it will not be cleaned up if the agent dies", "endpoint", cn.base, "error", err)
+	}
+}
+
+func (m *Manager) forgetSession(ctx context.Context, base, uri string) {
+	if m.cfg.Sessions == nil || uri == "" {
+		return
+	}
+	if err := m.cfg.Sessions.DeleteBMCSession(context.WithoutCancel(ctx), base, uri); err != nil {
+		m.log.Warn("forgetting the BMC session failed", "endpoint", base, "error", err)
+	}
+}
+
+// CleanupSessions deletes the sessions an earlier run of the agent left
+// open on its BMCs (killed before it could log out), so they do not fill
+// the BMCs' session tables. A session the BMC no longer knows is
+// forgotten; one on an unreachable BMC is kept for the next start.
+func (m *Manager) CleanupSessions(ctx context.Context) {
+	if m.cfg.Sessions == nil {
+		return
+	}
+	left, err := m.cfg.Sessions.ListBMCSessions(ctx)
+	if err != nil {
+		m.log.Warn("reading leftover BMC sessions failed", "error", err)
+		return
+	}
+	for _, s := range left {
+		hc, err := m.newHTTPClient(s.Insecure, s.CACertPEM)
+		if err != nil {
+			m.forgetSession(ctx, s.Base, s.URI)
+			continue
+		}
+		cn := &conn{base: s.Base, user: s.User, hc: hc}
+		_, err = cn.raw(ctx, http.MethodDelete, s.URI, http.Header{"X-Auth-Token": {s.Token}})
+		switch st := statusOf(err); {
+		case err == nil:
+			m.log.Info("deleted a BMC session left open by an earlier run", "endpoint", s.Base, "user", s.User)
+			m.forgetSession(ctx, s.Base, s.URI)
+		case st == http.StatusNotFound || st == http.StatusUnauthorized:
+			m.forgetSession(ctx, s.Base, s.URI) // expired or deleted on the BMC already
+		default:
+			m.log.Warn("deleting a leftover BMC session failed; trying again at the next start", "endpoint", s.Base,
+				"user", s.User, "error", sessionFailure(err))
+		}
+		hc.CloseIdleConnections()
+	}
+}
 
 func sessionFailure(err error) string {
 	msg, status, _ := describe(err)
@@ -339,7 +491,9 @@ func (cn *conn) logout(ctx context.Context, m *Manager, sessionID, token string)
 	if _, err := cn.raw(ctx, http.MethodDelete, sessionID, hdr); err != nil && statusOf(err) != http.StatusNotFound {
 		m.log.Warn("BMC session logout failed", "endpoint", cn.base, "user", cn.user,
 			"error", scrub(sessionFailure(err), cn.pass))
+		return
 	}
+	m.forgetSession(ctx, cn.base, sessionID)
 }
 
 // target is what an operation works on: a context-bound client and the
@@ -347,6 +501,7 @@ func (cn *conn) logout(ctx context.Context, m *Manager, sessionID, token string)
 type target struct {
 	api  *gofish.APIClient
 	path string
+	lock *epLock // held for the operation
 }
 
 func (t *target) system() (*schemas.ComputerSystem, error) {
@@ -434,16 +589,104 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 		}
 		sys, err := m.resolveSystem(ctx, api, systems, ep, lk)
 		if err == nil {
-			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys})
+			err = fn(ctx, &target{api: api.WithContext(ctx), path: sys, lock: lk})
 		}
 		if err == nil {
+			m.loginAccepted(cn)
 			return nil
 		}
-		if statusOf(err) == http.StatusUnauthorized && !relogin && cn.expire(gen) {
-			m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
-			continue
+		if statusOf(err) == http.StatusUnauthorized && !relogin {
+			if id, ok := cn.expire(gen); ok {
+				m.log.Info("BMC session no longer accepted; logging in again", "endpoint", ep.String(), "user", c.Username)
+				m.forgetSession(ctx, cn.base, id)
+				continue
+			}
 		}
+		if statusOf(err) == http.StatusUnauthorized {
+			// Basic auth, or a fresh session refused at once: the
+			// credentials were.
+			return fail(m.refused(cn))
+		}
+		if errors.Is(err, ErrLoginRefused) {
+			return fail(err)
+		}
+		m.loginAccepted(cn)
 		return fail(err)
+	}
+}
+
+// loginAllowed refuses, without asking the BMC, a login with a password
+// the BMC refused until that account's backoff has passed.
+func (m *Manager) loginAllowed(cn *conn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.auth[authKey{cn.base, cn.user}]
+	if r == nil || r.secret != cn.secret {
+		return nil
+	}
+	now := time.Now()
+	if !now.Before(r.next) {
+		return nil
+	}
+	return m.refusalLocked(r, now, fmt.Sprintf("; next attempt in %s", r.next.Sub(now).Round(time.Second)))
+}
+
+// refused records a refused login and returns the error saying so.
+func (m *Manager) refused(cn *conn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := authKey{cn.base, cn.user}
+	r := m.auth[k]
+	if r == nil || r.secret != cn.secret {
+		r = &refusals{secret: cn.secret}
+		m.auth[k] = r
+	}
+	now := time.Now()
+	r.at = append(r.at, now)
+	wait := m.cfg.LoginBackoff
+	for i := 1; i < len(r.at) && wait < m.cfg.LoginBackoffMax; i++ {
+		wait *= 2
+	}
+	r.next = now.Add(min(wait, m.cfg.LoginBackoffMax))
+	m.log.Warn("BMC refused the login; backing off", "endpoint", cn.base, "user", cn.user,
+		"refusals", len(r.at), "next_attempt_in", min(wait, m.cfg.LoginBackoffMax))
+	return m.refusalLocked(r, now, "")
+}
+
+// refusalLocked words a refusal: how many logins were refused lately, so
+// an operator sees the password is wrong rather than the BMC flaky.
+func (m *Manager) refusalLocked(r *refusals, now time.Time, suffix string) error {
+	window := 2 * m.cfg.LoginBackoffMax
+	recent := r.at[:0:0]
+	for _, t := range r.at {
+		if now.Sub(t) <= window {
+			recent = append(recent, t)
+		}
+	}
+	r.at = recent
+	mins := 1
+	if len(recent) > 0 {
+		mins = max(1, int(math.Ceil(now.Sub(recent[0]).Minutes())))
+	}
+	return &Error{Op: "login", StatusCode: http.StatusUnauthorized, Err: ErrLoginRefused,
+		Msg: fmt.Sprintf("login refused (401): check the username and password; %s in the last %s%s",
+			plural(len(recent), "attempt"), plural(mins, "minute"), suffix)}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// loginAccepted forgets an account's refusals once the BMC took it.
+func (m *Manager) loginAccepted(cn *conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := authKey{cn.base, cn.user}
+	if r := m.auth[k]; r != nil && r.secret == cn.secret {
+		delete(m.auth, k)
 	}
 }
 
@@ -453,6 +696,8 @@ func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, 
 	var inner *Error
 	status := statusOf(err)
 	switch {
+	case errors.As(err, &inner) && errors.Is(inner.Err, ErrLoginRefused):
+		e.Op, e.Msg, e.StatusCode, e.Err = "login", inner.Msg, inner.StatusCode, inner.Err
 	case errors.As(err, &inner):
 		e.Msg, e.StatusCode, e.Err = what+": "+inner.Msg, inner.StatusCode, inner.Err
 	case status == http.StatusUnauthorized:

@@ -165,7 +165,7 @@ func (m *mockBMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	p := strings.TrimSuffix(r.URL.Path, "/")
-	const sessions = "/redfish/v1/SessionService/Sessions"
+	sessions := m.sessionsPath()
 
 	switch {
 	case p == "/redfish/v1" && r.Method == http.MethodGet:
@@ -292,6 +292,19 @@ func (m *mockBMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(b)
 	}
+}
+
+// sessionsPath is where the capture's service root says sessions are made
+// (dellfish links /redfish/v1/Sessions), the standard path otherwise.
+func (m *mockBMC) sessionsPath() string {
+	var root rootLinks
+	if b, err := os.ReadFile(m.file("/redfish/v1")); err == nil {
+		_ = json.Unmarshal(b, &root)
+	}
+	if p := strings.TrimSuffix(root.Links.Sessions.ID, "/"); p != "" {
+		return p
+	}
+	return "/redfish/v1/SessionService/Sessions"
 }
 
 // authorized accepts a live session token or the right basic credentials;

@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -108,6 +112,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		var wrote, connected atomic.Bool
+		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+			ConnectDone:  func(_, _ string, err error) { connected.Store(err == nil) },
+			WroteHeaders: func() { wrote.Store(true) },
+		})
 		start := time.Now()
 		resp, err := t.base.RoundTrip(r.WithContext(actx))
 		t.m.metrics.observeRequest(req.Method, resp, err, time.Since(start))
@@ -115,8 +124,43 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel()
 			return giveUp(attempt)
 		}
+		// Only this attempt's own clock: the caller's running out is the
+		// caller's timeout, which it reports itself.
+		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
+		action := req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/Actions/")
+		if err != nil && wrote.Load() && (timedOut || action) {
+			// The BMC took the request and the answer was lost. Another
+			// attempt at a hung BMC would hang as long again, and an action
+			// (a reset) may have been carried out: the caller decides what
+			// the lost answer means.
+			cancel()
+			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.RequestTimeout, TimedOut: timedOut, Err: err}
+		}
+		var ne net.Error
+		if err != nil && !wrote.Load() && connected.Load() && ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+			// Connected, then silence before the request went out: a TLS
+			// handshake that never completes is a hung BMC too.
+			cancel()
+			return nil, &AnswerLostError{Method: req.Method, Timeout: cfg.ConnectTimeout, Handshake: true, Err: err}
+		}
+
+		if serr := schemeMismatch(req, resp, err); serr != nil {
+			cancel()
+			return nil, serr
+		}
+		if err == nil && req.Method == http.MethodGet && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			if resp, err = checkJSON(req, resp); err != nil {
+				cancel()
+				return nil, err
+			}
+		}
 
 		retry, why := t.retryable(ctx, resp, err)
+		if retry && action && resp != nil && resp.StatusCode != http.StatusTooManyRequests {
+			// A 5xx to an action does not say it was not carried out; only
+			// a 429 does.
+			retry = false
+		}
 		wait := backoff(cfg.RetryBase, cfg.RetryMax, attempt)
 		if ra, ok := retryAfter(resp, cfg.RetryMax); ok && ra > wait {
 			wait = ra
@@ -228,6 +272,102 @@ func retryAfter(resp *http.Response, maxWait time.Duration) (time.Duration, bool
 func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || time.Until(dl) > wait
+}
+
+// SchemeError is a BMC that answers the other scheme on this port than
+// the endpoint names: retrying cannot help, the endpoint must change.
+type SchemeError struct {
+	Want string // the scheme the BMC answers: http or https
+	Host string
+}
+
+func (e *SchemeError) Error() string {
+	return fmt.Sprintf("the BMC answers %s on this port: use %s://%s", e.Want, e.Want, e.Host)
+}
+
+// schemeMismatch recognises plain HTTP sent to a TLS port (a 400 saying so,
+// or a TLS alert where a status line should be) and TLS sent to a plain
+// port (a first record that is no TLS handshake).
+func schemeMismatch(req *http.Request, resp *http.Response, err error) error {
+	var rh tls.RecordHeaderError
+	switch {
+	case err != nil && errors.As(err, &rh):
+		return &SchemeError{Want: "http", Host: req.URL.Host}
+	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "\x15\x03`):
+		return &SchemeError{Want: "https", Host: req.URL.Host}
+	case err == nil && resp.StatusCode == http.StatusBadRequest && req.URL.Scheme == "http":
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		if bytes.Contains(b, []byte("HTTP request to an HTTPS server")) || bytes.Contains(b, []byte("plain HTTP request was sent to HTTPS port")) {
+			return &SchemeError{Want: "https", Host: req.URL.Host}
+		}
+	}
+	return nil
+}
+
+// maxJSON bounds what one Redfish document may take in memory.
+const maxJSON = 16 << 20
+
+// JSONError is a 2xx answer whose body is not JSON: it names the URL and
+// shows the first bytes, since "invalid character '<'" alone points nowhere.
+type JSONError struct {
+	URL   string
+	First string
+}
+
+func (e *JSONError) Error() string {
+	return fmt.Sprintf("the BMC answered %s with a body that is not JSON, starting %q", e.URL, e.First)
+}
+
+func checkJSON(req *http.Request, resp *http.Response) (*http.Response, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON+1))
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	if len(b) > maxJSON {
+		// Too large to hold for a check: the reader downstream bounds it.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+		return resp, nil
+	}
+	resp.Body.Close()
+	if len(bytes.TrimSpace(b)) > 0 && !json.Valid(b) {
+		first := b[:min(len(b), 48)]
+		u := *req.URL
+		u.User, u.RawQuery = nil, ""
+		return nil, &JSONError{URL: u.String(), First: string(first)}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, nil
+}
+
+// AnswerLostError is a request the BMC received whose answer never came:
+// it timed out, or the connection broke after the request was written. For
+// a POST to an action, whether it was carried out is unknown.
+type AnswerLostError struct {
+	Method   string
+	Timeout  time.Duration
+	TimedOut bool
+	// Handshake: the BMC accepted the connection but never completed the
+	// TLS handshake, so the request was never sent.
+	Handshake bool
+	Err       error
+}
+
+func (e *AnswerLostError) Error() string {
+	switch {
+	case e.Handshake:
+		return fmt.Sprintf("no answer within %s: the BMC accepted the connection but did not complete the TLS handshake", e.Timeout)
+	case e.TimedOut:
+		return fmt.Sprintf("no answer within %s: the BMC accepted the connection and the request but did not respond", e.Timeout)
+	case errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, context.Canceled):
+		return "no answer before the operation's deadline"
+	}
+	return "the connection broke after the request was sent: " + trim(rootCause(e.Err).Error())
 }
 
 type cancelOnClose struct {

@@ -148,7 +148,7 @@ func TestVendorCaptures(t *testing.T) {
 				persistent bool
 				enabled    string
 			}{{BootPXE, false, "Once"}, {BootDisk, true, "Continuous"}} {
-				if err := m.SetBootOverride(ctx, c, step.target, step.persistent); err != nil {
+				if err := m.SetBootOverride(ctx, c, step.target, step.persistent, BootModeKeep); err != nil {
 					t.Fatalf("SetBootOverride %s: %v", step.target, err)
 				}
 				_, patches, _ := mock.snapshot()

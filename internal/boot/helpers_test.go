@@ -77,6 +77,26 @@ func (l *recordingLifecycle) Callback(ctx context.Context, machine, token string
 	return nil
 }
 
+// DeployDisks answers with the first disk and the run profile's image, as
+// far as the token is good; the reconciler's choice is tested there.
+func (l *recordingLifecycle) DeployDisks(ctx context.Context, machine, token string, disks []model.SeenDisk) (model.DeployTarget, error) {
+	m, err := l.st.GetMachine(ctx, machine)
+	if err != nil || m.Run == nil || m.Run.TokenUsed || subtle.ConstantTimeCompare([]byte(token), []byte(m.Run.Token)) != 1 {
+		return model.DeployTarget{}, model.ErrTokenRejected
+	}
+	p, err := l.st.GetProfile(ctx, m.Run.Profile)
+	if err != nil || p.Image == nil || len(disks) == 0 {
+		return model.DeployTarget{}, fmt.Errorf("%w: no image or no disk", model.ErrDeployRefused)
+	}
+	l.Signal(ctx, machine, model.SignalDeployDisks, map[string]string{"disk": disks[0].Name})
+	return model.DeployTarget{Disk: disks[0], Image: *p.Image, Profile: p.Name}, nil
+}
+
+func (l *recordingLifecycle) DeployProgress(ctx context.Context, machine, token string, written int64, _ time.Duration) error {
+	l.Signal(ctx, machine, model.SignalDeployProgress, map[string]string{"bytes_written": fmt.Sprint(written)})
+	return nil
+}
+
 func (l *recordingLifecycle) recorded() []signalRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()

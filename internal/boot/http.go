@@ -34,6 +34,10 @@ func (s *Server) routes() http.Handler {
 	handle("GET /machines/{name}/assets/{path...}", "machine_assets", s.handleAssets)
 	handle("GET /machines/{name}/templates/{tmpl}", "templates", s.handleTemplate)
 	handle("POST /machines/{name}/callback", "callback", s.handleCallback)
+	handle("GET /machines/{name}/deploy-image/{file}", "deploy_image", s.handleDeployImage)
+	handle("POST /machines/{name}/deploy/disks", "deploy_disks", s.handleDeployDisks)
+	handle("POST /machines/{name}/deploy/progress", "deploy_progress", s.handleDeployProgress)
+	handle("GET /machines/{name}/deploy/meta-data", "deploy_meta_data", s.handleMetaData)
 	return mux
 }
 
@@ -303,16 +307,7 @@ func (s *Server) maybeSignalAsset(ctx context.Context, m *model.Machine, rel str
 		}
 		sig = model.SignalInitrdFetched
 	}
-	// Keyed by path too: a kernel and its initrds are each signalled once
-	// per run, however many range requests iPXE makes for them.
-	key := m.Name + "\x00" + rel
-	s.mu.Lock()
-	first := s.signalRuns[key] != m.Run.ID
-	s.signalRuns[key] = m.Run.ID
-	s.mu.Unlock()
-	if first {
-		s.lc.Signal(ctx, m.Name, sig, map[string]string{"path": rel, "run": m.Run.ID})
-	}
+	s.signalOnce(ctx, m, rel, sig)
 }
 
 // presentedToken is the token a request carries (?token= or a bearer

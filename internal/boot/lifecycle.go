@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -16,4 +17,9 @@ type Lifecycle interface {
 	// Callback consumes a run's one-time token. It returns an error wrapping
 	// model.ErrTokenRejected for a wrong, replayed or foreign token.
 	Callback(ctx context.Context, machine, token string, report model.CallbackReport) error
+	// DeployDisks answers a deploy ramdisk's disks with what to write,
+	// or an error wrapping model.ErrTokenRejected or model.ErrDeployRefused.
+	DeployDisks(ctx context.Context, machine, token string, disks []model.SeenDisk) (model.DeployTarget, error)
+	// DeployProgress records how many bytes a deploy ramdisk has written.
+	DeployProgress(ctx context.Context, machine, token string, written int64, elapsed time.Duration) error
 }

@@ -26,6 +26,10 @@ type RenderContext struct {
 	URLs   URLs
 	// Token is the run's one-time callback token ("" outside a run).
 	Token string
+	// RunID names the provisioning run ("" outside a run). Unlike the
+	// token it is not a secret, so it can go where the OS keeps it readable
+	// (a NoCloud instance-id that must change with every re-image).
+	RunID string
 	// Kernel and Initrds are the absolute URLs iPXE fetches; Cmdline is the
 	// rendered profile cmdline plus the baremetal.* convention.
 	Kernel  string
@@ -127,6 +131,9 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 			inv.Disks = append([]model.Disk(nil), inv.Disks...)
 			inv.BootModes = append([]string(nil), inv.BootModes...)
 			ctx.Machine.Inventory = &inv
+		}
+		if m.Run != nil {
+			ctx.RunID = m.Run.ID
 		}
 		base := s.bootURL + "/machines/" + url.PathEscape(m.Name)
 		ctx.URLs.Callback = base + "/callback?token=" + url.QueryEscape(in.token)
@@ -254,16 +261,26 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 		neutralizeStrings(reflect.ValueOf(ctx).Elem())
 	}
 	p := in.profile
-	if p.Kernel == "" {
-		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script)", p.Name)
+	kernel, initrds, assets := p.Kernel, p.Initrds, ctx.URLs.Assets
+	if p.Image != nil {
+		// An image profile boots the agent's deploy ramdisk, which writes
+		// the image; it is served next to the machine's assets.
+		if in.machine == nil {
+			return nil, fmt.Errorf("profile %q deploys an image, which needs a registered machine", p.Name)
+		}
+		kernel, initrds = imagePlan()
+		assets = s.bootURL + "/machines/" + url.PathEscape(in.machine.Name)
 	}
-	k, err := assetURL(ctx.URLs.Assets, p.Kernel)
+	if kernel == "" {
+		return nil, fmt.Errorf("profile %q has no kernel (and no ipxe_script or image)", p.Name)
+	}
+	k, err := assetURL(assets, kernel)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q kernel: %w", p.Name, err)
 	}
 	ctx.Kernel = k
-	for _, ird := range p.Initrds {
-		u, err := assetURL(ctx.URLs.Assets, ird)
+	for _, ird := range initrds {
+		u, err := assetURL(assets, ird)
 		if err != nil {
 			return nil, fmt.Errorf("profile %q initrd: %w", p.Name, err)
 		}
@@ -283,6 +300,9 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	// would otherwise start a new iPXE command.
 	cmd = strings.Join(strings.Fields(cmd), " ")
 	conv := "baremetal.url=" + ctx.URLs.Boot
+	if p.Image != nil {
+		conv = "baremetal.mode=deploy " + conv
+	}
 	if in.machine != nil {
 		conv += " baremetal.machine=" + ctx.Machine.Name + " baremetal.token=" + ctx.Token
 	} else {
@@ -321,6 +341,11 @@ func (s *Server) renderIPXE(in renderInput) (string, error) {
 // false when the profile has no such template.
 func (s *Server) renderTemplate(in renderInput, name string) (string, bool, error) {
 	text, ok := in.profile.Templates[name]
+	if !ok && name == "user-data" && in.profile.Image != nil {
+		// The config drive of an image always has user-data: the stock
+		// one calls back "OS up" from the deployed OS's first boot.
+		text, ok = StockPrefix+"cloud-init-image", true
+	}
 	if !ok {
 		return "", false, nil
 	}
@@ -329,7 +354,7 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 		return "", true, fmt.Errorf("profile %q template %q: %w", in.profile.Name, name, err)
 	}
 	var ctx *RenderContext
-	if in.profile.Kernel != "" {
+	if in.profile.Kernel != "" || in.profile.Image != nil {
 		if ctx, err = s.bootContext(in, false); err != nil {
 			return "", true, err
 		}

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"encoding/base64"
 	"encoding/json"
 
 	"gopkg.in/yaml.v3"
@@ -192,12 +193,13 @@ func TestRenderIPXEOverrideUsesContext(t *testing.T) {
 
 func TestStockTemplatesRender(t *testing.T) {
 	names := StockTemplates()
-	want := []string{"ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
+	want := []string{"cloud-init-image", "cloud-init-meta-data", "ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("StockTemplates() = %v, want %v", names, want)
 	}
 	s := testRenderServer(t)
-	m := provisioningMachine(map[string]string{"root_password_hash": "$6$salt$hash", "password_hash": "$6$x", "ssh_authorized_key": "ssh-ed25519 AAAA me@x"})
+	m := provisioningMachine(map[string]string{"root_password_hash": "$6$salt$hash", "password_hash": "$6$x", "ssh_authorized_key": "ssh-ed25519 AAAA me@x",
+		"repo_url": "http://mirror.example/rocky/9/BaseOS/x86_64/os/"})
 	m.Cluster, m.Role = "c1", "worker"
 	cluster := &model.Cluster{Name: "c1", Roles: []model.ClusterRole{{Name: "control-plane", BootProfile: "p1"}, {Name: "worker", BootProfile: "p1"}},
 		Members: []model.ClusterMember{{Machine: "cp1", Role: "control-plane"}, {Machine: "m1", Role: "worker"}}}
@@ -265,13 +267,24 @@ func TestStockTemplatesStructured(t *testing.T) {
 	}
 	var ign struct {
 		Ignition struct{ Version string }
-		Systemd  struct{ Units []struct{ Contents string } }
+		Storage  struct {
+			Files []struct {
+				Path     string
+				Contents struct{ Source string }
+			}
+		}
+		Systemd struct{ Units []struct{ Name string } }
 	}
 	if err := json.Unmarshal([]byte(out), &ign); err != nil {
 		t.Fatalf("ignition is not JSON: %v\n%s", err, out)
 	}
-	if ign.Ignition.Version != "3.3.0" || len(ign.Systemd.Units) != 1 || !strings.Contains(ign.Systemd.Units[0].Contents, `"http://10.0.2.2:8081/machines/m1/callback?token=tok"`) {
-		t.Fatalf("ignition config lacks version or callback unit: %+v", ign)
+	files := map[string]string{}
+	for _, f := range ign.Storage.Files {
+		files[f.Path] = f.Contents.Source
+	}
+	if ign.Ignition.Version != "3.3.0" || len(ign.Systemd.Units) != 1 || ign.Systemd.Units[0].Name != "baremetal-os-up.service" ||
+		files["/etc/baremetal/callback-url"] != "data:;base64,"+base64.StdEncoding.EncodeToString([]byte("http://10.0.2.2:8081/machines/m1/callback?token=tok")) {
+		t.Fatalf("ignition config lacks version, OS-up unit or callback URL: %+v", ign)
 	}
 	for _, n := range []string{"ubuntu-autoinstall", "lab-user-data"} {
 		out, _, err := s.renderTemplate(in, n)

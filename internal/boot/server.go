@@ -38,6 +38,10 @@ type Config struct {
 	TFTPRoot string
 	// AssetsDir holds kernels, initrds and images served under /assets/.
 	AssetsDir string
+	// DeployImageDir holds the agent's deploy ramdisk (vmlinuz and
+	// initrd.img, built by scripts/build-deploy-image.sh), which boots the
+	// machines of image profiles and writes their image.
+	DeployImageDir string
 	// BootURL is the advertised base URL (e.g. http://10.0.2.2:8081): every
 	// URL handed to a machine is built on it, never on the listen address.
 	BootURL string
@@ -58,7 +62,10 @@ type Config struct {
 	// block of the re-sent window in order from its first, which lock-step
 	// clients (they ignore blocks they already have) and iPXE (cumulative
 	// ACKs) never do: at 1% loss every windowed transfer of BENCHMARKS.md's
-	// lossy-link table failed, and every lock-step one completed.
+	// lossy-link table failed, and every lock-step one completed. The
+	// window opens only after the client's first ACK (of the OACK): a
+	// request without options is served lock-step, so a forged one never
+	// draws a window.
 	TFTPAnticipate uint
 	ProxyDHCP      ProxyDHCPConfig
 	Logger         *slog.Logger

@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // InventoryFile is the JSON document `lab --inventory` writes.
@@ -67,6 +69,21 @@ func WriteInventory(path string, inv InventoryFile) error {
 	return nil
 }
 
+func parseHostForwards(s string) ([]HostForward, error) {
+	var out []HostForward
+	for _, item := range splitList(s) {
+		name, ports, ok := strings.Cut(item, "=")
+		hp, gp, ok2 := strings.Cut(ports, ":")
+		h, err1 := strconv.Atoi(hp)
+		g, err2 := strconv.Atoi(gp)
+		if !ok || !ok2 || err1 != nil || err2 != nil || h < 1 || h > 65535 || g < 1 || g > 65535 {
+			return nil, fmt.Errorf("lab: --hostfwd %q: want MACHINE=HOSTPORT:GUESTPORT, e.g. lab-1=23790:2379", item)
+		}
+		out = append(out, HostForward{Machine: name, HostPort: h, GuestPort: g})
+	}
+	return out, nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, ",") {
@@ -91,8 +108,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", "127.0.0.1:8000", "address the Redfish service listens on (HOST:PORT; port 0 picks a free one)")
 	advertise := fs.String("advertise-url", "", "base URL written into the inventory (default http://<listen address>, with 127.0.0.1 for an unspecified host)")
 	inventory := fs.String("inventory", "lab-inventory.json", "file to write the machines' names, Redfish endpoints, credentials and MACs to (mode 0600)")
-	bootURL := fs.String("boot-url", "", "memory backend: the agent's boot base URL the simulated machines PXE boot from (empty: they never boot)")
-	tftpBootFile := fs.String("tftp-bootfile", "", "qemu backend: DHCP boot file URL for the VMs, e.g. tftp://10.0.2.2:6969/boot.ipxe")
+	bootURL := fs.String("boot-url", "", "the agent's advertised boot base URL the machines network-boot from (empty: they never boot). qemu backend: an http:// URL on the VMs' isolated network, e.g. http://10.0.2.4:8080, which a guest forward connects to --boot-forward")
+	bootForward := fs.String("boot-forward", "", "qemu backend: host address the VMs' boot URL is forwarded to (default 127.0.0.1 and the boot URL's port)")
+	hostFwds := fs.String("hostfwd", "", "qemu backend: comma-separated guest ports to publish on 127.0.0.1, as MACHINE=HOSTPORT:GUESTPORT (e.g. lab-1=23790:2379)")
 	stateDir := fs.String("state-dir", "lab-state", "qemu backend: directory for VM disks, serial logs and QEMU logs")
 	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
@@ -104,6 +122,14 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ovmfVars := fs.String("ovmf-vars", DefaultOVMFVars, "qemu backend: UEFI variable store template; each UEFI VM gets its own copy in --state-dir")
 	taps := fs.String("tap", "", "qemu backend: comma-separated host tap interfaces, one per machine, instead of user-mode networks; the VMs get a NIC without iPXE ROM so the UEFI firmware's own PXE client boots (needs --firmware uefi and a DHCP service on the taps)")
 	latency := fs.Duration("latency", 0, "delay added before every Redfish response about a machine, for all machines (emulates slow BMCs; benchmarks)")
+	var fault Fault
+	fs.DurationVar(&fault.SlowReset, "slow-reset", 0, "fault: carry out a Reset action at once but answer only after this long (iDRAC under load)")
+	fs.BoolVar(&fault.RevertModeToLegacy, "mode-revert", false, "fault: after a Boot PATCH, report BootSourceOverrideMode Legacy (Supermicro, AMI)")
+	fs.IntVar(&fault.SessionLimit, "session-limit", 0, "fault: refuse a login beyond this many open sessions with iDRAC's RAC0218 (0: the default table of 64)")
+	fs.BoolVar(&fault.Hang, "hang", false, "fault: accept connections and requests, never answer")
+	fs.BoolVar(&fault.BadJSON, "bad-json", false, "fault: answer GETs under a system with a body that is not JSON")
+	fs.IntVar(&fault.LockoutAfter, "lockout-after", 0, "fault: lock an account after this many failed logins (0: never)")
+	fs.IntVar(&fault.DuplicateDriveLinks, "duplicate-drive-links", 0, "fault: link each system's drive this many times from its Storage")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -113,9 +139,21 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("lab: unexpected arguments %q", fs.Args())
 	}
-	if *latency < 0 {
-		return fmt.Errorf("lab: --latency %s: must not be negative", *latency)
+	fwds, err := parseHostForwards(*hostFwds)
+	if err != nil {
+		return err
 	}
+	for name, d := range map[string]time.Duration{"latency": *latency, "slow-reset": fault.SlowReset} {
+		if d < 0 {
+			return fmt.Errorf("lab: --%s %s: must not be negative", name, d)
+		}
+	}
+	for name, n := range map[string]int{"session-limit": fault.SessionLimit, "lockout-after": fault.LockoutAfter, "duplicate-drive-links": fault.DuplicateDriveLinks} {
+		if n < 0 {
+			return fmt.Errorf("lab: --%s %d: must not be negative", name, n)
+		}
+	}
+	fault.Latency = *latency
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("lab: --log-level: %w", err)
@@ -127,7 +165,8 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Backend:      *backend,
 		NamePrefix:   *prefix,
 		BootURL:      *bootURL,
-		TFTPBootFile: *tftpBootFile,
+		BootForward:  *bootForward,
+		HostForwards: fwds,
 		StateDir:     *stateDir,
 		QEMUBinary:   *qemuBin,
 		MemoryMiB:    *memory,
@@ -140,9 +179,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *latency > 0 {
+	if fault != (Fault{}) {
 		for _, name := range l.Names() {
-			l.SetFault(name, Fault{Latency: *latency})
+			l.SetFault(name, fault)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The documents follow the DMTF reference mockup (public-rackmount1) in
@@ -141,7 +142,7 @@ func (s *System) hardware() hardware {
 // reported power; callers hold s.mu.
 func (s *System) systemDoc(boot BootOverride, power string) map[string]any {
 	hw := s.hardware()
-	return map[string]any{
+	doc := map[string]any{
 		"@odata.type":    "#ComputerSystem.v1_20_0.ComputerSystem",
 		"@odata.id":      s.path(),
 		"@odata.context": odataContext("ComputerSystem.ComputerSystem"),
@@ -185,6 +186,10 @@ func (s *System) systemDoc(boot BootOverride, power string) map[string]any {
 			},
 		},
 	}
+	if !s.lastReset.IsZero() {
+		doc["LastResetTime"] = s.lastReset.UTC().Format(time.RFC3339Nano)
+	}
+	return doc
 }
 
 func (s *System) nicsDoc() map[string]any {
@@ -235,6 +240,13 @@ func (s *System) storagesDoc() map[string]any {
 }
 
 func (s *System) storageDoc() map[string]any {
+	s.mu.Lock()
+	n := max(1, s.fault.DuplicateDriveLinks)
+	s.mu.Unlock()
+	drives := make([]any, n)
+	for i := range drives {
+		drives[i] = odataID(s.path() + "/Storage/1/Drives/0")
+	}
 	return map[string]any{
 		"@odata.type":        "#Storage.v1_15_0.Storage",
 		"@odata.id":          s.path() + "/Storage/1",
@@ -242,8 +254,8 @@ func (s *System) storageDoc() map[string]any {
 		"Id":                 "1",
 		"Name":               "Local Storage Controller",
 		"Status":             map[string]any{"State": "Enabled", "Health": "OK", "HealthRollup": "OK"},
-		"Drives@odata.count": 1,
-		"Drives":             []any{odataID(s.path() + "/Storage/1/Drives/0")},
+		"Drives@odata.count": len(drives),
+		"Drives":             drives,
 	}
 }
 

@@ -245,6 +245,7 @@ type KernelArgs struct {
 	Machine   string   // baremetal.machine=
 	Token     string   // baremetal.token=
 	Templates []string // baremetal.templates=a,b
+	Deploy    bool     // baremetal.mode=deploy: the agent's deploy ramdisk
 }
 
 // ParseKernelArgs reads the baremetal.* words of a kernel command line.
@@ -263,6 +264,8 @@ func ParseKernelArgs(words []string) KernelArgs {
 			k.Machine = val
 		case "baremetal.token":
 			k.Token = val
+		case "baremetal.mode":
+			k.Deploy = val == "deploy"
 		case "baremetal.templates":
 			k.Templates = nil
 			for t := range strings.SplitSeq(val, ",") {

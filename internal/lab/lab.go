@@ -67,17 +67,34 @@ type Config struct {
 	// NamePrefix names the machines: "lab-" (default) gives lab-1, lab-2, ...
 	NamePrefix string
 
-	// BootURL is the agent's advertised boot base URL the memory backend's
-	// simulated machines fetch from when they PXE boot. Empty: simulated
-	// machines power on but never boot anything.
+	// BootURL is the agent's advertised boot base URL: the memory
+	// backend's simulated machines fetch from it when they PXE boot, and
+	// the qemu backend's VMs are handed <BootURL>/boot.ipxe as their DHCP
+	// boot file. Empty: machines power on but never boot from the agent.
+	//
+	// A VM's network is QEMU's user-mode network with restrict=on: the VM
+	// reaches nothing at all, except the boot URL's address and port, which
+	// a guest forward connects to BootForward on the host, and the ports
+	// HostForwards publish. So under the qemu backend the boot URL must be
+	// an http:// URL on the user network at an address the VMs do not use
+	// themselves (QEMUBootURL).
 	BootURL string
+	// BootForward is the host address the guest forward of the boot URL
+	// connects to (default 127.0.0.1 and the boot URL's port): the agent's
+	// --boot-addr.
+	BootForward string
+	// ForwardCommand is the program QEMU runs for every guest connection to
+	// the boot URL, with BootForward appended as its last argument; it
+	// relays the connection's bytes between its stdin/stdout and that
+	// address (default: this executable's "lab-forward" command).
+	ForwardCommand []string
+	// HostForwards publish guest TCP ports on the host's loopback, e.g. a
+	// control plane's etcd for the demo to read (qemu backend).
+	HostForwards []HostForward
 	// HTTPClient is what simulated machines use to reach BootURL
 	// (default: a client with a 30s timeout).
 	HTTPClient *http.Client
 
-	// TFTPBootFile is handed to QEMU's user-mode network as the DHCP boot
-	// file, e.g. tftp://10.0.2.2:6969/boot.ipxe (qemu backend).
-	TFTPBootFile string
 	// StateDir holds the VMs' disks, serial logs and QEMU logs (qemu backend).
 	StateDir string
 	// QEMUBinary defaults to qemu-system-x86_64 on $PATH.
@@ -110,6 +127,13 @@ type Config struct {
 	PasswordSeed string
 }
 
+// HostForward publishes one machine's guest TCP port on 127.0.0.1.
+type HostForward struct {
+	Machine   string // machine name, e.g. lab-1
+	HostPort  int
+	GuestPort int
+}
+
 // Fault is what a machine's BMC does wrong. The zero Fault is a healthy BMC.
 type Fault struct {
 	// Latency is added before every response about this machine.
@@ -126,6 +150,39 @@ type Fault struct {
 	// LiePowerStateFor keeps reporting the previous PowerState for this long
 	// after a change, like BMCs whose power sensor polls lazily.
 	LiePowerStateFor time.Duration
+	// SlowReset carries out a Reset action at once but answers only after
+	// this long, as iDRACs under load do.
+	SlowReset time.Duration
+	// RevertModeToLegacy takes a Boot PATCH but then reports
+	// BootSourceOverrideMode Legacy (and boots that way), as some
+	// Supermicro and AMI BMCs do.
+	RevertModeToLegacy bool
+	// SessionLimit, when above 0, is how many sessions the BMC holds; a
+	// login beyond it is refused with iDRAC's RAC0218 "maximum number of
+	// user sessions" (400). Basic auth still works.
+	SessionLimit int
+	// Hang accepts connections and requests and never answers.
+	Hang bool
+	// BadJSON answers GETs under the system with a body that is not JSON.
+	BadJSON bool
+	// LockoutAfter, when above 0, locks the account after that many failed
+	// logins (session or basic auth): every login is refused from then on,
+	// the right password included, until the fault is replaced.
+	LockoutAfter int
+	// DuplicateDriveLinks, when above 1, links the system's one drive that
+	// many times from its Storage.
+	DuplicateDriveLinks int
+}
+
+// Counts is what a system's BMC was asked, counted at the BMC.
+type Counts struct {
+	Resets       int // POSTs of ComputerSystem.Reset, whatever their answer
+	Patches      int // PATCHes of the ComputerSystem
+	Logins       int // session creations tried (POST to Sessions)
+	FailedLogins int // logins refused for bad credentials, session or basic auth
+	// PatchedModes lists the BootSourceOverrideMode of every PATCH that
+	// carried one, in order.
+	PatchedModes []string
 }
 
 // BootOverride is a system's Redfish Boot source override.
@@ -225,6 +282,9 @@ type System struct {
 	boot           BootOverride
 	fault          Fault
 	fail503Left    int
+	counts         Counts
+	failedLogins   int       // since the fault was last set, for LockoutAfter
+	lastReset      time.Time // when the system last came out of a reset
 
 	pxeCancel context.CancelFunc
 	pxeBoots  int
@@ -232,6 +292,10 @@ type System struct {
 	lastPXErr error
 
 	vm *qemuVM // qemu backend: the running VM, nil when off
+
+	// osCallback is where the image a simulated deploy wrote calls back
+	// on its first boot from disk (memory backend).
+	osCallback string
 
 	sessions map[string]*session // by id; guarded by lab.sessMu
 }
@@ -264,6 +328,11 @@ func New(cfg Config) (*Lab, error) {
 	}
 	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
 		return nil, fmt.Errorf("lab: boot URL %q must start with http:// or https://", cfg.BootURL)
+	}
+	if cfg.Backend == BackendQEMU {
+		if err := qemuNetworkDefaults(&cfg); err != nil {
+			return nil, err
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -328,6 +397,12 @@ func New(cfg Config) (*Lab, error) {
 		l.systems[name] = s
 		l.byUser[s.username] = s
 		l.order = append(l.order, s)
+	}
+	for _, f := range cfg.HostForwards {
+		if l.systems[f.Machine] == nil {
+			cancel()
+			return nil, fmt.Errorf("lab: host forward for unknown machine %q", f.Machine)
+		}
 	}
 	return l, nil
 }
@@ -503,6 +578,7 @@ func (l *Lab) SetFault(name string, f Fault) {
 	s.mu.Lock()
 	s.fault = f
 	s.fail503Left = f.Fail503Next
+	s.failedLogins = 0
 	s.mu.Unlock()
 }
 
@@ -564,6 +640,15 @@ func (s *System) Faults() Fault {
 	f := s.fault
 	f.Fail503Next = s.fail503Left
 	return f
+}
+
+// Counts is what the system's BMC was asked so far.
+func (s *System) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counts
+	c.PatchedModes = slices.Clone(c.PatchedModes)
+	return c
 }
 
 // PXEBoots counts the simulated PXE boots that finished (memory backend).

@@ -90,6 +90,7 @@ func (s *System) powerOn() error {
 		s.boot.Enabled = "Disabled"
 	}
 	s.powerOns++
+	s.lastReset = time.Now()
 	s.mu.Unlock()
 	return s.lab.backend.start(s, boot)
 }
@@ -125,11 +126,23 @@ func (b *memoryBackend) start(s *System, boot BootOverride) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.setPower("On")
-	if !pxeBoot(boot) || b.lab.cfg.BootURL == "" || b.lab.ctx.Err() != nil {
+	if b.lab.cfg.BootURL == "" || b.lab.ctx.Err() != nil {
 		return nil
 	}
 	if s.pxeCancel != nil {
 		s.pxeCancel()
+	}
+	if !pxeBoot(boot) {
+		// A disk boot runs what was deployed there: an image's OS calls
+		// back once, on its first boot.
+		if s.osCallback != "" {
+			ctx, cancel := context.WithCancel(b.lab.ctx)
+			s.pxeCancel = cancel
+			b.lab.wg.Add(1)
+			go b.simulateOSBoot(ctx, s, s.osCallback)
+			s.osCallback = ""
+		}
+		return nil
 	}
 	ctx, cancel := context.WithCancel(b.lab.ctx)
 	s.pxeCancel = cancel
@@ -148,8 +161,12 @@ var bootRetryPause = 2 * time.Second
 func (b *memoryBackend) runPXE(ctx context.Context, s *System) {
 	defer b.lab.wg.Done()
 	for {
-		res, err := SimulatePXEBoot(ctx, b.lab.http, b.lab.cfg.BootURL, s.mac)
-		if ctx.Err() != nil {
+		res, err := simulateBoot(ctx, b.lab.http, b.lab.cfg.BootURL, s.mac, s.disks(), func(osCallback string) {
+			s.mu.Lock()
+			s.osCallback = osCallback
+			s.mu.Unlock()
+		})
+		if ctx.Err() != nil && (res == nil || res.Deploy == nil || res.CallbackStatus == 0) {
 			return // powered off or restarted mid-boot: this boot never finished
 		}
 		s.mu.Lock()

@@ -42,6 +42,25 @@ type PXEResult struct {
 	// HTTP answer to it (0: not posted).
 	Address        string
 	CallbackStatus int
+
+	// Deploy is set when the kernel was the agent's deploy ramdisk
+	// (baremetal.mode=deploy): the simulated image deploy.
+	Deploy *DeployResult
+}
+
+// DeployResult is what a simulated deploy ramdisk did. It writes nothing:
+// it reads the whole image, checks its checksum, fetches the config
+// drive's files and reports the image written.
+type DeployResult struct {
+	Disk         string
+	BytesWritten int64
+	// Checksum is what the image read hashed to, "sha256:..." or "sha512:...".
+	Checksum    string
+	ConfigDrive map[string]string // file name -> content
+	// OSCallback is where the deployed OS calls back when it boots (its
+	// cloud-init's user-data would hold the same URL); empty after a failed
+	// deploy.
+	OSCallback string
 }
 
 // Fetch is one boot file the client fetched (its first KiB, as a ROM
@@ -78,6 +97,13 @@ const (
 // The result describes everything done so far even when err is set. Errors
 // never include the token.
 func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) (*PXEResult, error) {
+	return simulateBoot(ctx, hc, bootURL, mac, []model.SeenDisk{{Name: "sda", SizeBytes: 480103981056, Model: "Lab SSD 480", Serial: "LAB0"}}, nil)
+}
+
+// simulateBoot is SimulatePXEBoot for a machine with the given disks,
+// which a deploy ramdisk reports. written, when set, learns where the
+// deployed OS will call back, before the agent hears of the image.
+func simulateBoot(ctx context.Context, hc *http.Client, bootURL, mac string, disks []model.SeenDisk, written func(osCallback string)) (*PXEResult, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -152,6 +178,12 @@ func SimulatePXEBoot(ctx context.Context, hc *http.Client, bootURL, mac string) 
 	}
 	base2 := strings.TrimRight(args.URL, "/") + "/machines/" + url.PathEscape(args.Machine)
 	q := "?token=" + url.QueryEscape(args.Token)
+	if args.Deploy {
+		if err := simulateDeploy(ctx, hc, res, base2, q, disks, written); err != nil {
+			return fail(err)
+		}
+		return res, nil
+	}
 
 	report := model.CallbackReport{Hostname: args.Machine, Status: "ok"}
 	var tmplErr error

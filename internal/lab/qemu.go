@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +70,70 @@ func bootArgs(boot BootOverride) string {
 	}
 }
 
+// userNetdev is the VM's user-mode network. Every VM has one of its own,
+// all alike (10.0.2.0/24, the host as 10.0.2.2). Starting each one's DHCP
+// pool at its own address gives the machines distinct reported addresses,
+// as a real rack would, so a cluster's templates can tell its members
+// apart. restrict=on isolates the VM: a real OS in it must not reach the
+// outside world or the host, so its only ways out are the guest forward to
+// the agent's boot endpoints and the published host forwards.
+func (b *qemuBackend) userNetdev(s *System) string {
+	cfg := b.lab.cfg
+	esc := func(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+	netdev := fmt.Sprintf("user,id=n0,restrict=on,dhcpstart=%s", qemuGuestAddress(s.index))
+	if cfg.BootURL != "" {
+		u, _ := url.Parse(cfg.BootURL) // checked by qemuNetworkDefaults
+		// iPXE fetches its first script over HTTP: the guest forward
+		// carries TCP only, so TFTP to the host cannot pass.
+		netdev += ",bootfile=" + esc(cfg.BootURL+"/boot.ipxe")
+		netdev += ",guestfwd=tcp:" + u.Host + "-cmd:" + esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), cfg.BootForward), " "))
+	}
+	for _, f := range cfg.HostForwards {
+		if f.Machine == s.name {
+			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+		}
+	}
+	return netdev
+}
+
+// QEMUAgentAddress is the agent's address on every lab VM's network: a
+// guest forward carries connections to it to the agent on the host.
+const QEMUAgentAddress = "10.0.2.4"
+
+// QEMUBootURL is the boot URL to advertise to the lab's VMs for an agent
+// whose boot endpoints listen on the host's loopback at port.
+func QEMUBootURL(port string) string { return "http://" + QEMUAgentAddress + ":" + port }
+
+// qemuNetworkDefaults checks the boot URL a VM can be handed and fills in
+// where its guest forward connects.
+func qemuNetworkDefaults(cfg *Config) error {
+	if cfg.BootURL == "" {
+		return nil
+	}
+	u, err := url.Parse(cfg.BootURL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" {
+		return fmt.Errorf("lab: qemu backend: boot URL %q must be http://<address on 10.0.2.0/24>:<port> (the VMs reach it through a guest forward)", cfg.BootURL)
+	}
+	// The forward needs an address of the VMs' network that is neither
+	// slirp's own (.2 the host, .3 DNS) nor one its DHCP hands a VM (.15
+	// up, see qemuGuestAddress).
+	ip := net.ParseIP(u.Hostname()).To4()
+	if ip == nil || !(&net.IPNet{IP: net.IPv4(10, 0, 2, 0), Mask: net.CIDRMask(24, 32)}).Contains(ip) || ip[3] < 4 || ip[3] >= 15 {
+		return fmt.Errorf("lab: qemu backend: boot URL %q must use an address from 10.0.2.4 to 10.0.2.14 (the VMs' network, where slirp and the VMs' DHCP leave room for the agent's forward), e.g. %s", cfg.BootURL, QEMUBootURL(u.Port()))
+	}
+	if cfg.BootForward == "" {
+		cfg.BootForward = net.JoinHostPort("127.0.0.1", u.Port())
+	}
+	if len(cfg.ForwardCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("lab: qemu backend: locating this program for the guest forward: %w", err)
+		}
+		cfg.ForwardCommand = []string{exe, "lab-forward"}
+	}
+	return nil
+}
+
 // uefiBootIndexes maps the override to the UEFI VM's boot order, given as
 // bootindex properties (OVMF follows those, not -boot): the NIC first for a
 // PXE override, the disk first otherwise. The order stays for the VM's
@@ -82,14 +149,7 @@ func uefiBootIndexes(boot BootOverride) (nic, disk int) {
 func (b *qemuBackend) args(s *System, boot BootOverride) []string {
 	disk, serial, _ := b.paths(s)
 	cfg := b.lab.cfg
-	// Every VM has a user-mode network of its own, all alike (10.0.2.0/24,
-	// the host as 10.0.2.2). Starting each one's DHCP pool at its own
-	// address gives the machines distinct reported addresses, as a real
-	// rack would, so a cluster's templates can tell its members apart.
-	netdev := fmt.Sprintf("user,id=n0,dhcpstart=%s", qemuGuestAddress(s.index))
-	if cfg.TFTPBootFile != "" {
-		netdev += ",bootfile=" + strings.ReplaceAll(cfg.TFTPBootFile, ",", ",,")
-	}
+	netdev := b.userNetdev(s)
 	// QEMU's e1000 ROM is iPXE (BIOS and EFI), which does the network boot
 	// under either firmware.
 	nic := "e1000,netdev=n0,mac=" + s.mac

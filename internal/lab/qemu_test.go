@@ -47,7 +47,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 	requireQEMU(t)
 	dir := t.TempDir()
 	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64,
-		TFTPBootFile: "tftp://10.0.2.2:6969/boot.ipxe"})
+		BootURL: "http://10.0.2.4:6969", ForwardCommand: []string{"/usr/bin/fwd", "--x"}})
 	c := credsOf(l, "lab-1")
 	s := l.System("lab-1")
 
@@ -68,7 +68,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 	if got := argAfter(args, "-device"); got != "e1000,netdev=n0,mac="+s.MAC() {
 		t.Errorf("-device %q", got)
 	}
-	if got := argAfter(args, "-netdev"); got != "user,id=n0,dhcpstart=10.0.2.15,bootfile=tftp://10.0.2.2:6969/boot.ipxe" {
+	if got := argAfter(args, "-netdev"); got != "user,id=n0,restrict=on,dhcpstart=10.0.2.15,bootfile=http://10.0.2.4:6969/boot.ipxe,guestfwd=tcp:10.0.2.4:6969-cmd:/usr/bin/fwd --x 127.0.0.1:6969" {
 		t.Errorf("-netdev %q", got)
 	}
 	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -134,8 +135,11 @@ func (l *Lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	attributed = l.attribute(r, rt, body)
-	if attributed != nil && !attributed.injectFaults(sw, r) {
-		return
+	if attributed != nil {
+		attributed.count(r, rt)
+		if !attributed.injectFaults(sw, r, rt) {
+			return
+		}
 	}
 
 	switch rt.kind {
@@ -218,11 +222,39 @@ func (l *Lab) attribute(r *http.Request, rt route, body []byte) *System {
 	return nil
 }
 
-// injectFaults applies latency and 503s; false means it answered already.
-func (s *System) injectFaults(w http.ResponseWriter, r *http.Request) bool {
+// count records, on arrival, the requests tests count at the BMC.
+func (s *System) count(r *http.Request, rt route) {
 	s.mu.Lock()
-	latency := s.fault.Latency
+	defer s.mu.Unlock()
+	switch {
+	case rt.kind == "reset" && r.Method == http.MethodPost:
+		s.counts.Resets++
+	case rt.kind == "system" && r.Method == http.MethodPatch:
+		s.counts.Patches++
+	case rt.kind == "sessions" && r.Method == http.MethodPost:
+		s.counts.Logins++
+	}
+}
+
+// injectFaults applies hangs, latency, bad JSON and 503s; false means it
+// answered already (or never will).
+func (s *System) injectFaults(w http.ResponseWriter, r *http.Request, rt route) bool {
+	s.mu.Lock()
+	latency, hang, badJSON := s.fault.Latency, s.fault.Hang, s.fault.BadJSON
 	s.mu.Unlock()
+	if hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.lab.ctx.Done():
+		}
+		return false
+	}
+	if badJSON && r.Method == http.MethodGet && rt.system != "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "<html><body>Internal firmware error: {\"PowerState\": On,</body></html>\n")
+		return false
+	}
 	if latency > 0 {
 		t := time.NewTimer(latency)
 		select {
@@ -269,10 +301,28 @@ func (l *Lab) principal(r *http.Request) *System {
 		return nil
 	}
 	s := l.byUser[u]
-	if s == nil || subtle.ConstantTimeCompare([]byte(p), []byte(s.password)) != 1 {
+	if s == nil || !s.login(p) {
 		return nil
 	}
 	return s
+}
+
+// login checks a password against the account, counting failures and
+// applying a LockoutAfter fault.
+func (s *System) login(password string) bool {
+	ok := subtle.ConstantTimeCompare([]byte(password), []byte(s.password)) == 1
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	locked := s.fault.LockoutAfter > 0 && s.failedLogins >= s.fault.LockoutAfter
+	if !ok || locked {
+		s.counts.FailedLogins++
+		s.failedLogins++
+		if s.fault.LockoutAfter > 0 && s.failedLogins == s.fault.LockoutAfter {
+			s.lab.log.Warn("lab: account locked out (fault)", "system", s.name, "failed_logins", s.failedLogins)
+		}
+		return false
+	}
+	return true
 }
 
 // authorize answers 401 and returns nil unless the request carries valid
@@ -312,9 +362,10 @@ func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte)
 	}
 	s := l.byUser[creds.UserName]
 	refused := true
-	if s != nil && subtle.ConstantTimeCompare([]byte(creds.Password), []byte(s.password)) == 1 {
+	limit := 0
+	if s != nil && s.login(creds.Password) {
 		s.mu.Lock()
-		refused = s.fault.RefuseLogin
+		refused, limit = s.fault.RefuseLogin, s.fault.SessionLimit
 		s.mu.Unlock()
 	}
 	if refused {
@@ -328,6 +379,21 @@ func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte)
 		if now.Sub(ss.lastUsed) > sessionTimeout {
 			l.dropSessionLocked(ss)
 		}
+	}
+	if limit > 0 && len(s.sessions) >= limit {
+		l.sessMu.Unlock()
+		// What iDRAC answers (RAC0218), registry and all.
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+			"code":    msgPrefix + "GeneralError",
+			"message": "A general error has occurred. See ExtendedInfo for more information.",
+			"@Message.ExtendedInfo": []extendedInfo{{
+				"MessageId":  "IDRAC.2.8.RAC0218",
+				"Message":    "The maximum number of user sessions is reached.",
+				"Severity":   "Warning",
+				"Resolution": "Close one or more sessions and retry the operation.",
+			}},
+		}})
+		return
 	}
 	if len(s.sessions) >= maxSessionsPerSystem {
 		l.sessMu.Unlock()
@@ -405,7 +471,7 @@ func (s *System) serve(w http.ResponseWriter, r *http.Request, rt route, body []
 		writeDoc(w, http.StatusOK, doc)
 	case "reset":
 		if allow(w, r, http.MethodPost) {
-			s.postReset(w, body)
+			s.postReset(r.Context(), w, body)
 		}
 	case "manager":
 		if allow(w, r, http.MethodGet) {
@@ -447,7 +513,7 @@ func (s *System) serve(w http.ResponseWriter, r *http.Request, rt route, body []
 	}
 }
 
-func (s *System) postReset(w http.ResponseWriter, body []byte) {
+func (s *System) postReset(ctx context.Context, w http.ResponseWriter, body []byte) {
 	var req struct{ ResetType *string }
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "MalformedJSON", "The request body must be a JSON object such as {\"ResetType\": \"On\"}.")
@@ -469,6 +535,18 @@ func (s *System) postReset(w http.ResponseWriter, body []byte) {
 		writeError(w, http.StatusInternalServerError, "InternalError",
 			fmt.Sprintf("The request failed due to an internal service error: %v.", err))
 		return
+	}
+	s.mu.Lock()
+	slow := s.fault.SlowReset
+	s.mu.Unlock()
+	if slow > 0 {
+		t := time.NewTimer(slow)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return // the client gave up; the reset stands
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -545,9 +623,15 @@ func (s *System) patch(w http.ResponseWriter, r *http.Request, body []byte) {
 	if v, ok := changes["BootSourceOverrideMode"]; ok {
 		next.Mode = v
 	}
+	if v, ok := changes["BootSourceOverrideMode"]; ok {
+		s.counts.PatchedModes = append(s.counts.PatchedModes, v)
+	}
 	revert := s.fault.RevertBootOverride
 	if !revert {
 		s.boot = next
+		if s.fault.RevertModeToLegacy && len(boot) > 0 {
+			s.boot.Mode = "Legacy"
+		}
 	}
 	// A reverting BMC answers as if it had taken the change.
 	doc := s.systemDoc(next, power)

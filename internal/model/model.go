@@ -86,8 +86,13 @@ const (
 	StepBootingInstaller Step = "booting_installer"
 	StepInstalling       Step = "installing"
 	StepFinishing        Step = "finishing" // next boot to disk after the callback
-	StepWiping           Step = "wiping"
-	StepPoweringOff      Step = "powering_off"
+	// StepImageWritten: the deploy ramdisk wrote the image and the config
+	// drive; the agent sets the next boot to disk and power-cycles.
+	StepImageWritten Step = "image_written"
+	// StepBootingOS: the deployed OS is booting; its cloud-init calls back.
+	StepBootingOS   Step = "booting_os"
+	StepWiping      Step = "wiping"
+	StepPoweringOff Step = "powering_off"
 )
 
 // Signal is a boot-chain observation made by the boot edge.
@@ -108,6 +113,12 @@ const (
 	SignalCallbackRejected Signal = "callback_rejected"
 	SignalUnknownMAC       Signal = "unknown_mac"
 	SignalRenderFailed     Signal = "render_failed"
+	// SignalDeployDisks: the deploy ramdisk reported the machine's disks
+	// and the agent chose the one to write.
+	SignalDeployDisks Signal = "deploy_disks"
+	// SignalDeployProgress: the deploy ramdisk's image write passed another
+	// GiB (a boot step per GiB, so a long write is not a stall).
+	SignalDeployProgress Signal = "deploy_progress"
 )
 
 // Power states as Redfish reports them.
@@ -188,6 +199,9 @@ type Machine struct {
 	// BootMode is the boot mode the agent asks the BMC for; empty keeps the
 	// mode the BMC reports.
 	BootMode BootMode `json:"boot_mode,omitempty"`
+	// RootDevice, when set, replaces the profile's root device hints for
+	// image deploys to this machine.
+	RootDevice *RootDeviceHints `json:"root_device,omitempty"`
 
 	// Cluster and Role are set when a cluster names this machine as a member.
 	Cluster string `json:"cluster,omitempty"`
@@ -263,6 +277,17 @@ type Run struct {
 	StallNotedAt time.Time `json:"stall_noted_at,omitzero"`
 	// TokenUsed is set when the callback consumed the token.
 	TokenUsed bool `json:"token_used,omitempty"`
+	// Deploy is set for a run of a profile with an image: the deploy
+	// ramdisk's progress. Its "image written" callback does not end the
+	// run; the deployed OS's does.
+	Deploy *Deploy `json:"deploy,omitempty"`
+}
+
+// Deploy is an image deploy's progress within its run.
+type Deploy struct {
+	Disk         string    `json:"disk,omitempty"` // the device the ramdisk writes, e.g. "sda"
+	BytesWritten int64     `json:"bytes_written,omitempty"`
+	WrittenAt    time.Time `json:"written_at,omitzero"` // the "image written" callback
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.
@@ -320,16 +345,88 @@ type CallbackReport struct {
 	Hostname  string   `json:"hostname,omitempty"`
 	LogTail   string   `json:"log_tail,omitempty"`
 	Status    string   `json:"status,omitempty"` // "ok" (default) or "failed"
+	// Stage tells an image deploy's two callbacks apart: "image_written"
+	// from the deploy ramdisk, then "os_up" (or empty) from the deployed
+	// OS. Installers leave it empty.
+	Stage string `json:"stage,omitempty"`
+	// Message says what failed, for a failed report.
+	Message string `json:"message,omitempty"`
+	// Disk, BytesWritten and DurationMS describe the image write.
+	Disk         string `json:"disk,omitempty"`
+	BytesWritten int64  `json:"bytes_written,omitempty"`
+	DurationMS   int64  `json:"duration_ms,omitempty"`
+}
+
+// Callback stages of an image deploy.
+const (
+	StageImageWritten = "image_written"
+	StageOSUp         = "os_up"
+)
+
+// Image is an OS image a profile deploys to the machine's root disk.
+type Image struct {
+	// URL is an http(s) URL, or a path under the agent's assets directory
+	// (which the agent serves: the only choice for machines that reach
+	// nothing but the agent).
+	URL string `json:"url"`
+	// Checksum is "sha256:<hex>" or "sha512:<hex>" of the file at URL.
+	Checksum string `json:"checksum"`
+	// Format is what the file at URL holds: ImageFormats.
+	Format string `json:"format"`
+}
+
+// ImageFormats lists the image formats the deploy ramdisk writes: a raw
+// disk image, or one compressed with gzip or zstd.
+var ImageFormats = []string{"raw", "gzip", "zstd"}
+
+// RootDeviceHints choose the disk an image is written to, as Ironic's root
+// device hints do: every hint given must match. A machine's hints replace
+// its profile's.
+type RootDeviceHints struct {
+	Name       string  `json:"name,omitempty"` // kernel name, e.g. "sda" or "/dev/sda"
+	MinSizeGiB float64 `json:"min_size_gib,omitempty"`
+	MaxSizeGiB float64 `json:"max_size_gib,omitempty"`
+	Model      string  `json:"model,omitempty"`
+	Serial     string  `json:"serial,omitempty"`
+	WWN        string  `json:"wwn,omitempty"`
+	Rotational *bool   `json:"rotational,omitempty"`
+}
+
+// DeployTarget is what a deploy ramdisk writes, chosen by the agent.
+type DeployTarget struct {
+	Disk  SeenDisk
+	Image Image
+	// Profile is the run's profile (its templates make the config drive).
+	Profile string
+}
+
+// ErrDeployRefused wraps why the agent will not let a deploy ramdisk write
+// (no disk matches the hints, the profile has no image); the machine has
+// been failed with the same message.
+var ErrDeployRefused = errors.New("deploy refused")
+
+// SeenDisk is a disk the deploy ramdisk found on the machine.
+type SeenDisk struct {
+	Name       string `json:"name"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	WWN        string `json:"wwn,omitempty"`
+	Rotational bool   `json:"rotational"`
 }
 
 // BootProfile is how to install a machine: kernel, initrds, cmdline and
 // templates, or a whole iPXE script.
 type BootProfile struct {
-	Name       string            `json:"name"`
-	Kernel     string            `json:"kernel,omitempty"`
-	Initrds    []string          `json:"initrds,omitempty"`
-	Cmdline    string            `json:"cmdline,omitempty"`
-	IPXEScript string            `json:"ipxe_script,omitempty"`
+	Name       string   `json:"name"`
+	Kernel     string   `json:"kernel,omitempty"`
+	Initrds    []string `json:"initrds,omitempty"`
+	Cmdline    string   `json:"cmdline,omitempty"`
+	IPXEScript string   `json:"ipxe_script,omitempty"`
+	// Image, when set, makes the profile an image deploy: the agent's
+	// deploy ramdisk writes it (Kernel and Initrds are then unused).
+	Image      *Image            `json:"image,omitempty"`
+	RootDevice *RootDeviceHints  `json:"root_device,omitempty"`
 	Templates  map[string]string `json:"templates,omitempty"`
 	Params     map[string]string `json:"params,omitempty"`
 	// WipeProfile names a profile run before power-off on deprovision.
@@ -399,6 +496,9 @@ const (
 	EventPowerDrift   = "power_drift"
 	EventSpecChanged  = "spec_changed"
 	EventRunStarted   = "run_started"
+	// EventImageWritten: the deploy ramdisk wrote and verified the image
+	// and the config drive.
+	EventImageWritten = "image_written"
 	// EventBootStalled is recorded once per stall: no new boot step for the
 	// agent's boot stall warning period. Its message is the last_error.
 	EventBootStalled = "boot_stalled"
@@ -411,6 +511,7 @@ var EventTypes = []string{
 	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
 	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
 	string(SignalUnknownMAC), string(SignalRenderFailed),
+	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)

@@ -22,12 +22,14 @@ const (
 	opPowerOff              // BMC graceful shutdown (force after the BMC's grace period)
 	opPollPower             // BMC power-state read for drift
 	opStall                 // write, refresh or clear a run's stall note (see stallPlan)
+	opRebootToOS            // BMC next boot from disk, then power cycle: into the image just written
 )
 
 var opNames = map[op]string{
 	opWait: "wait", opObserve: "observe", opTransition: "transition", opNote: "note",
 	opInspect: "inspect", opSetBootPXE: "set_boot_pxe", opPowerOn: "power_on",
 	opSetBootDisk: "set_boot_disk", opPowerOff: "power_off", opPollPower: "poll_power", opStall: "stall",
+	opRebootToOS: "reboot_to_os",
 }
 
 func (o op) String() string { return opNames[o] }
@@ -257,6 +259,23 @@ func runStep(v view) plan {
 		return fail(timeoutMessage(step, r, t, describeStall(r, v.Boot, v.Now)))
 	case model.StepFinishing:
 		return plan{Op: opSetBootDisk}
+	case model.StepImageWritten:
+		return plan{Op: opRebootToOS}
+	case model.StepBootingOS:
+		if r.StepDeadline.IsZero() {
+			p := to(m.Status.Phase, step, "deadline restored")
+			p.Deadline = v.Now.Add(t.Install)
+			return p
+		}
+		if v.Now.Before(r.StepDeadline) {
+			return plan{Op: opWait, After: r.StepDeadline.Sub(v.Now)}
+		}
+		disk := "the disk"
+		if r.Deploy != nil && r.Deploy.Disk != "" {
+			disk = r.Deploy.Disk
+		}
+		return fail(fmt.Sprintf("run %s: the image was written to %s, but the deployed OS did not call back within %s of the reboot; "+
+			"check the machine's console: the firmware may not boot that disk (boot mode, boot order), or cloud-init did not run the config drive's user-data", r.ID, disk, t.Install))
 	case model.StepNone:
 		return to(m.Status.Phase, model.StepSettingBoot, "run "+r.ID+" resumed at its first step")
 	}

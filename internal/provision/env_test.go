@@ -171,9 +171,12 @@ func (e *env) open() {
 	e.st = st
 	// A restarted agent has a new Redfish client too (no sessions kept).
 	e.mgr = bmc.NewManager(bmc.Config{RequestTimeout: 2 * time.Second, PowerWaitTimeout: time.Second, PollInterval: 10 * time.Millisecond,
-		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: quiet()})
+		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		// Short like the step backoff, so a refused login healed while
+		// retrying is tried again within the step's retries.
+		LoginBackoff: 50 * time.Millisecond, Logger: quiet()})
 	e.rec = New(e.cfg, st, e.mgr)
-	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
+	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, DeployImageDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
 	must(t, err)
 	e.swap.set(b.HTTPHandler())
 }

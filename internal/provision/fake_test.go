@@ -28,6 +28,23 @@ type fakeBMC struct {
 	active    int
 	maxActive int
 	wg        sync.WaitGroup
+	// lose is how many power actions are carried out but answered with an
+	// unknown outcome (a BMC answering after the request timeout);
+	// refuse, how many are not carried out. powers counts those carried out.
+	lose, refuse int
+	powers       int
+	// sessionFull is how many calls fail for a full session table.
+	sessionFull int
+}
+
+func (f *fakeBMC) fullSessionTable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessionFull > 0 {
+		f.sessionFull--
+		return &bmc.Error{Msg: "the BMC's session table is full: waiting, with backoff", Err: bmc.ErrSessionLimit}
+	}
+	return nil
 }
 
 func (f *fakeBMC) enter() func() {
@@ -52,10 +69,21 @@ func (f *fakeBMC) PowerState(_ context.Context, c model.BMC) (string, error) {
 	return model.PowerOff, nil
 }
 
-func (f *fakeBMC) Power(_ context.Context, c model.BMC, a bmc.PowerAction) error {
+func (f *fakeBMC) Power(_ context.Context, c model.BMC, a bmc.PowerAction) (err error) {
 	defer f.enter()()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse > 0 {
+		f.refuse--
+		return &bmc.Error{Msg: "refused", StatusCode: 400}
+	}
+	f.powers++
+	var lost error
+	if f.lose > 0 {
+		f.lose--
+		lost = &bmc.Error{Msg: "answer lost", Err: bmc.ErrPowerOutcomeUnknown}
+	}
+	defer func() { err = lost }()
 	switch a {
 	case bmc.PowerOn, bmc.PowerForceRestart:
 		f.power[c.Endpoint] = model.PowerOn
@@ -84,8 +112,11 @@ func (f *fakeBMC) boot(endpoint string) {
 	_ = f.rec.Callback(ctx, name, m.Run.Token, model.CallbackReport{Addresses: []string{"192.0.2.1"}, Status: "ok"})
 }
 
-func (f *fakeBMC) SetBootOverride(_ context.Context, c model.BMC, t bmc.BootTarget, _ bool) error {
+func (f *fakeBMC) SetBootOverride(_ context.Context, c model.BMC, t bmc.BootTarget, _ bool, _ bmc.BootMode) error {
 	defer f.enter()()
+	if err := f.fullSessionTable(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pxe[c.Endpoint] = t == bmc.BootPXE
@@ -102,6 +133,12 @@ func (f *fakeBMC) Inventory(ctx context.Context, c model.BMC) (*model.Inventory,
 // delay per call, until the test ends.
 func fakeFleet(t *testing.T, n, maxActive int, macByte byte, delay time.Duration) (*env, *fakeBMC) {
 	t.Helper()
+	return fakeFleetOf(t, n, maxActive, macByte, &fakeBMC{delay: delay})
+}
+
+// fakeFleetOf is fakeFleet with a fake BMC set up by the caller.
+func fakeFleetOf(t *testing.T, n, maxActive int, macByte byte, f *fakeBMC) (*env, *fakeBMC) {
+	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "agent.db"), store.BoltOptions{Logger: quiet()})
 	must(t, err)
 	t.Cleanup(func() { _ = st.Close() })
@@ -114,7 +151,7 @@ func fakeFleet(t *testing.T, n, maxActive int, macByte byte, delay time.Duration
 			BMC:  model.BMC{Endpoint: fmt.Sprintf("https://bmc.example/redfish/v1/Systems/m%d", i), Username: "u", Password: "p"}})
 		must(t, err)
 	}
-	f := &fakeBMC{delay: delay, st: st, power: map[string]string{}, pxe: map[string]bool{}}
+	f.st, f.power, f.pxe = st, map[string]string{}, map[string]bool{}
 	rec := New(Config{MaxActive: maxActive, Workers: n, PowerPollInterval: -1, Logger: quiet(),
 		Timeouts: StepTimeouts{WaitPXE: 10 * time.Second}, RetryBase: 10 * time.Millisecond}, st, f)
 	f.rec = rec

@@ -23,7 +23,7 @@ func TestBMCFaults(t *testing.T) {
 	}{
 		{"boot override reverts, then sticks", lab.Fault{RevertBootOverride: true}, true, []string{"setting the boot override to network"}},
 		{"boot override always reverts", lab.Fault{RevertBootOverride: true}, false,
-			[]string{"accepted the override but reports", "while setting the boot override to network (PXE)", "retried 3 times"}},
+			[]string{"accepted the override but reverted BootSourceOverrideTarget", "while setting the boot override to network (PXE)", "retried 3 times"}},
 		{"power actions ignored, then obeyed", lab.Fault{IgnorePower: true}, true, []string{"powering on"}},
 		{"power actions always ignored", lab.Fault{IgnorePower: true}, false,
 			[]string{"still reports PowerState", "while powering on", "retried 3 times"}},
@@ -70,6 +70,55 @@ func TestBMCFaults(t *testing.T) {
 				if !strings.Contains(m.Status.LastError, w) {
 					t.Errorf("last_error %q does not say %q", m.Status.LastError, w)
 				}
+			}
+		})
+	}
+}
+
+// TestAtMostOnePowerCyclePerBootAttempt injects, for good, each fault the
+// lab has into a machine asked to provision, and counts at the BMC the
+// power-ons and restarts it carried out: never more than one per boot
+// attempt of the run, whether the machine ends provisioned or failed.
+func TestAtMostOnePowerCyclePerBootAttempt(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault lab.Fault
+	}{
+		{"latency past the request timeout", lab.Fault{Latency: 2500 * time.Millisecond}},
+		{"503 for ever", lab.Fault{Fail503Next: 1 << 30}},
+		{"refused login", lab.Fault{RefuseLogin: true}},
+		{"ignored power actions", lab.Fault{IgnorePower: true}},
+		{"reverting boot override", lab.Fault{RevertBootOverride: true}},
+		{"power state lies", lab.Fault{LiePowerStateFor: time.Hour}},
+		{"slow reset", lab.Fault{SlowReset: 3 * time.Second}},
+		{"mode reverts to Legacy", lab.Fault{RevertModeToLegacy: true}},
+		{"session limit", lab.Fault{SessionLimit: 1}},
+		{"hang", lab.Fault{Hang: true}},
+		{"bad JSON", lab.Fault{BadJSON: true}},
+		{"lockout after 2 failures", lab.Fault{LockoutAfter: 2}},
+		{"duplicate drive links", lab.Fault{DuplicateDriveLinks: 32}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOpts{machines: 1, cfg: func(c *Config) { c.Timeouts.WaitPXE = 3 * time.Second }})
+			n := e.lab.Names()[0]
+			e.start()
+			e.awaitPhase(n, model.PhaseAvailable, 10*time.Second)
+			e.lab.SetFault(n, tc.fault)
+			e.update(n, func(m *model.Machine) { m.State = model.StateProvisioned })
+			var m *model.Machine
+			e.await("provisioned or failed", time.Minute, func() (bool, string) {
+				m = e.machine(n)
+				return m.Status.Phase == model.PhaseProvisioned || m.Status.Phase == model.PhaseFailed, describe(m)
+			})
+			attempts := 0
+			if m.Run != nil {
+				attempts = m.Run.Attempts + 1
+			}
+			ons := e.lab.System(n).PowerOnCount()
+			t.Logf("%s: %d power-ons for %d boot attempts", m.Status.Phase, ons, attempts)
+			if ons > attempts {
+				t.Fatalf("%d power-ons for %d boot attempts (%s)", ons, attempts, describe(m))
 			}
 		})
 	}

@@ -42,6 +42,7 @@ var bootSignals = map[model.Signal]bool{
 	model.SignalPXERequested: true, model.SignalScriptServed: true,
 	model.SignalKernelFetched: true, model.SignalInitrdFetched: true,
 	model.SignalTemplatesFetched: true,
+	model.SignalDeployDisks:      true, model.SignalDeployProgress: true,
 }
 
 // stepName tells boot steps of one signal apart (model.BootStep.Name): a
@@ -54,6 +55,8 @@ func stepName(sig model.Signal, data map[string]string) string {
 		return data["path"]
 	case model.SignalTemplatesFetched:
 		return data["template"]
+	case model.SignalDeployProgress:
+		return data["gib"]
 	}
 	return ""
 }
@@ -180,6 +183,12 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		run := *m.Run
 		b.Run = &run
 		before = &b
+		if evs, handled := deployCallback(m, report, now, &reject); handled {
+			if reject != "" {
+				return false, nil, errRejected
+			}
+			return false, evs, nil
+		}
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
 		m.Run.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
@@ -354,12 +363,17 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 		pa = bmc.PowerForceRestart
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
+	issued := r.cfg.Now()
 	err = r.bmc.Power(cctx, m.BMC, pa)
 	cancel()
 	if err != nil {
 		msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " during operator action " + action
 		r.met.bmcErrors.WithLabelValues("action_" + action).Inc()
-		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventError, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg})
+		o := bmc.OutcomeOf(err)
+		e := powerEvent(m, pa, o, "operator action "+action+": power "+string(pa)+": "+string(o)+": "+msg, issued)
+		e.Data["operator"] = "true"
+		delete(e.Data, "run") // not part of any run
+		r.appendEvent(ctx, e)
 		return errors.New(msg)
 	}
 	now := r.cfg.Now()
@@ -373,8 +387,10 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 	if err != nil {
 		return fmt.Errorf("machine %s: power %s done, recording it failed: %w", name, pa, err)
 	}
-	r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerAction, Phase: out.Status.Phase, Step: out.Status.Step,
-		Message: "operator action " + action + ": power " + string(pa), Data: map[string]string{"action": string(pa), "operator": "true"}})
+	e := powerEvent(out, pa, bmc.PowerConfirmed, "operator action "+action+": power "+string(pa), issued)
+	e.Data["operator"] = "true"
+	delete(e.Data, "run")
+	r.appendEvent(ctx, e)
 	if out.Status.PowerDrift != m.Status.PowerDrift {
 		r.appendEvent(ctx, model.Event{Machine: name, Type: model.EventPowerDrift, Phase: out.Status.Phase,
 			Message: fmt.Sprintf("power is %s after operator action %s, phase %s expects %s", want, action, out.Status.Phase, orDash(expectedPower(out))),

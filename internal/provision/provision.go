@@ -21,7 +21,7 @@ import (
 type BMC interface {
 	PowerState(ctx context.Context, c model.BMC) (string, error)
 	Power(ctx context.Context, c model.BMC, a bmc.PowerAction) error
-	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool) error
+	SetBootOverride(ctx context.Context, c model.BMC, t bmc.BootTarget, persistent bool, mode bmc.BootMode) error
 	Inventory(ctx context.Context, c model.BMC) (*model.Inventory, error)
 }
 
@@ -165,6 +165,10 @@ type Reconciler struct {
 	// powerIntent holds, per machine, the run whose power-on this agent
 	// issued (see powerOn).
 	powerIntent map[string]string
+	// onNotDone holds, per machine, the run whose last On attempt did not
+	// bring the machine on: if it is on at the next try, that On came in
+	// late, and a restart now would be a second power cycle.
+	onNotDone map[string]string
 	// clusterOf maps machine → cluster, so a member's change also wakes the
 	// cluster (its gates and status depend on every member).
 	clusterOf map[string]string
@@ -205,6 +209,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		failures:     map[string]failure{},
 		notBefore:    map[string]time.Time{},
 		powerIntent:  map[string]string{},
+		onNotDone:    map[string]string{},
 		lastPoll:     map[string]time.Time{},
 		pollSlot:     map[string]time.Time{},
 		clusterOf:    map[string]string{},
@@ -318,6 +323,7 @@ func (r *Reconciler) forget(name string) {
 	delete(r.failures, name)
 	delete(r.notBefore, name)
 	delete(r.powerIntent, name)
+	delete(r.onNotDone, name)
 	delete(r.lastPoll, name)
 	delete(r.pollSlot, name)
 	delete(r.clusterOf, name)

@@ -197,7 +197,56 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 		r.pollPower(ctx, m)
 	case opStall:
 		r.noteStall(ctx, m, p)
+	case opRebootToOS:
+		r.rebootToOS(ctx, m)
 	}
+}
+
+// rebootToOS boots the image the deploy ramdisk wrote: next boot from
+// disk, then a power cycle, since the ramdisk stays up and waits for it.
+// The deployed OS's callback ends the run.
+func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
+	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
+		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, redfishBootMode(m.BootMode))
+	}) {
+		return
+	}
+	const what = "power ForceRestart into the deployed image"
+	var issued time.Time
+	var lost error // the restart's outcome is unknown
+	if !r.bmcStep(ctx, m, "power-cycling into the deployed image", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
+		issued = r.cfg.Now()
+		err := r.bmc.Power(ctx, m.BMC, bmc.PowerForceRestart)
+		switch bmc.OutcomeOf(err) {
+		case bmc.PowerUnknown:
+			// A second restart could cut short the first boot of the
+			// deployed OS; the booting_os deadline covers one that never
+			// happened.
+			lost = err
+			return nil
+		case bmc.PowerNotDone:
+			if ctx.Err() == nil {
+				r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerNotDone,
+					what+": not carried out: "+describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOn), issued))
+			}
+		}
+		return err
+	}) {
+		return
+	}
+	now := r.cfg.Now()
+	lastError := ""
+	if lost != nil {
+		lastError = describeBMCError(m.BMC.Endpoint, lost, r.cfg.Timeouts.PowerOn) + "; waiting for the deployed OS instead"
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerUnknown, what+": "+lastError, issued))
+	} else {
+		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerConfirmed, what, issued))
+	}
+	r.commit(ctx, m, func(x *model.Machine) {
+		setPhase(x, x.Status.Phase, model.StepBootingOS, now)
+		x.Status.LastError = lastError
+		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.Install)
+	}, phaseEvent(m, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back"))
 }
 
 // noteStall writes, refreshes or (with an empty reason) clears the run's
@@ -352,7 +401,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		what, timeout = "setting the next boot to disk", r.cfg.Timeouts.Finish
 	}
 	if !r.bmcStep(ctx, m, what, timeout, true, func(ctx context.Context) error {
-		return r.bmc.SetBootOverride(ctx, m.BMC, t, false)
+		return r.bmc.SetBootOverride(ctx, m.BMC, t, false, redfishBootMode(m.BootMode))
 	}) {
 		return
 	}
@@ -394,7 +443,8 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	var action bmc.PowerAction
 	var issued time.Time
-	resumed := false
+	var lost error // the action's outcome is unknown
+	resumed := ""  // why the machine, found on, is not powered again
 	if !r.bmcStep(ctx, m, "powering on", r.cfg.Timeouts.PowerOn, true, func(ctx context.Context) error {
 		// A fresh read just before the only irreversible action: a signal
 		// or callback that arrived since the pass began means the machine is
@@ -420,7 +470,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 				return err
 			}
 			if ps == model.PowerOn {
-				resumed = true
+				resumed = "power-on was issued before the agent restarted and the machine is on; waiting for the PXE request"
 				return nil
 			}
 		}
@@ -443,16 +493,43 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if err != nil {
 			return err
 		}
+		r.mu.Lock()
+		late := r.onNotDone[m.Name] == m.Run.ID
+		delete(r.onNotDone, m.Name)
+		r.mu.Unlock()
+		if late && ps == model.PowerOn {
+			resumed = "the last power-on came in late and the machine is on now; waiting for the PXE request"
+			return nil
+		}
 		action = bmc.PowerOn
 		if ps == model.PowerOn {
 			action = bmc.PowerForceRestart
 		}
 		issued = r.cfg.Now()
-		return r.bmc.Power(ctx, m.BMC, action)
+		err = r.bmc.Power(ctx, m.BMC, action)
+		switch bmc.OutcomeOf(err) {
+		case bmc.PowerUnknown:
+			// Sending it again could cut short the boot it may have begun;
+			// the waiting_pxe deadline power-cycles a machine that never
+			// boots.
+			lost = err
+			return nil
+		case bmc.PowerNotDone:
+			if action == bmc.PowerOn {
+				r.mu.Lock()
+				r.onNotDone[m.Name] = m.Run.ID
+				r.mu.Unlock()
+			}
+			if ctx.Err() == nil {
+				r.appendEvent(ctx, powerEvent(m, action, bmc.PowerNotDone, "power "+string(action)+" to boot from the network: not carried out: "+
+					describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOn), issued))
+			}
+		}
+		return err
 	}) {
 		return
 	}
-	if resumed {
+	if resumed != "" {
 		now := r.cfg.Now()
 		r.commit(ctx, m, func(x *model.Machine) {
 			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
@@ -460,7 +537,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 			x.Status.PowerState = model.PowerOn
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			x.Run.PoweredOnAt = now
-		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "power-on was issued before the agent restarted and the machine is on; waiting for the PXE request"))
+		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, resumed))
 		return
 	}
 	// The power action happened whatever the store says next: record it
@@ -468,12 +545,16 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	// machines are that fast), so the count goes on the run even when the
 	// step has moved on.
 	now := r.cfg.Now()
-	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power " + string(action) + " to boot from the network",
-		// The event is recorded once the BMC confirms the new state, which a
-		// slow BMC may do after the machine has already booted; issued_at
-		// says when the action was sent.
-		Data: map[string]string{"action": string(action), "run": m.Run.ID, "issued_at": issued.UTC().Format(time.RFC3339Nano)}})
+	// The event is recorded once the BMC confirms the new state, which a
+	// slow BMC may do after the machine has already booted; issued_at says
+	// when the action was sent.
+	lastError := ""
+	if lost != nil {
+		lastError = describeBMCError(m.BMC.Endpoint, lost, r.cfg.Timeouts.PowerOn) + "; waiting for the PXE request instead"
+		r.appendEvent(ctx, powerEvent(m, action, bmc.PowerUnknown, "power "+string(action)+" to boot from the network: "+lastError, issued))
+	} else {
+		r.appendEvent(ctx, powerEvent(m, action, bmc.PowerConfirmed, "power "+string(action)+" to boot from the network", issued))
+	}
 	moved := false
 	wl := r.writeLock(m.Name)
 	wl.Lock()
@@ -484,11 +565,13 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		}
 		x.Run.PowerOns++
 		x.Run.PoweredOnAt = issued
-		x.Status.PowerState = model.PowerOn
-		x.Status.PowerCheckedAt = now
+		if lost == nil {
+			x.Status.PowerState = model.PowerOn
+			x.Status.PowerCheckedAt = now
+		}
 		if moved = samePlace(x, m); moved {
 			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
-			x.Status.LastError = ""
+			x.Status.LastError = lastError
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			if m.Version > x.Status.ObservedVersion {
 				x.Status.ObservedVersion = m.Version
@@ -500,7 +583,11 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		r.log.Error("recording power-on failed", "machine", m.Name, "err", err)
 	}
 	if moved && err == nil {
-		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, "powered "+string(action)+"; waiting for the PXE request")
+		why := "powered " + string(action) + "; waiting for the PXE request"
+		if lost != nil {
+			why = "power " + string(action) + " outcome unknown; waiting for the PXE request"
+		}
+		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, why)
 		e.Machine = m.Name
 		r.appendEvent(ctx, e)
 	}
@@ -508,14 +595,23 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 }
 
 func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
+	const what = "power GracefulShutdown (forced off if it does not stop in time)"
 	if !r.bmcStep(ctx, m, "powering off", r.cfg.Timeouts.PowerOff, true, func(ctx context.Context) error {
-		return r.bmc.Power(ctx, m.BMC, bmc.PowerGracefulShutdown)
+		issued := r.cfg.Now()
+		err := r.bmc.Power(ctx, m.BMC, bmc.PowerGracefulShutdown)
+		if err != nil && ctx.Err() == nil {
+			// A shutdown sent again cannot cycle the machine: the next try
+			// reads the power state first and is a no-op once it is off.
+			o := bmc.OutcomeOf(err)
+			r.appendEvent(ctx, powerEvent(m, bmc.PowerGracefulShutdown, o,
+				what+": "+string(o)+": "+describeBMCError(m.BMC.Endpoint, err, r.cfg.Timeouts.PowerOff), issued))
+		}
+		return err
 	}) {
 		return
 	}
 	now := r.cfg.Now()
-	r.appendEvent(ctx, model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step,
-		Message: "power GracefulShutdown (forced off if it does not stop in time)", Data: map[string]string{"action": string(bmc.PowerGracefulShutdown)}})
+	r.appendEvent(ctx, powerEvent(m, bmc.PowerGracefulShutdown, bmc.PowerConfirmed, what, time.Time{}))
 	if !m.DeletionRequested.IsZero() {
 		err := r.st.DeleteMachine(ctx, m.Name, func(x *model.Machine) error {
 			if x.DeletionRequested.IsZero() {
@@ -554,6 +650,19 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 			x.Run.TokenUsed = true
 		}
 	}, phaseEvent(m, next, model.StepNone, why))
+}
+
+// powerEvent is the power_action event of one attempt: which action, its
+// outcome (confirmed, not_done or unknown) and when it was sent.
+func powerEvent(m *model.Machine, a bmc.PowerAction, o bmc.PowerOutcome, msg string, issued time.Time) model.Event {
+	data := map[string]string{"action": string(a), "outcome": string(o)}
+	if m.Run != nil {
+		data["run"] = m.Run.ID
+	}
+	if !issued.IsZero() {
+		data["issued_at"] = issued.UTC().Format(time.RFC3339Nano)
+	}
+	return model.Event{Machine: m.Name, Type: model.EventPowerAction, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data}
 }
 
 // recordPollEvery is how many drift polls may pass without a store write
@@ -712,7 +821,10 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 
 	msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " while " + what
 	retries := r.cfg.Timeouts.Retries
-	if f.n > retries {
+	// A full session table empties as sessions expire: waiting, however
+	// long, beats failing a machine nothing is wrong with.
+	waiting := errors.Is(err, bmc.ErrSessionLimit)
+	if f.n > retries && !waiting {
 		r.mu.Lock()
 		delete(r.failures, m.Name)
 		r.mu.Unlock()
@@ -727,6 +839,9 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	r.notBefore[m.Name] = now.Add(d)
 	r.mu.Unlock()
 	retryMsg := fmt.Sprintf("%s; retry %d of %d in %s", msg, f.n, retries, d.Round(time.Millisecond))
+	if waiting {
+		retryMsg = fmt.Sprintf("%s; waiting, try %d in %s", msg, f.n+1, d.Round(time.Millisecond))
+	}
 	r.log.Warn("BMC step failed; retrying", "machine", m.Name, "err", retryMsg)
 	r.commit(ctx, m, func(x *model.Machine) { x.Status.LastError = retryMsg },
 		model.Event{Type: model.EventError, Message: retryMsg})
@@ -903,4 +1018,16 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// redfishBootMode is the BootSourceOverrideMode a machine's boot_mode asks
+// for; unset keeps what the BMC reports.
+func redfishBootMode(m model.BootMode) bmc.BootMode {
+	switch m {
+	case model.BootModeUEFI:
+		return bmc.BootModeUEFI
+	case model.BootModeLegacy:
+		return bmc.BootModeLegacy
+	}
+	return bmc.BootModeKeep
 }

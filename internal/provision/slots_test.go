@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -65,4 +68,52 @@ func TestReleasedSlotStartsTheNextMachineAtOnce(t *testing.T) {
 	if f.maxActive != 1 {
 		t.Fatalf("%d BMC steps ran at once, want the limit of 1", f.maxActive)
 	}
+}
+
+// A power-on whose outcome is unknown is not sent again: the machine goes
+// on to wait for its PXE request, and the attempt is a power_action event
+// with outcome unknown. One that provably did not happen is retried.
+func TestPowerOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		lose, refuse int
+		wantPowers   int
+		wantOutcomes []string
+	}{
+		{"unknown: not sent again", 1, 0, 1, []string{"unknown"}},
+		{"not done: sent again", 0, 1, 1, []string{"not_done", "confirmed"}},
+		{"confirmed", 0, 0, 1, []string{"confirmed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := fakeFleetOf(t, 1, 1, 0x04, &fakeBMC{lose: tc.lose, refuse: tc.refuse})
+			e.awaitAll(model.PhaseProvisioned, 30*time.Second)
+			f.mu.Lock()
+			powers := f.powers
+			f.mu.Unlock()
+			require.Equal(t, tc.wantPowers, powers, "power actions carried out")
+			var outcomes []string
+			for _, ev := range e.events("m1") {
+				if ev.Type == model.EventPowerAction {
+					outcomes = append(outcomes, ev.Data["outcome"])
+				}
+			}
+			assert.Equal(t, tc.wantOutcomes, outcomes)
+		})
+	}
+}
+
+// A full session table is waited out, past the step's retries.
+func TestSessionLimitIsWaitedOut(t *testing.T) {
+	// More failures than the step's 3 retries (the default).
+	e, _ := fakeFleetOf(t, 1, 1, 0x05, &fakeBMC{sessionFull: 6})
+	e.awaitAll(model.PhaseProvisioned, 30*time.Second)
+	var waits int
+	for _, ev := range e.events("m1") {
+		if ev.Type == model.EventError {
+			assert.Contains(t, ev.Message, "session table is full")
+			assert.Contains(t, ev.Message, "; waiting, try ")
+			waits++
+		}
+	}
+	assert.Equal(t, 6, waits)
 }

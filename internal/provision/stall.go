@@ -27,6 +27,11 @@ type bootPlan struct {
 // planOf reads p's boot plan the way the boot edge signals it: asset
 // paths without their leading "/".
 func planOf(p *model.BootProfile) bootPlan {
+	if p.Image != nil {
+		// The deploy ramdisk (boot.imagePlan) fetches its config drive's
+		// user-data as a template.
+		return bootPlan{Kernel: true, Initrds: []string{"deploy-image/initrd.img"}, Templates: true}
+	}
 	b := bootPlan{Kernel: servedHere(p.Kernel), Templates: len(p.Templates) > 0}
 	for _, ird := range p.Initrds {
 		if servedHere(ird) {

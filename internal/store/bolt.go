@@ -174,7 +174,7 @@ func (s *Bolt) init(key []byte) error {
 	s.sealer = sl
 
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMachines, bucketMACs, bucketProfiles, bucketClusters, bucketEvents, bucketAgentEvents, bucketMeta} {
+		for _, name := range [][]byte{bucketMachines, bucketMACs, bucketProfiles, bucketClusters, bucketEvents, bucketAgentEvents, bucketMeta, bucketBMCSessions} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
 			}

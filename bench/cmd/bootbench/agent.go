@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
@@ -26,6 +27,14 @@ type benchLifecycle struct{}
 func (benchLifecycle) Signal(context.Context, string, model.Signal, map[string]string) {}
 
 func (benchLifecycle) Callback(context.Context, string, string, model.CallbackReport) error {
+	return model.ErrTokenRejected
+}
+
+func (benchLifecycle) DeployDisks(context.Context, string, string, []model.SeenDisk) (model.DeployTarget, error) {
+	return model.DeployTarget{}, model.ErrTokenRejected
+}
+
+func (benchLifecycle) DeployProgress(context.Context, string, string, int64, time.Duration) error {
 	return model.ErrTokenRejected
 }
 

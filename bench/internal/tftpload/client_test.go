@@ -22,6 +22,12 @@ func (nopLifecycle) Signal(context.Context, string, model.Signal, map[string]str
 func (nopLifecycle) Callback(context.Context, string, string, model.CallbackReport) error {
 	return model.ErrTokenRejected
 }
+func (nopLifecycle) DeployDisks(context.Context, string, string, []model.SeenDisk) (model.DeployTarget, error) {
+	return model.DeployTarget{}, model.ErrTokenRejected
+}
+func (nopLifecycle) DeployProgress(context.Context, string, string, int64, time.Duration) error {
+	return model.ErrTokenRejected
+}
 
 // agentTFTP serves dir with the agent's real TFTP edge on a loopback port.
 func agentTFTP(t *testing.T, dir string, anticipate uint, timeout time.Duration) string {

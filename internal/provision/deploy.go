@@ -1,0 +1,213 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+)
+
+// An image deploy has two callbacks on one run token: the deploy ramdisk's
+// "image written" (which moves the run on but leaves the token alive) and
+// the deployed OS's (which ends the run like an installer's). Between them
+// the agent boots the machine from its disk (opRebootToOS).
+
+// DeployDisks takes the disks a deploy ramdisk found and answers with the
+// one to write (boot.Lifecycle). The choice is the machine's: its root
+// device hints, else its profile's.
+func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, disks []model.SeenDisk) (model.DeployTarget, error) {
+	wl := r.writeLock(machine)
+	wl.Lock()
+	defer wl.Unlock()
+	var out model.DeployTarget
+	var reject, refused string
+	now := r.cfg.Now()
+	// The profile is read before the write, not inside it; the write then
+	// checks that the run is still the one the profile was read for.
+	var p *model.BootProfile
+	var runID string
+	cur, err := r.st.GetMachine(ctx, machine)
+	if err == nil && cur.Run != nil {
+		runID = cur.Run.ID
+		p, err = r.st.GetProfile(ctx, cur.Run.Profile)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			refused = fmt.Sprintf("boot profile %q of run %s no longer exists", cur.Run.Profile, cur.Run.ID)
+			err = nil
+		case err == nil && p.Image == nil:
+			refused = fmt.Sprintf("boot profile %q has no image, but the machine booted the deploy ramdisk", p.Name)
+		}
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return out, fmt.Errorf("reading machine %s: %w", machine, err)
+	}
+	_, _, err = r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+		if reject = tokenProblem(m, token); reject != "" {
+			return false, nil, errRejected
+		}
+		if m.Run.ID != runID {
+			reject = "the machine's run changed"
+			return false, nil, errRejected
+		}
+		if m.Run.Deploy != nil && !m.Run.Deploy.WrittenAt.IsZero() {
+			reject = "the image of this run is already written"
+			return false, nil, errRejected
+		}
+		if refused == "" {
+			hints := p.RootDevice
+			if m.RootDevice != nil {
+				hints = m.RootDevice
+			}
+			d, err := chooseRootDisk(hints, disks, 0)
+			if err != nil {
+				refused = fmt.Sprintf("run %s: %v", m.Run.ID, err)
+			} else {
+				out = model.DeployTarget{Disk: d, Image: *p.Image, Profile: p.Name}
+			}
+		}
+		seen := make([]string, 0, len(disks))
+		for _, d := range disks {
+			seen = append(seen, describeDisk(d))
+		}
+		data := map[string]string{"run": m.Run.ID, "disks": strings.Join(seen, "; ")}
+		if refused != "" {
+			setPhase(m, model.PhaseFailed, model.StepNone, now)
+			m.Status.LastError = refused
+			m.Run.TokenUsed = true
+			return false, []model.Event{
+				{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Message: "deploy ramdisk reported its disks", Data: data},
+				{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: refused},
+			}, nil
+		}
+		data["disk"] = out.Disk.Name
+		m.Run.Deploy = &model.Deploy{Disk: out.Disk.Name}
+		m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now})
+		return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
+			Message: fmt.Sprintf("writing the image to %s", describeDisk(out.Disk)), Data: data}}, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return out, fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
+	case errors.Is(err, errRejected):
+		r.appendEvent(ctx, model.Event{Machine: machine, Type: string(model.SignalCallbackRejected), Message: "deploy ramdisk refused: " + reject})
+		return out, fmt.Errorf("%w: %s", model.ErrTokenRejected, reject)
+	case err != nil:
+		return out, fmt.Errorf("recording the disks of machine %s: %w", machine, err)
+	}
+	r.q.add(machine)
+	if refused != "" {
+		return out, fmt.Errorf("%w: %s", model.ErrDeployRefused, refused)
+	}
+	return out, nil
+}
+
+// DeployProgress records how far a deploy ramdisk's write is: the run's
+// boot steps gain one per GiB written, with an event carrying the bytes
+// and the throughput so far, so operators see the write move and a slow
+// write is not taken for a stalled boot.
+func (r *Reconciler) DeployProgress(ctx context.Context, machine, token string, written int64, elapsed time.Duration) error {
+	wl := r.writeLock(machine)
+	wl.Lock()
+	defer wl.Unlock()
+	now := r.cfg.Now()
+	var reject string
+	_, _, err := r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+		if reject = tokenProblem(m, token); reject != "" {
+			return false, nil, errRejected
+		}
+		d := m.Run.Deploy
+		if d == nil || !d.WrittenAt.IsZero() || written <= d.BytesWritten {
+			return false, nil, errStale
+		}
+		d.BytesWritten = written
+		step := model.BootStep{Signal: model.SignalDeployProgress, Name: fmt.Sprint(written / gib), At: now}
+		if !m.Run.AddStep(step) {
+			return false, nil, nil
+		}
+		data := map[string]string{"run": m.Run.ID, "disk": d.Disk, "bytes_written": fmt.Sprint(written)}
+		msg := fmt.Sprintf("%.1f GiB written to %s", float64(written)/gib, d.Disk)
+		if elapsed > 0 {
+			rate := float64(written) / (1 << 20) / elapsed.Seconds()
+			data["mib_per_s"] = fmt.Sprintf("%.1f", rate)
+			msg += fmt.Sprintf(" (%.1f MiB/s)", rate)
+		}
+		return false, []model.Event{{Type: string(model.SignalDeployProgress), Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data}}, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
+	case errors.Is(err, errRejected):
+		return fmt.Errorf("%w: %s", model.ErrTokenRejected, reject)
+	case errors.Is(err, errStale):
+		return nil
+	case err != nil:
+		return err
+	}
+	r.q.add(machine)
+	return nil
+}
+
+// deployCallback handles the callbacks of an image deploy run that differ
+// from an installer's: the ramdisk's "image written" report, and an OS
+// report that comes before the image is written. handled is false for an
+// OS report after the image was written (and for installer runs), which
+// end the run as usual; reject is set for a report out of order.
+func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time, reject *string) (evs []model.Event, handled bool) {
+	stage := strings.ToLower(report.Stage)
+	d := m.Run.Deploy
+	switch {
+	case d == nil && stage != model.StageImageWritten:
+		return nil, false
+	case d == nil:
+		*reject = "an image_written report, but no deploy ramdisk reported its disks in this run"
+		return nil, true
+	case !d.WrittenAt.IsZero() && stage == model.StageImageWritten:
+		*reject = "the image of this run is already written"
+		return nil, true
+	case !d.WrittenAt.IsZero():
+		return nil, false
+	case stage != model.StageImageWritten:
+		*reject = "a report from the deployed OS before the deploy ramdisk reported the image written"
+		return nil, true
+	}
+	m.Status.Addresses = cleanAddresses(report.Addresses)
+	data := map[string]string{"run": m.Run.ID, "disk": printable(orDash(report.Disk), 64), "status": orDash(printable(report.Status, 32))}
+	if report.BytesWritten > 0 {
+		data["bytes_written"] = fmt.Sprint(report.BytesWritten)
+	}
+	if report.DurationMS > 0 {
+		data["duration_ms"] = fmt.Sprint(report.DurationMS)
+	}
+	if st := strings.ToLower(report.Status); st != "" && st != "ok" {
+		setPhase(m, model.PhaseFailed, model.StepNone, now)
+		why := printable(report.Message, 512)
+		if why == "" {
+			why = cleanLogTail(report.LogTail)
+		}
+		m.Status.LastError = fmt.Sprintf("image deploy failed (run %s, profile %s): %s", m.Run.ID, m.Run.Profile, orDash(why))
+		m.Run.TokenUsed = true
+		return []model.Event{
+			{Type: model.EventImageWritten, Phase: m.Status.Phase, Message: "deploy ramdisk reported failure", Data: data},
+			{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: m.Status.LastError},
+		}, true
+	}
+	d.WrittenAt = now
+	if report.BytesWritten > d.BytesWritten {
+		d.BytesWritten = report.BytesWritten
+	}
+	m.Status.LastError = ""
+	setPhase(m, model.PhaseProvisioning, model.StepImageWritten, now)
+	m.Run.StepDeadline = time.Time{}
+	msg := "image and config drive written"
+	if report.Disk != "" {
+		msg += " to " + printable(report.Disk, 64)
+	}
+	return []model.Event{
+		{Type: model.EventImageWritten, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data},
+		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg + "; booting it from disk"},
+	}, true
+}

@@ -1,0 +1,186 @@
+package provider
+
+import (
+	"regexp"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	dschema "github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+)
+
+// Image deploys: a profile's image and the root device hints of profiles
+// and machines, in one place for the resources and data sources.
+
+var imageAttrTypes = map[string]attr.Type{
+	"url":      types.StringType,
+	"checksum": types.StringType,
+	"format":   types.StringType,
+}
+
+var rootDeviceAttrTypes = map[string]attr.Type{
+	"name":         types.StringType,
+	"min_size_gib": types.Float64Type,
+	"max_size_gib": types.Float64Type,
+	"model":        types.StringType,
+	"serial":       types.StringType,
+	"wwn":          types.StringType,
+	"rotational":   types.BoolType,
+}
+
+const (
+	imageDescription = "An OS image to deploy instead of booting an installer: the agent's deploy ramdisk streams it to the root disk " +
+		"(chosen by `root_device`) while verifying its checksum, never leaving a half-written disk bootable, then writes a NoCloud " +
+		"config drive (a `CIDATA` partition) with the machine's rendered `user-data` (the profile's template, else the stock " +
+		"`cloud-init-image`, which calls back from the deployed OS), `meta-data` and, if the profile has one, `network-config`. " +
+		"The agent then boots the disk; the machine is provisioned when the deployed OS calls back. Conflicts with `kernel`, `initrds` and `ipxe_script`."
+	rootDeviceDescription = "Root device hints choosing the disk an image is written to, as Ironic's: every hint given must match. " +
+		"Without hints, the smallest disk that holds the image. When no disk matches, the machine fails with the hints and the disks the ramdisk saw."
+)
+
+func imageSchema() schema.SingleNestedAttribute {
+	return schema.SingleNestedAttribute{
+		MarkdownDescription: imageDescription,
+		Optional:            true,
+		Validators: []validator.Object{
+			objectvalidator.ConflictsWith(path.MatchRoot("kernel"), path.MatchRoot("initrds"), path.MatchRoot("ipxe_script")),
+		},
+		Attributes: map[string]schema.Attribute{
+			"url": schema.StringAttribute{
+				MarkdownDescription: "Where the image is: a path under the agent's assets directory (served by the agent; the choice for machines that reach nothing else) or an `http(s)` URL the ramdisk fetches directly.",
+				Required:            true,
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"checksum": schema.StringAttribute{
+				MarkdownDescription: "Checksum of the file at `url`: `sha256:<64 hex digits>` or `sha512:<128 hex digits>` (e.g. from `sha256sum`). A mismatch fails the machine and leaves its disk unbootable.",
+				Required:            true,
+				Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`),
+					"must be sha256:<64 lower-case hex digits> or sha512:<128 lower-case hex digits>")},
+			},
+			"format": schema.StringAttribute{
+				MarkdownDescription: "What the file at `url` holds: " + quotedList(model.ImageFormats, " or ") + " (a raw disk image, or one compressed with gzip or zstd). Convert qcow2 with `qemu-img convert -O raw`.",
+				Required:            true,
+				Validators:          []validator.String{stringvalidator.OneOf(model.ImageFormats...)},
+			},
+		},
+	}
+}
+
+func rootDeviceSchema(desc string) schema.SingleNestedAttribute {
+	return schema.SingleNestedAttribute{
+		MarkdownDescription: desc,
+		Optional:            true,
+		Attributes: map[string]schema.Attribute{
+			"name":         schema.StringAttribute{MarkdownDescription: "Kernel name of the disk, e.g. `sda` or `/dev/nvme0n1`.", Optional: true},
+			"min_size_gib": schema.Float64Attribute{MarkdownDescription: "Smallest disk size, in GiB.", Optional: true, Validators: []validator.Float64{float64validator.AtLeast(0)}},
+			"max_size_gib": schema.Float64Attribute{MarkdownDescription: "Largest disk size, in GiB.", Optional: true, Validators: []validator.Float64{float64validator.AtLeast(0)}},
+			"model":        schema.StringAttribute{MarkdownDescription: "Disk model, as the disk reports it (case and surrounding spaces ignored).", Optional: true},
+			"serial":       schema.StringAttribute{MarkdownDescription: "Disk serial number.", Optional: true},
+			"wwn":          schema.StringAttribute{MarkdownDescription: "Disk World Wide Name.", Optional: true},
+			"rotational":   schema.BoolAttribute{MarkdownDescription: "`true` for spinning disks, `false` for SSDs and NVMe.", Optional: true},
+		},
+	}
+}
+
+func imageDataSchema() dschema.SingleNestedAttribute {
+	str := func(d string) dschema.StringAttribute {
+		return dschema.StringAttribute{MarkdownDescription: d, Computed: true}
+	}
+	return dschema.SingleNestedAttribute{
+		MarkdownDescription: "The image the profile deploys, if any.",
+		Computed:            true,
+		Attributes: map[string]dschema.Attribute{
+			"url":      str("Where the image is."),
+			"checksum": str("Its checksum."),
+			"format":   str("Its format."),
+		},
+	}
+}
+
+func rootDeviceDataSchema() dschema.SingleNestedAttribute {
+	str := func(d string) dschema.StringAttribute {
+		return dschema.StringAttribute{MarkdownDescription: d, Computed: true}
+	}
+	gib := func(d string) dschema.Float64Attribute {
+		return dschema.Float64Attribute{MarkdownDescription: d, Computed: true}
+	}
+	return dschema.SingleNestedAttribute{
+		MarkdownDescription: "The profile's root device hints, if any.",
+		Computed:            true,
+		Attributes: map[string]dschema.Attribute{
+			"name": str("Kernel name."), "min_size_gib": gib("Smallest size, GiB."), "max_size_gib": gib("Largest size, GiB."),
+			"model": str("Model."), "serial": str("Serial number."), "wwn": str("World Wide Name."),
+			"rotational": dschema.BoolAttribute{MarkdownDescription: "Spinning disk or not.", Computed: true},
+		},
+	}
+}
+
+func imageFromObject(o types.Object) *model.Image {
+	if o.IsNull() || o.IsUnknown() {
+		return nil
+	}
+	a := o.Attributes()
+	return &model.Image{URL: strAttr(a["url"]), Checksum: strAttr(a["checksum"]), Format: strAttr(a["format"])}
+}
+
+func imageObject(img *model.Image) types.Object {
+	if img == nil {
+		return types.ObjectNull(imageAttrTypes)
+	}
+	return types.ObjectValueMust(imageAttrTypes, map[string]attr.Value{
+		"url": types.StringValue(img.URL), "checksum": types.StringValue(img.Checksum), "format": types.StringValue(img.Format),
+	})
+}
+
+func rootDeviceFromObject(o types.Object) *model.RootDeviceHints {
+	if o.IsNull() || o.IsUnknown() {
+		return nil
+	}
+	a := o.Attributes()
+	h := &model.RootDeviceHints{Name: strAttr(a["name"]), Model: strAttr(a["model"]), Serial: strAttr(a["serial"]), WWN: strAttr(a["wwn"])}
+	if v, ok := a["min_size_gib"].(types.Float64); ok && !v.IsNull() {
+		h.MinSizeGiB = v.ValueFloat64()
+	}
+	if v, ok := a["max_size_gib"].(types.Float64); ok && !v.IsNull() {
+		h.MaxSizeGiB = v.ValueFloat64()
+	}
+	if v, ok := a["rotational"].(types.Bool); ok && !v.IsNull() {
+		b := v.ValueBool()
+		h.Rotational = &b
+	}
+	return h
+}
+
+func rootDeviceObject(h *model.RootDeviceHints) types.Object {
+	if h == nil {
+		return types.ObjectNull(rootDeviceAttrTypes)
+	}
+	gib := func(v float64) types.Float64 {
+		if v == 0 {
+			return types.Float64Null()
+		}
+		return types.Float64Value(v)
+	}
+	rot := types.BoolNull()
+	if h.Rotational != nil {
+		rot = types.BoolValue(*h.Rotational)
+	}
+	return types.ObjectValueMust(rootDeviceAttrTypes, map[string]attr.Value{
+		"name": optString(h.Name), "min_size_gib": gib(h.MinSizeGiB), "max_size_gib": gib(h.MaxSizeGiB),
+		"model": optString(h.Model), "serial": optString(h.Serial), "wwn": optString(h.WWN), "rotational": rot,
+	})
+}
+
+func strAttr(v attr.Value) string {
+	if s, ok := v.(types.String); ok {
+		return s.ValueString()
+	}
+	return ""
+}
