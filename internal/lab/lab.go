@@ -102,6 +102,9 @@ type Config struct {
 	QEMUBinary string
 	// MemoryMiB is each VM's memory (default 256).
 	MemoryMiB int
+	// DiskMiB is the size of each VM's sparse disk (default 64), set when
+	// the VM is first started; a disk already in StateDir keeps its size.
+	DiskMiB int
 	// ExtraQEMUArgs are appended to every VM's command line.
 	ExtraQEMUArgs []string
 
@@ -324,6 +327,9 @@ func New(cfg Config) (*Lab, error) {
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
+	}
+	if cfg.DiskMiB == 0 {
+		cfg.DiskMiB = defaultDiskMiB
 	}
 	if cfg.QEMUBinary == "" {
 		cfg.QEMUBinary = "qemu-system-x86_64"

@@ -17,9 +17,10 @@ import (
 	"time"
 )
 
-// qemuDiskBytes is the size of each VM's sparse raw disk: room for the lab
-// installer's marker and template, nothing more.
-const qemuDiskBytes = 64 << 20
+// defaultDiskMiB is the size of each VM's sparse raw disk unless the lab
+// is told otherwise: room for the lab installer's marker and template.
+// An image deploy needs room for the image and its config drive.
+const defaultDiskMiB = 64
 
 const (
 	// qemuStopGrace is how long a VM gets to exit on SIGTERM before SIGKILL.
@@ -95,6 +96,8 @@ func (b *qemuBackend) userNetdev(s *System) string {
 	}
 	return netdev
 }
+
+func (c *Config) diskBytes() int64 { return int64(c.DiskMiB) << 20 }
 
 // QEMUAgentAddress is the agent's address on every lab VM's network: a
 // guest forward carries connections to it to the agent on the host.
@@ -216,9 +219,9 @@ func (b *qemuBackend) ensureSercon() error {
 	return b.serconErr
 }
 
-// ensureDisk creates the VM's sparse disk once; later boots keep what the
-// installer wrote.
-func ensureDisk(path string) error {
+// ensureDisk creates the VM's sparse disk of size bytes once; later boots
+// keep what the installer wrote.
+func ensureDisk(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil
@@ -226,7 +229,7 @@ func ensureDisk(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Truncate(qemuDiskBytes); err != nil {
+	if err := f.Truncate(size); err != nil {
 		_ = f.Close()
 		return err
 	}
@@ -259,7 +262,7 @@ func (b *qemuBackend) start(s *System, boot BootOverride) error {
 		return fmt.Errorf("qemu: %w", err)
 	}
 	disk, _, qlog := b.paths(s)
-	if err := ensureDisk(disk); err != nil {
+	if err := ensureDisk(disk, b.lab.cfg.diskBytes()); err != nil {
 		return fmt.Errorf("qemu: disk %s: %w", disk, err)
 	}
 	if s.firmware == FirmwareUEFI {

@@ -72,7 +72,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 		t.Errorf("-netdev %q", got)
 	}
 	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))
-	if err != nil || disk.Size() != qemuDiskBytes {
+	if err != nil || disk.Size() != defaultDiskMiB<<20 {
 		t.Fatalf("disk: %v, %v", disk, err)
 	}
 	if got := call(t, srv, c, "GET", "/redfish/v1/Systems/lab-1", nil).doc["PowerState"]; got != "On" {
