@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -27,18 +29,20 @@ import (
 const (
 	osImageRaw = "debian-12-amd64.raw"
 	osImageZst = "debian-12-amd64.raw.zst"
+	// osImageV2 is the re-image's image, made by the test.
+	osImageV2 = "debian-12-amd64-v2.raw.zst"
 )
 
-// TestImageDeployOverQEMU installs the real Debian image on UEFI QEMU
-// machines through the real agent: iPXE boots the agent's deploy ramdisk,
-// which reports its disks, streams the image from the agent onto the VM's
-// disk, writes the NoCloud config drive and calls back "image written"; the
+// TestImageDeployOverQEMU installs the real Debian image on QEMU machines
+// through the real agent: iPXE boots the agent's deploy ramdisk, which
+// reports its disks, streams the image from the agent onto the VM's disk,
+// writes the NoCloud config drive and calls back "image written"; the
 // agent boots the disk through Redfish, and the image's cloud-init runs the
-// stock user-data, which calls back "OS up" with the OS's addresses. A
-// second machine, deployed at the same time with a wrong checksum, must
-// fail with the mismatch and never boot its disk. Then a new image on the
-// first machine's profile re-images it in place. Each step is read back
-// from the VMs' serial logs.
+// stock user-data, which calls back "OS up" with the OS's addresses. One
+// machine is UEFI and one BIOS; a third (BIOS), deployed at the same time
+// with a wrong checksum, must fail with the mismatch and never boot its
+// disk. Then a new image on the UEFI machine's profile re-images it in
+// place. Each step is read back from the VMs' serial logs.
 //
 // It needs the OS image (BAREMETAL_OS_IMAGE, make os-image) and the deploy
 // ramdisk (BAREMETAL_DEPLOY_IMAGE, make deploy-image); make e2e provides
@@ -53,33 +57,52 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	// Room for the image, the 64 MiB config drive and the GPT's backup.
 	diskMiB := rawInfo.Size()>>20 + 128
 
+	// The agent serves the images from an assets directory of the test's:
+	// the zstd image as built, and a second release of it for the re-image,
+	// compressed anew (other bytes, another checksum, the same disk).
+	assets := t.TempDir()
+	linkOrCopy(t, filepath.Join(osDir, osImageZst), filepath.Join(assets, osImageZst))
+	v2 := filepath.Join(assets, osImageV2)
+	out, err := exec.Command("zstd", "-q", "-1", "-T0", filepath.Join(osDir, osImageRaw), "-o", v2).CombinedOutput()
+	require.NoError(t, err, "zstd: %s", out)
+	v2Sum := sha256Of(t, v2)
+	require.NotEqual(t, zstSum, v2Sum)
+
 	bootPort := fmt.Sprint(freeTCPPort(t))
 	e := startSite(t, root, "", siteOpts{
 		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
 		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
-		assets:   osDir,
+		assets:   assets,
 		agent:    []string{"--deploy-image-dir", ramdisk},
-		lab: []string{"--machines", "2", "--name-prefix", "img-", "--firmware", lab.FirmwareUEFI,
+		// Odd machines BIOS, even UEFI; Debian with cloud-init wants more
+		// than the lab's default 256 MiB.
+		lab: []string{"--machines", "3", "--name-prefix", "img-", "--firmware", lab.FirmwareMixed,
 			"--memory", "1024", "--disk-mib", fmt.Sprint(diskMiB), "--boot-url", lab.QEMUBootURL(bootPort)},
 	})
-	require.Len(t, e.inventory.Machines, 2)
-	good, bad := e.inventory.Machines[0], e.inventory.Machines[1]
+	require.Len(t, e.inventory.Machines, 3)
+	bios, uefi, bad := e.inventory.Machines[0], e.inventory.Machines[1], e.inventory.Machines[2]
+	require.Equal(t, lab.FirmwareBIOS, bios.Firmware)
+	require.Equal(t, lab.FirmwareUEFI, uefi.Firmware)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	wrong := "sha256:" + rawSum // the raw image's sum, offered for the zstd file
 	for _, p := range []api.BootProfileRequest{
 		imageProfile("debian", osImageZst, "sha256:"+zstSum, "zstd"),
+		imageProfile("debian-uefi", osImageZst, "sha256:"+zstSum, "zstd"),
 		imageProfile("debian-bad-sum", osImageZst, wrong, "zstd"),
 	} {
 		_, err := e.client.CreateBootProfile(ctx, p)
 		require.NoError(t, err)
 	}
 	start := time.Now()
-	for m, profile := range map[lab.InventoryEntry]string{good: "debian", bad: "debian-bad-sum"} {
+	for _, mp := range []struct {
+		m       lab.InventoryEntry
+		profile string
+	}{{bios, "debian"}, {uefi, "debian-uefi"}, {bad, "debian-bad-sum"}} {
 		_, err := e.client.CreateMachine(ctx, api.MachineRequest{
-			Name: m.Name, MACs: []string{m.MAC}, BootProfile: profile,
-			BMC: api.BMCRequest{Endpoint: m.Endpoint, Username: m.Username, Password: m.Password},
+			Name: mp.m.Name, MACs: []string{mp.m.MAC}, BootProfile: mp.profile,
+			BMC: api.BMCRequest{Endpoint: mp.m.Endpoint, Username: mp.m.Username, Password: mp.m.Password},
 		})
 		require.NoError(t, err)
 	}
@@ -88,45 +111,47 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	failed := e.waitSettled(ctx, bad.Name)
 	require.Equal(t, string(model.PhaseFailed), failed.Phase, "last error %q", failed.LastError)
 	assert.Contains(t, failed.LastError, "checksum mismatch: want "+wrong+", got sha256:"+zstSum)
-	badSerial := e.serialLog(bad.Name)
-	assert.Contains(t, badSerial, "deploy: FAILED: checksum mismatch: want "+wrong+", got sha256:"+zstSum)
+	assert.Contains(t, e.serialLog(bad.Name), "deploy: FAILED: checksum mismatch: want "+wrong+", got sha256:"+zstSum)
 	t.Logf("%s: failed after %s: %s", bad.Name, time.Since(start).Round(time.Second), failed.LastError)
 
-	// The good image: written, booted from disk, and up.
-	up := e.waitSettled(ctx, good.Name)
-	require.Equal(t, string(model.PhaseProvisioned), up.Phase, "last error %q", up.LastError)
-	t.Logf("%s: provisioned %s after registration", good.Name, time.Since(start).Round(time.Second))
-	assert.Contains(t, up.Addresses, "10.0.2.15", "the OS-up callback carries the address the VM's DHCP gave it")
-	e.assertDeployed(ctx, good.Name, osImageZst, 1)
+	// The good image: written, booted from disk, and up, under either firmware.
+	for _, m := range []lab.InventoryEntry{bios, uefi} {
+		up := e.waitSettled(ctx, m.Name)
+		require.Equal(t, string(model.PhaseProvisioned), up.Phase, "%s: last error %q", m.Name, up.LastError)
+		t.Logf("%s (%s): provisioned %s after registration", m.Name, m.Firmware, time.Since(start).Round(time.Second))
+		assert.Contains(t, up.Addresses, e.ramdiskAddress(m.Name), "%s: the OS-up callback carries the address the VM's DHCP gave its ramdisk", m.Name)
+		e.assertDeployed(m, osImageZst, 1)
+	}
 
-	// A new image re-images the machine in place: the raw disk this time.
+	// A new image re-images the UEFI machine in place.
+	up, err := e.client.GetMachine(ctx, uefi.Name)
+	require.NoError(t, err)
 	before := up.ProvisionedProfileVersion
-	_, err = e.client.UpdateBootProfile(ctx, "debian", imageProfile("debian", osImageRaw, "sha256:"+rawSum, "raw"))
+	_, err = e.client.UpdateBootProfile(ctx, "debian-uefi", imageProfile("debian-uefi", osImageV2, "sha256:"+v2Sum, "zstd"))
 	require.NoError(t, err)
 	reimage := time.Now()
-	var again *api.Machine
-	again, err = e.client.WaitMachine(ctx, good.Name, func(m *api.Machine) (bool, error) {
+	again, err := e.client.WaitMachine(ctx, uefi.Name, func(m *api.Machine) (bool, error) {
 		return m.Phase == string(model.PhaseFailed) ||
 			(m.Phase == string(model.PhaseProvisioned) && m.ProvisionedProfileVersion > before), nil
 	})
 	require.NoError(t, err)
 	require.Equal(t, string(model.PhaseProvisioned), again.Phase, "last error %q", again.LastError)
-	t.Logf("%s: re-imaged in %s", good.Name, time.Since(reimage).Round(time.Second))
-	e.assertDeployed(ctx, good.Name, osImageRaw, 2)
+	t.Logf("%s: re-imaged in %s", uefi.Name, time.Since(reimage).Round(time.Second))
+	e.assertDeployed(uefi, osImageV2, 2)
 
 	// All that time the machine with the bad image stayed in its ramdisk:
 	// no second boot, no firmware loading its disk, and a disk that holds
 	// no partition table to boot from.
-	badSerial = e.serialLog(bad.Name)
+	badSerial := e.serialLog(bad.Name)
 	assert.Equal(t, 1, strings.Count(badSerial, "deploy: starting"), "the failed machine booted again")
-	for _, never := range []string{"GNU GRUB", "Cloud-init v.", "login:"} {
+	for _, never := range []string{"Cloud-init v.", "login:", "root=UUID="} {
 		assert.NotContains(t, badSerial, never, "the failed machine booted its disk")
 	}
 	assert.True(t, zeroAt(t, e.labDisk(bad.Name), 0, 1<<20), "the first MiB (MBR, primary GPT) of the failed machine's disk is not blank")
 }
 
 // requireImageSite checks what the image deploy test needs: the agent, the
-// deploy ramdisk, the OS image with its zstd copy, QEMU and OVMF.
+// deploy ramdisk, the OS image with its zstd copy, QEMU, zstd and OVMF.
 func requireImageSite(t *testing.T) (root, osDir, ramdisk string) {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -151,8 +176,10 @@ func requireImageSite(t *testing.T) (root, osDir, ramdisk string) {
 			skipUnlessE2E(t, f+" is missing: make e2e builds the images and the agent (and .ci/run installs ovmf)")
 		}
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		skipUnlessE2E(t, "qemu-system-x86_64 is not on PATH")
+	for _, tool := range []string{"qemu-system-x86_64", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipUnlessE2E(t, tool+" is not on PATH (Debian's qemu-system-x86 and zstd)")
+		}
 	}
 	return root, osDir, ramdisk
 }
@@ -192,43 +219,70 @@ func (e *env) waitSettled(ctx context.Context, name string) *api.Machine {
 // serial log and events: the ramdisk verified and wrote the image, the
 // firmware booted the disk's grub, Debian's cloud-init finished under the
 // machine's name, and the agent recorded both callbacks of the run.
-func (e *env) assertDeployed(ctx context.Context, name, file string, n int) {
+func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 	t := e.t
 	t.Helper()
-	// The OS-up callback can come before the login prompt is printed.
-	await(t, 2*time.Minute, name+"'s login prompt", func() bool {
-		return strings.Count(e.serialLog(name), name+" login:") >= n
+	name := m.Name
+	// cloud-init calls back from its last stage, so the machine can be
+	// provisioned a moment before cloud-init's closing line.
+	finished := regexp.MustCompile(`Cloud-init v\. \S+ finished at`)
+	await(t, 3*time.Minute, name+"'s cloud-init to finish", func() bool {
+		return len(finished.FindAllStringIndex(e.serialLog(name), -1)) >= n
 	})
 	serial := e.serialLog(name)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`deploy: at [0-9.]+ s since boot: writing http://10\.0\.2\.4:\d+/machines/` + name + `/assets/` + regexp.QuoteMeta(file) + `\?token=<token>`),
 		regexp.MustCompile(`deploy: checksum verified \(sha256\)`),
 		regexp.MustCompile(`deploy: config drive: user-data \(\d+ bytes\)`),
+		// The agent power-cycles the machine as soon as the ramdisk's
+		// callback arrives, often before the ramdisk can print its answer.
 		regexp.MustCompile(`deploy: image written to /dev/vda: \d+ bytes in \d+ ms`),
-		regexp.MustCompile(`deploy: callback ok sent`),
-		regexp.MustCompile(`efi: EFI v\d`),
 		regexp.MustCompile(`Command line: .*root=UUID=[0-9a-f-]{36} `),
-		regexp.MustCompile(`Cloud-init v\. \S+ finished at`),
+		regexp.MustCompile(`Cloud-init v\. \S+ running 'modules:final'`),
+		finished,
 		regexp.MustCompile(regexp.QuoteMeta(name) + ` login:`),
 	} {
 		if got := len(want.FindAllStringIndex(serial, -1)); got < n {
 			t.Errorf("%s serial log: %d lines match %q, want at least %d", name, got, want, n)
 		}
 	}
+	// Under UEFI both the ramdisk's kernel and Debian's are started by the
+	// firmware; under BIOS neither.
+	efi := strings.Count(serial, "efi: EFI v")
+	if m.Firmware == lab.FirmwareUEFI {
+		assert.GreaterOrEqual(t, efi, 2*n, "%s: kernels started by UEFI", name)
+	} else {
+		assert.Zero(t, efi, "%s: a BIOS machine's kernel was started by UEFI", name)
+	}
 	for _, line := range regexp.MustCompile(`deploy: (writing|image written|checksum)[^\r\n]*|Cloud-init v\. \S+ finished[^\r\n]*`).FindAllString(serial, -1) {
 		t.Logf("%s serial: %s", name, line)
 	}
 	var written, osUp int
+	var startedAt, writtenAt time.Time
 	for _, ev := range e.events(name) {
 		switch {
+		case ev.Type == model.EventRunStarted:
+			startedAt = ev.Time
 		case ev.Type == model.EventImageWritten && ev.Data["status"] == "ok":
 			written++
+			writtenAt = ev.Time
 		case ev.Type == string(model.SignalCallbackReceived) && ev.Data["stage"] == model.StageOSUp && ev.Data["hostname"] == name && ev.Data["status"] == "ok":
 			osUp++
+			t.Logf("%s: OS up (addresses %s) %s after the run started, %s after the image was written",
+				name, ev.Data["addresses"], ev.Time.Sub(startedAt).Round(time.Second), ev.Time.Sub(writtenAt).Round(time.Second))
 		}
 	}
 	assert.Equal(t, n, written, "%s: image_written events", name)
 	assert.Equal(t, n, osUp, "%s: OS-up callbacks", name)
+}
+
+// ramdiskAddress is the address the VM's DHCP gave its deploy ramdisk, as
+// the ramdisk printed it.
+func (e *env) ramdiskAddress(name string) string {
+	e.t.Helper()
+	m := regexp.MustCompile(`deploy: network \S+ address (\S+)`).FindStringSubmatch(e.serialLog(name))
+	require.NotNil(e.t, m, "%s: no address in the ramdisk's serial output", name)
+	return m[1]
 }
 
 // labDisk is the path of a lab VM's disk file.
@@ -244,6 +298,36 @@ func zeroAt(t *testing.T, file string, off, n int64) bool {
 	_, err = f.ReadAt(buf, off)
 	require.NoError(t, err)
 	return bytes.Count(buf, []byte{0}) == len(buf)
+}
+
+// linkOrCopy makes dst a hard link to src, or a copy where they are on
+// different filesystems: the agent serves no symlink that leaves its
+// assets directory.
+func linkOrCopy(t *testing.T, src, dst string) {
+	t.Helper()
+	if os.Link(src, dst) == nil {
+		return
+	}
+	in, err := os.Open(src)
+	require.NoError(t, err)
+	defer in.Close()
+	out, err := os.Create(dst)
+	require.NoError(t, err)
+	_, err = io.Copy(out, in)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+}
+
+// sha256Of is the hex sha256 of file.
+func sha256Of(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // sha256File reads the hex sum from file's sha256sum file.
