@@ -152,7 +152,7 @@ func TestQEMUBackendUEFI(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64, Firmware: FirmwareMixed})
+	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64, DiskMiB: 96, Firmware: FirmwareMixed})
 	c := credsOf(l, "lab-2")
 	s := l.System("lab-2")
 	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-2", map[string]any{"Boot": map[string]string{
@@ -172,6 +172,10 @@ func TestQEMUBackendUEFI(t *testing.T) {
 	}
 	if slices.Contains(args, "-boot") || slices.Contains(args, "-fw_cfg") {
 		t.Errorf("a UEFI VM got SeaBIOS's -boot or -fw_cfg: %q", args)
+	}
+	// An image deploy needs a disk of the size the lab was given.
+	if disk, err := os.Stat(filepath.Join(dir, "lab-2.disk")); err != nil || disk.Size() != 96<<20 {
+		t.Errorf("disk: %v, %v; want 96 MiB", disk, err)
 	}
 	st, err := os.Stat(vars)
 	if err != nil {
