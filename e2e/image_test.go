@@ -230,8 +230,13 @@ func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 		return len(finished.FindAllStringIndex(e.serialLog(name), -1)) >= n
 	})
 	serial := e.serialLog(name)
+	// Each deploy names its own image, so the n-th deploy is the n-th
+	// "writing" line and must name file; earlier ones wrote other images.
+	writes := regexp.MustCompile(`deploy: at [0-9.]+ s since boot: writing http://10\.0\.2\.4:\d+/machines/` + name + `/assets/(\S+)\?token=<token>`).FindAllStringSubmatch(serial, -1)
+	if assert.Len(t, writes, n, "%s: deploys in the serial log", name) {
+		assert.Equal(t, file, writes[n-1][1], "%s: the image of deploy %d", name, n)
+	}
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`deploy: at [0-9.]+ s since boot: writing http://10\.0\.2\.4:\d+/machines/` + name + `/assets/` + regexp.QuoteMeta(file) + `\?token=<token>`),
 		regexp.MustCompile(`deploy: checksum verified \(sha256\)`),
 		regexp.MustCompile(`deploy: config drive: user-data \(\d+ bytes\)`),
 		// The agent power-cycles the machine as soon as the ramdisk's
