@@ -92,6 +92,12 @@ type Config struct {
 	// HostForwards publish guest TCP ports on the host's loopback, e.g. a
 	// control plane's etcd for the demo to read (qemu backend).
 	HostForwards []HostForward
+	// PeerForwards lets every other VM reach each port HostForwards
+	// publish at the publishing machine's own address (its DHCP address,
+	// qemuGuestAddress), as on a rack's shared network: a guest forward on
+	// the other VMs' networks relays to the host forward. The VMs reach
+	// those ports of each other and nothing more (qemu backend).
+	PeerForwards bool
 	// HTTPClient is what simulated machines use to reach BootURL
 	// (default: a client with a 30s timeout).
 	HTTPClient *http.Client

@@ -90,8 +90,19 @@ func (b *qemuBackend) userNetdev(s *System) string {
 		netdev += ",guestfwd=tcp:" + u.Host + "-cmd:" + esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), cfg.BootForward), " "))
 	}
 	for _, f := range cfg.HostForwards {
-		if f.Machine == s.name {
+		switch {
+		case f.Machine == s.name:
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+		case cfg.PeerForwards:
+			// Each VM has a network of its own, so the peer's address is
+			// free on this one (its DHCP pool starts past it or hands
+			// this VM's one MAC a single lease): a guest forward there
+			// reaches the peer's port through its host forward, and only
+			// that port.
+			peer := b.lab.systems[f.Machine] // checked by New
+			hostEnd := net.JoinHostPort("127.0.0.1", fmt.Sprint(f.HostPort))
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:", qemuGuestAddress(peer.index), f.GuestPort) +
+				esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), hostEnd), " "))
 		}
 	}
 	return netdev
@@ -111,6 +122,9 @@ func QEMUBootURL(port string) string { return "http://" + QEMUAgentAddress + ":"
 // where its guest forward connects.
 func qemuNetworkDefaults(cfg *Config) error {
 	if cfg.BootURL == "" {
+		if cfg.PeerForwards && len(cfg.HostForwards) > 0 {
+			return forwardCommandDefault(cfg)
+		}
 		return nil
 	}
 	u, err := url.Parse(cfg.BootURL)
@@ -127,6 +141,12 @@ func qemuNetworkDefaults(cfg *Config) error {
 	if cfg.BootForward == "" {
 		cfg.BootForward = net.JoinHostPort("127.0.0.1", u.Port())
 	}
+	return forwardCommandDefault(cfg)
+}
+
+// forwardCommandDefault makes this executable's lab-forward the guest
+// forwards' relay unless the caller named one.
+func forwardCommandDefault(cfg *Config) error {
 	if len(cfg.ForwardCommand) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
