@@ -67,6 +67,9 @@ type ClusterView struct {
 	// ControlPlane is the first address of the first member of the role
 	// named "control-plane", or else of the first role; "" until known.
 	ControlPlane string
+	// ControlPlaneRole is the role ControlPlane is taken from, so that a
+	// template can tell the control plane's members from the others.
+	ControlPlaneRole string
 }
 
 // MemberView is one cluster member.
@@ -164,6 +167,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		if len(cv.MembersOf(cpRole)) == 0 && len(cv.Roles) > 0 {
 			cpRole = cv.Roles[0]
 		}
+		cv.ControlPlaneRole = cpRole
 		for _, mv := range cv.MembersOf(cpRole) {
 			if a := mv.Address(); a != "" {
 				cv.ControlPlane = a
@@ -210,6 +214,15 @@ func funcs(ctx *RenderContext) template.FuncMap {
 				return def
 			}
 			return v
+		},
+		// required stops the render when a value a document cannot do
+		// without is still empty (a cluster address not reported yet),
+		// rather than serving a document that points nowhere.
+		"required": func(why string, v any) (any, error) {
+			if v == nil || reflect.ValueOf(v).IsZero() {
+				return nil, fmt.Errorf("required: %s", why)
+			}
+			return v, nil
 		},
 		"quote": strconv.Quote,
 		"toJSON": func(v any) (string, error) {

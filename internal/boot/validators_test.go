@@ -337,6 +337,15 @@ var stockCases = []stockCase{
 		cmdlines: [][]string{{"ds=nocloud-net;s=" + tmplBase + "%s?token=" + testToken + " "}},
 	},
 	{
+		// A worker: it registers in the control plane's etcd (cp1 reported
+		// 10.0.2.15) and starts no etcd of its own.
+		name: "cloud-init-etcd", template: "cloud-init-etcd", format: "yaml",
+		params:     map[string]string{"ssh_authorized_key": sshKey},
+		validators: []string{"cloud-init"},
+		contains: []string{"hostname: \"m1\"\n", "      url='" + cbURL + "'\n", "      endpoint='http://10.0.2.15:2379'\n",
+			`put "/members/$name" "$addr"`, `\"stage\":\"os_up\"`, "runcmd:\n  - [/bin/sh, /var/lib/baremetal/os-up]\n"},
+	},
+	{
 		name: "cloud-init-meta-data", template: "cloud-init-meta-data", format: "yaml",
 		validators: []string{"meta-data"},
 		contains:   []string{"instance-id: \"m1-run-7\"\n", "local-hostname: \"m1\"\n"},
@@ -504,6 +513,7 @@ var issue17 = map[string]string{
 	"ubuntu-autoinstall/ssh_authorized_key/controls": "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
 	"ubuntu-autoinstall/username/controls":           "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
 	"cloud-init-image/ssh_authorized_key/controls":   "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
+	"cloud-init-etcd/ssh_authorized_key/controls":    "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
 	"lab-user-data/role_note/controls":               "toJSON leaves DEL and C1 controls raw, and YAML refuses them",
 }
 
