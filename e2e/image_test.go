@@ -232,7 +232,7 @@ func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 	serial := e.serialLog(name)
 	// Each deploy names its own image, so the n-th deploy is the n-th
 	// "writing" line and must name file; earlier ones wrote other images.
-	writes := regexp.MustCompile(`deploy: at [0-9.]+ s since boot: writing http://10\.0\.2\.4:\d+/machines/` + name + `/assets/(\S+)\?token=<token>`).FindAllStringSubmatch(serial, -1)
+	writes := regexp.MustCompile(`deploy: at [0-9.]+ s since boot: writing http://10\.0\.2\.4:\d+/machines/`+name+`/assets/(\S+)\?token=<token>`).FindAllStringSubmatch(serial, -1)
 	if assert.Len(t, writes, n, "%s: deploys in the serial log", name) {
 		assert.Equal(t, file, writes[n-1][1], "%s: the image of deploy %d", name, n)
 	}
