@@ -84,6 +84,9 @@ terraform_env() {
   export BAREMETAL_TOKEN; BAREMETAL_TOKEN=$(grep -v '^#' "$state/tokens" | head -1)
   export BAREMETAL_CA_CERT_PEM; BAREMETAL_CA_CERT_PEM=$(cat "$state/agent/api-cert.pem" 2>/dev/null || true)
   export TF_VAR_inventory_file=$state/inventory.json
+  # The image up() chose: destroy needs the same variables as apply.
+  # shellcheck disable=SC1091
+  [ ! -f "$state/image.env" ] || . "$state/image.env"
 }
 
 # sudo_root: run as root (the OS image's build needs it).
@@ -118,8 +121,9 @@ up() {
     head -c 8388608 /dev/urandom >"$state/assets/$image_url"
   fi
   image_file=$state/assets/$image_url
-  export TF_VAR_image_url=$image_url TF_VAR_image_format=$image_format
-  export TF_VAR_image_checksum; TF_VAR_image_checksum=sha256:$(sha256sum "$image_file" | awk '{print $1}')
+  printf 'export TF_VAR_image_url=%q TF_VAR_image_format=%q TF_VAR_image_checksum=%q\n' \
+    "$image_url" "$image_format" "sha256:$(sha256sum "$image_file" | awk '{print $1}')" >"$state/image.env"
+  . "$state/image.env"
   log "image: $image_url ($image_format, $TF_VAR_image_checksum)"
 
   umask 077
