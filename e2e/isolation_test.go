@@ -13,11 +13,15 @@ import (
 )
 
 // TestLabVMIsolation shows that a lab VM reaches the agent's boot
-// endpoints and nothing else. The installer probes, from inside the VM: the
-// agent's forwarded boot port (must open), a TCP port and a UDP port that
-// listen on the host's loopback, which an unrestricted user network would
-// reach as 10.0.2.2 (must not: the host-side listeners count every
-// connection and datagram), and an outside address.
+// endpoints, a peer's published port (--hostfwd-peers) and nothing else.
+// The installer probes, from inside the VM: the agent's forwarded boot port
+// (must open), a TCP port and a UDP port that listen on the host's
+// loopback, which an unrestricted user network would reach as 10.0.2.2
+// (must not: the host-side listeners count every connection and datagram),
+// an outside address, and the peer iso-1 at its address 10.0.2.15: its
+// published port 2379 (must open, and arrive at the host end of iso-1's
+// forward, which this test holds since iso-1 stays off) and another port
+// (must not).
 func TestLabVMIsolation(t *testing.T) {
 	t.Parallel()
 	root, image := requireSite(t)
@@ -52,20 +56,40 @@ func TestLabVMIsolation(t *testing.T) {
 		}
 	}()
 
+	// The host end of iso-1's published port: QEMU would listen here for
+	// a running iso-1; iso-1 stays off, so the test listens and counts.
+	peerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerLn.Close()
+	var peerHits atomic.Int32
+	go func() {
+		for {
+			c, err := peerLn.Accept()
+			if err != nil {
+				return
+			}
+			peerHits.Add(1)
+			c.Close()
+		}
+	}()
+
 	bootPort := fmt.Sprint(freeTCPPort(t))
 	e := startSite(t, root, image, siteOpts{
 		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
 		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
-		lab:      []string{"--machines", "1", "--name-prefix", "iso-", "--boot-url", lab.QEMUBootURL(bootPort)},
+		lab: []string{"--machines", "2", "--name-prefix", "iso-", "--boot-url", lab.QEMUBootURL(bootPort),
+			"--hostfwd", fmt.Sprintf("iso-1=%d:2379", peerLn.Addr().(*net.TCPAddr).Port), "--hostfwd-peers"},
 	})
 	hostTCP := fmt.Sprintf("10.0.2.2:%d", tcpLn.Addr().(*net.TCPAddr).Port)
 	hostUDP := fmt.Sprintf("10.0.2.2:%d", udp.LocalAddr().(*net.UDPAddr).Port)
 	agent := lab.QEMUAgentAddress + ":" + bootPort
-	probes := []string{agent, hostTCP, "udp:" + hostUDP, "1.1.1.1:80", "10.0.2.3:53"}
+	probes := []string{agent, hostTCP, "udp:" + hostUDP, "1.1.1.1:80", "10.0.2.3:53", "10.0.2.15:2379", "10.0.2.15:22"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	m := e.inventory.Machines[0]
+	m := e.inventory.Machines[1] // iso-2, at 10.0.2.16
 	e.provision(ctx, m, labProfile("lab-probe", "baremetal.probe="+strings.Join(probes, ",")))
 
 	serial := e.serialLog(m.Name)
@@ -75,6 +99,8 @@ func TestLabVMIsolation(t *testing.T) {
 		"udp:" + hostUDP: "sent",
 		"1.1.1.1:80":     "closed",
 		"10.0.2.3:53":    "closed",
+		"10.0.2.15:2379": "open",
+		"10.0.2.15:22":   "closed",
 	} {
 		if line := "installer: probe " + probe + " " + want; !strings.Contains(serial, line) {
 			t.Errorf("serial log lacks %q", line)
@@ -82,6 +108,9 @@ func TestLabVMIsolation(t *testing.T) {
 	}
 	if n := tcpHits.Load(); n != 0 {
 		t.Errorf("the VM opened %d connection(s) to the host's loopback", n)
+	}
+	if n := peerHits.Load(); n != 1 {
+		t.Errorf("the peer's published port got %d connection(s) at its host end, want the probe's 1", n)
 	}
 	if n := udpHits.Load(); n != 0 {
 		t.Errorf("the VM sent %d datagram(s) to the host's loopback", n)

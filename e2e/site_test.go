@@ -47,6 +47,8 @@ func requireSite(t *testing.T, files ...string) (root, image string) {
 type siteOpts struct {
 	bootAddr, bootURL, tftpAddr string
 	lab                         []string // the lab's flags beyond backend, listen, inventory and state
+	assets                      string   // the agent's --assets-dir (default: the lab image)
+	agent                       []string // the agent's flags beyond addresses, data, tokens and assets
 }
 
 // startSite starts a real agent and a real qemu lab for one test, waits
@@ -63,11 +65,15 @@ func startSite(t *testing.T, root, image string, o siteOpts) *env {
 	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.daemon("agent", agent, "serve",
+	assets := o.assets
+	if assets == "" {
+		assets = image
+	}
+	e.daemon("agent", append([]string{agent, "serve",
 		"--data-dir", filepath.Join(dir, "agent"), "--token-file", tokens,
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--boot-addr", o.bootAddr, "--boot-url", o.bootURL, "--tftp-addr", o.tftpAddr,
-		"--assets-dir", image)
+		"--assets-dir", assets}, o.agent...)...)
 	inventory := filepath.Join(dir, "inventory.json")
 	e.daemon("lab", append([]string{agent, "lab", "--backend", "qemu",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,

@@ -12,16 +12,19 @@ export TF_CLI_CONFIG_FILE=$scratch/dev.tfrc TF_IN_AUTOMATION=1 CHECKPOINT_DISABL
 
 terraform fmt -check -recursive examples
 n=0
-for dir in examples/provider examples/resources/* examples/data-sources/* examples/ephemeral-resources/* examples/quickstart examples/modules/*; do
+for dir in examples/provider examples/resources/* examples/data-sources/* examples/ephemeral-resources/* examples/quickstart examples/etcd-cluster examples/modules/*; do
   work=$scratch/$(echo "$dir" | tr / _)
   mkdir -p "$work"
   cp -r "$dir/." "$work/"
-  # The quickstart calls ../modules/cluster: keep that relative path valid.
-  if [ "$dir" = examples/quickstart ]; then
-    work=$scratch/tree/quickstart
-    mkdir -p "$scratch/tree" && cp -r examples/quickstart examples/modules "$scratch/tree/"
+  # The quickstart and the etcd cluster call ../modules/cluster: keep that
+  # relative path valid.
+  case $dir in
+  examples/quickstart | examples/etcd-cluster)
+    work=$scratch/tree/$(basename "$dir")
+    mkdir -p "$scratch/tree" && cp -r "$dir" "$scratch/tree/" && cp -r examples/modules "$scratch/tree/"
     (cd "$work" && terraform get >/dev/null)
-  fi
+    ;;
+  esac
   if ! grep -qs 'required_providers' "$work"/*.tf; then
     printf 'terraform {\n  required_providers {\n    baremetal = { source = "openbaremetal/baremetal" }\n  }\n}\n' > "$work/zz_providers.tf"
   fi

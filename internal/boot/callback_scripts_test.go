@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -286,4 +287,116 @@ func TestNoCloudCmdlineWithCloudInit(t *testing.T) {
 			assert.Equal(t, renderStockWith(t, srv, tmpl, map[string]string{"iso_url": "http://mirror.example/ubuntu.iso", "password_hash": sha512pw}), got.UD)
 		})
 	}
+}
+
+// etcdFakes stand in for what only the deployed OS has: etcdctl, which logs
+// its arguments and fails its first $ETCD_FAILS calls (all of them when
+// that is "always"), systemctl, which logs, and sleep, which returns at once
+// so that the retries take no time.
+var etcdFakes = map[string]string{
+	"etcdctl": `#!/bin/sh
+echo "$*" >>"$FAKE_LOG.etcdctl"
+n=$(wc -l <"$FAKE_LOG.etcdctl")
+if [ "$ETCD_FAILS" = always ] || [ "$n" -le "$ETCD_FAILS" ]; then
+  echo 'Error: context deadline exceeded "dial tcp 10.0.2.15:2379"' >&2
+  exit 1
+fi
+echo OK
+`,
+	"systemctl": "#!/bin/sh\necho \"$*\" >>\"$FAKE_LOG.systemctl\"\n",
+	"sleep":     "#!/bin/sh\nexit 0\n",
+}
+
+// renderEtcdMember renders cloud-init-etcd for m1 as a member of role in a
+// cluster whose control plane cp1 reported cpAddrs.
+func renderEtcdMember(t *testing.T, bootURL, role string, cpAddrs []string) (string, error) {
+	t.Helper()
+	m := provisioningMachine(nil)
+	m.Run.ID, m.Run.Token = "run-7", testToken
+	m.Cluster, m.Role = "c1", role
+	cluster := &model.Cluster{Name: "c1", Roles: []model.ClusterRole{{Name: "control-plane", BootProfile: "p1"}, {Name: "worker", BootProfile: "p1"}},
+		Members: []model.ClusterMember{{Machine: "cp1", Role: "control-plane"}, {Machine: "m1", Role: role}}}
+	if role == "control-plane" {
+		cluster.Members = cluster.Members[1:]
+	}
+	members := map[string]*model.Machine{"cp1": {Name: "cp1", Status: model.Status{Addresses: cpAddrs}}, "m1": m}
+	p := &model.BootProfile{Name: "p1", Kernel: "vmlinuz", Templates: map[string]string{"user-data": StockPrefix + "cloud-init-etcd"}}
+	out, _, err := (&Server{bootURL: bootURL}).renderTemplate(renderInput{machine: m, profile: p, cluster: cluster, members: members, token: testToken}, "user-data")
+	return out, err
+}
+
+// TestEtcdTemplateRegistersBeforeOSUp runs cloud-init-etcd's script as the
+// deployed OS would: a worker registers in the control plane's etcd, by
+// the address the control plane reported, and only then reports OS up; a
+// registration that keeps failing reports the failure instead; the control
+// plane configures and starts its own etcd and registers there.
+func TestEtcdTemplateRegistersBeforeOSUp(t *testing.T) {
+	for _, tool := range []string{"/bin/sh", "curl", "awk", "sed", "tr", "wc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missingValidator(t, "%s, to run the template's script", tool)
+		}
+	}
+	bin := t.TempDir()
+	for name, text := range fakeCommands {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte(text), 0o755))
+	}
+	for name, text := range etcdFakes {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte(text), 0o755))
+	}
+	run := func(t *testing.T, doc, fails string) (logs string, err error) {
+		dir := t.TempDir()
+		logs = filepath.Join(dir, "log")
+		doc = strings.ReplaceAll(doc, ">/etc/default/etcd", ">"+filepath.Join(dir, "etcd.env"))
+		env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_LOG="+logs, "ETCD_FAILS="+fails)
+		return logs, runCallback(t, cloudInitOSUp(t, doc, dir), env, time.Minute)
+	}
+	read := func(path string) string {
+		b, _ := os.ReadFile(path)
+		return string(b)
+	}
+	okReport := map[string]any{"addresses": []any{"10.0.2.15", "fd00::15"}, "hostname": "m1", "status": "ok", "stage": "os_up"}
+	put := "--endpoints=%s --dial-timeout=5s --command-timeout=10s put /members/m1 10.0.2.15\n"
+
+	t.Run("worker", func(t *testing.T) {
+		agent := newAgentStandIn(t)
+		doc, err := renderEtcdMember(t, agent.srv.URL, "worker", []string{"10.0.2.17"})
+		require.NoError(t, err)
+		// Two refusals while the control plane's etcd is not there yet,
+		// then the put.
+		logs, err := run(t, doc, "2")
+		require.NoError(t, err)
+		assert.Equal(t, strings.Repeat(fmt.Sprintf(put, "http://10.0.2.17:2379"), 3), read(logs+".etcdctl"))
+		assert.Empty(t, read(logs+".systemctl"), "a worker starts no etcd")
+		assert.Equal(t, []map[string]any{okReport}, agent.got)
+	})
+
+	t.Run("registration fails", func(t *testing.T) {
+		agent := newAgentStandIn(t)
+		doc, err := renderEtcdMember(t, agent.srv.URL, "worker", []string{"10.0.2.17"})
+		require.NoError(t, err)
+		logs, err := run(t, doc, "always")
+		require.Error(t, err)
+		assert.Equal(t, 120, strings.Count(read(logs+".etcdctl"), "put /members/m1"), "ten minutes of tries")
+		require.Len(t, agent.got, 1, "one report, and not OS up")
+		assert.Equal(t, map[string]any{"addresses": []any{"10.0.2.15", "fd00::15"}, "hostname": "m1", "status": "failed", "stage": "os_up",
+			"log_tail": `etcd registration of m1 at http://10.0.2.17:2379 failed: Error: context deadline exceeded "dial tcp 10.0.2.15:2379"`}, agent.got[0])
+	})
+
+	t.Run("control plane", func(t *testing.T) {
+		agent := newAgentStandIn(t)
+		doc, err := renderEtcdMember(t, agent.srv.URL, "control-plane", nil)
+		require.NoError(t, err)
+		logs, err := run(t, doc, "1")
+		require.NoError(t, err)
+		assert.Equal(t, "ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379\nETCD_ADVERTISE_CLIENT_URLS=http://10.0.2.15:2379\n",
+			read(filepath.Join(filepath.Dir(logs), "etcd.env")))
+		assert.Equal(t, "enable etcd.service\nrestart --no-block etcd.service\n", read(logs+".systemctl"))
+		assert.Equal(t, strings.Repeat(fmt.Sprintf(put, "http://127.0.0.1:2379"), 2), read(logs+".etcdctl"))
+		assert.Equal(t, []map[string]any{okReport}, agent.got)
+	})
+
+	t.Run("control plane not up yet", func(t *testing.T) {
+		_, err := renderEtcdMember(t, "http://10.0.2.2:8081", "worker", nil)
+		require.ErrorContains(t, err, "the control plane's address (it has not reported one yet")
+	})
 }

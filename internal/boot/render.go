@@ -74,6 +74,9 @@ type ClusterView struct {
 	// ControlPlane is the first address of the first member of the role
 	// named "control-plane", or else of the first role; "" until known.
 	ControlPlane string
+	// ControlPlaneRole is the role ControlPlane is taken from, so that a
+	// template can tell the control plane's members from the others.
+	ControlPlaneRole string
 }
 
 // MemberView is one cluster member.
@@ -214,6 +217,7 @@ func (s *Server) newContext(in renderInput) *RenderContext {
 		if len(cv.MembersOf(cpRole)) == 0 && len(cv.Roles) > 0 {
 			cpRole = cv.Roles[0]
 		}
+		cv.ControlPlaneRole = cpRole
 		for _, mv := range cv.MembersOf(cpRole) {
 			if a := mv.Address(); a != "" {
 				cv.ControlPlane = a
@@ -277,6 +281,15 @@ func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) templ
 				return def
 			}
 			return v
+		},
+		// required stops the render when a value a document cannot do
+		// without is still empty (a cluster address not reported yet),
+		// rather than serving a document that points nowhere.
+		"required": func(why string, v any) (any, error) {
+			if v == nil || reflect.ValueOf(v).IsZero() {
+				return nil, fmt.Errorf("required: %s", why)
+			}
+			return v, nil
 		},
 		"quote":        strconv.Quote,
 		"toJSON":       toJSON,

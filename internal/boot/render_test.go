@@ -233,7 +233,7 @@ func TestRenderIPXEOverrideUsesContext(t *testing.T) {
 
 func TestStockTemplatesRender(t *testing.T) {
 	names := StockTemplates()
-	want := []string{"cloud-init-image", "cloud-init-meta-data", "ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
+	want := []string{"cloud-init-etcd", "cloud-init-image", "cloud-init-meta-data", "ignition", "ipxe-default", "kickstart", "lab-user-data", "preseed", "ubuntu-autoinstall"}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("StockTemplates() = %v, want %v", names, want)
 	}

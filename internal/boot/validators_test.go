@@ -353,6 +353,15 @@ var stockCases = []stockCase{
 		cmdlines: [][]string{{"ds=nocloud-net;s=" + tmplBase + "%s?token=" + testToken + " "}},
 	},
 	{
+		// A worker: it registers in the control plane's etcd (cp1 reported
+		// 10.0.2.15) and starts no etcd of its own.
+		name: "cloud-init-etcd", template: "cloud-init-etcd", format: "yaml",
+		params:     map[string]string{"ssh_authorized_key": sshKey},
+		validators: []string{"cloud-init"},
+		contains: []string{"hostname: \"m1\"\n", "      url='" + cbURL + "'\n", "      endpoint='http://10.0.2.15:2379'\n",
+			`put "/members/$name" "$addr"`, `\"stage\":\"os_up\"`, "runcmd:\n  - [/bin/sh, /var/lib/baremetal/os-up]\n"},
+	},
+	{
 		name: "cloud-init-meta-data", template: "cloud-init-meta-data", format: "yaml",
 		validators: []string{"meta-data"},
 		contains:   []string{"instance-id: \"m1-run-7\"\n", "local-hostname: \"m1\"\n"},

@@ -111,8 +111,10 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bootURL := fs.String("boot-url", "", "the agent's advertised boot base URL the machines network-boot from (empty: they never boot). qemu backend: an http:// URL on the VMs' isolated network, e.g. http://10.0.2.4:8080, which a guest forward connects to --boot-forward")
 	bootForward := fs.String("boot-forward", "", "qemu backend: host address the VMs' boot URL is forwarded to (default 127.0.0.1 and the boot URL's port)")
 	hostFwds := fs.String("hostfwd", "", "qemu backend: comma-separated guest ports to publish on 127.0.0.1, as MACHINE=HOSTPORT:GUESTPORT (e.g. lab-1=23790:2379)")
+	peerFwds := fs.Bool("hostfwd-peers", false, "qemu backend: the other VMs reach each --hostfwd port at the publishing machine's address (e.g. lab-1's 2379 at 10.0.2.15:2379), and only those ports")
 	stateDir := fs.String("state-dir", "lab-state", "qemu backend: directory for VM disks, serial logs and QEMU logs")
 	memory := fs.Int("memory", 256, "qemu backend: memory per VM in MiB")
+	diskMiB := fs.Int("disk-mib", defaultDiskMiB, "qemu backend: size of each VM's sparse disk in MiB, made at its first start (an image deploy needs the image's size plus 65 MiB for the config drive)")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "qemu backend: QEMU binary")
 	prefix := fs.String("name-prefix", "lab-", "machine name prefix: <prefix>1, <prefix>2, ...")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate, written into the inventory as each machine's ca_cert_pem")
@@ -153,6 +155,9 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("lab: --%s %d: must not be negative", name, n)
 		}
 	}
+	if *diskMiB < 1 {
+		return fmt.Errorf("lab: --disk-mib %d: must be at least 1", *diskMiB)
+	}
 	fault.Latency = *latency
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -167,9 +172,11 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		BootURL:      *bootURL,
 		BootForward:  *bootForward,
 		HostForwards: fwds,
+		PeerForwards: *peerFwds,
 		StateDir:     *stateDir,
 		QEMUBinary:   *qemuBin,
 		MemoryMiB:    *memory,
+		DiskMiB:      *diskMiB,
 		Firmware:     *firmware,
 		OVMFCode:     *ovmfCode,
 		OVMFVars:     *ovmfVars,

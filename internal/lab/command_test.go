@@ -140,6 +140,7 @@ func TestRunCommandRejectsBadFlags(t *testing.T) {
 		{"--listen", "256.0.0.1:1", "--inventory", filepath.Join(dir, "c.json")},
 		{"--log-level", "loud"},
 		{"--latency", "-1s", "--inventory", filepath.Join(dir, "d.json")},
+		{"--disk-mib", "0", "--inventory", filepath.Join(dir, "e.json")},
 		{"stray"},
 		{"--no-such-flag"},
 	} {

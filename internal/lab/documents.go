@@ -127,7 +127,7 @@ func (s *System) hardware() hardware {
 		return hardware{
 			model: "QEMU Standard PC (i440FX + PIIX, 1996)", bios: bios, cpuModel: "QEMU Virtual CPU (TCG)",
 			cpus: 1, cores: 1, threads: 1, memoryGiB: float64(s.lab.cfg.MemoryMiB) / 1024,
-			diskModel: "QEMU VIRTIO DISK", diskMedia: "HDD", diskBytes: qemuDiskBytes,
+			diskModel: "QEMU VIRTIO DISK", diskMedia: "HDD", diskBytes: s.lab.cfg.diskBytes(),
 			nicSpeedMbps: 1000, managerModel: "OpenBareMetal Lab BMC (qemu)", bmcFwVers: "lab-1.0",
 		}
 	}

@@ -92,6 +92,12 @@ type Config struct {
 	// HostForwards publish guest TCP ports on the host's loopback, e.g. a
 	// control plane's etcd for the demo to read (qemu backend).
 	HostForwards []HostForward
+	// PeerForwards lets every other VM reach each port HostForwards
+	// publish at the publishing machine's own address (its DHCP address,
+	// qemuGuestAddress), as on a rack's shared network: a guest forward on
+	// the other VMs' networks relays to the host forward. The VMs reach
+	// those ports of each other and nothing more (qemu backend).
+	PeerForwards bool
 	// HTTPClient is what simulated machines use to reach BootURL
 	// (default: a client with a 30s timeout).
 	HTTPClient *http.Client
@@ -102,6 +108,9 @@ type Config struct {
 	QEMUBinary string
 	// MemoryMiB is each VM's memory (default 256).
 	MemoryMiB int
+	// DiskMiB is the size of each VM's sparse disk (default 64), set when
+	// the VM is first started; a disk already in StateDir keeps its size.
+	DiskMiB int
 	// ExtraQEMUArgs are appended to every VM's command line.
 	ExtraQEMUArgs []string
 
@@ -324,6 +333,9 @@ func New(cfg Config) (*Lab, error) {
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 256
+	}
+	if cfg.DiskMiB == 0 {
+		cfg.DiskMiB = defaultDiskMiB
 	}
 	if cfg.QEMUBinary == "" {
 		cfg.QEMUBinary = "qemu-system-x86_64"

@@ -17,9 +17,10 @@ import (
 	"time"
 )
 
-// qemuDiskBytes is the size of each VM's sparse raw disk: room for the lab
-// installer's marker and template, nothing more.
-const qemuDiskBytes = 64 << 20
+// defaultDiskMiB is the size of each VM's sparse raw disk unless the lab
+// is told otherwise: room for the lab installer's marker and template.
+// An image deploy needs room for the image and its config drive.
+const defaultDiskMiB = 64
 
 const (
 	// qemuStopGrace is how long a VM gets to exit on SIGTERM before SIGKILL.
@@ -89,12 +90,25 @@ func (b *qemuBackend) userNetdev(s *System) string {
 		netdev += ",guestfwd=tcp:" + u.Host + "-cmd:" + esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), cfg.BootForward), " "))
 	}
 	for _, f := range cfg.HostForwards {
-		if f.Machine == s.name {
+		switch {
+		case f.Machine == s.name:
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+		case cfg.PeerForwards:
+			// Each VM has a network of its own, so the peer's address is
+			// free on this one (its DHCP pool starts past it or hands
+			// this VM's one MAC a single lease): a guest forward there
+			// reaches the peer's port through its host forward, and only
+			// that port.
+			peer := b.lab.systems[f.Machine] // checked by New
+			hostEnd := net.JoinHostPort("127.0.0.1", fmt.Sprint(f.HostPort))
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:", qemuGuestAddress(peer.index), f.GuestPort) +
+				esc(strings.Join(append(slices.Clone(cfg.ForwardCommand), hostEnd), " "))
 		}
 	}
 	return netdev
 }
+
+func (c *Config) diskBytes() int64 { return int64(c.DiskMiB) << 20 }
 
 // QEMUAgentAddress is the agent's address on every lab VM's network: a
 // guest forward carries connections to it to the agent on the host.
@@ -108,6 +122,9 @@ func QEMUBootURL(port string) string { return "http://" + QEMUAgentAddress + ":"
 // where its guest forward connects.
 func qemuNetworkDefaults(cfg *Config) error {
 	if cfg.BootURL == "" {
+		if cfg.PeerForwards && len(cfg.HostForwards) > 0 {
+			return forwardCommandDefault(cfg)
+		}
 		return nil
 	}
 	u, err := url.Parse(cfg.BootURL)
@@ -124,6 +141,12 @@ func qemuNetworkDefaults(cfg *Config) error {
 	if cfg.BootForward == "" {
 		cfg.BootForward = net.JoinHostPort("127.0.0.1", u.Port())
 	}
+	return forwardCommandDefault(cfg)
+}
+
+// forwardCommandDefault makes this executable's lab-forward the guest
+// forwards' relay unless the caller named one.
+func forwardCommandDefault(cfg *Config) error {
 	if len(cfg.ForwardCommand) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -216,9 +239,9 @@ func (b *qemuBackend) ensureSercon() error {
 	return b.serconErr
 }
 
-// ensureDisk creates the VM's sparse disk once; later boots keep what the
-// installer wrote.
-func ensureDisk(path string) error {
+// ensureDisk creates the VM's sparse disk of size bytes once; later boots
+// keep what the installer wrote.
+func ensureDisk(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil
@@ -226,7 +249,7 @@ func ensureDisk(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Truncate(qemuDiskBytes); err != nil {
+	if err := f.Truncate(size); err != nil {
 		_ = f.Close()
 		return err
 	}
@@ -259,7 +282,7 @@ func (b *qemuBackend) start(s *System, boot BootOverride) error {
 		return fmt.Errorf("qemu: %w", err)
 	}
 	disk, _, qlog := b.paths(s)
-	if err := ensureDisk(disk); err != nil {
+	if err := ensureDisk(disk, b.lab.cfg.diskBytes()); err != nil {
 		return fmt.Errorf("qemu: disk %s: %w", disk, err)
 	}
 	if s.firmware == FirmwareUEFI {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func requireQEMU(t *testing.T) {
@@ -72,7 +76,7 @@ func TestQEMUBackendPowersRealVMs(t *testing.T) {
 		t.Errorf("-netdev %q", got)
 	}
 	disk, err := os.Stat(filepath.Join(dir, "lab-1.disk"))
-	if err != nil || disk.Size() != qemuDiskBytes {
+	if err != nil || disk.Size() != defaultDiskMiB<<20 {
 		t.Fatalf("disk: %v, %v", disk, err)
 	}
 	if got := call(t, srv, c, "GET", "/redfish/v1/Systems/lab-1", nil).doc["PowerState"]; got != "On" {
@@ -152,7 +156,7 @@ func TestQEMUBackendUEFI(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64, Firmware: FirmwareMixed})
+	l, srv := newTestLab(t, Config{Machines: 2, Backend: BackendQEMU, StateDir: dir, MemoryMiB: 64, DiskMiB: 96, Firmware: FirmwareMixed})
 	c := credsOf(l, "lab-2")
 	s := l.System("lab-2")
 	mustStatus(t, call(t, srv, c, "PATCH", "/redfish/v1/Systems/lab-2", map[string]any{"Boot": map[string]string{
@@ -172,6 +176,10 @@ func TestQEMUBackendUEFI(t *testing.T) {
 	}
 	if slices.Contains(args, "-boot") || slices.Contains(args, "-fw_cfg") {
 		t.Errorf("a UEFI VM got SeaBIOS's -boot or -fw_cfg: %q", args)
+	}
+	// An image deploy needs a disk of the size the lab was given.
+	if disk, err := os.Stat(filepath.Join(dir, "lab-2.disk")); err != nil || disk.Size() != 96<<20 {
+		t.Errorf("disk: %v, %v; want 96 MiB", disk, err)
 	}
 	st, err := os.Stat(vars)
 	if err != nil {
@@ -199,5 +207,27 @@ func TestQEMUBackendUEFI(t *testing.T) {
 	mustStatus(t, reset(t, srv, credsOf(l, "lab-1"), "lab-1", "On"), 204)
 	if got := argAfter(qemuCmdline(t, l.System("lab-1").vmPID()), "-boot"); got != "order=c" {
 		t.Errorf("BIOS machine -boot %q, want order=c", got)
+	}
+}
+
+// With PeerForwards, the other VMs reach a published port at the
+// publishing machine's own address, relayed to its host forward, and the
+// publisher gets no forward to itself; without it they reach nothing of it.
+func TestQEMUPeerForwards(t *testing.T) {
+	for _, peers := range []bool{true, false} {
+		l, _ := newTestLab(t, Config{Machines: 3, Backend: BackendQEMU, StateDir: t.TempDir(),
+			BootURL: "http://10.0.2.4:6969", ForwardCommand: []string{"/usr/bin/fwd"},
+			HostForwards: []HostForward{{Machine: "lab-1", HostPort: 23790, GuestPort: 2379}}, PeerForwards: peers})
+		b, ok := l.backend.(*qemuBackend)
+		require.True(t, ok)
+		boot := "user,id=n0,restrict=on,dhcpstart=%s,bootfile=http://10.0.2.4:6969/boot.ipxe,guestfwd=tcp:10.0.2.4:6969-cmd:/usr/bin/fwd 127.0.0.1:6969"
+		assert.Equal(t, fmt.Sprintf(boot, "10.0.2.15")+",hostfwd=tcp:127.0.0.1:23790-:2379", b.userNetdev(l.System("lab-1")))
+		for name, addr := range map[string]string{"lab-2": "10.0.2.16", "lab-3": "10.0.2.17"} {
+			want := fmt.Sprintf(boot, addr)
+			if peers {
+				want += ",guestfwd=tcp:10.0.2.15:2379-cmd:/usr/bin/fwd 127.0.0.1:23790"
+			}
+			assert.Equal(t, want, b.userNetdev(l.System(name)), "%s, peer forwards %v", name, peers)
+		}
 	}
 }

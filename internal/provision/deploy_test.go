@@ -67,6 +67,15 @@ func TestImageDeploy(t *testing.T) {
 		types = append(types, ev.Type)
 	}
 	assert.Subset(t, types, []string{string(model.SignalDeployDisks), string(model.SignalDeployProgress), model.EventImageWritten})
+	var osUp []model.Event
+	for _, ev := range e.events("lab-1") {
+		if ev.Type == string(model.SignalCallbackReceived) {
+			osUp = append(osUp, ev)
+		}
+	}
+	require.Len(t, osUp, 1)
+	assert.Equal(t, "deployed OS called back", osUp[0].Message)
+	assert.Equal(t, model.StageOSUp, osUp[0].Data["stage"])
 
 	m = e.awaitPhase("lab-2", model.PhaseFailed, 30*time.Second)
 	assert.Contains(t, m.Status.LastError, "checksum mismatch: want "+bad+", got "+good)

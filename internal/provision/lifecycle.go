@@ -199,12 +199,21 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		if report.Hostname != "" {
 			data["hostname"] = printable(report.Hostname, 253)
 		}
-		why := "installer called back; run " + m.Run.ID + " complete"
+		// An image deploy's last callback comes from the deployed OS, and
+		// operators read the event log to tell its two stages apart.
+		who := "installer"
+		if m.Run.Deploy != nil {
+			who = "deployed OS"
+			if report.Stage != "" {
+				data["stage"] = printable(report.Stage, 32)
+			}
+		}
+		why := who + " called back; run " + m.Run.ID + " complete"
 		if m.Status.Phase == model.PhaseFailed {
 			why = m.Status.LastError
 		}
 		return []model.Event{
-			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: "installer called back", Data: data},
+			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: who + " called back", Data: data},
 			{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: why, Data: phaseEvent(before, "", "", "").Data},
 		}
 	}

@@ -8,10 +8,13 @@ locals {
 resource "baremetal_boot_profile" "role" {
   for_each = { for r in var.roles : r.name => r }
 
-  name      = "${var.name}-${each.key}"
-  kernel    = each.value.kernel
-  initrds   = each.value.initrds
+  name   = "${var.name}-${each.key}"
+  kernel = each.value.kernel
+  # An image profile boots the agent's deploy ramdisk, so it takes no
+  # initrds of its own (the provider refuses both).
+  initrds   = each.value.image == null ? each.value.initrds : null
   cmdline   = each.value.cmdline
+  image     = each.value.image
   templates = each.value.templates
   params    = each.value.params
 }

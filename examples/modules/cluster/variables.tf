@@ -25,12 +25,17 @@ variable "bmc_passwords" {
 }
 
 variable "roles" {
-  description = "Roles in provisioning order (every member of a role is installed before the next role starts), each with the boot profile its members install."
+  description = "Roles in provisioning order (every member of a role is installed before the next role starts), each with the boot profile its members install: a kernel (an installer) or an image (written to disk by the agent's deploy ramdisk)."
   type = list(object({
-    name      = string
-    kernel    = string
-    initrds   = optional(list(string), [])
-    cmdline   = optional(string, "")
+    name    = string
+    kernel  = optional(string)
+    initrds = optional(list(string), [])
+    cmdline = optional(string, "")
+    image = optional(object({
+      url      = string
+      checksum = string
+      format   = string
+    }))
     templates = optional(map(string), {})
     params    = optional(map(string), {})
   }))

@@ -1,0 +1,703 @@
+package deployimage
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	mib        = 1 << 20
+	imageBytes = 40 * mib
+	diskBytes  = 128 * mib
+	sector     = 512
+	// The last LBA a GPT may use on the test disk: the backup table (32
+	// sectors) and header (1) take the last 33 sectors.
+	diskLastLBA = diskBytes/sector - 34
+	machine     = "deploy-1"
+	diskSerial  = "DEPLOYDISK1"
+	// A ramdisk that is still working when this passes is stuck; TCG on a
+	// shared 2-core machine takes 20-60 s per boot.
+	bootTimeout = 8 * time.Minute
+)
+
+// skipOrFail skips when the environment lacks a piece, except in CI, where
+// a missing piece must fail rather than pass silently.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+// TestDeployRamdisk boots the real deploy ramdisk in QEMU against a fake
+// agent on the loopback, one VM per case on an isolated user network whose
+// only way out is a guest forward to that agent, and then reads the VM's
+// disk file.
+func TestDeployRamdisk(t *testing.T) {
+	dir := os.Getenv("BAREMETAL_DEPLOY_IMAGE")
+	if dir == "" {
+		skipOrFail(t, "BAREMETAL_DEPLOY_IMAGE is not set; run `make deploy-image` and point it at .cache/deploy-image")
+	}
+	for _, f := range []string{"vmlinuz", "initrd.img"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			skipOrFail(t, fmt.Sprintf("deploy image incomplete (%v); run `make deploy-image`", err))
+		}
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "sfdisk", "blkid", "zstd", "mtype"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipOrFail(t, tool+" not found; install qemu-system-x86, fdisk, zstd and mtools")
+		}
+	}
+
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	agentBin := filepath.Join(t.TempDir(), "baremetal-agent")
+	build := exec.Command("go", "build", "-o", agentBin, "./agent")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "building the agent for its lab-forward command: %s", out)
+
+	img := buildGPTImage(t)
+	mbr := buildMBRImage(t)
+	gz := gzipBytes(t, img.data)
+	zst := zstdBytes(t, img.data)
+	// The checksum is of the file as served (downloaded), compressed or not.
+	sha256sum := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
+	sha512sum := func(b []byte) string { s := sha512.Sum512(b); return "sha512:" + hex.EncodeToString(s[:]) }
+	wrongSum := sha256sum([]byte("not the image"))
+	t.Logf("test image: %d bytes raw, %d gzip, %d zstd", len(img.data), len(gz), len(zst))
+
+	tests := []struct {
+		name     string
+		served   []byte // the image file as served; nil serves nothing (404)
+		format   string
+		checksum string
+		size     int64
+		// throttle paces the download so that it spans several progress
+		// intervals (5 s): unthrottled, the loopback outruns them.
+		throttle      bool
+		networkConfig bool
+		refuse        string // the agent's refusal of the disks report
+		check         func(t *testing.T, r *deployRun)
+	}{
+		{name: "raw", served: img.data, format: "raw", checksum: sha256sum(img.data), size: imageBytes, throttle: true,
+			check: func(t *testing.T, r *deployRun) {
+				r.requireDeployed(t, img, false)
+				r.requireGrowingProgress(t)
+			}},
+		{name: "gzip", served: gz, format: "gzip", checksum: sha512sum(gz), size: imageBytes,
+			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, false) }},
+		// size_bytes 0: the agent does not know the image's size.
+		{name: "zstd", served: zst, format: "zstd", checksum: sha256sum(zst), networkConfig: true,
+			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, true) }},
+		{name: "MBR image", served: mbr.data, format: "raw", checksum: sha256sum(mbr.data), size: int64(len(mbr.data)),
+			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, mbr, false) }},
+		{name: "not gzip", served: img.data[:4*mib], format: "gzip", checksum: sha256sum(img.data[:4*mib]),
+			check: func(t *testing.T, r *deployRun) {
+				cb := r.requireFailed(t)
+				assert.Contains(t, cb.Message, "decompressing the gzip image: ")
+				requireZero(t, r.disk(t)[:mib], "first MiB")
+			}},
+		{name: "disks refused", refuse: "no disk matches the root device hints {min_size_gb: 500}; disks seen: vda (128 MiB)",
+			check: func(t *testing.T, r *deployRun) {
+				// The agent has failed the machine itself: the ramdisk
+				// shows why and stops, with nothing written or called back.
+				assert.Contains(t, r.console, "deploy: the agent refused the disks report (HTTP 409): no disk matches the root device hints {min_size_gb: 500}; disks seen: vda (128 MiB)")
+				r.agent.mu.Lock()
+				assert.Empty(t, r.agent.callbacks)
+				r.agent.mu.Unlock()
+				assert.Empty(t, r.agent.imageGets())
+				assert.Equal(t, previousDisk(), r.disk(t)[:mib])
+			}},
+		{name: "checksum mismatch", served: img.data, format: "raw", checksum: wrongSum, size: imageBytes,
+			check: func(t *testing.T, r *deployRun) {
+				cb := r.requireFailed(t)
+				assert.Equal(t, fmt.Sprintf("checksum mismatch: want %s, got %s", wrongSum, sha256sum(img.data)), cb.Message)
+				disk := r.disk(t)
+				requireZero(t, disk[:mib], "first MiB")
+				requireZero(t, disk[diskBytes-mib:], "last MiB")
+				requireZero(t, disk[imageBytes-mib:imageBytes], "last MiB of the image (its backup GPT)")
+				assert.NotEqual(t, "gpt", sfdiskLabel(t, r.diskPath), "a partition table survived the failed deploy")
+			}},
+		{name: "image larger than disk", served: img.data, format: "raw", checksum: sha256sum(img.data), size: 200 * mib,
+			check: func(t *testing.T, r *deployRun) {
+				cb := r.requireFailed(t)
+				assert.Equal(t, fmt.Sprintf("image (%d bytes) is larger than disk vda (%d bytes)", 200*mib, diskBytes), cb.Message)
+				assert.Empty(t, r.agent.imageGets(), "the image was fetched although it cannot fit")
+				assert.Equal(t, previousDisk(), r.disk(t)[:mib], "the disk was written before the image was refused")
+			}},
+		{name: "image URL 404", served: nil, format: "raw", checksum: sha256sum(img.data), size: imageBytes,
+			check: func(t *testing.T, r *deployRun) {
+				cb := r.requireFailed(t)
+				assert.Contains(t, cb.Message, r.imageURL)
+				assert.Contains(t, cb.Message, "404")
+				// What the disk held before is not bootable either: a failed
+				// deploy must not boot the old OS as if it were the new one.
+				requireZero(t, r.disk(t)[:mib], "first MiB")
+			}},
+	}
+
+	// Three VMs at a time: enough to overlap boots, few enough not to
+	// starve the other work on a shared 2-core machine.
+	slots := make(chan struct{}, 3)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+
+			agent := newFakeAgent(t)
+			name := "image." + tt.format
+			if tt.served != nil {
+				agent.serve("/images/"+name, tt.served, tt.throttle)
+			}
+			r := &deployRun{agent: agent, imageURL: agent.guestURL + "/images/" + name}
+			cd := map[string]string{
+				"user-data": agent.guestURL + "/config/user-data",
+				"meta-data": agent.guestURL + "/config/meta-data",
+			}
+			if tt.networkConfig {
+				cd["network-config"] = agent.guestURL + "/config/network-config"
+			}
+			agent.setPlan(map[string]any{
+				"device":       "vda",
+				"image":        map[string]any{"url": r.imageURL, "checksum": tt.checksum, "format": tt.format, "size_bytes": tt.size},
+				"config_drive": cd,
+			})
+			agent.refusal = tt.refuse
+			r.boot(t, dir, agentBin)
+			r.requireDisksReport(t)
+			tt.check(t, r)
+		})
+	}
+}
+
+// testImage is a small real GPT disk image, and its partitions as sfdisk
+// reads them.
+type testImage struct {
+	data  []byte
+	table sfdiskTable
+}
+
+// buildGPTImage lays out an ESP-like and a Linux partition with sfdisk and
+// fills them with seeded random data and markers, so any misplaced or lost
+// byte shows, while gzip and zstd still have something to compress.
+func buildGPTImage(t *testing.T) testImage {
+	return buildImage(t, imageBytes, "label: gpt\nsize=8MiB, type=U, name=ESP\ntype=L, name=root\n")
+}
+
+// buildMBRImage is an image with a DOS partition table: the config drive
+// goes into the MBR's free entries.
+func buildMBRImage(t *testing.T) testImage {
+	return buildImage(t, 24*mib, "label: dos\nsize=20MiB, type=83\n")
+}
+
+func buildImage(t *testing.T, size int64, layout string) testImage {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "image.raw")
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	require.NoError(t, os.Truncate(path, size))
+	sfdisk := exec.Command("sfdisk", "-q", path)
+	sfdisk.Stdin = strings.NewReader(layout)
+	out, err := sfdisk.CombinedOutput()
+	require.NoError(t, err, "sfdisk: %s", out)
+	table := sfdiskDump(t, path)
+	require.NotEmpty(t, table.Partitions)
+
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	rng := mrand.New(mrand.NewChaCha8([32]byte{'d', 'e', 'p', 'l', 'o', 'y'}))
+	for _, p := range table.Partitions {
+		for off := p.Start * sector; off < (p.Start+p.Size)*sector; off += mib {
+			chunk := data[off : off+64*1024]
+			for i := range chunk {
+				chunk[i] = byte(rng.Uint32())
+			}
+			copy(chunk, fmt.Sprintf("BAREMETAL-DEPLOY-TEST partition %s offset %d", p.Node, off))
+		}
+	}
+	return testImage{data: data, table: table}
+}
+
+func gzipBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	_, err := w.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return buf.Bytes()
+}
+
+func zstdBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	cmd := exec.Command("zstd", "-q", "-c")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	return out
+}
+
+type sfdiskPartition struct {
+	Node  string `json:"node"`
+	Start int64  `json:"start"`
+	Size  int64  `json:"size"`
+	Type  string `json:"type"`
+	Name  string `json:"name"`
+}
+
+type sfdiskTable struct {
+	Label      string            `json:"label"`
+	LastLBA    int64             `json:"lastlba"`
+	Partitions []sfdiskPartition `json:"partitions"`
+}
+
+func sfdiskDump(t *testing.T, path string) sfdiskTable {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", path).Output()
+	require.NoError(t, err, "sfdisk --json %s", path)
+	var v struct {
+		PartitionTable sfdiskTable `json:"partitiontable"`
+	}
+	require.NoError(t, json.Unmarshal(out, &v))
+	return v.PartitionTable
+}
+
+// sfdiskLabel is the partition table type sfdisk finds on path, or "" for
+// none.
+func sfdiskLabel(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", path).Output()
+	if err != nil {
+		return ""
+	}
+	var v struct {
+		PartitionTable sfdiskTable `json:"partitiontable"`
+	}
+	require.NoError(t, json.Unmarshal(out, &v))
+	return v.PartitionTable.Label
+}
+
+func requireZero(t *testing.T, b []byte, what string) {
+	t.Helper()
+	require.Equal(t, len(b), bytes.Count(b, []byte{0}), "%s is not all zeros", what)
+}
+
+// previousDisk is what the test disk holds before the deploy: a stand-in
+// for an earlier OS's first MiB, so a test can tell untouched from wiped.
+func previousDisk() []byte {
+	return bytes.Repeat([]byte("PREVIOUS-OS-BOOT-SECTOR "), mib/24+1)[:mib]
+}
+
+// The wire types of the ramdisk's protocol, as the agent reads them.
+type diskReport struct {
+	Name       string `json:"name"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Model      string `json:"model"`
+	Serial     string `json:"serial"`
+	WWN        string `json:"wwn"`
+	Rotational *bool  `json:"rotational"`
+}
+
+type progressReport struct {
+	BytesWritten int64 `json:"bytes_written"`
+	ElapsedMS    int64 `json:"elapsed_ms"`
+}
+
+type callbackReport struct {
+	Status       string   `json:"status"`
+	Stage        string   `json:"stage"`
+	Message      string   `json:"message"`
+	Addresses    []string `json:"addresses"`
+	Hostname     string   `json:"hostname"`
+	LogTail      string   `json:"log_tail"`
+	Disk         string   `json:"disk"`
+	BytesWritten int64    `json:"bytes_written"`
+	DurationMS   int64    `json:"duration_ms"`
+}
+
+const (
+	userData      = "#cloud-config\nhostname: deploy-1\nruncmd:\n  - echo deployed\n"
+	metaData      = "instance-id: deploy-1-run-7\nlocal-hostname: deploy-1\n"
+	networkConfig = "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n"
+)
+
+// fakeAgent is the agent's side of the ramdisk protocol, on 127.0.0.1,
+// recording everything the ramdisk sends.
+type fakeAgent struct {
+	token    string
+	port     int
+	guestURL string // the agent as the VM reaches it, through the guest forward
+	mux      *http.ServeMux
+
+	mu        sync.Mutex
+	plan      map[string]any
+	disks     [][]diskReport
+	progress  []progressReport
+	callbacks []callbackReport
+	gets      []string
+	refusal   string // when set, the disks report is answered 409 with it
+}
+
+func newFakeAgent(t *testing.T) *fakeAgent {
+	tok := make([]byte, 16)
+	_, err := rand.Read(tok)
+	require.NoError(t, err)
+	a := &fakeAgent{token: hex.EncodeToString(tok), mux: http.NewServeMux()}
+	a.mux.HandleFunc("POST /machines/{name}/deploy/disks", a.authed(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Disks []diskReport `json:"disks"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "bad disks report: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.disks = append(a.disks, req.Disks)
+		plan, refusal := a.plan, a.refusal
+		a.mu.Unlock()
+		if refusal != "" {
+			http.Error(w, refusal, http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(plan)
+	}))
+	a.mux.HandleFunc("POST /machines/{name}/deploy/progress", a.authed(func(w http.ResponseWriter, r *http.Request) {
+		var p progressReport
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.progress = append(a.progress, p)
+		a.mu.Unlock()
+	}))
+	a.mux.HandleFunc("POST /machines/{name}/callback", a.authed(func(w http.ResponseWriter, r *http.Request) {
+		var c callbackReport
+		if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.callbacks = append(a.callbacks, c)
+		a.mu.Unlock()
+	}))
+	for name, body := range map[string]string{"user-data": userData, "meta-data": metaData, "network-config": networkConfig} {
+		a.mux.HandleFunc("GET /config/"+name, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, body)
+		})
+	}
+	a.mux.HandleFunc("GET /images/", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.gets = append(a.gets, r.URL.Path)
+		a.mu.Unlock()
+		http.NotFound(w, r)
+	})
+	srv := httptest.NewServer(a.mux)
+	t.Cleanup(srv.Close)
+	a.port = srv.Listener.Addr().(*net.TCPAddr).Port
+	a.guestURL = fmt.Sprintf("http://10.0.2.4:%d", a.port)
+	return a
+}
+
+func (a *fakeAgent) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("name") != machine || r.URL.Query().Get("token") != a.token {
+			http.Error(w, "wrong machine or token", http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (a *fakeAgent) setPlan(p map[string]any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.plan = p
+}
+
+// serve publishes body at path; throttled, at about 3 MiB/s.
+func (a *fakeAgent) serve(path string, body []byte, throttle bool) {
+	a.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.gets = append(a.gets, r.URL.Path)
+		a.mu.Unlock()
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		if !throttle {
+			_, _ = w.Write(body)
+			return
+		}
+		rc := http.NewResponseController(w)
+		tick := time.NewTicker(80 * time.Millisecond)
+		defer tick.Stop()
+		for off := 0; off < len(body); off += 256 * 1024 {
+			if _, err := w.Write(body[off:min(off+256*1024, len(body))]); err != nil {
+				return
+			}
+			_ = rc.Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+}
+
+func (a *fakeAgent) imageGets() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.gets...)
+}
+
+// deployRun is one boot of the ramdisk and what came of it.
+type deployRun struct {
+	agent    *fakeAgent
+	imageURL string
+	diskPath string
+	console  string
+	elapsed  time.Duration
+}
+
+// boot runs the ramdisk in QEMU until it has called back and says it has
+// stopped (after its final sync), then stops QEMU.
+func (r *deployRun) boot(t *testing.T, dir, agentBin string) {
+	t.Helper()
+	tmp := t.TempDir()
+	r.diskPath = filepath.Join(tmp, "disk.raw")
+	require.NoError(t, os.WriteFile(r.diskPath, previousDisk(), 0o644))
+	require.NoError(t, os.Truncate(r.diskPath, diskBytes))
+
+	a := r.agent
+	fwd := fmt.Sprintf("%s lab-forward 127.0.0.1:%d", agentBin, a.port)
+	// Give up before the test binary's own deadline: its panic would lose
+	// the console, which is what says where a stuck ramdisk stopped.
+	deadline := time.Now().Add(bootTimeout)
+	if d, ok := t.Deadline(); ok && d.Add(-30*time.Second).Before(deadline) {
+		deadline = d.Add(-30 * time.Second)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+		"-serial", "stdio",
+		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
+		"-append", fmt.Sprintf("console=ttyS0 quiet baremetal.url=%s baremetal.machine=%s baremetal.token=%s baremetal.mode=deploy",
+			a.guestURL, machine, a.token),
+		"-drive", "file="+r.diskPath+",format=raw,if=none,id=d0",
+		"-device", "virtio-blk-pci,drive=d0,serial="+diskSerial,
+		// restrict=on: the VM reaches nothing but the fake agent, through
+		// the one guest forward.
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.4:%d-cmd:%s", a.port, strings.ReplaceAll(fwd, ",", ",,")),
+		"-device", "virtio-net-pci,netdev=n0,romfile=",
+	)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	start := time.Now()
+	require.NoError(t, cmd.Start())
+
+	var console strings.Builder
+	stopped := make(chan struct{})
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r")
+			console.WriteString(line + "\n")
+			if strings.HasPrefix(line, "deploy: stopped") {
+				once.Do(func() { close(stopped) })
+			}
+		}
+	}()
+	var finished bool
+	select {
+	case <-stopped:
+		finished = true
+	case <-ctx.Done():
+	}
+	r.elapsed = time.Since(start)
+	_ = cmd.Process.Kill()
+	<-scanned
+	_ = cmd.Wait()
+	r.console = console.String()
+	if !finished {
+		t.Fatalf("the ramdisk did not stop within %.0f s; console:\n%s", r.elapsed.Seconds(), r.console)
+	}
+	t.Logf("boot to stop: %.1f s", r.elapsed.Seconds())
+	assert.NotContains(t, r.console, a.token, "the console shows the token")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("console:\n%s", r.console)
+		}
+	})
+}
+
+func (r *deployRun) disk(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(r.diskPath)
+	require.NoError(t, err)
+	require.Len(t, b, diskBytes)
+	return b
+}
+
+func (r *deployRun) callback(t *testing.T) callbackReport {
+	t.Helper()
+	r.agent.mu.Lock()
+	defer r.agent.mu.Unlock()
+	require.Len(t, r.agent.callbacks, 1, "callbacks")
+	return r.agent.callbacks[0]
+}
+
+func (r *deployRun) requireDisksReport(t *testing.T) {
+	t.Helper()
+	r.agent.mu.Lock()
+	defer r.agent.mu.Unlock()
+	require.Len(t, r.agent.disks, 1, "disks reports")
+	require.Len(t, r.agent.disks[0], 1, "disks seen: %+v", r.agent.disks[0])
+	d := r.agent.disks[0][0]
+	assert.Equal(t, "vda", d.Name)
+	assert.Equal(t, int64(diskBytes), d.SizeBytes)
+	assert.Equal(t, diskSerial, d.Serial)
+	assert.NotNil(t, d.Rotational, "rotational missing")
+}
+
+func (r *deployRun) requireFailed(t *testing.T) callbackReport {
+	t.Helper()
+	cb := r.callback(t)
+	require.Equal(t, "failed", cb.Status, "callback %+v", cb)
+	require.Equal(t, "image_written", cb.Stage)
+	assert.Contains(t, r.console, "deploy: FAILED: "+cb.Message)
+	return cb
+}
+
+// requireDeployed checks an ok callback and the disk: the image's bytes,
+// its partitions where they were, the GPT moved to the disk's end, and a
+// CIDATA partition at the end holding what the agent served.
+func (r *deployRun) requireDeployed(t *testing.T, img testImage, withNetworkConfig bool) {
+	t.Helper()
+	cb := r.callback(t)
+	require.Equal(t, "ok", cb.Status, "callback %+v", cb)
+	assert.Equal(t, "image_written", cb.Stage)
+	assert.Equal(t, []string{"10.0.2.15"}, cb.Addresses)
+	assert.Equal(t, machine, cb.Hostname)
+	assert.Equal(t, "vda", cb.Disk)
+	assert.Equal(t, int64(len(img.data)), cb.BytesWritten)
+	t.Logf("deploy: %d bytes in %d ms by the ramdisk's clock", cb.BytesWritten, cb.DurationMS)
+	assert.Positive(t, cb.DurationMS)
+	assert.Contains(t, cb.LogTail, "checksum verified")
+	assert.Contains(t, r.console, "deploy: done")
+
+	disk := r.disk(t)
+	table := sfdiskDump(t, r.diskPath)
+	require.Equal(t, img.table.Label, table.Label)
+	// The last sector a partition may use.
+	lastLBA := int64(diskBytes/sector - 1)
+	lo, hi := sector, len(img.data)
+	if table.Label == "gpt" {
+		lastLBA = diskLastLBA
+		assert.Equal(t, lastLBA, table.LastLBA, "the GPT does not span the disk")
+		// Between the primary GPT (LBA 0-33: protective MBR, header,
+		// entries, which the relocation and the new entry rewrite) and
+		// the image's own backup GPT (its last 33 sectors).
+		lo, hi = 34*sector, len(img.data)-33*sector
+	} else {
+		// The MBR's boot code is the image's; its table gained an entry.
+		assert.True(t, bytes.Equal(img.data[:446], disk[:446]), "the MBR's boot code changed")
+	}
+	require.True(t, bytes.Equal(img.data[lo:hi], disk[lo:hi]), "the disk differs from the image outside its partition table")
+
+	n := len(img.table.Partitions)
+	require.Len(t, table.Partitions, n+1)
+	for i, p := range img.table.Partitions {
+		got := table.Partitions[i]
+		assert.Equal(t, [4]any{p.Start, p.Size, p.Type, p.Name}, [4]any{got.Start, got.Size, got.Type, got.Name})
+		assert.True(t, bytes.Equal(img.data[p.Start*sector:(p.Start+p.Size)*sector], disk[p.Start*sector:(p.Start+p.Size)*sector]),
+			"partition %s differs from the image's", p.Node)
+	}
+	verify, err := exec.Command("sfdisk", "--verify", r.diskPath).CombinedOutput()
+	assert.NoError(t, err, "sfdisk --verify: %s", verify)
+
+	cd := table.Partitions[n]
+	if table.Label == "gpt" {
+		assert.Equal(t, "CIDATA", cd.Name)
+	}
+	assert.Equal(t, int64(64*mib/sector), cd.Size)
+	assert.Zero(t, cd.Start%2048, "config drive start %d is not MiB-aligned", cd.Start)
+	end := cd.Start + cd.Size - 1
+	assert.LessOrEqual(t, end, lastLBA)
+	assert.Less(t, lastLBA-end, int64(2048), "the config drive is not at the disk's end")
+	off := cd.Start * sector
+	// What cloud-init's NoCloud looks for: blkid's LABEL (or the boot
+	// sector's, LABEL_FATBOOT) CIDATA on a vfat filesystem.
+	for _, tag := range []string{"TYPE", "LABEL", "LABEL_FATBOOT"} {
+		out, err := exec.Command("blkid", "-p", "-O", fmt.Sprint(off), "-s", tag, "-o", "value", r.diskPath).Output()
+		require.NoError(t, err, "blkid %s", tag)
+		assert.Equal(t, map[string]string{"TYPE": "vfat", "LABEL": "CIDATA", "LABEL_FATBOOT": "CIDATA"}[tag], strings.TrimSpace(string(out)), tag)
+	}
+	files := map[string]string{"user-data": userData, "meta-data": metaData}
+	if withNetworkConfig {
+		files["network-config"] = networkConfig
+	}
+	for name, want := range files {
+		got, err := mtools("mtype", "-i", fmt.Sprintf("%s@@%d", r.diskPath, off), "::"+name).Output()
+		require.NoError(t, err, "mtype %s", name)
+		assert.Equal(t, want, string(got), name)
+	}
+	dir, err := mtools("mdir", "-b", "-i", fmt.Sprintf("%s@@%d", r.diskPath, off), "::").Output()
+	require.NoError(t, err)
+	assert.Len(t, strings.Fields(string(dir)), len(files), "config drive files: %s", dir)
+}
+
+// requireGrowingProgress checks that progress reports came during the
+// stream and counted up to the image.
+func (r *deployRun) requireGrowingProgress(t *testing.T) {
+	t.Helper()
+	r.agent.mu.Lock()
+	progress := append([]progressReport(nil), r.agent.progress...)
+	r.agent.mu.Unlock()
+	t.Logf("progress: %+v", progress)
+	require.GreaterOrEqual(t, len(progress), 2, "progress reports")
+	for i := 1; i < len(progress); i++ {
+		assert.GreaterOrEqual(t, progress[i].BytesWritten, progress[i-1].BytesWritten, "bytes_written went down")
+		assert.Greater(t, progress[i].ElapsedMS, progress[i-1].ElapsedMS)
+	}
+	assert.Greater(t, progress[len(progress)-1].BytesWritten, progress[0].BytesWritten, "bytes_written never grew")
+	assert.LessOrEqual(t, progress[len(progress)-1].BytesWritten, int64(imageBytes))
+}
+
+// mtools runs an mtools command on a FAT filesystem inside a disk file.
+func mtools(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	// mtools refuses filesystems whose geometry fields it finds odd, which
+	// says nothing about whether Linux and cloud-init can read them.
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	return cmd
+}
