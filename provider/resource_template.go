@@ -74,7 +74,7 @@ func (r *templateResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"content": schema.StringAttribute{
 				MarkdownDescription: "The snippet's Go `text/template` text. It sees what the including template passes " +
 					"(usually `.`, the machine's render context) and has the same functions, among them the escaping " +
-					"functions `shellQuote`, `ksQuote`, `preseedValue`, `kernelArg` and `toJSON`.",
+					"functions `shellQuote`, `ksQuote`, `ksList`, `preseedValue`, `kernelArg` and `toJSON`.",
 				Required: true,
 			},
 			"description": schema.StringAttribute{

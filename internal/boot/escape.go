@@ -82,8 +82,29 @@ func ksQuote(v string) (string, error) {
 		// (ignoredisk --only-use=" "), so the installer would stop.
 		return "", &errRefused{why: "is only whitespace", format: "which no kickstart option takes"}
 	}
+	if strings.TrimSpace(v) != v {
+		// List options (ignoredisk --only-use, --nameserver, ...) strip
+		// each item, so the installer would get another value than given.
+		return "", &errRefused{why: "begins or ends with whitespace", format: "which kickstart options strip"}
+	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(v) + `"`, nil
+}
+
+// ksList makes v, a comma-separated list (ignoredisk --only-use, network
+// --nameserver), one kickstart argument. pykickstart drops empty items and
+// strips each one, so such items are refused: the installer would get
+// another list than given.
+func ksList(v string) (string, error) {
+	for item := range strings.SplitSeq(v, ",") {
+		if strings.TrimSpace(item) == "" {
+			return "", &errRefused{why: "has an empty item in its comma-separated list", format: "which kickstart drops"}
+		}
+		if strings.TrimSpace(item) != item {
+			return "", &errRefused{why: "has an item that begins or ends with whitespace", format: "which kickstart strips"}
+		}
+	}
+	return ksQuote(v)
 }
 
 // preseedValue is v as the value of a debconf selection line.
@@ -152,6 +173,14 @@ func paramRefusal(params map[string]string, secrets []string, v string, err erro
 	for k, pv := range params {
 		if pv == v {
 			names = append(names, fmt.Sprintf("param %q", k))
+		}
+	}
+	if len(names) == 0 && v != "" {
+		// An item of a list param (split ","), or another piece of one.
+		for k, pv := range params {
+			if strings.Contains(pv, v) {
+				names = append(names, fmt.Sprintf("param %q", k))
+			}
 		}
 	}
 	for _, k := range secrets {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -295,6 +297,7 @@ func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) templ
 		"toJSON":       toJSON,
 		"shellQuote":   escaper(shellQuote),
 		"ksQuote":      escaper(ksQuote),
+		"ksList":       escaper(ksList),
 		"preseedValue": escaper(preseedValue),
 		"kernelArg":    escaper(kernelArg),
 		"b64enc":       func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
@@ -322,6 +325,9 @@ func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) templ
 // naming the template (or snippet), its line and column and the failing
 // param.
 func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template, sec *secretSource) (string, error) {
+	if err := textParams(ctx); err != nil {
+		return "", err
+	}
 	var set *template.Template
 	t, err := parseWithSnippets(name, text, funcs(ctx, &set, sec), snippets)
 	if err != nil {
@@ -337,6 +343,39 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 		return "", sec.scrub(err)
 	}
 	return buf.String(), nil
+}
+
+// textParams refuses a render whose params, in any scope, hold bytes that
+// are not UTF-8. Every format a template emits is text: JSON and YAML
+// encoders would silently swap such bytes for U+FFFD and kickstart or
+// preseed readers would choke, so the installer would not get the value as
+// given. The API cannot store such a value (JSON bodies are UTF-8), but a
+// store written by other means can hold one; the error names the param,
+// never the value.
+func textParams(ctx *RenderContext) error {
+	scopes := []struct {
+		name   string
+		params map[string]string
+	}{{"", ctx.Params}, {"machine ", ctx.Machine.Params}, {"profile ", ctx.Profile.Params}, {"site ", ctx.Site.Params}}
+	if ctx.Cluster != nil {
+		scopes = append(scopes, struct {
+			name   string
+			params map[string]string
+		}{"cluster ", ctx.Cluster.Params})
+	}
+	for _, sc := range scopes {
+		keys := make([]string, 0, len(sc.params))
+		for k, v := range sc.params {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) > 0 {
+			sort.Strings(keys)
+			return fmt.Errorf("%sparam %q is not valid UTF-8; install templates are text, so set it again as UTF-8", sc.name, strings.ToValidUTF8(keys[0], "?"))
+		}
+	}
+	return nil
 }
 
 // assetURL resolves a profile's kernel or initrd: absolute http(s) URLs pass

@@ -1,9 +1,12 @@
 package boot
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -36,7 +39,7 @@ import (
 type validateFn func(t *testing.T, doc string) error
 
 // missingValidator skips the test, or fails it under CI.
-func missingValidator(t *testing.T, format string, args ...any) {
+func missingValidator(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
@@ -45,7 +48,7 @@ func missingValidator(t *testing.T, format string, args ...any) {
 	t.Skipf("validator missing: %s", msg)
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	require.NoError(t, err)
@@ -60,7 +63,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // validatorsDir is the shared validators' directory (README there).
-func validatorsDir(t *testing.T) string {
+func validatorsDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("BAREMETAL_VALIDATORS")
 	if dir == "" {
@@ -75,7 +78,7 @@ func validatorsDir(t *testing.T) string {
 // python is Debian's python3 (BAREMETAL_PYTHON overrides), which must have
 // the modules the validators import: requests (pykickstart), jsonschema and
 // yaml (the autoinstall schema), all Debian packages (see .ci/run).
-func python(t *testing.T) string {
+func python(t testing.TB) string {
 	t.Helper()
 	py := os.Getenv("BAREMETAL_PYTHON")
 	if py == "" {
@@ -86,11 +89,22 @@ func python(t *testing.T) string {
 			}
 		}
 	}
-	if out, err := exec.Command(py, "-c", "import requests, jsonschema, yaml").CombinedOutput(); err != nil {
-		missingValidator(t, "%s lacks python3-requests, python3-jsonschema or python3-yaml: %s", py, out)
+	pyOnce.Do(func() {
+		pyProbe, pyProbeErr = exec.Command(py, "-c", "import requests, jsonschema, yaml").CombinedOutput()
+	})
+	if pyProbeErr != nil {
+		missingValidator(t, "%s lacks python3-requests, python3-jsonschema or python3-yaml: %s", py, pyProbe)
 	}
 	return py
 }
+
+// The module probe runs once per test binary: fuzzing calls python() per
+// input.
+var (
+	pyOnce     sync.Once
+	pyProbe    []byte
+	pyProbeErr error
+)
 
 func writeDoc(t *testing.T, name, doc string) string {
 	t.Helper()
@@ -614,29 +628,71 @@ type ksParsed struct {
 	NTP      []string `json:"ntp"`
 }
 
-// pykickstartParse parses each text with pykickstart (RHEL9) in one
-// interpreter and returns what it parsed, or the parse error, per text.
-func pykickstartParse(t *testing.T, texts ...string) []ksParsed {
+// pykickstartParse parses each text with pykickstart (RHEL9) and returns
+// what it parsed, or the parse error, per text. One interpreter serves the
+// whole test binary (ksdump.py --serve), since fuzzing parses thousands.
+func pykickstartParse(t testing.TB, texts ...string) []ksParsed {
 	t.Helper()
-	dir, py := filepath.Join(validatorsDir(t), "pykickstart"), python(t)
-	args := []string{filepath.Join("testdata", "ksdump.py")}
+	w := ksWorkerFor(t)
 	tmp := t.TempDir()
+	res := make([]ksParsed, len(texts))
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for i, text := range texts {
 		f := filepath.Join(tmp, fmt.Sprintf("ks%d.cfg", i))
 		require.NoError(t, os.WriteFile(f, []byte(text), 0o600))
-		args = append(args, f)
-	}
-	cmd := exec.Command(py, args...)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	require.Len(t, lines, len(texts), out)
-	res := make([]ksParsed, len(texts))
-	for i, l := range lines {
-		require.NoError(t, json.Unmarshal([]byte(l), &res[i]), l)
+		_, err := fmt.Fprintln(w.in, f)
+		require.NoError(t, err, "ksdump.py: %s", w.stderr.String())
+		line, err := w.out.ReadBytes('\n')
+		require.NoError(t, err, "ksdump.py: %s", w.stderr.String())
+		require.NoError(t, json.Unmarshal(line, &res[i]), "%s", line)
 	}
 	return res
+}
+
+type ksWorker struct {
+	mu     sync.Mutex
+	in     io.Writer
+	out    *bufio.Reader
+	stderr *bytes.Buffer
+}
+
+var (
+	ksOnce sync.Once
+	ksW    *ksWorker
+	ksErr  error
+)
+
+// ksWorkerFor starts ksdump.py --serve once; it exits when the test
+// binary does (its stdin closes).
+func ksWorkerFor(t testing.TB) *ksWorker {
+	t.Helper()
+	dir, py := filepath.Join(validatorsDir(t), "pykickstart"), python(t)
+	ksOnce.Do(func() {
+		script, err := filepath.Abs(filepath.Join("testdata", "ksdump.py"))
+		if err != nil {
+			ksErr = err
+			return
+		}
+		cmd := exec.Command(py, script, "--serve")
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
+		w := &ksWorker{stderr: &bytes.Buffer{}}
+		cmd.Stderr = w.stderr
+		if w.in, ksErr = cmd.StdinPipe(); ksErr != nil {
+			return
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			ksErr = err
+			return
+		}
+		w.out = bufio.NewReader(stdout)
+		if ksErr = cmd.Start(); ksErr == nil {
+			ksW = w
+		}
+	})
+	require.NoError(t, ksErr, "starting ksdump.py")
+	return ksW
 }
 
 // debconfQuestions parses a preseed as debconf-set-selections does (one
