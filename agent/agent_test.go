@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
@@ -104,7 +106,7 @@ func (p *agentProc) stop(t *testing.T) {
 // client trusts exactly the certificate the agent generated in its data dir.
 func trustingClient(t *testing.T, dataDir string) *http.Client {
 	t.Helper()
-	pemData, err := os.ReadFile(filepath.Join(dataDir, generatedCertFile))
+	pemData, err := os.ReadFile(filepath.Join(dataDir, agentd.CertFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func waitHealthy(t *testing.T, p *agentProc, dataDir, addr string) *http.Client 
 		if time.Now().After(deadline) {
 			t.Fatalf("agent not healthy within 60s; output:\n%s", p.out)
 		}
-		if _, err := os.Stat(filepath.Join(dataDir, generatedCertFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(dataDir, agentd.CertFile)); err == nil {
 			c := trustingClient(t, dataDir)
 			if res, err := c.Get("https://" + addr + api.PathReadyz); err == nil {
 				res.Body.Close()
@@ -294,7 +296,7 @@ func TestServeProcess(t *testing.T) {
 			t.Errorf("the BMC password appears in a response: %s", r)
 		}
 	}
-	db, err := os.ReadFile(filepath.Join(dataDir, storeFile))
+	db, err := os.ReadFile(filepath.Join(dataDir, agentd.StoreFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +306,7 @@ func TestServeProcess(t *testing.T) {
 	if !bytes.Contains(db, []byte("10.0.0.5")) {
 		t.Error("the store file does not hold the machine at all; the byte search proves nothing")
 	}
-	for name, want := range map[string]os.FileMode{sealKeyFile: 0o600, generatedKeyFile: 0o600} {
+	for name, want := range map[string]os.FileMode{agentd.SealKeyFile: 0o600, "api-key.pem": 0o600} {
 		fi, err := os.Stat(filepath.Join(dataDir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -380,12 +382,12 @@ func TestConfigPrecedence(t *testing.T) {
 	cases := []struct{ name, got, want string }{
 		{"flag beats env and file", cfg.BootAddr, "127.0.0.1:9200"},
 		{"env beats file", cfg.APIAddr, "127.0.0.1:9100"},
-		{"env beats file (level)", cfg.LogLevel, "debug"},
+		{"env beats file (level)", cfg.LogLevel.String(), "DEBUG"},
 		{"file beats default", cfg.DataDir, "/from/file"},
 		{"file only", cfg.TokenFile, "/file/tokens"},
 		{"default", cfg.TFTPAddr, ":69"},
-		{"default format", cfg.LogFormat, "text"},
-		{"env only", cfg.BootStallWarning, "90s"},
+		{"default format", fmt.Sprint(cfg.LogJSON), "false"},
+		{"env only", cfg.BootStallWarning.String(), "1m30s"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
@@ -424,68 +426,6 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
-func TestBootURL(t *testing.T) {
-	cases := []struct{ bootURL, bootAddr, want string }{
-		{"http://10.0.2.2:8081/", ":8080", "http://10.0.2.2:8081"},
-		{"", "192.168.1.10:8080", "http://192.168.1.10:8080"},
-		{"", "[fd00::1]:8080", "http://[fd00::1]:8080"},
-	}
-	for _, c := range cases {
-		got, guessed, err := Config{BootURL: c.bootURL, BootAddr: c.bootAddr}.bootURL()
-		if err != nil || got != c.want || guessed {
-			t.Errorf("bootURL(%q,%q) = %q,%v,%v want %q", c.bootURL, c.bootAddr, got, guessed, err, c.want)
-		}
-	}
-	got, guessed, err := Config{BootAddr: ":8080"}.bootURL()
-	if err != nil || !guessed || !strings.HasPrefix(got, "http://") || !strings.HasSuffix(got, ":8080") || strings.Contains(got, "0.0.0.0") {
-		t.Errorf("wildcard boot-addr gave %q (guessed %v, err %v)", got, guessed, err)
-	}
-}
-
-func TestGeneratedCertificate(t *testing.T) {
-	dir := t.TempDir()
-	var logs lockedBuffer
-	log := newLogger(Config{LogLevel: "info", LogFormat: "text"}, &logs)
-	cfg := Config{DataDir: dir, APIAddr: "192.0.2.7:8443"}
-	c1, err := apiCertificate(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(c1.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"localhost", "127.0.0.1", "::1", "192.0.2.7"} {
-		if err := leaf.VerifyHostname(h); err != nil {
-			t.Errorf("certificate does not cover %s: %v", h, err)
-		}
-	}
-	fp := fingerprint(c1.Certificate[0])
-	if !strings.Contains(logs.String(), fp) {
-		t.Errorf("fingerprint %s not logged: %s", fp, logs.String())
-	}
-	c2, err := apiCertificate(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fingerprint(c2.Certificate[0]) != fp {
-		t.Error("the certificate was not reused")
-	}
-	// A new API address the certificate does not cover makes a new one.
-	c3, err := apiCertificate(Config{DataDir: dir, APIAddr: "192.0.2.8:8443"}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fingerprint(c3.Certificate[0]) == fp {
-		t.Error("a certificate that does not cover the API address was reused")
-	}
-	// An exposed key is refused rather than silently used or replaced.
-	os.Chmod(filepath.Join(dir, generatedKeyFile), 0o644)
-	if _, err := loadGenerated(filepath.Join(dir, generatedCertFile), filepath.Join(dir, generatedKeyFile), nil); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Errorf("exposed key: %v", err)
-	}
-}
-
 func TestRunMain(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := runMain(context.Background(), []string{"version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "baremetal-agent ") {
@@ -512,9 +452,7 @@ func TestBootStallWarningFlag(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := loadConfig(append([]string{"--token-file", "t"}, tc.args...), func(string) string { return "" }, io.Discard)
 			require.NoError(t, err)
-			tune, err := cfg.tuning()
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, tune.bootStall)
+			assert.Equal(t, tc.want, cfg.BootStallWarning)
 		})
 	}
 }
