@@ -421,7 +421,7 @@ func unknownMACFlood(t *testing.T, s *site) {
 		t.Fatalf("%d agent-wide events after %d unknown MACs, want 1..%d", total, n, capEvents)
 	}
 	t.Logf("%d unknown MACs left %d agent-wide events (cap %d)", n, total, capEvents)
-	if s.agent.exited() {
+	if s.agent.Exited() {
 		t.Fatal("the agent died under the flood")
 	}
 }

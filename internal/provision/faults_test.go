@@ -1,9 +1,11 @@
-package provision
+package provision_test
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"

@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -52,7 +54,7 @@ func TestCrashAndRestart(t *testing.T) {
 		must(t, err)
 		counts := map[string]int{}
 		for _, m := range ms {
-			counts[phaseString(m)]++
+			counts[PhaseString(m)]++
 			if m.Status.Phase == model.PhaseProvisioning {
 				midRun++
 			}
