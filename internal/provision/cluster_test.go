@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // outIntervals returns, per machine, the event Seq ranges during which it

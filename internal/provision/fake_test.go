@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 

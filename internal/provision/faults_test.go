@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // TestBMCFaults injects each kind of BMC misbehaviour into an inventoried

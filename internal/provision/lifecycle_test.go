@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // stepRankOf orders a provisioning machine's phases as its events record

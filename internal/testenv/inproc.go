@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
@@ -37,7 +36,7 @@ type InProcSpec struct {
 // loopback listeners testenv holds, a token file of its own and its log
 // captured (debug level; echoed to stderr when BAREMETAL_TEST_LOG is set),
 // and waits until it is ready. The test's end stops it.
-func StartInProc(t testing.TB, cfg agentd.Config, spec InProcSpec, opts ...agentd.Option) *InProc {
+func StartInProc(t T, cfg agentd.Config, spec InProcSpec, opts ...agentd.Option) *InProc {
 	t.Helper()
 	p := NewInProc(t, cfg, spec, opts...)
 	p.Start(t)
@@ -46,7 +45,7 @@ func StartInProc(t testing.TB, cfg agentd.Config, spec InProcSpec, opts ...agent
 
 // NewInProc assembles the agent without running it: its store is open for
 // a test to set up what the agent finds at start.
-func NewInProc(t testing.TB, cfg agentd.Config, spec InProcSpec, opts ...agentd.Option) *InProc {
+func NewInProc(t T, cfg agentd.Config, spec InProcSpec, opts ...agentd.Option) *InProc {
 	t.Helper()
 	token := RandomHex(16)
 	cfg.TokenFile = TokenFile(t, token)
@@ -89,7 +88,7 @@ func NewInProc(t testing.TB, cfg agentd.Config, spec InProcSpec, opts ...agentd.
 
 // Start runs the agent and waits until it answers as ready; the test's
 // end stops it.
-func (p *InProc) Start(t testing.TB) {
+func (p *InProc) Start(t T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stop, p.ran = cancel, true
@@ -104,7 +103,7 @@ func (p *InProc) Start(t testing.TB) {
 // Stop ends Run's context and waits for it to drain and close the store;
 // an agent that does not stop (a stuck worker) fails the test. Stopping
 // twice is a no-op.
-func (p *InProc) Stop(t testing.TB) {
+func (p *InProc) Stop(t T) {
 	t.Helper()
 	if p.stop == nil {
 		return
@@ -117,7 +116,7 @@ func (p *InProc) Stop(t testing.TB) {
 			t.Errorf("the agent stopped with %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Error("the agent did not stop within 30s of its context ending (a worker is stuck)")
+		t.Errorf("the agent did not stop within 30s of its context ending (a worker is stuck)")
 	}
 }
 
@@ -132,7 +131,7 @@ type Reusable struct {
 
 // Reusable turns the held address into a Reusable listener, closed at the
 // test's end.
-func (p *TCP) Reusable(t testing.TB) *Reusable {
+func (p *TCP) Reusable(t T) *Reusable {
 	r := &Reusable{ln: p.Listener(), conns: make(chan net.Conn)}
 	go func() {
 		for {

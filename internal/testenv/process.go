@@ -2,13 +2,14 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -27,7 +28,7 @@ type Process struct {
 // Start runs argv with its output appended to log. It dies with the test
 // process (Pdeathsig), and is stopped at the test's end: SIGTERM, then
 // SIGKILL after 20 s; a failed test shows its log's tail.
-func Start(t testing.TB, log *Log, argv ...string) *Process {
+func Start(t T, log *Log, argv ...string) *Process {
 	t.Helper()
 	p := &Process{Log: log, done: make(chan struct{})}
 	p.Cmd = exec.Command(argv[0], argv[1:]...)
@@ -76,7 +77,7 @@ func (p *Process) Kill() {
 
 // Stop ends the process with SIGTERM and waits for it, failing the test
 // when it takes over 30 s; it returns how the process exited.
-func (p *Process) Stop(t testing.TB) error {
+func (p *Process) Stop(t T) error {
 	t.Helper()
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ type AgentProc struct {
 // StartAgent starts `baremetal-agent serve` and waits until it answers
 // /readyz (its store open and every listener bound) over TLS with the
 // certificate it generated.
-func StartAgent(t testing.TB, log *Log, s AgentSpec) *AgentProc {
+func StartAgent(t T, log *Log, s AgentSpec) *AgentProc {
 	t.Helper()
 	argv := append([]string{AgentBinary(t), "serve", "--data-dir", s.DataDir, "--token-file", s.TokenFile, "--api-addr", s.APIAddr}, s.Args...)
 	fmt.Fprintf(log, "=== agent start %s\n", time.Now().Format(time.RFC3339Nano))
@@ -122,29 +123,47 @@ func StartAgent(t testing.TB, log *Log, s AgentSpec) *AgentProc {
 	return a
 }
 
-func (a *AgentProc) awaitReady(t testing.TB, s AgentSpec) {
+func (a *AgentProc) awaitReady(t T, s AgentSpec) {
 	t.Helper()
-	alive := func() error {
+	var err error
+	a.CAPEM, err = AwaitReady(60*time.Second, a.Endpoint, s.DataDir, func() error {
 		if a.Exited() {
-			return ErrStop{fmt.Errorf("the agent exited at start: %s", a.Log.Tail(8000))}
+			return fmt.Errorf("the agent exited at start: %s", a.Log.Tail(8000))
 		}
 		return nil
-	}
-	Eventually(t, "the agent's certificate", 60*time.Second, func() error {
-		if err := alive(); err != nil {
-			return err
-		}
-		var err error
-		a.CAPEM, err = ReadCA(s.DataDir)
-		return err
 	})
-	hc := HTTPSClient(t, a.CAPEM)
-	hc.Timeout = 2 * time.Second
-	Eventually(t, "the agent's /readyz", 60*time.Second, func() error {
+	if err != nil {
+		t.Fatalf("waiting for the agent: %v", err)
+	}
+	if a.Client, err = client.New(client.Config{Endpoint: a.Endpoint, Token: s.Token, CACertPEM: a.CAPEM, MaxRetries: -1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AwaitReady waits until the agent at endpoint with data dir dataDir has
+// written its certificate and answers /readyz over TLS with it (its store
+// open and every listener bound), and returns the certificate. alive
+// returns an error once waiting is pointless (the process died).
+func AwaitReady(timeout time.Duration, endpoint, dataDir string, alive func() error) (string, error) {
+	var caPEM string
+	var hc *http.Client
+	err := Poll(timeout, func() error {
 		if err := alive(); err != nil {
-			return err
+			return ErrStop{err}
 		}
-		res, err := hc.Get(a.Endpoint + api.PathReadyz)
+		if hc == nil {
+			pem, err := ReadCA(dataDir)
+			if err != nil {
+				return err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(pem)) {
+				return ErrStop{fmt.Errorf("the agent's certificate %s does not parse", CAFile(dataDir))}
+			}
+			caPEM = pem
+			hc = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		}
+		res, err := hc.Get(endpoint + api.PathReadyz)
 		if err != nil {
 			return err
 		}
@@ -154,35 +173,45 @@ func (a *AgentProc) awaitReady(t testing.TB, s AgentSpec) {
 		}
 		return nil
 	})
-	c, err := client.New(client.Config{Endpoint: a.Endpoint, Token: s.Token, CACertPEM: a.CAPEM, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Client = c
+	return caPEM, err
+}
+
+// AwaitInventory waits until the lab's inventory file lists machines.
+func AwaitInventory(timeout time.Duration, path string, alive func() error) ([]lab.InventoryEntry, error) {
+	var machines []lab.InventoryEntry
+	err := Poll(timeout, func() error {
+		if err := alive(); err != nil {
+			return ErrStop{err}
+		}
+		f, err := lab.ReadInventory(path)
+		if err != nil {
+			return err
+		}
+		if len(f.Machines) == 0 {
+			return fmt.Errorf("no machines in %s yet", path)
+		}
+		machines = f.Machines
+		return nil
+	})
+	return machines, err
 }
 
 // StartLab starts `baremetal-agent lab` with args (backend, machines,
 // boot URL...), writing its inventory to a file in dir, and waits until
 // the inventory lists machines.
-func StartLab(t testing.TB, log *Log, dir string, args ...string) (*Process, []lab.InventoryEntry) {
+func StartLab(t T, log *Log, dir string, args ...string) (*Process, []lab.InventoryEntry) {
 	t.Helper()
-	inv := filepath.Join(dir, "lab-inventory.json")
+	inv := LabInventoryFile(dir)
 	p := Start(t, log, append([]string{AgentBinary(t), "lab", "--inventory", inv}, args...)...)
-	var machines []lab.InventoryEntry
-	Eventually(t, "the lab's inventory", 60*time.Second, func() error {
+	machines, err := AwaitInventory(60*time.Second, inv, func() error {
 		if p.Exited() {
-			return ErrStop{fmt.Errorf("the lab exited: %s", log.Tail(8000))}
+			return fmt.Errorf("the lab exited: %s", log.Tail(8000))
 		}
-		f, err := lab.ReadInventory(inv)
-		if err != nil {
-			return err
-		}
-		if len(f.Machines) == 0 {
-			return fmt.Errorf("no machines in %s yet", inv)
-		}
-		machines = f.Machines
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("waiting for the lab: %v", err)
+	}
 	return p, machines
 }
 
@@ -190,7 +219,7 @@ func StartLab(t testing.TB, log *Log, dir string, args ...string) (*Process, []l
 func LabInventoryFile(dir string) string { return filepath.Join(dir, "lab-inventory.json") }
 
 // Ctx is a context for one test's direct client calls, ended with it.
-func Ctx(t testing.TB, timeout time.Duration) context.Context {
+func Ctx(t T, timeout time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return ctx

@@ -28,6 +28,21 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 )
 
+// T is what testenv needs of a test. A *testing.T is one; so is what
+// Shared.For returns, for what a package's tests share.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+	Name() string
+}
+
 var (
 	binOnce sync.Once
 	binPath string
@@ -35,9 +50,13 @@ var (
 	binDir  string
 )
 
-// Main runs a package's tests and removes the agent binary built for them.
-func Main(m *testing.M) {
+// Main runs a package's tests, then closes what they shared and removes
+// the agent binary built for them.
+func Main(m *testing.M, shared ...*Shared) {
 	code := m.Run()
+	for _, s := range shared {
+		s.Close(code != 0)
+	}
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
@@ -47,7 +66,7 @@ func Main(m *testing.M) {
 // AgentBinary is BAREMETAL_AGENT_BIN (make test builds bin/baremetal-agent
 // first) or the agent built once from this tree for the test binary; it
 // skips under -short, as starting agent processes is not short.
-func AgentBinary(t testing.TB) string {
+func AgentBinary(t T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs the real agent binary")
@@ -95,7 +114,7 @@ type TCP struct {
 
 // FreeTCP holds a free loopback TCP address; it is released at the test's
 // end if never used.
-func FreeTCP(t testing.TB) *TCP {
+func FreeTCP(t T) *TCP {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +150,7 @@ type UDP struct {
 }
 
 // FreeUDP holds a free loopback UDP address.
-func FreeUDP(t testing.TB) *UDP {
+func FreeUDP(t T) *UDP {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -160,7 +179,7 @@ func (p *UDP) Release() string {
 
 // Eventually calls cond until it returns nil and fails the test when
 // timeout passes first, with what it waited for and cond's last error.
-func Eventually(t testing.TB, what string, timeout time.Duration, cond func() error) {
+func Eventually(t T, what string, timeout time.Duration, cond func() error) {
 	t.Helper()
 	if err := Poll(timeout, cond); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
@@ -198,13 +217,29 @@ func Poll(timeout time.Duration, cond func() error) error {
 // Log collects a process's or an in-process agent's output; tests read it
 // while it is written.
 type Log struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	file *os.File
+}
+
+// LogFile is a Log kept in a file too, for a run whose directory is kept
+// to be read afterwards.
+func LogFile(t T, path string) *Log {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return &Log{file: f}
 }
 
 func (l *Log) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.file != nil {
+		_, _ = l.file.Write(p)
+	}
 	return l.b.Write(p)
 }
 
@@ -236,7 +271,7 @@ func ReadCA(dataDir string) (string, error) {
 }
 
 // HTTPSClient trusts exactly the agent's certificate caPEM.
-func HTTPSClient(t testing.TB, caPEM string) *http.Client {
+func HTTPSClient(t T, caPEM string) *http.Client {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
@@ -254,7 +289,7 @@ func RandomHex(n int) string {
 
 // TokenFile writes an API token file (mode 600, as the agent requires)
 // with lines, and returns its path.
-func TokenFile(t testing.TB, lines ...string) string {
+func TokenFile(t T, lines ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens")
 	var b bytes.Buffer
@@ -270,7 +305,7 @@ func TokenFile(t testing.TB, lines ...string) string {
 // Assets writes a directory of the files a simulated machine boots
 // (vmlinuz, initrd.img), each big enough for the simulated iPXE's ranged
 // GET of its first KiB.
-func Assets(t testing.TB) string {
+func Assets(t T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "assets")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
