@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,20 +37,9 @@ type accAgent struct {
 	client    *client.Client
 }
 
-var (
-	accOnce   sync.Once
-	acc       *accAgent
-	accShared *testenv.Shared
-)
+var acc = testenv.NewShared("baremetal-acc-", os.Getenv("BAREMETAL_ACC_KEEP") != "", startAgent)
 
-func TestMain(m *testing.M) {
-	var err error
-	if accShared, err = testenv.NewShared("baremetal-acc-", os.Getenv("BAREMETAL_ACC_KEEP") != ""); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testenv.Main(m, accShared)
-}
+func TestMain(m *testing.M) { testenv.Main(m, acc) }
 
 // testAgent starts the shared agent and lab on first use. It skips the test
 // unless TF_ACC is set, like every terraform-plugin-testing acceptance test.
@@ -60,15 +48,11 @@ func testAgent(t *testing.T) *accAgent {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("acceptance test: set TF_ACC=1 to run it against a real agent and the terraform CLI")
 	}
-	accOnce.Do(func() { acc = startAgent(accShared.For(t)) })
-	if acc == nil {
-		t.Fatal("the shared agent and lab did not start (see the first acceptance test's failure)")
-	}
-	return acc
+	return acc.Get(t)
 }
 
 func startAgent(t testenv.T) *accAgent {
-	dir := accShared.Dir()
+	dir := t.TempDir()
 	a := &accAgent{token: testenv.RandomHex(16)}
 	tokenFile := testenv.TokenFile(t, "# acceptance tests", a.token)
 	// The simulated machines fetch the deploy ramdisk's first KiB only.
@@ -115,7 +99,10 @@ func startAgent(t testenv.T) *accAgent {
 
 // providerConfig points the provider at the test agent, verifying its
 // generated certificate.
-func (a *accAgent) providerConfig() string {
+func (a *accAgent) providerConfig() string { return providerBlock(a.endpoint, a.token, a.caPEM) }
+
+// providerBlock is a provider configuration that trusts caPEM.
+func providerBlock(endpoint, token, caPEM string) string {
 	return fmt.Sprintf(`
 provider "baremetal" {
   endpoint    = %q
@@ -124,7 +111,7 @@ provider "baremetal" {
 %s
 PEM
 }
-`, a.endpoint, a.token, strings.TrimSpace(a.caPEM))
+`, endpoint, token, strings.TrimSpace(caPEM))
 }
 
 // machine returns lab machine n's inventory entry (lab-1, lab-2, ...).

@@ -343,7 +343,7 @@ func watchedProviderConfig(t *testing.T, a *accAgent, method, path string, seen 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(a.caPEM))
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, InsecureSkipVerify: a.caPEM == ""}} //nolint:gosec // the test agent's own certificate, or none
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	var once sync.Once
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == method && r.URL.Path == path {
@@ -353,15 +353,7 @@ func watchedProviderConfig(t *testing.T, a *accAgent, method, path string, seen 
 	}))
 	t.Cleanup(srv.Close)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	return fmt.Sprintf(`
-provider "baremetal" {
-  endpoint    = %q
-  token       = %q
-  ca_cert_pem = <<-PEM
-%s
-PEM
-}
-`, srv.URL, a.token, strings.TrimSpace(string(certPEM)))
+	return providerBlock(srv.URL, a.token, string(certPEM))
 }
 
 // TestAccResumeAfterTimeout (D3): a create that runs out of time while the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,38 +41,23 @@ type agentEnv struct {
 	next int // next unused lab machine
 }
 
-var (
-	envOnce   sync.Once
-	shared    *agentEnv
-	sharedEnv *testenv.Shared
-)
+var shared = testenv.NewShared("baremetalctl-test-", false, startEnv)
 
-func TestMain(m *testing.M) {
-	var err error
-	if sharedEnv, err = testenv.NewShared("baremetalctl-test-", false); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testenv.Main(m, sharedEnv)
-}
+func TestMain(m *testing.M) { testenv.Main(m, shared) }
 
 func testEnv(t *testing.T) *agentEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a real agent and lab")
 	}
-	envOnce.Do(func() { shared = startEnv(sharedEnv.For(t)) })
-	if shared == nil {
-		t.Fatal("the shared agent and lab did not start (see the first test's failure)")
-	}
-	return shared
+	return shared.Get(t)
 }
 
 // logs is the agent's log's tail, for a failure message.
 func (e *agentEnv) logs() string { return e.agentLog.Tail(4000) }
 
 func startEnv(t testenv.T) *agentEnv {
-	dir := sharedEnv.Dir()
+	dir := t.TempDir()
 	e := &agentEnv{next: 1, token: testenv.RandomHex(16), roToken: testenv.RandomHex(16), agentLog: &testenv.Log{}}
 	tokenFile := testenv.TokenFile(t, e.token, "readonly:"+e.roToken)
 	api, boot := testenv.FreeTCP(t), testenv.FreeTCP(t)

@@ -131,8 +131,8 @@ type Reusable struct {
 
 // Reusable turns the held address into a Reusable listener, closed at the
 // test's end.
-func (p *TCP) Reusable(t T) *Reusable {
-	r := &Reusable{ln: p.Listener(), conns: make(chan net.Conn)}
+func (a *Addr) Reusable(t T) *Reusable {
+	r := &Reusable{ln: a.Listener(), conns: make(chan net.Conn)}
 	go func() {
 		for {
 			c, err := r.ln.Accept()

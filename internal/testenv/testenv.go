@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -50,12 +51,15 @@ var (
 	binDir  string
 )
 
-// Main runs a package's tests, then closes what they shared and removes
-// the agent binary built for them.
-func Main(m *testing.M, shared ...*Shared) {
+// closer is a Shared of any environment type.
+type closer interface{ close(failed bool) }
+
+// Main runs a package's tests, then stops what they shared (a failed run
+// shows the logs' tails) and removes the agent binary built for them.
+func Main(m *testing.M, shared ...closer) {
 	code := m.Run()
 	for _, s := range shared {
-		s.Close(code != 0)
+		s.close(code != 0)
 	}
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
@@ -105,76 +109,60 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// TCP is a free loopback TCP address, held (bound) until it is used, so
-// no other test or process can take it meanwhile.
-type TCP struct {
+// Addr is a free loopback address, held (bound) until it is used, so no
+// other test or process can take it meanwhile.
+type Addr struct {
 	Addr string
-	ln   net.Listener
+	held io.Closer // a net.Listener or a net.PacketConn; nil once used
 }
 
 // FreeTCP holds a free loopback TCP address; it is released at the test's
 // end if never used.
-func FreeTCP(t T) *TCP {
+func FreeTCP(t T) *Addr {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &TCP{Addr: ln.Addr().String(), ln: ln}
-	t.Cleanup(func() { p.Release() })
-	return p
+	return hold(t, ln.Addr().String(), ln)
 }
 
-// Listener hands the held listener over (to an in-process server, which
-// then owns it).
-func (p *TCP) Listener() net.Listener {
-	ln := p.ln
-	p.ln = nil
-	return ln
-}
-
-// Release frees the address for a process to bind, as late as possible:
-// right before the process starts.
-func (p *TCP) Release() string {
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	return p.Addr
-}
-
-// UDP is a free loopback UDP address (TFTP), held until it is used.
-type UDP struct {
-	Addr string
-	pc   net.PacketConn
-}
-
-// FreeUDP holds a free loopback UDP address.
-func FreeUDP(t T) *UDP {
+// FreeUDP holds a free loopback UDP address (TFTP).
+func FreeUDP(t T) *Addr {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &UDP{Addr: pc.LocalAddr().String(), pc: pc}
-	t.Cleanup(func() { p.Release() })
-	return p
+	return hold(t, pc.LocalAddr().String(), pc)
 }
 
-// PacketConn hands the held socket over to an in-process server.
-func (p *UDP) PacketConn() net.PacketConn {
-	pc := p.pc
-	p.pc = nil
-	return pc
+func hold(t T, addr string, c io.Closer) *Addr {
+	a := &Addr{Addr: addr, held: c}
+	t.Cleanup(func() { a.Release() })
+	return a
 }
 
-// Release frees the address for a process to bind.
-func (p *UDP) Release() string {
-	if p.pc != nil {
-		_ = p.pc.Close()
-		p.pc = nil
+// Listener hands a held TCP address over to an in-process server, which
+// then owns it.
+func (a *Addr) Listener() net.Listener { return a.take().(net.Listener) }
+
+// PacketConn hands a held UDP address over to an in-process server.
+func (a *Addr) PacketConn() net.PacketConn { return a.take().(net.PacketConn) }
+
+func (a *Addr) take() io.Closer {
+	c := a.held
+	a.held = nil
+	return c
+}
+
+// Release frees the address for a process to bind, as late as possible:
+// right before the process starts.
+func (a *Addr) Release() string {
+	if c := a.take(); c != nil {
+		_ = c.Close()
 	}
-	return p.Addr
+	return a.Addr
 }
 
 // Eventually calls cond until it returns nil and fails the test when
