@@ -216,9 +216,7 @@ func TestAttackBootEdge(t *testing.T) {
 	})
 
 	t.Run("TLS", func(t *testing.T) {
-		pemBytes, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
-		require.NoError(t, err)
-		blk, _ := pem.Decode(pemBytes)
+		blk, _ := pem.Decode([]byte(s.agent.CAPEM))
 		cert, err := x509.ParseCertificate(blk.Bytes)
 		require.NoError(t, err)
 		require.False(t, cert.IsCA, "the generated certificate is a CA")
@@ -415,8 +413,7 @@ func tftpFlood(t *testing.T, s *site) {
 // per-source limit.
 func resetStreams(t *testing.T, s *site) {
 	before := s.agentLog.String()
-	pemBytes, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
-	require.NoError(t, err)
+	pemBytes := []byte(s.agent.CAPEM)
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(pemBytes))
 	conn, err := tls.Dial("tcp", s.apiAddr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})

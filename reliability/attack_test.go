@@ -296,7 +296,7 @@ func TestAttackTable(t *testing.T) {
 }
 
 // slowClients sends request headers a byte at a time, slower than the
-// servers' ReadHeaderTimeout (10s in agent/serve.go and internal/boot):
+// servers' ReadHeaderTimeout (10s in internal/agentd and internal/boot):
 // each listener must close the connection instead of waiting forever.
 func slowClients(t *testing.T, s *site) {
 	var wg sync.WaitGroup

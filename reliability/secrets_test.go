@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
@@ -137,7 +138,7 @@ func TestSecretsNeverLeaveTheAgent(t *testing.T) {
 // TestAgentRefusesExposedSecretFiles: the real agent will not start with a
 // token file, a seal key or a --tls-key that group or others can read. (A
 // generated self-signed key found exposed is replaced with a new 0600 one
-// and a warning instead: agent/tls.go.)
+// and a warning instead: internal/agentd/tls.go.)
 func TestAgentRefusesExposedSecretFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -149,7 +150,7 @@ func TestAgentRefusesExposedSecretFiles(t *testing.T) {
 		{"--tls-key", func(s *site) string {
 			// The generated pair, now configured as the operator's own.
 			cert, key := filepath.Join(s.dir, "tls.pem"), filepath.Join(s.dir, "tls-key.pem")
-			for src, dst := range map[string]string{"api-cert.pem": cert, "api-key.pem": key} {
+			for src, dst := range map[string]string{agentd.CertFile: cert, "api-key.pem": key} {
 				b, err := os.ReadFile(filepath.Join(s.dataDir, src))
 				if err != nil || os.WriteFile(dst, b, 0o600) != nil {
 					s.t.Fatalf("copying %s: %v", src, err)

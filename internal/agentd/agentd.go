@@ -82,11 +82,6 @@ func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log
 // hold its addresses from the moment it picks them.
 func WithListeners(l Listeners) Option { return func(o *options) { o.listeners = l } }
 
-// WithClock sets the reconciler's clock.
-func WithClock(now func() time.Time) Option {
-	return WithProvision(func(c *provision.Config) { c.Now = now })
-}
-
 // WithStepTimeouts replaces the reconciler's step timeouts and the backoff
 // between BMC retries, which the flags set only in part.
 func WithStepTimeouts(t provision.StepTimeouts, retryBase, retryMax time.Duration) Option {
@@ -96,7 +91,8 @@ func WithStepTimeouts(t provision.StepTimeouts, retryBase, retryMax time.Duratio
 }
 
 // WithProvision adjusts the reconciler's configuration after the agent has
-// derived it from Config (options apply in order).
+// derived it from Config (options apply in order): workers, polling, the
+// clock (Now).
 func WithProvision(fn func(*provision.Config)) Option {
 	return func(o *options) {
 		prev := o.provisionFn

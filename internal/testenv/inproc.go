@@ -70,7 +70,7 @@ func NewInProc(t T, cfg agentd.Config, spec InProcSpec, opts ...agentd.Option) *
 	if err != nil {
 		t.Fatalf("assembling the agent: %v", err)
 	}
-	caPEM, err := ReadCA(cfg.DataDir)
+	caPEM, err := readCA(cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -152,13 +151,13 @@ func AwaitReady(timeout time.Duration, endpoint, dataDir string, alive func() er
 			return ErrStop{err}
 		}
 		if hc == nil {
-			pem, err := ReadCA(dataDir)
+			pem, err := readCA(dataDir)
 			if err != nil {
 				return err
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM([]byte(pem)) {
-				return ErrStop{fmt.Errorf("the agent's certificate %s does not parse", CAFile(dataDir))}
+				return ErrStop{fmt.Errorf("the agent's certificate %s does not parse", caFile(dataDir))}
 			}
 			caPEM = pem
 			hc = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
@@ -217,10 +216,3 @@ func StartLab(t T, log *Log, dir string, args ...string) (*Process, []lab.Invent
 
 // LabInventoryFile is where StartLab had the lab write its inventory.
 func LabInventoryFile(dir string) string { return filepath.Join(dir, "lab-inventory.json") }
-
-// Ctx is a context for one test's direct client calls, ended with it.
-func Ctx(t T, timeout time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	return ctx
-}

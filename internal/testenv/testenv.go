@@ -75,16 +75,16 @@ func AgentBinary(t T) string {
 	if testing.Short() {
 		t.Skip("runs the real agent binary")
 	}
-	bin, err := BuildAgent()
+	bin, err := buildAgent()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return bin
 }
 
-// BuildAgent is AgentBinary for callers without a test (a TestMain, a
-// bench).
-func BuildAgent() (string, error) {
+// buildAgent builds the agent once per test binary, unless
+// BAREMETAL_AGENT_BIN names one.
+func buildAgent() (string, error) {
 	binOnce.Do(func() {
 		if p := os.Getenv("BAREMETAL_AGENT_BIN"); p != "" {
 			binPath, binErr = filepath.Abs(p)
@@ -95,7 +95,7 @@ func BuildAgent() (string, error) {
 		}
 		binPath = filepath.Join(binDir, "baremetal-agent")
 		cmd := exec.Command("go", "build", "-o", binPath, "./agent")
-		cmd.Dir = RepoRoot()
+		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build ./agent: %v\n%s", err, out)
 		}
@@ -103,8 +103,8 @@ func BuildAgent() (string, error) {
 	return binPath, binErr
 }
 
-// RepoRoot is the module's root directory.
-func RepoRoot() string {
+// repoRoot is the module's root directory.
+func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
@@ -248,13 +248,13 @@ func Tail(s string, n int) string {
 	return "..." + s[len(s)-n:]
 }
 
-// CAFile is where an agent with data dir dataDir writes the certificate
+// caFile is where an agent with data dir dataDir writes the certificate
 // its clients trust.
-func CAFile(dataDir string) string { return filepath.Join(dataDir, agentd.CertFile) }
+func caFile(dataDir string) string { return filepath.Join(dataDir, agentd.CertFile) }
 
-// ReadCA reads that certificate; it is there once the agent has started.
-func ReadCA(dataDir string) (string, error) {
-	pem, err := os.ReadFile(CAFile(dataDir))
+// readCA reads that certificate; it is there once the agent has started.
+func readCA(dataDir string) (string, error) {
+	pem, err := os.ReadFile(caFile(dataDir))
 	return string(pem), err
 }
 
