@@ -27,8 +27,10 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -44,16 +46,39 @@ func TestAttackBootEdge(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.client.CreateBootProfile(ctx, api.BootProfileRequest{Name: "param-cmdline", Kernel: "vmlinuz", Cmdline: "ks={{ .Params.ks }}"})
 	require.NoError(t, err)
+	const hostileParam = "x init=/bin/sh baremetal.token=FAKE"
 	profiles := []string{"edge", "edge", "edge", "hostile-cmdline", "param-cmdline"}
 	for i, p := range profiles {
 		req := s.machineRequest(i, p, "provisioned")
 		if p == "param-cmdline" {
-			req.Params = map[string]string{"ks": "x init=/bin/sh baremetal.token=FAKE"}
+			// The front line: a param that would add kernel arguments is
+			// refused at write, naming the param and the cmdline.
+			req.Params = map[string]string{"ks": hostileParam}
+			_, err := s.client.CreateMachine(ctx, req)
+			var apiErr *client.APIError
+			require.ErrorAs(t, err, &apiErr)
+			require.Equal(t, http.StatusUnprocessableEntity, apiErr.StatusCode)
+			require.Equal(t, "params", apiErr.Field)
+			require.Contains(t, apiErr.Message, `cmdline: param "ks" contains whitespace`)
+			req.Params = map[string]string{"ks": "x"}
 		}
 		_, err := s.client.CreateMachine(ctx, req)
 		require.NoError(t, err)
 	}
 	inv := s.inventory
+	// Behind it, the render: a record written before the write-time check
+	// existed (an upgraded agent's store) must still not inject. Put the
+	// hostile param in the store directly, with the agent stopped.
+	s.stop()
+	st, err := store.OpenBolt(filepath.Join(s.dataDir, "agent.db"), store.BoltOptions{KeyFile: filepath.Join(s.dataDir, "seal.key")})
+	require.NoError(t, err)
+	_, err = st.UpdateMachine(ctx, inv[4].Name, func(m *model.Machine) (bool, error) {
+		m.Params["ks"] = hostileParam
+		return false, nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	s.start()
 	for _, lm := range inv {
 		awaitT(t, lm.Name+" waiting for PXE", 30*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, lm.Name)

@@ -77,6 +77,11 @@ func ksQuote(v string) (string, error) {
 	if err := refuse(v, "kickstart commands are one line"); err != nil {
 		return "", err
 	}
+	if v != "" && strings.TrimSpace(v) == "" {
+		// pykickstart refuses an option whose value is only blanks
+		// (ignoredisk --only-use=" "), so the installer would stop.
+		return "", &errRefused{why: "is only whitespace", format: "which no kickstart option takes"}
+	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(v) + `"`, nil
 }

@@ -32,6 +32,12 @@ func FuzzStockTemplateParams(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, which uint8, value string) {
 		param := stockParams[int(which)%len(stockParams)]
+		if value == "" {
+			// An empty optional param drops the one command it feeds
+			// (no disk: no ignoredisk); that is the template's meaning,
+			// not an injection.
+			return
+		}
 		p := baseParams()
 		p[param] = value
 		for _, tmpl := range tmpls {

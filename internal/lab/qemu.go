@@ -26,8 +26,11 @@ const (
 	// qemuStopGrace is how long a VM gets to exit on SIGTERM before SIGKILL.
 	qemuStopGrace = 5 * time.Second
 	// qemuStartCheck is how long start waits to catch a VM that fails at
-	// once (bad arguments, missing ROM) and report why.
-	qemuStartCheck = 300 * time.Millisecond
+	// once (bad arguments, missing ROM) and report why. 300 ms was too
+	// short on two loaded cores: QEMU had not yet got to refusing a bad
+	// option, so the failure went unreported. The wait only delays the
+	// Reset's answer, never the guest.
+	qemuStartCheck = 2 * time.Second
 )
 
 type qemuVM struct {

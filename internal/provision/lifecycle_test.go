@@ -517,9 +517,18 @@ func TestBootMode(t *testing.T) {
 func TestCallbackBoundToScriptSource(t *testing.T) {
 	e := newEnv(t, envOpts{machines: 2, noBoot: true})
 	names := e.lab.Names()
+	// The opt-out profile exists before the runs start: changing a
+	// profile mid-run would start a new run with a new token, and the
+	// callback below would then (rightly) be refused for a stale token.
+	base, err := e.st.GetProfile(context.Background(), "os")
+	require.NoError(t, err)
+	anySource := model.BootProfile{Name: "os-any-source", Kernel: base.Kernel, Initrds: base.Initrds, Cmdline: base.Cmdline,
+		Templates: base.Templates, Params: base.Params, CallbackAnySource: true}
+	e.profile(&anySource)
 	for _, n := range names {
 		e.update(n, func(m *model.Machine) { m.State = model.StateProvisioned })
 	}
+	e.update(names[1], func(m *model.Machine) { m.BootProfile = anySource.Name })
 	e.start()
 	ctx := context.Background()
 	for _, n := range names {
@@ -546,10 +555,5 @@ func TestCallbackBoundToScriptSource(t *testing.T) {
 
 	// The opt-out: any address, even with no script served.
 	b := e.machine(names[1])
-	_, err := e.st.UpdateProfile(ctx, b.Run.Profile, func(p *model.BootProfile) error {
-		p.CallbackAnySource = true
-		return nil
-	})
-	require.NoError(t, err)
 	require.NoError(t, e.rec.Callback(ctx, names[1], b.Run.Token, from("198.51.100.7")))
 }
