@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 const machines = 2
@@ -103,7 +103,7 @@ func TestQuickstartOverQEMU(t *testing.T) {
 	}
 	wantLine := fmt.Sprintf("control_plane_address: %q", cpMachine.Addresses[0])
 	if disk := e.disk(worker); !strings.Contains(disk, wantLine) {
-		t.Errorf("worker disk lacks %q; user-data written there:\n%s", wantLine, tail(disk, 1500))
+		t.Errorf("worker disk lacks %q; user-data written there:\n%s", wantLine, testenv.Tail(disk, 1500))
 	}
 	e.assertState(func(state map[string]any) {
 		members := outputValue(t, state, "members")
@@ -166,10 +166,10 @@ func isRunStarted(ev model.Event) bool   { return ev.Type == model.EventRunStart
 func isScriptServed(ev model.Event) bool { return ev.Type == string(model.SignalScriptServed) }
 
 func start(t *testing.T, root, image string) *env {
-	bootPort := fmt.Sprint(freeTCPPort(t))
+	bootAddr, bootPort := freeBoot(t)
 	e := startSite(t, root, image, siteOpts{
-		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
-		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
+		bootAddr: bootAddr, bootURL: lab.QEMUBootURL(bootPort),
+		tftpAddr: testenv.FreeUDP(t).Release(),
 		lab: []string{"--machines", fmt.Sprint(machines), "--boot-url", lab.QEMUBootURL(bootPort),
 			"--firmware", lab.FirmwareMixed},
 	})
@@ -198,39 +198,6 @@ func start(t *testing.T, root, image string) *env {
 	return e
 }
 
-// daemon starts a long-running process that is stopped (SIGTERM, then
-// SIGKILL) when the test ends; its output goes to a log shown on failure.
-func (e *env) daemon(name string, argv ...string) {
-	t := e.t
-	logPath := filepath.Join(e.dir, name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("--- %s log (tail) ---\n%s", name, tail(string(out), 4000))
-		}
-	})
-}
-
 func (e *env) terraform(args ...string) {
 	e.t.Helper()
 	if code := e.terraformCode(args...); code != 0 {
@@ -254,7 +221,7 @@ func (e *env) terraformCode(args ...string) int {
 	code := cmd.ProcessState.ExitCode()
 	e.t.Logf("terraform %s: exit %d after %s", strings.Join(args, " "), code, time.Since(start).Round(time.Second))
 	if err != nil && code != 2 {
-		e.t.Logf("terraform output:\n%s", tail(out.String(), 6000))
+		e.t.Logf("terraform output:\n%s", testenv.Tail(out.String(), 6000))
 	}
 	return code
 }
@@ -352,33 +319,12 @@ func qemuProcesses(stateDir string) []string {
 	return pids
 }
 
-func await(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func freeUDPPort(t *testing.T) int {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
+// freeBoot is a free loopback address for the agent's boot listener, and
+// its port, which the lab's VMs reach through slirp's guest forward.
+func freeBoot(t *testing.T) (addr, port string) {
+	addr = testenv.FreeTCP(t).Release()
+	_, port, _ = net.SplitHostPort(addr)
+	return addr, port
 }
 
 func copyDir(t *testing.T, src, dst string) {
@@ -408,10 +354,3 @@ func copyDir(t *testing.T, src, dst string) {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}

@@ -21,6 +21,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // The lab's Debian image (scripts/build-os-image.sh) as the agent serves it
@@ -68,10 +69,10 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	v2Sum := sha256Of(t, v2)
 	require.NotEqual(t, zstSum, v2Sum)
 
-	bootPort := fmt.Sprint(freeTCPPort(t))
+	bootAddr, bootPort := freeBoot(t)
 	e := startSite(t, root, "", siteOpts{
-		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
-		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
+		bootAddr: bootAddr, bootURL: lab.QEMUBootURL(bootPort),
+		tftpAddr: testenv.FreeUDP(t).Release(),
 		assets:   assets,
 		agent:    []string{"--deploy-image-dir", ramdisk},
 		// Odd machines BIOS, even UEFI; Debian with cloud-init wants more
@@ -226,8 +227,11 @@ func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 	// cloud-init calls back from its last stage, so the machine can be
 	// provisioned a moment before cloud-init's closing line.
 	finished := regexp.MustCompile(`Cloud-init v\. \S+ finished at`)
-	await(t, 3*time.Minute, name+"'s cloud-init to finish", func() bool {
-		return len(finished.FindAllStringIndex(e.serialLog(name), -1)) >= n
+	testenv.Eventually(t, name+"'s cloud-init to finish", 3*time.Minute, func() error {
+		if got := len(finished.FindAllStringIndex(e.serialLog(name), -1)); got < n {
+			return fmt.Errorf("%d of %d runs finished", got, n)
+		}
+		return nil
 	})
 	serial := e.serialLog(name)
 	// Each deploy names its own image, so the n-th deploy is the n-th

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // TestLabVMIsolation shows that a lab VM reaches the agent's boot
@@ -75,10 +76,10 @@ func TestLabVMIsolation(t *testing.T) {
 		}
 	}()
 
-	bootPort := fmt.Sprint(freeTCPPort(t))
+	bootAddr, bootPort := freeBoot(t)
 	e := startSite(t, root, image, siteOpts{
-		bootAddr: "127.0.0.1:" + bootPort, bootURL: lab.QEMUBootURL(bootPort),
-		tftpAddr: fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)),
+		bootAddr: bootAddr, bootURL: lab.QEMUBootURL(bootPort),
+		tftpAddr: testenv.FreeUDP(t).Release(),
 		lab: []string{"--machines", "2", "--name-prefix", "iso-", "--boot-url", lab.QEMUBootURL(bootPort),
 			"--hostfwd", fmt.Sprintf("iso-1=%d:2379", peerLn.Addr().(*net.TCPAddr).Port), "--hostfwd-peers"},
 	})

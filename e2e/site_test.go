@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // requireSite checks what a test with a real agent and a qemu lab needs and
@@ -51,6 +54,15 @@ type siteOpts struct {
 	agent                       []string // the agent's flags beyond addresses, data, tokens and assets
 }
 
+// TestMain: the e2e tests run what `make build` made, as terraform runs
+// the provider from bin/.
+func TestMain(m *testing.M) {
+	if os.Getenv("BAREMETAL_AGENT_BIN") == "" {
+		_ = os.Setenv("BAREMETAL_AGENT_BIN", filepath.Join("..", "bin", "baremetal-agent"))
+	}
+	testenv.Main(m)
+}
+
 // startSite starts a real agent and a real qemu lab for one test, waits
 // until both answer, and returns the env with its API client and the lab's
 // inventory.
@@ -58,54 +70,27 @@ func startSite(t *testing.T, root, image string, o siteOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, root: root, dir: dir, labState: filepath.Join(dir, "lab")}
-	agent := filepath.Join(root, "bin", "baremetal-agent")
-	apiPort, labPort := freeTCPPort(t), freeTCPPort(t)
 	token := "e2e-site-token-0123456789abcdef0123456"
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	assets := o.assets
 	if assets == "" {
 		assets = image
 	}
-	e.daemon("agent", append([]string{agent, "serve",
-		"--data-dir", filepath.Join(dir, "agent"), "--token-file", tokens,
-		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"--boot-addr", o.bootAddr, "--boot-url", o.bootURL, "--tftp-addr", o.tftpAddr,
-		"--assets-dir", assets}, o.agent...)...)
-	inventory := filepath.Join(dir, "inventory.json")
-	e.daemon("lab", append([]string{agent, "lab", "--backend", "qemu",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", labPort), "--inventory", inventory,
+	agent := testenv.StartAgent(t, &testenv.Log{}, testenv.AgentSpec{
+		DataDir: filepath.Join(dir, "agent"), TokenFile: testenv.TokenFile(t, token), Token: token, APIAddr: testenv.FreeTCP(t).Release(),
+		Args: append([]string{"--boot-addr", o.bootAddr, "--boot-url", o.bootURL, "--tftp-addr", o.tftpAddr, "--assets-dir", assets}, o.agent...),
+	})
+	testenv.StartLab(t, &testenv.Log{}, dir, append([]string{"--backend", "qemu", "--listen", testenv.FreeTCP(t).Release(),
 		"--state-dir", e.labState}, o.lab...)...)
-
-	certFile := filepath.Join(dir, "agent", "api-cert.pem")
-	var cert []byte
-	await(t, 30*time.Second, "the agent's certificate and the lab's inventory", func() bool {
-		cert, _ = os.ReadFile(certFile)
-		return len(cert) > 0 && exists(inventory)
-	})
-	e.endpoint, e.token, e.caPEM, e.inventoryFile = fmt.Sprintf("https://127.0.0.1:%d", apiPort), token, string(cert), inventory
+	e.endpoint, e.token, e.caPEM, e.inventoryFile = agent.Endpoint, token, agent.CAPEM, testenv.LabInventoryFile(dir)
 	var err error
+	e.inventory, err = lab.ReadInventory(e.inventoryFile)
+	require.NoError(t, err)
 	e.client, err = client.New(client.Config{Endpoint: e.endpoint, Token: token, CACertPEM: e.caPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	await(t, 30*time.Second, "the agent API", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := e.client.Info(ctx)
-		return err == nil
-	})
-	await(t, 10*time.Second, "the lab's inventory", func() bool {
-		inv, err := lab.ReadInventory(inventory)
-		e.inventory = inv
-		return err == nil && len(inv.Machines) > 0
-	})
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, m := range e.inventory.Machines {
-				t.Logf("--- %s serial log (tail) ---\n%s", m.Name, tail(e.serialLog(m.Name), 4000))
+				t.Logf("--- %s serial log (tail) ---\n%s", m.Name, testenv.Tail(e.serialLog(m.Name), 4000))
 			}
 		}
 	})
@@ -146,8 +131,11 @@ func (e *env) provision(ctx context.Context, m lab.InventoryEntry, p api.BootPro
 	if got.Phase != string(model.PhaseProvisioned) {
 		t.Fatalf("%s: phase %s, last error %q", m.Name, got.Phase, got.LastError)
 	}
-	await(t, 30*time.Second, m.Name+"'s installer callback line", func() bool {
-		return strings.Contains(e.serialLog(m.Name), "installer: callback ok")
+	testenv.Eventually(t, m.Name+"'s installer callback line", 30*time.Second, func() error {
+		if !strings.Contains(e.serialLog(m.Name), "installer: callback ok") {
+			return errors.New("not in the serial log yet")
+		}
+		return nil
 	})
 	return got
 }

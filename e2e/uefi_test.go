@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -23,10 +23,11 @@ func TestUEFIFirmwarePXE(t *testing.T) {
 	t.Parallel()
 	root, image := requireSite(t, lab.DefaultOVMFCode, lab.DefaultOVMFVars, "/usr/lib/ipxe/ipxe.efi")
 	tap := tapnet.New(t)
-	bootPort := freeTCPPort(t)
-	bootURL := fmt.Sprintf("http://%s:%d", tap.HostIP, bootPort)
+	_, bootPort := freeBoot(t)
+	bootAddr := net.JoinHostPort(tap.HostIP.String(), bootPort)
+	bootURL := "http://" + bootAddr
 	e := startSite(t, root, image, siteOpts{
-		bootAddr: fmt.Sprintf("%s:%d", tap.HostIP, bootPort),
+		bootAddr: bootAddr,
 		bootURL:  bootURL,
 		// PXE firmware speaks TFTP to port 69 only.
 		tftpAddr: tap.HostIP.String() + ":69",

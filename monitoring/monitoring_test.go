@@ -182,13 +182,13 @@ func TestMetricNames(t *testing.T) {
 }
 
 // registeredMetrics reads the metric names from the prometheus.*Opts
-// literals in the agent's code (internal/*/metrics.go and the agent's own
-// build_info), joining Namespace, Subsystem and Name as the client does.
+// literals in the agent's code (internal/*/metrics.go and the assembly's
+// own build_info and token-file gauge), joining Namespace, Subsystem and Name as the client does.
 func registeredMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	files, err := filepath.Glob("../internal/*/metrics.go")
 	require.NoError(t, err)
-	files = append(files, "../agent/serve.go")
+	files = append(files, "../internal/agentd/agentd.go")
 	out := map[string]bool{}
 	fset := token.NewFileSet()
 	for _, f := range files {

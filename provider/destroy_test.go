@@ -22,6 +22,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // TestAccDestroyWithFailingBMC (D2): an installed machine whose BMC stops
@@ -112,7 +113,7 @@ func TestAccRecoverUnreachableEndpoint(t *testing.T) {
 	f := recoveryLab(t, a)
 	lm := f.machine(t, 27)
 	dead := lm
-	dead.Endpoint = "http://" + freeTCP(1)[0] + "/redfish/v1/Systems/1" // nothing listens there
+	dead.Endpoint = "http://" + testenv.FreeTCP(t).Release() + "/redfish/v1/Systems/1" // nothing listens there
 	// The same BMC, reached at a second address.
 	moved := lm
 	second := httptest.NewServer(f.lab.Handler())

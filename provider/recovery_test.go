@@ -26,6 +26,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // The recovery tests set up each failure of issue 18 (D1-D11) with the real
@@ -107,19 +108,16 @@ func agentMachine(t *testing.T, a *accAgent, name string) *api.Machine {
 // awaitMachine waits until the agent's view of the machine satisfies ok.
 func awaitMachine(t *testing.T, a *accAgent, name string, what string, ok func(m *api.Machine) bool) {
 	t.Helper()
-	err := poll(60*time.Second, func() error {
+	testenv.Eventually(t, "machine "+name+": "+what, 60*time.Second, func() error {
 		m, err := a.client.GetMachine(testCtx(t), name)
 		if err != nil {
 			return err
 		}
 		if !ok(m) {
-			return fmt.Errorf("machine %s: waiting for %s (phase %s, bmc_status %s, last_error %q)", name, what, m.Phase, m.BMCStatus, m.LastError)
+			return fmt.Errorf("phase %s, bmc_status %s, last_error %q", m.Phase, m.BMCStatus, m.LastError)
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func woMachineConfig(res, name string, m lab.InventoryEntry, password string, version int, body string) string {
@@ -345,7 +343,7 @@ func watchedProviderConfig(t *testing.T, a *accAgent, method, path string, seen 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(a.caPEM))
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, InsecureSkipVerify: a.caPEM == ""}} //nolint:gosec // the test agent's own certificate, or none
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	var once sync.Once
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == method && r.URL.Path == path {
@@ -355,15 +353,7 @@ func watchedProviderConfig(t *testing.T, a *accAgent, method, path string, seen 
 	}))
 	t.Cleanup(srv.Close)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	return fmt.Sprintf(`
-provider "baremetal" {
-  endpoint    = %q
-  token       = %q
-  ca_cert_pem = <<-PEM
-%s
-PEM
-}
-`, srv.URL, a.token, strings.TrimSpace(string(certPEM)))
+	return providerBlock(srv.URL, a.token, string(certPEM))
 }
 
 // TestAccResumeAfterTimeout (D3): a create that runs out of time while the
@@ -778,14 +768,12 @@ func redfishReset(t *testing.T, m lab.InventoryEntry, resetType string) {
 	if resp.StatusCode >= 300 {
 		t.Fatalf("reset %s: HTTP %d", resetType, resp.StatusCode)
 	}
-	if err := poll(10*time.Second, func() error {
+	testenv.Eventually(t, "the lab's power state "+resetType, 10*time.Second, func() error {
 		if p, err := redfishPower(m); err != nil || p != resetType {
-			return fmt.Errorf("power %q (err %v), want %s", p, err, resetType)
+			return fmt.Errorf("power %q (err %v)", p, err)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // TestAccTriggers: each change of reboot_trigger power-cycles the machine

@@ -22,6 +22,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // machineConfig is one baremetal_machine on lab machine m with a plain
@@ -238,7 +239,7 @@ resource "baremetal_machine" "wo" {
 // apply without waiting for a power-off that cannot happen.
 func TestAccMachineUnreachableBMC(t *testing.T) {
 	a := testAgent(t)
-	dead := "http://" + freeTCP(1)[0] + "/redfish/v1/Systems/1" // nothing listens there
+	dead := "http://" + testenv.FreeTCP(t).Release() + "/redfish/v1/Systems/1" // nothing listens there
 	cfg := a.providerConfig() + fmt.Sprintf(`
 resource "baremetal_machine" "dead" {
   name = "acc-dead"
@@ -279,16 +280,13 @@ func forceDelete(t *testing.T, a *accAgent, name string) {
 	if err := a.client.DeleteMachine(ctx, name, true); err != nil && !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("force delete %s: %v", name, err)
 	}
-	err := poll(30*time.Second, func() error {
+	testenv.Eventually(t, "machine "+name+" gone", 30*time.Second, func() error {
 		_, err := a.client.GetMachine(ctx, name)
 		if errors.Is(err, client.ErrNotFound) {
 			return nil
 		}
-		return fmt.Errorf("machine %s still registered (err %v)", name, err)
+		return fmt.Errorf("still registered (err %v)", err)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // checkMachinesGoneAndOff is the destroy check: the agent no longer knows

@@ -30,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // TestAccSiteParamsAndSecrets, with the real terraform (1.11 or later for
@@ -55,7 +56,7 @@ func TestAccSiteParamsAndSecrets(t *testing.T) {
 	t.Setenv("TF_ACC_PERSIST_WORKING_DIR", "1")
 
 	lm := a.machine(t, 14)
-	stamp := randomHex(6)
+	stamp := testenv.RandomHex(6)
 	joinV1, joinV2, rootPW := "join-v1-"+stamp+"-Qz", "join-v2-"+stamp+"-Qz", "rootpw-"+stamp+"-Qz"
 	// The machine's own secret overrides the profile's of the same name.
 	machinePW := "machine-rootpw-" + stamp + "-Qz"

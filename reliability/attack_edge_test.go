@@ -31,6 +31,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // TestAttackBootEdge runs the attacks of issue 19 against the real agent
@@ -240,9 +241,7 @@ func TestAttackBootEdge(t *testing.T) {
 	})
 
 	t.Run("TLS", func(t *testing.T) {
-		pemBytes, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
-		require.NoError(t, err)
-		blk, _ := pem.Decode(pemBytes)
+		blk, _ := pem.Decode([]byte(s.agent.CAPEM))
 		cert, err := x509.ParseCertificate(blk.Bytes)
 		require.NoError(t, err)
 		require.False(t, cert.IsCA, "the generated certificate is a CA")
@@ -279,10 +278,10 @@ func TestAttackBootEdge(t *testing.T) {
 		require.NoError(t, err)
 		s.stop()
 		require.NoError(t, os.Chmod(keyPath, 0o644))
-		out := &syncBuffer{}
-		p := spawn(t, s.bin, out, s.agentArgs...)
+		out := &testenv.Log{}
+		p := testenv.Start(t, out, append([]string{s.bin}, s.agentArgs...)...)
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the agent started with a key file readable by others: %s", tail(out.String()))
 		}
@@ -346,7 +345,7 @@ func procRSS(t *testing.T, pid int) int64 {
 // unacknowledged request must cost at most three data datagrams, and the agent's descriptors and memory must stay bounded.
 func tftpFlood(t *testing.T, s *site) {
 	const spoofed = 3000
-	pid := s.agent.cmd.Process.Pid
+	pid := s.agent.Cmd.Process.Pid
 	fds0, rss0 := procFDs(t, pid), procRSS(t, pid)
 	to, err := net.ResolveUDPAddr("udp", s.tftpAddr)
 	require.NoError(t, err)
@@ -430,7 +429,7 @@ func tftpFlood(t *testing.T, s *site) {
 	// 512 transfers at two descriptors each, and slack for the rest.
 	require.Less(t, maxFDs, fds0+2*512+64, "descriptors")
 	require.Less(t, maxRSS-rss0, int64(128<<20), "memory")
-	require.False(t, s.agent.exited(), "the agent died under the flood")
+	require.False(t, s.agent.Exited(), "the agent died under the flood")
 }
 
 // resetStreams opens HTTP/2 streams with a read-only token and resets each
@@ -439,8 +438,7 @@ func tftpFlood(t *testing.T, s *site) {
 // per-source limit.
 func resetStreams(t *testing.T, s *site) {
 	before := s.agentLog.String()
-	pemBytes, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
-	require.NoError(t, err)
+	pemBytes := []byte(s.agent.CAPEM)
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(pemBytes))
 	conn, err := tls.Dial("tcp", s.apiAddr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
@@ -500,7 +498,7 @@ func tokenReload(t *testing.T, s *site) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
-	hup := func() { require.NoError(t, s.agent.cmd.Process.Signal(syscall.SIGHUP)) }
+	hup := func() { require.NoError(t, s.agent.Cmd.Process.Signal(syscall.SIGHUP)) }
 	ro := "ro-" + s.token
 	code, _ := call("/v1/machines", ro)
 	require.Equal(t, http.StatusOK, code)

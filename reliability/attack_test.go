@@ -296,7 +296,7 @@ func TestAttackTable(t *testing.T) {
 }
 
 // slowClients sends request headers a byte at a time, slower than the
-// servers' ReadHeaderTimeout (10s in agent/serve.go and internal/boot):
+// servers' ReadHeaderTimeout (10s in internal/agentd and internal/boot):
 // each listener must close the connection instead of waiting forever.
 func slowClients(t *testing.T, s *site) {
 	var wg sync.WaitGroup
@@ -421,7 +421,7 @@ func unknownMACFlood(t *testing.T, s *site) {
 		t.Fatalf("%d agent-wide events after %d unknown MACs, want 1..%d", total, n, capEvents)
 	}
 	t.Logf("%d unknown MACs left %d agent-wide events (cap %d)", n, total, capEvents)
-	if s.agent.exited() {
+	if s.agent.Exited() {
 		t.Fatal("the agent died under the flood")
 	}
 }

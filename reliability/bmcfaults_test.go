@@ -3,32 +3,28 @@ package reliability
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/apiserver"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
-// inProcAgent is the agent wired as agent/serve.go wires it (bolt store
-// with a seal key, BMC manager, reconciler, boot HTTP edge, API server),
-// with step timeouts short enough for tests, against an in-process lab
-// whose faults the test injects.
+// inProcAgent is the agent as agentd assembles it, with step timeouts
+// short enough for tests, against an in-process lab whose faults the test
+// injects.
 type inProcAgent struct {
 	lab    *lab.Lab
 	labURL string
@@ -37,84 +33,28 @@ type inProcAgent struct {
 
 func newInProcAgent(t *testing.T) *inProcAgent {
 	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("RELIABILITY_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	assets := filepath.Join(dir, "assets")
-	if err := os.MkdirAll(assets, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"vmlinuz", "initrd.img"} {
-		if err := os.WriteFile(filepath.Join(assets, f), []byte(strings.Repeat("k", 4096)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := store.OpenBolt(filepath.Join(dir, "agent.db"), store.BoltOptions{KeyFile: filepath.Join(dir, "seal.key"), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bootHandler atomic.Pointer[http.Handler]
-	bootSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*bootHandler.Load()).ServeHTTP(w, r) }))
-	l, err := lab.New(lab.Config{Machines: 1, BootURL: bootSrv.URL, PasswordSeed: t.Name(), Logger: log,
+	boot := testenv.FreeTCP(t)
+	bootURL := "http://" + boot.Addr
+	l, err := lab.New(lab.Config{Machines: 1, BootURL: bootURL, PasswordSeed: t.Name(), Logger: slog.New(slog.DiscardHandler),
 		HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	labSrv := httptest.NewServer(l.Handler())
-	mgr := bmc.NewManager(bmc.Config{RequestTimeout: 500 * time.Millisecond, PowerWaitTimeout: time.Second, PollInterval: 20 * time.Millisecond,
-		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		LoginBackoff: 100 * time.Millisecond, Logger: log})
-	rec := provision.New(provision.Config{Workers: 4, PowerPollInterval: -1,
-		Timeouts: provision.StepTimeouts{Inspect: 2 * time.Second, SetBoot: 2 * time.Second, PowerOn: 2 * time.Second, PowerOff: 2 * time.Second,
-			Finish: 2 * time.Second, WaitPXE: 10 * time.Second, BootInstaller: 10 * time.Second, Install: 10 * time.Second, Retries: 3},
-		RetryBase: 300 * time.Millisecond, RetryMax: 600 * time.Millisecond, Logger: log}, st, mgr)
-	b, err := boot.New(boot.Config{BootURL: bootSrv.URL, AssetsDir: assets, TFTPRoot: assets, Logger: log}, st, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := b.HTTPHandler()
-	bootHandler.Store(&h)
-	tokenFile := filepath.Join(dir, "tokens")
-	token := randomHex(16)
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := apiserver.LoadTokenFile(tokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := apiserver.NewServer(apiserver.ServerConfig{Store: st, Actions: rec, Tokens: tokens, BootURL: bootSrv.URL, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiSrv := httptest.NewTLSServer(srv.Handler())
-	c, err := client.New(client.Config{Endpoint: apiSrv.URL, Token: token, HTTPClient: apiSrv.Client(), LeaseHolder: "reliability-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rec.Run(ctx) }()
-	// Last in, first out: the reconciler stops, then the lab's PXE clients,
-	// then the servers, then the store.
-	t.Cleanup(func() { st.Close() })
-	t.Cleanup(bootSrv.Close)
+	// Last in, first out: the lab's PXE clients stop before the servers.
 	t.Cleanup(labSrv.Close)
-	t.Cleanup(apiSrv.Close)
 	t.Cleanup(func() { _ = l.Close() })
-	t.Cleanup(func() {
-		srv.StopWaiting()
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("the reconciler did not stop")
-		}
-		mgr.Close(context.Background())
-	})
-	return &inProcAgent{lab: l, labURL: labSrv.URL, client: c}
+	cfg := agentd.Defaults()
+	cfg.AssetsDir = testenv.Assets(t)
+	cfg.TFTPRoot = cfg.AssetsDir
+	a := testenv.StartInProc(t, cfg, testenv.InProcSpec{Boot: boot.Listener()},
+		agentd.WithBMC(func(c *bmc.Config) {
+			c.RequestTimeout, c.PowerWaitTimeout, c.PollInterval, c.GracefulTimeout = 500*time.Millisecond, time.Second, 20*time.Millisecond, time.Second
+			c.MaxRetries, c.RetryBase, c.RetryMax, c.LoginBackoff = 1, 10*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond
+		}),
+		agentd.WithProvision(func(c *provision.Config) { c.Workers, c.PowerPollInterval = 4, -1 }),
+		agentd.WithStepTimeouts(provision.StepTimeouts{Inspect: 2 * time.Second, SetBoot: 2 * time.Second, PowerOn: 2 * time.Second, PowerOff: 2 * time.Second,
+			Finish: 2 * time.Second, WaitPXE: 10 * time.Second, BootInstaller: 10 * time.Second, Install: 10 * time.Second, Retries: 3},
+			300*time.Millisecond, 600*time.Millisecond))
+	return &inProcAgent{lab: l, labURL: labSrv.URL, client: a.Client}
 }
 
 // TestBMCFaultsThroughTheAPI covers what internal/provision's TestBMCFaults,

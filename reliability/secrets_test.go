@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // TestSecretsNeverLeaveTheAgent drives the real agent with distinctive BMC
@@ -27,8 +29,8 @@ import (
 func TestSecretsNeverLeaveTheAgent(t *testing.T) {
 	s := newSite(t, siteOpts{machines: 1, agentArgs: []string{"--log-level", "debug", "--step-retries", "1", "--bmc-request-timeout", "3s"}})
 	lm := s.inventory[0]
-	wrong1 := "Wrong-BMC-pw-" + randomHex(8)
-	wrong2 := "Rotated-BMC-pw-" + randomHex(8)
+	wrong1 := "Wrong-BMC-pw-" + testenv.RandomHex(8)
+	wrong2 := "Rotated-BMC-pw-" + testenv.RandomHex(8)
 	secrets := map[string]string{"first wrong password": wrong1, "second wrong password": wrong2, "lab password": lm.Password, "api token": s.token}
 
 	hc := s.httpsClient()
@@ -136,7 +138,7 @@ func TestSecretsNeverLeaveTheAgent(t *testing.T) {
 // TestAgentRefusesExposedSecretFiles: the real agent will not start with a
 // token file, a seal key or a --tls-key that group or others can read. (A
 // generated self-signed key found exposed is replaced with a new 0600 one
-// and a warning instead: agent/tls.go.)
+// and a warning instead: internal/agentd/tls.go.)
 func TestAgentRefusesExposedSecretFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -148,7 +150,7 @@ func TestAgentRefusesExposedSecretFiles(t *testing.T) {
 		{"--tls-key", func(s *site) string {
 			// The generated pair, now configured as the operator's own.
 			cert, key := filepath.Join(s.dir, "tls.pem"), filepath.Join(s.dir, "tls-key.pem")
-			for src, dst := range map[string]string{"api-cert.pem": cert, "api-key.pem": key} {
+			for src, dst := range map[string]string{agentd.CertFile: cert, "api-key.pem": key} {
 				b, err := os.ReadFile(filepath.Join(s.dataDir, src))
 				if err != nil || os.WriteFile(dst, b, 0o600) != nil {
 					s.t.Fatalf("copying %s: %v", src, err)
@@ -165,14 +167,14 @@ func TestAgentRefusesExposedSecretFiles(t *testing.T) {
 			if err := os.Chmod(path, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out := &syncBuffer{}
-			p := spawn(t, s.bin, out, s.agentArgs...)
+			out := &testenv.Log{}
+			p := testenv.Start(t, out, append([]string{s.bin}, s.agentArgs...)...)
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(30 * time.Second):
 				t.Fatalf("the agent kept running with %s mode 0644: %s", path, out)
 			}
-			if p.cmd.ProcessState.Success() {
+			if p.Cmd.ProcessState.Success() {
 				t.Fatalf("the agent exited 0 with %s mode 0644", path)
 			}
 			if !strings.Contains(out.String(), tc.want) || !strings.Contains(out.String(), filepath.Base(path)) {

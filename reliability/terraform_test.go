@@ -54,16 +54,13 @@ func TestConcurrentTerraformApplies(t *testing.T) {
 	ctx := context.Background()
 	s.profile("tf")
 	lm := s.inventory[0]
-	caPEM, err := os.ReadFile(filepath.Join(s.dataDir, "api-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	caPEM := s.agent.CAPEM
 	rc := filepath.Join(s.dir, "terraformrc")
 	if err := os.WriteFile(rc, []byte(fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"openbaremetal/baremetal\" = %q\n  }\n  direct {}\n}\n", provDir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
-		"BAREMETAL_ENDPOINT=https://"+s.apiAddr, "BAREMETAL_TOKEN="+s.token, "BAREMETAL_CA_CERT_PEM="+string(caPEM),
+		"BAREMETAL_ENDPOINT=https://"+s.apiAddr, "BAREMETAL_TOKEN="+s.token, "BAREMETAL_CA_CERT_PEM="+caPEM,
 		"TF_VAR_bmc_password="+lm.Password)
 	config := func(note string) string {
 		return fmt.Sprintf(`

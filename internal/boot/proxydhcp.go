@@ -100,9 +100,9 @@ func handleProxyDHCP(p proxyParams, req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, string)
 	return resp, kind
 }
 
-// listenProxyDHCP opens the DHCP port (broadcast-capable, bound to the
+// ListenProxyDHCP opens the DHCP port (broadcast-capable, bound to the
 // interface) and the PXE boot-server port 4011.
-func (s *Server) listenProxyDHCP() (net.PacketConn, net.PacketConn, error) {
+func (s *Server) ListenProxyDHCP() (net.PacketConn, net.PacketConn, error) {
 	c := s.cfg.ProxyDHCP
 	if s.proxyServerIP() == nil {
 		return nil, nil, errors.New("boot: ProxyDHCP needs the agent's boot-network address (server IP, or an interface with an IPv4 address)")

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,10 +28,6 @@ const DefaultTFTPRoot = "/usr/lib/ipxe"
 
 // Config configures the boot edge.
 type Config struct {
-	// HTTPAddr and TFTPAddr are the listen addresses Run uses ("" disables
-	// that listener; ServeHTTP/ServeTFTP accept injected ones instead).
-	HTTPAddr string
-	TFTPAddr string
 	// TFTPRoot is the read-only directory TFTP serves; default
 	// DefaultTFTPRoot when it exists. Only regular files inside it are served.
 	TFTPRoot string
@@ -178,63 +173,6 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 	}
 	s.handler = s.routes()
 	return s, nil
-}
-
-// Run serves HTTP, TFTP and (when enabled) ProxyDHCP on the configured
-// addresses until ctx ends, then shuts them down gracefully. An error from
-// any listener stops all of them.
-func (s *Server) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type serve func(context.Context) error
-	var serves []serve
-	var opened []io.Closer
-	fail := func(err error) error {
-		for _, c := range opened {
-			c.Close()
-		}
-		return err
-	}
-	if s.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-		if err != nil {
-			return fail(fmt.Errorf("boot: HTTP listen on %s: %w", s.cfg.HTTPAddr, err))
-		}
-		opened = append(opened, ln)
-		serves = append(serves, func(ctx context.Context) error { return s.ServeHTTP(ctx, ln) })
-	}
-	if s.cfg.TFTPAddr != "" {
-		pc, err := net.ListenPacket("udp", s.cfg.TFTPAddr)
-		if err != nil {
-			return fail(fmt.Errorf("boot: TFTP listen on %s: %w", s.cfg.TFTPAddr, err))
-		}
-		opened = append(opened, pc)
-		serves = append(serves, func(ctx context.Context) error { return s.ServeTFTP(ctx, pc) })
-	}
-	if s.cfg.ProxyDHCP.Enabled {
-		dhcp, pxe, err := s.listenProxyDHCP()
-		if err != nil {
-			return fail(err)
-		}
-		serves = append(serves,
-			func(ctx context.Context) error { return s.ServeProxyDHCP(ctx, dhcp) },
-			func(ctx context.Context) error { return s.ServeProxyDHCP(ctx, pxe) })
-	}
-	if len(serves) == 0 {
-		return errors.New("boot: nothing to serve (no HTTP, TFTP or ProxyDHCP address)")
-	}
-	errs := make(chan error, len(serves))
-	for _, f := range serves {
-		go func() { errs <- f(ctx) }()
-	}
-	var first error
-	for range serves {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			cancel()
-		}
-	}
-	return first
 }
 
 // HTTPHandler is the boot listener's handler (scripts, assets, templates,

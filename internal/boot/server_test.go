@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -23,33 +22,6 @@ func TestNewValidatesConfig(t *testing.T) {
 		if _, err := New(tc.cfg, st, lc); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error about %s", tc.cfg, err, tc.want)
 		}
-	}
-}
-
-func TestRunServesAndShutsDown(t *testing.T) {
-	st := openTestStore(t)
-	s, err := New(Config{BootURL: "http://127.0.0.1:1", HTTPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0",
-		TFTPRoot: t.TempDir(), Logger: quietLogger()}, st, newRecordingLifecycle(st))
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	// Listen errors surface from Run whether or not ctx has ended, so a nil
-	// return after cancel means both listeners came up and shut down.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not shut down")
-	}
-
-	s2, err := New(Config{BootURL: "http://127.0.0.1:1", HTTPAddr: "256.0.0.1:0", TFTPRoot: t.TempDir(), Logger: quietLogger()}, st, newRecordingLifecycle(st))
-	must(t, err)
-	if err := s2.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "HTTP listen") {
-		t.Fatalf("bad listen address: %v", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 func decode[T any](t *testing.T, s string) T {
@@ -92,7 +93,7 @@ func TestMachinesEvents(t *testing.T) {
 	t.Run("follow", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var out lockedBuffer
+		var out testenv.Log
 		done := make(chan int, 1)
 		go func() {
 			done <- Run(ctx, []string{"machines", "events", "events-a", "--follow", "-o", "json"}, e.env(), &out, &out)
@@ -116,7 +117,7 @@ func TestMachinesEvents(t *testing.T) {
 
 	t.Run("follow ends when the machine is deleted", func(t *testing.T) {
 		e.machine(t, "events-b", "events-p", "available")
-		var out lockedBuffer
+		var out testenv.Log
 		done := make(chan int, 1)
 		go func() {
 			done <- Run(context.Background(), []string{"machines", "events", "events-b", "-f"}, e.env(), &out, &out)

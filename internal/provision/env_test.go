@@ -1,19 +1,19 @@
-package provision
+package provision_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
@@ -30,62 +30,7 @@ var (
 	_ BMC            = (*bmc.Manager)(nil)
 )
 
-func quiet() *slog.Logger {
-	if os.Getenv("PROVISION_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// swapHandler lets a test replace the agent behind a fixed boot URL, as a
-// restarted agent keeps its address. While no agent is installed, requests
-// wait (as a client's TCP connect to a restarting agent would retry)
-// rather than fail.
-type swapHandler struct {
-	mu    sync.Mutex
-	h     http.Handler
-	ready chan struct{}
-	wg    sync.WaitGroup
-}
-
-func newSwapHandler() *swapHandler { return &swapHandler{ready: make(chan struct{})} }
-
-func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	for {
-		s.mu.Lock()
-		h, ready := s.h, s.ready
-		if h != nil {
-			s.wg.Add(1)
-		}
-		s.mu.Unlock()
-		if h != nil {
-			defer s.wg.Done()
-			h.ServeHTTP(w, r)
-			return
-		}
-		select {
-		case <-ready:
-		case <-r.Context().Done():
-			return
-		}
-	}
-}
-
-func (s *swapHandler) set(h http.Handler) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.h = h
-	close(s.ready)
-}
-
-// unset holds new requests and waits for the ones in flight.
-func (s *swapHandler) unset() {
-	s.mu.Lock()
-	s.h = nil
-	s.ready = make(chan struct{})
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 type envOpts struct {
 	machines int
@@ -94,36 +39,35 @@ type envOpts struct {
 	cfg      func(c *Config)
 }
 
-// env is a whole agent minus the API: a real bolt store, the real boot
-// HTTP edge, the real Redfish client and the lab's memory-backed BMCs
-// whose simulated machines PXE boot from the boot edge.
+// env is a whole agent as agentd assembles it (its real bolt store, the
+// real boot HTTP edge, the real Redfish client, the API) against the lab's
+// memory-backed BMCs, whose simulated machines PXE boot from the boot edge.
+// Tests set up and inspect state in the store beneath the API.
 type env struct {
 	t       *testing.T
-	dbPath  string
-	st      *store.Bolt
+	dataDir string
+	st      store.Store
 	lab     *lab.Lab
 	labURL  string
 	bootURL string
-	swap    *swapHandler
+	boot    *testenv.Reusable
 	assets  string
-	mgr     *bmc.Manager
-	rec     *Reconciler
-	cfg     Config
-	stop    context.CancelFunc
-	done    chan error
+	// mgr is a Redfish client of the test's own, playing someone who
+	// powers a machine behind the agent's back.
+	mgr   *bmc.Manager
+	rec   *Reconciler
+	agent *testenv.InProc
+	opts  []agentd.Option
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	dir := t.TempDir()
-	e := &env{t: t, dbPath: filepath.Join(dir, "agent.db"), swap: newSwapHandler(), assets: filepath.Join(dir, "assets")}
-	must(t, os.MkdirAll(e.assets, 0o755))
-	must(t, os.WriteFile(filepath.Join(e.assets, "vmlinuz"), []byte(strings.Repeat("k", 4096)), 0o644))
-	must(t, os.WriteFile(filepath.Join(e.assets, "initrd.img"), []byte("initrd"), 0o644))
-
-	bootSrv := httptest.NewServer(e.swap)
-	t.Cleanup(bootSrv.Close)
-	e.bootURL = bootSrv.URL
+	e := &env{t: t, dataDir: t.TempDir(), assets: testenv.Assets(t)}
+	addr := testenv.FreeTCP(t)
+	e.bootURL = "http://" + addr.Addr
+	// One socket for every agent the test starts, so the boot URL the
+	// lab's machines have stays right across a restart.
+	e.boot = addr.Reusable(t)
 	lcfg := lab.Config{Machines: o.machines, BootURL: e.bootURL, PasswordSeed: t.Name(), Logger: quiet(),
 		HTTPClient: &http.Client{Timeout: 10 * time.Second}, Firmware: o.firmware}
 	if o.noBoot {
@@ -138,15 +82,23 @@ func newEnv(t *testing.T, o envOpts) *env {
 	// the servers they talk to.
 	t.Cleanup(labSrv.Close)
 	t.Cleanup(func() { _ = l.Close() })
+	e.mgr = bmc.NewManager(bmc.Config{Logger: quiet()})
+	t.Cleanup(func() { e.mgr.Close(context.Background()) })
 
-	e.cfg = Config{
-		Workers: 8, PowerPollInterval: -1,
-		Timeouts:  StepTimeouts{Inspect: 5 * time.Second, SetBoot: 5 * time.Second, PowerOn: 5 * time.Second, PowerOff: 5 * time.Second, Finish: 5 * time.Second, WaitPXE: 20 * time.Second, BootInstaller: 20 * time.Second, Install: 20 * time.Second, Retries: 3},
-		RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		Logger: quiet(),
+	e.opts = []agentd.Option{
+		agentd.WithBMC(func(c *bmc.Config) {
+			c.RequestTimeout, c.PowerWaitTimeout, c.PollInterval, c.GracefulTimeout = 2*time.Second, time.Second, 10*time.Millisecond, time.Second
+			// Short like the step backoff, so a refused login healed while
+			// retrying is tried again within the step's retries.
+			c.MaxRetries, c.RetryBase, c.RetryMax, c.LoginBackoff = 1, 10*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+		}),
+		agentd.WithProvision(func(c *Config) { c.Workers, c.PowerPollInterval = 8, -1 }),
+		agentd.WithStepTimeouts(StepTimeouts{Inspect: 5 * time.Second, SetBoot: 5 * time.Second, PowerOn: 5 * time.Second, PowerOff: 5 * time.Second,
+			Finish: 5 * time.Second, WaitPXE: 20 * time.Second, BootInstaller: 20 * time.Second, Install: 20 * time.Second, Retries: 3},
+			20*time.Millisecond, 100*time.Millisecond),
 	}
 	if o.cfg != nil {
-		o.cfg(&e.cfg)
+		e.opts = append(e.opts, agentd.WithProvision(o.cfg))
 	}
 	e.open()
 	ctx := context.Background()
@@ -159,72 +111,24 @@ func newEnv(t *testing.T, o envOpts) *env {
 			BMC: model.BMC{Endpoint: inv.Endpoint, Username: inv.Username, Password: inv.Password}})
 		must(t, err)
 	}
-	t.Cleanup(e.shutdown)
 	return e
 }
 
-// open opens the store and wires a fresh reconciler and boot edge to it.
+// open assembles an agent on the env's data dir and boot address, not yet
+// running: the test sets up the store first.
 func (e *env) open() {
-	t := e.t
-	st, err := store.OpenBolt(e.dbPath, store.BoltOptions{Logger: quiet()})
-	must(t, err)
-	e.st = st
-	// A restarted agent has a new Redfish client too (no sessions kept).
-	e.mgr = bmc.NewManager(bmc.Config{RequestTimeout: 2 * time.Second, PowerWaitTimeout: time.Second, PollInterval: 10 * time.Millisecond,
-		GracefulTimeout: time.Second, MaxRetries: 1, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		// Short like the step backoff, so a refused login healed while
-		// retrying is tried again within the step's retries.
-		LoginBackoff: 50 * time.Millisecond, Logger: quiet()})
-	e.rec = New(e.cfg, st, e.mgr)
-	b, err := boot.New(boot.Config{BootURL: e.bootURL, AssetsDir: e.assets, DeployImageDir: e.assets, TFTPRoot: t.TempDir(), Logger: quiet()}, st, e.rec)
-	must(t, err)
-	e.swap.set(b.HTTPHandler())
+	cfg := agentd.Defaults()
+	cfg.AssetsDir, cfg.DeployImageDir, cfg.TFTPRoot = e.assets, e.assets, e.t.TempDir()
+	e.agent = testenv.NewInProc(e.t, cfg, testenv.InProcSpec{DataDir: e.dataDir, Boot: e.boot.View()}, e.opts...)
+	e.st, e.rec = e.agent.Store(), e.agent.Reconciler()
 }
 
-func (e *env) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.stop = cancel
-	e.done = make(chan error, 1)
-	rec := e.rec
-	go func() { e.done <- rec.Run(ctx) }()
-}
+func (e *env) start() { e.agent.Start(e.t) }
 
-// crash stops the agent the way a kill would as far as the store can
-// tell: Run's context ends mid-step and nothing is cleaned up; the file
-// is closed only so a new agent can open it.
-func (e *env) crash() {
-	e.swap.unset()
-	e.stop()
-	if err := e.wait(); err != nil {
-		e.t.Fatalf("Run: %v", err)
-	}
-	e.stop = nil
-	must(e.t, e.st.Close())
-}
-
-// wait waits for Run to return after its context ended; a reconciler
-// that does not stop (a deadlocked worker) fails the test instead of
-// hanging it.
-func (e *env) wait() error {
-	select {
-	case err := <-e.done:
-		return err
-	case <-time.After(30 * time.Second):
-		return errors.New("Run did not return within 30s of its context ending (a worker is stuck)")
-	}
-}
-
-func (e *env) shutdown() {
-	if e.stop != nil {
-		e.stop()
-		if err := e.wait(); err != nil {
-			e.t.Errorf("Run: %v", err)
-		}
-		e.stop = nil
-	}
-	e.swap.unset()
-	_ = e.st.Close()
-}
+// crash stops the agent mid-step, as far as the store can tell: Run's
+// context ends whatever the workers are doing. The store is closed so a
+// new agent can open it.
+func (e *env) crash() { e.agent.Stop(e.t) }
 
 func (e *env) profile(p *model.BootProfile) {
 	_, err := e.st.CreateProfile(context.Background(), p)
@@ -251,22 +155,15 @@ func (e *env) events(name string) []model.Event {
 	return evs
 }
 
-// await polls cond until it holds or the deadline passes.
+// await waits until cond holds; cond reports the state it saw.
 func (e *env) await(what string, timeout time.Duration, cond func() (bool, string)) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return
+	testenv.Eventually(e.t, what, timeout, func() error {
+		if ok, state := cond(); !ok {
+			return fmt.Errorf("last: %s", state)
 		}
-		last = state
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (e *env) awaitPhase(name string, ph model.Phase, timeout time.Duration) *model.Machine {
@@ -313,7 +210,7 @@ func (e *env) awaitTrail(name, last string) []string {
 }
 
 func describe(m *model.Machine) string {
-	s := fmt.Sprintf("%s: %s", m.Name, phaseString(m))
+	s := fmt.Sprintf("%s: %s", m.Name, PhaseString(m))
 	if m.Status.LastError != "" {
 		s += " (" + m.Status.LastError + ")"
 	}

@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"strings"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // TestBMCFaults injects each kind of BMC misbehaviour into an inventoried

@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // stepRankOf orders a provisioning machine's phases as its events record
@@ -52,7 +53,7 @@ func TestCrashAndRestart(t *testing.T) {
 		must(t, err)
 		counts := map[string]int{}
 		for _, m := range ms {
-			counts[phaseString(m)]++
+			counts[PhaseString(m)]++
 			if m.Status.Phase == model.PhaseProvisioning {
 				midRun++
 			}

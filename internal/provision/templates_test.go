@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"

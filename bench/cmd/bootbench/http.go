@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/peers"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 type httpServer struct {
@@ -111,14 +111,12 @@ http {
 }
 
 func awaitHTTP(u string, size int64, p *peers.Proc) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return peers.WaitUntil(ctx, func() error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return testenv.Poll(15*time.Second, func() error {
 		if p.Exited() {
-			return fmt.Errorf("exited: %s", p.Tail())
+			return testenv.ErrStop{Err: fmt.Errorf("exited: %s", p.Tail())}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Head(u)
 		if err != nil {
 			return err
 		}

@@ -5,8 +5,8 @@
 // listener against nginx, loaded by wrk).
 //
 // Every contender runs as its own process (the agent as `bootbench
-// serve-agent`, which builds the boot edge with boot.New exactly as the
-// agent does), so each one's CPU time is measured the same way. The peers
+// serve-agent`, which runs the agent as agentd assembles it for
+// `baremetal-agent serve`), so each one's CPU time is measured the same way. The peers
 // come from Debian (bench/setup.sh installs them).
 package main
 
@@ -357,7 +357,7 @@ func renderTFTP(e *env, cases []tftpCase, servers []*tftpServer, rows [][]row, r
 		"Throughput is the bytes of successful transfers over the storm's wall time, MiB/s, median of %d repetition(s)%s. "+
 		"Block size 512 sends a plain RFC 1350 request (no options); 1468 asks for it with blksize (RFC 2348). "+
 		"The load client (bench/internal/tftpload) runs on the same CPUs, checks every byte, re-sends after 1 s and gives up after 5 tries. "+
-		"The agent row is boot.New with its defaults (lock-step); the anticipate row sets `TFTPAnticipate: %d` (pin/tftp's SetAnticipate).\n\n", reps, heavyNote, e.anticipate)
+		"The agent row is the agent with its defaults (lock-step); the anticipate row sets `--tftp-window %d` (pin/tftp's SetAnticipate).\n\n", reps, heavyNote, e.anticipate)
 	b.WriteString("| file | blksize | clients |")
 	for _, s := range servers {
 		fmt.Fprintf(&b, " %s |", s.name)

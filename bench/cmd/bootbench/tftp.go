@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/peers"
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/tftpload"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // tftpServer is one contender: a process serving the TFTP root on addr.
@@ -125,11 +125,9 @@ func startTFTPServers(e *env) []*tftpServer {
 
 // awaitTFTP polls until the server answers a small transfer.
 func (e *env) awaitTFTP(addr string, p *peers.Proc) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	err := peers.WaitUntil(ctx, func() error {
+	err := testenv.Poll(15*time.Second, func() error {
 		if p.Exited() {
-			return fmt.Errorf("exited: %s", p.Tail())
+			return testenv.ErrStop{Err: fmt.Errorf("exited: %s", p.Tail())}
 		}
 		_, err := tftpload.Get(addr, probeFile, e.probe, tftpload.Options{Timeout: 200 * time.Millisecond, Retries: 1})
 		return err

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +18,7 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // fleetConfig is one agent + memory lab pair.
@@ -119,43 +118,22 @@ func startFleet(agentBin string, cfg fleetConfig) (*fleet, error) {
 		return nil, err
 	}
 
-	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // only probing for readiness; the client below pins the CA
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	err = peers.WaitUntil(ctx, func() error {
+	alive := func() error {
 		for _, p := range []*peers.Proc{f.lab, f.agent} {
 			if p.Exited() {
 				return fmt.Errorf("%s exited: %s", p.Name, p.Tail())
 			}
 		}
-		if _, err := os.Stat(invFile); err != nil {
-			return fmt.Errorf("lab inventory not written yet: %w", err)
-		}
-		resp, err := probe.Get(f.endpoint + api.PathHealthz)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz: HTTP %d", resp.StatusCode)
-		}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("agent and lab not ready: %w", err)
 	}
-	inv, err := lab.ReadInventory(invFile)
-	if err != nil {
-		return nil, err
+	if f.inventory, err = testenv.AwaitInventory(2*time.Minute, invFile, alive); err != nil {
+		return nil, fmt.Errorf("lab not ready: %w", err)
 	}
-	f.inventory = inv.Machines
-	pem, err := os.ReadFile(filepath.Join(f.dataDir, "api-cert.pem"))
-	if err != nil {
-		return nil, fmt.Errorf("the agent's generated certificate: %w", err)
+	if f.caPEM, err = testenv.AwaitReady(2*time.Minute, f.endpoint, f.dataDir, alive); err != nil {
+		return nil, fmt.Errorf("agent not ready: %w", err)
 	}
-	f.caPEM = string(pem)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	if f.client, err = client.New(client.Config{Endpoint: f.endpoint, Token: f.token, CACertPEM: f.caPEM, UserAgent: "provbench"}); err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ package peers
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -276,21 +275,6 @@ func FreePort(network string) (int, error) {
 		}
 		defer pc.Close()
 		return pc.LocalAddr().(*net.UDPAddr).Port, nil
-	}
-}
-
-// WaitUntil polls ready every 50 ms until it returns nil or ctx ends.
-func WaitUntil(ctx context.Context, ready func() error) error {
-	for {
-		err := ready()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
 	}
 }
 

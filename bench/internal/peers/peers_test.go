@@ -1,13 +1,14 @@
 package peers
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
 // A server whose CPU is spent in a short-lived child that it never waits
@@ -29,11 +30,7 @@ exec sleep 600`
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := WaitUntil(ctx, func() error { _, err := os.Stat(done); return err }); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Eventually(t, "the child's done file", time.Minute, func() error { _, err := os.Stat(done); return err })
 	cpu, err := m.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +72,7 @@ exec sleep 600`
 		t.Fatal(err)
 	}
 	defer p.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := WaitUntil(ctx, func() error { _, err := os.Stat(done); return err }); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Eventually(t, "the child's done file", time.Minute, func() error { _, err := os.Stat(done); return err })
 	pid := p.Cmd.Process.Pid
 	cpu, err := CPUTime(pid)
 	if err != nil || cpu <= 0 {

@@ -1,4 +1,4 @@
-package main
+package agentd
 
 import (
 	"crypto/ecdsa"
@@ -21,11 +21,8 @@ import (
 	"time"
 )
 
-// Files of the generated certificate in the data dir.
 const (
-	generatedCertFile = "api-cert.pem"
-	generatedKeyFile  = "api-key.pem"
-	certLifetime      = 3 * 365 * 24 * time.Hour
+	certLifetime = 3 * 365 * 24 * time.Hour
 	// certRenewBefore regenerates a self-signed certificate this close to
 	// its expiry, so a long-running site never meets an expired one at start.
 	certRenewBefore = 30 * 24 * time.Hour
@@ -46,7 +43,7 @@ var errLooseKey = errors.New("readable by group or others")
 // apiCertificate loads the configured certificate, or the one generated in
 // the data dir on an earlier start, or generates one. It logs the SHA-256
 // fingerprint so an operator can pin or verify it.
-func apiCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
+func apiCertificate(cfg Config, apiAddr string, log *slog.Logger) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {
 		if err := checkKeyFileMode(cfg.TLSKey); err != nil {
 			return tls.Certificate{}, err
@@ -58,9 +55,9 @@ func apiCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 		log.Info("api certificate", "source", cfg.TLSCert, "sha256", fingerprint(cert.Certificate[0]))
 		return cert, nil
 	}
-	certPath := filepath.Join(cfg.DataDir, generatedCertFile)
-	keyPath := filepath.Join(cfg.DataDir, generatedKeyFile)
-	hosts := certHosts(cfg.APIAddr)
+	certPath := filepath.Join(cfg.DataDir, CertFile)
+	keyPath := filepath.Join(cfg.DataDir, keyFile)
+	hosts := certHosts(apiAddr)
 	cert, err := loadGenerated(certPath, keyPath, hosts)
 	if err == nil {
 		log.Info("api certificate (self-signed, reused)", "path", certPath, "sha256", fingerprint(cert.Certificate[0]))
