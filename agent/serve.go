@@ -225,6 +225,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		TFTPRoot:         tftpRoot,
 		AssetsDir:        cfg.AssetsDir,
 		DeployImageDir:   cfg.DeployImageDir,
+		ImageCacheDir:    filepath.Join(cfg.DataDir, "image-cache"),
 		BootURL:          a.bootURL,
 		UnknownMAC:       cfg.UnknownMAC,
 		TFTPTimeout:      tune.tftpTimeout,

@@ -133,6 +133,11 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 			return v, err
 		}
 	}
+	if m.Status.CleanPending != "" {
+		if err := r.cleanView(ctx, m, pc, &v); err != nil {
+			return v, err
+		}
+	}
 	if m.Status.Phase == model.PhaseProvisioned && m.Status.ProvisionedProfile != "" {
 		p, err := pc.get(ctx, r.st, m.Status.ProvisionedProfile)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -151,6 +156,30 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 		}
 	}
 	return v, nil
+}
+
+// cleanView fills in the clean run a machine whose disk holds a config
+// drive needs: with the profile of its last run (the deploy, or a clean
+// that failed), at that profile's current wipe level.
+func (r *Reconciler) cleanView(ctx context.Context, m *model.Machine, pc profileCache, v *view) error {
+	name := m.Status.ProvisionedProfile
+	if m.Run != nil {
+		name = m.Run.Profile
+	}
+	p, err := pc.get(ctx, r.st, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		v.CleanProblem = fmt.Sprintf("boot profile %q, whose image the disk holds, does not exist, and the clean run that removes the image's "+
+			"config drive boots with it (its root device hints find the disk): create the profile again, or delete the machine with force_destroy to skip the clean", name)
+		return nil
+	case err != nil:
+		return err
+	}
+	v.Clean = target{Profile: p.Name, Version: p.Version, Clean: m.Status.CleanPending}
+	if p.Image != nil {
+		v.Clean.Clean = orDefault(p.Image.Wipe, model.WipeConfigDrive)
+	}
+	return nil
 }
 
 // mayStartRun reports whether decide could start a run for m toward t,
@@ -1238,7 +1267,7 @@ func newRun(t target, now time.Time) (*model.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, Snippets: t.Snippets, StartedAt: now}, nil
+	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, Snippets: t.Snippets, StartedAt: now, Clean: t.Clean}, nil
 }
 
 func randomHex(n int) (string, error) {
