@@ -120,6 +120,8 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	if m.Run.Serving() {
 		p, err := pc.get(ctx, r.st, m.Run.Profile)
 		switch {
+		case m.Run.Clean != "":
+			v.Boot = cleanPlan
 		case errors.Is(err, store.ErrNotFound):
 			v.Boot = unknownPlan
 		case err != nil:
