@@ -60,12 +60,15 @@ func (s *Server) qcow2Source(img model.Image) imagecache.Source {
 		src.Name = u.Redacted()
 	}
 	src.Open = func(ctx context.Context) (io.ReadCloser, error) {
+		ctx, cancel := context.WithCancelCause(ctx)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, img.URL, nil)
 		if err != nil {
+			cancel(nil)
 			return nil, err
 		}
 		resp, err := qcow2Fetch.Do(req)
 		if err != nil {
+			cancel(nil)
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
@@ -74,11 +77,53 @@ func (s *Server) qcow2Source(img model.Image) imagecache.Source {
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
+			cancel(nil)
 			return nil, fmt.Errorf("HTTP %s", resp.Status)
 		}
-		return resp.Body, nil
+		return newStallReader(ctx, resp.Body, cancel, qcow2Stall), nil
 	}
 	return src
+}
+
+// qcow2Stall is how long a qcow2 download may go without a byte before
+// it is given up on: a hung download would otherwise hold the one shared
+// conversion of its image, and every machine waiting on it, for good.
+var qcow2Stall = 2 * time.Minute
+
+var errStalled = errors.New("the download stalled")
+
+// stallReader cancels its request when no byte arrives for a while.
+type stallReader struct {
+	body   io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	after  time.Duration
+}
+
+func newStallReader(ctx context.Context, body io.ReadCloser, cancel context.CancelCauseFunc, after time.Duration) *stallReader {
+	r := &stallReader{body: body, ctx: ctx, cancel: cancel, after: after}
+	r.timer = time.AfterFunc(after, func() {
+		cancel(fmt.Errorf("%w: no data for %s", errStalled, after))
+	})
+	return r
+}
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.after)
+	}
+	if err != nil && err != io.EOF && errors.Is(context.Cause(r.ctx), errStalled) {
+		err = context.Cause(r.ctx)
+	}
+	return n, err
+}
+
+func (r *stallReader) Close() error {
+	r.timer.Stop()
+	r.cancel(nil)
+	return r.body.Close()
 }
 
 // rawImage returns the raw conversion of a qcow2 image, waiting for it at

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -81,6 +83,11 @@ func TestDeployQCOW2(t *testing.T) {
 			_, _ = w.Write(q)
 		case "/images/backed.qcow2":
 			_, _ = w.Write(backed)
+		case "/images/stalls.qcow2":
+			w.Header().Set("Content-Length", fmt.Sprint(len(q)))
+			_, _ = w.Write(q[:4096])
+			_ = http.NewResponseController(w).Flush()
+			<-r.Context().Done()
 		default:
 			http.NotFound(w, r)
 		}
@@ -103,9 +110,14 @@ func TestDeployQCOW2(t *testing.T) {
 			want: "checksum mismatch for assets path images/disk.qcow2: want " + sha256Of([]byte("x")) + ", got " + sha256Of(q)},
 		{name: "backing file", img: model.Image{URL: remote.URL + "/images/backed.qcow2", Checksum: sha256Of(backed)},
 			want: "reading " + remote.URL + "/images/backed.qcow2 as qcow2: unsupported qcow2 feature: backing file"},
+		{name: "stalled download", img: model.Image{URL: remote.URL + "/images/stalls.qcow2", Checksum: sha256Of(q)},
+			want: "preparing the qcow2 image: fetching " + remote.URL + "/images/stalls.qcow2: the download stalled: no data for 300ms"},
 		{name: "not a qcow2", img: model.Image{URL: "images/disk.raw", Checksum: sha256Of(raw)},
 			want: "reading assets path images/disk.raw as qcow2: corrupt qcow2 image: no qcow2 magic"},
 	}
+	stall := qcow2Stall
+	qcow2Stall = 300 * time.Millisecond
+	defer func() { qcow2Stall = stall }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newHTTPFixture(t, func(c *Config) { c.ImageCacheDir = t.TempDir() })
