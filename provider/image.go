@@ -10,6 +10,7 @@ import (
 	dschema "github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -23,6 +24,7 @@ var imageAttrTypes = map[string]attr.Type{
 	"url":      types.StringType,
 	"checksum": types.StringType,
 	"format":   types.StringType,
+	"wipe":     types.StringType,
 }
 
 var rootDeviceAttrTypes = map[string]attr.Type{
@@ -40,7 +42,10 @@ const (
 		"(chosen by `root_device`) while verifying its checksum, never leaving a half-written disk bootable, then writes a NoCloud " +
 		"config drive (a `CIDATA` partition) with the machine's rendered `user-data` (the profile's template, else the stock " +
 		"`cloud-init-image`, which calls back from the deployed OS), `meta-data` and, if the profile has one, `network-config`. " +
-		"The agent then boots the disk; the machine is provisioned when the deployed OS calls back. Conflicts with `kernel`, `initrds` and `ipxe_script`."
+		"The agent then boots the disk; the machine is provisioned when the deployed OS calls back. " +
+		"On deprovision (destroy, or `state = \"available\"`) the deploy ramdisk boots again to remove the config drive, and to wipe what `wipe` says, " +
+		"before the machine is released; a failed clean fails the machine instead (`force_destroy` skips it). " +
+		"Conflicts with `kernel`, `initrds`, `ipxe_script` and `wipe_profile`."
 	rootDeviceDescription = "Root device hints choosing the disk an image is written to, as Ironic's: every hint given must match. " +
 		"Without hints, the smallest disk that holds the image. When no disk matches, the machine fails with the hints and the disks the ramdisk saw."
 )
@@ -50,7 +55,7 @@ func imageSchema() schema.SingleNestedAttribute {
 		MarkdownDescription: imageDescription,
 		Optional:            true,
 		Validators: []validator.Object{
-			objectvalidator.ConflictsWith(path.MatchRoot("kernel"), path.MatchRoot("initrds"), path.MatchRoot("ipxe_script")),
+			objectvalidator.ConflictsWith(path.MatchRoot("kernel"), path.MatchRoot("initrds"), path.MatchRoot("ipxe_script"), path.MatchRoot("wipe_profile")),
 		},
 		Attributes: map[string]schema.Attribute{
 			"url": schema.StringAttribute{
@@ -65,9 +70,25 @@ func imageSchema() schema.SingleNestedAttribute {
 					"must be sha256:<64 lower-case hex digits> or sha512:<128 lower-case hex digits>")},
 			},
 			"format": schema.StringAttribute{
-				MarkdownDescription: "What the file at `url` holds: " + quotedList(model.ImageFormats, " or ") + " (a raw disk image, or one compressed with gzip or zstd). Convert qcow2 with `qemu-img convert -O raw`.",
-				Required:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(model.ImageFormats...)},
+				MarkdownDescription: "What the file at `url` holds: " + quotedList(model.ImageFormats, " or ") + ". A raw disk image, or one compressed " +
+					"with gzip or zstd, is streamed by the ramdisk straight to the disk. A `qcow2` image (version 2 or 3, deflate-compressed clusters " +
+					"allowed; no backing file, encryption, external data file, extended L2 entries or zstd compression) is fetched once by the agent, " +
+					"which checks `checksum`, converts it to raw in its data directory (one conversion for every machine deploying it) and serves " +
+					"the raw image to the ramdisk; the agent needs room for the raw disk (sparse). Convert other formats with `qemu-img convert -O raw`.",
+				Required:   true,
+				Validators: []validator.String{stringvalidator.OneOf(model.ImageFormats...)},
+			},
+			"wipe": schema.StringAttribute{
+				MarkdownDescription: "What deprovisioning erases from the disk the image went to (found again by the root device hints), " +
+					"with the deploy ramdisk, before the machine is powered off and released: `config-drive` (the default) zeroes the config " +
+					"drive partition and removes it, so the OS can never run its `user-data`, secrets included, again; `metadata` also zeroes " +
+					"the first and last MiB of every partition (filesystem, RAID and LVM signatures) and both partition tables, like Ironic's " +
+					"metadata erase; `full` zeroes the whole disk, like Ironic's full erase (allow for it in the destroy timeout: about the " +
+					"disk's size at its write speed). Other disks are left alone. A `desired state = \"off\"` keeps the disk as it is.",
+				Optional:   true,
+				Computed:   true,
+				Default:    stringdefault.StaticString(model.WipeConfigDrive),
+				Validators: []validator.String{stringvalidator.OneOf(model.ImageWipes...)},
 			},
 		},
 	}
@@ -100,6 +121,7 @@ func imageDataSchema() dschema.SingleNestedAttribute {
 			"url":      str("Where the image is."),
 			"checksum": str("Its checksum."),
 			"format":   str("Its format."),
+			"wipe":     str("What deprovisioning erases from the disk."),
 		},
 	}
 }
@@ -127,15 +149,20 @@ func imageFromObject(o types.Object) *model.Image {
 		return nil
 	}
 	a := o.Attributes()
-	return &model.Image{URL: strAttr(a["url"]), Checksum: strAttr(a["checksum"]), Format: strAttr(a["format"])}
+	return &model.Image{URL: strAttr(a["url"]), Checksum: strAttr(a["checksum"]), Format: strAttr(a["format"]), Wipe: strAttr(a["wipe"])}
 }
 
 func imageObject(img *model.Image) types.Object {
 	if img == nil {
 		return types.ObjectNull(imageAttrTypes)
 	}
+	wipe := img.Wipe
+	if wipe == "" {
+		wipe = model.WipeConfigDrive
+	}
 	return types.ObjectValueMust(imageAttrTypes, map[string]attr.Value{
 		"url": types.StringValue(img.URL), "checksum": types.StringValue(img.Checksum), "format": types.StringValue(img.Format),
+		"wipe": types.StringValue(wipe),
 	})
 }
 

@@ -133,7 +133,7 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional:            true,
 			},
 			"wipe_profile": schema.StringAttribute{
-				MarkdownDescription: "Name of a profile the agent runs before powering a machine off when it is deprovisioned (e.g. to wipe its disks).",
+				MarkdownDescription: "Name of a profile the agent runs before powering a machine off when it is deprovisioned (e.g. to wipe its disks). A profile with an `image` is cleaned by the deploy ramdisk instead: see `image.wipe`.",
 				Optional:            true,
 				Validators:          []validator.String{validName()},
 			},

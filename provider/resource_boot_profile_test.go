@@ -111,7 +111,14 @@ func TestAccImageProfile(t *testing.T) {
 	a := testAgent(t)
 	lm := a.machine(t, 10)
 	sum := sha256.Sum256(accImage)
-	cfg := func(checksum string) string {
+	cfg := func(checksum string, extra ...string) string {
+		format, wipe := "raw", ""
+		if len(extra) > 0 {
+			format = extra[0]
+		}
+		if len(extra) > 1 {
+			wipe = fmt.Sprintf("wipe     = %q", extra[1])
+		}
 		return a.providerConfig() + fmt.Sprintf(`
 resource "baremetal_boot_profile" "img" {
   name    = "acc-image"
@@ -119,7 +126,8 @@ resource "baremetal_boot_profile" "img" {
   image = {
     url      = "%s/image.raw"
     checksum = %q
-    format   = "raw"
+    format   = %q
+    %s
   }
   root_device = {
     min_size_gib = 100
@@ -129,7 +137,7 @@ resource "baremetal_boot_profile" "img" {
     "user-data" = "#cloud-config\nhostname: {{ .Machine.Name }}\n"
   }
 }
-`, a.assets.URL, checksum) + machineConfig("m", "acc-image-m", lm, `
+`, a.assets.URL, checksum, format, wipe) + machineConfig("m", "acc-image-m", lm, `
   boot_profile = baremetal_boot_profile.img.name
 `)
 	}
@@ -142,10 +150,19 @@ resource "baremetal_boot_profile" "img" {
 				ExpectError: regexp.MustCompile(`(?s)image\.checksum.*sha256:<64 lower-case hex digits>`),
 			},
 			{
+				Config:      cfg("sha256:"+hex.EncodeToString(sum[:]), "vmdk"),
+				ExpectError: regexp.MustCompile(`(?s)image\.format value must be one of: \["raw" "gzip" "zstd"\s+"qcow2"\]`),
+			},
+			{
+				Config:      cfg("sha256:"+hex.EncodeToString(sum[:]), "raw", "none"),
+				ExpectError: regexp.MustCompile(`(?s)image\.wipe value must be one of: \["config-drive" "metadata"\s+"full"\]`),
+			},
+			{
 				Config: cfg("sha256:" + hex.EncodeToString(sum[:])),
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue("baremetal_machine.m", tfjsonpath.New("phase"), knownvalue.StringExact("provisioned")),
 					statecheck.ExpectKnownValue("baremetal_boot_profile.img", tfjsonpath.New("image").AtMapKey("format"), knownvalue.StringExact("raw")),
+					statecheck.ExpectKnownValue("baremetal_boot_profile.img", tfjsonpath.New("image").AtMapKey("wipe"), knownvalue.StringExact("config-drive")),
 					statecheck.ExpectKnownValue("baremetal_boot_profile.img", tfjsonpath.New("root_device").AtMapKey("min_size_gib"), knownvalue.Float64Exact(100)),
 				},
 				ConfigPlanChecks: resource.ConfigPlanChecks{

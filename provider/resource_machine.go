@@ -232,7 +232,9 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"force_destroy": schema.BoolAttribute{
 				MarkdownDescription: "Destroy removes the machine from the agent at once, without powering it off or waiting for its BMC. " +
 					"Without it, destroy powers the machine off first, except a machine the agent never powered on (removed at once) and one whose BMC " +
-					"fails the power-off for good (removed after the agent's retries, with a warning). Defaults to `false`.",
+					"fails the power-off for good (removed after the agent's retries, with a warning). A machine whose disk holds an image's config drive " +
+					"is cleaned by the deploy ramdisk first (see the boot profile's `image.wipe`); if that clean fails, destroy fails with the reason and " +
+					"the agent keeps the machine until a destroy succeeds. `force_destroy` skips the clean too. Defaults to `false`.",
 				Optional: true,
 				Computed: true,
 				Default:  booldefault.StaticBool(false),
@@ -615,10 +617,11 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	waitCtx, lease := keepLease(waitCtx, r.client, name)
 	tracker := newPhaseTracker(ctx, name, 0)
 	var seen *api.Machine
+	var deprovisioning bool
 	last, err := r.client.WaitMachine(waitCtx, name, func(m *api.Machine) (bool, error) {
 		tracker.observe(m)
 		seen = m
-		return false, nil
+		return false, cleanFailed(m, &deprovisioning)
 	})
 	if lost := lease.end(); lost != nil && !errors.Is(err, client.ErrNotFound) {
 		err = lost
@@ -708,7 +711,22 @@ func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *ap
 	return last, err
 }
 
+// cleanFailed ends a destroy's wait once the clean run of an image
+// deploy, seen under way (deprovisioning), has failed: the agent keeps
+// such a machine (its disk may still hold the config drive) rather than
+// forget it, so waiting longer would only reach the timeout.
+func cleanFailed(m *api.Machine, deprovisioning *bool) error {
+	switch {
+	case m.Phase == string(model.PhaseDeprovisioning):
+		*deprovisioning = true
+	case *deprovisioning && m.Phase == string(model.PhaseFailed) && m.CleanPending != "":
+		return errCleanFailed
+	}
+	return nil
+}
+
 var (
+	errCleanFailed   = errors.New("the deploy ramdisk's clean of its disk failed, and the agent keeps the machine")
 	errMachineFailed = errors.New("the agent marked the machine failed")
 	errBMCDown       = errors.New("its BMC refuses the agent's login or does not answer (bmc_status)")
 )
@@ -816,6 +834,8 @@ func (r *machineResource) failureDetail(name, what string, timeout time.Duration
 		why = fmt.Sprintf("Machine %q %s within the timeout (%s).", name, what, timeout)
 	case errors.Is(err, errMachineFailed):
 		why = fmt.Sprintf("Machine %q %s: the agent marked it failed.", name, what)
+	case errors.Is(err, errCleanFailed):
+		why = fmt.Sprintf("Machine %q %s: %s.", name, what, err)
 	case errors.Is(err, errBMCDown):
 		why = fmt.Sprintf("Machine %q %s: %s.", name, what, err)
 	default:
@@ -842,6 +862,9 @@ func nextStep(m *api.Machine, err error) string {
 	switch {
 	case m != nil && bmcDown(m):
 		return "The BMC is " + strings.ReplaceAll(m.BMCStatus, "_", " ") + ": fix bmc.endpoint or the credentials (password, or password_wo with a new password_wo_version) and apply again; the machine resumes where it stopped."
+	case errors.Is(err, errCleanFailed):
+		return "Fix the cause named above and destroy again, which retries the clean. To remove the machine without the clean (then clean its disk yourself), " +
+			"delete it with force: the agent API's DELETE /v1/machines/<name>?force=true (what force_destroy = true does when it is set before the destroy)."
 	case errors.Is(err, errMachineFailed):
 		return "Fix the cause named above (a boot profile or template, params, macs, the BMC's credentials) and apply again: the next plan shows the machine as unfinished, and applying retries it."
 	case errors.Is(err, context.DeadlineExceeded):

@@ -37,7 +37,7 @@ variable "image_checksum" {
 }
 
 variable "image_format" {
-  description = "raw, gzip or zstd."
+  description = "raw, gzip, zstd or qcow2."
   type        = string
   default     = "zstd"
 }

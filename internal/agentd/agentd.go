@@ -259,6 +259,7 @@ func (a *Agent) build(o options) error {
 		TFTPRoot:         tftpRoot,
 		AssetsDir:        cfg.AssetsDir,
 		DeployImageDir:   cfg.DeployImageDir,
+		ImageCacheDir:    filepath.Join(cfg.DataDir, "image-cache"),
 		BootURL:          a.bootURL,
 		UnknownMAC:       cfg.UnknownMAC,
 		TFTPTimeout:      cfg.TFTPTimeout,

@@ -184,8 +184,11 @@ type Machine struct {
 	ProvisionedProfile        string    `json:"provisioned_profile,omitempty"`
 	ProvisionedProfileVersion uint64    `json:"provisioned_profile_version,omitempty"`
 	ProvisionedAt             time.Time `json:"provisioned_at,omitzero"`
-	CreatedAt                 time.Time `json:"created_at"`
-	UpdatedAt                 time.Time `json:"updated_at"`
+	// CleanPending is the wipe level a clean run still owes the disk,
+	// which holds a config drive the deploy ramdisk wrote ("" for none).
+	CleanPending string    `json:"clean_pending,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // MachineList is the body of GET /v1/machines.

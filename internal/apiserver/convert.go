@@ -53,6 +53,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		ProvisionedProfile:        m.Status.ProvisionedProfile,
 		ProvisionedProfileVersion: m.Status.ProvisionedProfileVersion,
 		ProvisionedAt:             m.Status.ProvisionedAt,
+		CleanPending:              m.Status.CleanPending,
 		CreatedAt:                 m.CreatedAt,
 		UpdatedAt:                 m.UpdatedAt,
 	}
@@ -127,6 +128,12 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Cmdline = req.Cmdline
 	p.IPXEScript = req.IPXEScript
 	p.Image = req.Image
+	if p.Image != nil && p.Image.Wipe == "" {
+		// Stored as it is read back: the level an empty wipe means.
+		img := *p.Image
+		img.Wipe = model.WipeConfigDrive
+		p.Image = &img
+	}
 	p.RootDevice = req.RootDevice
 	p.Templates = req.Templates
 	p.Params = req.Params

@@ -272,6 +272,13 @@ func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 			return false, err
 		}
 		if !m.DeletionRequested.IsZero() {
+			if m.Status.Phase == model.PhaseFailed && m.Status.CleanPending != "" {
+				// The clean run of this deletion failed and the machine waits:
+				// a DELETE asks again, and the reconciler retries the clean.
+				m.DeletionRequested = s.now().UTC()
+				requested = true
+				return true, nil
+			}
 			if holder == "" {
 				return false, errUnchanged
 			}

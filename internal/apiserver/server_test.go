@@ -539,6 +539,7 @@ func reconcilerSays(t *testing.T, e *env, cluster, phase string) {
 
 func TestProfiles(t *testing.T) {
 	e := newEnv(t)
+	sum0 := "sha256:" + strings.Repeat("0", 64)
 	bad := []struct {
 		name  string
 		req   api.BootProfileRequest
@@ -551,6 +552,10 @@ func TestProfiles(t *testing.T) {
 		{"missing wipe profile", api.BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
 		{"empty initrd", api.BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
 		{"script without #!ipxe", api.BootProfileRequest{Name: "p", IPXEScript: "kernel http://k\nboot"}, "ipxe_script"},
+		{"unknown image format", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.vmdk", Checksum: sum0, Format: "vmdk"}}, "image.format"},
+		{"image without checksum", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.qcow2", Format: "qcow2"}}, "image.checksum"},
+		{"unknown wipe", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "none"}}, "image.wipe"},
+		{"image with a wipe profile", api.BootProfileRequest{Name: "p", WipeProfile: "w", Image: &model.Image{URL: "d.raw", Checksum: sum0, Format: "raw"}}, "wipe_profile"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
@@ -567,6 +572,15 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("created %+v", p)
 	}
 	e.must(409, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "debian", Kernel: "http://k"}))
+
+	// A qcow2 image is accepted; an unset wipe reads back as config-drive.
+	var img api.BootProfile
+	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "img",
+		Image: &model.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2"}})).decode(t, &img)
+	if img.Image == nil || *img.Image != (model.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "config-drive"}) {
+		t.Errorf("image profile %+v", img.Image)
+	}
+	e.must(204, e.req("DELETE", "/v1/boot_profiles/img", nil))
 
 	// In use by a machine, a profile's wipe_profile, a cluster role: 409 each.
 	r := e.must(409, e.req("DELETE", "/v1/boot_profiles/wipe", nil))
@@ -608,6 +622,25 @@ func TestDeleteMachine(t *testing.T) {
 		t.Errorf("deletion not requested: %+v", stored)
 	}
 	e.must(202, e.req("DELETE", "/v1/machines/m1", nil)) // idempotent
+	again, _ := e.store.GetMachine(context.Background(), "m1")
+	if !again.DeletionRequested.Equal(stored.DeletionRequested) {
+		t.Errorf("a second DELETE moved the deletion request")
+	}
+	// Its clean failed: a DELETE asks again (the reconciler retries the
+	// clean of a deletion requested after the failure).
+	if _, err := e.store.UpdateMachine(context.Background(), "m1", func(m *model.Machine) (bool, error) {
+		m.Status.Phase, m.Status.CleanPending = model.PhaseFailed, model.WipeConfigDrive
+		m.Status.PhaseSince = m.DeletionRequested.Add(time.Second)
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	e.must(202, e.req("DELETE", "/v1/machines/m1", nil))
+	again, _ = e.store.GetMachine(context.Background(), "m1")
+	if !again.DeletionRequested.After(again.Status.PhaseSince) {
+		t.Errorf("deletion of a machine whose clean failed not requested again: %v, failed at %v", again.DeletionRequested, again.Status.PhaseSince)
+	}
 	upd := machineReq("m1")
 	e.must(409, e.req("PUT", "/v1/machines/m1", upd))
 	e.must(400, e.req("DELETE", "/v1/machines/m1?force=maybe", nil))

@@ -230,6 +230,9 @@ func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileReques
 		if err := validateImage(req.Image); err != nil {
 			return err
 		}
+		if req.WipeProfile != "" {
+			return invalid("wipe_profile", "a boot profile with an image is cleaned by the agent's deploy ramdisk on deprovision: set image.wipe (config-drive, metadata or full) instead of wipe_profile")
+		}
 	}
 	if err := validateHints("root_device", req.RootDevice); err != nil {
 		return err
@@ -378,7 +381,10 @@ func validateImage(img *model.Image) error {
 		return invalid("image.checksum", "image.checksum must be sha256:<64 hex digits> or sha512:<128 hex digits> (lower case) of the file at image.url, e.g. from sha256sum")
 	}
 	if !slices.Contains(model.ImageFormats, img.Format) {
-		return invalid("image.format", "image.format %q is not one of %s (a qcow2 image can be converted with: qemu-img convert -O raw in.qcow2 out.raw)", img.Format, strings.Join(model.ImageFormats, ", "))
+		return invalid("image.format", "image.format %q is not one of %s (other formats, vmdk or vhdx say, convert with: qemu-img convert -O raw in.img out.raw)", img.Format, strings.Join(model.ImageFormats, ", "))
+	}
+	if img.Wipe != "" && !slices.Contains(model.ImageWipes, img.Wipe) {
+		return invalid("image.wipe", "image.wipe %q is not one of %s: what deprovisioning erases (the config drive is always removed)", img.Wipe, strings.Join(model.ImageWipes, ", "))
 	}
 	return nil
 }

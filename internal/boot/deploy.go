@@ -20,12 +20,17 @@ import (
 
 // The image deploy protocol between the agent's deploy ramdisk
 // (deploy-image/init) and the boot edge. The ramdisk boots with
-// baremetal.mode=deploy and the run's token, then:
+// baremetal.mode=deploy (or, for the clean run of a deprovision,
+// baremetal.mode=clean) and the run's token, then:
 //  1. POST /machines/{name}/deploy/disks {"disks":[...]}: the agent picks
-//     the disk by the root device hints and answers what to write where;
+//     the disk by the root device hints and answers what to write where
+//     (or, for a clean, what to erase); 503 while it still converts the
+//     run's qcow2 image, which it then serves at
+//     GET /machines/{name}/deploy/image;
 //  2. POST /machines/{name}/deploy/progress {"bytes_written":N} now and
 //     then while it writes;
-//  3. POST /machines/{name}/callback with stage "image_written".
+//  3. POST /machines/{name}/callback with stage "image_written" (or
+//     "cleaned").
 
 // deployFiles are the deploy ramdisk's files, under the names the boot
 // script uses.
@@ -68,6 +73,9 @@ func (s *Server) handleDeployImage(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil && r.Method != http.MethodHead && m.Run.Serving() {
 		s.signalOnce(r.Context(), m, deployAsset(file), sig)
+		// The ramdisk takes a while to boot: time the agent uses to
+		// convert a qcow2 image it will ask for.
+		s.startConversion(r.Context(), m)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, file, fi.ModTime(), f)
@@ -75,9 +83,13 @@ func (s *Server) handleDeployImage(w http.ResponseWriter, r *http.Request) {
 
 // deployAnswer is the boot edge's answer to a deploy ramdisk's disks.
 type deployAnswer struct {
+	// Mode is "deploy" (write Image and ConfigDrive) or "clean" (erase
+	// the config drive, and what Wipe says, from Device).
+	Mode        string            `json:"mode"`
 	Device      string            `json:"device"`
-	Image       deployImage       `json:"image"`
-	ConfigDrive map[string]string `json:"config_drive"`
+	Image       deployImage       `json:"image,omitzero"`
+	ConfigDrive map[string]string `json:"config_drive,omitempty"`
+	Wipe        string            `json:"wipe,omitempty"`
 }
 
 type deployImage struct {
@@ -121,19 +133,34 @@ func (s *Server) handleDeployDisks(w http.ResponseWriter, r *http.Request) {
 		s.templateFailed(ctx, w, name, runID(m), err)
 		return
 	}
-	rc := s.newContext(in)
-	imgURL, err := assetURL(rc.URLs.Assets, target.Image.URL, "?token="+url.QueryEscape(tok))
-	if err != nil {
-		s.templateFailed(ctx, w, name, runID(m), err)
+	if target.Wipe != "" {
+		// A clean run: the ramdisk erases, it writes nothing.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(deployAnswer{Mode: "clean", Device: target.Disk.Name, Wipe: target.Wipe})
+		s.log.Info("clean: disk chosen", "machine", name, "disk", target.Disk.Name, "wipe", target.Wipe)
 		return
 	}
+	rc := s.newContext(in)
 	ans := deployAnswer{
+		Mode:   "deploy",
 		Device: target.Disk.Name,
-		Image:  deployImage{URL: imgURL, Checksum: target.Image.Checksum, Format: target.Image.Format, SizeBytes: s.imageSize(target.Image)},
 		ConfigDrive: map[string]string{
 			"user-data": rc.URLs.Templates + "/user-data?token=" + url.QueryEscape(tok),
 			"meta-data": s.bootURL + "/machines/" + url.PathEscape(name) + "/deploy/meta-data?token=" + url.QueryEscape(tok),
 		},
+	}
+	if target.Image.Format == model.FormatQCOW2 {
+		if !s.qcow2Answer(w, r, name, tok, target, &ans) {
+			return
+		}
+	} else {
+		imgURL, err := assetURL(rc.URLs.Assets, target.Image.URL, "?token="+url.QueryEscape(tok))
+		if err != nil {
+			s.templateFailed(ctx, w, name, runID(m), err)
+			return
+		}
+		ans.Image = deployImage{URL: imgURL, Checksum: target.Image.Checksum, Format: target.Image.Format, SizeBytes: s.imageSize(target.Image)}
 	}
 	if _, ok := in.profile.Templates["network-config"]; ok {
 		ans.ConfigDrive["network-config"] = rc.URLs.Templates + "/network-config?token=" + url.QueryEscape(tok)

@@ -89,6 +89,9 @@ func (l *recordingLifecycle) DeployDisks(ctx context.Context, machine, token str
 		return model.DeployTarget{}, fmt.Errorf("%w: no image or no disk", model.ErrDeployRefused)
 	}
 	l.Signal(ctx, machine, model.SignalDeployDisks, map[string]string{"disk": disks[0].Name})
+	if m.Run.Clean != "" {
+		return model.DeployTarget{Disk: disks[0], Profile: p.Name, Wipe: m.Run.Clean}, nil
+	}
 	return model.DeployTarget{Disk: disks[0], Image: *p.Image, Profile: p.Name}, nil
 }
 

@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /machines/{name}/deploy/disks", "deploy_disks", s.handleDeployDisks)
 	handle("POST /machines/{name}/deploy/progress", "deploy_progress", s.handleDeployProgress)
 	handle("GET /machines/{name}/deploy/meta-data", "deploy_meta_data", s.handleMetaData)
+	handle("GET /machines/{name}/deploy/image", "deploy_raw_image", s.handleDeployRaw)
 	return mux
 }
 

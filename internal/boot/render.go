@@ -410,9 +410,11 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 	}
 	p := in.profile
 	kernel, initrds, assets := p.Kernel, p.Initrds, ctx.URLs.Assets
-	if p.Image != nil {
+	clean := in.machine != nil && in.machine.Run != nil && in.machine.Run.Clean != ""
+	if p.Image != nil || clean {
 		// An image profile boots the agent's deploy ramdisk, which writes
-		// the image; it is served next to the machine's assets.
+		// the image, and so does the clean run that later removes its
+		// config drive; it is served next to the machine's assets.
 		if in.machine == nil {
 			return nil, fmt.Errorf("profile %q deploys an image, which needs a registered machine", p.Name)
 		}
@@ -464,7 +466,10 @@ func (s *Server) bootContext(in renderInput, forIPXE bool) (*RenderContext, erro
 		cmd = ipxeNeutralize(cmd)
 	}
 	conv := "baremetal.url=" + ctx.URLs.Boot
-	if p.Image != nil {
+	switch {
+	case clean:
+		conv = "baremetal.mode=clean " + conv
+	case p.Image != nil:
 		conv = "baremetal.mode=deploy " + conv
 	}
 	if in.machine != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/imagecache"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 	// initrd.img, built by scripts/build-deploy-image.sh), which boots the
 	// machines of image profiles and writes their image.
 	DeployImageDir string
+	// ImageCacheDir is where qcow2 images are converted to raw for the
+	// deploy ramdisk (the agent uses <data-dir>/image-cache); empty: a
+	// qcow2 image fails its machine.
+	ImageCacheDir string
 	// BootURL is the advertised base URL (e.g. http://10.0.2.2:8081): every
 	// URL handed to a machine is built on it, never on the listen address.
 	BootURL string
@@ -100,7 +105,8 @@ type Server struct {
 	lc       Lifecycle
 	log      *slog.Logger
 	metrics  *metrics
-	arm64EFI string // arm64 iPXE binary in TFTPRoot, "" when absent
+	arm64EFI string            // arm64 iPXE binary in TFTPRoot, "" when absent
+	images   *imagecache.Cache // qcow2 conversions; nil without ImageCacheDir
 
 	unknown *rateLimiter
 	tftpCap *transferCaps
@@ -148,6 +154,11 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		return nil, fmt.Errorf("boot: TFTP root %q is not a readable directory", root)
 	}
 	s.tftpRoot = root
+	if cfg.ImageCacheDir != "" {
+		if s.images, err = imagecache.New(context.Background(), cfg.ImageCacheDir); err != nil {
+			return nil, fmt.Errorf("boot: %w", err)
+		}
+	}
 	if cfg.AssetsDir != "" {
 		if fi, err := os.Stat(cfg.AssetsDir); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("boot: assets directory %q is not a readable directory", cfg.AssetsDir)

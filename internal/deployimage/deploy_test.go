@@ -26,6 +26,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/imagecache"
 )
 
 const (
@@ -67,9 +69,9 @@ func TestDeployRamdisk(t *testing.T) {
 			skipOrFail(t, fmt.Sprintf("deploy image incomplete (%v); run `make deploy-image`", err))
 		}
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "sfdisk", "blkid", "zstd", "mtype"} {
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "sfdisk", "blkid", "zstd", "mtype"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, tool+" not found; install qemu-system-x86, fdisk, zstd and mtools")
+			skipOrFail(t, tool+" not found; install qemu-system-x86, qemu-utils, fdisk, zstd and mtools")
 		}
 	}
 
@@ -85,6 +87,10 @@ func TestDeployRamdisk(t *testing.T) {
 	mbr := buildMBRImage(t)
 	gz := gzipBytes(t, img.data)
 	zst := zstdBytes(t, img.data)
+	// A qcow2 reaches the ramdisk as the agent's raw conversion of it
+	// (internal/imagecache, the agent's own code), with the raw file's
+	// checksum: the same stream, hash and held-back first MiB as raw.
+	qcow := qcow2Raw(t, img.data)
 	// The checksum is of the file as served (downloaded), compressed or not.
 	sha256sum := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
 	sha512sum := func(b []byte) string { s := sha512.Sum512(b); return "sha512:" + hex.EncodeToString(s[:]) }
@@ -102,7 +108,16 @@ func TestDeployRamdisk(t *testing.T) {
 		throttle      bool
 		networkConfig bool
 		refuse        string // the agent's refusal of the disks report
-		check         func(t *testing.T, r *deployRun)
+		// notReady is how many disks reports the agent answers 503 (still
+		// converting) before its plan.
+		notReady int
+		check    func(t *testing.T, r *deployRun)
+		// clean, when set, boots the ramdisk again in clean mode with this
+		// wipe level once check passed (or, with cleanOnly, instead of a
+		// deploy), and cleaned checks the disk after it.
+		clean     string
+		cleanOnly bool
+		cleaned   func(t *testing.T, r *deployRun)
 	}{
 		{name: "raw", served: img.data, format: "raw", checksum: sha256sum(img.data), size: imageBytes, throttle: true,
 			check: func(t *testing.T, r *deployRun) {
@@ -114,8 +129,45 @@ func TestDeployRamdisk(t *testing.T) {
 		// size_bytes 0: the agent does not know the image's size.
 		{name: "zstd", served: zst, format: "zstd", checksum: sha256sum(zst), networkConfig: true,
 			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, img, true) }},
-		{name: "MBR image", served: mbr.data, format: "raw", checksum: sha256sum(mbr.data), size: int64(len(mbr.data)),
-			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, mbr, false) }},
+		{name: "MBR image then clean metadata", served: mbr.data, format: "raw", checksum: sha256sum(mbr.data), size: int64(len(mbr.data)),
+			check: func(t *testing.T, r *deployRun) { r.requireDeployed(t, mbr, false) },
+			clean: "metadata",
+			cleaned: func(t *testing.T, r *deployRun) {
+				disk := r.disk(t)
+				assert.Empty(t, sfdiskLabel(t, r.diskPath), "a partition table survived the metadata wipe")
+				requireZero(t, disk[:mib], "first MiB")
+				requireZero(t, disk[diskBytes-mib:], "last MiB")
+				for _, p := range mbr.table.Partitions {
+					requireZero(t, disk[p.Start*sector:p.Start*sector+mib], "partition "+p.Node+"'s first MiB")
+				}
+				assert.False(t, bytes.Contains(disk, []byte(userData)), "the user-data is still on the disk")
+			}},
+		{name: "qcow2 after a 503 then clean config-drive", served: qcow.data, format: "raw", checksum: qcow.checksum, size: int64(len(img.data)),
+			notReady: 1,
+			check: func(t *testing.T, r *deployRun) {
+				r.requireDeployed(t, img, false)
+				assert.Contains(t, r.console, "deploy: the agent is not ready: converting")
+			},
+			clean: "config-drive",
+			cleaned: func(t *testing.T, r *deployRun) {
+				disk := r.disk(t)
+				table := sfdiskDump(t, r.diskPath)
+				require.Equal(t, "gpt", table.Label)
+				require.Len(t, table.Partitions, len(img.table.Partitions), "partitions after the clean: %+v", table.Partitions)
+				for i, p := range img.table.Partitions {
+					got := table.Partitions[i]
+					assert.Equal(t, [4]any{p.Start, p.Size, p.Type, p.Name}, [4]any{got.Start, got.Size, got.Type, got.Name})
+					assert.True(t, bytes.Equal(img.data[p.Start*sector:(p.Start+p.Size)*sector], disk[p.Start*sector:(p.Start+p.Size)*sector]),
+						"the clean touched partition %s", p.Node)
+				}
+				// The config drive's 64 MiB below the backup GPT are zeros.
+				requireZero(t, disk[diskBytes-65*mib:diskBytes-mib], "the config drive's area")
+				assert.False(t, bytes.Contains(disk, []byte(userData)), "the user-data is still on the disk")
+				verify, err := exec.Command("sfdisk", "--verify", r.diskPath).CombinedOutput()
+				assert.NoError(t, err, "sfdisk --verify: %s", verify)
+			}},
+		{name: "clean full", cleanOnly: true, clean: "full",
+			cleaned: func(t *testing.T, r *deployRun) { requireZero(t, r.disk(t), "the disk") }},
 		{name: "not gzip", served: img.data[:4*mib], format: "gzip", checksum: sha256sum(img.data[:4*mib]),
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
@@ -171,6 +223,7 @@ func TestDeployRamdisk(t *testing.T) {
 			defer func() { <-slots }()
 
 			agent := newFakeAgent(t)
+			agent.notReady = tt.notReady
 			name := "image." + tt.format
 			if tt.served != nil {
 				agent.serve("/images/"+name, tt.served, tt.throttle)
@@ -184,14 +237,30 @@ func TestDeployRamdisk(t *testing.T) {
 				cd["network-config"] = agent.guestURL + "/config/network-config"
 			}
 			agent.setPlan(map[string]any{
+				"mode":         "deploy",
 				"device":       "vda",
 				"image":        map[string]any{"url": r.imageURL, "checksum": tt.checksum, "format": tt.format, "size_bytes": tt.size},
 				"config_drive": cd,
 			})
 			agent.refusal = tt.refuse
-			r.boot(t, dir, agentBin)
-			r.requireDisksReport(t)
-			tt.check(t, r)
+			if !tt.cleanOnly {
+				r.boot(t, dir, agentBin, "deploy")
+				r.requireDisksReport(t, 1+tt.notReady)
+				tt.check(t, r)
+			}
+			if tt.clean == "" {
+				return
+			}
+			agent.reset()
+			agent.setPlan(map[string]any{"mode": "clean", "device": "vda", "wipe": tt.clean})
+			r.boot(t, dir, agentBin, "clean")
+			r.requireDisksReport(t, 1)
+			cb := r.callback(t)
+			require.Equal(t, "ok", cb.Status, "clean callback %+v", cb)
+			assert.Equal(t, "cleaned", cb.Stage)
+			assert.Equal(t, "vda", cb.Disk)
+			assert.Contains(t, r.console, "deploy: clean of /dev/vda done")
+			tt.cleaned(t, r)
 		})
 	}
 }
@@ -241,6 +310,37 @@ func buildImage(t *testing.T, size int64, layout string) testImage {
 		}
 	}
 	return testImage{data: data, table: table}
+}
+
+// convertedImage is a qcow2 image as the agent serves it: its raw
+// conversion and that file's checksum.
+type convertedImage struct {
+	data     []byte
+	checksum string
+}
+
+// qcow2Raw makes a compressed qcow2 of raw with qemu-img and converts it
+// back with the agent's image cache, which checks the qcow2's checksum.
+func qcow2Raw(t *testing.T, raw []byte) convertedImage {
+	t.Helper()
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.raw"), filepath.Join(dir, "image.qcow2")
+	require.NoError(t, os.WriteFile(in, raw, 0o644))
+	b, err := exec.Command("qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", in, out).CombinedOutput()
+	require.NoError(t, err, "qemu-img: %s", b)
+	q, err := os.ReadFile(out)
+	require.NoError(t, err)
+	sum := sha256.Sum256(q)
+	c, err := imagecache.New(t.Context(), filepath.Join(dir, "cache"))
+	require.NoError(t, err)
+	got, err := c.Raw(t.Context(), imagecache.Source{Name: "image.qcow2", Checksum: "sha256:" + hex.EncodeToString(sum[:]),
+		Open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(q)), nil }})
+	require.NoError(t, err)
+	data, err := os.ReadFile(got.Path)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(raw, data), "the agent's conversion differs from the raw image")
+	t.Logf("qcow2 image: %d bytes, converted to %d raw", len(q), len(data))
+	return convertedImage{data: data, checksum: "sha256:" + got.SHA256}
 }
 
 func gzipBytes(t *testing.T, b []byte) []byte {
@@ -361,6 +461,14 @@ type fakeAgent struct {
 	callbacks []callbackReport
 	gets      []string
 	refusal   string // when set, the disks report is answered 409 with it
+	notReady  int    // disks reports still to answer 503
+}
+
+// reset forgets what the ramdisk sent, for its next boot.
+func (a *fakeAgent) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.disks, a.progress, a.callbacks, a.gets = nil, nil, nil, nil
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -378,8 +486,15 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		}
 		a.mu.Lock()
 		a.disks = append(a.disks, req.Disks)
-		plan, refusal := a.plan, a.refusal
+		plan, refusal, notReady := a.plan, a.refusal, a.notReady > 0
+		if notReady {
+			a.notReady--
+		}
 		a.mu.Unlock()
+		if notReady {
+			http.Error(w, "converting the qcow2 image to raw; ask again", http.StatusServiceUnavailable)
+			return
+		}
 		if refusal != "" {
 			http.Error(w, refusal, http.StatusConflict)
 			return
@@ -486,12 +601,13 @@ type deployRun struct {
 
 // boot runs the ramdisk in QEMU until it has called back and says it has
 // stopped (after its final sync), then stops QEMU.
-func (r *deployRun) boot(t *testing.T, dir, agentBin string) {
+func (r *deployRun) boot(t *testing.T, dir, agentBin, mode string) {
 	t.Helper()
-	tmp := t.TempDir()
-	r.diskPath = filepath.Join(tmp, "disk.raw")
-	require.NoError(t, os.WriteFile(r.diskPath, previousDisk(), 0o644))
-	require.NoError(t, os.Truncate(r.diskPath, diskBytes))
+	if r.diskPath == "" {
+		r.diskPath = filepath.Join(t.TempDir(), "disk.raw")
+		require.NoError(t, os.WriteFile(r.diskPath, previousDisk(), 0o644))
+		require.NoError(t, os.Truncate(r.diskPath, diskBytes))
+	}
 
 	a := r.agent
 	fwd := fmt.Sprintf("%s lab-forward 127.0.0.1:%d", agentBin, a.port)
@@ -507,9 +623,10 @@ func (r *deployRun) boot(t *testing.T, dir, agentBin string) {
 		"-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
 		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
-		"-append", fmt.Sprintf("console=ttyS0 quiet baremetal.url=%s baremetal.machine=%s baremetal.token=%s baremetal.mode=deploy",
-			a.guestURL, machine, a.token),
-		"-drive", "file="+r.diskPath+",format=raw,if=none,id=d0",
+		"-append", fmt.Sprintf("console=ttyS0 quiet baremetal.url=%s baremetal.machine=%s baremetal.token=%s baremetal.mode=%s",
+			a.guestURL, machine, a.token, mode),
+		// QEMU options split at commas; a doubled one is literal.
+		"-drive", "file="+strings.ReplaceAll(r.diskPath, ",", ",,")+",format=raw,if=none,id=d0",
 		"-device", "virtio-blk-pci,drive=d0,serial="+diskSerial,
 		// restrict=on: the VM reaches nothing but the fake agent, through
 		// the one guest forward.
@@ -538,9 +655,11 @@ func (r *deployRun) boot(t *testing.T, dir, agentBin string) {
 		}
 	}()
 	var finished bool
+	// QEMU ending early (a bad option, a crash) ends the wait too.
 	select {
 	case <-stopped:
 		finished = true
+	case <-scanned:
 	case <-ctx.Done():
 	}
 	r.elapsed = time.Since(start)
@@ -576,11 +695,11 @@ func (r *deployRun) callback(t *testing.T) callbackReport {
 	return r.agent.callbacks[0]
 }
 
-func (r *deployRun) requireDisksReport(t *testing.T) {
+func (r *deployRun) requireDisksReport(t *testing.T, n int) {
 	t.Helper()
 	r.agent.mu.Lock()
 	defer r.agent.mu.Unlock()
-	require.Len(t, r.agent.disks, 1, "disks reports")
+	require.Len(t, r.agent.disks, n, "disks reports")
 	require.Len(t, r.agent.disks[0], 1, "disks seen: %+v", r.agent.disks[0])
 	d := r.agent.disks[0][0]
 	assert.Equal(t, "vda", d.Name)

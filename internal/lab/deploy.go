@@ -33,7 +33,7 @@ func simulateDeploy(ctx context.Context, hc *http.Client, res *PXEResult, base, 
 		} `json:"image"`
 		ConfigDrive map[string]string `json:"config_drive"`
 	}
-	status, body, err := postJSON(ctx, hc, base+"/deploy/disks"+q, map[string]any{"disks": disks})
+	status, body, err := postDisks(ctx, hc, base+"/deploy/disks"+q, disks)
 	if err != nil {
 		return fmt.Errorf("deploy disks: %w", err)
 	}
@@ -91,6 +91,61 @@ func simulateDeploy(ctx context.Context, hc *http.Client, res *PXEResult, base, 
 		return fmt.Errorf("callback: %w", err)
 	case report.Status != "ok":
 		return errors.New("deploy failed: " + report.Message)
+	case status < 200 || status > 299:
+		return fmt.Errorf("callback POST %s: HTTP %d", redact(base+"/callback"), status)
+	}
+	return nil
+}
+
+// postDisks reports the disks, asking again while the agent answers 503
+// (it is converting a qcow2 image), as the real ramdisk does.
+func postDisks(ctx context.Context, hc *http.Client, raw string, disks []model.SeenDisk) (int, string, error) {
+	for {
+		status, body, err := postJSON(ctx, hc, raw, map[string]any{"disks": disks})
+		if err != nil || status != http.StatusServiceUnavailable {
+			return status, body, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// simulateClean plays the deploy ramdisk's clean mode: it reports the
+// disks, is told which one to clean and how far, and calls back
+// "cleaned" (writing nothing, like the simulated deploy).
+func simulateClean(ctx context.Context, hc *http.Client, res *PXEResult, base, q string, disks []model.SeenDisk) error {
+	d := &DeployResult{}
+	res.Deploy = d
+	status, body, err := postDisks(ctx, hc, base+"/deploy/disks"+q, disks)
+	if err != nil {
+		return fmt.Errorf("clean disks: %w", err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("clean disks: HTTP %d: %s", status, strings.TrimSpace(body))
+	}
+	var ans struct {
+		Mode   string `json:"mode"`
+		Device string `json:"device"`
+		Wipe   string `json:"wipe"`
+	}
+	if err := json.Unmarshal([]byte(body), &ans); err != nil {
+		return fmt.Errorf("clean disks answer: %w", err)
+	}
+	d.Disk, d.Wipe = ans.Device, ans.Wipe
+	report := model.CallbackReport{Hostname: res.Machine, Status: "ok", Stage: model.StageCleaned, Disk: d.Disk}
+	if ans.Mode != "clean" {
+		report.Status, report.Message = "failed", fmt.Sprintf("the agent answered with a %q plan to a clean boot", ans.Mode)
+	}
+	status, err = postCallback(ctx, hc, base+"/callback"+q, report)
+	res.CallbackStatus = status
+	switch {
+	case err != nil:
+		return fmt.Errorf("callback: %w", err)
+	case report.Status != "ok":
+		return errors.New("clean failed: " + report.Message)
 	case status < 200 || status > 299:
 		return fmt.Errorf("callback POST %s: HTTP %d", redact(base+"/callback"), status)
 	}

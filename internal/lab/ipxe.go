@@ -246,6 +246,7 @@ type KernelArgs struct {
 	Token     string   // baremetal.token=
 	Templates []string // baremetal.templates=a,b
 	Deploy    bool     // baremetal.mode=deploy: the agent's deploy ramdisk
+	Clean     bool     // baremetal.mode=clean: the same ramdisk removing its config drive
 }
 
 // ParseKernelArgs reads the baremetal.* words of a kernel command line.
@@ -265,7 +266,7 @@ func ParseKernelArgs(words []string) KernelArgs {
 		case "baremetal.token":
 			k.Token = val
 		case "baremetal.mode":
-			k.Deploy = val == "deploy"
+			k.Deploy, k.Clean = val == "deploy", val == "clean"
 		case "baremetal.templates":
 			k.Templates = nil
 			for t := range strings.SplitSeq(val, ",") {

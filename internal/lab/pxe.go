@@ -61,6 +61,8 @@ type DeployResult struct {
 	// cloud-init's user-data would hold the same URL); empty after a failed
 	// deploy.
 	OSCallback string
+	// Wipe is set for a clean: the level the agent asked for.
+	Wipe string
 }
 
 // Fetch is one boot file the client fetched (its first KiB, as a ROM
@@ -178,6 +180,12 @@ func simulateBoot(ctx context.Context, hc *http.Client, bootURL, mac string, dis
 	}
 	base2 := strings.TrimRight(args.URL, "/") + "/machines/" + url.PathEscape(args.Machine)
 	q := "?token=" + url.QueryEscape(args.Token)
+	if args.Clean {
+		if err := simulateClean(ctx, hc, res, base2, q, disks); err != nil {
+			return fail(err)
+		}
+		return res, nil
+	}
 	if args.Deploy {
 		if err := simulateDeploy(ctx, hc, res, base2, q, disks, written); err != nil {
 			return fail(err)

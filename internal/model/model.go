@@ -306,6 +306,13 @@ type Status struct {
 	// accepted (the first inventory's, then the one current at each spec
 	// write): an inventory whose fingerprint differs is hardware drift.
 	AcceptedFingerprint string `json:"accepted_fingerprint,omitempty"`
+	// CleanPending is set (to the image's wipe level) once a deploy
+	// ramdisk has written a config drive to the machine's disk, and
+	// cleared only when a clean run has removed it: until then every way
+	// out of the installed state (deletion, desired available) goes
+	// through a clean run, however the machine got there (a failure, a
+	// retry, a re-image).
+	CleanPending string `json:"clean_pending,omitempty"`
 }
 
 // BMC health values of Status.BMCStatus.
@@ -360,6 +367,10 @@ type Run struct {
 	// ramdisk's progress. Its "image written" callback does not end the
 	// run; the deployed OS's does.
 	Deploy *Deploy `json:"deploy,omitempty"`
+	// Clean is set for a clean run, which boots the deploy ramdisk with
+	// baremetal.mode=clean to remove the config drive (and wipe what the
+	// level says) before the machine is released: a wipe level.
+	Clean string `json:"clean,omitempty"`
 }
 
 // Deploy is an image deploy's progress within its run.
@@ -367,6 +378,9 @@ type Deploy struct {
 	Disk         string    `json:"disk,omitempty"` // the device the ramdisk writes, e.g. "sda"
 	BytesWritten int64     `json:"bytes_written,omitempty"`
 	WrittenAt    time.Time `json:"written_at,omitzero"` // the "image written" callback
+	// Wipe is the profile's wipe level when the disk was chosen: what the
+	// config drive, once written, is owed (Status.CleanPending).
+	Wipe string `json:"wipe,omitempty"`
 }
 
 // BootStep is one step of the boot chain the agent saw during a run.
@@ -443,6 +457,8 @@ type CallbackReport struct {
 const (
 	StageImageWritten = "image_written"
 	StageOSUp         = "os_up"
+	// StageCleaned is the deploy ramdisk's report of a clean run.
+	StageCleaned = "cleaned"
 )
 
 // Image is an OS image a profile deploys to the machine's root disk.
@@ -455,11 +471,37 @@ type Image struct {
 	Checksum string `json:"checksum"`
 	// Format is what the file at URL holds: ImageFormats.
 	Format string `json:"format"`
+	// Wipe is what deprovisioning erases from the disk the image went to
+	// (ImageWipes; "" is WipeConfigDrive).
+	Wipe string `json:"wipe,omitempty"`
 }
 
-// ImageFormats lists the image formats the deploy ramdisk writes: a raw
-// disk image, or one compressed with gzip or zstd.
-var ImageFormats = []string{"raw", "gzip", "zstd"}
+// FormatQCOW2 is the one image format the agent converts (to raw, once per
+// image, in its data directory) before the deploy ramdisk writes it.
+const FormatQCOW2 = "qcow2"
+
+// ImageFormats lists the image formats a profile may name: a raw disk
+// image, one compressed with gzip or zstd (the deploy ramdisk
+// decompresses them as it streams), or a qcow2 image.
+var ImageFormats = []string{"raw", "gzip", "zstd", FormatQCOW2}
+
+// Wipe levels of an image deploy's deprovision, weakest first. Every one
+// removes the config drive (its whole partition is zeroed, then dropped
+// from the partition table), so the OS cannot run its user-data, secrets
+// included, again. WipeMetadata also erases what makes the disk's old
+// content findable, as Ironic's erase_devices_metadata does: every
+// filesystem, RAID and LVM signature at the start and end of each
+// partition, and both partition tables. WipeFull overwrites the whole
+// disk with zeros, as Ironic's erase_devices does (without a secure-erase
+// command: a zero pass is what works on every disk and virtual disk).
+const (
+	WipeConfigDrive = "config-drive"
+	WipeMetadata    = "metadata"
+	WipeFull        = "full"
+)
+
+// ImageWipes lists the wipe levels, weakest first.
+var ImageWipes = []string{WipeConfigDrive, WipeMetadata, WipeFull}
 
 // RootDeviceHints choose the disk an image is written to, as Ironic's root
 // device hints do: every hint given must match. A machine's hints replace
@@ -480,6 +522,8 @@ type DeployTarget struct {
 	Image Image
 	// Profile is the run's profile (its templates make the config drive).
 	Profile string
+	// Wipe is set for a clean run: its level, and no image is written.
+	Wipe string
 }
 
 // ErrDeployRefused wraps why the agent will not let a deploy ramdisk write

@@ -53,6 +53,8 @@ type target struct {
 	// Problem explains why there is no usable target (no profile named, the
 	// profile does not exist); a run cannot start until it is fixed.
 	Problem string
+	// Clean makes the run a clean run with this wipe level (view.Clean).
+	Clean string
 }
 
 func (t target) same(profile string, version uint64, hash string) bool {
@@ -80,8 +82,16 @@ type view struct {
 	// WipeProblem is set when the wipe profile named is missing: the
 	// deprovision waits rather than skip a wipe the operator asked for.
 	WipeProblem string
-	Now         time.Time
-	Timeouts    StepTimeouts
+	// Clean is the clean run a machine whose disk holds a config drive
+	// (Status.CleanPending) needs before it is released: the profile of
+	// its last run (whose hints find the disk) and the wipe level, the
+	// profile's current one, else the one recorded with the config drive.
+	Clean target
+	// CleanProblem is set when that profile is gone: the release waits
+	// rather than skip the clean.
+	CleanProblem string
+	Now          time.Time
+	Timeouts     StepTimeouts
 	// StallWarning is how long an active run may go without a new boot
 	// step before last_error says where it stalled (0: never).
 	StallWarning time.Duration
@@ -132,13 +142,15 @@ func decide(v view) plan {
 		return to(model.PhaseInspecting, model.StepNone, "reconciler took over the machine; reading its inventory")
 	case model.PhaseInspecting:
 		if deleting {
-			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+			return release(v, "deletion requested")
 		}
 		return plan{Op: opInspect}
 	case model.PhaseAvailable:
 		switch {
 		case deleting:
-			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+			return release(v, "deletion requested")
+		case m.State == model.StateAvailable && st.CleanPending != "":
+			return release(v, "desired state available, and the disk still holds a config drive")
 		case m.State == model.StateOff:
 			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "desired state off")
 		case m.State == model.StateProvisioned && m.Adopt && st.ProvisionedAt.IsZero():
@@ -150,7 +162,7 @@ func decide(v view) plan {
 	case model.PhaseOff:
 		switch {
 		case deleting:
-			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+			return release(v, "deletion requested")
 		case m.State == model.StateAvailable:
 			return to(model.PhaseAvailable, model.StepNone, "desired state available; power left as is")
 		case m.State == model.StateProvisioned:
@@ -163,6 +175,9 @@ func decide(v view) plan {
 			why := "desired state available"
 			if deleting {
 				why = "deletion requested"
+			}
+			if st.CleanPending != "" {
+				return release(v, why)
 			}
 			if v.WipeProblem != "" {
 				return plan{Op: opNote, Reason: "cannot deprovision: " + v.WipeProblem}
@@ -195,7 +210,10 @@ func decide(v view) plan {
 					why = "deletion requested"
 				}
 				p := to(model.PhaseDeprovisioning, model.StepPoweringOff, why+"; run "+r.ID+" aborted")
-				p.AbortRun = true
+				if m.State != model.StateOff {
+					p = release(v, why+"; run "+r.ID+" aborted")
+				}
+				p.AbortRun = p.Op == opTransition
 				return p
 			}
 			if v.Target.Problem == "" && !v.Target.same(r.Profile, r.ProfileVersion, r.ParamsHash) {
@@ -217,7 +235,12 @@ func decide(v view) plan {
 			case neverPoweredOn(m):
 				return plan{Op: opForget, Reason: "deletion requested; the agent never powered the machine on, so it is removed without a power-off"}
 			case m.DeletionRequested.After(st.PhaseSince):
-				return to(model.PhaseDeprovisioning, model.StepPoweringOff, "deletion requested")
+				return release(v, "deletion requested")
+			case st.CleanPending != "":
+				// The clean failed: the disk still holds the config drive,
+				// so the machine is not forgotten (last_error says what
+				// to do; force_destroy removes it without the clean).
+				return plan{Op: opWait}
 			}
 			// The power-off asked for by the deletion failed for good (its
 			// retries are the bound): the record goes, the machine may
@@ -247,7 +270,7 @@ func retry(why string) plan {
 // and not seen on. Deleting such a machine needs no power-off, which is
 // what lets a machine whose BMC never answered be deleted at all.
 func neverPoweredOn(m *model.Machine) bool {
-	if !m.Status.ProvisionedAt.IsZero() || m.Status.PowerState == model.PowerOn {
+	if !m.Status.ProvisionedAt.IsZero() || m.Status.PowerState == model.PowerOn || m.Status.CleanPending != "" {
 		return false
 	}
 	if r := m.Run; r != nil {
@@ -256,6 +279,25 @@ func neverPoweredOn(m *model.Machine) bool {
 		return r.PowerOns == 0 && (m.Status.Step != model.StepPoweringOn || r.StepDeadline.IsZero())
 	}
 	return true
+}
+
+// release is how a machine leaves its installed state (deletion, desired
+// available): through a clean run while its disk holds a config drive
+// written by the deploy ramdisk, else straight to the power-off. The
+// clean cannot be skipped by accident: it waits for its profile rather
+// than release the machine without it, and only force_destroy (which
+// removes the record without the reconciler) goes around it.
+func release(v view, why string) plan {
+	if v.M.Status.CleanPending == "" {
+		return to(model.PhaseDeprovisioning, model.StepPoweringOff, why)
+	}
+	if v.CleanProblem != "" {
+		return plan{Op: opNote, Reason: "cannot deprovision: " + v.CleanProblem}
+	}
+	c := v.Clean
+	p := to(model.PhaseDeprovisioning, model.StepSettingBoot, fmt.Sprintf("%s; the deploy ramdisk cleans the disk first (wipe %s)", why, c.Clean))
+	p.NewRun = &c
+	return p
 }
 
 // adopt records a machine already running its OS as provisioned with

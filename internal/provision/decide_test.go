@@ -37,6 +37,7 @@ func TestDecide(t *testing.T) {
 		abort  bool
 		fail   bool
 		reason string // substring
+		clean  string // the new run's wipe level: a clean run
 	}
 	cases := []struct {
 		name string
@@ -244,6 +245,68 @@ func TestDecide(t *testing.T) {
 		{name: "failed before any inventory retries reading it",
 			m:    model.Machine{Version: 3, State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseFailed, ObservedVersion: 2}},
 			want: want{op: opTransition, phase: model.PhaseInspecting}},
+		// An image deploy's config drive (Status.CleanPending) makes every
+		// release go through a clean run of the deploy ramdisk.
+		{name: "deleting an image-deployed machine starts a clean run",
+			m: model.Machine{DeletionRequested: now, State: model.StateProvisioned, Run: run(model.StepNone, func(r *model.Run) { r.TokenUsed = true }),
+				Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os", ProvisionedAt: now, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeConfigDrive, reason: "cleans the disk first (wipe config-drive)"}},
+		{name: "desired available cleans at the profile's current wipe level",
+			m: model.Machine{State: model.StateAvailable,
+				Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os", ProvisionedAt: now, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeFull),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeFull, reason: "desired state available"}},
+		{name: "the clean comes before a wipe profile",
+			m: model.Machine{State: model.StateAvailable,
+				Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os", ProvisionedAt: now, CleanPending: model.WipeMetadata}},
+			v:    func(v *view) { cleanView(model.WipeMetadata)(v); v.Wipe, v.WipeVersion = "wipe", 1 },
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeMetadata}},
+		{name: "the clean waits for its missing profile rather than be skipped",
+			m: model.Machine{DeletionRequested: now, State: model.StateProvisioned,
+				Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os", ProvisionedAt: now, CleanPending: model.WipeConfigDrive}},
+			v:    func(v *view) { v.CleanProblem = `boot profile "os", whose image the disk holds, does not exist` },
+			want: want{op: opNote, reason: "cannot deprovision: boot profile \"os\""}},
+		{name: "desired off keeps the disk as it is",
+			m: model.Machine{State: model.StateOff,
+				Status: model.Status{Phase: model.PhaseProvisioned, ProvisionedProfile: "os", ProvisionedAt: now, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
+		{name: "deleting mid-deploy after the image was written aborts the run and cleans",
+			m: model.Machine{DeletionRequested: now, State: model.StateProvisioned, Run: run(model.StepBootingOS, nil),
+				Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepBootingOS, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, abort: true, clean: model.WipeConfigDrive}},
+		{name: "a clean run advances like a provisioning run",
+			m: model.Machine{DeletionRequested: now, Run: run(model.StepSettingBoot, func(r *model.Run) { r.Clean = model.WipeFull }),
+				Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepSettingBoot, CleanPending: model.WipeFull}},
+			want: want{op: opSetBootPXE}},
+		{name: "a failed clean of a machine being deleted is not forgotten",
+			m: model.Machine{DeletionRequested: now.Add(-time.Hour), Run: run(model.StepNone, func(r *model.Run) { r.Clean = model.WipeConfigDrive; r.TokenUsed = true }),
+				Status: model.Status{Phase: model.PhaseFailed, PhaseSince: now, CleanPending: model.WipeConfigDrive, LastError: "deprovision: cleaning the disk failed"}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opWait}},
+		{name: "a failed clean that never powered on is not forgotten either",
+			m: model.Machine{DeletionRequested: now.Add(-time.Hour), Run: run(model.StepNone, func(r *model.Run) { r.Clean = model.WipeConfigDrive; r.TokenUsed = true }),
+				Status: model.Status{Phase: model.PhaseFailed, PhaseSince: now, CleanPending: model.WipeConfigDrive}},
+			want: want{op: opWait}},
+		{name: "deleting again after a failed clean retries it",
+			m: model.Machine{DeletionRequested: now, Run: run(model.StepNone, func(r *model.Run) { r.Clean = model.WipeConfigDrive; r.TokenUsed = true }),
+				Status: model.Status{Phase: model.PhaseFailed, PhaseSince: now.Add(-time.Minute), CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeConfigDrive}},
+		{name: "an available machine still holding a config drive is cleaned",
+			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseAvailable, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeConfigDrive}},
+		{name: "deleting an available machine that holds a config drive cleans it",
+			m:    model.Machine{DeletionRequested: now, Status: model.Status{Phase: model.PhaseAvailable, PowerState: model.PowerOff, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeConfigDrive}},
+		{name: "deleting while inspecting a machine that holds a config drive cleans it",
+			m:    model.Machine{DeletionRequested: now, Status: model.Status{Phase: model.PhaseInspecting, CleanPending: model.WipeConfigDrive}},
+			v:    cleanView(model.WipeConfigDrive),
+			want: want{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepSettingBoot, newRun: true, clean: model.WipeConfigDrive}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,6 +326,9 @@ func TestDecide(t *testing.T) {
 			if (p.NewRun != nil) != tc.want.newRun || p.AbortRun != tc.want.abort || p.Fail != tc.want.fail {
 				t.Fatalf("newRun=%v abort=%v fail=%v, want %v %v %v", p.NewRun != nil, p.AbortRun, p.Fail, tc.want.newRun, tc.want.abort, tc.want.fail)
 			}
+			if p.NewRun != nil && p.NewRun.Clean != tc.want.clean {
+				t.Fatalf("new run's clean = %q, want %q", p.NewRun.Clean, tc.want.clean)
+			}
 			if !strings.Contains(p.Reason, tc.want.reason) {
 				t.Fatalf("reason %q does not contain %q", p.Reason, tc.want.reason)
 			}
@@ -271,6 +337,12 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cleanView is the view of a machine whose disk holds a config drive, its
+// profile "os" asking for wipe.
+func cleanView(wipe string) func(v *view) {
+	return func(v *view) { v.Clean = target{Profile: "os", Version: 2, Clean: wipe} }
 }
 
 func TestExpectedPower(t *testing.T) {

@@ -38,7 +38,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 		case errors.Is(err, store.ErrNotFound):
 			refused = fmt.Sprintf("boot profile %q of run %s no longer exists", cur.Run.Profile, cur.Run.ID)
 			err = nil
-		case err == nil && p.Image == nil:
+		case err == nil && p.Image == nil && cur.Run.Clean == "":
 			refused = fmt.Sprintf("boot profile %q has no image, but the machine booted the deploy ramdisk", p.Name)
 		}
 	}
@@ -58,14 +58,19 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 			return false, nil, errRejected
 		}
 		if refused == "" {
+			// A clean run finds the disk the image went to the way the
+			// deploy chose it: the same hints, the same rule.
 			hints := p.RootDevice
 			if m.RootDevice != nil {
 				hints = m.RootDevice
 			}
 			d, err := chooseRootDisk(hints, disks, 0)
-			if err != nil {
+			switch {
+			case err != nil:
 				refused = fmt.Sprintf("run %s: %v", m.Run.ID, err)
-			} else {
+			case m.Run.Clean != "":
+				out = model.DeployTarget{Disk: d, Profile: p.Name, Wipe: m.Run.Clean}
+			default:
 				out = model.DeployTarget{Disk: d, Image: *p.Image, Profile: p.Name}
 			}
 		}
@@ -83,8 +88,21 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 				{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: refused},
 			}, nil
 		}
+		if m.Run.Clean != "" {
+			data["disk"], data["wipe"] = out.Disk.Name, out.Wipe
+			if !m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now}) {
+				return false, nil, nil
+			}
+			return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
+				Message: fmt.Sprintf("cleaning %s (wipe %s)", describeDisk(out.Disk), out.Wipe), Data: data}}, nil
+		}
+		if d := m.Run.Deploy; d != nil && d.Disk == out.Disk.Name {
+			// The ramdisk asks again while the agent converts a qcow2
+			// image: the same answer, nothing new to record.
+			return false, nil, nil
+		}
 		data["disk"] = out.Disk.Name
-		m.Run.Deploy = &model.Deploy{Disk: out.Disk.Name}
+		m.Run.Deploy = &model.Deploy{Disk: out.Disk.Name, Wipe: orDefault(p.Image.Wipe, model.WipeConfigDrive)}
 		m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now})
 		return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
 			Message: fmt.Sprintf("writing the image to %s", describeDisk(out.Disk)), Data: data}}, nil
@@ -196,6 +214,7 @@ func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time
 		}, true
 	}
 	d.WrittenAt = now
+	m.Status.CleanPending = orDefault(d.Wipe, model.WipeConfigDrive)
 	if report.BytesWritten > d.BytesWritten {
 		d.BytesWritten = report.BytesWritten
 	}
@@ -209,5 +228,48 @@ func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time
 	return []model.Event{
 		{Type: model.EventImageWritten, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data},
 		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg + "; booting it from disk"},
+	}, true
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// cleanCallback ends a clean run: its ramdisk's report, ok or not, is
+// the run's one callback. handled is false for other runs.
+func cleanCallback(m *model.Machine, report model.CallbackReport, now time.Time) (evs []model.Event, handled bool) {
+	r := m.Run
+	if r.Clean == "" {
+		return nil, false
+	}
+	r.TokenUsed = true
+	r.CallbackAt = now
+	r.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
+	data := map[string]string{"run": r.ID, "wipe": r.Clean, "disk": printable(orDash(report.Disk), 64), "status": orDash(printable(report.Status, 32))}
+	if st := strings.ToLower(report.Status); st != "" && st != "ok" {
+		why := printable(report.Message, 512)
+		if why == "" {
+			why = cleanLogTail(report.LogTail)
+		}
+		setPhase(m, model.PhaseFailed, model.StepNone, now)
+		m.Status.LastError = fmt.Sprintf("deprovision: cleaning the disk failed (run %s, wipe %s): %s; "+
+			"the disk may still hold the config drive (user-data with its secrets), so the machine is not released: "+
+			"fix the cause and ask again (delete again, or set the desired state available after a spec change), "+
+			"or delete it with force_destroy to skip the clean", r.ID, r.Clean, orDash(why))
+		return []model.Event{
+			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Message: "deploy ramdisk reported the clean failed", Data: data},
+			{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: m.Status.LastError},
+		}, true
+	}
+	m.Status.CleanPending = ""
+	m.Status.LastError = ""
+	setPhase(m, model.PhaseDeprovisioning, model.StepPoweringOff, now)
+	msg := fmt.Sprintf("deploy ramdisk cleaned %s (wipe %s): config drive removed", orDash(printable(report.Disk, 64)), r.Clean)
+	return []model.Event{
+		{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data},
+		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg + "; powering off"},
 	}, true
 }

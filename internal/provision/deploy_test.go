@@ -98,3 +98,83 @@ func TestImageDeploy(t *testing.T) {
 			strings.Contains(res.Deploy.ConfigDrive["user-data"], "release: 2"), describe(m)
 	})
 }
+
+// TestImageDeprovisionCleans: a machine deployed by image is released
+// only through a clean run of the deploy ramdisk (baremetal.mode=clean),
+// at its profile's wipe level, whether it is set available or deleted; a
+// clean that fails leaves the machine failed with what to fix, not
+// forgotten, and deleting it again retries the clean.
+func TestImageDeprovisionCleans(t *testing.T) {
+	e := newEnv(t, envOpts{machines: 3})
+	image := []byte(strings.Repeat("a raw disk image\n", 4096))
+	require.NoError(t, os.WriteFile(filepath.Join(e.assets, "image.raw"), image, 0o644))
+	sum := sha256.Sum256(image)
+	e.profile(&model.BootProfile{Name: "img", Cmdline: "console=ttyS0",
+		Image: &model.Image{URL: "image.raw", Checksum: "sha256:" + hex.EncodeToString(sum[:]), Format: "raw", Wipe: model.WipeMetadata}})
+	for _, n := range []string{"lab-1", "lab-2", "lab-3"} {
+		e.update(n, func(m *model.Machine) { m.State = model.StateProvisioned; m.BootProfile = "img" })
+	}
+	e.start()
+	for _, n := range []string{"lab-1", "lab-2", "lab-3"} {
+		m := e.awaitPhase(n, model.PhaseProvisioned, 30*time.Second)
+		assert.Equal(t, model.WipeMetadata, m.Status.CleanPending, n)
+	}
+
+	// Desired state available: clean, then power off.
+	e.update("lab-1", func(m *model.Machine) { m.State = model.StateAvailable })
+	m := e.awaitPhase("lab-1", model.PhaseAvailable, 30*time.Second)
+	assert.Empty(t, m.Status.CleanPending)
+	assert.Equal(t, model.WipeMetadata, m.Run.Clean)
+	res, err := e.lab.System("lab-1").LastPXE()
+	require.NoError(t, err)
+	assert.Contains(t, res.Cmdline, "baremetal.mode=clean")
+	require.NotNil(t, res.Deploy)
+	assert.Equal(t, [2]string{"sda", model.WipeMetadata}, [2]string{res.Deploy.Disk, res.Deploy.Wipe})
+	assert.Equal(t, 3, e.lab.System("lab-1").PowerOnCount(), "into the ramdisk, into the OS, into the ramdisk to clean")
+	trail := strings.Join(e.awaitTrail("lab-1", "available"), " ")
+	assert.Regexp(t, `provisioned deprovisioning/setting_boot deprovisioning/powering_on .*deprovisioning/powering_off available$`, trail)
+	var msgs []string
+	for _, ev := range e.events("lab-1") {
+		msgs = append(msgs, ev.Message)
+	}
+	assert.Contains(t, msgs, "desired state available; the deploy ramdisk cleans the disk first (wipe metadata)")
+	assert.Contains(t, msgs, "deploy ramdisk cleaned sda (wipe metadata): config drive removed")
+
+	// Deletion: clean, power off, forgotten.
+	e.update("lab-2", func(m *model.Machine) { m.DeletionRequested = time.Now() })
+	e.await("lab-2 forgotten", 30*time.Second, func() (bool, string) {
+		m, err := e.st.GetMachine(context.Background(), "lab-2")
+		if err != nil {
+			return true, ""
+		}
+		return false, describe(m)
+	})
+	res, err = e.lab.System("lab-2").LastPXE()
+	require.NoError(t, err)
+	assert.Contains(t, res.Cmdline, "baremetal.mode=clean")
+
+	// A clean that cannot find its disk fails the deletion, which waits.
+	e.update("lab-3", func(m *model.Machine) {
+		m.RootDevice = &model.RootDeviceHints{Serial: "NO-SUCH-DISK"}
+		m.DeletionRequested = time.Now()
+	})
+	m = e.awaitPhase("lab-3", model.PhaseFailed, 30*time.Second)
+	assert.Contains(t, m.Status.LastError, "no disk matches root_device {serial=NO-SUCH-DISK}")
+	assert.Equal(t, model.WipeMetadata, m.Status.CleanPending)
+	assert.Equal(t, model.WipeMetadata, m.Run.Clean)
+	before := e.lab.System("lab-3").PowerOnCount()
+	// The operator fixes the hints and deletes again (e.update fails if
+	// the machine was forgotten meanwhile).
+	e.update("lab-3", func(m *model.Machine) {
+		m.RootDevice = nil
+		m.DeletionRequested = time.Now()
+	})
+	e.await("lab-3 forgotten", 30*time.Second, func() (bool, string) {
+		m, err := e.st.GetMachine(context.Background(), "lab-3")
+		if err != nil {
+			return true, ""
+		}
+		return false, describe(m)
+	})
+	assert.Greater(t, e.lab.System("lab-3").PowerOnCount(), before, "the clean was not retried")
+}

@@ -15,9 +15,11 @@
 //	any but deprovisioning/failed  deletion requested, never powered on by the  forgotten (no BMC call)
 //	                               agent (not installed, no run power-on, not on)
 //	registering ("")               -                                            → inspecting
-//	inspecting                     deletion requested                           → deprovisioning/powering_off
+//	inspecting                     deletion requested                           release (below)
 //	inspecting                     -                                            BMC Inventory (fills MACs when none) → available
-//	available                      deletion requested or desired off            → deprovisioning/powering_off
+//	available                      deletion requested                           release
+//	available                      desired available, clean pending             release
+//	available                      desired off                                  → deprovisioning/powering_off
 //	available                      desired provisioned, adopt, never installed  → provisioned with the target, no run, no BMC call
 //	                                                                            (→ failed when the BMC reports it off)
 //	available                      desired provisioned, configured MACs not in  → failed, naming the MACs the BMC reports
@@ -25,15 +27,17 @@
 //	available                      desired provisioned, target ok, gate open    new run → provisioning/setting_boot
 //	available                      desired available                            power left as is; drift poll; inventory re-read
 //	                                                                            every InventoryInterval (hardware drift events)
-//	off                            deletion requested                           → deprovisioning/powering_off
+//	off                            deletion requested                           release
 //	off                            desired available                            → available (power left as is)
 //	off                            desired provisioned, target ok, gate open    new run → provisioning/setting_boot
-//	provisioned                    deletion requested or desired available      wipe profile ? wipe run → deprovisioning/setting_boot
+//	provisioned                    deletion requested or desired available      clean pending ? release
+//	                                                                            : wipe profile ? wipe run → deprovisioning/setting_boot
 //	                                                                            : → deprovisioning/powering_off
 //	provisioned                    desired off                                  → deprovisioning/powering_off (no wipe)
 //	provisioned                    target differs from provisioned_*, gate open new run → provisioning/setting_boot
 //	provisioned                    -                                            drift poll
-//	provisioning/*  (no callback)  deletion requested or desired not provisioned run aborted (token dead) → deprovisioning/powering_off
+//	provisioning/*  (no callback)  deletion requested or desired not provisioned run aborted (token dead) → release (desired off:
+//	                                                                            → deprovisioning/powering_off)
 //	provisioning/*  (no callback)  target differs from the run's, gate open     new run (old token dead) → provisioning/setting_boot
 //	*/setting_boot                 -                                            BMC boot override Pxe once, inventory re-read → powering_on
 //	*/powering_on                  a boot signal or the callback already seen   → waiting_pxe (never power again)
@@ -48,17 +52,32 @@
 //	*/waiting_pxe|booting_installer|installing  deadline otherwise              → failed (with where the boot stalled)
 //	(Callback, token ok)           provisioning, any step                       → provisioning/finishing
 //	(Callback, token ok)           deprovisioning (wipe run), any step          → deprovisioning/powering_off
+//	(Callback, token ok)           clean run, status ok                         clean pending cleared → deprovisioning/powering_off
+//	(Callback, token ok)           clean run, status not ok                     → failed: the disk may hold the config drive
 //	(Callback, status not "ok")    any                                          → failed with the log tail
 //	provisioning/finishing         -                                            BMC boot override Hdd once → provisioned
 //	deprovisioning/powering_off    -                                            BMC GracefulShutdown → deleted (deletion requested)
 //	                                                                            | off (desired off) | available
 //	failed                         deletion requested, never powered on         forgotten (no BMC call)
-//	failed                         deletion requested after it failed           → deprovisioning/powering_off
+//	failed                         deletion requested after it failed           release (a DELETE of a machine whose clean
+//	                                                                            failed requests the deletion again)
+//	failed                         failed after the deletion request, clean     wait: never forgotten with the config drive
+//	                               pending (the clean failed)                   on its disk (force_destroy skips the clean)
 //	failed                         failed after the deletion request (the       forgotten; the event says it may still be on
 //	                               power-off failed for good)
 //	failed                         spec version > observed version, or the      → inspecting (the inventory is read again)
 //	                               target differs from the failed run's
 //	failed                         -                                            wait for the operator (spec change or provision action)
+//
+// "Release" is how a machine leaves: while its disk holds a config drive
+// that a deploy ramdisk wrote (Status.CleanPending, set by the
+// image_written callback), a clean run → deprovisioning/setting_boot: the
+// deploy ramdisk boots with baremetal.mode=clean, removes the config drive
+// and wipes what the profile's image.wipe asks (metadata, full), and calls
+// back; its profile missing, it waits with last_error instead. Without a
+// config drive, → deprovisioning/powering_off. A machine that is deployed
+// but never booted (never powered on by the agent) is still "powered on"
+// for the forget rules once its disk holds a config drive.
 //
 // "Target" is (effective profile, its version, params hash). A cluster
 // member's gate opens only when every member of the earlier roles is

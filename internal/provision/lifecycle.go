@@ -228,6 +228,9 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		run := *m.Run
 		b.Run = &run
 		before = &b
+		if evs, handled := cleanCallback(m, report, now); handled {
+			return false, evs, nil
+		}
 		if evs, handled := deployCallback(m, report, now, &reject); handled {
 			if reject != "" {
 				return false, nil, errRejected

@@ -120,6 +120,8 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	if m.Run.Serving() {
 		p, err := pc.get(ctx, r.st, m.Run.Profile)
 		switch {
+		case m.Run.Clean != "":
+			v.Boot = cleanPlan
 		case errors.Is(err, store.ErrNotFound):
 			v.Boot = unknownPlan
 		case err != nil:
@@ -130,6 +132,11 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	}
 	if c != nil && m.State == model.StateProvisioned && mayStartRun(m, v.Target) {
 		if v.Gate, err = r.gateFor(ctx, m, c, pc); err != nil {
+			return v, err
+		}
+	}
+	if m.Status.CleanPending != "" {
+		if err := r.cleanView(ctx, m, pc, &v); err != nil {
 			return v, err
 		}
 	}
@@ -151,6 +158,30 @@ func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 		}
 	}
 	return v, nil
+}
+
+// cleanView fills in the clean run a machine whose disk holds a config
+// drive needs: with the profile of its last run (the deploy, or a clean
+// that failed), at that profile's current wipe level.
+func (r *Reconciler) cleanView(ctx context.Context, m *model.Machine, pc profileCache, v *view) error {
+	name := m.Status.ProvisionedProfile
+	if m.Run != nil {
+		name = m.Run.Profile
+	}
+	p, err := pc.get(ctx, r.st, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		v.CleanProblem = fmt.Sprintf("boot profile %q, whose image the disk holds, does not exist, and the clean run that removes the image's "+
+			"config drive boots with it (its root device hints find the disk): create the profile again, or delete the machine with force_destroy to skip the clean", name)
+		return nil
+	case err != nil:
+		return err
+	}
+	v.Clean = target{Profile: p.Name, Version: p.Version, Clean: m.Status.CleanPending}
+	if p.Image != nil {
+		v.Clean.Clean = orDefault(p.Image.Wipe, model.WipeConfigDrive)
+	}
+	return nil
 }
 
 // mayStartRun reports whether decide could start a run for m toward t,
@@ -1238,7 +1269,7 @@ func newRun(t target, now time.Time) (*model.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, Snippets: t.Snippets, StartedAt: now}, nil
+	return &model.Run{ID: id, Token: tok, Profile: t.Profile, ProfileVersion: t.Version, ParamsHash: t.ParamsHash, Snippets: t.Snippets, StartedAt: now, Clean: t.Clean}, nil
 }
 
 func randomHex(n int) (string, error) {

@@ -41,6 +41,10 @@ func planOf(p *model.BootProfile) bootPlan {
 	return b
 }
 
+// cleanPlan is a clean run's: the deploy ramdisk, whatever the profile
+// is now, and no config drive to fetch.
+var cleanPlan = bootPlan{Kernel: true, Initrds: []string{"deploy-image/initrd.img"}}
+
 // unknownPlan stands in when the run's profile is gone: the usual local
 // kernel and templates, so the messages still name the next likely step.
 var unknownPlan = bootPlan{Kernel: true, Templates: true}

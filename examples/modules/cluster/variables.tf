@@ -35,6 +35,7 @@ variable "roles" {
       url      = string
       checksum = string
       format   = string
+      wipe     = optional(string)
     }))
     templates = optional(map(string), {})
     params    = optional(map(string), {})
