@@ -45,7 +45,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return out, fmt.Errorf("reading machine %s: %w", machine, err)
 	}
-	_, _, err = r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+	_, _, err = r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
@@ -106,7 +106,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 		m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now})
 		return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
 			Message: fmt.Sprintf("writing the image to %s", describeDisk(out.Disk)), Data: data}}, nil
-	})
+	}))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return out, fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)

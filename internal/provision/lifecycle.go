@@ -217,7 +217,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: why, Data: phaseEvent(before, "", "", "").Data},
 		}
 	}
-	out, _, err := r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+	out, _, err := r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
@@ -267,7 +267,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			setPhase(m, model.PhaseProvisioning, model.StepFinishing, now)
 		}
 		return false, events(m), nil
-	})
+	}))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		r.met.callbacks.WithLabelValues("rejected").Inc()
@@ -503,6 +503,12 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 	return nil
 }
 
+// provisionAction is the operator's provision action's plan: a new run,
+// from whatever phase the machine is in.
+func provisionAction() plan {
+	return to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
+}
+
 func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 	l := r.machineLock(name)
 	l.Lock()
@@ -533,8 +539,8 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	p := to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
-	_, _, err = r.st.UpdateMachineRecording(ctx, name, func(x *model.Machine) (bool, []model.Event, error) {
+	p := provisionAction()
+	_, _, err = r.st.UpdateMachineRecording(ctx, name, r.guarded(func(x *model.Machine) (bool, []model.Event, error) {
 		spec := x.State != model.StateProvisioned
 		x.State = model.StateProvisioned
 		if x.Run != nil {
@@ -555,7 +561,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 				Message: fmt.Sprintf("run %s with profile %s v%d", run.ID, run.Profile, run.ProfileVersion),
 				Data:    map[string]string{"run": run.ID, "profile": run.Profile, "profile_version": fmt.Sprint(run.ProfileVersion), "operator": "true"}},
 		}, nil
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", name, err)
 	}

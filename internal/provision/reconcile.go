@@ -1180,7 +1180,11 @@ func (r *Reconciler) commitIf(ctx context.Context, m *model.Machine, still func(
 		if !samePlace(x, m) || (still != nil && !still(x)) {
 			return false, nil, errStale
 		}
+		from := x.Status.Phase
 		fn(x)
+		if err := r.guardTransition(from, x); err != nil {
+			return false, nil, err
+		}
 		if m.Version > x.Status.ObservedVersion {
 			x.Status.ObservedVersion = m.Version
 		}
@@ -1200,6 +1204,10 @@ func (r *Reconciler) commitIf(ctx context.Context, m *model.Machine, still func(
 		return nil, err
 	case errors.Is(err, store.ErrNotFound):
 		r.forget(m.Name)
+		return nil, err
+	case errors.Is(err, errUndeclared):
+		// Logged by guardTransition; the next pass decides again.
+		r.q.addAfter(m.Name, r.cfg.RetryBase)
 		return nil, err
 	default:
 		if ctx.Err() == nil && !errors.Is(err, store.ErrMACInUse) {
