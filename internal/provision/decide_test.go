@@ -56,7 +56,7 @@ func decideCases() []decideCase {
 			want: decideWant{op: opTransition, phase: model.PhaseInspecting}},
 		{name: "inspecting reads the inventory",
 			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseInspecting}},
-			want: decideWant{op: opInspect}},
+			want: decideWant{op: opInspect, phase: model.PhaseAvailable}},
 		{name: "deleting while inspecting a machine found on powers off",
 			m:    model.Machine{DeletionRequested: now, Status: model.Status{Phase: model.PhaseInspecting, PowerState: model.PowerOn}},
 			want: decideWant{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
@@ -140,10 +140,10 @@ func decideCases() []decideCase {
 			want: decideWant{op: opTransition, phase: model.PhaseAvailable}},
 		{name: "setting_boot sets the PXE override",
 			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepSettingBoot}, Run: run("", nil)},
-			want: decideWant{op: opSetBootPXE}},
+			want: decideWant{op: opSetBootPXE, phase: model.PhaseProvisioning, step: model.StepPoweringOn}},
 		{name: "powering_on powers on",
 			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepPoweringOn}, Run: run("", nil)},
-			want: decideWant{op: opPowerOn}},
+			want: decideWant{op: opPowerOn, phase: model.PhaseProvisioning, step: model.StepWaitingPXE}},
 		{name: "powering_on never powers a machine that already asked for PXE",
 			m:    model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepPoweringOn}, Run: run("", sig(model.SignalPXERequested))},
 			want: decideWant{op: opTransition, phase: model.PhaseProvisioning, step: model.StepWaitingPXE}},
@@ -178,7 +178,11 @@ func decideCases() []decideCase {
 		{name: "finishing sets the next boot to disk",
 			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepFinishing},
 				Run: run("", func(r *model.Run) { r.CallbackAt = now; r.TokenUsed = true })},
-			want: decideWant{op: opSetBootDisk}},
+			want: decideWant{op: opSetBootDisk, phase: model.PhaseProvisioned, reason: "installed with os v2 (run r1)"}},
+		{name: "image_written boots the deployed image",
+			m: model.Machine{State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepImageWritten},
+				Run: run("", func(r *model.Run) { r.Deploy = &model.Deploy{Disk: "sda", WrittenAt: now} })},
+			want: decideWant{op: opRebootToOS, phase: model.PhaseProvisioning, step: model.StepBootingOS, reason: "booting the deployed image"}},
 		{name: "a changed target restarts an unfinished run",
 			m:    model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepInstalling}, Run: run("", nil)},
 			v:    func(v *view) { v.Target.Version = 3 },
@@ -187,7 +191,7 @@ func decideCases() []decideCase {
 			m: model.Machine{State: model.StateProvisioned, MACs: []string{"52:54:00:00:00:01"}, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepFinishing},
 				Run: run("", func(r *model.Run) { r.CallbackAt = now; r.TokenUsed = true })},
 			v:    func(v *view) { v.Target.Version = 3 },
-			want: decideWant{op: opSetBootDisk}},
+			want: decideWant{op: opSetBootDisk, phase: model.PhaseProvisioned, reason: "installed with os v2 (run r1)"}},
 		{name: "desired available aborts an unfinished run",
 			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseProvisioning, Step: model.StepWaitingPXE}, Run: run("", nil)},
 			want: decideWant{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff, abort: true}},
@@ -220,10 +224,13 @@ func decideCases() []decideCase {
 			want: decideWant{op: opTransition, phase: model.PhaseDeprovisioning, step: model.StepPoweringOff}},
 		{name: "powering_off powers off",
 			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepPoweringOff}},
-			want: decideWant{op: opPowerOff}},
+			want: decideWant{op: opPowerOff, phase: model.PhaseAvailable, reason: "powered off; available"}},
+		{name: "powering_off with desired off rests off",
+			m:    model.Machine{State: model.StateOff, Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepPoweringOff}},
+			want: decideWant{op: opPowerOff, phase: model.PhaseOff, reason: "powered off"}},
 		{name: "a wipe run advances like a provisioning run",
 			m:    model.Machine{State: model.StateAvailable, Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepSettingBoot}, Run: run("", nil)},
-			want: decideWant{op: opSetBootPXE}},
+			want: decideWant{op: opSetBootPXE, phase: model.PhaseDeprovisioning, step: model.StepPoweringOn}},
 		{name: "failed waits for the operator",
 			m:    model.Machine{Version: 2, State: model.StateProvisioned, Status: model.Status{Phase: model.PhaseFailed, ObservedVersion: 2, Inventory: inv}},
 			want: decideWant{op: opWait}},
@@ -286,7 +293,7 @@ func decideCases() []decideCase {
 		{name: "a clean run advances like a provisioning run",
 			m: model.Machine{DeletionRequested: now, Run: run(model.StepSettingBoot, func(r *model.Run) { r.Clean = model.WipeFull }),
 				Status: model.Status{Phase: model.PhaseDeprovisioning, Step: model.StepSettingBoot, CleanPending: model.WipeFull}},
-			want: decideWant{op: opSetBootPXE}},
+			want: decideWant{op: opSetBootPXE, phase: model.PhaseDeprovisioning, step: model.StepPoweringOn}},
 		{name: "a failed clean of a machine being deleted is not forgotten",
 			m: model.Machine{DeletionRequested: now.Add(-time.Hour), Run: run(model.StepNone, func(r *model.Run) { r.Clean = model.WipeConfigDrive; r.TokenUsed = true }),
 				Status: model.Status{Phase: model.PhaseFailed, PhaseSince: now, CleanPending: model.WipeConfigDrive, LastError: "deprovision: cleaning the disk failed"}},
@@ -335,7 +342,7 @@ func TestDecide(t *testing.T) {
 			if p.Op != tc.want.op {
 				t.Fatalf("op = %s (%q), want %s", p.Op, p.Reason, tc.want.op)
 			}
-			if p.Op == opTransition && (p.Phase != tc.want.phase || p.Step != tc.want.step) {
+			if (p.Phase != "" || tc.want.phase != "") && (p.Phase != tc.want.phase || p.Step != tc.want.step) {
 				t.Fatalf("→ %s/%s, want %s/%s (%q)", p.Phase, p.Step, tc.want.phase, tc.want.step, p.Reason)
 			}
 			if (p.NewRun != nil) != tc.want.newRun || p.AbortRun != tc.want.abort || p.Fail != tc.want.fail {

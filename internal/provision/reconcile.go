@@ -217,21 +217,21 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 	case opTransition:
 		r.transition(ctx, m, p)
 	case opInspect:
-		r.inspect(ctx, m)
+		r.inspect(ctx, m, p)
 	case opSetBootPXE:
-		r.setBoot(ctx, m, bmc.BootPXE)
+		r.setBoot(ctx, m, p, bmc.BootPXE)
 	case opSetBootDisk:
-		r.setBoot(ctx, m, bmc.BootDisk)
+		r.setBoot(ctx, m, p, bmc.BootDisk)
 	case opPowerOn:
-		r.powerOn(ctx, m)
+		r.powerOn(ctx, m, p)
 	case opPowerOff:
-		r.powerOff(ctx, m)
+		r.powerOff(ctx, m, p)
 	case opPollPower:
 		r.pollPower(ctx, m)
 	case opStall:
 		r.noteStall(ctx, m, p)
 	case opRebootToOS:
-		r.rebootToOS(ctx, m)
+		r.rebootToOS(ctx, m, p)
 	case opForget:
 		r.forgetDeleted(ctx, m, p.Reason)
 	case opReinspect:
@@ -242,7 +242,7 @@ func (r *Reconciler) execute(ctx context.Context, v view, p plan) {
 // rebootToOS boots the image the deploy ramdisk wrote: next boot from
 // disk, then a power cycle, since the ramdisk stays up and waits for it.
 // The deployed OS's callback ends the run.
-func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
+func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine, p plan) {
 	if !r.bmcStep(ctx, m, "setting the next boot to disk for the deployed image", r.cfg.Timeouts.Finish, true, func(ctx context.Context) error {
 		return r.bmc.SetBootOverride(ctx, m.BMC, bmc.BootDisk, false, redfishBootMode(m.BootMode))
 	}) {
@@ -280,10 +280,10 @@ func (r *Reconciler) rebootToOS(ctx context.Context, m *model.Machine) {
 		r.appendEvent(ctx, powerEvent(m, bmc.PowerForceRestart, bmc.PowerConfirmed, what, issued))
 	}
 	r.commit(ctx, m, func(x *model.Machine) {
-		setPhase(x, x.Status.Phase, model.StepBootingOS, now)
+		setPhase(x, p.Phase, p.Step, now)
 		x.Status.LastError = lastError
 		x.Run.StepDeadline = now.Add(r.cfg.Timeouts.Install)
-	}, phaseEvent(m, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back"))
+	}, phaseEvent(m, p.Phase, p.Step, p.Reason))
 }
 
 // forgetDeleted removes a machine whose deletion needs no (or can get no)
@@ -559,7 +559,7 @@ func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
 	}
 }
 
-func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
+func (r *Reconciler) inspect(ctx context.Context, m *model.Machine, p plan) {
 	var inv *model.Inventory
 	if !r.bmcStep(ctx, m, "reading the inventory", r.cfg.Timeouts.Inspect, false, func(ctx context.Context) (err error) {
 		inv, err = r.readInventory(ctx, m.BMC)
@@ -591,14 +591,14 @@ func (r *Reconciler) inspect(ctx context.Context, m *model.Machine) {
 				// spec version does not move under a pending update.
 				x.MACs = macs
 			}
-			setPhase(x, model.PhaseAvailable, model.StepNone, now)
+			setPhase(x, p.Phase, p.Step, now)
 			x.Status.LastError = ""
 		}
 	}
-	if _, err := r.commitErr(ctx, m, apply(true), phaseEvent(m, model.PhaseAvailable, model.StepNone, why)); errors.Is(err, store.ErrMACInUse) {
+	if _, err := r.commitErr(ctx, m, apply(true), phaseEvent(m, p.Phase, p.Step, why)); errors.Is(err, store.ErrMACInUse) {
 		// Another machine claims a discovered MAC: keep the inventory and
 		// say so; provisioning waits for macs to be set explicitly.
-		r.commit(ctx, m, apply(false), phaseEvent(m, model.PhaseAvailable, model.StepNone,
+		r.commit(ctx, m, apply(false), phaseEvent(m, p.Phase, p.Step,
 			why+"; discovered MACs "+strings.Join(macs, ", ")+" are claimed by another machine, set macs explicitly"))
 	}
 }
@@ -617,7 +617,7 @@ func inventoryMACs(inv *model.Inventory) []string {
 	return out
 }
 
-func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTarget) {
+func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, p plan, t bmc.BootTarget) {
 	if why := model.BootModeRefusal(m.BootMode, m.Status.Inventory); t == bmc.BootPXE && why != "" {
 		r.transition(ctx, m, fail(why))
 		return
@@ -638,7 +638,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		// The inventory is read again before each power-on, so hardware
 		// changed while the machine was off is seen; a failed read is no
 		// reason to stop the run.
-		evs := []model.Event{phaseEvent(m, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE")}
+		evs := []model.Event{phaseEvent(m, p.Phase, p.Step, p.Reason)}
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Inspect)
 		inv, err := r.readInventory(cctx, m.BMC)
 		cancel()
@@ -648,7 +648,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 			evs = append(evs, driftEvents(m, inv)...)
 		}
 		r.commit(ctx, m, func(x *model.Machine) {
-			setPhase(x, x.Status.Phase, model.StepPoweringOn, now)
+			setPhase(x, p.Phase, p.Step, now)
 			x.Status.LastError = ""
 			x.Run.StepDeadline = time.Time{}
 			if inv != nil {
@@ -666,7 +666,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		defer cl.Unlock()
 	}
 	if _, ok := r.commit(ctx, m, func(x *model.Machine) {
-		setPhase(x, model.PhaseProvisioned, model.StepNone, now)
+		setPhase(x, p.Phase, p.Step, now)
 		x.Status.LastError = ""
 		x.Status.ProvisionedProfile = run.Profile
 		x.Status.ProvisionedProfileVersion = run.ProfileVersion
@@ -675,13 +675,12 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, t bmc.BootTa
 		x.Status.PowerState = model.PowerOn
 		x.Status.PowerCheckedAt = now
 		x.Status.PowerDrift = false
-	}, phaseEvent(m, model.PhaseProvisioned, model.StepNone,
-		fmt.Sprintf("installed with %s v%d (run %s)", run.Profile, run.ProfileVersion, run.ID))); ok {
-		r.met.transitions.WithLabelValues(string(model.PhaseProvisioned), "").Inc()
+	}, phaseEvent(m, p.Phase, p.Step, p.Reason)); ok {
+		r.met.transitions.WithLabelValues(string(p.Phase), string(p.Step)).Inc()
 	}
 }
 
-func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
+func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 	var action bmc.PowerAction
 	var issued time.Time
 	var lost error // the action's outcome is unknown
@@ -773,12 +772,12 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 	if resumed != "" {
 		now := r.cfg.Now()
 		r.commit(ctx, m, func(x *model.Machine) {
-			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
+			setPhase(x, p.Phase, p.Step, now)
 			x.Status.LastError = ""
 			x.Status.PowerState = model.PowerOn
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			x.Run.PoweredOnAt = now
-		}, phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, resumed))
+		}, phaseEvent(m, p.Phase, p.Step, resumed))
 		return
 	}
 	// The power action happened whatever the store says next: record it
@@ -804,6 +803,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if runID(x) != m.Run.ID {
 			return false, errStale
 		}
+		from := x.Status.Phase
 		x.Run.PowerOns++
 		x.Run.PoweredOnAt = issued
 		if lost == nil {
@@ -811,14 +811,14 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 			x.Status.PowerCheckedAt = now
 		}
 		if moved = samePlace(x, m); moved {
-			setPhase(x, x.Status.Phase, model.StepWaitingPXE, now)
+			setPhase(x, p.Phase, p.Step, now)
 			x.Status.LastError = lastError
 			x.Run.StepDeadline = now.Add(r.cfg.Timeouts.WaitPXE)
 			if m.Version > x.Status.ObservedVersion {
 				x.Status.ObservedVersion = m.Version
 			}
 		}
-		return false, nil
+		return false, r.guardTransition(from, x)
 	})
 	if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
 		r.log.Error("recording power-on failed", "machine", m.Name, "err", err)
@@ -828,14 +828,14 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine) {
 		if lost != nil {
 			why = "power " + string(action) + " outcome unknown; waiting for the PXE request"
 		}
-		e := phaseEvent(m, m.Status.Phase, model.StepWaitingPXE, why)
+		e := phaseEvent(m, p.Phase, p.Step, why)
 		e.Machine = m.Name
 		r.appendEvent(ctx, e)
 	}
 	r.q.add(m.Name)
 }
 
-func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
+func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine, p plan) {
 	const what = "power GracefulShutdown (forced off if it does not stop in time)"
 	if !r.bmcStep(ctx, m, "powering off", r.cfg.Timeouts.PowerOff, true, func(ctx context.Context) error {
 		issued := r.cfg.Now()
@@ -877,12 +877,8 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 		r.forget(m.Name)
 		return
 	}
-	next, why := model.PhaseAvailable, "powered off; available"
-	if m.State == model.StateOff {
-		next, why = model.PhaseOff, "powered off"
-	}
 	r.commit(ctx, m, func(x *model.Machine) {
-		setPhase(x, next, model.StepNone, now)
+		setPhase(x, p.Phase, p.Step, now)
 		x.Status.LastError = ""
 		x.Status.PowerState = model.PowerOff
 		x.Status.PowerCheckedAt = now
@@ -890,7 +886,7 @@ func (r *Reconciler) powerOff(ctx context.Context, m *model.Machine) {
 		if x.Run != nil {
 			x.Run.TokenUsed = true
 		}
-	}, phaseEvent(m, next, model.StepNone, why))
+	}, phaseEvent(m, p.Phase, p.Step, p.Reason))
 }
 
 // powerEvent is the power_action event of one attempt: which action, its

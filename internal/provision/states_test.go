@@ -42,9 +42,10 @@ func assertDeclared(t *testing.T, what string, from model.Phase, p plan) {
 	}
 }
 
-// TestTransitionsDeclared runs every plan decide produces for the decide
-// table rows and for an enumeration of the inputs decide branches on, and
-// fails when a plan names a transition that is not in allowed.
+// TestTransitionsDeclared runs every plan decide and decideCallback
+// produce for their table rows and for an enumeration of the inputs they
+// branch on, and the provision action's from every phase, and fails when
+// a plan names a transition that is not in allowed.
 func TestTransitionsDeclared(t *testing.T) {
 	t.Run("decide rows", func(t *testing.T) {
 		for _, tc := range decideCases() {
@@ -55,7 +56,7 @@ func TestTransitionsDeclared(t *testing.T) {
 	t.Run("decide enumeration", func(t *testing.T) {
 		seen := map[string]bool{}
 		n := 0
-		enumerateViews(func(what string, v view) {
+		enumerateViews(func(what func() string, v view) {
 			n++
 			p := decide(v)
 			for _, to := range successors(p) {
@@ -64,17 +65,60 @@ func TestTransitionsDeclared(t *testing.T) {
 				key := fmt.Sprintf("%s→%s", fromPhase(v.M.Status.Phase), to)
 				if checkTransition(v.M.Status.Phase, to) != nil && !seen[key] {
 					seen[key] = true
-					assertDeclared(t, what, v.M.Status.Phase, p)
+					assertDeclared(t, what(), v.M.Status.Phase, p)
 				}
 			}
 		})
 		require.Greater(t, n, 10000, "the enumeration covers too few views to mean anything")
+	})
+	t.Run("decideCallback rows", func(t *testing.T) {
+		for _, tc := range callbackCases() {
+			m := tc.m
+			assertDeclared(t, tc.name, m.Status.Phase, decideCallback(&m, tc.report).plan)
+		}
+	})
+	t.Run("decideCallback enumeration", func(t *testing.T) {
+		for mname, m := range callbackMachines() {
+			for rname, report := range callbackReports {
+				assertDeclared(t, mname+", report "+rname, m.Status.Phase, decideCallback(&m, report).plan)
+			}
+		}
 	})
 	t.Run("provision action", func(t *testing.T) {
 		for _, ph := range allPhases() {
 			assertDeclared(t, "provision action from "+string(fromPhase(ph)), ph, provisionAction())
 		}
 	})
+}
+
+// TestStateTableHasNoDeadEntries checks the other direction: every move
+// the table declares is one some plan makes, so the table does not allow
+// more than the code does.
+func TestStateTableHasNoDeadEntries(t *testing.T) {
+	made := map[[2]model.Phase]bool{}
+	record := func(from model.Phase, p plan) {
+		for _, to := range successors(p) {
+			made[[2]model.Phase{fromPhase(from), to}] = true
+		}
+	}
+	enumerateViews(func(_ func() string, v view) { record(v.M.Status.Phase, decide(v)) })
+	for _, tc := range decideCases() {
+		v := decideView(tc)
+		record(v.M.Status.Phase, decide(v))
+	}
+	for _, m := range callbackMachines() {
+		for _, report := range callbackReports {
+			record(m.Status.Phase, decideCallback(&m, report).plan)
+		}
+	}
+	for _, ph := range allPhases() {
+		record(ph, provisionAction())
+	}
+	for from, tos := range allowed {
+		for _, to := range tos {
+			assert.True(t, made[[2]model.Phase{from, to}], "%s → %s is declared but no plan makes it", from, to)
+		}
+	}
 }
 
 func allPhases() []model.Phase {
@@ -85,11 +129,12 @@ func allPhases() []model.Phase {
 	return out
 }
 
-// enumerateViews calls yield with a view for every combination of the
+// enumerateViews calls yield with a view (and its description, made only
+// when asked for) for every combination of the
 // inputs decide branches on: phase and the steps a run reaches in it,
 // run progress, desired state, deletion, config drive, adopt, MACs, spec
-// version, wipe profile and past installs.
-func enumerateViews(yield func(what string, v view)) {
+// version, past installs, wipe profile and the NICs the BMC reports.
+func enumerateViews(yield func(what func() string, v view)) {
 	now := decideNow
 	runSteps := []model.Step{model.StepNone, model.StepSettingBoot, model.StepPoweringOn, model.StepWaitingPXE,
 		model.StepBootingInstaller, model.StepInstalling}
@@ -136,7 +181,7 @@ func enumerateViews(yield func(what string, v view)) {
 		for _, step := range phSteps {
 			for _, rn := range runs {
 				for _, state := range []model.DesiredState{model.StateAvailable, model.StateProvisioned, model.StateOff} {
-					for bits := range 1 << 7 {
+					for bits := range 1 << 8 {
 						bit := func(i int) bool { return bits&(1<<i) != 0 }
 						m := &model.Machine{Name: "m1", Version: 2, State: state, Adopt: bit(0), Run: rn.run(),
 							Status: model.Status{Phase: ph, Step: step, ObservedVersion: 2, PhaseSince: now.Add(-time.Hour),
@@ -163,7 +208,12 @@ func enumerateViews(yield func(what string, v view)) {
 						if bit(6) {
 							v.Wipe, v.WipeVersion = "wipe", 1
 						}
-						yield(fmt.Sprintf("%s/%s, %s, desired %s, inputs %07b", fromPhase(ph), orDash(string(step)), rn.name, state, bits), v)
+						if bit(7) {
+							m.Status.Inventory.NICs = []model.NIC{{MAC: "52:54:00:00:00:09"}}
+						}
+						yield(func() string {
+							return fmt.Sprintf("%s/%s, %s, desired %s, inputs %08b", fromPhase(ph), orDash(string(step)), rn.name, state, bits)
+						}, v)
 					}
 				}
 			}
