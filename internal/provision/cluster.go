@@ -242,6 +242,12 @@ func phaseString(m *model.Machine) string {
 func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 	c, err := r.st.GetCluster(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
+		// The lock only orders members of a cluster that exists; a cluster
+		// created again under the name starts with a new one, so the map
+		// does not grow with every cluster ever seen.
+		r.mu.Lock()
+		delete(r.clusterLocks, name)
+		r.mu.Unlock()
 		return
 	}
 	if err != nil {
