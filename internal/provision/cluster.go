@@ -276,7 +276,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 	}
 	r.mu.Lock()
 	for _, mem := range c.Members {
-		r.clusterOf[mem.Machine] = name
+		r.stateOf(mem.Machine).cluster = name
 	}
 	r.mu.Unlock()
 	// Members that are not done may be waiting on a gate this change

@@ -99,12 +99,12 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	r.met.bmcErrors.WithLabelValues(label).Inc()
 	key := fmt.Sprintf("%s/%s/%s", m.Status.Phase, m.Status.Step, runID(m))
 	r.mu.Lock()
-	f := r.failures[m.Name]
-	if f.key != key {
-		f = failure{key: key}
+	s := r.stateOf(m.Name)
+	if s.failure.key != key {
+		s.failure = failure{key: key}
 	}
-	f.n++
-	r.failures[m.Name] = f
+	s.failure.n++
+	f := s.failure
 	r.mu.Unlock()
 
 	msg := describeBMCError(m.BMC.Endpoint, err, timeout) + " while " + what
@@ -121,7 +121,7 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	waiting := errors.Is(err, bmc.ErrSessionLimit)
 	if f.n > retries && !waiting {
 		r.mu.Lock()
-		delete(r.failures, m.Name)
+		r.stateOf(m.Name).failure = failure{}
 		r.mu.Unlock()
 		full := fmt.Sprintf("%s; retried %d times", msg, retries)
 		r.log.Warn("BMC step failed for good", "machine", m.Name, "err", full)
@@ -131,7 +131,7 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 	d := backoff(r.cfg.RetryBase, r.cfg.RetryMax, f.n)
 	now := r.cfg.Now()
 	r.mu.Lock()
-	r.notBefore[m.Name] = now.Add(d)
+	r.stateOf(m.Name).notBefore = now.Add(d)
 	r.mu.Unlock()
 	retryMsg := fmt.Sprintf("%s; retry %d of %d in %s", msg, f.n, retries, d.Round(time.Millisecond))
 	if waiting {

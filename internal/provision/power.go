@@ -80,7 +80,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 		// after powering on: a machine that is on now is left alone (if it
 		// never PXE boots, the waiting_pxe deadline power-cycles it).
 		r.mu.Lock()
-		mine := r.powerIntent[m.Name] == m.Run.ID
+		mine := r.stateOf(m.Name).powerIntent == m.Run.ID
 		r.mu.Unlock()
 		if !cur.Run.StepDeadline.IsZero() && !mine {
 			ps, err := r.bmc.PowerState(ctx, m.BMC)
@@ -105,15 +105,16 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 			}
 		}
 		r.mu.Lock()
-		r.powerIntent[m.Name] = m.Run.ID
+		r.stateOf(m.Name).powerIntent = m.Run.ID
 		r.mu.Unlock()
 		ps, err := r.bmc.PowerState(ctx, m.BMC)
 		if err != nil {
 			return err
 		}
 		r.mu.Lock()
-		late := r.onNotDone[m.Name] == m.Run.ID
-		delete(r.onNotDone, m.Name)
+		s := r.stateOf(m.Name)
+		late := s.onNotDone == m.Run.ID
+		s.onNotDone = ""
 		r.mu.Unlock()
 		if late && ps == model.PowerOn {
 			resumed = "the last power-on came in late and the machine is on now; waiting for the PXE request"
@@ -135,7 +136,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 		case bmc.PowerNotDone:
 			if action == bmc.PowerOn {
 				r.mu.Lock()
-				r.onNotDone[m.Name] = m.Run.ID
+				r.stateOf(m.Name).onNotDone = m.Run.ID
 				r.mu.Unlock()
 			}
 			if ctx.Err() == nil {
@@ -295,15 +296,16 @@ const recordPollEvery = 10
 func (r *Reconciler) pollWait(name string, now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	slot, held := r.pollSlot[name]
-	if !held {
+	s := r.stateOf(name)
+	slot := s.pollSlot
+	if slot.IsZero() {
 		slot = r.poll.reserve(now)
 	}
 	if slot.After(now) {
-		r.pollSlot[name] = slot
+		s.pollSlot = slot
 		return slot.Sub(now)
 	}
-	delete(r.pollSlot, name)
+	s.pollSlot = time.Time{}
 	return 0
 }
 
@@ -322,7 +324,7 @@ func (r *Reconciler) pollPower(ctx context.Context, m *model.Machine) {
 	cancel()
 	now := r.cfg.Now()
 	r.mu.Lock()
-	r.lastPoll[m.Name] = now
+	r.stateOf(m.Name).lastPoll = now
 	r.mu.Unlock()
 	r.q.addAfter(m.Name, r.cfg.PowerPollInterval)
 	if err != nil {

@@ -28,8 +28,9 @@ func (r *Reconciler) reconcileMachine(ctx context.Context, name string) {
 		return
 	}
 	r.mu.Lock()
-	r.clusterOf[name] = m.Cluster
-	wait := r.notBefore[name].Sub(r.cfg.Now())
+	s := r.stateOf(name)
+	s.cluster = m.Cluster
+	wait := s.notBefore.Sub(r.cfg.Now())
 	r.mu.Unlock()
 	if wait > 0 {
 		r.q.addAfter(name, wait)
@@ -87,7 +88,7 @@ func (r *Reconciler) transitionInCluster(ctx context.Context, cluster, name stri
 // and the wipe profile.
 func (r *Reconciler) view(ctx context.Context, m *model.Machine) (view, error) {
 	r.mu.Lock()
-	polled := r.lastPoll[m.Name]
+	polled := r.stateOf(m.Name).lastPoll
 	r.mu.Unlock()
 	v := view{M: m, Now: r.cfg.Now(), Timeouts: r.cfg.Timeouts, StallWarning: r.cfg.BootStallWarning,
 		PollEvery: r.cfg.PowerPollInterval, LastPolled: polled, Gate: gate{Open: true}, InventoryEvery: r.cfg.InventoryInterval}

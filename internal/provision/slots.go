@@ -24,7 +24,7 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 		case r.sem <- struct{}{}:
 			r.met.activeSteps.Inc()
 			r.mu.Lock()
-			delete(r.slotWaiting, m.Name)
+			r.stateOf(m.Name).slotWaiting = false
 			r.mu.Unlock()
 			defer func() {
 				<-r.sem
@@ -41,8 +41,8 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 	cancel()
 	if err == nil {
 		r.mu.Lock()
-		delete(r.failures, m.Name)
-		delete(r.notBefore, m.Name)
+		s := r.stateOf(m.Name)
+		s.failure, s.notBefore = failure{}, time.Time{}
 		r.mu.Unlock()
 		if m.Status.BMCStatus != model.BMCStatusOK {
 			r.recordBMCStatus(ctx, m.Name, model.BMCStatusOK)
@@ -63,8 +63,8 @@ func (r *Reconciler) bmcStep(ctx context.Context, m *model.Machine, what string,
 // waitForSlot queues name for the next released max-active slot.
 func (r *Reconciler) waitForSlot(name string) {
 	r.mu.Lock()
-	if !r.slotWaiting[name] {
-		r.slotWaiting[name] = true
+	if s := r.stateOf(name); !s.slotWaiting {
+		s.slotWaiting = true
 		r.slotWait = append(r.slotWait, name)
 	}
 	r.mu.Unlock()
@@ -79,8 +79,9 @@ func (r *Reconciler) wakeSlotWaiter() {
 	for len(r.slotWait) > 0 {
 		name := r.slotWait[0]
 		r.slotWait = r.slotWait[1:]
-		if r.slotWaiting[name] {
-			delete(r.slotWaiting, name)
+		// A forgotten machine has no state, and is not given one again.
+		if s := r.machines[name]; s != nil && s.slotWaiting {
+			s.slotWaiting = false
 			r.mu.Unlock()
 			r.q.add(name)
 			return
