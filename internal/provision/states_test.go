@@ -20,8 +20,8 @@ import (
 // has failed for good (see stepFailed), from the phase the plan was made in.
 var bmcOps = []op{opInspect, opSetBootPXE, opSetBootDisk, opPowerOn, opPowerOff, opRebootToOS}
 
-// successors are the phases a plan made in phase from may move the
-// machine to: the phase it names, and failed for a BMC step.
+// successors are the phases a plan may move the machine to: the phase it
+// names, and failed for a BMC step (its retries used up).
 func successors(p plan) []model.Phase {
 	var out []model.Phase
 	if p.Phase != "" {
