@@ -16,7 +16,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // clientFrom is the checked type assertion every resource and data source
@@ -145,7 +144,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // nameRuleText is the agent's name rule as printed in attribute descriptions.
-const nameRuleText = model.NameRule + "."
+const nameRuleText = api.NameRule + "."
 
 // addAPIError attaches a validation error to the attribute the agent named,
 // so Terraform points at the offending line of configuration.
@@ -195,7 +194,7 @@ func fieldPath(field string) (path.Path, bool) {
 // importByName accepts an object's name as its import ID (objects are
 // identified by name on the agent) and validates it before any API call.
 func importByName(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	if !model.ValidName(req.ID) {
+	if !api.ValidName(req.ID) {
 		resp.Diagnostics.AddError("Invalid Import ID",
 			fmt.Sprintf("The import ID is the object's name, which must be %s Got %q.", nameRuleText, req.ID))
 		return
@@ -210,7 +209,7 @@ func sortMachines(ms []api.Machine) {
 
 // filterID is a readable, deterministic id for a filtered listing.
 func filterID(f client.MachineFilter, minMem types.Float64, minCPUs types.Int64) string {
-	parts := []string{"state=" + f.State, "phase=" + f.Phase, "cluster=" + f.Cluster, "role=" + f.Role}
+	parts := []string{"state=" + string(f.State), "phase=" + string(f.Phase), "cluster=" + f.Cluster, "role=" + f.Role}
 	if !minMem.IsNull() {
 		parts = append(parts, "min_memory_gib="+strconv.FormatFloat(minMem.ValueFloat64(), 'g', -1, 64))
 	}

@@ -11,14 +11,13 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 func TestConverged(t *testing.T) {
 	cases := []struct {
 		name           string
 		m              api.Machine
-		desired        string
+		desired        api.DesiredState
 		clusterManaged bool
 		want           bool
 	}{
@@ -43,8 +42,8 @@ func TestObservedStateAndRepair(t *testing.T) {
 	cases := []struct {
 		name       string
 		m          api.Machine
-		wantState  string
-		wantAction string
+		wantState  api.DesiredState
+		wantAction api.Action
 	}{
 		{"no drift", api.Machine{State: "provisioned", PowerState: "On"}, "provisioned", ""},
 		{"powered off behind our back", api.Machine{State: "provisioned", PowerState: "Off", PowerDrift: true}, "off", api.ActionPowerOn},
@@ -147,7 +146,7 @@ func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
 		BMC:       api.BMCInfo{Endpoint: "https://bmc", Username: "admin"},
 		MACs:      []string{"52:54:00:00:00:01"},
 		Addresses: []string{"10.0.0.9"},
-		Inventory: &model.Inventory{Manufacturer: "QEMU", CPUs: 2, MemoryGiB: 4, NICs: []model.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}},
+		Inventory: &api.Inventory{Manufacturer: "QEMU", CPUs: 2, MemoryGiB: 4, NICs: []api.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}},
 	})
 	if !m.BMC.PasswordWO.IsNull() {
 		t.Errorf("password_wo = %v, want null", m.BMC.PasswordWO)
@@ -172,8 +171,8 @@ func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
 
 func TestFilterHardware(t *testing.T) {
 	list := []api.Machine{
-		{Name: "c", Inventory: &model.Inventory{CPUs: 8, MemoryGiB: 64}},
-		{Name: "a", Inventory: &model.Inventory{CPUs: 2, MemoryGiB: 4}},
+		{Name: "c", Inventory: &api.Inventory{CPUs: 8, MemoryGiB: 64}},
+		{Name: "a", Inventory: &api.Inventory{CPUs: 2, MemoryGiB: 4}},
 		{Name: "b"}, // not inspected yet
 	}
 	names := func(ms []api.Machine) (out []string) {

@@ -24,7 +24,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -115,8 +114,8 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
-					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(model.IPXEScriptMagic)),
-						"to start with "+model.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
+					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(api.IPXEScriptMagic)),
+						"to start with "+api.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
 				},
 			},
 			"image":       imageSchema(),

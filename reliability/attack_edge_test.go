@@ -85,7 +85,7 @@ func TestAttackBootEdge(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return m.Step == string(model.StepWaitingPXE), m.Phase + "/" + m.Step
+			return m.Step == api.StepWaitingPXE, string(m.Phase) + "/" + string(m.Step)
 		})
 	}
 	from := func(src string) *http.Client {
@@ -114,7 +114,7 @@ func TestAttackBootEdge(t *testing.T) {
 		t.Helper()
 		awaitT(t, name+" booting its installer", 10*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, name)
-			return err == nil && m.Step != string(model.StepWaitingPXE), fmt.Sprint(m, err)
+			return err == nil && m.Step != api.StepWaitingPXE, fmt.Sprint(m, err)
 		})
 	}
 	scriptToken := func(hc *http.Client, mac string) string {
@@ -205,7 +205,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, post(boot, "/machines/"+inv[1].Name+"/callback?token="+live, `{"addresses":["10.0.2.16/24"],"status":"ok"}`))
 		awaitT(t, inv[1].Name+" provisioned", 30*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, inv[1].Name)
-			return err == nil && m.Phase == string(model.PhaseProvisioned) && fmt.Sprint(m.Addresses) == "[10.0.2.16]", fmt.Sprint(m, err)
+			return err == nil && m.Phase == api.PhaseProvisioned && fmt.Sprint(m.Addresses) == "[10.0.2.16]", fmt.Sprint(m, err)
 		})
 	})
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
@@ -63,7 +64,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		// Once a machine of the batch is mid-run, a random moment within the
 		// time a batch takes to provision, so the kill lands at a random step.
 		awaitT(t, "a machine of the batch provisioning", 10*time.Second, func() (bool, string) {
-			ms, err := s.client.ListMachines(ctx, client.MachineFilter{Phase: string(model.PhaseProvisioning)})
+			ms, err := s.client.ListMachines(ctx, client.MachineFilter{Phase: api.PhaseProvisioning})
 			return err == nil && len(ms) > 0, fmt.Sprint(err)
 		})
 		delay := time.Duration(rng.IntN(300)) * time.Millisecond
@@ -71,8 +72,8 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		counts := map[string]int{}
 		if ms, err := s.client.ListMachines(ctx, client.MachineFilter{}); err == nil {
 			for _, m := range ms {
-				counts[m.Phase+"/"+m.Step]++
-				if m.Phase == string(model.PhaseProvisioning) {
+				counts[string(m.Phase)+"/"+string(m.Step)]++
+				if m.Phase == api.PhaseProvisioning {
 					midRun++
 				}
 			}
@@ -95,7 +96,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		done := 0
 		var notDone []string
 		for _, m := range ms {
-			if m.Phase == string(model.PhaseProvisioned) {
+			if m.Phase == api.PhaseProvisioned {
 				done++
 			} else {
 				notDone = append(notDone, fmt.Sprintf("%s:%s/%s %s", m.Name, m.Phase, m.Step, m.LastError))
@@ -126,7 +127,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 // installer called back. A status change and the events that explain it
 // are written in one transaction, so a kill loses neither alone. It
 // returns the number of runs.
-func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int) {
+func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) {
 	t.Helper()
 	var last uint64
 	for _, e := range evs {
@@ -196,7 +197,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 		}
 		prev = r
 	}
-	if len(trail) == 0 || trail[len(trail)-1] != string(model.PhaseProvisioned) {
+	if len(trail) == 0 || trail[len(trail)-1] != string(api.PhaseProvisioned) {
 		t.Errorf("%s: trail %v does not end provisioned", name, trail)
 	}
 	return runs

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -152,7 +153,7 @@ resource "baremetal_machine" "m" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Phase != string(model.PhaseProvisioned) || m.Params["note"] != won[0].dir {
+	if m.Phase != api.PhaseProvisioned || m.Params["note"] != won[0].dir {
 		t.Errorf("machine %s/%s with note %q; want provisioned with the winner's %q", m.Phase, m.Step, m.Params["note"], won[0].dir)
 	}
 	var runs []string

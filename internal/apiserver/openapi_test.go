@@ -81,8 +81,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"GeneratedSecret": api.GeneratedSecret{},
 		"ClusterMember":   api.ClusterMember{}, "ClusterRole": api.ClusterRole{}, "Rollout": api.Rollout{},
 		"ClusterRequest": api.ClusterRequest{}, "ClusterMemberStatus": api.ClusterMemberStatus{}, "Cluster": api.Cluster{},
-		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": model.Event{},
-		"Inventory": model.Inventory{}, "NIC": model.NIC{}, "Disk": model.Disk{}, "Status": statusBody{},
+		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": api.Event{},
+		"Inventory": api.Inventory{}, "NIC": api.NIC{}, "Disk": api.Disk{}, "Status": statusBody{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]
@@ -118,4 +118,25 @@ func TestOpenAPINamesEveryEventType(t *testing.T) {
 	for _, e := range model.EventTypes {
 		assert.Regexp(t, `\b`+e+`\b`, typ.Description, "Event.type does not name %s", e)
 	}
+}
+
+// TestOpenAPIEnumsMatchVocabulary keeps the document's enums on the values
+// internal/api declares, so the two cannot drift apart.
+func TestOpenAPIEnumsMatchVocabulary(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum       []string `yaml:"enum"`
+				Properties map[string]struct {
+					Enum []string `yaml:"enum"`
+				} `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	require.NoError(t, yaml.Unmarshal(OpenAPI, &doc))
+	schemas := doc.Components.Schemas
+	assert.Equal(t, api.Strings(api.DesiredStates), schemas["DesiredState"].Enum, "DesiredState")
+	assert.Equal(t, api.Strings(api.MachinePhases), schemas["Phase"].Enum, "Phase")
+	assert.Equal(t, api.Strings(api.BootModes), schemas["BootMode"].Enum, "BootMode")
+	assert.Equal(t, api.Strings(api.ClusterPhases), schemas["Cluster"].Properties["phase"].Enum, "Cluster.phase")
 }

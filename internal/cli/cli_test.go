@@ -88,7 +88,7 @@ func TestMachinesEvents(t *testing.T) {
 
 	r = e.run(t, "machines", "events", "events-a", "-o", "json", "--limit", "1")
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.Len(t, decode[[]model.Event](t, r.stdout), 1)
+	assert.Len(t, decode[[]api.Event](t, r.stdout), 1)
 
 	t.Run("follow", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -104,7 +104,7 @@ func TestMachinesEvents(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return strings.Contains(out.String(), "operator action power_off") }, 60*time.Second, 20*time.Millisecond)
 		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			decode[model.Event](t, line) // a stream of JSON lines
+			decode[api.Event](t, line) // a stream of JSON lines
 		}
 		cancel()
 		select {
