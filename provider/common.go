@@ -53,17 +53,15 @@ func describeErr(err error) string {
 		hint = "\n\nThe agent rejected the token: check the provider's token (or " + EnvToken + ")."
 	case errors.Is(err, client.ErrForbidden):
 		hint = "\n\nThe token is read-only for this agent; use a read-write token to change objects."
-	case errors.Is(err, client.ErrConflict) && leaseConflict(err):
+	case client.LeaseHeld(err):
 		hint = "\n\nAnother Terraform configuration or workspace is changing this machine and holds its lease. " +
-			"Wait for that run to finish (it releases the lease when done; a run that dies loses it two minutes after its last renewal), then apply again."
+			"Wait for that run to finish (it releases the lease when done; a run that dies loses it " + leaseLapse(err) + "), then apply again."
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "\n\nThe operation did not finish within its timeout; raise it in the resource's timeouts block if the hardware is slow."
 	}
 	return err.Error() + hint
 }
 
-// leaseConflict tells a refused lease apart from other conflicts (stale
-// version, object in use), which need different advice.
 // nameTaken reports a 409 because an object of that name exists: the one
 // conflict an import fixes.
 func nameTaken(err error) bool {
@@ -77,9 +75,14 @@ func macTaken(err error) bool {
 	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && (apiErr.Field == "macs" || strings.HasPrefix(apiErr.Field, "macs["))
 }
 
-func leaseConflict(err error) bool {
+// leaseLapse says when a dead holder's lease runs out, in the agent's
+// terms: its --lease-duration can be anything.
+func leaseLapse(err error) string {
 	var apiErr *client.APIError
-	return errors.As(err, &apiErr) && apiErr.Field == api.HeaderLeaseHolder
+	if errors.As(err, &apiErr) && apiErr.LeaseDuration > 0 {
+		return apiErr.LeaseDuration.String() + " after its last renewal"
+	}
+	return "when the lease runs out"
 }
 
 // stringsToList converts API strings into a list, keeping an empty but

@@ -134,7 +134,7 @@ func testAwaitHoldsLease(t *testing.T, askInfo bool) {
 			}
 			_, err := theirs.UpdateMachine(ctx, "m1", req)
 			mu.Lock()
-			if leaseConflict(err) {
+			if client.LeaseHeld(err) {
 				refused++
 			} else {
 				accepted = append(accepted, err)

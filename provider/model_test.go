@@ -4,10 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
@@ -214,11 +216,13 @@ func TestLeaseHolder(t *testing.T) {
 }
 
 func TestDescribeErrAdvice(t *testing.T) {
-	lease := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: api.HeaderLeaseHolder, Message: "machine \"m1\" is leased"}
+	lease := &client.APIError{StatusCode: 409, Code: api.CodeLeaseHeld, Field: api.HeaderLeaseHolder, Message: "machine \"m1\" is leased", LeaseDuration: 5 * time.Minute}
 	stale := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: "version", Message: "version 3 is stale"}
-	if got := describeErr(lease); !strings.Contains(got, "holds its lease") {
-		t.Errorf("lease conflict advice missing: %q", got)
-	}
+	got := describeErr(lease)
+	assert.Contains(t, got, "holds its lease")
+	assert.Contains(t, got, "5m0s after its last renewal", "the agent's lease duration, not a fixed one")
+	lease.LeaseDuration = 0
+	assert.Contains(t, describeErr(lease), "when the lease runs out", "an agent that does not say its lease duration")
 	if got := describeErr(stale); strings.Contains(got, "lease") {
 		t.Errorf("a stale-version conflict got lease advice: %q", got)
 	}

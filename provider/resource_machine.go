@@ -603,7 +603,7 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) && !leaseConflict(err) {
+		if errors.Is(err, client.ErrConflict) && !client.LeaseHeld(err) {
 			detail += "\n\nA cluster member is released by its cluster first: remove it from the baremetal_cluster's members (or destroy the cluster) before deleting the machine."
 		}
 		resp.Diagnostics.AddError(summary, detail)

@@ -71,6 +71,13 @@ const (
 	MaxEventLimit     = 1000
 )
 
+// DefaultLeaseDuration is how long a lease taken by a write with
+// HeaderLeaseHolder lasts on an agent not told otherwise
+// (--lease-duration); each write or renewal by the holder extends it, and a
+// holder that disappears loses it when it runs out. Clients learn the
+// agent's actual duration from Info.LeaseSeconds and Lease.DurationSeconds.
+const DefaultLeaseDuration = 2 * time.Minute
+
 // HeaderLeaseHolder names the writer (e.g. a Terraform run) claiming a
 // machine's spec; a write by another holder while the lease is live gets 409.
 const HeaderLeaseHolder = "X-Baremetal-Lease-Holder"
@@ -409,9 +416,15 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeNotFound     = "not_found"
 	CodeConflict     = "conflict"
-	CodeTooLarge     = "request_too_large"
-	CodeInternal     = "internal"
-	CodeUnavailable  = "unavailable"
+	// CodeLeaseHeld is the 409 of a write refused because another holder's
+	// lease on the machine is live: unlike other conflicts, it ends by
+	// itself when that holder releases the lease or stops renewing it
+	// (Info.LeaseSeconds later). Its Field stays HeaderLeaseHolder for
+	// clients that predate the code.
+	CodeLeaseHeld   = "lease_held"
+	CodeTooLarge    = "request_too_large"
+	CodeInternal    = "internal"
+	CodeUnavailable = "unavailable"
 )
 
 // ErrorBody is every non-2xx response's body.

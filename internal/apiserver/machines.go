@@ -363,8 +363,10 @@ func (s *Server) checkLease(m *model.Machine, holder string) error {
 	if holder == "" || m.Lease == nil || m.Lease.Holder == holder || !s.now().Before(m.Lease.ExpiresAt) {
 		return nil
 	}
-	return conflict(api.HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
+	e := conflict(api.HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
 		m.Name, m.Lease.Holder, m.Lease.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	e.code = api.CodeLeaseHeld
+	return e
 }
 
 // takeLease checks the lease and then takes or renews it for holder.
