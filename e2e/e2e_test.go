@@ -23,7 +23,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -160,10 +159,10 @@ func skipOrFailInCI(t *testing.T, why string) {
 }
 
 func isProvisioned(ev api.Event) bool {
-	return ev.Type == model.EventPhaseChanged && ev.Phase == api.PhaseProvisioned
+	return ev.Type == api.EventPhaseChanged && ev.Phase == api.PhaseProvisioned
 }
-func isRunStarted(ev api.Event) bool   { return ev.Type == model.EventRunStarted }
-func isScriptServed(ev api.Event) bool { return ev.Type == string(model.SignalScriptServed) }
+func isRunStarted(ev api.Event) bool   { return ev.Type == api.EventRunStarted }
+func isScriptServed(ev api.Event) bool { return ev.Type == api.EventScriptServed }
 
 func start(t *testing.T, root, image string) *env {
 	bootAddr, bootPort := freeBoot(t)

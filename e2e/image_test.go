@@ -270,12 +270,12 @@ func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 	var startedAt, writtenAt time.Time
 	for _, ev := range e.events(name) {
 		switch {
-		case ev.Type == model.EventRunStarted:
+		case ev.Type == api.EventRunStarted:
 			startedAt = ev.Time
-		case ev.Type == model.EventImageWritten && ev.Data["status"] == "ok":
+		case ev.Type == api.EventImageWritten && ev.Data["status"] == "ok":
 			written++
 			writtenAt = ev.Time
-		case ev.Type == string(model.SignalCallbackReceived) && ev.Data["stage"] == model.StageOSUp && ev.Data["hostname"] == name && ev.Data["status"] == "ok":
+		case ev.Type == api.EventCallbackReceived && ev.Data["stage"] == model.StageOSUp && ev.Data["hostname"] == name && ev.Data["status"] == "ok":
 			osUp++
 			t.Logf("%s: OS up (addresses %s) %s after the run started, %s after the image was written",
 				name, ev.Data["addresses"], ev.Time.Sub(startedAt).Round(time.Second), ev.Time.Sub(writtenAt).Round(time.Second))

@@ -15,7 +15,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // TestAccCluster is the acceptance scenario: one boot profile per
@@ -188,7 +187,7 @@ func firstPhaseEvent(a *accAgent, machine string, phase api.MachinePhase) (api.E
 			return api.Event{}, err
 		}
 		for _, e := range page.Events {
-			if e.Type == model.EventPhaseChanged && e.Phase == phase {
+			if e.Type == api.EventPhaseChanged && e.Phase == phase {
 				return e, nil
 			}
 		}

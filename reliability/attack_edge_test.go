@@ -164,7 +164,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.Equal(t, "#!ipxe\necho baremetal: render failed; see the machine's events\nexit\n", script)
 		awaitT(t, "a render_failed event naming the param", 10*time.Second, func() (bool, string) {
 			for _, ev := range s.events(ctx, inv[4].Name) {
-				if ev.Type == string(model.SignalRenderFailed) && strings.Contains(ev.Data["error"], `param "ks" contains whitespace`) {
+				if ev.Type == api.EventRenderFailed && strings.Contains(ev.Data["error"], `param "ks" contains whitespace`) {
 					return true, ""
 				}
 			}
@@ -213,7 +213,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.True(t, strings.HasPrefix(inv[2].Endpoint, "http://"), inv[2].Endpoint)
 		var found bool
 		for _, ev := range s.events(ctx, inv[2].Name) {
-			found = found || ev.Type == model.EventBMCInsecure
+			found = found || ev.Type == api.EventBMCInsecure
 		}
 		require.True(t, found, "no bmc_insecure event for a machine whose BMC is %s", inv[2].Endpoint)
 	})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // soak reports whether the long versions run (make soak).
@@ -140,13 +139,13 @@ func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) 
 	callbackSeen := false
 	for i, e := range evs {
 		switch e.Type {
-		case model.EventRunStarted:
+		case api.EventRunStarted:
 			runs++
 			lastRun = i
 			if callbackSeen {
 				t.Errorf("%s: a new run (%s) started after an accepted callback", name, e.Message)
 			}
-		case string(model.SignalCallbackReceived):
+		case api.EventCallbackReceived:
 			callbackSeen = true
 		}
 	}
@@ -156,7 +155,7 @@ func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) 
 	}
 	done := -1
 	for i := lastRun; i < len(evs); i++ {
-		if evs[i].Type == string(model.SignalCallbackReceived) {
+		if evs[i].Type == api.EventCallbackReceived {
 			done = i
 			break
 		}
@@ -167,7 +166,7 @@ func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) 
 	}
 	callbackAt := evs[done].Time
 	for _, e := range evs[done:] {
-		if e.Type != model.EventPowerAction || (e.Data["action"] != "On" && e.Data["action"] != "ForceRestart") {
+		if e.Type != api.EventPowerAction || (e.Data["action"] != "On" && e.Data["action"] != "ForceRestart") {
 			continue
 		}
 		// A power-on is recorded when the BMC confirms it; one issued
@@ -180,7 +179,7 @@ func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) 
 	var trail []string
 	prev := -1
 	for _, e := range evs {
-		if e.Type != model.EventPhaseChanged {
+		if e.Type != api.EventPhaseChanged {
 			continue
 		}
 		s := string(e.Phase)

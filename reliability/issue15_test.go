@@ -15,7 +15,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // faultSite is the real agent process against a lab served in the test
@@ -78,7 +77,7 @@ func (f *faultSite) awaitMachine(what string, timeout time.Duration, cond func(m
 func (f *faultSite) powerEvents() []api.Event {
 	var out []api.Event
 	for _, e := range f.events(context.Background(), f.entry.Name) {
-		if e.Type == model.EventPowerAction {
+		if e.Type == api.EventPowerAction {
 			out = append(out, e)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // providerDir holds the provider binary built for the terraform CLI's
@@ -159,7 +158,7 @@ resource "baremetal_machine" "m" {
 	var runs []string
 	evs := s.events(ctx, lm.Name)
 	for _, e := range evs {
-		if e.Type == model.EventRunStarted {
+		if e.Type == api.EventRunStarted {
 			runs = append(runs, e.Data["run"])
 		}
 	}
@@ -167,7 +166,7 @@ resource "baremetal_machine" "m" {
 		t.Fatalf("%d runs started, want 1: %v", len(runs), runs)
 	}
 	for _, e := range evs {
-		if e.Type == model.EventPowerAction && e.Data["run"] != "" && e.Data["run"] != runs[0] {
+		if e.Type == api.EventPowerAction && e.Data["run"] != "" && e.Data["run"] != runs[0] {
 			t.Errorf("power action %s of run %s interleaved with run %s", e.Data["action"], e.Data["run"], runs[0])
 		}
 	}

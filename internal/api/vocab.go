@@ -186,3 +186,63 @@ func Strings[T ~string](vs []T) []string {
 	}
 	return out
 }
+
+// Event types: Event.Type. The boot-chain ones are the boot edge's
+// observations of a provisioning run.
+const (
+	EventPhaseChanged = "phase_changed"
+	EventPowerAction  = "power_action"
+	EventBootOverride = "boot_override"
+	EventError        = "error"
+	EventPowerDrift   = "power_drift"
+	EventSpecChanged  = "spec_changed"
+	// EventGeneratedSecret: a generated secret was made by the API or
+	// rotated. It names the secret, never its value.
+	EventGeneratedSecret = "generated_secret"
+	EventRunStarted      = "run_started"
+	// EventImageWritten: the deploy ramdisk wrote and verified the image
+	// and the config drive.
+	EventImageWritten = "image_written"
+	// EventBootStalled is recorded once per stall: no new boot step for the
+	// agent's boot stall warning period. Its message is the last_error.
+	EventBootStalled = "boot_stalled"
+	// EventInventoryDrift: a re-read inventory's hardware fingerprint
+	// differs from the accepted one.
+	EventInventoryDrift = "inventory_drift"
+	// EventBMCInsecure warns, at each create or spec update, that the
+	// machine's BMC endpoint is plain http: the Redfish login (session body
+	// and basic auth) crosses the network in the clear.
+	EventBMCInsecure = "bmc_insecure"
+
+	EventPXERequested  = "pxe_requested"
+	EventScriptServed  = "script_served"
+	EventKernelFetched = "kernel_fetched"
+	// EventInitrdFetched is recorded once per initrd of the run's profile,
+	// with the initrd's asset path as data "path".
+	EventInitrdFetched = "initrd_fetched"
+	// EventTemplatesFetched is recorded for every template served, with its
+	// name as data "template" (the value predates per-template steps and
+	// stays, so the event log reads the same across versions).
+	EventTemplatesFetched = "templates_fetched"
+	EventCallbackReceived = "callback_received"
+	EventCallbackRejected = "callback_rejected"
+	EventUnknownMAC       = "unknown_mac"
+	EventRenderFailed     = "render_failed"
+	// EventDeployDisks: the deploy ramdisk reported the machine's disks
+	// and the agent chose the one to write.
+	EventDeployDisks = "deploy_disks"
+	// EventDeployProgress: the deploy ramdisk's image write passed another
+	// GiB (a boot step per GiB, so a long write is not a stall).
+	EventDeployProgress = "deploy_progress"
+)
+
+// EventTypes lists every event type the agent records, in the order the
+// API documentation names them.
+var EventTypes = []string{
+	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventInventoryDrift, EventError,
+	EventPXERequested, EventScriptServed, EventKernelFetched, EventInitrdFetched,
+	EventTemplatesFetched, EventBootStalled, EventCallbackReceived, EventCallbackRejected,
+	EventUnknownMAC, EventRenderFailed,
+	EventDeployDisks, EventDeployProgress, EventImageWritten,
+	EventBMCInsecure, EventGeneratedSecret,
+}

@@ -12,7 +12,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 type openAPIDoc struct {
@@ -115,7 +114,7 @@ func TestOpenAPINamesEveryEventType(t *testing.T) {
 		Description string `yaml:"description"`
 	}
 	require.NoError(t, node.Decode(&typ))
-	for _, e := range model.EventTypes {
+	for _, e := range api.EventTypes {
 		assert.Regexp(t, `\b`+e+`\b`, typ.Description, "Event.type does not name %s", e)
 	}
 }

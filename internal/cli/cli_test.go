@@ -15,7 +15,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -84,7 +83,7 @@ func TestMachinesEvents(t *testing.T) {
 	r := e.run(t, "machines", "events", "events-a")
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	assert.Regexp(t, `(?m)^SEQ\s+TIME\s+TYPE`, r.stdout)
-	assert.Contains(t, r.stdout, model.EventPhaseChanged)
+	assert.Contains(t, r.stdout, api.EventPhaseChanged)
 
 	r = e.run(t, "machines", "events", "events-a", "-o", "json", "--limit", "1")
 	require.Equal(t, ExitOK, r.code, r.stderr)
@@ -99,7 +98,7 @@ func TestMachinesEvents(t *testing.T) {
 			done <- Run(ctx, []string{"machines", "events", "events-a", "--follow", "-o", "json"}, e.env(), &out, &out)
 		}()
 		// Once the history is out, an action's event must arrive live.
-		require.Eventually(t, func() bool { return strings.Contains(out.String(), model.EventPhaseChanged) }, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), api.EventPhaseChanged) }, 30*time.Second, 20*time.Millisecond)
 		_, err := e.client.MachineAction(context.Background(), "events-a", api.ActionPowerOff)
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return strings.Contains(out.String(), "operator action power_off") }, 60*time.Second, 20*time.Millisecond)
@@ -204,7 +203,7 @@ func TestPowerAndReboot(t *testing.T) {
 			require.NoError(t, err)
 			var actions []string
 			for _, ev := range evs.Events {
-				if ev.Type == model.EventPowerAction {
+				if ev.Type == api.EventPowerAction {
 					actions = append(actions, ev.Data["action"])
 				}
 			}

@@ -92,27 +92,19 @@ const (
 // Signal is a boot-chain observation made by the boot edge.
 type Signal string
 
+// Boot signals (the api package's boot-chain event types).
 const (
-	SignalPXERequested  Signal = "pxe_requested"
-	SignalScriptServed  Signal = "script_served"
-	SignalKernelFetched Signal = "kernel_fetched"
-	// SignalInitrdFetched is sent once per initrd of the run's profile,
-	// with the initrd's asset path as data "path".
-	SignalInitrdFetched Signal = "initrd_fetched"
-	// SignalTemplatesFetched is sent for every template served, with its
-	// name as data "template" (the value predates per-template steps and
-	// stays, so the event log reads the same across versions).
-	SignalTemplatesFetched Signal = "templates_fetched"
-	SignalCallbackReceived Signal = "callback_received"
-	SignalCallbackRejected Signal = "callback_rejected"
-	SignalUnknownMAC       Signal = "unknown_mac"
-	SignalRenderFailed     Signal = "render_failed"
-	// SignalDeployDisks: the deploy ramdisk reported the machine's disks
-	// and the agent chose the one to write.
-	SignalDeployDisks Signal = "deploy_disks"
-	// SignalDeployProgress: the deploy ramdisk's image write passed another
-	// GiB (a boot step per GiB, so a long write is not a stall).
-	SignalDeployProgress Signal = "deploy_progress"
+	SignalPXERequested     = Signal(api.EventPXERequested)
+	SignalScriptServed     = Signal(api.EventScriptServed)
+	SignalKernelFetched    = Signal(api.EventKernelFetched)
+	SignalInitrdFetched    = Signal(api.EventInitrdFetched)
+	SignalTemplatesFetched = Signal(api.EventTemplatesFetched)
+	SignalCallbackReceived = Signal(api.EventCallbackReceived)
+	SignalCallbackRejected = Signal(api.EventCallbackRejected)
+	SignalUnknownMAC       = Signal(api.EventUnknownMAC)
+	SignalRenderFailed     = Signal(api.EventRenderFailed)
+	SignalDeployDisks      = Signal(api.EventDeployDisks)
+	SignalDeployProgress   = Signal(api.EventDeployProgress)
 )
 
 // Power states as Redfish reports them.
@@ -675,43 +667,21 @@ type Event struct {
 	Data    map[string]string `json:"data,omitempty"`
 }
 
-// Event types other than boot Signals.
+// Event types other than boot Signals (see api.EventTypes).
 const (
-	EventPhaseChanged = "phase_changed"
-	EventPowerAction  = "power_action"
-	EventBootOverride = "boot_override"
-	EventError        = "error"
-	EventPowerDrift   = "power_drift"
-	EventSpecChanged  = "spec_changed"
-	// EventGeneratedSecret: a generated secret was made by the API or
-	// rotated. It names the secret, never its value.
-	EventGeneratedSecret = "generated_secret"
-	EventRunStarted      = "run_started"
-	// EventImageWritten: the deploy ramdisk wrote and verified the image
-	// and the config drive.
-	EventImageWritten = "image_written"
-	// EventBootStalled is recorded once per stall: no new boot step for the
-	// agent's boot stall warning period. Its message is the last_error.
-	EventBootStalled = "boot_stalled"
-	// EventInventoryDrift: a re-read inventory's hardware fingerprint
-	// differs from the accepted one.
-	EventInventoryDrift = "inventory_drift"
-	// EventBMCInsecure warns, at each create or spec update, that the
-	// machine's BMC endpoint is plain http: the Redfish login (session body
-	// and basic auth) crosses the network in the clear.
-	EventBMCInsecure = "bmc_insecure"
+	EventPhaseChanged    = api.EventPhaseChanged
+	EventPowerAction     = api.EventPowerAction
+	EventBootOverride    = api.EventBootOverride
+	EventError           = api.EventError
+	EventPowerDrift      = api.EventPowerDrift
+	EventSpecChanged     = api.EventSpecChanged
+	EventGeneratedSecret = api.EventGeneratedSecret
+	EventRunStarted      = api.EventRunStarted
+	EventImageWritten    = api.EventImageWritten
+	EventBootStalled     = api.EventBootStalled
+	EventInventoryDrift  = api.EventInventoryDrift
+	EventBMCInsecure     = api.EventBMCInsecure
 )
-
-// EventTypes lists every event type the agent records, boot signals
-// included, in the order the API documentation names them.
-var EventTypes = []string{
-	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventInventoryDrift, EventError,
-	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
-	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
-	string(SignalUnknownMAC), string(SignalRenderFailed),
-	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
-	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure, EventGeneratedSecret,
-}
 
 // Name rules (see api.ValidName).
 var (
