@@ -1,5 +1,7 @@
-// Package api defines the agent's REST API v1: the wire types shared by the
-// server (handlers in this package) and the typed client (internal/client).
+// Package api defines the agent's REST API v1: the wire types and
+// vocabulary shared by the server (internal/apiserver, which converts them
+// from internal/model) and the typed client (internal/client). It imports
+// none of the agent's packages, so the provider can depend on it alone.
 //
 // JSON field names are snake_case and match the Terraform provider's
 // attribute names. Secrets go in, never out: BMC passwords are accepted on

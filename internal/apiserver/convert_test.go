@@ -75,3 +75,21 @@ func TestConversionsKeepEveryField(t *testing.T) {
 	ev := filled[model.Event]()
 	same("event", ev, eventToAPI(*ev))
 }
+
+// TestClusterConversionKeepsRolesAndRollout: the API shows a cluster's
+// roles, rollout and members as the model holds them.
+func TestClusterConversionKeepsRolesAndRollout(t *testing.T) {
+	c := filled[model.Cluster]()
+	out := clusterToAPI(c, nil)
+	roles, err := json.Marshal(c.Roles)
+	require.NoError(t, err)
+	outRoles, err := json.Marshal(out.Roles)
+	require.NoError(t, err)
+	require.JSONEq(t, string(roles), string(outRoles))
+	require.Equal(t, c.Rollout.MaxUnavailable, out.Rollout.MaxUnavailable)
+	require.Len(t, out.Members, len(c.Members))
+	for i, m := range c.Members {
+		require.Equal(t, m.Machine, out.Members[i].Machine)
+		require.Equal(t, m.Role, out.Members[i].Role)
+	}
+}
