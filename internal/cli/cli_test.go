@@ -41,7 +41,7 @@ func TestMachinesList(t *testing.T) {
 	names := []string{}
 	for _, m := range decode[api.MachineList](t, r.stdout).Items {
 		names = append(names, m.Name)
-		assert.Equal(t, "available", m.State, "the --state filter reaches the agent")
+		assert.Equal(t, api.StateAvailable, m.State, "the --state filter reaches the agent")
 	}
 	assert.Contains(t, names, "list-a")
 
@@ -67,7 +67,7 @@ func TestMachinesShow(t *testing.T) {
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	m := decode[api.Machine](t, r.stdout)
 	assert.Equal(t, "show-a", m.Name)
-	assert.Equal(t, "available", m.Phase)
+	assert.Equal(t, api.PhaseAvailable, m.Phase)
 
 	r = e.run(t, "machines", "show", "no-such-machine")
 	assert.Equal(t, ExitNotFound, r.code)
@@ -152,7 +152,7 @@ func TestProvisionAndReprovision(t *testing.T) {
 	r = e.run(t, "reprovision", "prov-a", "--wait", "-o", "json", "--timeout", "90s")
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	m := decode[api.Machine](t, r.stdout)
-	assert.Equal(t, "provisioned", m.Phase)
+	assert.Equal(t, api.PhaseProvisioned, m.Phase)
 	assert.True(t, m.ProvisionedAt.After(first.ProvisionedAt), "a new run installed it again")
 
 	t.Run("a failed install exits 7", func(t *testing.T) {
@@ -407,7 +407,7 @@ func TestClustersAndRollout(t *testing.T) {
 		assert.Regexp(t, `(?m)^ro-w\s+worker\s+provisioned\s+10\.77\.`, r.stdout)
 		r = e.run(t, "clusters", "show", "ro", "-o", "json")
 		require.Equal(t, ExitOK, r.code, r.stderr)
-		assert.Equal(t, "ready", decode[api.Cluster](t, r.stdout).Phase)
+		assert.Equal(t, api.ClusterReady, decode[api.Cluster](t, r.stdout).Phase)
 		assert.Equal(t, ExitNotFound, e.run(t, "clusters", "show", "nope").code)
 	})
 
