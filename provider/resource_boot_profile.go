@@ -276,7 +276,7 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 	defer ticker.Stop()
 	lastPending := -1
 	for {
-		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: "provisioned"})
+		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
@@ -286,9 +286,9 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 				continue
 			}
 			switch {
-			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
+			case m.Phase == api.PhaseFailed && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
-			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
+			case m.Phase != api.PhaseProvisioned || m.ProvisionedProfileVersion < version:
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
 			}
 		}

@@ -158,8 +158,8 @@ func clusterRollout(c *api.Cluster) *rollout {
 	}
 	// The agent's own verdict: it knows which members must be on the
 	// latest profile version, which the member list does not show.
-	r.Done = c.Phase == "ready"
-	r.Failed = c.Phase == "paused" || c.Phase == "failed"
+	r.Done = c.Phase == api.ClusterReady
+	r.Failed = c.Phase == api.ClusterPaused
 	return r
 }
 

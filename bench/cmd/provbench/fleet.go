@@ -355,7 +355,7 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want api.MachineP
 					if at.After(w.last) {
 						w.last = at
 					}
-				case m.Phase == "failed":
+				case m.Phase == api.PhaseFailed:
 					w.failed++
 					if w.firstError == "" {
 						w.firstError = m.Name + ": " + m.LastError
