@@ -1139,15 +1139,15 @@ func displayEndpoint(raw string) string {
 	return u.String()
 }
 
-// backoff is exponential from base, capped at max, with jitter in
+// backoff is exponential from base, capped at limit, with jitter in
 // [d/2, d) so machines failing together do not retry together.
-func backoff(base, max time.Duration, n int) time.Duration {
+func backoff(base, limit time.Duration, n int) time.Duration {
 	d := base
-	for i := 1; i < n && d < max; i++ {
+	for i := 1; i < n && d < limit; i++ {
 		d *= 2
 	}
-	if d > max {
-		d = max
+	if d > limit {
+		d = limit
 	}
 	half := d / 2
 	if half <= 0 {
@@ -1160,7 +1160,7 @@ func backoff(base, max time.Duration, n int) time.Duration {
 // (same phase, step, run and spec), together with the events that explain
 // it, in one transaction. It reports whether the write happened; a stale
 // write requeues the machine.
-func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, bool) {
+func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, bool) { //nolint:unparam // the written machine stays in the result while reconcile.go is restructured (issue 20)
 	out, err := r.commitErr(ctx, m, fn, evs...)
 	return out, err == nil
 }
