@@ -291,7 +291,9 @@ func TestConfigPrecedence(t *testing.T) {
 			env := map[string]string{}
 			if c.file != "" {
 				f := filepath.Join(t.TempDir(), "c.yaml")
-				os.WriteFile(f, []byte(c.file), 0o600)
+				if err := os.WriteFile(f, []byte(c.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
 				env["BAREMETAL_AGENT_CONFIG"] = f
 			}
 			_, err := loadConfig(c.args, func(k string) string { return env[k] }, io.Discard)

@@ -107,7 +107,8 @@ func TestQuickstartOverQEMU(t *testing.T) {
 	e.assertState(func(state map[string]any) {
 		members := outputValue(t, state, "members")
 		for _, name := range names {
-			if phase := members[name].(map[string]any)["phase"]; phase != "provisioned" {
+			member, _ := members[name].(map[string]any)
+			if phase := member["phase"]; phase != "provisioned" {
 				t.Errorf("state: member %s phase %v", name, phase)
 			}
 		}

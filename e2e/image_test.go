@@ -89,9 +89,9 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	defer cancel()
 	wrong := "sha256:" + rawSum // the raw image's sum, offered for the zstd file
 	for _, p := range []api.BootProfileRequest{
-		imageProfile("debian", osImageZst, "sha256:"+zstSum, "zstd"),
-		imageProfile("debian-uefi", osImageZst, "sha256:"+zstSum, "zstd"),
-		imageProfile("debian-bad-sum", osImageZst, wrong, "zstd"),
+		imageProfile("debian", osImageZst, "sha256:"+zstSum),
+		imageProfile("debian-uefi", osImageZst, "sha256:"+zstSum),
+		imageProfile("debian-bad-sum", osImageZst, wrong),
 	} {
 		_, err := e.client.CreateBootProfile(ctx, p)
 		require.NoError(t, err)
@@ -128,7 +128,7 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	up, err := e.client.GetMachine(ctx, uefi.Name)
 	require.NoError(t, err)
 	before := up.ProvisionedProfileVersion
-	_, err = e.client.UpdateBootProfile(ctx, "debian-uefi", imageProfile("debian-uefi", osImageV2, "sha256:"+v2Sum, "zstd"))
+	_, err = e.client.UpdateBootProfile(ctx, "debian-uefi", imageProfile("debian-uefi", osImageV2, "sha256:"+v2Sum))
 	require.NoError(t, err)
 	reimage := time.Now()
 	again, err := e.client.WaitMachine(ctx, uefi.Name, func(m *api.Machine) (bool, error) {
@@ -197,12 +197,13 @@ func skipUnlessE2E(t *testing.T, why string) {
 	t.Skip(why)
 }
 
-// imageProfile deploys file from the agent's assets directory; the deploy
-// ramdisk's console is the serial port, where the test reads it.
-func imageProfile(name, file, checksum, format string) api.BootProfileRequest {
+// imageProfile deploys file, a zstd image, from the agent's assets
+// directory; the deploy ramdisk's console is the serial port, where the test
+// reads it.
+func imageProfile(name, file, checksum string) api.BootProfileRequest {
 	return api.BootProfileRequest{
 		Name: name, Cmdline: "console=ttyS0",
-		Image: &api.Image{URL: file, Checksum: checksum, Format: format},
+		Image: &api.Image{URL: file, Checksum: checksum, Format: "zstd"},
 	}
 }
 

@@ -81,10 +81,10 @@ func TestLabVMIsolation(t *testing.T) {
 		bootAddr: bootAddr, bootURL: lab.QEMUBootURL(bootPort),
 		tftpAddr: testenv.FreeUDP(t).Release(),
 		lab: []string{"--machines", "2", "--name-prefix", "iso-", "--boot-url", lab.QEMUBootURL(bootPort),
-			"--hostfwd", fmt.Sprintf("iso-1=%d:2379", peerLn.Addr().(*net.TCPAddr).Port), "--hostfwd-peers"},
+			"--hostfwd", fmt.Sprintf("iso-1=%d:2379", port(t, peerLn.Addr())), "--hostfwd-peers"},
 	})
-	hostTCP := fmt.Sprintf("10.0.2.2:%d", tcpLn.Addr().(*net.TCPAddr).Port)
-	hostUDP := fmt.Sprintf("10.0.2.2:%d", udp.LocalAddr().(*net.UDPAddr).Port)
+	hostTCP := fmt.Sprintf("10.0.2.2:%d", port(t, tcpLn.Addr()))
+	hostUDP := fmt.Sprintf("10.0.2.2:%d", port(t, udp.LocalAddr()))
 	agent := lab.QEMUAgentAddress + ":" + bootPort
 	probes := []string{agent, hostTCP, "udp:" + hostUDP, "1.1.1.1:80", "10.0.2.3:53", "10.0.2.15:2379", "10.0.2.15:22"}
 
@@ -116,4 +116,17 @@ func TestLabVMIsolation(t *testing.T) {
 	if n := udpHits.Load(); n != 0 {
 		t.Errorf("the VM sent %d datagram(s) to the host's loopback", n)
 	}
+}
+
+// port is the port of a TCP or UDP address.
+func port(t *testing.T, addr net.Addr) int {
+	t.Helper()
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		return a.Port
+	case *net.UDPAddr:
+		return a.Port
+	}
+	t.Fatalf("%v is a %T, not a TCP or UDP address", addr, addr)
+	return 0
 }

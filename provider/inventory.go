@@ -112,7 +112,11 @@ func resourceAttrs(fields []invField) map[string]rschema.Attribute {
 		case t.Equal(types.BoolType):
 			out[f.name] = rschema.BoolAttribute{MarkdownDescription: f.desc, Computed: true}
 		default:
-			out[f.name] = rschema.ListAttribute{MarkdownDescription: f.desc, Computed: true, ElementType: t.(types.ListType).ElemType}
+			lt, ok := t.(types.ListType)
+			if !ok {
+				panic("inventory field " + f.name + ": no schema attribute for type " + t.String())
+			}
+			out[f.name] = rschema.ListAttribute{MarkdownDescription: f.desc, Computed: true, ElementType: lt.ElemType}
 		}
 	}
 	return out
@@ -142,7 +146,11 @@ func dataSourceAttrs(fields []invField) map[string]dschema.Attribute {
 		case t.Equal(types.BoolType):
 			out[f.name] = dschema.BoolAttribute{MarkdownDescription: f.desc, Computed: true}
 		default:
-			out[f.name] = dschema.ListAttribute{MarkdownDescription: f.desc, Computed: true, ElementType: t.(types.ListType).ElemType}
+			lt, ok := t.(types.ListType)
+			if !ok {
+				panic("inventory field " + f.name + ": no schema attribute for type " + t.String())
+			}
+			out[f.name] = dschema.ListAttribute{MarkdownDescription: f.desc, Computed: true, ElementType: lt.ElemType}
 		}
 	}
 	return out

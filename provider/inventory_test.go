@@ -29,7 +29,7 @@ func TestInventorySchemaMatchesValue(t *testing.T) {
 		d.Schema(ctx, datasource.SchemaRequest{}, &ds)
 		got := ds.Schema.Attributes["inventory"]
 		if got == nil { // the list data source nests machines
-			elem := ds.Schema.Attributes["machines"].GetType().(types.ListType).ElemType.(types.ObjectType)
+			elem := as[types.ObjectType](t, as[types.ListType](t, ds.Schema.Attributes["machines"].GetType()).ElemType)
 			assert.True(t, elem.AttrTypes["inventory"].Equal(want), name)
 			continue
 		}
@@ -58,9 +58,9 @@ func TestInventoryValue(t *testing.T) {
 	} {
 		assert.Equal(t, want, a[name], name)
 	}
-	disks := a["disks"].(types.List).Elements()
+	disks := as[types.List](t, a["disks"]).Elements()
 	require.Len(t, disks, 1)
-	disk := disks[0].(types.Object).Attributes()
+	disk := as[types.Object](t, disks[0]).Attributes()
 	assert.Equal(t, types.StringValue("Bay 0"), disk["name"])
 	assert.Equal(t, types.Float64Value(3726.02), disk["size_gib"])
 	assert.Equal(t, types.StringValue("ST4000"), disk["model"])
@@ -69,7 +69,17 @@ func TestInventoryValue(t *testing.T) {
 	assert.Equal(t, types.BoolValue(true), disk["rotational"])
 
 	empty := inventoryValue(&api.Inventory{}).Attributes()
-	assert.Empty(t, empty["disks"].(types.List).Elements())
-	assert.Empty(t, empty["boot_modes"].(types.List).Elements())
+	assert.Empty(t, as[types.List](t, empty["disks"]).Elements())
+	assert.Empty(t, as[types.List](t, empty["boot_modes"]).Elements())
 	assert.Equal(t, types.StringValue(""), empty["boot_mode"], "not reported reads as empty, not null")
+}
+
+// as is v as a T; the test fails when it is something else.
+func as[T any](t testing.TB, v any) T {
+	t.Helper()
+	x, ok := v.(T)
+	if !ok {
+		t.Fatalf("%#v is a %T, not a %T", v, v, x)
+	}
+	return x
 }

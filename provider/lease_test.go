@@ -72,7 +72,7 @@ func (l *leaseLab) converge(t *testing.T, name string, phase model.Phase) {
 	}
 }
 
-func leaseMachineRequest(name string) api.MachineRequest {
+func leaseMachineRequest(name string) api.MachineRequest { //nolint:unparam // the machine's name reads at each call
 	return api.MachineRequest{Name: name, State: api.StateAvailable, MACs: []string{},
 		BMC: api.BMCRequest{Endpoint: "https://10.0.0.5/redfish/v1/Systems/1", Username: "admin", Password: "pw"}}
 }

@@ -159,11 +159,11 @@ func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
 	if m.Params.IsNull() || len(m.Params.Elements()) != 0 {
 		t.Errorf("params = %v, want the configured empty map", m.Params)
 	}
-	if got := m.MACs.Elements(); len(got) != 1 || got[0].(types.String).ValueString() != "52:54:00:00:00:01" {
+	if got := m.MACs.Elements(); len(got) != 1 || as[types.String](t, got[0]).ValueString() != "52:54:00:00:00:01" {
 		t.Errorf("macs = %v", m.MACs)
 	}
 	inv := m.Inventory.Attributes()
-	if inv["cpus"].(types.Int64).ValueInt64() != 2 || inv["manufacturer"].(types.String).ValueString() != "QEMU" {
+	if as[types.Int64](t, inv["cpus"]).ValueInt64() != 2 || as[types.String](t, inv["manufacturer"]).ValueString() != "QEMU" {
 		t.Errorf("inventory = %v", m.Inventory)
 	}
 	if m.ID.ValueString() != "m1" || m.Phase.ValueString() != "provisioned" {

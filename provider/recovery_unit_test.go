@@ -60,7 +60,7 @@ func TestPhaseTrackerSkipsStaleObservations(t *testing.T) {
 	require.NoError(t, err)
 	var seen []string
 	for _, e := range entries {
-		seen = append(seen, e["phase"].(string)+":"+func() string { s, _ := e["last_error"].(string); return s }())
+		seen = append(seen, as[string](t, e["phase"])+":"+func() string { s, _ := e["last_error"].(string); return s }())
 	}
 	assert.Equal(t, []string{"inspecting:", "inspecting:BMC x: login refused"}, seen)
 }

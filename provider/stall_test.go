@@ -51,7 +51,7 @@ func TestAwaitShowsBootStall(t *testing.T) {
 	var warned []string
 	for _, e := range entries {
 		if e["@level"] == "warn" {
-			warned = append(warned, e["last_error"].(string))
+			warned = append(warned, as[string](t, e["last_error"]))
 		}
 	}
 	assert.Equal(t, []string{stall}, warned, "one warning, when the note appeared")

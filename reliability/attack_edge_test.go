@@ -331,7 +331,8 @@ func procRSS(t *testing.T, pid int) int64 {
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
 			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			_, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			require.NoError(t, err, "VmRSS:%s", v)
 			return kb << 10
 		}
 	}
@@ -449,7 +450,7 @@ func resetStreams(t *testing.T, s *site) {
 	require.NoError(t, err)
 	fr := http2.NewFramer(conn, conn)
 	require.NoError(t, fr.WriteSettings())
-	go io.Copy(io.Discard, conn) // the server's frames, unread
+	go func() { _, _ = io.Copy(io.Discard, conn) }() // the server's frames, unread
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
 	for i := range 1000 {

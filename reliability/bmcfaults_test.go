@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -95,25 +96,28 @@ func TestBMCFaultsThroughTheAPI(t *testing.T) {
 			}
 			req := api.MachineRequest{Name: inv.Name, BootProfile: "os", State: "available", MACs: []string{inv.MAC},
 				BMC: api.BMCRequest{Endpoint: inv.Endpoint, Username: inv.Username, Password: inv.Password}}
-			m, err := a.client.CreateMachine(ctx, req)
-			if err != nil {
+			if _, err := a.client.CreateMachine(ctx, req); err != nil {
 				t.Fatal(err)
 			}
 			waitFor := func(what string, timeout time.Duration, done func(*api.Machine) bool) (*api.Machine, error) {
 				wctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
-				return a.client.WaitMachine(wctx, inv.Name, func(m *api.Machine) (bool, error) {
+				m, err := a.client.WaitMachine(wctx, inv.Name, func(m *api.Machine) (bool, error) {
 					if m.Phase == api.PhaseFailed && !done(m) {
 						return false, errors.New("the agent marked the machine failed")
 					}
 					return done(m), nil
 				})
+				if err != nil {
+					err = fmt.Errorf("waiting for %s: %w", what, err)
+				}
+				return m, err
 			}
 			if _, err := waitFor("available", 20*time.Second, func(m *api.Machine) bool { return m.Phase == api.PhaseAvailable }); err != nil {
 				t.Fatalf("before the fault: %v", err)
 			}
 			a.lab.SetFault(inv.Name, tc.fault)
-			m, err = a.client.GetMachine(ctx, inv.Name)
+			m, err := a.client.GetMachine(ctx, inv.Name)
 			if err != nil {
 				t.Fatal(err)
 			}

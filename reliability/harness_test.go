@@ -7,11 +7,9 @@ package reliability
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -175,14 +173,3 @@ func awaitT(t *testing.T, what string, timeout time.Duration, cond func() (bool,
 }
 
 func tail(s string) string { return testenv.Tail(s, 8000) }
-
-var errNotYet = errors.New("not yet")
-
-func containsAny(s string, subs ...string) string {
-	for _, x := range subs {
-		if x != "" && strings.Contains(s, x) {
-			return x
-		}
-	}
-	return ""
-}

@@ -43,7 +43,12 @@ func TestTokenReloadDegraded(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	done := make(chan error, 1)
 	go func() { done <- a.reloadTokens(ctx, hup) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("reloadTokens: %v", err)
+		}
+	})
 
 	require.NoError(t, os.Chmod(tokenFile, 0o644))
 	hup <- nil

@@ -60,7 +60,7 @@ func checkKeys(dec *json.Decoder, t reflect.Type, prefix string) error {
 	}
 	tok, err := dec.Token()
 	if err != nil {
-		return nil // decoded already: cannot happen
+		return nil //nolint:nilerr // decoded already: cannot happen
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -72,7 +72,7 @@ func checkKeys(dec *json.Decoder, t reflect.Type, prefix string) error {
 		for dec.More() {
 			kt, err := dec.Token()
 			if err != nil {
-				return nil
+				return nil //nolint:nilerr // as above: the body decoded already
 			}
 			key, _ := kt.(string)
 			if seen[key] {
@@ -97,7 +97,7 @@ func checkKeys(dec *json.Decoder, t reflect.Type, prefix string) error {
 				return err
 			}
 		}
-		dec.Token() // the closing brace
+		_, _ = dec.Token() // the closing brace (the body decoded already: no error)
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
@@ -108,7 +108,7 @@ func checkKeys(dec *json.Decoder, t reflect.Type, prefix string) error {
 				return err
 			}
 		}
-		dec.Token() // the closing bracket
+		_, _ = dec.Token() // the closing bracket (as above)
 	}
 	return nil
 }

@@ -750,7 +750,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestInfoHealthMetrics(t *testing.T) {
-	var ready error = errors.New("store not open yet")
+	ready := errors.New("store not open yet")
 	var mu sync.Mutex
 	e := newEnv(t, func(c *ServerConfig) {
 		c.Ready = func() error { mu.Lock(); defer mu.Unlock(); return ready }

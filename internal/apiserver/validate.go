@@ -40,7 +40,7 @@ func nameFor(body, path string) (string, error) {
 	return path, nil
 }
 
-func validateParams(field string, params map[string]string) error {
+func validateParams(field string, params map[string]string) error { //nolint:unparam // the field its errors name is spelled out at each call
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -60,7 +60,7 @@ const maxSecretBytes = 64 << 10
 
 // validateSecretParams checks the secret params a request gives (nil:
 // none given, the stored ones stay). Errors name the key, never a value.
-func validateSecretParams(field string, params *map[string]string) error {
+func validateSecretParams(field string, params *map[string]string) error { //nolint:unparam // as validateParams
 	if params == nil {
 		return nil
 	}

@@ -255,9 +255,9 @@ func redfishMessage(re *schemas.Error) string {
 // flood logs and events.
 func trim(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	const max = 200
-	if len(s) > max {
-		s = s[:max] + "…"
+	const maxLen = 200
+	if len(s) > maxLen {
+		s = s[:maxLen] + "…"
 	}
 	return s
 }

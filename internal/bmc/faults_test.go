@@ -382,30 +382,30 @@ func TestOneOperationPerBMC(t *testing.T) {
 	// arrived, which only happens if the Manager drives both at once.
 	arrived := make(chan struct{}, 2)
 	var met atomic.Int32
-	rendezvous := func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
+	// rendezvous only waits: the request then goes on to the mock.
+	rendezvous := func(mock *mockBMC, r *http.Request) {
 		if isSystemGET(mock, r) {
 			arrived <- struct{}{}
 			deadline := time.After(5 * time.Second)
 			for len(arrived) < 2 {
 				select {
 				case <-deadline:
-					return false
+					return
 				case <-time.After(time.Millisecond):
 				}
 			}
 			met.Add(1)
 		}
-		return false
 	}
 	_, c1 := dmtf(t, func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
 		if len(arrived) < 2 {
-			return rendezvous(mock, w, r)
+			rendezvous(mock, r)
 		}
 		return false
 	})
 	_, c2 := dmtf(t, func(mock *mockBMC, w http.ResponseWriter, r *http.Request) bool {
 		if len(arrived) < 2 {
-			return rendezvous(mock, w, r)
+			rendezvous(mock, r)
 		}
 		return false
 	})

@@ -73,7 +73,8 @@ func TestBootModeNotAllowable(t *testing.T) {
 	require.NoError(t, NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootPXE, false, BootModeUEFI))
 	_, patches, _ = mock.snapshot()
 	require.Len(t, patches, 1)
-	assert.Equal(t, "UEFI", patches[0].Body["Boot"].(map[string]any)["BootSourceOverrideMode"])
+	boot, _ := patches[0].Body["Boot"].(map[string]any)
+	assert.Equal(t, "UEFI", boot["BootSourceOverrideMode"])
 
 	// Legacy asked of a system reporting UEFI, on a BMC listing no modes.
 	delete(mock.boot, "BootSourceOverrideMode@Redfish.AllowableValues")
@@ -81,7 +82,8 @@ func TestBootModeNotAllowable(t *testing.T) {
 	require.NoError(t, NewManager(testConfig()).SetBootOverride(testCtx(t), c, BootPXE, false, BootModeLegacy))
 	_, patches, _ = mock.snapshot()
 	require.Len(t, patches, 2)
-	assert.Equal(t, "Legacy", patches[1].Body["Boot"].(map[string]any)["BootSourceOverrideMode"])
+	boot, _ = patches[1].Body["Boot"].(map[string]any)
+	assert.Equal(t, "Legacy", boot["BootSourceOverrideMode"])
 }
 
 // TestBootModeKeepNeverSendsLegacyToUEFI: a system reporting UEFI is never
@@ -455,7 +457,12 @@ func TestTransportNeverResendsAnAction(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				n.Add(1)
 				if tc.status == 0 {
-					conn, _, _ := w.(http.Hijacker).Hijack()
+					hj, ok := w.(http.Hijacker)
+					if !ok {
+						t.Error("the test server's writer cannot hijack")
+						return
+					}
+					conn, _, _ := hj.Hijack()
 					conn.Close()
 					return
 				}

@@ -257,7 +257,7 @@ func (m *Manager) resetEvidence(ctx context.Context, t *target, before resetEvid
 		return false, "the system could not be read again: " + readErr, false
 	case before.lastReset != "" && now.lastReset == before.lastReset && now.state == before.state:
 		return false, fmt.Sprintf("LastResetTime and PowerState %s unchanged", now.state), true
-	case now.state == before.state && !(isRestart(rt) && before.state == schemas.OnPowerState) && now.state != want:
+	case now.state == before.state && (!isRestart(rt) || before.state != schemas.OnPowerState) && now.state != want:
 		// Sending an On to a system still Off (or an Off to one still On)
 		// again cannot cut short a boot.
 		return false, fmt.Sprintf("PowerState still %s", now.state), true

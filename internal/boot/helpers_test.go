@@ -169,3 +169,32 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// as is v as a T; the test fails when it is something else.
+func as[T any](t testing.TB, v any) T {
+	t.Helper()
+	x, ok := v.(T)
+	if !ok {
+		t.Fatalf("%#v is a %T, not a %T", v, v, x)
+	}
+	return x
+}
+
+// dig follows path (map keys and list indexes) into a decoded JSON or YAML
+// document; the test fails when the document has another shape.
+func dig(t testing.TB, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			v = as[map[string]any](t, v)[k]
+		case int:
+			l := as[[]any](t, v)
+			if k >= len(l) {
+				t.Fatalf("no item %d in %#v", k, l)
+			}
+			v = l[k]
+		}
+	}
+	return v
+}

@@ -94,7 +94,7 @@ func remoteIP(r *http.Request) string {
 func writeScript(w http.ResponseWriter, script string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	io.WriteString(w, script)
+	_, _ = io.WriteString(w, script) // a client gone mid-response has nothing to be told
 }
 
 // exitScript hands the machine back to its firmware, which boots the next
@@ -348,7 +348,7 @@ func (s *Server) handleTemplate(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	io.WriteString(w, out)
+	_, _ = io.WriteString(w, out) // a client gone mid-response has nothing to be told
 	s.log.Info("template served", "machine", name, "template", tmpl, "bytes", len(out))
 	s.lc.Signal(ctx, name, model.SignalTemplatesFetched, map[string]string{"template": tmpl, "run": m.Run.ID})
 }

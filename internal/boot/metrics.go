@@ -66,8 +66,8 @@ type rateLimiter struct {
 	now      func() time.Time
 }
 
-func newRateLimiter(interval time.Duration, max int) *rateLimiter {
-	return &rateLimiter{interval: interval, max: max, last: map[string]time.Time{}, now: time.Now}
+func newRateLimiter(interval time.Duration, limit int) *rateLimiter {
+	return &rateLimiter{interval: interval, max: limit, last: map[string]time.Time{}, now: time.Now}
 }
 
 func (r *rateLimiter) allow(key string) bool {

@@ -72,7 +72,7 @@ func TestOVMFNetworkBoot(t *testing.T) {
 			must(t, err)
 			httpLn, err := net.Listen("tcp4", hostIP.String()+":0")
 			must(t, err)
-			bootURL := fmt.Sprintf("http://%s:%d", hostIP, httpLn.Addr().(*net.TCPAddr).Port)
+			bootURL := fmt.Sprintf("http://%s:%d", hostIP, as[*net.TCPAddr](t, httpLn.Addr()).Port)
 			// iPXE's own TFTP client fetches a sizeable file too: a script
 			// fetches ipxe.efi without starting it (an ipxe.efi started
 			// from iPXE hangs re-initialising the NIC) and then chains the
@@ -134,7 +134,7 @@ func TestOVMFNetworkBoot(t *testing.T) {
 			go func() { exited <- cmd.Wait() }()
 			t.Cleanup(func() {
 				qcancel()
-				<-exited
+				<-exited //nolint:errcheck // killed by qcancel: its exit error is expected
 			})
 			fail := func(format string, args ...any) {
 				t.Helper()

@@ -119,7 +119,7 @@ func TestProxyDHCPServer(t *testing.T) {
 	must(t, err)
 
 	buf := make([]byte, 1500)
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	must(t, client.SetReadDeadline(time.Now().Add(5*time.Second)))
 	n, _, err := client.ReadFrom(buf)
 	must(t, err)
 	resp, err := dhcpv4.FromBytes(buf[:n])
@@ -127,7 +127,7 @@ func TestProxyDHCPServer(t *testing.T) {
 	if resp.TransactionID != req.TransactionID || resp.BootFileName != "ipxe.efi" || resp.MessageType() != dhcpv4.MessageTypeOffer {
 		t.Fatalf("reply: %s", resp.Summary())
 	}
-	client.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	must(t, client.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
 	if _, _, err := client.ReadFrom(buf); err == nil {
 		t.Fatal("a second reply arrived: the non-PXE client was answered")
 	}

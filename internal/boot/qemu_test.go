@@ -45,8 +45,8 @@ func TestQEMUNetworkBoot(t *testing.T) {
 	must(t, err)
 	tftpPC, err := net.ListenPacket("udp", "127.0.0.1:0")
 	must(t, err)
-	httpPort := httpLn.Addr().(*net.TCPAddr).Port
-	tftpPort := tftpPC.LocalAddr().(*net.UDPAddr).Port
+	httpPort := as[*net.TCPAddr](t, httpLn.Addr()).Port
+	tftpPort := as[*net.UDPAddr](t, tftpPC.LocalAddr()).Port
 
 	srv, err := New(Config{
 		BootURL:   fmt.Sprintf("http://10.0.2.2:%d", httpPort),
@@ -103,8 +103,8 @@ func TestQEMUNetworkBoot(t *testing.T) {
 	must(t, cmd.Start())
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			_ = cmd.Process.Kill() // clean-up: the error would only say it has exited
+			_ = cmd.Wait()
 		}
 	})
 	err = cmd.Wait()

@@ -194,23 +194,23 @@ func TestKernelArgWithSpaces(t *testing.T) {
 func kernelSplit(cmd string) []string {
 	var out []string
 	var cur strings.Builder
-	inQuote, any := false, false
+	inQuote, word := false, false
 	for _, r := range cmd {
 		switch {
 		case r == '"':
-			inQuote, any = !inQuote, true
+			inQuote, word = !inQuote, true
 		case r == ' ' && !inQuote:
-			if any {
+			if word {
 				out = append(out, cur.String())
 			}
 			cur.Reset()
-			any = false
+			word = false
 		default:
 			cur.WriteRune(r)
-			any = true
+			word = true
 		}
 	}
-	if any {
+	if word {
 		out = append(out, cur.String())
 	}
 	return out

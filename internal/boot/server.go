@@ -216,6 +216,6 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	<-done
+	<-done //nolint:errcheck // Serve ends with http.ErrServerClosed after the shutdown
 	return nil
 }

@@ -95,7 +95,7 @@ func refsOf(t *template.Template) []string {
 	var out []string
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil {
-			walkRefs(tt.Tree.Root, &out)
+			walkRefs(tt.Root, &out)
 		}
 	}
 	return out

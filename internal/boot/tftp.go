@@ -60,22 +60,22 @@ func resolveTFTPPath(root, requested string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("root: %w", err)
 	}
-	real, err := filepath.EvalSymlinks(filepath.Join(realRoot, filepath.FromSlash(name)))
+	resolved, err := filepath.EvalSymlinks(filepath.Join(realRoot, filepath.FromSlash(name)))
 	if err != nil {
 		return "", err
 	}
-	rel, err := filepath.Rel(realRoot, real)
+	rel, err := filepath.Rel(realRoot, resolved)
 	if err != nil || !filepath.IsLocal(rel) {
 		return "", errors.New("file resolves outside the root")
 	}
-	fi, err := os.Stat(real)
+	fi, err := os.Stat(resolved)
 	if err != nil {
 		return "", err
 	}
 	if !fi.Mode().IsRegular() {
 		return "", errors.New("not a regular file")
 	}
-	return real, nil
+	return resolved, nil
 }
 
 // newTFTPServer builds a pin/tftp server for this boot edge: read-only,
@@ -185,7 +185,7 @@ func (s *Server) ServeTFTP(ctx context.Context, pc net.PacketConn) error {
 	case <-ctx.Done():
 	}
 	ts.Shutdown()
-	<-done
+	<-done //nolint:errcheck // the Serve error of a shutdown, as before
 	return nil
 }
 

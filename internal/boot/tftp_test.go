@@ -249,13 +249,25 @@ func FuzzResolveTFTPPath(f *testing.F) {
 	if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
 		f.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(root, "undionly.kpxe"), []byte("x"), 0o644)
-	os.WriteFile(filepath.Join(root, "sub", "ok.bin"), []byte("x"), 0o644)
+	if err := os.WriteFile(filepath.Join(root, "undionly.kpxe"), []byte("x"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "sub", "ok.bin"), []byte("x"), 0o644); err != nil {
+		f.Fatal(err)
+	}
 	secret := filepath.Join(base, "secret")
-	os.WriteFile(secret, []byte("s"), 0o600)
-	os.Symlink(secret, filepath.Join(root, "escape"))
-	os.Symlink("../secret", filepath.Join(root, "sub", "relescape"))
-	os.Symlink(base, filepath.Join(root, "dirlink"))
+	if err := os.WriteFile(secret, []byte("s"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(root, "escape")); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink("../secret", filepath.Join(root, "sub", "relescape")); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink(base, filepath.Join(root, "dirlink")); err != nil {
+		f.Fatal(err)
+	}
 	realRoot, _ := filepath.EvalSymlinks(root)
 	f.Fuzz(func(t *testing.T, name string) {
 		got, err := resolveTFTPPath(root, name)
@@ -298,7 +310,7 @@ func BenchmarkTFTPDownload(b *testing.B) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go s.ServeTFTP(ctx, pc)
+			go func() { _ = s.ServeTFTP(ctx, pc) }() // nil once cancel ends it; a failure shows as the client's
 			c, err := tftp.NewClient(pc.LocalAddr().String())
 			if err != nil {
 				b.Fatal(err)
@@ -423,19 +435,19 @@ func TestTFTPSizeQueryIsNotAFailure(t *testing.T) {
 func TestTFTPResendGapsDouble(t *testing.T) {
 	for _, tc := range []struct {
 		timeout time.Duration
-		gaps    []time.Duration // timeout + backoff per attempt
+		gaps    []int // timeout + backoff per attempt, in seconds (milliseconds under a second)
 	}{
-		{time.Second, []time.Duration{1, 2, 4, 8, 16, 16}},
-		{100 * time.Millisecond, []time.Duration{100, 200, 400, 800, 1600}},
-		{10 * time.Second, []time.Duration{10, 16, 16}},
+		{time.Second, []int{1, 2, 4, 8, 16, 16}},
+		{100 * time.Millisecond, []int{100, 200, 400, 800, 1600}},
+		{10 * time.Second, []int{10, 16, 16}},
 	} {
 		unit := time.Second
 		if tc.timeout < time.Second {
 			unit = time.Millisecond
 		}
 		for attempt, want := range tc.gaps {
-			if got := tc.timeout + doubling(tc.timeout, attempt); got != want*unit {
-				t.Errorf("timeout %s, attempt %d: gap %s, want %s", tc.timeout, attempt, got, want*unit)
+			if got := tc.timeout + doubling(tc.timeout, attempt); got != time.Duration(want)*unit {
+				t.Errorf("timeout %s, attempt %d: gap %s, want %s", tc.timeout, attempt, got, time.Duration(want)*unit)
 			}
 		}
 	}

@@ -834,7 +834,7 @@ func checkAccepted(t *testing.T, c injCase, base string, ks, ksBase ksParsed) {
 		}
 		if param == "post_install" {
 			for _, sc := range ks.Scripts {
-				if w, ok := strings.CutPrefix(sc[1].(string), "sh -c "); ok {
+				if w, ok := strings.CutPrefix(as[string](t, sc[1]), "sh -c "); ok {
 					fields["post_install"] = shellWord(t, strings.TrimSuffix(w, "\n"))
 				}
 			}
@@ -855,29 +855,29 @@ func checkAccepted(t *testing.T, c injCase, base string, ks, ksBase ksParsed) {
 		require.NoError(t, yaml.Unmarshal([]byte(base), &want))
 		require.NoError(t, yaml.Unmarshal([]byte(out), &got), "not YAML:\n%s", out)
 		require.Equal(t, keysOf(want), keysOf(got))
-		wa, ga := want["autoinstall"].(map[string]any), got["autoinstall"].(map[string]any)
+		wa, ga := as[map[string]any](t, want["autoinstall"]), as[map[string]any](t, got["autoinstall"])
 		require.Equal(t, keysOf(wa), keysOf(ga), "a param added or removed an autoinstall key:\n%s", out)
-		id := ga["identity"].(map[string]any)
+		id := as[map[string]any](t, ga["identity"])
 		fields := map[string]any{"password_hash": id["password"], "username": id["username"], "proxy": ga["proxy"],
-			"ssh_authorized_key": ga["ssh"].(map[string]any)["authorized-keys"].([]any)[0],
-			"apt_mirror":         ga["apt"].(map[string]any)["primary"].([]any)[0].(map[string]any)["uri"],
-			"disk":               ga["storage"].(map[string]any)["layout"].(map[string]any)["match"].(map[string]any)["path"]}
+			"ssh_authorized_key": dig(t, ga, "ssh", "authorized-keys", 0),
+			"apt_mirror":         dig(t, ga, "apt", "primary", 0, "uri"),
+			"disk":               dig(t, ga, "storage", "layout", "match", "path")}
 		if v, ok := fields[param]; ok {
 			require.Equal(t, value, v, "%s did not arrive unchanged:\n%s", param, out)
 		}
-		require.Len(t, ga["late-commands"], len(wa["late-commands"].([]any)))
+		require.Len(t, ga["late-commands"], len(as[[]any](t, wa["late-commands"])))
 	case "lab-user-data":
 		var got map[string]any
 		require.NoError(t, yaml.Unmarshal([]byte(out), &got), "not YAML:\n%s", out)
 		require.Equal(t, []string{"baremetal", "hostname"}, keysOf(got))
-		require.Equal(t, value, got["baremetal"].(map[string]any)["params"].(map[string]any)[param])
+		require.Equal(t, value, dig(t, got, "baremetal", "params", param))
 	case "ignition":
 		require.NoError(t, ignitionValidator(t)(t, out))
 		var got map[string]any
 		require.NoError(t, json.Unmarshal([]byte(out), &got))
 		require.Equal(t, []string{"ignition", "passwd", "storage", "systemd"}, keysOf(got))
 		if param == "ssh_authorized_key" {
-			u := got["passwd"].(map[string]any)["users"].([]any)[0].(map[string]any)
+			u := as[map[string]any](t, dig(t, got, "passwd", "users", 0))
 			require.Equal(t, []any{value}, u["sshAuthorizedKeys"])
 		}
 	}

@@ -93,7 +93,7 @@ func startEnv(t testenv.T) *agentEnv {
 
 // machine registers the next unused lab machine under a name of the test's
 // own, in the given desired state with the given profile.
-func (e *agentEnv) machine(t *testing.T, name, profile string, state api.DesiredState) api.Machine {
+func (e *agentEnv) machine(t *testing.T, name, profile string, state api.DesiredState) {
 	t.Helper()
 	e.mu.Lock()
 	n := e.next
@@ -101,13 +101,12 @@ func (e *agentEnv) machine(t *testing.T, name, profile string, state api.Desired
 	e.mu.Unlock()
 	require.LessOrEqual(t, n, labMachines, "the lab has too few machines for the tests")
 	inv := e.inv[fmt.Sprintf("lab-%d", n)]
-	m, err := e.client.CreateMachine(context.Background(), api.MachineRequest{
+	_, err := e.client.CreateMachine(context.Background(), api.MachineRequest{
 		Name: name, BMC: api.BMCRequest{Endpoint: inv.Endpoint, Username: inv.Username, Password: inv.Password},
 		MACs: []string{inv.MAC}, BootProfile: profile, State: state,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.client.DeleteMachine(context.Background(), name, true) })
-	return *m
 }
 
 // Boot profile kinds for agentEnv.profile.

@@ -51,7 +51,7 @@ func machinesList(ctx context.Context, a *app, _ []string) error {
 			power += " (drift)"
 		}
 		t.row(m.Name, string(m.Phase), string(m.Step), power, string(m.State), m.BootProfile, m.Cluster, m.Role,
-			strings.Join(m.Addresses, ","), truncate(m.LastError, 60))
+			strings.Join(m.Addresses, ","), truncate(m.LastError))
 	}
 	return t.flush()
 }
@@ -145,7 +145,7 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 			return nil
 		case ctx.Err() != nil:
 			// Interrupted or --timeout: following ends there by design.
-			return nil
+			return nil //nolint:nilerr // the end of following, not a failure
 		case err != nil:
 			return err
 		}

@@ -24,7 +24,7 @@ func profilesList(ctx context.Context, a *app, _ []string) error {
 		if p.IPXEScript != "" {
 			kernel = "(ipxe script)"
 		}
-		t.row(p.Name, strconv.FormatUint(p.Version, 10), truncate(kernel, 60), strings.Join(sortedKeys(p.Templates), ","),
+		t.row(p.Name, strconv.FormatUint(p.Version, 10), truncate(kernel), strings.Join(sortedKeys(p.Templates), ","),
 			p.UpdatedAt.UTC().Format("2006-01-02 15:04:05"))
 	}
 	return t.flush()
@@ -104,7 +104,7 @@ func snippetsList(ctx context.Context, a *app) error {
 	}
 	t := newTable(a.stdout, "SNIPPET", "VERSION", "USED BY", "DESCRIPTION", "UPDATED")
 	for _, tp := range ts {
-		t.row(tp.Name, strconv.FormatUint(tp.Version, 10), orDash(strings.Join(tp.UsedBy, ",")), truncate(orDash(tp.Description), 60),
+		t.row(tp.Name, strconv.FormatUint(tp.Version, 10), orDash(strings.Join(tp.UsedBy, ",")), truncate(orDash(tp.Description)),
 			tp.UpdatedAt.UTC().Format("2006-01-02 15:04:05"))
 	}
 	return t.flush()
@@ -162,7 +162,7 @@ func clustersList(ctx context.Context, a *app, _ []string) error {
 			roles = append(roles, r.Name)
 		}
 		t.row(c.Name, string(c.Phase), strconv.Itoa(len(c.Members)), strconv.Itoa(countPhase(c.Members, api.PhaseProvisioned)),
-			strings.Join(roles, ","), truncate(c.Message, 60))
+			strings.Join(roles, ","), truncate(c.Message))
 	}
 	return t.flush()
 }
@@ -193,7 +193,7 @@ func clustersShow(ctx context.Context, a *app, args []string) error {
 func membersTable(a *app, ms []api.ClusterMemberStatus) error {
 	t := newTable(a.stdout, "MACHINE", "ROLE", "PHASE", "ADDRESSES", "LAST ERROR")
 	for _, m := range ms {
-		t.row(m.Machine, m.Role, string(m.Phase), strings.Join(m.Addresses, ","), truncate(m.LastError, 60))
+		t.row(m.Machine, m.Role, string(m.Phase), strings.Join(m.Addresses, ","), truncate(m.LastError))
 	}
 	return t.flush()
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 	"unicode"
 )
 
@@ -68,31 +67,16 @@ func safe(s string) string {
 	}, s)
 }
 
-// truncate shortens s to n runes for a table cell.
-func truncate(s string, n int) string {
+// cellRunes is the widest a free-text table cell gets.
+const cellRunes = 60
+
+// truncate shortens s to cellRunes runes for a table cell.
+func truncate(s string) string {
 	r := []rune(s)
-	if len(r) <= n {
+	if len(r) <= cellRunes {
 		return s
 	}
-	return string(r[:n-1]) + "…"
-}
-
-// ago renders a time as an age, which is what an operator scanning a
-// table wants; -o json keeps the timestamp.
-func ago(t time.Time, now time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	d := now.Sub(t).Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return string(r[:cellRunes-1]) + "…"
 }
 
 // kv prints "key: value" lines for show commands.

@@ -234,7 +234,7 @@ func (a *app) renderRollout(r *rollout) (string, error) {
 		if m.Ready {
 			ready = "yes"
 		}
-		t.row(m.Machine, m.Role, m.Phase, m.Step, ready, truncate(m.LastError, 60))
+		t.row(m.Machine, m.Role, m.Phase, m.Step, ready, truncate(m.LastError))
 	}
 	err := t.flush()
 	return b.String(), err

@@ -154,7 +154,11 @@ func New(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
+		base, ok := http.DefaultTransport.(*http.Transport)
+		if !ok {
+			return nil, fmt.Errorf("client: http.DefaultTransport is a %T, not an *http.Transport", http.DefaultTransport)
+		}
+		tr := base.Clone()
 		tr.TLSClientConfig = tlsConf
 		tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 		c.http = &http.Client{Transport: tr}

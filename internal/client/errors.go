@@ -139,8 +139,8 @@ func statusLine(status int) string {
 
 // clean makes server text safe to print: valid UTF-8, no control
 // characters (terminal escapes) other than newlines and tabs when
-// multiline, and at most max bytes.
-func clean(s string, max int, multiline bool) string {
+// multiline, and at most limit bytes.
+func clean(s string, limit int, multiline bool) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
 		if (r == '\n' || r == '\t') && multiline {
@@ -151,8 +151,8 @@ func clean(s string, max int, multiline bool) string {
 		}
 		return r
 	}, s)
-	if len(s) > max {
-		cut := max
+	if len(s) > limit {
+		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}

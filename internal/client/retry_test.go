@@ -282,13 +282,18 @@ func TestPOSTRetriedOnlyWhenNothingWasSent(t *testing.T) {
 			var n atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if n.Add(1) <= 2 {
-					conn, _, err := w.(http.Hijacker).Hijack()
+					hj, ok := w.(http.Hijacker)
+					if !ok {
+						t.Error("the test server's writer cannot hijack")
+						return
+					}
+					conn, _, err := hj.Hijack()
 					if err == nil {
 						conn.Close()
 					}
 					return
 				}
-				w.Write([]byte(`{"name":"m1"}`))
+				_, _ = w.Write([]byte(`{"name":"m1"}`)) // a failed write is the client's to see
 			}))
 			defer srv.Close()
 			c := newTestClient(t, srv.URL, nil, func(cfg *Config) {

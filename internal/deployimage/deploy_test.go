@@ -535,7 +535,11 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	})
 	srv := httptest.NewServer(a.mux)
 	t.Cleanup(srv.Close)
-	a.port = srv.Listener.Addr().(*net.TCPAddr).Port
+	addr, ok := srv.Listener.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("httptest listens on a %T", srv.Listener.Addr())
+	}
+	a.port = addr.Port
 	a.guestURL = fmt.Sprintf("http://10.0.2.4:%d", a.port)
 	return a
 }

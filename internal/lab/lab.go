@@ -536,7 +536,7 @@ func (l *Lab) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(shutCtx); err != nil {
 		_ = srv.Close()
 	}
-	<-errc
+	<-errc //nolint:errcheck // Serve ends with http.ErrServerClosed after the shutdown (or an error of a run the caller cancelled anyway)
 	return nil
 }
 

@@ -131,10 +131,21 @@ func get(doc any, path ...string) any {
 	return doc
 }
 
-func strs(v any) []string {
+// as is v as a T; the test fails when it is something else.
+func as[T any](t testing.TB, v any) T {
+	t.Helper()
+	x, ok := v.(T)
+	if !ok {
+		t.Fatalf("%#v is a %T, not a %T", v, v, x)
+	}
+	return x
+}
+
+func strs(t testing.TB, v any) []string {
+	t.Helper()
 	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, x.(string))
+	for _, x := range as[[]any](t, v) {
+		out = append(out, as[string](t, x))
 	}
 	return out
 }
@@ -148,7 +159,7 @@ func redfishMessageIDs(t testing.TB, r response) []string {
 	}
 	var ids []string
 	for _, i := range infos {
-		ids = append(ids, get(i, "MessageId").(string))
+		ids = append(ids, as[string](t, get(i, "MessageId")))
 	}
 	return ids
 }
@@ -210,8 +221,8 @@ func TestSystemsCollectionListsEveryMachine(t *testing.T) {
 		t.Fatalf("Members@odata.count = %v", n)
 	}
 	var ids []string
-	for _, m := range r.doc["Members"].([]any) {
-		ids = append(ids, get(m, "@odata.id").(string))
+	for _, m := range as[[]any](t, r.doc["Members"]) {
+		ids = append(ids, as[string](t, get(m, "@odata.id")))
 	}
 	want := []string{"/redfish/v1/Systems/lab-1", "/redfish/v1/Systems/lab-2", "/redfish/v1/Systems/lab-3", "/redfish/v1/Systems/lab-4", "/redfish/v1/Systems/lab-5"}
 	if !slices.Equal(ids, want) {
@@ -258,20 +269,20 @@ func TestComputerSystemDocument(t *testing.T) {
 			t.Errorf("%s missing", k)
 		}
 	}
-	allowed := strs(get(r.doc, "Actions", "#ComputerSystem.Reset", "ResetType@Redfish.AllowableValues"))
+	allowed := strs(t, get(r.doc, "Actions", "#ComputerSystem.Reset", "ResetType@Redfish.AllowableValues"))
 	for _, rt := range []string{"On", "ForceOff", "GracefulShutdown", "ForceRestart", "PowerCycle"} {
 		if !slices.Contains(allowed, rt) {
 			t.Errorf("ResetType %s not allowed: %v", rt, allowed)
 		}
 	}
-	targets := strs(get(r.doc, "Boot", "BootSourceOverrideTarget@Redfish.AllowableValues"))
+	targets := strs(t, get(r.doc, "Boot", "BootSourceOverrideTarget@Redfish.AllowableValues"))
 	if !slices.Contains(targets, "Pxe") || !slices.Contains(targets, "Hdd") {
 		t.Errorf("boot targets %v", targets)
 	}
 
 	nics := call(t, srv, credsOf(l, "lab-2"), "GET", "/redfish/v1/Systems/lab-2/EthernetInterfaces", nil)
 	mustStatus(t, nics, 200)
-	nicPath := get(nics.doc["Members"].([]any)[0], "@odata.id").(string)
+	nicPath := as[string](t, get(as[[]any](t, nics.doc["Members"])[0], "@odata.id"))
 	nic := call(t, srv, credsOf(l, "lab-2"), "GET", nicPath, nil)
 	mustStatus(t, nic, 200)
 	if nic.doc["MACAddress"] != strings.ToUpper(l.System("lab-2").MAC()) {
@@ -283,14 +294,14 @@ func TestComputerSystemDocument(t *testing.T) {
 
 	st := call(t, srv, credsOf(l, "lab-2"), "GET", "/redfish/v1/Systems/lab-2/Storage/1", nil)
 	mustStatus(t, st, 200)
-	drivePath := get(st.doc["Drives"].([]any)[0], "@odata.id").(string)
+	drivePath := as[string](t, get(as[[]any](t, st.doc["Drives"])[0], "@odata.id"))
 	drive := call(t, srv, credsOf(l, "lab-2"), "GET", drivePath, nil)
 	mustStatus(t, drive, 200)
-	if drive.doc["CapacityBytes"].(float64) <= 0 {
+	if as[float64](t, drive.doc["CapacityBytes"]) <= 0 {
 		t.Errorf("drive %s", drive.raw)
 	}
 
-	mgr := call(t, srv, credsOf(l, "lab-2"), "GET", get(r.doc, "Links", "ManagedBy").([]any)[0].(map[string]any)["@odata.id"].(string), nil)
+	mgr := call(t, srv, credsOf(l, "lab-2"), "GET", as[string](t, get(as[[]any](t, get(r.doc, "Links", "ManagedBy"))[0], "@odata.id")), nil)
 	mustStatus(t, mgr, 200)
 	if mgr.doc["ManagerType"] != "BMC" {
 		t.Errorf("manager %s", mgr.raw)
@@ -649,7 +660,7 @@ func TestRequestLogShowsOverlap(t *testing.T) {
 	// The lab itself must not serialise: concurrent calls overlap in the log,
 	// so a client test can tell whether the client serialised them.
 	a, b := recs[0], recs[1]
-	if !(a.Start.Before(b.End) && b.Start.Before(a.End)) {
+	if !a.Start.Before(b.End) || !b.Start.Before(a.End) {
 		t.Fatalf("concurrent requests did not overlap: %+v", recs)
 	}
 }

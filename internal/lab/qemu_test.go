@@ -134,7 +134,7 @@ func TestQEMUStartFailureIsReported(t *testing.T) {
 		ExtraQEMUArgs: []string{"-no-such-option"}})
 	r := reset(t, srv, credsOf(l, "lab-1"), "lab-1", "On")
 	mustStatus(t, r, 500)
-	if msg := get(r.doc, "error", "message").(string); !strings.Contains(msg, "no-such-option") {
+	if msg := as[string](t, get(r.doc, "error", "message")); !strings.Contains(msg, "no-such-option") {
 		t.Fatalf("error %q does not say what QEMU complained about", msg)
 	}
 	if l.System("lab-1").PowerState() != "Off" {

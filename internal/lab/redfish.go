@@ -155,7 +155,7 @@ func (l *Lab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case "sessions":
 		if r.Method == http.MethodPost {
-			l.createSession(sw, r, body)
+			l.createSession(sw, body)
 			return
 		}
 		if !allow(sw, r, http.MethodGet, http.MethodPost) {
@@ -356,7 +356,7 @@ func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 	return false
 }
 
-func (l *Lab) createSession(w http.ResponseWriter, r *http.Request, body []byte) {
+func (l *Lab) createSession(w http.ResponseWriter, body []byte) {
 	var creds struct{ UserName, Password string }
 	if err := json.Unmarshal(body, &creds); err != nil || creds.UserName == "" {
 		writeError(w, http.StatusBadRequest, "MalformedJSON", "The request body must be a JSON object with UserName and Password.")
@@ -749,7 +749,11 @@ func writeError(w http.ResponseWriter, status int, id, text string, args ...stri
 func writeErrorInfo(w http.ResponseWriter, status int, infos []extendedInfo) {
 	code, msg := msgPrefix+"GeneralError", "A general error has occurred. See ExtendedInfo for more information."
 	if len(infos) == 1 {
-		code, msg = infos[0]["MessageId"].(string), infos[0]["Message"].(string)
+		id, idOK := infos[0]["MessageId"].(string)
+		text, textOK := infos[0]["Message"].(string)
+		if idOK && textOK {
+			code, msg = id, text
+		}
 	}
 	writeJSON(w, status, map[string]any{"error": map[string]any{
 		"code":                  code,

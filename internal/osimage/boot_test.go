@@ -158,7 +158,7 @@ func bootAndWatch(t *testing.T, image string, b bootCase) {
 	go func() { exited <- qemu.Wait() }()
 	t.Cleanup(func() {
 		cancel()
-		<-exited
+		<-exited //nolint:errcheck // killed by cancel: its exit error is expected
 	})
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -35,7 +35,7 @@ type decideCase struct {
 func decideCases() []decideCase {
 	now := decideNow
 	inv := &model.Inventory{}
-	run := func(step model.Step, mod func(r *model.Run)) *model.Run {
+	run := func(step model.Step, mod func(r *model.Run)) *model.Run { //nolint:unparam // step names the case's step for the reader; a Run does not carry it
 		r := &model.Run{ID: "r1", Token: "t", Profile: "os", ProfileVersion: 2, ParamsHash: "h2", StepDeadline: now.Add(time.Minute)}
 		if mod != nil {
 			mod(r)

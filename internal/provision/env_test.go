@@ -180,7 +180,7 @@ func (e *env) awaitPhase(name string, ph model.Phase, timeout time.Duration) *mo
 	return m
 }
 
-func (e *env) awaitAll(ph model.Phase, timeout time.Duration) {
+func (e *env) awaitAll(ph model.Phase, timeout time.Duration) { //nolint:unparam // the phase waited for reads at each call
 	e.t.Helper()
 	e.await("every machine "+string(ph), timeout, func() (bool, string) {
 		ms, err := e.st.ListMachines(context.Background())

@@ -167,15 +167,15 @@ func displayEndpoint(raw string) string {
 	return u.String()
 }
 
-// backoff is exponential from base, capped at max, with jitter in
+// backoff is exponential from base, capped at limit, with jitter in
 // [d/2, d) so machines failing together do not retry together.
-func backoff(base, max time.Duration, n int) time.Duration {
+func backoff(base, limit time.Duration, n int) time.Duration {
 	d := base
-	for i := 1; i < n && d < max; i++ {
+	for i := 1; i < n && d < limit; i++ {
 		d *= 2
 	}
-	if d > max {
-		d = max
+	if d > limit {
+		d = limit
 	}
 	half := d / 2
 	if half <= 0 {

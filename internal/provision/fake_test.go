@@ -162,7 +162,9 @@ func fakeFleetOf(t *testing.T, n, maxActive int, macByte byte, f *fakeBMC) (*env
 	// Registered after the store's Close, so it runs first.
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("reconciler: %v", err)
+		}
 		f.wg.Wait()
 	})
 	return &env{t: t, st: st}, f

@@ -476,7 +476,7 @@ func TestDesiredOff(t *testing.T) {
 	})
 	// Desired available from off: the phase changes, the power is left alone.
 	e.update(n, func(m *model.Machine) { m.State = model.StateAvailable })
-	m = e.awaitPhase(n, model.PhaseAvailable, 10*time.Second)
+	e.awaitPhase(n, model.PhaseAvailable, 10*time.Second)
 	if e.lab.System(n).PowerState() != "On" {
 		t.Fatal("going from off to available touched the power")
 	}

@@ -35,7 +35,7 @@ func NewShared[E any](prefix string, keep bool, start func(T) *E) *Shared[E] {
 func (s *Shared[E]) Get(t testing.TB) *E {
 	t.Helper()
 	s.once.Do(func() {
-		dir, err := os.MkdirTemp("", s.prefix)
+		dir, err := os.MkdirTemp("", s.prefix) //nolint:usetesting // shared by every test of the binary: it outlives t, and close removes it
 		if err != nil {
 			t.Fatal(err)
 		}

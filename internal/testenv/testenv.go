@@ -145,10 +145,22 @@ func hold(t T, addr string, c io.Closer) *Addr {
 
 // Listener hands a held TCP address over to an in-process server, which
 // then owns it.
-func (a *Addr) Listener() net.Listener { return a.take().(net.Listener) }
+func (a *Addr) Listener() net.Listener {
+	ln, ok := a.take().(net.Listener)
+	if !ok {
+		panic("testenv: " + a.Addr + " is not a held TCP address")
+	}
+	return ln
+}
 
 // PacketConn hands a held UDP address over to an in-process server.
-func (a *Addr) PacketConn() net.PacketConn { return a.take().(net.PacketConn) }
+func (a *Addr) PacketConn() net.PacketConn {
+	pc, ok := a.take().(net.PacketConn)
+	if !ok {
+		panic("testenv: " + a.Addr + " is not a held UDP address")
+	}
+	return pc
+}
 
 func (a *Addr) take() io.Closer {
 	c := a.held

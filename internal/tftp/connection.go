@@ -91,12 +91,12 @@ func (c *connConnection) sendTo(data []byte, addr *net.UDPAddr) error {
 }
 
 func makeError(addr string) net.Error {
-	error := connectionError{
+	cerr := connectionError{
 		timeout:   true,
 		temporary: true,
 	}
-	error.error = fmt.Errorf("channel timeout: %v", addr)
-	return &error
+	cerr.error = fmt.Errorf("channel timeout: %v", addr)
+	return &cerr
 }
 
 func (c *connConnection) readFrom(buffer []byte) (int, *net.UDPAddr, error) {

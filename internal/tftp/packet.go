@@ -32,27 +32,6 @@ type options map[string]string
 type pRRQ []byte
 type pWRQ []byte
 
-// packRQ returns length of the packet in b
-func packRQ(p []byte, op uint16, filename, mode string, opts options) int {
-	binary.BigEndian.PutUint16(p, op)
-	n := 2
-	n += copy(p[2:len(p)-10], filename)
-	p[n] = 0
-	n++
-	n += copy(p[n:], mode)
-	p[n] = 0
-	n++
-	for name, value := range opts {
-		n += copy(p[n:], name)
-		p[n] = 0
-		n++
-		n += copy(p[n:], value)
-		p[n] = 0
-		n++
-	}
-	return n
-}
-
 func unpackRQ(p []byte) (filename, mode string, opts options, err error) {
 	bs := bytes.Split(p[2:], []byte{0})
 	if len(bs) < 2 {
@@ -91,13 +70,13 @@ func packOACK(p []byte, opts options) int {
 	return n
 }
 
-func unpackOACK(p []byte) (opts options, err error) {
+func unpackOACK(p []byte) (opts options) {
 	bs := bytes.Split(p[2:], []byte{0})
 	opts = make(options)
 	for i := 0; i+1 < len(bs); i += 2 {
 		opts[string(bs[i])] = string(bs[i+1])
 	}
-	return opts, nil
+	return opts
 }
 
 // ERROR packet

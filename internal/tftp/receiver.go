@@ -86,7 +86,7 @@ func (r *receiver) WriteTo(w io.Writer) (n int64, err error) {
 			}
 			if r.l < len(r.receive) {
 				if r.autoTerm {
-					r.terminate()
+					_ = r.terminate() // all the data is written; a lost final ACK is the peer's to retry
 				}
 				return n, nil
 			}
@@ -188,13 +188,9 @@ func (r *receiver) receiveDatagram(l int) (int, *net.UDPAddr, error) {
 				return c, addr, nil
 			}
 		case pOACK:
-			opts, err := unpackOACK(p)
+			opts := unpackOACK(p)
 			if r.block != 1 {
 				continue
-			}
-			if err != nil {
-				r.abort(err)
-				return 0, addr, err
 			}
 			for name, value := range opts {
 				if name == "blksize" {
@@ -254,9 +250,12 @@ func (r *receiver) buildTransferStats() TransferStats {
 	}
 }
 
-func (r *receiver) abort(err error) error {
+// abort ends the transfer with err: the hook hears of it, and the peer gets
+// an ERROR packet, best effort (the transfer has failed already, so a failed
+// send is not reported).
+func (r *receiver) abort(err error) {
 	if r.conn == nil {
-		return nil
+		return
 	}
 
 	defer func() {
@@ -268,9 +267,5 @@ func (r *receiver) abort(err error) error {
 		r.hook.OnFailure(r.buildTransferStats(), err)
 	}
 	n := packERROR(r.send, 1, err.Error())
-	err = r.conn.sendTo(r.send[:n], r.addr)
-	if err != nil {
-		return err
-	}
-	return nil
+	_ = r.conn.sendTo(r.send[:n], r.addr)
 }

@@ -71,7 +71,7 @@ var ErrEvicted = errors.New("no ACK, evicted")
 func (s *sender) evict() {
 	s.evicted.Store(true)
 	if s.udp != nil {
-		s.udp.SetReadDeadline(time.Now())
+		_ = s.udp.SetReadDeadline(time.Now()) // best effort: on a closed socket the read has ended already
 	}
 }
 
@@ -139,7 +139,7 @@ func (s *sender) ReadFrom(r io.Reader) (n int64, err error) {
 		if err != nil && err != io.ErrUnexpectedEOF {
 			if err == io.EOF {
 				binary.BigEndian.PutUint16(s.send[2:4], s.block)
-				_, err = s.sendWithRetry(4)
+				err = s.sendWithRetry(4)
 				if err != nil {
 					s.abort(err)
 					return n, err
@@ -153,7 +153,7 @@ func (s *sender) ReadFrom(r io.Reader) (n int64, err error) {
 			return n, err
 		}
 		binary.BigEndian.PutUint16(s.send[2:4], s.block)
-		_, err = s.sendWithRetry(4 + l)
+		err = s.sendWithRetry(4 + l)
 		if err != nil {
 			s.abort(err)
 			return n, err
@@ -189,7 +189,7 @@ func (s *sender) sendOptions() error {
 	}
 	if len(s.opts) > 0 {
 		m := packOACK(s.send, s.opts)
-		_, err := s.sendWithRetry(m)
+		err := s.sendWithRetry(m)
 		if err != nil {
 			return err
 		}
@@ -219,22 +219,22 @@ func (s *sender) setBlockSize(blksize string) error {
 	return nil
 }
 
-func (s *sender) sendWithRetry(l int) (*net.UDPAddr, error) {
+func (s *sender) sendWithRetry(l int) error {
 	s.retry.reset()
 	for {
 		retries := s.retries
 		if s.datagramsAcked == 0 {
 			retries = s.firstAckRetries
 		}
-		addr, err := s.sendDatagram(l)
+		_, err := s.sendDatagram(l)
 		if err != nil && s.datagramsAcked == 0 && s.evicted.Load() {
-			return addr, ErrEvicted
+			return ErrEvicted
 		}
 		if _, ok := err.(net.Error); ok && s.retry.count() < retries {
 			s.retry.backoff()
 			continue
 		}
-		return addr, err
+		return err
 	}
 }
 
@@ -272,13 +272,9 @@ func (s *sender) sendDatagram(l int) (*net.UDPAddr, error) {
 				return addr, nil
 			}
 		case pOACK:
-			opts, err := unpackOACK(p)
+			opts := unpackOACK(p)
 			if s.block != 0 {
 				continue
-			}
-			if err != nil {
-				s.abort(err)
-				return addr, err
 			}
 			for name, value := range opts {
 				if name == "blksize" {
@@ -310,9 +306,12 @@ func (s *sender) buildTransferStats() TransferStats {
 	}
 }
 
-func (s *sender) abort(err error) error {
+// abort ends the transfer with err: the hook hears of it, and the peer gets
+// an ERROR packet, best effort (the transfer has failed already, so a failed
+// send is not reported).
+func (s *sender) abort(err error) {
 	if s.conn == nil {
-		return nil
+		return
 	}
 
 	defer func() {
@@ -327,12 +326,8 @@ func (s *sender) abort(err error) error {
 	// or is the victim of a forged request: an error would be one more
 	// datagram sent its way, and it is read by nobody.
 	if ne, ok := err.(net.Error); ok && ne.Timeout() && s.datagramsAcked == 0 {
-		return nil
+		return
 	}
 	n := packERROR(s.send, 1, err.Error())
-	err = s.conn.sendTo(s.send[:n], s.addr)
-	if err != nil {
-		return err
-	}
-	return nil
+	_ = s.conn.sendTo(s.send[:n], s.addr)
 }

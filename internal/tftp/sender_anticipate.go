@@ -7,7 +7,7 @@ import (
 	"net"
 )
 
-// the struct embedded into sender{} as sendA
+// the struct embedded into sender{} as sendA.
 type senderAnticipate struct {
 	enabled   bool
 	winsz     uint     /* init windows size in number of buffers */
@@ -38,7 +38,7 @@ func sendAInit(sA *senderAnticipate, ln uint, winSz uint) {
 	//fmt.Printf("  Set packet buffer size %v\n", ln)
 }
 
-// derived from ReadFrom()
+// derived from ReadFrom().
 func readFromAnticipate(s *sender, r io.Reader) (n int64, err error) {
 	s.block = 1 // start data transmission with block 1
 	ksz := uint(len(s.sendA.sends))
@@ -82,7 +82,7 @@ func readFromAnticipate(s *sender, r io.Reader) (n int64, err error) {
 			return n, err
 		}
 		s.sendA.num = knum
-		n += int64(nx)
+		n += nx
 		if anticipateDebug {
 			fmt.Printf(" **** sends s.block %v pkts %v  ", s.block, knum)
 			for k := uint(0); k < ksz; k++ {
@@ -106,7 +106,7 @@ func readFromAnticipate(s *sender, r io.Reader) (n int64, err error) {
 	}
 }
 
-// derived from sendWithRetry()
+// derived from sendWithRetry().
 func (s *sender) sendWithRetryAnticipate() (*net.UDPAddr, error) {
 	s.retry.reset()
 	for {
@@ -119,7 +119,7 @@ func (s *sender) sendWithRetryAnticipate() (*net.UDPAddr, error) {
 	}
 }
 
-// derived from sendDatagram()
+// derived from sendDatagram().
 func (s *sender) sendDatagramAnticipate() (*net.UDPAddr, error) {
 	err1 := s.conn.setDeadline(s.timeout)
 	if err1 != nil {
@@ -175,13 +175,9 @@ func (s *sender) sendDatagramAnticipate() (*net.UDPAddr, error) {
 				}
 			}
 		case pOACK:
-			opts, err := unpackOACK(p)
+			opts := unpackOACK(p)
 			if s.block != 0 {
 				continue
-			}
-			if err != nil {
-				s.abort(err)
-				return addr, err
 			}
 			for name, value := range opts {
 				if name == "blksize" {

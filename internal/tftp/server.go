@@ -45,7 +45,7 @@ type RequestPacketInfo interface {
 	LocalIP() net.IP
 }
 
-// Server is an instance of a TFTP server
+// Server is an instance of a TFTP server.
 type Server struct {
 	mu           *sync.Mutex
 	readHandler  func(filename string, rf io.ReaderFrom) error
@@ -79,7 +79,7 @@ type Server struct {
 	cancelFn          context.CancelFunc
 }
 
-// TransferStats contains details about a single TFTP transfer
+// TransferStats contains details about a single TFTP transfer.
 type TransferStats struct {
 	RemoteAddr              net.IP
 	Filename                string
@@ -92,7 +92,7 @@ type TransferStats struct {
 	DatagramsAcked          int
 }
 
-// Hook is an interface used to provide the server with success and failure hooks
+// Hook is an interface used to provide the server with success and failure hooks.
 type Hook interface {
 	OnSuccess(stats TransferStats)
 	OnFailure(stats TransferStats, err error)
@@ -119,7 +119,7 @@ func (s *Server) SetAnticipate(winsz uint) {
 	}
 }
 
-// SetHook sets the Hook for success and failure of transfers
+// SetHook sets the Hook for success and failure of transfers.
 func (s *Server) SetHook(hook Hook) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,7 +130,7 @@ func (s *Server) SetHook(hook Hook) {
 // serve all connections on port 69 only. There will be no random TIDs
 // on the server side.
 //
-// Enabling this will negatively impact performance
+// Enabling this will negatively impact performance.
 func (s *Server) EnableSinglePort() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -266,7 +266,7 @@ func (e *RefusedError) Error() string { return "request refused: " + e.Reason }
 func (s *Server) refuse(addr *net.UDPAddr, filename string, code uint16, reason string) error {
 	buf := make([]byte, 5+len(reason))
 	n := packERROR(buf, code, reason)
-	s.conn.WriteTo(buf[:n], addr)
+	_, _ = s.conn.WriteTo(buf[:n], addr) // best effort, like any ERROR datagram: the refusal is returned either way
 	return &RefusedError{Filename: filename, Remote: addr.IP, Reason: reason}
 }
 
@@ -305,7 +305,7 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	s.mu.Lock()
 	s.conn = conn
 	s.mu.Unlock()
-	// Having seperate control paths for IP4 and IP6 is annoying,
+	// Having separate control paths for IP4 and IP6 is annoying,
 	// but necessary at this point.
 	addr := net.ParseIP(host)
 	if addr == nil {
@@ -364,7 +364,7 @@ func (s *Server) processRequest4() error {
 	buf := make([]byte, datagramLength)
 	cnt, control, srcAddr, err := s.conn4.ReadFrom(buf)
 	if err != nil {
-		return nil
+		return nil //nolint:nilerr // as before: a failed read is not reported, the loop reads again until Shutdown
 	}
 	maxSz := blockLength
 	var localAddr net.IP
@@ -375,14 +375,18 @@ func (s *Server) processRequest4() error {
 			maxSz = intf.MTU - 28
 		}
 	}
-	return s.handlePacket(localAddr, srcAddr.(*net.UDPAddr), buf, cnt, maxSz, nil)
+	udpAddr, ok := srcAddr.(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+	}
+	return s.handlePacket(localAddr, udpAddr, buf, cnt, maxSz, nil)
 }
 
 func (s *Server) processRequest6() error {
 	buf := make([]byte, datagramLength)
 	cnt, control, srcAddr, err := s.conn6.ReadFrom(buf)
 	if err != nil {
-		return nil
+		return nil //nolint:nilerr // as before: a failed read is not reported, the loop reads again until Shutdown
 	}
 	maxSz := blockLength
 	var localAddr net.IP
@@ -393,17 +397,25 @@ func (s *Server) processRequest6() error {
 			maxSz = intf.MTU - 48
 		}
 	}
-	return s.handlePacket(localAddr, srcAddr.(*net.UDPAddr), buf, cnt, maxSz, nil)
+	udpAddr, ok := srcAddr.(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+	}
+	return s.handlePacket(localAddr, udpAddr, buf, cnt, maxSz, nil)
 }
 
-// Fallback if we had problems opening a ipv4/6 control channel
+// Fallback if we had problems opening a ipv4/6 control channel.
 func (s *Server) processRequest() error {
 	buf := make([]byte, datagramLength)
 	cnt, srcAddr, err := s.conn.ReadFrom(buf)
 	if err != nil {
 		return fmt.Errorf("reading UDP: %v", err)
 	}
-	return s.handlePacket(nil, srcAddr.(*net.UDPAddr), buf, cnt, blockLength, nil)
+	udpAddr, ok := srcAddr.(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+	}
+	return s.handlePacket(nil, udpAddr, buf, cnt, blockLength, nil)
 }
 
 // Shutdown make server stop listening for new requests, allows
@@ -508,7 +520,7 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 				if err != nil {
 					wt.abort(err)
 				} else {
-					wt.terminate()
+					_ = wt.terminate() // the handler has the file; a lost final ACK is the client's to retry
 				}
 			} else {
 				wt.abort(fmt.Errorf("server does not support write requests"))
@@ -589,9 +601,9 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 			}
 		}
 		s.wg.Add(1)
-		go func(rh func(string, io.ReaderFrom) error, rf *sender, wg *sync.WaitGroup) {
-			if s.readHandler != nil {
-				err := s.readHandler(filename, rf)
+		go func(rh func(string, io.ReaderFrom) error, rf *sender) {
+			if rh != nil {
+				err := rh(filename, rf)
 				if err != nil {
 					rf.abort(err)
 				}
@@ -600,7 +612,7 @@ func (s *Server) handlePacket(localAddr net.IP, remoteAddr *net.UDPAddr, buffer 
 			}
 			done()
 			s.wg.Done()
-		}(s.readHandler, rf, s.wg)
+		}(s.readHandler, rf)
 	default:
 		return fmt.Errorf("unexpected %T", p)
 	}

@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"fmt"
 	"net"
 	"time"
 )
@@ -17,7 +18,7 @@ func (s *Server) singlePortProcessRequests() error {
 		if shuttingDown {
 			// s.getPacket will wait for an incoming packet for a second, When nothing
 			// comes, it will exit with error which will complete the server shutdown.
-			s.conn.SetReadDeadline(time.Now().Add(time.Second))
+			_ = s.conn.SetReadDeadline(time.Now().Add(time.Second)) // cannot fail on an open UDP socket; on a closed one the read ends too
 		}
 
 		buf := make([]byte, s.maxBlockLen+4)
@@ -103,7 +104,11 @@ func (s *Server) getPacket(buf []byte) (int, net.IP, *net.UDPAddr, int, error) {
 				maxSz = intf.MTU - 28
 			}
 		}
-		return cnt, localAddr, srcAddr.(*net.UDPAddr), maxSz, nil
+		udpAddr, ok := srcAddr.(*net.UDPAddr)
+		if !ok {
+			return 0, nil, nil, 0, fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+		}
+		return cnt, localAddr, udpAddr, maxSz, nil
 	} else if s.conn4 != nil {
 		cnt, control, srcAddr, err := s.conn4.ReadFrom(buf)
 		if err != nil || cnt == 0 {
@@ -118,12 +123,20 @@ func (s *Server) getPacket(buf []byte) (int, net.IP, *net.UDPAddr, int, error) {
 				maxSz = intf.MTU - 48
 			}
 		}
-		return cnt, localAddr, srcAddr.(*net.UDPAddr), maxSz, nil
+		udpAddr, ok := srcAddr.(*net.UDPAddr)
+		if !ok {
+			return 0, nil, nil, 0, fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+		}
+		return cnt, localAddr, udpAddr, maxSz, nil
 	} else {
 		cnt, srcAddr, err := s.conn.ReadFrom(buf)
 		if err != nil {
 			return 0, nil, nil, 0, err
 		}
-		return cnt, nil, srcAddr.(*net.UDPAddr), blockLength, nil
+		udpAddr, ok := srcAddr.(*net.UDPAddr)
+		if !ok {
+			return 0, nil, nil, 0, fmt.Errorf("reading UDP: source address is a %T", srcAddr)
+		}
+		return cnt, nil, udpAddr, blockLength, nil
 	}
 }

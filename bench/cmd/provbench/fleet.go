@@ -165,7 +165,9 @@ var liveFleets sync.Map
 // stopAllFleets stops every fleet still running (on an interrupt).
 func stopAllFleets() {
 	liveFleets.Range(func(k, _ any) bool {
-		k.(*fleet).stop()
+		if f, ok := k.(*fleet); ok {
+			f.stop()
+		}
 		return true
 	})
 }

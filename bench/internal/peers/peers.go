@@ -127,11 +127,11 @@ func (p *Proc) Stop() {
 		return
 	}
 	pgid := p.Cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
+	_ = syscall.Kill(-pgid, syscall.SIGTERM) // a group already gone is what is wanted; <-p.done waits either way
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL) // as above
 		<-p.done
 	}
 }
@@ -267,14 +267,22 @@ func FreePort(network string) (int, error) {
 			return 0, err
 		}
 		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port, nil
+		addr, ok := ln.Addr().(*net.TCPAddr)
+		if !ok {
+			return 0, fmt.Errorf("free port: TCP listener address is a %T", ln.Addr())
+		}
+		return addr.Port, nil
 	default:
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			return 0, err
 		}
 		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port, nil
+		addr, ok := pc.LocalAddr().(*net.UDPAddr)
+		if !ok {
+			return 0, fmt.Errorf("free port: UDP socket address is a %T", pc.LocalAddr())
+		}
+		return addr.Port, nil
 	}
 }
 

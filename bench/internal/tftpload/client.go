@@ -112,7 +112,9 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 		return res, err
 	}
 	for {
-		conn.SetReadDeadline(time.Now().Add(o.Timeout))
+		if err := conn.SetReadDeadline(time.Now().Add(o.Timeout)); err != nil {
+			return res, err
+		}
 		n, from, err := conn.ReadFromUDP(buf)
 		if err != nil {
 			var ne net.Error
@@ -216,11 +218,11 @@ func Get(addr, file string, want []byte, o Options) (Result, error) {
 	}
 }
 
-// lost reports whether the simulated link loses the copy-th copy of the
+// lost reports whether the simulated link loses the nth copy of the
 // packet of kind that carries (DATA) or acknowledges (ACK) the bytes up to
 // offset: a splitmix64 hash of the four, compared with loss.
-func lost(seed uint64, kind uint16, offset int64, copy int, loss float64) bool {
-	x := seed ^ uint64(kind)<<56 ^ uint64(offset)<<8 ^ uint64(copy)
+func lost(seed uint64, kind uint16, offset int64, nth int, loss float64) bool {
+	x := seed ^ uint64(kind)<<56 ^ uint64(offset)<<8 ^ uint64(nth)
 	x += 0x9E3779B97F4A7C15
 	x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
 	x = (x ^ x>>27) * 0x94D049BB133111EB
@@ -233,7 +235,7 @@ func lost(seed uint64, kind uint16, offset int64, copy int, loss float64) bool {
 // its own timeout.
 func abort(conn *net.UDPConn, to *net.UDPAddr, msg string) {
 	pkt := append([]byte{0, opERROR, 0, 0}, msg...)
-	conn.WriteToUDP(append(pkt, 0), to)
+	_, _ = conn.WriteToUDP(append(pkt, 0), to) // best effort: a lost one costs the server its timeout, nothing more
 }
 
 // oackBlockSize returns the blksize an OACK grants (0 when it names none).

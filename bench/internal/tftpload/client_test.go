@@ -51,7 +51,9 @@ func agentTFTP(t *testing.T, dir string, anticipate uint, timeout time.Duration)
 	go func() { done <- srv.ServeTFTP(ctx, pc) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("ServeTFTP: %v", err)
+		}
 	})
 	return pc.LocalAddr().String()
 }
