@@ -20,9 +20,9 @@ var errStale = errors.New("machine changed since it was read")
 // (same phase, step, run and spec), together with the events that explain
 // it, in one transaction. It reports whether the write happened; a stale
 // write requeues the machine.
-func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, bool) {
-	out, err := r.commitErr(ctx, m, fn, evs...)
-	return out, err == nil
+func (r *Reconciler) commit(ctx context.Context, m *model.Machine, fn func(x *model.Machine), evs ...model.Event) bool {
+	_, err := r.commitErr(ctx, m, fn, evs...)
+	return err == nil
 }
 
 // commitErr is commit returning why a write did not happen.

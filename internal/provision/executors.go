@@ -88,7 +88,7 @@ func (r *Reconciler) transition(ctx context.Context, m *model.Machine, p plan) {
 	if p.Fail {
 		evs = append(evs, model.Event{Type: model.EventError, Phase: p.Phase, Message: p.Reason})
 	}
-	_, ok := r.commit(ctx, m, func(x *model.Machine) {
+	ok := r.commit(ctx, m, func(x *model.Machine) {
 		setPhase(x, p.Phase, p.Step, now)
 		x.Status.LastError = ""
 		if p.Fail {
@@ -172,7 +172,7 @@ func (r *Reconciler) setBoot(ctx context.Context, m *model.Machine, p plan, t bm
 		cl.Lock()
 		defer cl.Unlock()
 	}
-	if _, ok := r.commit(ctx, m, func(x *model.Machine) {
+	if ok := r.commit(ctx, m, func(x *model.Machine) {
 		setPhase(x, p.Phase, p.Step, now)
 		x.Status.LastError = ""
 		x.Status.ProvisionedProfile = run.Profile
