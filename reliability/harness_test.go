@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -178,12 +177,3 @@ func awaitT(t *testing.T, what string, timeout time.Duration, cond func() (bool,
 func tail(s string) string { return testenv.Tail(s, 8000) }
 
 var errNotYet = errors.New("not yet")
-
-func containsAny(s string, subs ...string) string {
-	for _, x := range subs {
-		if x != "" && strings.Contains(s, x) {
-			return x
-		}
-	}
-	return ""
-}

@@ -1,9 +1,11 @@
-// Package api defines the agent's REST API v1: the wire types shared by the
-// server (handlers in this package) and the typed client (internal/client).
+// Package api defines the agent's REST API v1: the paths, query parameters
+// and wire types shared by the server (internal/apiserver, which holds the
+// handlers and the OpenAPI document) and the typed client (internal/client).
 //
 // JSON field names are snake_case and match the Terraform provider's
-// attribute names. Secrets go in, never out: BMC passwords are accepted on
-// create/update and never returned.
+// attribute names. Secrets go in, not out: BMC passwords and secret params
+// are accepted on create/update and only their names are returned; a
+// generated secret's value is read on its own path, with a read-write token.
 package api
 
 import (

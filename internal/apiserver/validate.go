@@ -300,7 +300,7 @@ func (s *Server) validateCluster(ctx context.Context, req *api.ClusterRequest) (
 		}
 	}
 	if req.Rollout != nil && req.Rollout.MaxUnavailable < 0 {
-		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must be at least 1 (default 1)")
+		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must not be negative (0 or unset means 1)")
 	}
 	if err := validateSecretParams("secret_params", req.SecretParams); err != nil {
 		return nil, err

@@ -403,8 +403,6 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, model.ErrTokenRejected):
 		s.log.Warn("callback refused", "machine", name, "remote", remoteIP(r))
 		http.Error(w, "forbidden", http.StatusForbidden)
-	case errors.Is(err, store.ErrNotFound):
-		http.NotFound(w, r)
 	default:
 		s.log.Error("callback failed", "machine", name, "error", err.Error())
 		http.Error(w, "internal error", http.StatusInternalServerError)
