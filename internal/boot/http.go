@@ -359,8 +359,7 @@ func (s *Server) liveSecrets(ctx context.Context, in renderInput) *secretSource 
 	params, _ := in.secretLayers().Effective()
 	machine := in.machine.Name
 	return &secretSource{params: params, generate: func(name string) (string, error) {
-		v, _, err := store.EnsureGeneratedSecret(ctx, s.st, machine, name)
-		return v, err
+		return s.generate(ctx, machine, name)
 	}}
 }
 
