@@ -21,6 +21,7 @@ import (
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -185,10 +186,10 @@ type conn struct {
 	gen       uint64 // bumped per login, so one 401 triggers one re-login
 }
 
-func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
+func (m *Manager) connFor(ep endpoint.BMC, c model.BMC) (*conn, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%t\x00%s", c.Password, c.Insecure, c.CACertPEM)
-	key := connKey{base: ep.base, user: c.Username}
+	key := connKey{base: ep.Base, user: c.Username}
 	copy(key.secret[:], h.Sum(nil))
 
 	m.mu.Lock()
@@ -200,7 +201,7 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
+	cn := &conn{base: ep.Base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
 	m.conns[key] = cn
 	return cn, nil
 }
@@ -510,9 +511,9 @@ func (t *target) system() (*schemas.ComputerSystem, error) {
 
 // resolveSystem returns the system an endpoint means: the one it names, or
 // the only one the service has.
-func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, systems string, ep endpoint, lk *epLock) (string, error) {
-	if ep.system != "" {
-		return ep.system, nil
+func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, systems string, ep endpoint.BMC, lk *epLock) (string, error) {
+	if ep.System != "" {
+		return ep.System, nil
 	}
 	if lk.system != "" {
 		return lk.system, nil
@@ -546,7 +547,7 @@ func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, syst
 		ids = append(ids, mb.ID)
 	}
 	return "", &Error{Msg: fmt.Sprintf("the BMC manages %d systems (%s): name one with a full system URL such as %s%s",
-		len(coll.Members), strings.Join(ids, ", "), ep.base, coll.Members[0].ID), Err: errInvalidEndpoint}
+		len(coll.Members), strings.Join(ids, ", "), ep.Base, coll.Members[0].ID), Err: errInvalidEndpoint}
 }
 
 // do runs one operation against a BMC: per-endpoint serialisation, the
@@ -703,7 +704,7 @@ func (m *Manager) loginAccepted(cn *conn) {
 }
 
 // shape turns any failure into an *Error naming the BMC and the operation.
-func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, err error) error {
+func (m *Manager) shape(ep endpoint.BMC, op, what string, c model.BMC, tr *opTrace, err error) error {
 	e := &Error{Endpoint: scrub(ep.String(), c.Password), Op: op}
 	var inner *Error
 	status := statusOf(err)
