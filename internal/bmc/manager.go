@@ -33,9 +33,34 @@ type Config struct {
 	GracefulTimeout  time.Duration // GracefulShutdown falls back to ForceOff after this (default 2m)
 	PowerWaitTimeout time.Duration // wait for the observed PowerState after an action (default 2m)
 	PollInterval     time.Duration // power-state polling (default 2s)
-	MaxRetries       int           // retries of one HTTP request on transient failure (default 5)
-	RetryBase        time.Duration // backoff base (default 500ms)
-	RetryMax         time.Duration // backoff cap, also caps Retry-After (default 30s)
+	// MaxRetries, RetryBase and RetryMax are the BMC retry policy, capped
+	// end to end at three levels:
+	//
+	//   - One Redfish request: at most MaxRetries retries (default 5) of a
+	//     transient failure: 5xx but 501 and 505, 429, timeouts, connection
+	//     errors. An action such as a reset is retried only on 429 or when
+	//     its request never reached the BMC: after any other failure it may
+	//     have been carried out. Each attempt gets
+	//     RequestTimeout; between attempts the wait is backoff.Exponential
+	//     from RetryBase (default 500ms), or the BMC's Retry-After when
+	//     longer, both capped at RetryMax (default 30s). A wait that would
+	//     outlast the caller's deadline is not started.
+	//   - One operation (power, boot override, inventory): the caller's
+	//     context. The reconciler gives every BMC call a timeout (its step's
+	//     in provision.StepTimeouts; Inspect's for polls), which bounds all
+	//     the requests and retries inside it, the boot override's conflict
+	//     retries included.
+	//   - One step: the reconciler retries a failed call --step-retries
+	//     times (default 3), with its own backoff capped at
+	//     provision.Config.RetryMax (default 1m), then fails the machine.
+	//     So a BMC step ends within (retries+1) x step timeout + retries x
+	//     that cap. The one exception is ErrSessionLimit, which is waited
+	//     out without a limit: a full session table empties by itself.
+	//
+	// Refused logins are spaced by LoginBackoff instead (below).
+	MaxRetries int
+	RetryBase  time.Duration
+	RetryMax   time.Duration
 	// LoginBackoff and LoginBackoffMax space out logins to a BMC+user whose
 	// password was refused: the wait doubles per refusal from LoginBackoff
 	// up to LoginBackoffMax (defaults 30s and 15m), so a wrong password
