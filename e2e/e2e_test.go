@@ -23,7 +23,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -62,7 +61,7 @@ func TestQuickstartOverQEMU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Phase != string(model.PhaseProvisioned) || len(m.Addresses) == 0 {
+		if m.Phase != api.PhaseProvisioned || len(m.Addresses) == 0 {
 			t.Errorf("%s: phase %q, addresses %v; want provisioned with an address", name, m.Phase, m.Addresses)
 		}
 		serial := e.serialLog(name)
@@ -159,11 +158,11 @@ func skipOrFailInCI(t *testing.T, why string) {
 	t.Skip(why)
 }
 
-func isProvisioned(ev model.Event) bool {
-	return ev.Type == model.EventPhaseChanged && ev.Phase == model.PhaseProvisioned
+func isProvisioned(ev api.Event) bool {
+	return ev.Type == api.EventPhaseChanged && ev.Phase == api.PhaseProvisioned
 }
-func isRunStarted(ev model.Event) bool   { return ev.Type == model.EventRunStarted }
-func isScriptServed(ev model.Event) bool { return ev.Type == string(model.SignalScriptServed) }
+func isRunStarted(ev api.Event) bool   { return ev.Type == api.EventRunStarted }
+func isScriptServed(ev api.Event) bool { return ev.Type == api.EventScriptServed }
 
 func start(t *testing.T, root, image string) *env {
 	bootAddr, bootPort := freeBoot(t)
@@ -248,7 +247,7 @@ func outputValue(t *testing.T, state map[string]any, name string) map[string]any
 	return v
 }
 
-func (e *env) events(name string) []model.Event {
+func (e *env) events(name string) []api.Event {
 	list, err := e.client.MachineEvents(context.Background(), name, 0, api.MaxEventLimit)
 	if err != nil {
 		e.t.Fatalf("events of %s: %v", name, err)
@@ -256,7 +255,7 @@ func (e *env) events(name string) []model.Event {
 	return list.Events
 }
 
-func (e *env) count(name string, match func(model.Event) bool) int {
+func (e *env) count(name string, match func(api.Event) bool) int {
 	n := 0
 	for _, ev := range e.events(name) {
 		if match(ev) {
@@ -266,14 +265,14 @@ func (e *env) count(name string, match func(model.Event) bool) int {
 	return n
 }
 
-func (e *env) firstEvent(name string, match func(model.Event) bool) model.Event {
+func (e *env) firstEvent(name string, match func(api.Event) bool) api.Event {
 	for _, ev := range e.events(name) {
 		if match(ev) {
 			return ev
 		}
 	}
 	e.t.Fatalf("%s: no matching event", name)
-	return model.Event{}
+	return api.Event{}
 }
 
 // disk returns the text the lab installer wrote to a VM's disk (it leaves

@@ -110,7 +110,7 @@ func TestImageDeployOverQEMU(t *testing.T) {
 
 	// The bad checksum: the ramdisk streams the whole image, then refuses it.
 	failed := e.waitSettled(ctx, bad.Name)
-	require.Equal(t, string(model.PhaseFailed), failed.Phase, "last error %q", failed.LastError)
+	require.Equal(t, api.PhaseFailed, failed.Phase, "last error %q", failed.LastError)
 	assert.Contains(t, failed.LastError, "checksum mismatch: want "+wrong+", got sha256:"+zstSum)
 	assert.Contains(t, e.serialLog(bad.Name), "deploy: FAILED: checksum mismatch: want "+wrong+", got sha256:"+zstSum)
 	t.Logf("%s: failed after %s: %s", bad.Name, time.Since(start).Round(time.Second), failed.LastError)
@@ -118,7 +118,7 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	// The good image: written, booted from disk, and up, under either firmware.
 	for _, m := range []lab.InventoryEntry{bios, uefi} {
 		up := e.waitSettled(ctx, m.Name)
-		require.Equal(t, string(model.PhaseProvisioned), up.Phase, "%s: last error %q", m.Name, up.LastError)
+		require.Equal(t, api.PhaseProvisioned, up.Phase, "%s: last error %q", m.Name, up.LastError)
 		t.Logf("%s (%s): provisioned %s after registration", m.Name, m.Firmware, time.Since(start).Round(time.Second))
 		assert.Contains(t, up.Addresses, e.ramdiskAddress(m.Name), "%s: the OS-up callback carries the address the VM's DHCP gave its ramdisk", m.Name)
 		e.assertDeployed(m, osImageZst, 1)
@@ -132,11 +132,11 @@ func TestImageDeployOverQEMU(t *testing.T) {
 	require.NoError(t, err)
 	reimage := time.Now()
 	again, err := e.client.WaitMachine(ctx, uefi.Name, func(m *api.Machine) (bool, error) {
-		return m.Phase == string(model.PhaseFailed) ||
-			(m.Phase == string(model.PhaseProvisioned) && m.ProvisionedProfileVersion > before), nil
+		return m.Phase == api.PhaseFailed ||
+			(m.Phase == api.PhaseProvisioned && m.ProvisionedProfileVersion > before), nil
 	})
 	require.NoError(t, err)
-	require.Equal(t, string(model.PhaseProvisioned), again.Phase, "last error %q", again.LastError)
+	require.Equal(t, api.PhaseProvisioned, again.Phase, "last error %q", again.LastError)
 	t.Logf("%s: re-imaged in %s", uefi.Name, time.Since(reimage).Round(time.Second))
 	e.assertDeployed(uefi, osImageV2, 2)
 
@@ -202,7 +202,7 @@ func skipUnlessE2E(t *testing.T, why string) {
 func imageProfile(name, file, checksum, format string) api.BootProfileRequest {
 	return api.BootProfileRequest{
 		Name: name, Cmdline: "console=ttyS0",
-		Image: &model.Image{URL: file, Checksum: checksum, Format: format},
+		Image: &api.Image{URL: file, Checksum: checksum, Format: format},
 	}
 }
 
@@ -210,7 +210,7 @@ func imageProfile(name, file, checksum, format string) api.BootProfileRequest {
 func (e *env) waitSettled(ctx context.Context, name string) *api.Machine {
 	e.t.Helper()
 	m, err := e.client.WaitMachine(ctx, name, func(m *api.Machine) (bool, error) {
-		return m.Phase == string(model.PhaseProvisioned) || m.Phase == string(model.PhaseFailed), nil
+		return m.Phase == api.PhaseProvisioned || m.Phase == api.PhaseFailed, nil
 	})
 	require.NoError(e.t, err, "waiting for %s", name)
 	return m
@@ -270,12 +270,12 @@ func (e *env) assertDeployed(m lab.InventoryEntry, file string, n int) {
 	var startedAt, writtenAt time.Time
 	for _, ev := range e.events(name) {
 		switch {
-		case ev.Type == model.EventRunStarted:
+		case ev.Type == api.EventRunStarted:
 			startedAt = ev.Time
-		case ev.Type == model.EventImageWritten && ev.Data["status"] == "ok":
+		case ev.Type == api.EventImageWritten && ev.Data["status"] == "ok":
 			written++
 			writtenAt = ev.Time
-		case ev.Type == string(model.SignalCallbackReceived) && ev.Data["stage"] == model.StageOSUp && ev.Data["hostname"] == name && ev.Data["status"] == "ok":
+		case ev.Type == api.EventCallbackReceived && ev.Data["stage"] == model.StageOSUp && ev.Data["hostname"] == name && ev.Data["status"] == "ok":
 			osUp++
 			t.Logf("%s: OS up (addresses %s) %s after the run started, %s after the image was written",
 				name, ev.Data["addresses"], ev.Time.Sub(startedAt).Round(time.Second), ev.Time.Sub(writtenAt).Round(time.Second))

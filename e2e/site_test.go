@@ -15,7 +15,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -123,12 +122,12 @@ func (e *env) provision(ctx context.Context, m lab.InventoryEntry, p api.BootPro
 		t.Fatal(err)
 	}
 	got, err := e.client.WaitMachine(ctx, m.Name, func(m *api.Machine) (bool, error) {
-		return m.Phase == string(model.PhaseProvisioned) || m.Phase == string(model.PhaseFailed), nil
+		return m.Phase == api.PhaseProvisioned || m.Phase == api.PhaseFailed, nil
 	})
 	if err != nil {
 		t.Fatalf("waiting for %s: %v", m.Name, err)
 	}
-	if got.Phase != string(model.PhaseProvisioned) {
+	if got.Phase != api.PhaseProvisioned {
 		t.Fatalf("%s: phase %s, last error %q", m.Name, got.Phase, got.LastError)
 	}
 	testenv.Eventually(t, m.Name+"'s installer callback line", 30*time.Second, func() error {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // clientFrom is the checked type assertion every resource and data source
@@ -54,17 +53,15 @@ func describeErr(err error) string {
 		hint = "\n\nThe agent rejected the token: check the provider's token (or " + EnvToken + ")."
 	case errors.Is(err, client.ErrForbidden):
 		hint = "\n\nThe token is read-only for this agent; use a read-write token to change objects."
-	case errors.Is(err, client.ErrConflict) && leaseConflict(err):
+	case client.LeaseHeld(err):
 		hint = "\n\nAnother Terraform configuration or workspace is changing this machine and holds its lease. " +
-			"Wait for that run to finish (it releases the lease when done; a run that dies loses it two minutes after its last renewal), then apply again."
+			"Wait for that run to finish (it releases the lease when done; a run that dies loses it " + leaseLapse(err) + "), then apply again."
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "\n\nThe operation did not finish within its timeout; raise it in the resource's timeouts block if the hardware is slow."
 	}
 	return err.Error() + hint
 }
 
-// leaseConflict tells a refused lease apart from other conflicts (stale
-// version, object in use), which need different advice.
 // nameTaken reports a 409 because an object of that name exists: the one
 // conflict an import fixes.
 func nameTaken(err error) bool {
@@ -78,9 +75,14 @@ func macTaken(err error) bool {
 	return errors.Is(err, client.ErrConflict) && errors.As(err, &apiErr) && (apiErr.Field == "macs" || strings.HasPrefix(apiErr.Field, "macs["))
 }
 
-func leaseConflict(err error) bool {
+// leaseLapse says when a dead holder's lease runs out, in the agent's
+// terms: its --lease-duration can be anything.
+func leaseLapse(err error) string {
 	var apiErr *client.APIError
-	return errors.As(err, &apiErr) && apiErr.Field == api.HeaderLeaseHolder
+	if errors.As(err, &apiErr) && apiErr.LeaseDuration > 0 {
+		return apiErr.LeaseDuration.String() + " after its last renewal"
+	}
+	return "when the lease runs out"
 }
 
 // stringsToList converts API strings into a list, keeping an empty but
@@ -145,7 +147,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // nameRuleText is the agent's name rule as printed in attribute descriptions.
-const nameRuleText = model.NameRule + "."
+const nameRuleText = api.NameRule + "."
 
 // addAPIError attaches a validation error to the attribute the agent named,
 // so Terraform points at the offending line of configuration.
@@ -195,7 +197,7 @@ func fieldPath(field string) (path.Path, bool) {
 // importByName accepts an object's name as its import ID (objects are
 // identified by name on the agent) and validates it before any API call.
 func importByName(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	if !model.ValidName(req.ID) {
+	if !api.ValidName(req.ID) {
 		resp.Diagnostics.AddError("Invalid Import ID",
 			fmt.Sprintf("The import ID is the object's name, which must be %s Got %q.", nameRuleText, req.ID))
 		return
@@ -210,7 +212,7 @@ func sortMachines(ms []api.Machine) {
 
 // filterID is a readable, deterministic id for a filtered listing.
 func filterID(f client.MachineFilter, minMem types.Float64, minCPUs types.Int64) string {
-	parts := []string{"state=" + f.State, "phase=" + f.Phase, "cluster=" + f.Cluster, "role=" + f.Role}
+	parts := []string{"state=" + string(f.State), "phase=" + string(f.Phase), "cluster=" + f.Cluster, "role=" + f.Role}
 	if !minMem.IsNull() {
 		parts = append(parts, "min_memory_gib="+strconv.FormatFloat(minMem.ValueFloat64(), 'g', -1, 64))
 	}

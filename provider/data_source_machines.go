@@ -14,7 +14,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -52,14 +51,14 @@ func (d *machinesDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{MarkdownDescription: "The filters in use, as one string.", Computed: true},
 			"state": schema.StringAttribute{
-				MarkdownDescription: "Only machines with this desired state: " + quotedList(model.DesiredStates, " or ") + ".",
+				MarkdownDescription: "Only machines with this desired state: " + quotedList(api.Strings(api.DesiredStates), " or ") + ".",
 				Optional:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(model.DesiredStates...)},
+				Validators:          []validator.String{stringvalidator.OneOf(api.Strings(api.DesiredStates)...)},
 			},
 			"phase": schema.StringAttribute{
-				MarkdownDescription: "Only machines in this phase: " + quotedList(model.Phases, " or ") + ".",
+				MarkdownDescription: "Only machines in this phase: " + quotedList(api.Strings(api.MachinePhases), " or ") + ".",
 				Optional:            true,
-				Validators:          []validator.String{stringvalidator.OneOf(model.Phases...)},
+				Validators:          []validator.String{stringvalidator.OneOf(api.Strings(api.MachinePhases)...)},
 			},
 			"cluster": schema.StringAttribute{
 				MarkdownDescription: "Only members of this cluster.",
@@ -108,8 +107,8 @@ func (d *machinesDataSource) Read(ctx context.Context, req datasource.ReadReques
 	filter := client.MachineFilter{
 		Cluster: state.Cluster.ValueString(),
 		Role:    state.Role.ValueString(),
-		Phase:   state.Phase.ValueString(),
-		State:   state.State.ValueString(),
+		Phase:   api.MachinePhase(state.Phase.ValueString()),
+		State:   api.DesiredState(state.State.ValueString()),
 	}
 	list, err := d.client.ListMachines(ctx, filter)
 	if err != nil {

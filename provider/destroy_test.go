@@ -19,9 +19,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 	"github.com/stretchr/testify/require"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -56,7 +56,7 @@ func TestAccDestroyWithFailingBMC(t *testing.T) {
 			tf.mustRun("apply", "-auto-approve", "-input=false")
 			m, err := a.client.GetMachine(testCtx(t), tc.name)
 			require.NoError(t, err)
-			require.Equal(t, string(model.PhaseProvisioned), m.Phase)
+			require.Equal(t, api.PhaseProvisioned, m.Phase)
 
 			// The BMC now answers every request with 503.
 			f.lab.SetFault(lm.Name, lab.Fault{Fail503Next: 1 << 30})

@@ -12,8 +12,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -61,7 +61,7 @@ func (e *machineSecretEphemeral) Schema(_ context.Context, _ ephemeral.SchemaReq
 			"name": schema.StringAttribute{
 				MarkdownDescription: "Name of the secret, as the template gives it to `generatedSecret`.",
 				Required:            true,
-				Validators: []validator.String{stringvalidator.RegexMatches(model.SecretNameRE,
+				Validators: []validator.String{stringvalidator.RegexMatches(api.SecretNameRE,
 					"must be 1 to 63 letters, digits, '_', '.' or '-', not starting with '.' or '-'")},
 			},
 			"value": schema.StringAttribute{

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // Image deploys: a profile's image and the root device hints of profiles
@@ -70,13 +70,13 @@ func imageSchema() schema.SingleNestedAttribute {
 					"must be sha256:<64 lower-case hex digits> or sha512:<128 lower-case hex digits>")},
 			},
 			"format": schema.StringAttribute{
-				MarkdownDescription: "What the file at `url` holds: " + quotedList(model.ImageFormats, " or ") + ". A raw disk image, or one compressed " +
+				MarkdownDescription: "What the file at `url` holds: " + quotedList(api.ImageFormats, " or ") + ". A raw disk image, or one compressed " +
 					"with gzip or zstd, is streamed by the ramdisk straight to the disk. A `qcow2` image (version 2 or 3, deflate-compressed clusters " +
 					"allowed; no backing file, encryption, external data file, extended L2 entries or zstd compression) is fetched once by the agent, " +
 					"which checks `checksum`, converts it to raw in its data directory (one conversion for every machine deploying it) and serves " +
 					"the raw image to the ramdisk; the agent needs room for the raw disk (sparse). Convert other formats with `qemu-img convert -O raw`.",
 				Required:   true,
-				Validators: []validator.String{stringvalidator.OneOf(model.ImageFormats...)},
+				Validators: []validator.String{stringvalidator.OneOf(api.ImageFormats...)},
 			},
 			"wipe": schema.StringAttribute{
 				MarkdownDescription: "What deprovisioning erases from the disk the image went to (found again by the root device hints), " +
@@ -87,8 +87,8 @@ func imageSchema() schema.SingleNestedAttribute {
 					"disk's size at its write speed). Other disks are left alone. A `desired state = \"off\"` keeps the disk as it is.",
 				Optional:   true,
 				Computed:   true,
-				Default:    stringdefault.StaticString(model.WipeConfigDrive),
-				Validators: []validator.String{stringvalidator.OneOf(model.ImageWipes...)},
+				Default:    stringdefault.StaticString(api.WipeConfigDrive),
+				Validators: []validator.String{stringvalidator.OneOf(api.ImageWipes...)},
 			},
 		},
 	}
@@ -144,21 +144,21 @@ func rootDeviceDataSchema() dschema.SingleNestedAttribute {
 	}
 }
 
-func imageFromObject(o types.Object) *model.Image {
+func imageFromObject(o types.Object) *api.Image {
 	if o.IsNull() || o.IsUnknown() {
 		return nil
 	}
 	a := o.Attributes()
-	return &model.Image{URL: strAttr(a["url"]), Checksum: strAttr(a["checksum"]), Format: strAttr(a["format"]), Wipe: strAttr(a["wipe"])}
+	return &api.Image{URL: strAttr(a["url"]), Checksum: strAttr(a["checksum"]), Format: strAttr(a["format"]), Wipe: strAttr(a["wipe"])}
 }
 
-func imageObject(img *model.Image) types.Object {
+func imageObject(img *api.Image) types.Object {
 	if img == nil {
 		return types.ObjectNull(imageAttrTypes)
 	}
 	wipe := img.Wipe
 	if wipe == "" {
-		wipe = model.WipeConfigDrive
+		wipe = api.WipeConfigDrive
 	}
 	return types.ObjectValueMust(imageAttrTypes, map[string]attr.Value{
 		"url": types.StringValue(img.URL), "checksum": types.StringValue(img.Checksum), "format": types.StringValue(img.Format),
@@ -166,12 +166,12 @@ func imageObject(img *model.Image) types.Object {
 	})
 }
 
-func rootDeviceFromObject(o types.Object) *model.RootDeviceHints {
+func rootDeviceFromObject(o types.Object) *api.RootDeviceHints {
 	if o.IsNull() || o.IsUnknown() {
 		return nil
 	}
 	a := o.Attributes()
-	h := &model.RootDeviceHints{Name: strAttr(a["name"]), Model: strAttr(a["model"]), Serial: strAttr(a["serial"]), WWN: strAttr(a["wwn"])}
+	h := &api.RootDeviceHints{Name: strAttr(a["name"]), Model: strAttr(a["model"]), Serial: strAttr(a["serial"]), WWN: strAttr(a["wwn"])}
 	if v, ok := a["min_size_gib"].(types.Float64); ok && !v.IsNull() {
 		h.MinSizeGiB = v.ValueFloat64()
 	}
@@ -185,7 +185,7 @@ func rootDeviceFromObject(o types.Object) *model.RootDeviceHints {
 	return h
 }
 
-func rootDeviceObject(h *model.RootDeviceHints) types.Object {
+func rootDeviceObject(h *api.RootDeviceHints) types.Object {
 	if h == nil {
 		return types.ObjectNull(rootDeviceAttrTypes)
 	}

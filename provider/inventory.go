@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // invField is one attribute of the computed `inventory` object. The machine
@@ -148,7 +148,7 @@ func dataSourceAttrs(fields []invField) map[string]dschema.Attribute {
 	return out
 }
 
-func inventoryValue(inv *model.Inventory) types.Object {
+func inventoryValue(inv *api.Inventory) types.Object {
 	if inv == nil {
 		return types.ObjectNull(inventoryAttrTypes)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // TestInventorySchemaMatchesValue: the object inventoryValue builds has the
@@ -19,7 +19,7 @@ import (
 func TestInventorySchemaMatchesValue(t *testing.T) {
 	ctx := context.Background()
 	want := types.ObjectType{AttrTypes: inventoryAttrTypes}
-	assert.True(t, inventoryValue(&model.Inventory{}).Type(ctx).Equal(want))
+	assert.True(t, inventoryValue(&api.Inventory{}).Type(ctx).Equal(want))
 
 	var rs resource.SchemaResponse
 	NewMachineResource().Schema(ctx, resource.SchemaRequest{}, &rs)
@@ -40,11 +40,11 @@ func TestInventorySchemaMatchesValue(t *testing.T) {
 func TestInventoryValue(t *testing.T) {
 	assert.True(t, inventoryValue(nil).IsNull())
 
-	obj := inventoryValue(&model.Inventory{
+	obj := inventoryValue(&api.Inventory{
 		Manufacturer: "Contoso", CPUs: 1, CPUModel: "EPYC", CPUCores: 48, CPUThreads: 96,
 		GPUs: 8, GPUModel: "H100", Accelerators: 1, AcceleratorModel: "Stratix 10", MemoryGiB: 512,
-		NICs:     []model.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}},
-		Disks:    []model.Disk{{Name: "Bay 0", Model: "ST4000", Serial: "WJG0", SizeGiB: 3726.02, MediaType: "HDD", Rotational: true}},
+		NICs:     []api.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}},
+		Disks:    []api.Disk{{Name: "Bay 0", Model: "ST4000", Serial: "WJG0", SizeGiB: 3726.02, MediaType: "HDD", Rotational: true}},
 		BootMode: "uefi", BootModes: []string{"legacy", "uefi"},
 	})
 	a := obj.Attributes()
@@ -68,7 +68,7 @@ func TestInventoryValue(t *testing.T) {
 	assert.Equal(t, types.StringValue("HDD"), disk["media_type"])
 	assert.Equal(t, types.BoolValue(true), disk["rotational"])
 
-	empty := inventoryValue(&model.Inventory{}).Attributes()
+	empty := inventoryValue(&api.Inventory{}).Attributes()
 	assert.Empty(t, empty["disks"].(types.List).Elements())
 	assert.Empty(t, empty["boot_modes"].(types.List).Elements())
 	assert.Equal(t, types.StringValue(""), empty["boot_mode"], "not reported reads as empty, not null")

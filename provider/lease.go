@@ -8,16 +8,17 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 )
 
 // defaultLeaseRenewEvery paces renewals until the agent says how long its
-// leases last: a third of its default two minutes.
-const defaultLeaseRenewEvery = 40 * time.Second
+// leases last: a third of an agent's default.
+const defaultLeaseRenewEvery = api.DefaultLeaseDuration / 3
 
 // leaseKeeper renews this run's lease on one machine while the provider
-// waits on it. Without renewals the lease would lapse two minutes after the
-// run's last write, and during a provisioning wait of tens of minutes
+// waits on it. Without renewals the lease would lapse a lease duration
+// after the run's last write, and during a provisioning wait of tens of minutes
 // another configuration could write the machine and interleave power
 // actions with this run's.
 type leaseKeeper struct {
@@ -70,7 +71,7 @@ func (k *leaseKeeper) run(ctx context.Context, cancelWait context.CancelFunc) {
 			return
 		case errors.Is(err, client.ErrNotFound):
 			return // the machine is gone; the wait sees that itself
-		case leaseConflict(err):
+		case client.LeaseHeld(err):
 			k.lost = err
 			cancelWait()
 			return

@@ -73,7 +73,7 @@ func (l *leaseLab) converge(t *testing.T, name string, phase model.Phase) {
 }
 
 func leaseMachineRequest(name string) api.MachineRequest {
-	return api.MachineRequest{Name: name, State: string(model.StateAvailable), MACs: []string{},
+	return api.MachineRequest{Name: name, State: api.StateAvailable, MACs: []string{},
 		BMC: api.BMCRequest{Endpoint: "https://10.0.0.5/redfish/v1/Systems/1", Username: "admin", Password: "pw"}}
 }
 
@@ -134,7 +134,7 @@ func testAwaitHoldsLease(t *testing.T, askInfo bool) {
 			}
 			_, err := theirs.UpdateMachine(ctx, "m1", req)
 			mu.Lock()
-			if leaseConflict(err) {
+			if client.LeaseHeld(err) {
 				refused++
 			} else {
 				accepted = append(accepted, err)
@@ -151,14 +151,14 @@ func testAwaitHoldsLease(t *testing.T, askInfo bool) {
 	r := &machineResource{client: ours}
 	var diags diag.Diagnostics
 	start := time.Now()
-	last := r.await(ctx, 20*time.Second, m, string(model.StateAvailable), false, "Create", &diags)
+	last := r.await(ctx, 20*time.Second, m, api.StateAvailable, false, "Create", &diags)
 	if diags.HasError() {
 		t.Fatalf("await: %v", diags)
 	}
 	if took := time.Since(start); took < waitFor {
 		t.Fatalf("await returned after %s, before the machine converged", took)
 	}
-	if last.Phase != string(model.PhaseAvailable) {
+	if last.Phase != api.PhaseAvailable {
 		t.Errorf("last phase %q", last.Phase)
 	}
 	mu.Lock()
@@ -209,7 +209,7 @@ func TestAwaitLeaseLost(t *testing.T) {
 	r := &machineResource{client: ours}
 	var diags diag.Diagnostics
 	start := time.Now()
-	r.await(ctx, 20*time.Second, m, string(model.StateAvailable), false, "Create", &diags)
+	r.await(ctx, 20*time.Second, m, api.StateAvailable, false, "Create", &diags)
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the wait went on for %s after losing the lease", took)
 	}

@@ -4,21 +4,22 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 func TestConverged(t *testing.T) {
 	cases := []struct {
 		name           string
 		m              api.Machine
-		desired        string
+		desired        api.DesiredState
 		clusterManaged bool
 		want           bool
 	}{
@@ -43,8 +44,8 @@ func TestObservedStateAndRepair(t *testing.T) {
 	cases := []struct {
 		name       string
 		m          api.Machine
-		wantState  string
-		wantAction string
+		wantState  api.DesiredState
+		wantAction api.Action
 	}{
 		{"no drift", api.Machine{State: "provisioned", PowerState: "On"}, "provisioned", ""},
 		{"powered off behind our back", api.Machine{State: "provisioned", PowerState: "Off", PowerDrift: true}, "off", api.ActionPowerOn},
@@ -155,7 +156,7 @@ func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
 		BMC:       api.BMCInfo{Endpoint: "https://bmc", Username: "admin"},
 		MACs:      []string{"52:54:00:00:00:01"},
 		Addresses: []string{"10.0.0.9"},
-		Inventory: &model.Inventory{Manufacturer: "QEMU", CPUs: 2, MemoryGiB: 4, NICs: []model.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}},
+		Inventory: &api.Inventory{Manufacturer: "QEMU", CPUs: 2, MemoryGiB: 4, NICs: []api.NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}},
 	})
 	if !m.BMC.PasswordWO.IsNull() {
 		t.Errorf("password_wo = %v, want null", m.BMC.PasswordWO)
@@ -180,8 +181,8 @@ func TestMachineFromAPIKeepsSecretsOut(t *testing.T) {
 
 func TestFilterHardware(t *testing.T) {
 	list := []api.Machine{
-		{Name: "c", Inventory: &model.Inventory{CPUs: 8, MemoryGiB: 64}},
-		{Name: "a", Inventory: &model.Inventory{CPUs: 2, MemoryGiB: 4}},
+		{Name: "c", Inventory: &api.Inventory{CPUs: 8, MemoryGiB: 64}},
+		{Name: "a", Inventory: &api.Inventory{CPUs: 2, MemoryGiB: 4}},
 		{Name: "b"}, // not inspected yet
 	}
 	names := func(ms []api.Machine) (out []string) {
@@ -223,11 +224,13 @@ func TestLeaseHolder(t *testing.T) {
 }
 
 func TestDescribeErrAdvice(t *testing.T) {
-	lease := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: api.HeaderLeaseHolder, Message: "machine \"m1\" is leased"}
+	lease := &client.APIError{StatusCode: 409, Code: api.CodeLeaseHeld, Field: api.HeaderLeaseHolder, Message: "machine \"m1\" is leased", LeaseDuration: 5 * time.Minute}
 	stale := &client.APIError{StatusCode: 409, Code: api.CodeConflict, Field: "version", Message: "version 3 is stale"}
-	if got := describeErr(lease); !strings.Contains(got, "holds its lease") {
-		t.Errorf("lease conflict advice missing: %q", got)
-	}
+	got := describeErr(lease)
+	assert.Contains(t, got, "holds its lease")
+	assert.Contains(t, got, "5m0s after its last renewal", "the agent's lease duration, not a fixed one")
+	lease.LeaseDuration = 0
+	assert.Contains(t, describeErr(lease), "when the lease runs out", "an agent that does not say its lease duration")
 	if got := describeErr(stale); strings.Contains(got, "lease") {
 		t.Errorf("a stale-version conflict got lease advice: %q", got)
 	}

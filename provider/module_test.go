@@ -17,9 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // TestAccClusterModuleKeepsPasswordsOut (D6): the registry module, used the
@@ -66,8 +66,8 @@ func TestAccClusterModuleKeepsPasswordsOut(t *testing.T) {
 	for name := range passwords {
 		m, err := a.client.GetMachine(testCtx(t), name)
 		require.NoError(t, err)
-		require.Equal(t, string(model.PhaseProvisioned), m.Phase, "machine %s (last_error %q)", name, m.LastError)
-		require.Equal(t, model.BMCStatusOK, m.BMCStatus, "machine %s: the BMC must have accepted the password", name)
+		require.Equal(t, api.PhaseProvisioned, m.Phase, "machine %s (last_error %q)", name, m.LastError)
+		require.Equal(t, api.BMCStatusOK, m.BMCStatus, "machine %s: the BMC must have accepted the password", name)
 	}
 	state, err := os.ReadFile(filepath.Join(root, "terraform.tfstate"))
 	require.NoError(t, err)

@@ -25,7 +25,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -202,7 +201,7 @@ resource "baremetal_cluster" "c" {
 				},
 				Check: func(*terraform.State) error {
 					m := agentMachine(t, a, "rec-d1-wk")
-					if m.Phase != string(model.PhaseProvisioned) || m.LastError != "" {
+					if m.Phase != api.PhaseProvisioned || m.LastError != "" {
 						return fmt.Errorf("worker is %s (last_error %q), want provisioned", m.Phase, m.LastError)
 					}
 					return nil
@@ -263,7 +262,7 @@ func TestAccRecoverWrongBMCPassword(t *testing.T) {
 				// The BMC's password changes behind the agent's back.
 				PreConfig: func() {
 					f.lab.SetFault(lm.Name, lab.Fault{RefuseLogin: true})
-					awaitMachine(t, a, "rec-d2", "bmc_status auth_failed", func(m *api.Machine) bool { return m.BMCStatus == model.BMCStatusAuthFailed })
+					awaitMachine(t, a, "rec-d2", "bmc_status auth_failed", func(m *api.Machine) bool { return m.BMCStatus == api.BMCStatusAuthFailed })
 				},
 				Config:             cfg(lm.Password, 2),
 				PlanOnly:           true,
@@ -475,7 +474,7 @@ func TestAccBMCStatus(t *testing.T) {
 			{
 				PreConfig: func() {
 					f.lab.SetFault(lm.Name, lab.Fault{RefuseLogin: true})
-					awaitMachine(t, a, "rec-d5", "bmc_status auth_failed", func(m *api.Machine) bool { return m.BMCStatus == model.BMCStatusAuthFailed })
+					awaitMachine(t, a, "rec-d5", "bmc_status auth_failed", func(m *api.Machine) bool { return m.BMCStatus == api.BMCStatusAuthFailed })
 				},
 				RefreshState: true,
 				Check: func(s *terraform.State) error {

@@ -18,7 +18,7 @@ func TestPendingWhy(t *testing.T) {
 	cases := []struct {
 		name           string
 		m              api.Machine
-		desired        string
+		desired        api.DesiredState
 		clusterManaged bool
 		drift          bool
 		want           string

@@ -24,7 +24,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var (
@@ -115,8 +114,8 @@ func (r *bootProfileResource) Schema(ctx context.Context, _ resource.SchemaReque
 				Optional: true,
 				Validators: []validator.String{
 					stringvalidator.ConflictsWith(path.MatchRoot("initrds"), path.MatchRoot("cmdline")),
-					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(model.IPXEScriptMagic)),
-						"to start with "+model.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
+					stringvalidator.RegexMatches(regexp.MustCompile(`^`+regexp.QuoteMeta(api.IPXEScriptMagic)),
+						"to start with "+api.IPXEScriptMagic+" on its first line (iPXE runs a file without it as an image, not a script); add that line"),
 				},
 			},
 			"image":       imageSchema(),
@@ -277,7 +276,7 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 	defer ticker.Stop()
 	lastPending := -1
 	for {
-		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: "provisioned"})
+		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
@@ -287,9 +286,9 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 				continue
 			}
 			switch {
-			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
+			case m.Phase == api.PhaseFailed && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
-			case m.Phase != "provisioned" || m.ProvisionedProfileVersion < version:
+			case m.Phase != api.PhaseProvisioned || m.ProvisionedProfileVersion < version:
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
 			}
 		}

@@ -26,20 +26,12 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 const (
 	defaultClusterCreateTimeout = 90 * time.Minute
 	defaultClusterUpdateTimeout = 90 * time.Minute
 	defaultClusterDeleteTimeout = 20 * time.Minute
-)
-
-// Cluster phases the provider branches on.
-const (
-	clusterReady  = "ready"
-	clusterPaused = "paused"
-	clusterFailed = "failed"
 )
 
 var (
@@ -170,7 +162,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				},
 			},
 			"phase": schema.StringAttribute{
-				MarkdownDescription: "The cluster's phase: `pending`, `converging`, `ready`, `paused` (a member failed) or `failed`. " +
+				MarkdownDescription: "The cluster's phase: " + quotedList(api.Strings(api.ClusterPhases), " or ") + "; `paused` means a member failed. " +
 					"Until it is `ready`, the plan shows this attribute changing, and applying writes the cluster again: failed members are retried " +
 					"(after you fixed the cause, e.g. the boot profile) and the apply waits for the rollout to finish.",
 				Computed: true,
@@ -353,8 +345,8 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
-// ModifyPlan keeps a cluster that is not ready (converging, paused by a
-// failed member, failed) in the plan: applying writes the cluster again,
+// ModifyPlan keeps a cluster that is not ready (converging, or paused by a
+// failed member) in the plan: applying writes the cluster again,
 // which retries its failed members, and waits for the rollout.
 func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
@@ -362,7 +354,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	}
 	var phase types.String
 	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("phase"), &phase)...)
-	if resp.Diagnostics.HasError() || phase.ValueString() == "" || phase.ValueString() == clusterReady {
+	if resp.Diagnostics.HasError() || phase.ValueString() == "" || phase.ValueString() == string(api.ClusterReady) {
 		return
 	}
 	tflog.Info(ctx, "cluster is not ready; planning an update that resumes the rollout", map[string]any{"phase": phase.ValueString()})
@@ -395,7 +387,7 @@ func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportSt
 }
 
 // await waits for the cluster to be ready with every member installed with
-// its role's current profile; a paused or failed cluster ends the wait with
+// its role's current profile; a paused cluster ends the wait with
 // the members' details.
 func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *api.Cluster, body api.ClusterRequest, op string, diags *diag.Diagnostics) *api.Cluster {
 	name := c.Name
@@ -405,21 +397,21 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lastPhase := ""
+	var lastPhase api.ClusterPhase
 	last, err := r.client.WaitCluster(waitCtx, name, func(c *api.Cluster) (bool, error) {
 		if c.Phase != lastPhase {
 			lastPhase = c.Phase
 			tflog.Info(ctx, "cluster phase changed", map[string]any{"cluster": name, "phase": c.Phase, "message": c.Message})
 		}
 		switch c.Phase {
-		case clusterPaused, clusterFailed:
+		case api.ClusterPaused:
 			// Writing the cluster retried its failed members: it is paused
 			// for good only once the agent acted on that and one failed again.
 			if retrying, err := r.retryPending(waitCtx, c); err != nil || !retrying {
 				return false, fmt.Errorf("the cluster is %s", c.Phase)
 			}
 			return false, nil
-		case clusterReady:
+		case api.ClusterReady:
 			// The cluster's phase may predate this change: ready counts
 			// only once every member runs its role's current spec.
 			return r.membersConverged(waitCtx, c, profileOf)
@@ -442,7 +434,7 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 // agent has not acted on yet (the retry this write asked for).
 func (r *clusterResource) retryPending(ctx context.Context, c *api.Cluster) (bool, error) {
 	for _, ms := range c.Members {
-		if ms.Phase != string(model.PhaseFailed) {
+		if ms.Phase != api.PhaseFailed {
 			continue
 		}
 		m, err := r.client.GetMachine(ctx, ms.Machine)
@@ -458,14 +450,14 @@ func (r *clusterResource) retryPending(ctx context.Context, c *api.Cluster) (boo
 
 func (r *clusterResource) membersConverged(ctx context.Context, c *api.Cluster, profileOf map[string]string) (bool, error) {
 	for _, ms := range c.Members {
-		if ms.Phase != string(model.PhaseProvisioned) {
+		if ms.Phase != api.PhaseProvisioned {
 			return false, nil
 		}
 		m, err := r.client.GetMachine(ctx, ms.Machine)
 		if err != nil {
 			return false, err
 		}
-		if m.ObservedVersion < m.Version || m.Phase != string(model.PhaseProvisioned) {
+		if m.ObservedVersion < m.Version || m.Phase != api.PhaseProvisioned {
 			return false, nil
 		}
 		if want := profileOf[ms.Role]; want != "" && m.ProvisionedProfile != "" && m.ProvisionedProfile != want {
@@ -476,7 +468,7 @@ func (r *clusterResource) membersConverged(ctx context.Context, c *api.Cluster, 
 }
 
 func clusterSummary(c *api.Cluster) string {
-	s := "Cluster phase: " + c.Phase
+	s := "Cluster phase: " + string(c.Phase)
 	if c.Message != "" {
 		s += " (" + c.Message + ")"
 	}
@@ -536,13 +528,13 @@ func (m *clusterModel) statusFromAPI(c *api.Cluster) {
 		statuses[i] = types.ObjectValueMust(memberStatusAttrTypes, map[string]attr.Value{
 			"machine":    types.StringValue(mem.Machine),
 			"role":       types.StringValue(mem.Role),
-			"phase":      types.StringValue(mem.Phase),
+			"phase":      types.StringValue(string(mem.Phase)),
 			"last_error": types.StringValue(mem.LastError),
 			"addresses":  stringsToList(mem.Addresses, types.ListValueMust(types.StringType, nil)),
 		})
 	}
 	m.MemberStatus = types.ListValueMust(types.ObjectType{AttrTypes: memberStatusAttrTypes}, statuses)
-	m.Phase = types.StringValue(c.Phase)
+	m.Phase = types.StringValue(string(c.Phase))
 	endpoints := make(map[string]attr.Value, len(c.Endpoints))
 	for role, addrs := range c.Endpoints {
 		endpoints[role] = stringsToList(addrs, types.ListValueMust(types.StringType, nil))

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // TestAccCluster is the acceptance scenario: one boot profile per
@@ -162,12 +162,12 @@ func memberProvisioned(machine, role string) knownvalue.Check {
 // checkRoleOrder asserts from the agent's events that the control plane was
 // provisioned before any worker started provisioning.
 func checkRoleOrder(a *accAgent, cp string, workers ...string) error {
-	cpDone, err := firstPhaseEvent(a, cp, model.PhaseProvisioned)
+	cpDone, err := firstPhaseEvent(a, cp, api.PhaseProvisioned)
 	if err != nil {
 		return err
 	}
 	for _, w := range workers {
-		start, err := firstPhaseEvent(a, w, model.PhaseProvisioning)
+		start, err := firstPhaseEvent(a, w, api.PhaseProvisioning)
 		if err != nil {
 			return err
 		}
@@ -179,20 +179,20 @@ func checkRoleOrder(a *accAgent, cp string, workers ...string) error {
 	return nil
 }
 
-func firstPhaseEvent(a *accAgent, machine string, phase model.Phase) (model.Event, error) {
+func firstPhaseEvent(a *accAgent, machine string, phase api.MachinePhase) (api.Event, error) {
 	var after uint64
 	for {
 		page, err := a.client.MachineEvents(context.Background(), machine, after, 500)
 		if err != nil {
-			return model.Event{}, err
+			return api.Event{}, err
 		}
 		for _, e := range page.Events {
-			if e.Type == model.EventPhaseChanged && e.Phase == phase {
+			if e.Type == api.EventPhaseChanged && e.Phase == phase {
 				return e, nil
 			}
 		}
 		if len(page.Events) == 0 || page.Next <= after {
-			return model.Event{}, fmt.Errorf("machine %s has no %s event", machine, phase)
+			return api.Event{}, fmt.Errorf("machine %s has no %s event", machine, phase)
 		}
 		after = page.Next
 	}

@@ -29,7 +29,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // Default timeouts: a server's POST, PXE boot and OS install take minutes.
@@ -99,7 +98,7 @@ type bmcModel struct {
 // stateDescription lists the desired states from the same list the
 // validator enforces, so docs and validation cannot disagree.
 func stateDescription() string {
-	return "Desired state: " + quotedList(model.DesiredStates, " or ") + ". " +
+	return "Desired state: " + quotedList(api.Strings(api.DesiredStates), " or ") + ". " +
 		"`provisioned` installs the machine with its boot profile and leaves it running; " +
 		"`available` keeps it registered and inventoried and leaves its power as it is; " +
 		"`off` powers it off. Defaults to `provisioned`. When the agent observes a provisioned machine " +
@@ -209,16 +208,16 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: stateDescription(),
 				Optional:            true,
 				Computed:            true,
-				Default:             stringdefault.StaticString(string(model.StateProvisioned)),
-				Validators:          []validator.String{stringvalidator.OneOf(model.DesiredStates...)},
+				Default:             stringdefault.StaticString(string(api.StateProvisioned)),
+				Validators:          []validator.String{stringvalidator.OneOf(api.Strings(api.DesiredStates)...)},
 			},
 			"boot_mode": schema.StringAttribute{
 				MarkdownDescription: "Firmware boot mode the agent asks the BMC for with every boot override (Redfish `BootSourceOverrideMode`): " +
-					quotedList(model.BootModes, " or ") + ". Unset, the agent keeps the mode the BMC reports (the machine's `inventory.boot_mode`) " +
+					quotedList(api.Strings(api.BootModes), " or ") + ". Unset, the agent keeps the mode the BMC reports (the machine's `inventory.boot_mode`) " +
 					"and never switches a UEFI machine to Legacy. A mode the BMC does not allow is refused, naming the modes it allows. " +
 					"A change applies from the next boot the agent sets up; it does not reinstall the machine by itself.",
 				Optional:   true,
-				Validators: []validator.String{stringvalidator.OneOf(model.BootModes...)},
+				Validators: []validator.String{stringvalidator.OneOf(api.Strings(api.BootModes)...)},
 			},
 			"root_device": rootDeviceSchema(rootDeviceDescription + " For this machine, replacing its profile's `root_device`."),
 			"adopt": schema.BoolAttribute{
@@ -250,13 +249,13 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional: true,
 			},
 			"phase": schema.StringAttribute{
-				MarkdownDescription: "Phase the agent observes: " + quotedList(model.Phases, " or ") + ". " +
+				MarkdownDescription: "Phase the agent observes: " + quotedList(api.Strings(api.MachinePhases), " or ") + ". " +
 					"While the machine has not reached its desired `state` (a failure, a run still going after a timeout), the plan shows this attribute changing, " +
 					"and applying asks for the desired state again: a failed machine is retried, a running one is waited for.",
 				Computed: true,
 			},
 			"bmc_status": schema.StringAttribute{
-				MarkdownDescription: "How the machine's BMC answered the agent's last call: " + quotedList(model.BMCStatuses, ", ") + " " +
+				MarkdownDescription: "How the machine's BMC answered the agent's last call: " + quotedList(api.BMCStatuses, ", ") + " " +
 					"(`auth_failed`: the BMC refuses the credentials; `unreachable`: no answer). Empty before the first call. " +
 					"While it is not `ok`, `last_error` says what failed and the plan shows this attribute changing; applying with the fixed " +
 					"credentials (`password`, or `password_wo` with a new `password_wo_version`) or endpoint checks the BMC again at once.",
@@ -355,7 +354,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	// that only ran out of time while the run goes on is a warning: a
 	// tainted machine would be reinstalled by the next apply, which should
 	// wait on the same run instead (the plan shows the machine unfinished).
-	last, err := r.wait(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull())
+	last, err := r.wait(ctx, timeout, m, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull())
 	switch {
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded) && stillRunning(r.fresh(name, last)):
@@ -373,7 +372,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 // stillRunning reports whether m is in a provisioning run the agent is
 // moving along: no failure, the BMC answering.
 func stillRunning(m *api.Machine) bool {
-	return m.Phase == string(model.PhaseProvisioning) && m.BMCStatus != model.BMCStatusAuthFailed && m.BMCStatus != model.BMCStatusUnreachable
+	return m.Phase == api.PhaseProvisioning && m.BMCStatus != api.BMCStatusAuthFailed && m.BMCStatus != api.BMCStatusUnreachable
 }
 
 // fresh re-reads the machine with its own short deadline (the caller's may
@@ -414,7 +413,7 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 		tflog.Warn(ctx, "machine power differs from its desired state", map[string]any{
 			"machine": m.Name, "desired": m.State, "power_state": m.PowerState, "reads_as": drifted,
 		})
-		state.State = types.StringValue(drifted)
+		state.State = types.StringValue(string(drifted))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
@@ -489,7 +488,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	// Once the action is sent the trigger has done its part: a failure
 	// after it shows as the machine's phase, not as the trigger again.
 	prior.ReprovisionTrigger = plan.ReprovisionTrigger
-	m = r.await(ctx, timeout, m, plan.State.ValueString(), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+	m = r.await(ctx, timeout, m, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
 	if !resp.Diagnostics.HasError() && reboot {
 		acted, err := r.client.MachineAction(ctx, name, api.ActionReset)
 		if err != nil {
@@ -499,7 +498,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 			return
 		}
 		prior.RebootTrigger = plan.RebootTrigger
-		m = r.await(ctx, timeout, acted, plan.State.ValueString(), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+		m = r.await(ctx, timeout, acted, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
 	}
 	if resp.Diagnostics.HasError() {
 		keepPrior(m)
@@ -541,9 +540,9 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() || phase.ValueString() == "" || desired.IsUnknown() {
 		return
 	}
-	observed := &api.Machine{Phase: phase.ValueString(), PowerState: power.ValueString(), BMCStatus: bmcStatus.ValueString()}
+	observed := &api.Machine{Phase: api.MachinePhase(phase.ValueString()), PowerState: power.ValueString(), BMCStatus: bmcStatus.ValueString()}
 	drift := current.ValueString() != "" && current.ValueString() != accepted.ValueString()
-	why := pendingWhy(observed, desired.ValueString(), profile.IsNull(), drift)
+	why := pendingWhy(observed, api.DesiredState(desired.ValueString()), profile.IsNull(), drift)
 	if why == "" {
 		return
 	}
@@ -562,12 +561,12 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 // pendingWhy says why a machine as last observed still needs an apply
 // ("" when it does not): it failed, it has not reached desired, its BMC
 // refuses or does not answer, or its hardware drifted.
-func pendingWhy(m *api.Machine, desired string, clusterManaged, hardwareDrift bool) string {
+func pendingWhy(m *api.Machine, desired api.DesiredState, clusterManaged, hardwareDrift bool) string {
 	switch {
-	case m.Phase == string(model.PhaseFailed) && clusterManaged:
+	case m.Phase == api.PhaseFailed && clusterManaged:
 		// Its cluster retries it, in role order; the cluster's plan shows it.
 		return ""
-	case m.Phase == string(model.PhaseFailed):
+	case m.Phase == api.PhaseFailed:
 		return "the machine failed"
 	case !converged(m, desired, clusterManaged):
 		return fmt.Sprintf("phase %s has not reached state %s", m.Phase, desired)
@@ -580,7 +579,7 @@ func pendingWhy(m *api.Machine, desired string, clusterManaged, hardwareDrift bo
 }
 
 func bmcDown(m *api.Machine) bool {
-	return m.BMCStatus == model.BMCStatusAuthFailed || m.BMCStatus == model.BMCStatusUnreachable
+	return m.BMCStatus == api.BMCStatusAuthFailed || m.BMCStatus == api.BMCStatusUnreachable
 }
 
 func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -604,7 +603,7 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	if err != nil {
 		detail := describeErr(err)
-		if errors.Is(err, client.ErrConflict) && !leaseConflict(err) {
+		if errors.Is(err, client.ErrConflict) && !client.LeaseHeld(err) {
 			detail += "\n\nA cluster member is released by its cluster first: remove it from the baremetal_cluster's members (or destroy the cluster) before deleting the machine."
 		}
 		resp.Diagnostics.AddError(summary, detail)
@@ -627,7 +626,7 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 		err = lost
 	}
 	if errors.Is(err, client.ErrNotFound) {
-		if seen != nil && seen.Phase == string(model.PhaseFailed) && seen.LastError != "" {
+		if seen != nil && seen.Phase == api.PhaseFailed && seen.LastError != "" {
 			// The agent gave up on the power-off after its retries and
 			// removed the machine anyway.
 			resp.Diagnostics.AddWarning(fmt.Sprintf("Machine %q Deleted Without a Power-Off", name),
@@ -664,7 +663,7 @@ func (r *machineResource) configPassword(ctx context.Context, cfg interface {
 // events) when it fails or the timeout passes. It renews the run's lease on
 // the machine while it waits and releases it once the machine converged. It
 // returns the last observation, which is never nil.
-func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
+func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired api.DesiredState, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
 	last, err := r.wait(ctx, timeout, m, desired, clusterManaged)
 	if err != nil {
 		what := fmt.Sprintf("did not reach state %q", desired)
@@ -675,7 +674,7 @@ func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *a
 
 // wait is await without the diagnostic: the last observation (never nil)
 // and why the wait ended early, if it did.
-func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *api.Machine, desired string, clusterManaged bool) (*api.Machine, error) {
+func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *api.Machine, desired api.DesiredState, clusterManaged bool) (*api.Machine, error) {
 	name := m.Name
 	minVersion := m.Version
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
@@ -687,7 +686,7 @@ func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *ap
 		if m.ObservedVersion < minVersion {
 			return false, nil // the agent has not acted on this spec yet
 		}
-		if m.Phase == string(model.PhaseFailed) {
+		if m.Phase == api.PhaseFailed {
 			return false, errMachineFailed
 		}
 		if !converged(m, desired, clusterManaged) {
@@ -717,9 +716,9 @@ func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *ap
 // forget it, so waiting longer would only reach the timeout.
 func cleanFailed(m *api.Machine, deprovisioning *bool) error {
 	switch {
-	case m.Phase == string(model.PhaseDeprovisioning):
+	case m.Phase == api.PhaseDeprovisioning:
 		*deprovisioning = true
-	case *deprovisioning && m.Phase == string(model.PhaseFailed) && m.CleanPending != "":
+	case *deprovisioning && m.Phase == api.PhaseFailed && m.CleanPending != "":
 		return errCleanFailed
 	}
 	return nil
@@ -734,42 +733,42 @@ var (
 // converged reports whether m has reached desired. A machine left to its
 // cluster (no boot profile of its own) is done once it is registered and
 // inventoried: its cluster provisions it in role order.
-func converged(m *api.Machine, desired string, clusterManaged bool) bool {
+func converged(m *api.Machine, desired api.DesiredState, clusterManaged bool) bool {
 	switch desired {
-	case string(model.StateProvisioned):
-		if clusterManaged && m.Phase == string(model.PhaseAvailable) {
+	case api.StateProvisioned:
+		if clusterManaged && m.Phase == api.PhaseAvailable {
 			return true
 		}
-		return m.Phase == string(model.PhaseProvisioned) && m.PowerState != model.PowerOff
-	case string(model.StateOff):
-		return m.Phase == string(model.PhaseOff) && m.PowerState != model.PowerOn
+		return m.Phase == api.PhaseProvisioned && m.PowerState != api.PowerOff
+	case api.StateOff:
+		return m.Phase == api.PhaseOff && m.PowerState != api.PowerOn
 	default:
-		return m.Phase == desired
+		return m.Phase == api.MachinePhase(desired)
 	}
 }
 
 // observedState is the desired state as Terraform should see it: the
 // agent's desired state, unless the machine's power contradicts it.
-func observedState(m *api.Machine) string {
+func observedState(m *api.Machine) api.DesiredState {
 	if !m.PowerDrift {
 		return m.State
 	}
 	switch {
-	case m.State == string(model.StateProvisioned) && m.PowerState == model.PowerOff:
-		return string(model.StateOff)
-	case m.State == string(model.StateOff) && m.PowerState == model.PowerOn:
+	case m.State == api.StateProvisioned && m.PowerState == api.PowerOff:
+		return api.StateOff
+	case m.State == api.StateOff && m.PowerState == api.PowerOn:
 		// Registered and running: what "available" means.
-		return string(model.StateAvailable)
+		return api.StateAvailable
 	}
 	return m.State
 }
 
 // repairAction is the power action that undoes drift, if any.
-func repairAction(m *api.Machine) string {
+func repairAction(m *api.Machine) api.Action {
 	switch observedState(m) {
 	case m.State:
 		return ""
-	case string(model.StateOff):
+	case api.StateOff:
 		return api.ActionPowerOn
 	default:
 		return api.ActionPowerOff
@@ -782,8 +781,8 @@ func repairAction(m *api.Machine) string {
 type phaseTracker struct {
 	ctx       context.Context
 	name      string
-	phase     string
-	step      string
+	phase     api.MachinePhase
+	step      api.Step
 	lastError string
 	// minVersion is the spec version the wait is about: a last_error the
 	// agent wrote before it observed that version is stale and not shown.
@@ -874,9 +873,9 @@ func nextStep(m *api.Machine, err error) string {
 }
 
 func machineSummary(m *api.Machine) string {
-	s := "Last phase: " + m.Phase
+	s := "Last phase: " + string(m.Phase)
 	if m.Step != "" {
-		s += " (step " + m.Step + ")"
+		s += " (step " + string(m.Step) + ")"
 	}
 	if m.PowerState != "" {
 		s += "\nPower state: " + m.PowerState
@@ -887,7 +886,7 @@ func machineSummary(m *api.Machine) string {
 	return s
 }
 
-func formatEvent(e model.Event) string {
+func formatEvent(e api.Event) string {
 	s := e.Time.UTC().Format(time.RFC3339) + " " + e.Type
 	if e.Phase != "" {
 		s += " phase=" + string(e.Phase)
@@ -904,9 +903,9 @@ func formatEvent(e model.Event) string {
 // lastEvents pages through the machine's events (cursor based, oldest
 // first) and keeps the newest n. Bounded so a huge history cannot stall a
 // diagnostic.
-func (r *machineResource) lastEvents(ctx context.Context, name string, n int) []model.Event {
+func (r *machineResource) lastEvents(ctx context.Context, name string, n int) []api.Event {
 	const pageSize, maxPages = 500, 20
-	var tail []model.Event
+	var tail []api.Event
 	var after uint64
 	for range maxPages {
 		page, err := r.client.MachineEvents(ctx, name, after, pageSize)
@@ -924,7 +923,7 @@ func (r *machineResource) lastEvents(ctx context.Context, name string, n int) []
 	}
 	// Events are numbered as written; one about a BMC action is timed when
 	// the action was sent, which may be before events written ahead of it.
-	slices.SortStableFunc(tail, func(a, b model.Event) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(tail, func(a, b api.Event) int { return a.Time.Compare(b.Time) })
 	return tail
 }
 
@@ -934,8 +933,8 @@ func (m *machineModel) request(ctx context.Context, password string, diags *diag
 		MACs:        listToStrings(ctx, m.MACs, diags),
 		BootProfile: m.BootProfile.ValueString(),
 		Params:      mapToStrings(ctx, m.Params, diags),
-		State:       m.State.ValueString(),
-		BootMode:    m.BootMode.ValueString(),
+		State:       api.DesiredState(m.State.ValueString()),
+		BootMode:    api.BootMode(m.BootMode.ValueString()),
 		RootDevice:  rootDeviceFromObject(m.RootDevice),
 		Adopt:       m.Adopt.ValueBool(),
 	}
@@ -969,8 +968,8 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 	}
 	m.BootProfile = optString(a.BootProfile)
 	m.Params = stringsToMap(a.Params, m.Params)
-	m.State = types.StringValue(a.State)
-	m.BootMode = optString(a.BootMode)
+	m.State = types.StringValue(string(a.State))
+	m.BootMode = optString(string(a.BootMode))
 	m.RootDevice = rootDeviceObject(a.RootDevice)
 	m.Adopt = types.BoolValue(a.Adopt)
 	m.fromAPIStatus(a)
@@ -980,7 +979,7 @@ func (m *machineModel) fromAPI(a *api.Machine) {
 // what a failed update saves.
 func (m *machineModel) fromAPIStatus(a *api.Machine) {
 	m.ID = types.StringValue(a.Name)
-	m.Phase = types.StringValue(a.Phase)
+	m.Phase = types.StringValue(string(a.Phase))
 	m.PowerState = types.StringValue(a.PowerState)
 	m.LastError = types.StringValue(a.LastError)
 	m.BMCStatus = types.StringValue(a.BMCStatus)

@@ -220,7 +220,7 @@ func awaitReprovisioned(ctx context.Context, c *client.Client, names []string, s
 	defer ticker.Stop()
 	lastPending := -1
 	for {
-		machines, err := c.ListMachines(ctx, client.MachineFilter{State: "provisioned"})
+		machines, err := c.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
@@ -230,9 +230,9 @@ func awaitReprovisioned(ctx context.Context, c *client.Client, names []string, s
 				continue
 			}
 			switch {
-			case m.Phase == "failed" && !m.UpdatedAt.Before(since):
+			case m.Phase == api.PhaseFailed && !m.UpdatedAt.Before(since):
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
-			case m.Phase != "provisioned" || m.ProvisionedAt.Before(since):
+			case m.Phase != api.PhaseProvisioned || m.ProvisionedAt.Before(since):
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
 			}
 		}

@@ -195,7 +195,7 @@ func (r *templateResource) awaitRollout(ctx context.Context, t *api.Template) er
 	defer ticker.Stop()
 	lastPending := -1
 	for {
-		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: "provisioned"})
+		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
@@ -205,9 +205,9 @@ func (r *templateResource) awaitRollout(ctx context.Context, t *api.Template) er
 				continue
 			}
 			switch {
-			case m.Phase == "failed":
+			case m.Phase == api.PhaseFailed:
 				failed = append(failed, fmt.Sprintf("%s: %s", m.Name, m.LastError))
-			case m.Phase != "provisioned" || m.ProvisionedAt.Before(t.UpdatedAt):
+			case m.Phase != api.PhaseProvisioned || m.ProvisionedAt.Before(t.UpdatedAt):
 				pending = append(pending, fmt.Sprintf("%s (phase %s)", m.Name, m.Phase))
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // secretParamsModel holds the write-only secret params that site params,
@@ -40,7 +40,7 @@ func secretParamsAttributes(attrs map[string]schema.Attribute, owner string) map
 		Sensitive:   true,
 		WriteOnly:   true,
 		Validators: []validator.Map{
-			mapvalidator.KeysAre(stringvalidator.RegexMatches(model.SecretNameRE,
+			mapvalidator.KeysAre(stringvalidator.RegexMatches(api.SecretNameRE,
 				"must be 1 to 63 letters, digits, '_', '.' or '-', not starting with '.' or '-'")),
 			secretVersionWarning{},
 		},

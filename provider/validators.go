@@ -8,8 +8,8 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // nameValidator accepts what the agent accepts as an object name; the rule
@@ -19,7 +19,7 @@ type nameValidator struct{}
 func validName() validator.String { return nameValidator{} }
 
 func (nameValidator) Description(context.Context) string {
-	return "must be " + model.NameRule
+	return "must be " + api.NameRule
 }
 
 func (v nameValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
@@ -28,7 +28,7 @@ func (v nameValidator) ValidateString(ctx context.Context, req validator.StringR
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if s := req.ConfigValue.ValueString(); !model.ValidName(s) {
+	if s := req.ConfigValue.ValueString(); !api.ValidName(s) {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Name",
 			fmt.Sprintf("%q is not a valid name: it %s.", s, v.Description(ctx)))
 	}
@@ -52,7 +52,7 @@ func (v macValidator) ValidateString(_ context.Context, req validator.StringRequ
 		return
 	}
 	s := req.ConfigValue.ValueString()
-	norm, err := model.NormalizeMAC(s)
+	norm, err := api.NormalizeMAC(s)
 	switch {
 	case err != nil:
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid MAC Address", err.Error()+".")

@@ -85,7 +85,7 @@ func TestAttackBootEdge(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return m.Step == string(model.StepWaitingPXE), m.Phase + "/" + m.Step
+			return m.Step == api.StepWaitingPXE, string(m.Phase) + "/" + string(m.Step)
 		})
 	}
 	from := func(src string) *http.Client {
@@ -114,7 +114,7 @@ func TestAttackBootEdge(t *testing.T) {
 		t.Helper()
 		awaitT(t, name+" booting its installer", 10*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, name)
-			return err == nil && m.Step != string(model.StepWaitingPXE), fmt.Sprint(m, err)
+			return err == nil && m.Step != api.StepWaitingPXE, fmt.Sprint(m, err)
 		})
 	}
 	scriptToken := func(hc *http.Client, mac string) string {
@@ -164,7 +164,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.Equal(t, "#!ipxe\necho baremetal: render failed; see the machine's events\nexit\n", script)
 		awaitT(t, "a render_failed event naming the param", 10*time.Second, func() (bool, string) {
 			for _, ev := range s.events(ctx, inv[4].Name) {
-				if ev.Type == string(model.SignalRenderFailed) && strings.Contains(ev.Data["error"], `param "ks" contains whitespace`) {
+				if ev.Type == api.EventRenderFailed && strings.Contains(ev.Data["error"], `param "ks" contains whitespace`) {
 					return true, ""
 				}
 			}
@@ -205,7 +205,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, post(boot, "/machines/"+inv[1].Name+"/callback?token="+live, `{"addresses":["10.0.2.16/24"],"status":"ok"}`))
 		awaitT(t, inv[1].Name+" provisioned", 30*time.Second, func() (bool, string) {
 			m, err := s.client.GetMachine(ctx, inv[1].Name)
-			return err == nil && m.Phase == string(model.PhaseProvisioned) && fmt.Sprint(m.Addresses) == "[10.0.2.16]", fmt.Sprint(m, err)
+			return err == nil && m.Phase == api.PhaseProvisioned && fmt.Sprint(m.Addresses) == "[10.0.2.16]", fmt.Sprint(m, err)
 		})
 	})
 
@@ -213,7 +213,7 @@ func TestAttackBootEdge(t *testing.T) {
 		require.True(t, strings.HasPrefix(inv[2].Endpoint, "http://"), inv[2].Endpoint)
 		var found bool
 		for _, ev := range s.events(ctx, inv[2].Name) {
-			found = found || ev.Type == model.EventBMCInsecure
+			found = found || ev.Type == api.EventBMCInsecure
 		}
 		require.True(t, found, "no bmc_insecure event for a machine whose BMC is %s", inv[2].Endpoint)
 	})

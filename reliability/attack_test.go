@@ -23,7 +23,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 var tokenRE = regexp.MustCompile(`baremetal\.token=([0-9A-Za-z_-]+)`)
@@ -85,7 +84,7 @@ func TestAttackTable(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return m.Step == string(model.StepWaitingPXE), m.Phase + "/" + m.Step
+			return m.Step == api.StepWaitingPXE, string(m.Phase) + "/" + string(m.Step)
 		})
 	}
 	boot := &http.Client{Timeout: 10 * time.Second}
@@ -121,7 +120,7 @@ func TestAttackTable(t *testing.T) {
 	}
 	awaitT(t, m1.Name+" provisioned", 30*time.Second, func() (bool, string) {
 		m, err := s.client.GetMachine(ctx, m1.Name)
-		return err == nil && m.Phase == string(model.PhaseProvisioned), fmt.Sprint(m, err)
+		return err == nil && m.Phase == api.PhaseProvisioned, fmt.Sprint(m, err)
 	})
 
 	apiBase := "https://" + s.apiAddr

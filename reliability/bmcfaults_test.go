@@ -17,7 +17,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
@@ -104,13 +103,13 @@ func TestBMCFaultsThroughTheAPI(t *testing.T) {
 				wctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
 				return a.client.WaitMachine(wctx, inv.Name, func(m *api.Machine) (bool, error) {
-					if m.Phase == string(model.PhaseFailed) && !done(m) {
+					if m.Phase == api.PhaseFailed && !done(m) {
 						return false, errors.New("the agent marked the machine failed")
 					}
 					return done(m), nil
 				})
 			}
-			if _, err := waitFor("available", 20*time.Second, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) }); err != nil {
+			if _, err := waitFor("available", 20*time.Second, func(m *api.Machine) bool { return m.Phase == api.PhaseAvailable }); err != nil {
 				t.Fatalf("before the fault: %v", err)
 			}
 			a.lab.SetFault(inv.Name, tc.fault)
@@ -138,14 +137,14 @@ func TestBMCFaultsThroughTheAPI(t *testing.T) {
 			}
 			if tc.heal {
 				m, err := waitFor("the fault reported while retrying", 30*time.Second, func(m *api.Machine) bool {
-					return m.Phase == string(model.PhaseProvisioning) && strings.Contains(m.LastError, "retry")
+					return m.Phase == api.PhaseProvisioning && strings.Contains(m.LastError, "retry")
 				})
 				if err != nil {
 					t.Fatal(err)
 				}
 				wantErr(m.LastError)
 				a.lab.SetFault(inv.Name, lab.Fault{})
-				m, err = waitFor("provisioned", 30*time.Second, func(m *api.Machine) bool { return m.Phase == string(model.PhaseProvisioned) })
+				m, err = waitFor("provisioned", 30*time.Second, func(m *api.Machine) bool { return m.Phase == api.PhaseProvisioned })
 				if err != nil {
 					t.Fatalf("after healing: %v", err)
 				}
@@ -155,7 +154,7 @@ func TestBMCFaultsThroughTheAPI(t *testing.T) {
 				return
 			}
 			// What the provider's create does: wait for provisioned, fail on failed.
-			last, err := waitFor("provisioned", 60*time.Second, func(m *api.Machine) bool { return m.Phase == string(model.PhaseProvisioned) })
+			last, err := waitFor("provisioned", 60*time.Second, func(m *api.Machine) bool { return m.Phase == api.PhaseProvisioned })
 			if tc.provisions {
 				if err != nil {
 					t.Fatalf("%v", err)
@@ -165,7 +164,7 @@ func TestBMCFaultsThroughTheAPI(t *testing.T) {
 			if err == nil {
 				t.Fatalf("provisioned through a BMC that never recovered: %+v", last)
 			}
-			if last == nil || last.Phase != string(model.PhaseFailed) {
+			if last == nil || last.Phase != api.PhaseFailed {
 				t.Fatalf("wait ended with %v, machine %+v; want failed", err, last)
 			}
 			// The provider's diagnostic is built from this machine

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // soak reports whether the long versions run (make soak).
@@ -63,7 +63,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		// Once a machine of the batch is mid-run, a random moment within the
 		// time a batch takes to provision, so the kill lands at a random step.
 		awaitT(t, "a machine of the batch provisioning", 10*time.Second, func() (bool, string) {
-			ms, err := s.client.ListMachines(ctx, client.MachineFilter{Phase: string(model.PhaseProvisioning)})
+			ms, err := s.client.ListMachines(ctx, client.MachineFilter{Phase: api.PhaseProvisioning})
 			return err == nil && len(ms) > 0, fmt.Sprint(err)
 		})
 		delay := time.Duration(rng.IntN(300)) * time.Millisecond
@@ -71,8 +71,8 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		counts := map[string]int{}
 		if ms, err := s.client.ListMachines(ctx, client.MachineFilter{}); err == nil {
 			for _, m := range ms {
-				counts[m.Phase+"/"+m.Step]++
-				if m.Phase == string(model.PhaseProvisioning) {
+				counts[string(m.Phase)+"/"+string(m.Step)]++
+				if m.Phase == api.PhaseProvisioning {
 					midRun++
 				}
 			}
@@ -95,7 +95,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 		done := 0
 		var notDone []string
 		for _, m := range ms {
-			if m.Phase == string(model.PhaseProvisioned) {
+			if m.Phase == api.PhaseProvisioned {
 				done++
 			} else {
 				notDone = append(notDone, fmt.Sprintf("%s:%s/%s %s", m.Name, m.Phase, m.Step, m.LastError))
@@ -126,7 +126,7 @@ func TestCrashSafetyRealAgent(t *testing.T) {
 // installer called back. A status change and the events that explain it
 // are written in one transaction, so a kill loses neither alone. It
 // returns the number of runs.
-func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int) {
+func checkMachineHistory(t *testing.T, name string, evs []api.Event) (runs int) {
 	t.Helper()
 	var last uint64
 	for _, e := range evs {
@@ -139,13 +139,13 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 	callbackSeen := false
 	for i, e := range evs {
 		switch e.Type {
-		case model.EventRunStarted:
+		case api.EventRunStarted:
 			runs++
 			lastRun = i
 			if callbackSeen {
 				t.Errorf("%s: a new run (%s) started after an accepted callback", name, e.Message)
 			}
-		case string(model.SignalCallbackReceived):
+		case api.EventCallbackReceived:
 			callbackSeen = true
 		}
 	}
@@ -155,7 +155,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 	}
 	done := -1
 	for i := lastRun; i < len(evs); i++ {
-		if evs[i].Type == string(model.SignalCallbackReceived) {
+		if evs[i].Type == api.EventCallbackReceived {
 			done = i
 			break
 		}
@@ -166,7 +166,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 	}
 	callbackAt := evs[done].Time
 	for _, e := range evs[done:] {
-		if e.Type != model.EventPowerAction || (e.Data["action"] != "On" && e.Data["action"] != "ForceRestart") {
+		if e.Type != api.EventPowerAction || (e.Data["action"] != "On" && e.Data["action"] != "ForceRestart") {
 			continue
 		}
 		// A power-on is recorded when the BMC confirms it; one issued
@@ -179,7 +179,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 	var trail []string
 	prev := -1
 	for _, e := range evs {
-		if e.Type != model.EventPhaseChanged {
+		if e.Type != api.EventPhaseChanged {
 			continue
 		}
 		s := string(e.Phase)
@@ -196,7 +196,7 @@ func checkMachineHistory(t *testing.T, name string, evs []model.Event) (runs int
 		}
 		prev = r
 	}
-	if len(trail) == 0 || trail[len(trail)-1] != string(model.PhaseProvisioned) {
+	if len(trail) == 0 || trail[len(trail)-1] != string(api.PhaseProvisioned) {
 		t.Errorf("%s: trail %v does not end provisioned", name, trail)
 	}
 	return runs

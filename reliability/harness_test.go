@@ -19,7 +19,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -134,7 +133,7 @@ func (s *site) profile(name string) {
 	}
 }
 
-func (s *site) machineRequest(i int, profile, state string) api.MachineRequest {
+func (s *site) machineRequest(i int, profile string, state api.DesiredState) api.MachineRequest {
 	lm := s.inventory[i]
 	return api.MachineRequest{
 		Name:        lm.Name,
@@ -146,9 +145,9 @@ func (s *site) machineRequest(i int, profile, state string) api.MachineRequest {
 }
 
 // events returns every event of a machine, oldest first.
-func (s *site) events(ctx context.Context, name string) []model.Event {
+func (s *site) events(ctx context.Context, name string) []api.Event {
 	s.t.Helper()
-	var out []model.Event
+	var out []api.Event
 	var after uint64
 	for {
 		page, err := s.client.MachineEvents(ctx, name, after, 0)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 // faultSite is the real agent process against a lab served in the test
@@ -46,7 +45,7 @@ func newFaultSite(t *testing.T, agentArgs ...string) *faultSite {
 
 // create registers the lab's machine, in the desired state given, with
 // password pass ("" for the right one).
-func (f *faultSite) create(state, pass string) {
+func (f *faultSite) create(state api.DesiredState, pass string) {
 	f.t.Helper()
 	if pass == "" {
 		pass = f.entry.Password
@@ -70,15 +69,15 @@ func (f *faultSite) awaitMachine(what string, timeout time.Duration, cond func(m
 	var last *api.Machine
 	awaitT(f.t, what, timeout, func() (bool, string) {
 		last = f.machine()
-		return cond(last), last.Phase + "/" + last.Step + ": " + last.LastError
+		return cond(last), string(last.Phase) + "/" + string(last.Step) + ": " + last.LastError
 	})
 	return last
 }
 
-func (f *faultSite) powerEvents() []model.Event {
-	var out []model.Event
+func (f *faultSite) powerEvents() []api.Event {
+	var out []api.Event
 	for _, e := range f.events(context.Background(), f.entry.Name) {
-		if e.Type == model.EventPowerAction {
+		if e.Type == api.EventPowerAction {
 			out = append(out, e)
 		}
 	}
@@ -94,8 +93,8 @@ func TestSlowResetIsNotRepeated(t *testing.T) {
 	f.lab.SetFault(f.entry.Name, lab.Fault{SlowReset: 35 * time.Second})
 	f.create("provisioned", "")
 	m := f.awaitMachine("provisioned", 3*time.Minute, func(m *api.Machine) bool {
-		require.NotEqual(t, string(model.PhaseFailed), m.Phase, m.LastError)
-		return m.Phase == string(model.PhaseProvisioned)
+		require.NotEqual(t, api.PhaseFailed, m.Phase, m.LastError)
+		return m.Phase == api.PhaseProvisioned
 	})
 	assert.Empty(t, m.LastError)
 	c := f.sys.Counts()
@@ -117,7 +116,7 @@ func TestModeRevertIsAnsweredWithTheDesiredMode(t *testing.T) {
 	f := newFaultSite(t, "--step-retries", "1")
 	f.lab.SetFault(f.entry.Name, lab.Fault{RevertModeToLegacy: true})
 	f.create("provisioned", "")
-	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseFailed) })
+	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == api.PhaseFailed })
 	assert.Contains(t, m.LastError, `reverted BootSourceOverrideMode to "Legacy" (sent "UEFI")`)
 	c := f.sys.Counts()
 	t.Logf("at the BMC: %d PATCHes with modes %v, %d resets, %d logins; last_error: %s", c.Patches, c.PatchedModes, c.Resets, c.Logins, m.LastError)
@@ -135,7 +134,7 @@ func TestWrongPasswordDoesNotLockTheAccount(t *testing.T) {
 	f := newFaultSite(t, "--step-retries", "3", "--bmc-login-backoff", backoff.String())
 	f.lab.SetFault(f.entry.Name, lab.Fault{LockoutAfter: 5})
 	f.create("available", "wrong-password")
-	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseFailed) })
+	m := f.awaitMachine("failed", time.Minute, func(m *api.Machine) bool { return m.Phase == api.PhaseFailed })
 	assert.Contains(t, m.LastError, "login refused (401): check the username and password; ")
 	assert.Regexp(t, `\d attempts? in the last 1 minute`, m.LastError)
 	assert.NotContains(t, m.LastError, "wrong-password")
@@ -160,7 +159,7 @@ func TestWrongPasswordDoesNotLockTheAccount(t *testing.T) {
 		BMC: api.BMCRequest{Endpoint: f.entry.Endpoint, Username: f.entry.Username, Password: f.entry.Password}}
 	_, err := f.client.UpdateMachine(context.Background(), f.entry.Name, req)
 	require.NoError(t, err)
-	f.awaitMachine("available with the right password", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) })
+	f.awaitMachine("available with the right password", time.Minute, func(m *api.Machine) bool { return m.Phase == api.PhaseAvailable })
 }
 
 // TestBMCFaultsCountedAtTheBMC drives the real agent against each of the
@@ -206,7 +205,7 @@ func TestBMCFaultsCountedAtTheBMC(t *testing.T) {
 				resp.Body.Close()
 				require.Equal(t, http.StatusCreated, resp.StatusCode)
 			},
-			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == string(model.PhaseProvisioned) },
+			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == api.PhaseProvisioned },
 			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
 				assert.Equal(t, 2, c.Logins, "the other tool's and the agent's one refused login")
 				assert.Equal(t, 1, c.Resets)
@@ -216,7 +215,7 @@ func TestBMCFaultsCountedAtTheBMC(t *testing.T) {
 		},
 		{
 			name: "duplicate drive links", fault: lab.Fault{DuplicateDriveLinks: 32}, state: "available",
-			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) },
+			within: time.Minute, done: func(m *api.Machine) bool { return m.Phase == api.PhaseAvailable },
 			check: func(t *testing.T, f *faultSite, m *api.Machine, c lab.Counts) {
 				assert.Equal(t, 1, c.Logins)
 				assert.Zero(t, c.Resets+c.Patches, "inspection neither powers nor boots the machine")
@@ -233,7 +232,7 @@ func TestBMCFaultsCountedAtTheBMC(t *testing.T) {
 			if tc.before != nil {
 				tc.before(t, f)
 			}
-			f.create(tc.state, "")
+			f.create(api.DesiredState(tc.state), "")
 			m := f.awaitMachine(tc.name, tc.within, tc.done)
 			tc.check(t, f, m, f.sys.Counts())
 			assert.NotContains(t, m.LastError, f.entry.Password)
@@ -246,7 +245,7 @@ func TestBMCFaultsCountedAtTheBMC(t *testing.T) {
 func TestLeftoverSessionsDeletedAtAgentStart(t *testing.T) {
 	f := newFaultSite(t)
 	f.create("available", "")
-	f.awaitMachine("available", time.Minute, func(m *api.Machine) bool { return m.Phase == string(model.PhaseAvailable) })
+	f.awaitMachine("available", time.Minute, func(m *api.Machine) bool { return m.Phase == api.PhaseAvailable })
 	require.Equal(t, 1, f.sys.Counts().Logins)
 	f.kill()
 	deletes := func() int {

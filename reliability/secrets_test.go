@@ -14,7 +14,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/agentd"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -77,7 +76,7 @@ func TestSecretsNeverLeaveTheAgent(t *testing.T) {
 	if st, b := call("POST", "/v1/machines", req); st != http.StatusCreated {
 		t.Fatalf("create: %d %s", st, b)
 	}
-	m := await("login refused with the wrong password", func(m api.Machine) bool { return m.Phase == string(model.PhaseFailed) })
+	m := await("login refused with the wrong password", func(m api.Machine) bool { return m.Phase == api.PhaseFailed })
 	if !strings.Contains(m.LastError, "401") {
 		t.Errorf("last_error %q does not say the login was refused", m.LastError)
 	}
@@ -92,7 +91,7 @@ func TestSecretsNeverLeaveTheAgent(t *testing.T) {
 		}
 	}
 	setPassword(lm.Password, "right")
-	await("recovery with the right password", func(m api.Machine) bool { return m.Phase == string(model.PhaseAvailable) && m.LastError == "" })
+	await("recovery with the right password", func(m api.Machine) bool { return m.Phase == api.PhaseAvailable && m.LastError == "" })
 	setPassword(wrong2, "rotated-wrong")
 	// The new password is only used at the next BMC call: an operator
 	// action, whose failure goes back to the caller.

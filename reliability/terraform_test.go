@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // providerDir holds the provider binary built for the terraform CLI's
@@ -152,13 +152,13 @@ resource "baremetal_machine" "m" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Phase != string(model.PhaseProvisioned) || m.Params["note"] != won[0].dir {
+	if m.Phase != api.PhaseProvisioned || m.Params["note"] != won[0].dir {
 		t.Errorf("machine %s/%s with note %q; want provisioned with the winner's %q", m.Phase, m.Step, m.Params["note"], won[0].dir)
 	}
 	var runs []string
 	evs := s.events(ctx, lm.Name)
 	for _, e := range evs {
-		if e.Type == model.EventRunStarted {
+		if e.Type == api.EventRunStarted {
 			runs = append(runs, e.Data["run"])
 		}
 	}
@@ -166,7 +166,7 @@ resource "baremetal_machine" "m" {
 		t.Fatalf("%d runs started, want 1: %v", len(runs), runs)
 	}
 	for _, e := range evs {
-		if e.Type == model.EventPowerAction && e.Data["run"] != "" && e.Data["run"] != runs[0] {
+		if e.Type == api.EventPowerAction && e.Data["run"] != "" && e.Data["run"] != runs[0] {
 			t.Errorf("power action %s of run %s interleaved with run %s", e.Data["action"], e.Data["run"], runs[0])
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // Setting is one configuration key: a `serve` flag, an environment
@@ -50,7 +52,7 @@ func Settings() []Setting {
 		{"boot-stall-warning", "5m", "how long a provisioning machine may go without a new boot step (script, kernel, each initrd, each template, callback) before its last_error says where the boot stalled (0 disables); the run still fails only at its timeout", durOrOff(func(c *Config) *time.Duration { return &c.BootStallWarning })},
 		{"inventory-interval", "24h", "how often a settled machine's inventory is read again from its BMC, so changed hardware shows as drift in the next plan (0 disables; machines are spread over a tenth of it)", durOrOff(func(c *Config) *time.Duration { return &c.InventoryInterval })},
 		{"step-retries", "3", "retries of a failed BMC step, and power cycles of a machine that never asked for PXE", num(func(c *Config) *int { return &c.StepRetries })},
-		{"lease-duration", "2m", "how long a writer's lease on a machine lasts after its last write or renewal", dur(func(c *Config) *time.Duration { return &c.LeaseDuration })},
+		{"lease-duration", api.DefaultLeaseDuration.String(), "how long a writer's lease on a machine lasts after its last write or renewal", dur(func(c *Config) *time.Duration { return &c.LeaseDuration })},
 	}
 }
 

@@ -1,6 +1,8 @@
-// Package api defines the agent's REST API v1: the paths, query parameters
-// and wire types shared by the server (internal/apiserver, which holds the
-// handlers and the OpenAPI document) and the typed client (internal/client).
+// Package api defines the agent's REST API v1: the paths, wire types and
+// vocabulary shared by the server (internal/apiserver, which holds the
+// handlers and the OpenAPI document and converts to and from
+// internal/model) and the typed client (internal/client). It imports none
+// of the agent's packages, so the provider can depend on it alone.
 //
 // JSON field names are snake_case and match the Terraform provider's
 // attribute names. Secrets go in, not out: BMC passwords and secret params
@@ -8,11 +10,7 @@
 // generated secret's value is read on its own path, with a read-write token.
 package api
 
-import (
-	"time"
-
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
-)
+import "time"
 
 // APIVersion is the path prefix of this API.
 const APIVersion = "v1"
@@ -50,25 +48,22 @@ const (
 	PathMachineGeneratedSecret = "/v1/machines/{name}/generated_secrets/{secret}"
 )
 
-// Machine actions for PathMachineAction.
-const (
-	ActionPowerOn     = "power_on"
-	ActionPowerOff    = "power_off"
-	ActionReset       = "reset"
-	ActionProvision   = "provision"   // start a fresh provisioning run now
-	ActionDeprovision = "deprovision" // desired state becomes available
-	ActionInspect     = "inspect"     // read the inventory from the BMC again now
-)
-
-// ActionNames lists every machine action.
-var ActionNames = []string{ActionPowerOn, ActionPowerOff, ActionReset, ActionProvision, ActionDeprovision, ActionInspect}
-
 // Query parameters.
 const (
 	QueryWait          = "wait"           // Go duration, long-poll up to this long (max 60s)
 	QueryAfterRevision = "after_revision" // long-poll until revision > this
 	QueryAfter         = "after"          // events cursor: Seq > after
 	QueryLimit         = "limit"
+)
+
+// Query parameters of GET /v1/machines (filters) and DELETE
+// /v1/machines/{name} (force).
+const (
+	QueryCluster = "cluster"
+	QueryRole    = "role"
+	QueryPhase   = "phase"
+	QueryState   = "state"
+	QueryForce   = "force"
 )
 
 // MaxWait caps a long-poll's ?wait= duration.
@@ -79,6 +74,13 @@ const (
 	DefaultEventLimit = 100
 	MaxEventLimit     = 1000
 )
+
+// DefaultLeaseDuration is how long a lease taken by a write with
+// HeaderLeaseHolder lasts on an agent not told otherwise
+// (--lease-duration); each write or renewal by the holder extends it, and a
+// holder that disappears loses it when it runs out. Clients learn the
+// agent's actual duration from Info.LeaseSeconds and Lease.DurationSeconds.
+const DefaultLeaseDuration = 2 * time.Minute
 
 // HeaderLeaseHolder names the writer (e.g. a Terraform run) claiming a
 // machine's spec; a write by another holder while the lease is live gets 409.
@@ -113,11 +115,11 @@ type MachineRequest struct {
 	MACs        []string          `json:"macs,omitempty"`
 	BootProfile string            `json:"boot_profile,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
-	State       string            `json:"state,omitempty"` // default "provisioned"
+	State       DesiredState      `json:"state,omitempty"` // default "provisioned"
 	// BootMode is "uefi" or "legacy"; empty keeps what the BMC reports.
-	BootMode string `json:"boot_mode,omitempty"`
+	BootMode BootMode `json:"boot_mode,omitempty"`
 	// RootDevice replaces the profile's root device hints for this machine.
-	RootDevice *model.RootDeviceHints `json:"root_device,omitempty"`
+	RootDevice *RootDeviceHints `json:"root_device,omitempty"`
 	// Adopt registers a machine already running its OS as provisioned,
 	// with no power action and no install.
 	Adopt bool `json:"adopt,omitempty"`
@@ -139,20 +141,20 @@ type BMCInfo struct {
 
 // Machine is a machine as the API returns it.
 type Machine struct {
-	ID          string                 `json:"id"`
-	Name        string                 `json:"name"`
-	BMC         BMCInfo                `json:"bmc"`
-	MACs        []string               `json:"macs"`
-	BootProfile string                 `json:"boot_profile,omitempty"`
-	Params      map[string]string      `json:"params,omitempty"`
-	State       string                 `json:"state"`
-	BootMode    string                 `json:"boot_mode,omitempty"`
-	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
-	Adopt       bool                   `json:"adopt,omitempty"`
-	Cluster     string                 `json:"cluster,omitempty"`
-	Role        string                 `json:"role,omitempty"`
-	Version     uint64                 `json:"version"`
-	Revision    uint64                 `json:"revision"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	BMC         BMCInfo           `json:"bmc"`
+	MACs        []string          `json:"macs"`
+	BootProfile string            `json:"boot_profile,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       DesiredState      `json:"state"`
+	BootMode    BootMode          `json:"boot_mode,omitempty"`
+	RootDevice  *RootDeviceHints  `json:"root_device,omitempty"`
+	Adopt       bool              `json:"adopt,omitempty"`
+	Cluster     string            `json:"cluster,omitempty"`
+	Role        string            `json:"role,omitempty"`
+	Version     uint64            `json:"version"`
+	Revision    uint64            `json:"revision"`
 	// SecretParamNames names the secret params; their values are never returned.
 	SecretParamNames []string `json:"secret_param_names,omitempty"`
 	// EffectiveParams are the params the machine's templates see now:
@@ -166,14 +168,14 @@ type Machine struct {
 	// PathMachineGeneratedSecret, with a read-write token).
 	GeneratedSecrets []string `json:"generated_secrets,omitempty"`
 
-	Phase           string           `json:"phase"`
-	Step            string           `json:"step,omitempty"`
-	PowerState      string           `json:"power_state,omitempty"`
-	PowerDrift      bool             `json:"power_drift,omitempty"`
-	LastError       string           `json:"last_error,omitempty"`
-	Addresses       []string         `json:"addresses,omitempty"`
-	Inventory       *model.Inventory `json:"inventory,omitempty"`
-	ObservedVersion uint64           `json:"observed_version,omitempty"`
+	Phase           MachinePhase `json:"phase"`
+	Step            Step         `json:"step,omitempty"`
+	PowerState      string       `json:"power_state,omitempty"`
+	PowerDrift      bool         `json:"power_drift,omitempty"`
+	LastError       string       `json:"last_error,omitempty"`
+	Addresses       []string     `json:"addresses,omitempty"`
+	Inventory       *Inventory   `json:"inventory,omitempty"`
+	ObservedVersion uint64       `json:"observed_version,omitempty"`
 	// BMCStatus is ok, auth_failed or unreachable (empty before the first
 	// BMC call), since BMCStatusSince.
 	BMCStatus      string    `json:"bmc_status,omitempty"`
@@ -201,22 +203,22 @@ type MachineList struct {
 // ActionResponse acknowledges a machine action.
 type ActionResponse struct {
 	Machine Machine `json:"machine"`
-	Action  string  `json:"action"`
+	Action  Action  `json:"action"`
 }
 
 // BootProfileRequest is the body of POST/PUT boot profiles.
 type BootProfileRequest struct {
-	Name        string                 `json:"name"`
-	Kernel      string                 `json:"kernel,omitempty"`
-	Initrds     []string               `json:"initrds,omitempty"`
-	Cmdline     string                 `json:"cmdline,omitempty"`
-	IPXEScript  string                 `json:"ipxe_script,omitempty"`
-	Image       *model.Image           `json:"image,omitempty"`
-	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
-	Templates   map[string]string      `json:"templates,omitempty"`
-	Params      map[string]string      `json:"params,omitempty"`
-	WipeProfile string                 `json:"wipe_profile,omitempty"`
-	Version     uint64                 `json:"version,omitempty"`
+	Name        string            `json:"name"`
+	Kernel      string            `json:"kernel,omitempty"`
+	Initrds     []string          `json:"initrds,omitempty"`
+	Cmdline     string            `json:"cmdline,omitempty"`
+	IPXEScript  string            `json:"ipxe_script,omitempty"`
+	Image       *Image            `json:"image,omitempty"`
+	RootDevice  *RootDeviceHints  `json:"root_device,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version,omitempty"`
 
 	// CallbackAnySource accepts the installer's callback from any address,
 	// not only the one the run's boot script went to.
@@ -229,20 +231,20 @@ type BootProfileRequest struct {
 
 // BootProfile is a boot profile as the API returns it.
 type BootProfile struct {
-	ID          string                 `json:"id"`
-	Name        string                 `json:"name"`
-	Kernel      string                 `json:"kernel,omitempty"`
-	Initrds     []string               `json:"initrds,omitempty"`
-	Cmdline     string                 `json:"cmdline,omitempty"`
-	IPXEScript  string                 `json:"ipxe_script,omitempty"`
-	Image       *model.Image           `json:"image,omitempty"`
-	RootDevice  *model.RootDeviceHints `json:"root_device,omitempty"`
-	Templates   map[string]string      `json:"templates,omitempty"`
-	Params      map[string]string      `json:"params,omitempty"`
-	WipeProfile string                 `json:"wipe_profile,omitempty"`
-	Version     uint64                 `json:"version"`
-	CreatedAt   time.Time              `json:"created_at"`
-	UpdatedAt   time.Time              `json:"updated_at"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Kernel      string            `json:"kernel,omitempty"`
+	Initrds     []string          `json:"initrds,omitempty"`
+	Cmdline     string            `json:"cmdline,omitempty"`
+	IPXEScript  string            `json:"ipxe_script,omitempty"`
+	Image       *Image            `json:"image,omitempty"`
+	RootDevice  *RootDeviceHints  `json:"root_device,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	WipeProfile string            `json:"wipe_profile,omitempty"`
+	Version     uint64            `json:"version"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
 
 	CallbackAnySource bool `json:"callback_any_source,omitempty"`
 	// SecretParamNames names the secret params; their values are never returned.
@@ -360,11 +362,11 @@ type ClusterRequest struct {
 
 // ClusterMemberStatus is a member with its machine's observed state.
 type ClusterMemberStatus struct {
-	Machine   string   `json:"machine"`
-	Role      string   `json:"role"`
-	Phase     string   `json:"phase"`
-	LastError string   `json:"last_error,omitempty"`
-	Addresses []string `json:"addresses,omitempty"`
+	Machine   string       `json:"machine"`
+	Role      string       `json:"role"`
+	Phase     MachinePhase `json:"phase"`
+	LastError string       `json:"last_error,omitempty"`
+	Addresses []string     `json:"addresses,omitempty"`
 }
 
 // Cluster is a cluster as the API returns it.
@@ -375,13 +377,12 @@ type Cluster struct {
 	Roles   []ClusterRole         `json:"roles"`
 	Params  map[string]string     `json:"params,omitempty"`
 	// SecretParamNames names the secret params; their values are never returned.
-	SecretParamNames []string `json:"secret_param_names,omitempty"`
-	Rollout          Rollout  `json:"rollout"`
-	Version          uint64   `json:"version"`
-	Revision         uint64   `json:"revision"`
-	// Phase: pending, converging, ready, paused (a member failed), failed.
-	Phase   string `json:"phase"`
-	Message string `json:"message,omitempty"`
+	SecretParamNames []string     `json:"secret_param_names,omitempty"`
+	Rollout          Rollout      `json:"rollout"`
+	Version          uint64       `json:"version"`
+	Revision         uint64       `json:"revision"`
+	Phase            ClusterPhase `json:"phase"`
+	Message          string       `json:"message,omitempty"`
 	// Endpoints maps each role to its members' reported addresses.
 	Endpoints map[string][]string `json:"endpoints"`
 	CreatedAt time.Time           `json:"created_at"`
@@ -396,8 +397,8 @@ type ClusterList struct {
 // EventList is the body of the events endpoints. Next is the cursor for the
 // following page (pass it as ?after=).
 type EventList struct {
-	Events []model.Event `json:"events"`
-	Next   uint64        `json:"next"`
+	Events []Event `json:"events"`
+	Next   uint64  `json:"next"`
 }
 
 // Info is the body of GET /v1/info.
@@ -419,9 +420,15 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeNotFound     = "not_found"
 	CodeConflict     = "conflict"
-	CodeTooLarge     = "request_too_large"
-	CodeInternal     = "internal"
-	CodeUnavailable  = "unavailable"
+	// CodeLeaseHeld is the 409 of a write refused because another holder's
+	// lease on the machine is live: unlike other conflicts, it ends by
+	// itself when that holder releases the lease or stops renewing it
+	// (Info.LeaseSeconds later). Its Field stays HeaderLeaseHolder for
+	// clients that predate the code.
+	CodeLeaseHeld   = "lease_held"
+	CodeTooLarge    = "request_too_large"
+	CodeInternal    = "internal"
+	CodeUnavailable = "unavailable"
 )
 
 // ErrorBody is every non-2xx response's body.

@@ -79,7 +79,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) error {
 			M []api.ClusterMemberStatus
 			P string
 			E map[string][]string
-		}{view.Members, view.Phase + "\x00" + view.Message, view.Endpoints})
+		}{view.Members, string(view.Phase) + "\x00" + view.Message, view.Endpoints})
 		if initial == nil {
 			initial = fp
 		}

@@ -29,9 +29,9 @@ func machineToAPI(m *model.Machine) api.Machine {
 		MACs:                      macs,
 		BootProfile:               m.BootProfile,
 		Params:                    m.Params,
-		State:                     string(m.State),
-		BootMode:                  string(m.BootMode),
-		RootDevice:                m.RootDevice,
+		State:                     api.DesiredState(m.State),
+		BootMode:                  api.BootMode(m.BootMode),
+		RootDevice:                rootDeviceToAPI(m.RootDevice),
 		Adopt:                     m.Adopt,
 		Cluster:                   m.Cluster,
 		Role:                      m.Role,
@@ -39,13 +39,13 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Revision:                  m.Revision,
 		SecretParamNames:          m.SecretParams.Names(),
 		GeneratedSecrets:          m.GeneratedSecrets.Names(),
-		Phase:                     string(m.Status.Phase),
-		Step:                      string(m.Status.Step),
+		Phase:                     api.MachinePhase(m.Status.Phase),
+		Step:                      api.Step(m.Status.Step),
 		PowerState:                m.Status.PowerState,
 		PowerDrift:                m.Status.PowerDrift,
 		LastError:                 m.Status.LastError,
 		Addresses:                 m.Status.Addresses,
-		Inventory:                 m.Status.Inventory,
+		Inventory:                 inventoryToAPI(m.Status.Inventory),
 		ObservedVersion:           m.Status.ObservedVersion,
 		BMCStatus:                 m.Status.BMCStatus,
 		BMCStatusSince:            m.Status.BMCStatusSince,
@@ -75,7 +75,7 @@ func applyMachineSpec(m *model.Machine, v *validMachine) {
 	m.Params = v.req.Params
 	m.State = v.state
 	m.BootMode = model.BootMode(v.req.BootMode)
-	m.RootDevice = v.req.RootDevice
+	m.RootDevice = rootDeviceFromAPI(v.req.RootDevice)
 	m.Adopt = v.req.Adopt
 	applySecrets(&m.SecretParams, &m.SecretsRevision, v.req.SecretParams)
 }
@@ -107,8 +107,8 @@ func profileToAPI(p *model.BootProfile) api.BootProfile {
 		Initrds:     p.Initrds,
 		Cmdline:     p.Cmdline,
 		IPXEScript:  p.IPXEScript,
-		Image:       p.Image,
-		RootDevice:  p.RootDevice,
+		Image:       imageToAPI(p.Image),
+		RootDevice:  rootDeviceToAPI(p.RootDevice),
 		Templates:   p.Templates,
 		Params:      p.Params,
 		WipeProfile: p.WipeProfile,
@@ -127,14 +127,15 @@ func applyProfileSpec(p *model.BootProfile, req *api.BootProfileRequest) {
 	p.Initrds = req.Initrds
 	p.Cmdline = req.Cmdline
 	p.IPXEScript = req.IPXEScript
-	p.Image = req.Image
-	if p.Image != nil && p.Image.Wipe == "" {
-		// Stored as it is read back: the level an empty wipe means.
-		img := *p.Image
-		img.Wipe = model.WipeConfigDrive
-		p.Image = &img
+	p.Image = nil
+	if req.Image != nil {
+		p.Image = &model.Image{URL: req.Image.URL, Checksum: req.Image.Checksum, Format: req.Image.Format, Wipe: req.Image.Wipe}
+		if p.Image.Wipe == "" {
+			// Stored as it is read back: the level an empty wipe means.
+			p.Image.Wipe = model.WipeConfigDrive
+		}
 	}
-	p.RootDevice = req.RootDevice
+	p.RootDevice = rootDeviceFromAPI(req.RootDevice)
 	p.Templates = req.Templates
 	p.Params = req.Params
 	p.WipeProfile = req.WipeProfile
@@ -158,14 +159,6 @@ func applyClusterSpec(c *model.Cluster, req *api.ClusterRequest) {
 		c.Rollout.MaxUnavailable = req.Rollout.MaxUnavailable
 	}
 }
-
-// Cluster phases as the API reports them.
-const (
-	ClusterPending    = "pending"
-	ClusterConverging = "converging"
-	ClusterReady      = "ready"
-	ClusterPaused     = "paused"
-)
 
 // clusterToAPI computes a cluster's view from its members' machines
 // (machines maps name to machine; a missing member shows with no phase) and
@@ -200,7 +193,7 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Clus
 	for _, mem := range c.Members {
 		ms := api.ClusterMemberStatus{Machine: mem.Machine, Role: mem.Role}
 		if m := machines[mem.Machine]; m != nil {
-			ms.Phase = string(m.Status.Phase)
+			ms.Phase = api.MachinePhase(m.Status.Phase)
 			ms.LastError = m.Status.LastError
 			ms.Addresses = m.Status.Addresses
 			out.Endpoints[mem.Role] = append(out.Endpoints[mem.Role], m.Status.Addresses...)
@@ -220,24 +213,24 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Clus
 	}
 	switch {
 	case len(c.Members) == 0:
-		out.Phase = ClusterPending
+		out.Phase = api.ClusterPending
 		out.Message = "the cluster has no members"
 	case len(failed) > 0:
-		out.Phase = ClusterPaused
+		out.Phase = api.ClusterPaused
 		out.Message = fmt.Sprintf("rollout paused: member %s failed", failed[0])
 		if firstErr != "" {
 			out.Message += ": " + firstErr
 		}
-	case provisioned == len(c.Members) && c.Status.Phase == ClusterReady:
-		out.Phase = ClusterReady
+	case provisioned == len(c.Members) && api.ClusterPhase(c.Status.Phase) == api.ClusterReady:
+		out.Phase = api.ClusterReady
 		out.Message = fmt.Sprintf("all %d members provisioned", provisioned)
 	default:
-		out.Phase = ClusterConverging
+		out.Phase = api.ClusterConverging
 		out.Message = fmt.Sprintf("%d of %d members provisioned", provisioned, len(c.Members))
 		switch {
 		case len(missing) > 0:
 			out.Message += fmt.Sprintf("; member machine %s is missing", missing[0])
-		case c.Status.Phase == ClusterConverging && c.Status.Message != "":
+		case api.ClusterPhase(c.Status.Phase) == api.ClusterConverging && c.Status.Message != "":
 			out.Message = c.Status.Message
 		case provisioned == len(c.Members):
 			out.Message += "; waiting for the reconciler to confirm they run the current spec"
@@ -249,8 +242,62 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Clus
 // resetClusterStatus marks the reconciler's status as not yet reflecting
 // the spec being written.
 func resetClusterStatus(c *model.Cluster) {
-	c.Status = model.ClusterStatus{Phase: ClusterPending, Message: "spec changed; waiting for the reconciler"}
+	c.Status = model.ClusterStatus{Phase: string(api.ClusterPending), Message: "spec changed; waiting for the reconciler"}
 	if len(c.Members) > 0 {
-		c.Status.Phase = ClusterConverging
+		c.Status.Phase = string(api.ClusterConverging)
 	}
+}
+
+func inventoryToAPI(inv *model.Inventory) *api.Inventory {
+	if inv == nil {
+		return nil
+	}
+	out := &api.Inventory{
+		Manufacturer: inv.Manufacturer, Model: inv.Model, Serial: inv.Serial, UUID: inv.UUID,
+		BIOSVersion: inv.BIOSVersion, PowerState: inv.PowerState,
+		CPUs: inv.CPUs, CPUModel: inv.CPUModel, CPUCores: inv.CPUCores, CPUThreads: inv.CPUThreads,
+		GPUs: inv.GPUs, GPUModel: inv.GPUModel, Accelerators: inv.Accelerators, AcceleratorModel: inv.AcceleratorModel,
+		MemoryGiB: inv.MemoryGiB, BootMode: inv.BootMode, BootModes: inv.BootModes,
+		CollectedAt: inv.CollectedAt, Fingerprint: inv.Fingerprint,
+	}
+	for _, n := range inv.NICs {
+		out.NICs = append(out.NICs, api.NIC{Name: n.Name, MAC: n.MAC, LinkState: n.LinkState, SpeedMbps: n.SpeedMbps})
+	}
+	for _, d := range inv.Disks {
+		out.Disks = append(out.Disks, api.Disk{Name: d.Name, Model: d.Model, Serial: d.Serial, SizeGiB: d.SizeGiB, MediaType: d.MediaType, Rotational: d.Rotational})
+	}
+	return out
+}
+
+func imageToAPI(img *model.Image) *api.Image {
+	if img == nil {
+		return nil
+	}
+	return &api.Image{URL: img.URL, Checksum: img.Checksum, Format: img.Format, Wipe: img.Wipe}
+}
+
+func rootDeviceToAPI(h *model.RootDeviceHints) *api.RootDeviceHints {
+	if h == nil {
+		return nil
+	}
+	return &api.RootDeviceHints{Name: h.Name, MinSizeGiB: h.MinSizeGiB, MaxSizeGiB: h.MaxSizeGiB, Model: h.Model, Serial: h.Serial, WWN: h.WWN, Rotational: h.Rotational}
+}
+
+func rootDeviceFromAPI(h *api.RootDeviceHints) *model.RootDeviceHints {
+	if h == nil {
+		return nil
+	}
+	return &model.RootDeviceHints{Name: h.Name, MinSizeGiB: h.MinSizeGiB, MaxSizeGiB: h.MaxSizeGiB, Model: h.Model, Serial: h.Serial, WWN: h.WWN, Rotational: h.Rotational}
+}
+
+func eventToAPI(e model.Event) api.Event {
+	return api.Event{Seq: e.Seq, Time: e.Time, Machine: e.Machine, Type: e.Type, Phase: api.MachinePhase(e.Phase), Step: api.Step(e.Step), Message: e.Message, Data: e.Data}
+}
+
+func eventsToAPI(es []model.Event) []api.Event {
+	out := make([]api.Event, len(es))
+	for i, e := range es {
+		out[i] = eventToAPI(e)
+	}
+	return out
 }

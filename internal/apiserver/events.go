@@ -64,10 +64,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, machine string) 
 	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
 		return err
 	}
-	out := api.EventList{Events: evs, Next: after}
-	if out.Events == nil {
-		out.Events = []model.Event{}
-	}
+	out := api.EventList{Events: eventsToAPI(evs), Next: after}
 	if n := len(evs); n > 0 {
 		out.Next = evs[n-1].Seq
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
@@ -202,7 +201,7 @@ func machineReq(name string) api.MachineRequest {
 		Name:  name,
 		BMC:   api.BMCRequest{Endpoint: "https://10.0.0.5/redfish/v1/Systems/1", Username: "admin", Password: bmcPassword},
 		MACs:  []string{},
-		State: string(model.StateAvailable),
+		State: api.StateAvailable,
 	}
 }
 

@@ -46,9 +46,9 @@ func TestLeaseRenewAndRelease(t *testing.T) {
 			e.clock.Advance(90 * time.Second)
 			var l api.Lease
 			renew(e, 200, "run-a").decode(t, &l)
-			want := e.clock.Now().Add(LeaseDuration)
-			if l.Holder != "run-a" || !l.ExpiresAt.Equal(want) || l.DurationSeconds != LeaseDuration.Seconds() {
-				t.Errorf("lease %+v, want run-a until %s for %s", l, want, LeaseDuration)
+			want := e.clock.Now().Add(api.DefaultLeaseDuration)
+			if l.Holder != "run-a" || !l.ExpiresAt.Equal(want) || l.DurationSeconds != api.DefaultLeaseDuration.Seconds() {
+				t.Errorf("lease %+v, want run-a until %s for %s", l, want, api.DefaultLeaseDuration)
 			}
 			h, after, v2 := stored(e)
 			if h != "run-a" || !after.Equal(want) || !after.After(before) {
@@ -64,7 +64,7 @@ func TestLeaseRenewAndRelease(t *testing.T) {
 		{"another holder's live lease is refused, naming holder and expiry", func(t *testing.T, e *env) {
 			created(e)
 			msg := renew(e, 409, "run-b").err()
-			if msg.Code != api.CodeConflict || msg.Field != api.HeaderLeaseHolder || !strings.Contains(msg.Message, `"run-a"`) || !strings.Contains(msg.Message, "2026-01-02T03:06:05Z") {
+			if msg.Code != api.CodeLeaseHeld || msg.Field != api.HeaderLeaseHolder || !strings.Contains(msg.Message, `"run-a"`) || !strings.Contains(msg.Message, "2026-01-02T03:06:05Z") {
 				t.Errorf("conflict %+v should name run-a and its expiry", msg)
 			}
 			if h, _, _ := stored(e); h != "run-a" {
@@ -73,7 +73,7 @@ func TestLeaseRenewAndRelease(t *testing.T) {
 		}},
 		{"an expired lease can be taken", func(t *testing.T, e *env) {
 			created(e)
-			e.clock.Advance(LeaseDuration + time.Second)
+			e.clock.Advance(api.DefaultLeaseDuration + time.Second)
 			renew(e, 200, "run-b")
 			if h, _, _ := stored(e); h != "run-b" {
 				t.Errorf("holder %q, want run-b", h)
@@ -106,7 +106,7 @@ func TestLeaseRenewAndRelease(t *testing.T) {
 			e.createMachine(machineReq("m1"))
 			release(e, 204, "run-a")
 			renew(e, 200, "run-a")
-			e.clock.Advance(LeaseDuration)
+			e.clock.Advance(api.DefaultLeaseDuration)
 			release(e, 204, "run-b") // run-a's lease expired: nothing to release
 		}},
 		{"unknown machine", func(t *testing.T, e *env) {

@@ -24,14 +24,14 @@ var errUnchanged = errors.New("unchanged")
 
 func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	phase, state := q.Get("phase"), q.Get("state")
-	if phase != "" && !slices.Contains(model.Phases, phase) {
-		return badRequest("phase", "phase %q is not one of %s", phase, strings.Join(model.Phases, ", "))
+	phase, state := api.MachinePhase(q.Get(api.QueryPhase)), api.DesiredState(q.Get(api.QueryState))
+	if phase != "" && !slices.Contains(api.MachinePhases, phase) {
+		return badRequest(api.QueryPhase, "phase %q is not one of %s", phase, strings.Join(api.Strings(api.MachinePhases), ", "))
 	}
-	if state != "" && !slices.Contains(model.DesiredStates, state) {
-		return badRequest("state", "state %q is not one of %s", state, strings.Join(model.DesiredStates, ", "))
+	if state != "" && !slices.Contains(api.DesiredStates, state) {
+		return badRequest(api.QueryState, "state %q is not one of %s", state, strings.Join(api.Strings(api.DesiredStates), ", "))
 	}
-	cluster, role := q.Get("cluster"), q.Get("role")
+	cluster, role := q.Get(api.QueryCluster), q.Get(api.QueryRole)
 	ms, err := s.store.ListMachines(r.Context())
 	if err != nil {
 		return fmt.Errorf("listing machines: %w", err)
@@ -40,7 +40,7 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 	out := api.MachineList{Items: []api.Machine{}}
 	for _, m := range ms {
 		if (cluster != "" && m.Cluster != cluster) || (role != "" && m.Role != role) ||
-			(phase != "" && string(m.Status.Phase) != phase) || (state != "" && string(m.State) != state) {
+			(phase != "" && api.MachinePhase(m.Status.Phase) != phase) || (state != "" && api.DesiredState(m.State) != state) {
 			continue
 		}
 		out.Items = append(out.Items, machineToAPI(m))
@@ -221,7 +221,7 @@ func machineSpec(m *model.Machine) any {
 func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	force := false
-	if v := r.URL.Query().Get("force"); v != "" {
+	if v := r.URL.Query().Get(api.QueryForce); v != "" {
 		var err error
 		if force, err = strconv.ParseBool(v); err != nil {
 			return badRequest("force", "force must be true or false, not %q", v)
@@ -302,9 +302,9 @@ func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
-	name, action := r.PathValue("name"), r.PathValue("action")
+	name, action := r.PathValue("name"), api.Action(r.PathValue("action"))
 	if !slices.Contains(api.ActionNames, action) {
-		return badRequest("action", "unknown action %q; actions are %s", action, strings.Join(api.ActionNames, ", "))
+		return badRequest("action", "unknown action %q; actions are %s", action, strings.Join(api.Strings(api.ActionNames), ", "))
 	}
 	if s.actions == nil {
 		return &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
@@ -325,7 +325,7 @@ func (s *Server) machineAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "machine", name)
 	}
-	if err := s.actions.MachineAction(r.Context(), name, action); err != nil {
+	if err := s.actions.MachineAction(r.Context(), name, string(action)); err != nil {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return notFound("machine", name)
@@ -363,8 +363,10 @@ func (s *Server) checkLease(m *model.Machine, holder string) error {
 	if holder == "" || m.Lease == nil || m.Lease.Holder == holder || !s.now().Before(m.Lease.ExpiresAt) {
 		return nil
 	}
-	return conflict(api.HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
+	e := conflict(api.HeaderLeaseHolder, "machine %q is leased by %q until %s; another run is changing it; retry after that run ends or the lease expires",
 		m.Name, m.Lease.Holder, m.Lease.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	e.code = api.CodeLeaseHeld
+	return e
 }
 
 // takeLease checks the lease and then takes or renews it for holder.

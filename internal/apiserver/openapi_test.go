@@ -12,7 +12,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 type openAPIDoc struct {
@@ -81,8 +80,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"GeneratedSecret": api.GeneratedSecret{},
 		"ClusterMember":   api.ClusterMember{}, "ClusterRole": api.ClusterRole{}, "Rollout": api.Rollout{},
 		"ClusterRequest": api.ClusterRequest{}, "ClusterMemberStatus": api.ClusterMemberStatus{}, "Cluster": api.Cluster{},
-		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": model.Event{},
-		"Inventory": model.Inventory{}, "NIC": model.NIC{}, "Disk": model.Disk{}, "Status": statusBody{},
+		"ClusterList": api.ClusterList{}, "EventList": api.EventList{}, "Event": api.Event{},
+		"Inventory": api.Inventory{}, "NIC": api.NIC{}, "Disk": api.Disk{}, "Status": statusBody{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]
@@ -115,7 +114,28 @@ func TestOpenAPINamesEveryEventType(t *testing.T) {
 		Description string `yaml:"description"`
 	}
 	require.NoError(t, node.Decode(&typ))
-	for _, e := range model.EventTypes {
+	for _, e := range api.EventTypes {
 		assert.Regexp(t, `\b`+e+`\b`, typ.Description, "Event.type does not name %s", e)
 	}
+}
+
+// TestOpenAPIEnumsMatchVocabulary keeps the document's enums on the values
+// internal/api declares, so the two cannot drift apart.
+func TestOpenAPIEnumsMatchVocabulary(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum       []string `yaml:"enum"`
+				Properties map[string]struct {
+					Enum []string `yaml:"enum"`
+				} `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	require.NoError(t, yaml.Unmarshal(OpenAPI, &doc))
+	schemas := doc.Components.Schemas
+	assert.Equal(t, api.Strings(api.DesiredStates), schemas["DesiredState"].Enum, "DesiredState")
+	assert.Equal(t, api.Strings(api.MachinePhases), schemas["Phase"].Enum, "Phase")
+	assert.Equal(t, api.Strings(api.BootModes), schemas["BootMode"].Enum, "BootMode")
+	assert.Equal(t, api.Strings(api.ClusterPhases), schemas["Cluster"].Properties["phase"].Enum, "Cluster.phase")
 }

@@ -28,12 +28,6 @@ const (
 	CodeActionFailed     = "action_failed"      // 502: a machine action failed at the BMC
 )
 
-// LeaseDuration is how long a lease taken by a write with
-// HeaderLeaseHolder lasts unless ServerConfig.LeaseDuration says otherwise;
-// each write or renewal by the holder extends it, and a holder that
-// disappears loses it when it runs out.
-const LeaseDuration = 2 * time.Minute
-
 // ServerConfig configures the API server.
 type ServerConfig struct {
 	Store store.Store
@@ -57,7 +51,7 @@ type ServerConfig struct {
 	Ready func() error
 	// Now is the clock for leases; nil means time.Now.
 	Now func() time.Time
-	// LeaseDuration is how long a lease lasts; 0 means LeaseDuration.
+	// LeaseDuration is how long a lease lasts; 0 means api.DefaultLeaseDuration.
 	LeaseDuration time.Duration
 }
 
@@ -188,7 +182,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("api: ServerConfig.LeaseDuration %s is negative", s.leaseFor)
 	}
 	if s.leaseFor == 0 {
-		s.leaseFor = LeaseDuration
+		s.leaseFor = api.DefaultLeaseDuration
 	}
 	reg, gat := cfg.Registerer, cfg.Gatherer
 	if reg == nil {

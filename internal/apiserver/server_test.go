@@ -419,7 +419,7 @@ func TestClusterMembership(t *testing.T) {
 
 	var cl api.Cluster
 	e.must(201, e.req("POST", api.PathClusters, req)).decode(t, &cl)
-	if cl.Phase != ClusterConverging || cl.Rollout.MaxUnavailable != 1 || len(cl.Members) != 2 {
+	if cl.Phase != api.ClusterConverging || cl.Rollout.MaxUnavailable != 1 || len(cl.Members) != 2 {
 		t.Fatalf("created %+v", cl)
 	}
 	member := func(name string) (string, string) {
@@ -456,12 +456,12 @@ func TestClusterMembership(t *testing.T) {
 	// Until the reconciler confirms, provisioned members may still be
 	// about to re-provision for the new spec.
 	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
-	if cl.Phase != ClusterConverging || !strings.Contains(cl.Message, "waiting for the reconciler") {
+	if cl.Phase != api.ClusterConverging || !strings.Contains(cl.Message, "waiting for the reconciler") {
 		t.Errorf("unconfirmed cluster %+v", cl)
 	}
-	reconcilerSays(t, e, "k8s", ClusterReady)
+	reconcilerSays(t, e, "k8s", api.ClusterReady)
 	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
-	if cl.Phase != ClusterReady || cl.Endpoints["control"][0] != "10.0.0.a" || cl.Endpoints["worker"][0] != "10.0.0.b" {
+	if cl.Phase != api.ClusterReady || cl.Endpoints["control"][0] != "10.0.0.a" || cl.Endpoints["worker"][0] != "10.0.0.b" {
 		t.Errorf("ready cluster %+v", cl)
 	}
 	if _, err := e.store.UpdateMachine(ctx, "b", func(m *model.Machine) (bool, error) {
@@ -471,7 +471,7 @@ func TestClusterMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.must(200, e.req("GET", "/v1/clusters/k8s", nil)).decode(t, &cl)
-	if cl.Phase != ClusterPaused || !strings.Contains(cl.Message, "installer exited 1") {
+	if cl.Phase != api.ClusterPaused || !strings.Contains(cl.Message, "installer exited 1") {
 		t.Errorf("paused cluster %+v", cl)
 	}
 
@@ -479,7 +479,7 @@ func TestClusterMembership(t *testing.T) {
 	req.Members = []api.ClusterMember{{Machine: "a", Role: "control"}, {Machine: "c", Role: "worker"}}
 	req.Version = cl.Version
 	e.must(200, e.req("PUT", "/v1/clusters/k8s", req)).decode(t, &cl)
-	if stored, _ := e.store.GetCluster(ctx, "k8s"); stored.Status.Phase == ClusterReady {
+	if stored, _ := e.store.GetCluster(ctx, "k8s"); stored.Status.Phase == string(api.ClusterReady) {
 		t.Errorf("a spec write kept the reconciler's old status %+v", stored.Status)
 	}
 	if c, _ := member("b"); c != "" {
@@ -523,16 +523,16 @@ func TestClusterLongPollWakesOnMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.must(200, <-done).decode(t, &cl)
-	if cl.Phase != ClusterPaused || cl.Revision != 1 {
+	if cl.Phase != api.ClusterPaused || cl.Revision != 1 {
 		t.Errorf("woke with phase %q revision %d", cl.Phase, cl.Revision)
 	}
 }
 
 // reconcilerSays writes the cluster status the way the reconciler does.
-func reconcilerSays(t *testing.T, e *env, cluster, phase string) {
+func reconcilerSays(t *testing.T, e *env, cluster string, phase api.ClusterPhase) {
 	t.Helper()
 	if _, err := e.store.UpdateCluster(context.Background(), cluster, func(c *model.Cluster) (bool, error) {
-		c.Status = model.ClusterStatus{Phase: phase}
+		c.Status = model.ClusterStatus{Phase: string(phase)}
 		return false, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -554,10 +554,10 @@ func TestProfiles(t *testing.T) {
 		{"missing wipe profile", api.BootProfileRequest{Name: "p", Kernel: "k", WipeProfile: "wipe"}, "wipe_profile"},
 		{"empty initrd", api.BootProfileRequest{Name: "p", Kernel: "k", Initrds: []string{""}}, "initrds[0]"},
 		{"script without #!ipxe", api.BootProfileRequest{Name: "p", IPXEScript: "kernel http://k\nboot"}, "ipxe_script"},
-		{"unknown image format", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.vmdk", Checksum: sum0, Format: "vmdk"}}, "image.format"},
-		{"image without checksum", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.qcow2", Format: "qcow2"}}, "image.checksum"},
-		{"unknown wipe", api.BootProfileRequest{Name: "p", Image: &model.Image{URL: "d.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "none"}}, "image.wipe"},
-		{"image with a wipe profile", api.BootProfileRequest{Name: "p", WipeProfile: "w", Image: &model.Image{URL: "d.raw", Checksum: sum0, Format: "raw"}}, "wipe_profile"},
+		{"unknown image format", api.BootProfileRequest{Name: "p", Image: &api.Image{URL: "d.vmdk", Checksum: sum0, Format: "vmdk"}}, "image.format"},
+		{"image without checksum", api.BootProfileRequest{Name: "p", Image: &api.Image{URL: "d.qcow2", Format: "qcow2"}}, "image.checksum"},
+		{"unknown wipe", api.BootProfileRequest{Name: "p", Image: &api.Image{URL: "d.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "none"}}, "image.wipe"},
+		{"image with a wipe profile", api.BootProfileRequest{Name: "p", WipeProfile: "w", Image: &api.Image{URL: "d.raw", Checksum: sum0, Format: "raw"}}, "wipe_profile"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
@@ -578,8 +578,8 @@ func TestProfiles(t *testing.T) {
 	// A qcow2 image is accepted; an unset wipe reads back as config-drive.
 	var img api.BootProfile
 	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "img",
-		Image: &model.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2"}})).decode(t, &img)
-	if img.Image == nil || *img.Image != (model.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "config-drive"}) {
+		Image: &api.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2"}})).decode(t, &img)
+	if img.Image == nil || *img.Image != (api.Image{URL: "images/debian.qcow2", Checksum: sum0, Format: "qcow2", Wipe: "config-drive"}) {
 		t.Errorf("image profile %+v", img.Image)
 	}
 	e.must(204, e.req("DELETE", "/v1/boot_profiles/img", nil))

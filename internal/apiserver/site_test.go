@@ -71,7 +71,7 @@ func TestSiteParamsPrecedence(t *testing.T) {
 
 	// Now the profile's template needs "join", which only the site gives:
 	// removing it fails the dry run, naming machine, template and secret.
-	e.must(200, e.req("PUT", "/v1/machines/m1", func() api.MachineRequest { m.State = string(model.StateProvisioned); return m }()))
+	e.must(200, e.req("PUT", "/v1/machines/m1", func() api.MachineRequest { m.State = api.StateProvisioned; return m }()))
 	res := e.must(422, e.req("PUT", api.PathSiteParams, api.SiteParamsRequest{Params: map[string]string{"a": "site2"}, SecretParams: ptr(map[string]string{})}))
 	for _, want := range []string{`machine "m1"`, `template "ks"`, `secret "join" is not set`} {
 		assert.Contains(t, res.err().Message, want)
@@ -112,7 +112,7 @@ func TestParamWithSpacesInCmdlineRefusedAtWrite(t *testing.T) {
 	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "raw", Kernel: "http://k", Cmdline: "console=ttyS0 x={{ .Params.x }}"}))
 	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "quoted", Kernel: "http://k", Cmdline: "console=ttyS0 x={{ kernelArg .Params.x }}"}))
 	m := machineReq("m1")
-	m.State, m.BootProfile, m.Params = string(model.StateProvisioned), "raw", map[string]string{"x": "a init=/bin/sh"}
+	m.State, m.BootProfile, m.Params = api.StateProvisioned, "raw", map[string]string{"x": "a init=/bin/sh"}
 	res := e.must(422, e.req("POST", api.PathMachines, m))
 	assert.Contains(t, res.err().Message, `param "x" contains whitespace`)
 	assert.Contains(t, res.err().Message, `cmdline`)

@@ -80,7 +80,7 @@ func TestTemplateErrorsAtSave(t *testing.T) {
 	e.must(201, e.req("POST", api.PathProfiles, api.BootProfileRequest{Name: "ks", Kernel: "http://k",
 		Templates: map[string]string{"kickstart": "stock:kickstart"}}))
 	m := machineReq("m1")
-	m.State, m.BootProfile = string(model.StateProvisioned), "ks"
+	m.State, m.BootProfile = api.StateProvisioned, "ks"
 	r = e.must(422, e.req("POST", api.PathMachines, m))
 	for _, want := range []string{`machine "m1"`, `profile "ks"`, `template "kickstart", snippet "kickstart-mirror" line`, `param "repo_url" is not set`} {
 		assert.Contains(t, r.err().Message, want)

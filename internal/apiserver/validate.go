@@ -105,16 +105,16 @@ func (s *Server) validateMachine(ctx context.Context, req *api.MachineRequest, e
 	}
 	v.state = model.StateProvisioned
 	if req.State != "" {
-		if !slices.Contains(model.DesiredStates, req.State) {
-			return nil, invalid("state", "state %q is not one of %s", req.State, strings.Join(model.DesiredStates, ", "))
+		if !slices.Contains(api.DesiredStates, req.State) {
+			return nil, invalid("state", "state %q is not one of %s", req.State, strings.Join(api.Strings(api.DesiredStates), ", "))
 		}
 		v.state = model.DesiredState(req.State)
 	}
 	if err := validateHints("root_device", req.RootDevice); err != nil {
 		return nil, err
 	}
-	if req.BootMode != "" && !slices.Contains(model.BootModes, req.BootMode) {
-		return nil, invalid("boot_mode", "boot_mode %q is not one of %s", req.BootMode, strings.Join(model.BootModes, ", "))
+	if req.BootMode != "" && !slices.Contains(api.BootModes, req.BootMode) {
+		return nil, invalid("boot_mode", "boot_mode %q is not one of %s", req.BootMode, strings.Join(api.Strings(api.BootModes), ", "))
 	}
 	// A new machine's BMC is read after it is stored; the reconciler then
 	// refuses the mode the same way, before any boot is set up.
@@ -228,8 +228,8 @@ func (s *Server) validateProfile(ctx context.Context, req *api.BootProfileReques
 	if err := validateHints("root_device", req.RootDevice); err != nil {
 		return err
 	}
-	if req.IPXEScript != "" && !strings.HasPrefix(req.IPXEScript, model.IPXEScriptMagic) {
-		return invalid("ipxe_script", "an ipxe_script must start with %q on its first line (iPXE does not run it as a script otherwise)", model.IPXEScriptMagic)
+	if req.IPXEScript != "" && !strings.HasPrefix(req.IPXEScript, api.IPXEScriptMagic) {
+		return invalid("ipxe_script", "an ipxe_script must start with %q on its first line (iPXE does not run it as a script otherwise)", api.IPXEScriptMagic)
 	}
 	for i, initrd := range req.Initrds {
 		if strings.TrimSpace(initrd) == "" {
@@ -352,7 +352,7 @@ var checksumRE = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})
 
 // validateImage refuses what the deploy ramdisk could not write safely: an
 // image without a checksum it can verify, or in a format it cannot write.
-func validateImage(img *model.Image) error {
+func validateImage(img *api.Image) error {
 	u := strings.TrimSpace(img.URL)
 	switch {
 	case u == "":
@@ -371,16 +371,16 @@ func validateImage(img *model.Image) error {
 	if !checksumRE.MatchString(img.Checksum) {
 		return invalid("image.checksum", "image.checksum must be sha256:<64 hex digits> or sha512:<128 hex digits> (lower case) of the file at image.url, e.g. from sha256sum")
 	}
-	if !slices.Contains(model.ImageFormats, img.Format) {
-		return invalid("image.format", "image.format %q is not one of %s (other formats, vmdk or vhdx say, convert with: qemu-img convert -O raw in.img out.raw)", img.Format, strings.Join(model.ImageFormats, ", "))
+	if !slices.Contains(api.ImageFormats, img.Format) {
+		return invalid("image.format", "image.format %q is not one of %s (other formats, vmdk or vhdx say, convert with: qemu-img convert -O raw in.img out.raw)", img.Format, strings.Join(api.ImageFormats, ", "))
 	}
-	if img.Wipe != "" && !slices.Contains(model.ImageWipes, img.Wipe) {
-		return invalid("image.wipe", "image.wipe %q is not one of %s: what deprovisioning erases (the config drive is always removed)", img.Wipe, strings.Join(model.ImageWipes, ", "))
+	if img.Wipe != "" && !slices.Contains(api.ImageWipes, img.Wipe) {
+		return invalid("image.wipe", "image.wipe %q is not one of %s: what deprovisioning erases (the config drive is always removed)", img.Wipe, strings.Join(api.ImageWipes, ", "))
 	}
 	return nil
 }
 
-func validateHints(field string, h *model.RootDeviceHints) error {
+func validateHints(field string, h *api.RootDeviceHints) error {
 	if h == nil {
 		return nil
 	}

@@ -642,9 +642,13 @@ func pykickstartParse(t testing.TB, texts ...string) []ksParsed {
 		f := filepath.Join(tmp, fmt.Sprintf("ks%d.cfg", i))
 		require.NoError(t, os.WriteFile(f, []byte(text), 0o600))
 		_, err := fmt.Fprintln(w.in, f)
-		require.NoError(t, err, "ksdump.py: %s", w.stderr.String())
-		line, err := w.out.ReadBytes('\n')
-		require.NoError(t, err, "ksdump.py: %s", w.stderr.String())
+		var line []byte
+		if err == nil {
+			line, err = w.out.ReadBytes('\n')
+		}
+		if err != nil {
+			require.FailNow(t, "ksdump.py stopped: "+err.Error(), w.stderr.String())
+		}
 		require.NoError(t, json.Unmarshal(line, &res[i]), "%s", line)
 	}
 	return res
@@ -654,7 +658,26 @@ type ksWorker struct {
 	mu     sync.Mutex
 	in     io.Writer
 	out    *bufio.Reader
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
+}
+
+// lockedBuffer is the worker's stderr: exec's copying goroutine writes it
+// while a failing test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 var (
@@ -676,7 +699,7 @@ func ksWorkerFor(t testing.TB) *ksWorker {
 		}
 		cmd := exec.Command(py, script, "--serve")
 		cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
-		w := &ksWorker{stderr: &bytes.Buffer{}}
+		w := &ksWorker{stderr: &lockedBuffer{}}
 		cmd.Stderr = w.stderr
 		if w.in, ksErr = cmd.StdinPipe(); ksErr != nil {
 			return

@@ -15,7 +15,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/testenv"
 )
 
@@ -42,7 +41,7 @@ func TestMachinesList(t *testing.T) {
 	names := []string{}
 	for _, m := range decode[api.MachineList](t, r.stdout).Items {
 		names = append(names, m.Name)
-		assert.Equal(t, "available", m.State, "the --state filter reaches the agent")
+		assert.Equal(t, api.StateAvailable, m.State, "the --state filter reaches the agent")
 	}
 	assert.Contains(t, names, "list-a")
 
@@ -68,7 +67,7 @@ func TestMachinesShow(t *testing.T) {
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	m := decode[api.Machine](t, r.stdout)
 	assert.Equal(t, "show-a", m.Name)
-	assert.Equal(t, "available", m.Phase)
+	assert.Equal(t, api.PhaseAvailable, m.Phase)
 
 	r = e.run(t, "machines", "show", "no-such-machine")
 	assert.Equal(t, ExitNotFound, r.code)
@@ -84,11 +83,11 @@ func TestMachinesEvents(t *testing.T) {
 	r := e.run(t, "machines", "events", "events-a")
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	assert.Regexp(t, `(?m)^SEQ\s+TIME\s+TYPE`, r.stdout)
-	assert.Contains(t, r.stdout, model.EventPhaseChanged)
+	assert.Contains(t, r.stdout, api.EventPhaseChanged)
 
 	r = e.run(t, "machines", "events", "events-a", "-o", "json", "--limit", "1")
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.Len(t, decode[[]model.Event](t, r.stdout), 1)
+	assert.Len(t, decode[[]api.Event](t, r.stdout), 1)
 
 	t.Run("follow", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -99,12 +98,12 @@ func TestMachinesEvents(t *testing.T) {
 			done <- Run(ctx, []string{"machines", "events", "events-a", "--follow", "-o", "json"}, e.env(), &out, &out)
 		}()
 		// Once the history is out, an action's event must arrive live.
-		require.Eventually(t, func() bool { return strings.Contains(out.String(), model.EventPhaseChanged) }, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), api.EventPhaseChanged) }, 30*time.Second, 20*time.Millisecond)
 		_, err := e.client.MachineAction(context.Background(), "events-a", api.ActionPowerOff)
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return strings.Contains(out.String(), "operator action power_off") }, 60*time.Second, 20*time.Millisecond)
 		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			decode[model.Event](t, line) // a stream of JSON lines
+			decode[api.Event](t, line) // a stream of JSON lines
 		}
 		cancel()
 		select {
@@ -153,7 +152,7 @@ func TestProvisionAndReprovision(t *testing.T) {
 	r = e.run(t, "reprovision", "prov-a", "--wait", "-o", "json", "--timeout", "90s")
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	m := decode[api.Machine](t, r.stdout)
-	assert.Equal(t, "provisioned", m.Phase)
+	assert.Equal(t, api.PhaseProvisioned, m.Phase)
 	assert.True(t, m.ProvisionedAt.After(first.ProvisionedAt), "a new run installed it again")
 
 	t.Run("a failed install exits 7", func(t *testing.T) {
@@ -204,7 +203,7 @@ func TestPowerAndReboot(t *testing.T) {
 			require.NoError(t, err)
 			var actions []string
 			for _, ev := range evs.Events {
-				if ev.Type == model.EventPowerAction {
+				if ev.Type == api.EventPowerAction {
 					actions = append(actions, ev.Data["action"])
 				}
 			}
@@ -408,7 +407,7 @@ func TestClustersAndRollout(t *testing.T) {
 		assert.Regexp(t, `(?m)^ro-w\s+worker\s+provisioned\s+10\.77\.`, r.stdout)
 		r = e.run(t, "clusters", "show", "ro", "-o", "json")
 		require.Equal(t, ExitOK, r.code, r.stderr)
-		assert.Equal(t, "ready", decode[api.Cluster](t, r.stdout).Phase)
+		assert.Equal(t, api.ClusterReady, decode[api.Cluster](t, r.stdout).Phase)
 		assert.Equal(t, ExitNotFound, e.run(t, "clusters", "show", "nope").code)
 	})
 

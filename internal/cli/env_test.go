@@ -93,7 +93,7 @@ func startEnv(t testenv.T) *agentEnv {
 
 // machine registers the next unused lab machine under a name of the test's
 // own, in the given desired state with the given profile.
-func (e *agentEnv) machine(t *testing.T, name, profile, state string) api.Machine {
+func (e *agentEnv) machine(t *testing.T, name, profile string, state api.DesiredState) api.Machine {
 	t.Helper()
 	e.mu.Lock()
 	n := e.next
@@ -138,7 +138,7 @@ func (e *agentEnv) profile(t *testing.T, name, kind string) api.BootProfile {
 }
 
 // waitPhase waits until the machine reaches phase.
-func (e *agentEnv) waitPhase(t *testing.T, name, phase string) api.Machine {
+func (e *agentEnv) waitPhase(t *testing.T, name string, phase api.MachinePhase) api.Machine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -11,14 +11,13 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 func machineFilterFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.filter.Cluster, "cluster", "", "only members of this cluster")
 	fs.StringVar(&o.filter.Role, "role", "", "only machines in this role")
-	fs.StringVar(&o.filter.Phase, "phase", "", "only machines in this phase")
-	fs.StringVar(&o.filter.State, "state", "", "only machines with this desired state")
+	fs.Func("phase", "only machines in this phase", func(s string) error { o.filter.Phase = api.MachinePhase(s); return nil })
+	fs.Func("state", "only machines with this desired state", func(s string) error { o.filter.State = api.DesiredState(s); return nil })
 }
 
 func eventsFlags(fs *flag.FlagSet, o *options) {
@@ -51,7 +50,7 @@ func machinesList(ctx context.Context, a *app, _ []string) error {
 		if m.PowerDrift {
 			power += " (drift)"
 		}
-		t.row(m.Name, m.Phase, m.Step, power, m.State, m.BootProfile, m.Cluster, m.Role,
+		t.row(m.Name, string(m.Phase), string(m.Step), power, string(m.State), m.BootProfile, m.Cluster, m.Role,
 			strings.Join(m.Addresses, ","), truncate(m.LastError, 60))
 	}
 	return t.flush()
@@ -67,15 +66,15 @@ func machinesShow(ctx context.Context, a *app, args []string) error {
 	}
 	k := newKV(a.stdout)
 	k.add("Name", m.Name)
-	k.add("Phase", m.Phase)
-	k.add("Step", m.Step)
-	k.add("Desired state", m.State)
+	k.add("Phase", string(m.Phase))
+	k.add("Step", string(m.Step))
+	k.add("Desired state", string(m.State))
 	k.add("Power", m.PowerState)
 	if m.PowerDrift {
 		k.add("Power drift", "yes: the power differs from what the phase expects")
 	}
 	k.add("Boot profile", m.BootProfile)
-	k.add("Boot mode", m.BootMode)
+	k.add("Boot mode", string(m.BootMode))
 	k.add("Cluster", m.Cluster)
 	k.add("Role", m.Role)
 	k.add("BMC", m.BMC.Endpoint)
@@ -121,7 +120,7 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 	if !a.o.follow {
 		if a.json() {
 			if evs == nil {
-				evs = []model.Event{}
+				evs = []api.Event{}
 			}
 			return writeJSON(a.stdout, evs, false)
 		}
@@ -157,8 +156,8 @@ func machinesEvents(ctx context.Context, a *app, args []string) error {
 }
 
 // allEvents reads every event after the cursor, page by page.
-func (a *app) allEvents(ctx context.Context, name string, after uint64) ([]model.Event, uint64, error) {
-	var out []model.Event
+func (a *app) allEvents(ctx context.Context, name string, after uint64) ([]api.Event, uint64, error) {
+	var out []api.Event
 	for {
 		page, err := a.client.MachineEvents(ctx, name, after, api.MaxEventLimit)
 		if err != nil {
@@ -174,7 +173,7 @@ func (a *app) allEvents(ctx context.Context, name string, after uint64) ([]model
 
 // printEvents writes events as table rows, or one JSON object per line
 // when following, so a script can consume the stream as it comes.
-func (a *app) printEvents(evs []model.Event, header bool) error {
+func (a *app) printEvents(evs []api.Event, header bool) error {
 	if a.json() {
 		for _, e := range evs {
 			if err := writeJSON(a.stdout, e, true); err != nil {
@@ -205,7 +204,7 @@ func provision(reinstall bool) func(ctx context.Context, a *app, args []string) 
 			if err != nil {
 				return err
 			}
-			if m.Phase == string(model.PhaseProvisioned) || m.Phase == string(model.PhaseProvisioning) {
+			if m.Phase == api.PhaseProvisioned || m.Phase == api.PhaseProvisioning {
 				return &exitError{code: ExitRejected, msg: fmt.Sprintf(
 					"machine %s is %s already; use reprovision to install it again (its disk is overwritten)", name, m.Phase)}
 			}
@@ -226,15 +225,15 @@ func provision(reinstall bool) func(ctx context.Context, a *app, args []string) 
 // next provisioned or failed phase is this run's outcome.
 func (a *app) waitProvisioned(ctx context.Context, started *api.Machine) error {
 	m, err := a.client.WaitMachine(ctx, started.Name, func(m *api.Machine) (bool, error) {
-		return m.Phase == string(model.PhaseProvisioned) || m.Phase == string(model.PhaseFailed), nil
+		return m.Phase == api.PhaseProvisioned || m.Phase == api.PhaseFailed, nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := a.actionDone(m, "machine "+m.Phase); err != nil {
+	if err := a.actionDone(m, "machine "+string(m.Phase)); err != nil {
 		return err
 	}
-	if m.Phase == string(model.PhaseFailed) {
+	if m.Phase == api.PhaseFailed {
 		return &exitError{code: ExitFailed, msg: fmt.Sprintf("machine %s failed: %s", m.Name, safe(m.LastError))}
 	}
 	return nil
@@ -248,7 +247,7 @@ func (a *app) actionDone(m *api.Machine, what string) error {
 	}
 	line := fmt.Sprintf("%s: %s (phase %s", m.Name, what, m.Phase)
 	if m.Step != "" {
-		line += ", step " + m.Step
+		line += ", step " + string(m.Step)
 	}
 	if m.PowerState != "" {
 		line += ", power " + m.PowerState
@@ -264,18 +263,18 @@ func powerAction(verb string) func(ctx context.Context, a *app, args []string) e
 	return func(ctx context.Context, a *app, args []string) error {
 		name := args[0]
 		var (
-			actions []string
+			actions []api.Action
 			what    string
 		)
 		switch verb {
 		case "reboot":
-			actions, what = []string{api.ActionReset}, "reset"
+			actions, what = []api.Action{api.ActionReset}, "reset"
 		case "on":
-			actions, what = []string{api.ActionPowerOn}, "powered on"
+			actions, what = []api.Action{api.ActionPowerOn}, "powered on"
 		case "off":
-			actions, what = []string{api.ActionPowerOff}, "powered off"
+			actions, what = []api.Action{api.ActionPowerOff}, "powered off"
 		case "cycle":
-			actions, what = []string{api.ActionPowerOff, api.ActionPowerOn}, "power cycled"
+			actions, what = []api.Action{api.ActionPowerOff, api.ActionPowerOn}, "power cycled"
 		}
 		var m *api.Machine
 		for _, act := range actions {

@@ -161,7 +161,7 @@ func clustersList(ctx context.Context, a *app, _ []string) error {
 		for _, r := range c.Roles {
 			roles = append(roles, r.Name)
 		}
-		t.row(c.Name, c.Phase, strconv.Itoa(len(c.Members)), strconv.Itoa(countPhase(c.Members, "provisioned")),
+		t.row(c.Name, string(c.Phase), strconv.Itoa(len(c.Members)), strconv.Itoa(countPhase(c.Members, api.PhaseProvisioned)),
 			strings.Join(roles, ","), truncate(c.Message, 60))
 	}
 	return t.flush()
@@ -177,7 +177,7 @@ func clustersShow(ctx context.Context, a *app, args []string) error {
 	}
 	k := newKV(a.stdout)
 	k.add("Name", c.Name)
-	k.add("Phase", c.Phase)
+	k.add("Phase", string(c.Phase))
 	k.add("Message", c.Message)
 	k.add("Max unavailable", strconv.Itoa(c.Rollout.MaxUnavailable))
 	for _, r := range c.Roles {
@@ -193,12 +193,12 @@ func clustersShow(ctx context.Context, a *app, args []string) error {
 func membersTable(a *app, ms []api.ClusterMemberStatus) error {
 	t := newTable(a.stdout, "MACHINE", "ROLE", "PHASE", "ADDRESSES", "LAST ERROR")
 	for _, m := range ms {
-		t.row(m.Machine, m.Role, m.Phase, strings.Join(m.Addresses, ","), truncate(m.LastError, 60))
+		t.row(m.Machine, m.Role, string(m.Phase), strings.Join(m.Addresses, ","), truncate(m.LastError, 60))
 	}
 	return t.flush()
 }
 
-func countPhase(ms []api.ClusterMemberStatus, phase string) int {
+func countPhase(ms []api.ClusterMemberStatus, phase api.MachinePhase) int {
 	n := 0
 	for _, m := range ms {
 		if m.Phase == phase {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
 func rolloutFlags(fs *flag.FlagSet, o *options) {
@@ -149,18 +148,18 @@ func (a *app) rolloutReader(ctx context.Context, name string) (func(context.Cont
 }
 
 func clusterRollout(c *api.Cluster) *rollout {
-	r := &rollout{Kind: "cluster", Name: c.Name, Phase: c.Phase, Message: c.Message, Total: len(c.Members), Members: []rolloutMember{}}
+	r := &rollout{Kind: "cluster", Name: c.Name, Phase: string(c.Phase), Message: c.Message, Total: len(c.Members), Members: []rolloutMember{}}
 	for _, m := range c.Members {
-		ready := m.Phase == string(model.PhaseProvisioned)
+		ready := m.Phase == api.PhaseProvisioned
 		if ready {
 			r.Ready++
 		}
-		r.Members = append(r.Members, rolloutMember{Machine: m.Machine, Role: m.Role, Phase: m.Phase, Ready: ready, LastError: m.LastError})
+		r.Members = append(r.Members, rolloutMember{Machine: m.Machine, Role: m.Role, Phase: string(m.Phase), Ready: ready, LastError: m.LastError})
 	}
 	// The agent's own verdict: it knows which members must be on the
 	// latest profile version, which the member list does not show.
-	r.Done = c.Phase == "ready"
-	r.Failed = c.Phase == "paused" || c.Phase == "failed"
+	r.Done = c.Phase == api.ClusterReady
+	r.Failed = c.Phase == api.ClusterPaused
 	return r
 }
 
@@ -191,18 +190,18 @@ func (a *app) profileRollout(ctx context.Context, name string) (*rollout, error)
 	r := &rollout{Kind: "boot_profile", Name: name, Members: []rolloutMember{}}
 	for _, m := range ms {
 		uses := m.BootProfile == name || (m.Cluster != "" && viaRole[[2]string{m.Cluster, m.Role}])
-		if !uses || m.State != string(model.StateProvisioned) {
+		if !uses || m.State != api.StateProvisioned {
 			continue
 		}
-		ready := m.Phase == string(model.PhaseProvisioned) && m.ProvisionedProfile == name && m.ProvisionedProfileVersion >= p.Version
+		ready := m.Phase == api.PhaseProvisioned && m.ProvisionedProfile == name && m.ProvisionedProfileVersion >= p.Version
 		r.Total++
 		if ready {
 			r.Ready++
 		}
-		if m.Phase == string(model.PhaseFailed) {
+		if m.Phase == api.PhaseFailed {
 			r.Failed = true
 		}
-		r.Members = append(r.Members, rolloutMember{Machine: m.Name, Role: m.Role, Phase: m.Phase, Step: m.Step, Ready: ready, LastError: m.LastError})
+		r.Members = append(r.Members, rolloutMember{Machine: m.Name, Role: m.Role, Phase: string(m.Phase), Step: string(m.Step), Ready: ready, LastError: m.LastError})
 	}
 	r.Done = !r.Failed && r.Ready == r.Total
 	switch {

@@ -343,6 +343,9 @@ func (c *Client) attempt(ctx context.Context, r request, body []byte) (time.Dura
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := decodeError(resp.StatusCode, data)
 		e.endpoint, e.Method, e.Path = c.endpoint, r.method, r.path
+		if e.Code == api.CodeLeaseHeld {
+			e.LeaseDuration = c.LeaseDuration()
+		}
 		e.redact(c.token)
 		wait, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return wait, e

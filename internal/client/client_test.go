@@ -122,7 +122,7 @@ func TestMethods(t *testing.T) {
 		Version: 1, Revision: 4, Phase: "ready", Endpoints: map[string][]string{"cp": {"10.0.0.5"}}, CreatedAt: t0, UpdatedAt: t0}
 	clusterReq := api.ClusterRequest{Name: "k", Members: []api.ClusterMember{{Machine: "m1", Role: "cp"}},
 		Roles: []api.ClusterRole{{Name: "cp", BootProfile: "debian"}}}
-	events := api.EventList{Events: []model.Event{{Seq: 6, Time: t0, Machine: "m1", Type: model.EventPhaseChanged, Phase: model.PhaseProvisioning}}, Next: 6}
+	events := api.EventList{Events: []api.Event{{Seq: 6, Time: t0, Machine: "m1", Type: model.EventPhaseChanged, Phase: api.PhaseProvisioning}}, Next: 6}
 
 	tests := []struct {
 		name    string

@@ -46,7 +46,7 @@ func (c *Client) WaitCluster(ctx context.Context, name string, done func(*api.Cl
 		func(cl *api.Cluster) uint64 { return cl.Revision },
 		done,
 		func(cl *api.Cluster) string {
-			s := "last seen in phase " + strconv.Quote(cl.Phase)
+			s := "last seen in phase " + strconv.Quote(string(cl.Phase))
 			if cl.Message != "" {
 				s += ": " + cl.Message
 			}

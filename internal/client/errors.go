@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -44,6 +45,10 @@ type APIError struct {
 	Field   string
 	Method  string
 	Path    string
+	// LeaseDuration is, for an api.CodeLeaseHeld refusal, how long the
+	// agent's leases last as its Info said (0 when it did not), so the
+	// refusal can say when a dead holder's lease runs out.
+	LeaseDuration time.Duration
 
 	endpoint string
 }

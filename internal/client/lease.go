@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -10,8 +11,8 @@ import (
 // RenewLease extends this client's lease on a machine (Config.LeaseHolder),
 // or takes it when it is free or expired, without changing the spec. It
 // returns the lease the agent granted, whose DurationSeconds paces further
-// renewals. Another holder's live lease is ErrConflict, with the APIError's
-// Field set to api.HeaderLeaseHolder and its message naming that holder; a
+// renewals. Another holder's live lease is ErrConflict for which LeaseHeld
+// is true, its message naming that holder; a
 // missing machine is ErrNotFound. Without a LeaseHolder there is no lease to
 // keep: it returns nil, nil and sends nothing.
 func (c *Client) RenewLease(ctx context.Context, name string) (*api.Lease, error) {
@@ -42,4 +43,12 @@ func (c *Client) ReleaseLease(ctx context.Context, name string) error {
 		return err
 	}
 	return c.do(ctx, request{method: http.MethodDelete, path: p, lease: true})
+}
+
+// LeaseHeld reports whether err is the agent refusing a write because
+// another holder's lease on the machine is live: a conflict that ends by
+// itself, unlike a stale version.
+func LeaseHeld(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Code == api.CodeLeaseHeld
 }

@@ -7,6 +7,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
@@ -28,7 +32,7 @@ func TestLeaseCallsWithoutHolderSendNothing(t *testing.T) {
 }
 
 func TestLeaseErrors(t *testing.T) {
-	conflictBody := api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeConflict, Field: api.HeaderLeaseHolder,
+	conflictBody := api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeLeaseHeld, Field: api.HeaderLeaseHolder,
 		Message: `machine "m1" is leased by "run-b" until 2026-01-02T03:06:05Z`}}
 	notFoundBody := api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeNotFound, Message: `machine "m1" not found`}}
 	tests := []struct {
@@ -54,8 +58,8 @@ func TestLeaseErrors(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, tt.want)
 			}
 			var apiErr *APIError
-			if tt.want == ErrConflict && (!errors.As(err, &apiErr) || apiErr.Field != api.HeaderLeaseHolder || !strings.Contains(err.Error(), `"run-b"`)) {
-				t.Errorf("conflict %v should carry the lease field and name run-b", err)
+			if tt.want == ErrConflict && (!LeaseHeld(err) || !errors.As(err, &apiErr) || !strings.Contains(err.Error(), `"run-b"`)) {
+				t.Errorf("conflict %v should be a held lease naming run-b", err)
 			}
 			if n := len(rec.requests()); n != 1 {
 				t.Errorf("server saw %d requests, want 1 (4xx is not retried)", n)
@@ -72,4 +76,28 @@ func TestEmptyNameRejectedByLeaseCalls(t *testing.T) {
 	if err := c.ReleaseLease(context.Background(), ""); err == nil {
 		t.Error("ReleaseLease accepted an empty name")
 	}
+}
+
+// TestLeaseHeldCarriesTheAgentsDuration: a refusal says how long the
+// agent's leases last, as its Info told, so advice need not assume one.
+func TestLeaseHeldCarriesTheAgentsDuration(t *testing.T) {
+	rec := &recorder{respond: func(_ int, r *http.Request, _ []byte) (int, http.Header, any) {
+		if r.URL.Path == api.PathInfo {
+			return 200, nil, api.Info{APIVersion: api.APIVersion, LeaseSeconds: 300}
+		}
+		return 409, nil, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeLeaseHeld, Field: api.HeaderLeaseHolder, Message: "leased"}}
+	}}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, nil, func(cfg *Config) { cfg.LeaseHolder = "run-a" })
+	_, err := c.Info(context.Background())
+	require.NoError(t, err)
+	_, err = c.RenewLease(context.Background(), "m1")
+	require.True(t, LeaseHeld(err), "error %v", err)
+	var apiErr *APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 5*time.Minute, apiErr.LeaseDuration)
+
+	stale := &APIError{StatusCode: 409, Code: api.CodeConflict, Field: api.HeaderLeaseHolder}
+	assert.False(t, LeaseHeld(stale), "a conflict is a held lease by its code, not its field")
 }

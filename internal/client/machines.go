@@ -12,21 +12,12 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
-// Query parameters of GET /v1/machines and DELETE /v1/machines/{name}.
-const (
-	QueryCluster = "cluster"
-	QueryRole    = "role"
-	QueryPhase   = "phase"
-	QueryState   = "state"
-	QueryForce   = "force"
-)
-
 // MachineFilter narrows ListMachines; empty fields match everything.
 type MachineFilter struct {
 	Cluster string
 	Role    string
-	Phase   string
-	State   string
+	Phase   api.MachinePhase
+	State   api.DesiredState
 }
 
 // route fills a route pattern's {placeholders} with escaped values, in order.
@@ -112,9 +103,9 @@ func (c *Client) WaitMachine(ctx context.Context, name string, done func(*api.Ma
 }
 
 func describeMachine(m *api.Machine) string {
-	s := "last seen in phase " + strconv.Quote(m.Phase)
+	s := "last seen in phase " + strconv.Quote(string(m.Phase))
 	if m.Step != "" {
-		s += ", step " + strconv.Quote(m.Step)
+		s += ", step " + strconv.Quote(string(m.Step))
 	}
 	if m.LastError != "" {
 		s += ", last error: " + m.LastError
@@ -125,7 +116,7 @@ func describeMachine(m *api.Machine) string {
 // ListMachines lists the machines matching f.
 func (c *Client) ListMachines(ctx context.Context, f MachineFilter) ([]api.Machine, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{QueryCluster: f.Cluster, QueryRole: f.Role, QueryPhase: f.Phase, QueryState: f.State} {
+	for k, v := range map[string]string{api.QueryCluster: f.Cluster, api.QueryRole: f.Role, api.QueryPhase: string(f.Phase), api.QueryState: string(f.State)} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -161,15 +152,15 @@ func (c *Client) DeleteMachine(ctx context.Context, name string, force bool) err
 	}
 	r := request{method: http.MethodDelete, path: p, lease: true}
 	if force {
-		r.query = url.Values{QueryForce: {"true"}}
+		r.query = url.Values{api.QueryForce: {"true"}}
 	}
 	return c.do(ctx, r)
 }
 
 // MachineAction runs one of api.ActionNames on a machine and returns the
 // machine as the agent saw it after accepting the action.
-func (c *Client) MachineAction(ctx context.Context, name, action string) (*api.Machine, error) {
-	p, err := route(api.PathMachineAction, name, action)
+func (c *Client) MachineAction(ctx context.Context, name string, action api.Action) (*api.Machine, error) {
+	p, err := route(api.PathMachineAction, name, string(action))
 	if err != nil {
 		return nil, err
 	}

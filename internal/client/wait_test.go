@@ -114,7 +114,7 @@ func newWaitClient(t *testing.T, f *fakeAgent) *Client {
 	return c
 }
 
-func phaseIs(p string) func(*api.Machine) (bool, error) {
+func phaseIs(p api.MachinePhase) func(*api.Machine) (bool, error) {
 	return func(m *api.Machine) (bool, error) { return m.Phase == p, nil }
 }
 
@@ -125,10 +125,10 @@ func TestWaitMachineEndsOnCondition(t *testing.T) {
 
 	// The reconciler moves the machine along while the client waits; each
 	// step starts once the client has seen the previous one.
-	var seenPhases []string
+	var seenPhases []api.MachinePhase
 	done := func(m *api.Machine) (bool, error) {
 		seenPhases = append(seenPhases, m.Phase)
-		next := map[string]string{"registering": "inspecting", "inspecting": "provisioning", "provisioning": "provisioned"}[m.Phase]
+		next := map[api.MachinePhase]api.MachinePhase{"registering": "inspecting", "inspecting": "provisioning", "provisioning": "provisioned"}[m.Phase]
 		if next != "" {
 			go f.setMachine(&api.Machine{Name: "m1", Phase: next, Revision: m.Revision + 1})
 		}
@@ -141,7 +141,7 @@ func TestWaitMachineEndsOnCondition(t *testing.T) {
 	if m.Phase != "provisioned" || m.Revision != 4 {
 		t.Errorf("returned %s@%d, want provisioned@4", m.Phase, m.Revision)
 	}
-	if got := strings.Join(seenPhases, ","); got != "registering,inspecting,provisioning,provisioned" {
+	if got := strings.Join(api.Strings(seenPhases), ","); got != "registering,inspecting,provisioning,provisioned" {
 		t.Errorf("done saw %s", got)
 	}
 	afters, waits := f.polls()

@@ -8,39 +8,37 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
+
+// The values of this package's enumerations are the API's (internal/api
+// declares them once); the types are the domain's own, so what the store
+// persists changes only through the conversions in internal/apiserver.
 
 // DesiredState is what the operator asks of a machine.
 type DesiredState string
 
+// Desired states (see api.DesiredState).
 const (
-	// StateProvisioned: installed with its boot profile and left running.
-	StateProvisioned DesiredState = "provisioned"
-	// StateAvailable: registered and inventoried; the power is left as it is.
-	StateAvailable DesiredState = "available"
-	// StateOff: registered and powered off.
-	StateOff DesiredState = "off"
+	StateProvisioned = DesiredState(api.StateProvisioned)
+	StateAvailable   = DesiredState(api.StateAvailable)
+	StateOff         = DesiredState(api.StateOff)
 )
-
-// DesiredStates lists every valid DesiredState, in the order docs print them.
-var DesiredStates = []string{string(StateProvisioned), string(StateAvailable), string(StateOff)}
 
 // BootMode is the firmware path a machine boots and is installed through.
 type BootMode string
 
+// Boot modes (see api.BootMode).
 const (
-	BootModeUEFI   BootMode = "uefi"
-	BootModeLegacy BootMode = "legacy"
+	BootModeUEFI   = BootMode(api.BootModeUEFI)
+	BootModeLegacy = BootMode(api.BootModeLegacy)
 )
-
-// BootModes lists every BootMode.
-var BootModes = []string{string(BootModeUEFI), string(BootModeLegacy)}
 
 // BootModeRefusal says why the BMC cannot boot a machine in mode, as far as
 // the inventory tells (its BootModes, from the BMC's allowable values); ""
@@ -61,79 +59,59 @@ func BootModeRefusal(mode BootMode, inv *Inventory) string {
 // Phase is where the reconciler observes a machine to be.
 type Phase string
 
+// Machine phases (see api.MachinePhase).
 const (
-	PhaseRegistering    Phase = "registering"
-	PhaseInspecting     Phase = "inspecting"
-	PhaseAvailable      Phase = "available"
-	PhaseProvisioning   Phase = "provisioning"
-	PhaseProvisioned    Phase = "provisioned"
-	PhaseDeprovisioning Phase = "deprovisioning"
-	PhaseOff            Phase = "off"
-	PhaseFailed         Phase = "failed"
+	PhaseRegistering    = Phase(api.PhaseRegistering)
+	PhaseInspecting     = Phase(api.PhaseInspecting)
+	PhaseAvailable      = Phase(api.PhaseAvailable)
+	PhaseProvisioning   = Phase(api.PhaseProvisioning)
+	PhaseProvisioned    = Phase(api.PhaseProvisioned)
+	PhaseDeprovisioning = Phase(api.PhaseDeprovisioning)
+	PhaseOff            = Phase(api.PhaseOff)
+	PhaseFailed         = Phase(api.PhaseFailed)
 )
-
-// Phases lists every Phase.
-var Phases = []string{
-	string(PhaseRegistering), string(PhaseInspecting), string(PhaseAvailable),
-	string(PhaseProvisioning), string(PhaseProvisioned), string(PhaseDeprovisioning),
-	string(PhaseOff), string(PhaseFailed),
-}
 
 // Step is the sub-step within provisioning or deprovisioning.
 type Step string
 
+// Steps (see api.Step).
 const (
-	StepNone             Step = ""
-	StepSettingBoot      Step = "setting_boot"
-	StepPoweringOn       Step = "powering_on"
-	StepWaitingPXE       Step = "waiting_pxe"
-	StepBootingInstaller Step = "booting_installer"
-	StepInstalling       Step = "installing"
-	StepFinishing        Step = "finishing" // next boot to disk after the callback
-	// StepImageWritten: the deploy ramdisk wrote the image and the config
-	// drive; the agent sets the next boot to disk and power-cycles.
-	StepImageWritten Step = "image_written"
-	// StepBootingOS: the deployed OS is booting; its cloud-init calls back.
-	StepBootingOS   Step = "booting_os"
-	StepWiping      Step = "wiping"
-	StepPoweringOff Step = "powering_off"
+	StepNone             = Step(api.StepNone)
+	StepSettingBoot      = Step(api.StepSettingBoot)
+	StepPoweringOn       = Step(api.StepPoweringOn)
+	StepWaitingPXE       = Step(api.StepWaitingPXE)
+	StepBootingInstaller = Step(api.StepBootingInstaller)
+	StepInstalling       = Step(api.StepInstalling)
+	StepFinishing        = Step(api.StepFinishing)
+	StepImageWritten     = Step(api.StepImageWritten)
+	StepBootingOS        = Step(api.StepBootingOS)
+	StepWiping           = Step(api.StepWiping)
+	StepPoweringOff      = Step(api.StepPoweringOff)
 )
 
 // Signal is a boot-chain observation made by the boot edge.
 type Signal string
 
+// Boot signals (the api package's boot-chain event types).
 const (
-	SignalPXERequested  Signal = "pxe_requested"
-	SignalScriptServed  Signal = "script_served"
-	SignalKernelFetched Signal = "kernel_fetched"
-	// SignalInitrdFetched is sent once per initrd of the run's profile,
-	// with the initrd's asset path as data "path".
-	SignalInitrdFetched Signal = "initrd_fetched"
-	// SignalTemplatesFetched is sent for every template served, with its
-	// name as data "template" (the value predates per-template steps and
-	// stays, so the event log reads the same across versions).
-	SignalTemplatesFetched Signal = "templates_fetched"
-	SignalCallbackReceived Signal = "callback_received"
-	SignalCallbackRejected Signal = "callback_rejected"
-	SignalUnknownMAC       Signal = "unknown_mac"
-	SignalRenderFailed     Signal = "render_failed"
-	// SignalDeployDisks: the deploy ramdisk reported the machine's disks
-	// and the agent chose the one to write.
-	SignalDeployDisks Signal = "deploy_disks"
-	// SignalDeployProgress: the deploy ramdisk's image write passed another
-	// GiB (a boot step per GiB, so a long write is not a stall).
-	SignalDeployProgress Signal = "deploy_progress"
+	SignalPXERequested     = Signal(api.EventPXERequested)
+	SignalScriptServed     = Signal(api.EventScriptServed)
+	SignalKernelFetched    = Signal(api.EventKernelFetched)
+	SignalInitrdFetched    = Signal(api.EventInitrdFetched)
+	SignalTemplatesFetched = Signal(api.EventTemplatesFetched)
+	SignalCallbackReceived = Signal(api.EventCallbackReceived)
+	SignalCallbackRejected = Signal(api.EventCallbackRejected)
+	SignalUnknownMAC       = Signal(api.EventUnknownMAC)
+	SignalRenderFailed     = Signal(api.EventRenderFailed)
+	SignalDeployDisks      = Signal(api.EventDeployDisks)
+	SignalDeployProgress   = Signal(api.EventDeployProgress)
 )
 
 // Power states as Redfish reports them.
 const (
-	PowerOn  = "On"
-	PowerOff = "Off"
+	PowerOn  = api.PowerOn
+	PowerOff = api.PowerOff
 )
-
-// IPXEScriptMagic is how an iPXE script must begin: iPXE runs a file
-// without it as an image, not a script.
-const IPXEScriptMagic = "#!ipxe"
 
 // BMC holds how to reach a machine's baseboard controller. Password is
 // plaintext in memory only: the store seals it and the API never returns it.
@@ -317,13 +295,10 @@ type Status struct {
 
 // BMC health values of Status.BMCStatus.
 const (
-	BMCStatusOK          = "ok"
-	BMCStatusAuthFailed  = "auth_failed"
-	BMCStatusUnreachable = "unreachable"
+	BMCStatusOK          = api.BMCStatusOK
+	BMCStatusAuthFailed  = api.BMCStatusAuthFailed
+	BMCStatusUnreachable = api.BMCStatusUnreachable
 )
-
-// BMCStatuses lists every BMCStatus value.
-var BMCStatuses = []string{BMCStatusOK, BMCStatusAuthFailed, BMCStatusUnreachable}
 
 // Run is one provisioning attempt. Its token authorises exactly one callback.
 type Run struct {
@@ -469,39 +444,23 @@ type Image struct {
 	URL string `json:"url"`
 	// Checksum is "sha256:<hex>" or "sha512:<hex>" of the file at URL.
 	Checksum string `json:"checksum"`
-	// Format is what the file at URL holds: ImageFormats.
+	// Format is what the file at URL holds: api.ImageFormats.
 	Format string `json:"format"`
 	// Wipe is what deprovisioning erases from the disk the image went to
-	// (ImageWipes; "" is WipeConfigDrive).
+	// (api.ImageWipes; "" is WipeConfigDrive).
 	Wipe string `json:"wipe,omitempty"`
 }
 
-// FormatQCOW2 is the one image format the agent converts (to raw, once per
-// image, in its data directory) before the deploy ramdisk writes it.
-const FormatQCOW2 = "qcow2"
+// FormatQCOW2 is the one image format the agent converts before the
+// deploy ramdisk writes it.
+const FormatQCOW2 = api.FormatQCOW2
 
-// ImageFormats lists the image formats a profile may name: a raw disk
-// image, one compressed with gzip or zstd (the deploy ramdisk
-// decompresses them as it streams), or a qcow2 image.
-var ImageFormats = []string{"raw", "gzip", "zstd", FormatQCOW2}
-
-// Wipe levels of an image deploy's deprovision, weakest first. Every one
-// removes the config drive (its whole partition is zeroed, then dropped
-// from the partition table), so the OS cannot run its user-data, secrets
-// included, again. WipeMetadata also erases what makes the disk's old
-// content findable, as Ironic's erase_devices_metadata does: every
-// filesystem, RAID and LVM signature at the start and end of each
-// partition, and both partition tables. WipeFull overwrites the whole
-// disk with zeros, as Ironic's erase_devices does (without a secure-erase
-// command: a zero pass is what works on every disk and virtual disk).
+// Wipe levels of an image deploy's deprovision (see api.WipeConfigDrive).
 const (
-	WipeConfigDrive = "config-drive"
-	WipeMetadata    = "metadata"
-	WipeFull        = "full"
+	WipeConfigDrive = api.WipeConfigDrive
+	WipeMetadata    = api.WipeMetadata
+	WipeFull        = api.WipeFull
 )
-
-// ImageWipes lists the wipe levels, weakest first.
-var ImageWipes = []string{WipeConfigDrive, WipeMetadata, WipeFull}
 
 // RootDeviceHints choose the disk an image is written to, as Ironic's root
 // device hints do: every hint given must match. A machine's hints replace
@@ -708,61 +667,30 @@ type Event struct {
 	Data    map[string]string `json:"data,omitempty"`
 }
 
-// Event types other than boot Signals.
+// Event types other than boot Signals (see api.EventTypes).
 const (
-	EventPhaseChanged = "phase_changed"
-	EventPowerAction  = "power_action"
-	EventBootOverride = "boot_override"
-	EventError        = "error"
-	EventPowerDrift   = "power_drift"
-	EventSpecChanged  = "spec_changed"
-	// EventGeneratedSecret: a generated secret was made by the API or
-	// rotated. It names the secret, never its value.
-	EventGeneratedSecret = "generated_secret"
-	EventRunStarted      = "run_started"
-	// EventImageWritten: the deploy ramdisk wrote and verified the image
-	// and the config drive.
-	EventImageWritten = "image_written"
-	// EventBootStalled is recorded once per stall: no new boot step for the
-	// agent's boot stall warning period. Its message is the last_error.
-	EventBootStalled = "boot_stalled"
-	// EventInventoryDrift: a re-read inventory's hardware fingerprint
-	// differs from the accepted one.
-	EventInventoryDrift = "inventory_drift"
-	// EventBMCInsecure warns, at each create or spec update, that the
-	// machine's BMC endpoint is plain http: the Redfish login (session body
-	// and basic auth) crosses the network in the clear.
-	EventBMCInsecure = "bmc_insecure"
+	EventPhaseChanged    = api.EventPhaseChanged
+	EventPowerAction     = api.EventPowerAction
+	EventBootOverride    = api.EventBootOverride
+	EventError           = api.EventError
+	EventPowerDrift      = api.EventPowerDrift
+	EventSpecChanged     = api.EventSpecChanged
+	EventGeneratedSecret = api.EventGeneratedSecret
+	EventRunStarted      = api.EventRunStarted
+	EventImageWritten    = api.EventImageWritten
+	EventBootStalled     = api.EventBootStalled
+	EventInventoryDrift  = api.EventInventoryDrift
+	EventBMCInsecure     = api.EventBMCInsecure
 )
 
-// EventTypes lists every event type the agent records, boot signals
-// included, in the order the API documentation names them.
-var EventTypes = []string{
-	EventPhaseChanged, EventSpecChanged, EventRunStarted, EventBootOverride, EventPowerAction, EventPowerDrift, EventInventoryDrift, EventError,
-	string(SignalPXERequested), string(SignalScriptServed), string(SignalKernelFetched), string(SignalInitrdFetched),
-	string(SignalTemplatesFetched), EventBootStalled, string(SignalCallbackReceived), string(SignalCallbackRejected),
-	string(SignalUnknownMAC), string(SignalRenderFailed),
-	string(SignalDeployDisks), string(SignalDeployProgress), EventImageWritten,
-	string(SignalUnknownMAC), string(SignalRenderFailed), EventBMCInsecure, EventGeneratedSecret,
-}
+// Name rules (see api.ValidName).
+var (
+	ValidName    = api.ValidName
+	NormalizeMAC = api.NormalizeMAC
+)
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether s is usable as an object name (DNS-label-like,
-// lower case, so it is safe in URLs, file names and templates).
-func ValidName(s string) bool { return nameRE.MatchString(s) }
-
-// NameRule describes ValidName for error messages and docs.
-const NameRule = "1-63 characters: lower-case letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
-
-// NormalizeMAC returns the lower-case colon form of a 48-bit MAC address.
-func NormalizeMAC(s string) (string, error) {
-	hw, err := net.ParseMAC(strings.TrimSpace(s))
-	if err != nil || len(hw) != 6 {
-		return "", fmt.Errorf("%q is not a 48-bit MAC address (want aa:bb:cc:dd:ee:ff)", s)
-	}
-	return hw.String(), nil
-}
+// NameRule describes ValidName for error messages.
+const NameRule = api.NameRule
 
 // ErrTokenRejected is returned for a callback whose token is wrong, replayed
 // or belongs to another run.

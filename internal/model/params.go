@@ -5,9 +5,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 )
 
 // Site holds what applies to every machine of the agent: params below
@@ -32,9 +33,8 @@ func (s Secrets) Names() []string {
 	return slices.Sorted(maps.Keys(s))
 }
 
-// SecretNameRE is what a secret's name may be: it appears in URLs, in
-// previews (<secret:name>) and in error messages.
-var SecretNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$`)
+// SecretNameRE is what a secret's name may be (see api.SecretNameRE).
+var SecretNameRE = api.SecretNameRE
 
 // Param layers, lowest precedence first: a machine's templates see the
 // site's params, overridden by its profile's, by its cluster's, and by its

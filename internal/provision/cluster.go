@@ -242,6 +242,12 @@ func phaseString(m *model.Machine) string {
 func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 	c, err := r.st.GetCluster(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
+		// The lock only orders members of a cluster that exists; a cluster
+		// created again under the name starts with a new one, so the map
+		// does not grow with every cluster ever seen.
+		r.mu.Lock()
+		delete(r.clusterLocks, name)
+		r.mu.Unlock()
 		return
 	}
 	if err != nil {
@@ -270,7 +276,7 @@ func (r *Reconciler) reconcileCluster(ctx context.Context, name string) {
 	}
 	r.mu.Lock()
 	for _, mem := range c.Members {
-		r.clusterOf[mem.Machine] = name
+		r.stateOf(mem.Machine).cluster = name
 	}
 	r.mu.Unlock()
 	// Members that are not done may be waiting on a gate this change

@@ -107,8 +107,11 @@ type view struct {
 
 // plan is decide's answer.
 type plan struct {
-	Op     op
-	Phase  model.Phase // opTransition: new phase and step
+	Op op
+	// Phase and Step are where the plan takes the machine: at once for
+	// opTransition, once its BMC step succeeds for the BMC ops that end a
+	// step (their executors write no other phase).
+	Phase  model.Phase
 	Step   model.Step
 	Reason string // event message / last_error for opNote and failures
 
@@ -144,7 +147,7 @@ func decide(v view) plan {
 		if deleting {
 			return release(v, "deletion requested")
 		}
-		return plan{Op: opInspect}
+		return then(opInspect, model.PhaseAvailable, model.StepNone, "")
 	case model.PhaseAvailable:
 		switch {
 		case deleting:
@@ -223,7 +226,7 @@ func decide(v view) plan {
 		return runStep(v)
 	case model.PhaseDeprovisioning:
 		if st.Step == model.StepPoweringOff {
-			return plan{Op: opPowerOff}
+			return poweredOff(m)
 		}
 		if m.Run == nil {
 			return to(model.PhaseDeprovisioning, model.StepPoweringOff, "wipe run record missing; powering off")
@@ -351,14 +354,15 @@ func runStep(v view) plan {
 	}
 	switch step {
 	case model.StepSettingBoot:
-		return plan{Op: opSetBootPXE}
+		return then(opSetBootPXE, m.Status.Phase, model.StepPoweringOn, "boot override set to PXE")
 	case model.StepPoweringOn:
 		if bootSignalSeen(r) || !r.CallbackAt.IsZero() {
 			p := to(m.Status.Phase, model.StepWaitingPXE, "boot signal already seen; not powering again")
 			p.Deadline = v.Now.Add(t.WaitPXE)
 			return p
 		}
-		return plan{Op: opPowerOn}
+		// The reason depends on how the power-on went (see powerOn).
+		return then(opPowerOn, m.Status.Phase, model.StepWaitingPXE, "")
 	case model.StepWaitingPXE, model.StepBootingInstaller, model.StepInstalling:
 		if far := furthestStep(r); stepRank[far] > stepRank[step] {
 			p := to(m.Status.Phase, far, "boot signal "+string(signalFor(r, far)))
@@ -390,9 +394,10 @@ func runStep(v view) plan {
 		}
 		return fail(timeoutMessage(step, r, t, describeStall(r, v.Boot, v.Now)))
 	case model.StepFinishing:
-		return plan{Op: opSetBootDisk}
+		return then(opSetBootDisk, model.PhaseProvisioned, model.StepNone,
+			fmt.Sprintf("installed with %s v%d (run %s)", r.Profile, r.ProfileVersion, r.ID))
 	case model.StepImageWritten:
-		return plan{Op: opRebootToOS}
+		return then(opRebootToOS, m.Status.Phase, model.StepBootingOS, "booting the deployed image from disk; waiting for its OS to call back")
 	case model.StepBootingOS:
 		if r.StepDeadline.IsZero() {
 			p := to(m.Status.Phase, step, "deadline restored")
@@ -526,6 +531,21 @@ func to(ph model.Phase, s model.Step, why string) plan {
 	return plan{Op: opTransition, Phase: ph, Step: s, Reason: why}
 }
 
+// then is a BMC op whose success takes the machine to ph/s, why being the
+// event's message ("" when the executor can only tell after the call).
+func then(o op, ph model.Phase, s model.Step, why string) plan {
+	return plan{Op: o, Phase: ph, Step: s, Reason: why}
+}
+
+// poweredOff is the power-off of a machine being released: its record
+// goes when it is being deleted, else it rests off or available as asked.
+func poweredOff(m *model.Machine) plan {
+	if m.State == model.StateOff {
+		return then(opPowerOff, model.PhaseOff, model.StepNone, "powered off")
+	}
+	return then(opPowerOff, model.PhaseAvailable, model.StepNone, "powered off; available")
+}
+
 func fail(msg string) plan {
 	return plan{Op: opTransition, Phase: model.PhaseFailed, Step: model.StepNone, Reason: msg, Fail: true}
 }
@@ -583,4 +603,108 @@ func short(h string) string {
 		return "-"
 	}
 	return h
+}
+
+// callbackKind is which end of which run a callback reports.
+type callbackKind int
+
+const (
+	callbackEnd          callbackKind = iota // an installer's or deployed OS's report: the run ends
+	callbackClean                            // a clean run's ramdisk: the run ends, the disk cleaned or not
+	callbackImageWritten                     // a deploy ramdisk: the image is on disk, the OS boots next
+)
+
+// callbackPlan is decideCallback's answer: the plan (an opTransition whose
+// Reason is the phase event's message, and last_error when it fails) and
+// which executor carries it out.
+type callbackPlan struct {
+	plan
+	Kind callbackKind
+	// Refuse says why the report is out of order; nothing is written.
+	Refuse string
+}
+
+// decideCallback decides what an authorised callback (tokenProblem and
+// sourceProblem passed, so m has a run) does to the machine: a pure
+// function of the machine and the report, like decide.
+func decideCallback(m *model.Machine, report model.CallbackReport) callbackPlan {
+	r := m.Run
+	status := strings.ToLower(report.Status)
+	failed := status != "" && status != "ok"
+	if r.Clean != "" {
+		if failed {
+			why := printable(report.Message, 512)
+			if why == "" {
+				why = cleanLogTail(report.LogTail)
+			}
+			return callbackPlan{Kind: callbackClean, plan: fail(fmt.Sprintf("deprovision: cleaning the disk failed (run %s, wipe %s): %s; "+
+				"the disk may still hold the config drive (user-data with its secrets), so the machine is not released: "+
+				"fix the cause and ask again (delete again, or set the desired state available after a spec change), "+
+				"or delete it with force_destroy to skip the clean", r.ID, r.Clean, orDash(why)))}
+		}
+		return callbackPlan{Kind: callbackClean, plan: to(model.PhaseDeprovisioning, model.StepPoweringOff, cleanedMessage(r, report)+"; powering off")}
+	}
+	written := model.StageImageWritten == strings.ToLower(report.Stage)
+	switch d := r.Deploy; {
+	case d == nil && written:
+		return callbackPlan{Refuse: "an image_written report, but no deploy ramdisk reported its disks in this run"}
+	case d != nil && !d.WrittenAt.IsZero() && written:
+		return callbackPlan{Refuse: "the image of this run is already written"}
+	case d != nil && d.WrittenAt.IsZero() && !written:
+		return callbackPlan{Refuse: "a report from the deployed OS before the deploy ramdisk reported the image written"}
+	case d != nil && d.WrittenAt.IsZero():
+		if failed {
+			why := printable(report.Message, 512)
+			if why == "" {
+				why = cleanLogTail(report.LogTail)
+			}
+			return callbackPlan{Kind: callbackImageWritten, plan: fail(fmt.Sprintf("image deploy failed (run %s, profile %s): %s", r.ID, r.Profile, orDash(why)))}
+		}
+		return callbackPlan{Kind: callbackImageWritten, plan: to(model.PhaseProvisioning, model.StepImageWritten, imageWrittenMessage(report)+"; booting it from disk")}
+	}
+	if failed {
+		// "failed", or a status nobody defined: an installer that does not
+		// say ok did not succeed as far as anyone can tell.
+		msg := fmt.Sprintf("installer reported failure (run %s, profile %s)", r.ID, r.Profile)
+		if status != "failed" {
+			msg = fmt.Sprintf("installer reported status %q (run %s, profile %s)", printable(report.Status, 32), r.ID, r.Profile)
+		}
+		if tail := cleanLogTail(report.LogTail); tail != "" {
+			msg += ": " + tail
+		}
+		if r.RenderError != "" {
+			// The installer failed on a template the agent could not
+			// render: that, not the installer's symptom, is what an
+			// operator fixes.
+			msg = fmt.Sprintf("run %s: rendering failed: %s; then %s", r.ID, r.RenderError, msg)
+		}
+		return callbackPlan{Kind: callbackEnd, plan: fail(msg)}
+	}
+	why := callbackWho(r) + " called back; run " + r.ID + " complete"
+	if m.Status.Phase == model.PhaseDeprovisioning {
+		return callbackPlan{Kind: callbackEnd, plan: to(model.PhaseDeprovisioning, model.StepPoweringOff, why)}
+	}
+	return callbackPlan{Kind: callbackEnd, plan: to(model.PhaseProvisioning, model.StepFinishing, why)}
+}
+
+// callbackWho names what sent a run's last callback: an image deploy's
+// comes from the deployed OS, and operators read the event log to tell
+// its two stages apart.
+func callbackWho(r *model.Run) string {
+	if r.Deploy != nil {
+		return "deployed OS"
+	}
+	return "installer"
+}
+
+func cleanedMessage(r *model.Run, report model.CallbackReport) string {
+	return fmt.Sprintf("deploy ramdisk cleaned %s (wipe %s): config drive removed", orDash(printable(report.Disk, 64)), r.Clean)
+}
+
+func imageWrittenMessage(report model.CallbackReport) string {
+	msg := "image and config drive written"
+	if report.Disk != "" {
+		msg += " to " + printable(report.Disk, 64)
+	}
+	return msg
 }

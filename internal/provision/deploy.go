@@ -45,7 +45,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return out, fmt.Errorf("reading machine %s: %w", machine, err)
 	}
-	_, _, err = r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+	_, _, err = r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
@@ -80,8 +80,9 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 		}
 		data := map[string]string{"run": m.Run.ID, "disks": strings.Join(seen, "; ")}
 		if refused != "" {
-			setPhase(m, model.PhaseFailed, model.StepNone, now)
-			m.Status.LastError = refused
+			f := fail(refused)
+			setPhase(m, f.Phase, f.Step, now)
+			m.Status.LastError = f.Reason
 			m.Run.TokenUsed = true
 			return false, []model.Event{
 				{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Message: "deploy ramdisk reported its disks", Data: data},
@@ -106,7 +107,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 		m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now})
 		return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
 			Message: fmt.Sprintf("writing the image to %s", describeDisk(out.Disk)), Data: data}}, nil
-	})
+	}))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return out, fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
@@ -169,29 +170,10 @@ func (r *Reconciler) DeployProgress(ctx context.Context, machine, token string, 
 	return nil
 }
 
-// deployCallback handles the callbacks of an image deploy run that differ
-// from an installer's: the ramdisk's "image written" report, and an OS
-// report that comes before the image is written. handled is false for an
-// OS report after the image was written (and for installer runs), which
-// end the run as usual; reject is set for a report out of order.
-func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time, reject *string) (evs []model.Event, handled bool) {
-	stage := strings.ToLower(report.Stage)
+// imageWritten carries out a deploy ramdisk's "image written" report
+// (decideCallback's callbackImageWritten plan p).
+func imageWritten(m *model.Machine, report model.CallbackReport, p plan, now time.Time) []model.Event {
 	d := m.Run.Deploy
-	switch {
-	case d == nil && stage != model.StageImageWritten:
-		return nil, false
-	case d == nil:
-		*reject = "an image_written report, but no deploy ramdisk reported its disks in this run"
-		return nil, true
-	case !d.WrittenAt.IsZero() && stage == model.StageImageWritten:
-		*reject = "the image of this run is already written"
-		return nil, true
-	case !d.WrittenAt.IsZero():
-		return nil, false
-	case stage != model.StageImageWritten:
-		*reject = "a report from the deployed OS before the deploy ramdisk reported the image written"
-		return nil, true
-	}
 	m.Status.Addresses = cleanAddresses(report.Addresses)
 	data := map[string]string{"run": m.Run.ID, "disk": printable(orDash(report.Disk), 64), "status": orDash(printable(report.Status, 32))}
 	if report.BytesWritten > 0 {
@@ -200,18 +182,14 @@ func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time
 	if report.DurationMS > 0 {
 		data["duration_ms"] = fmt.Sprint(report.DurationMS)
 	}
-	if st := strings.ToLower(report.Status); st != "" && st != "ok" {
-		setPhase(m, model.PhaseFailed, model.StepNone, now)
-		why := printable(report.Message, 512)
-		if why == "" {
-			why = cleanLogTail(report.LogTail)
-		}
-		m.Status.LastError = fmt.Sprintf("image deploy failed (run %s, profile %s): %s", m.Run.ID, m.Run.Profile, orDash(why))
+	if p.Fail {
+		setPhase(m, p.Phase, p.Step, now)
+		m.Status.LastError = p.Reason
 		m.Run.TokenUsed = true
 		return []model.Event{
 			{Type: model.EventImageWritten, Phase: m.Status.Phase, Message: "deploy ramdisk reported failure", Data: data},
-			{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: m.Status.LastError},
-		}, true
+			{Type: model.EventPhaseChanged, Phase: p.Phase, Message: p.Reason},
+		}
 	}
 	d.WrittenAt = now
 	m.Status.CleanPending = orDefault(d.Wipe, model.WipeConfigDrive)
@@ -219,16 +197,12 @@ func deployCallback(m *model.Machine, report model.CallbackReport, now time.Time
 		d.BytesWritten = report.BytesWritten
 	}
 	m.Status.LastError = ""
-	setPhase(m, model.PhaseProvisioning, model.StepImageWritten, now)
+	setPhase(m, p.Phase, p.Step, now)
 	m.Run.StepDeadline = time.Time{}
-	msg := "image and config drive written"
-	if report.Disk != "" {
-		msg += " to " + printable(report.Disk, 64)
-	}
 	return []model.Event{
-		{Type: model.EventImageWritten, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data},
-		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg + "; booting it from disk"},
-	}, true
+		{Type: model.EventImageWritten, Phase: m.Status.Phase, Step: m.Status.Step, Message: imageWrittenMessage(report), Data: data},
+		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: p.Reason},
+	}
 }
 
 func orDefault(s, def string) string {
@@ -239,37 +213,26 @@ func orDefault(s, def string) string {
 }
 
 // cleanCallback ends a clean run: its ramdisk's report, ok or not, is
-// the run's one callback. handled is false for other runs.
-func cleanCallback(m *model.Machine, report model.CallbackReport, now time.Time) (evs []model.Event, handled bool) {
+// the run's one callback (decideCallback's callbackClean plan p).
+func cleanCallback(m *model.Machine, report model.CallbackReport, p plan, now time.Time) []model.Event {
 	r := m.Run
-	if r.Clean == "" {
-		return nil, false
-	}
 	r.TokenUsed = true
 	r.CallbackAt = now
 	r.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
 	data := map[string]string{"run": r.ID, "wipe": r.Clean, "disk": printable(orDash(report.Disk), 64), "status": orDash(printable(report.Status, 32))}
-	if st := strings.ToLower(report.Status); st != "" && st != "ok" {
-		why := printable(report.Message, 512)
-		if why == "" {
-			why = cleanLogTail(report.LogTail)
-		}
-		setPhase(m, model.PhaseFailed, model.StepNone, now)
-		m.Status.LastError = fmt.Sprintf("deprovision: cleaning the disk failed (run %s, wipe %s): %s; "+
-			"the disk may still hold the config drive (user-data with its secrets), so the machine is not released: "+
-			"fix the cause and ask again (delete again, or set the desired state available after a spec change), "+
-			"or delete it with force_destroy to skip the clean", r.ID, r.Clean, orDash(why))
+	if p.Fail {
+		setPhase(m, p.Phase, p.Step, now)
+		m.Status.LastError = p.Reason
 		return []model.Event{
 			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Message: "deploy ramdisk reported the clean failed", Data: data},
-			{Type: model.EventPhaseChanged, Phase: model.PhaseFailed, Message: m.Status.LastError},
-		}, true
+			{Type: model.EventPhaseChanged, Phase: p.Phase, Message: p.Reason},
+		}
 	}
 	m.Status.CleanPending = ""
 	m.Status.LastError = ""
-	setPhase(m, model.PhaseDeprovisioning, model.StepPoweringOff, now)
-	msg := fmt.Sprintf("deploy ramdisk cleaned %s (wipe %s): config drive removed", orDash(printable(report.Disk, 64)), r.Clean)
+	setPhase(m, p.Phase, p.Step, now)
 	return []model.Event{
-		{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data},
-		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: msg + "; powering off"},
-	}, true
+		{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: cleanedMessage(r, report), Data: data},
+		{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: p.Reason},
+	}
 }

@@ -69,6 +69,12 @@
 //	                               target differs from the failed run's
 //	failed                         -                                            wait for the operator (spec change or provision action)
 //
+// The table is carried out, not restated: decide and decideCallback name
+// every move (a BMC step's plan names where its success leads), the
+// executors only apply the plan, and the phase moves they may name are
+// declared in allowed (states.go). A status write along any other move is
+// refused, and TestTransitionsDeclared fails when a plan names one.
+//
 // "Release" is how a machine leaves: while its disk holds a config drive
 // that a deploy ramdisk wrote (Status.CleanPending, set by the
 // image_written callback), a clean run → deprovisioning/setting_boot: the

@@ -194,30 +194,20 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 	wl.Lock()
 	defer wl.Unlock()
 	// The callback's events are written with the status they explain.
-	events := func(m *model.Machine) []model.Event {
+	events := func(m *model.Machine, why string) []model.Event {
 		data := map[string]string{"run": m.Run.ID, "status": orDash(printable(report.Status, 32)), "addresses": strings.Join(m.Status.Addresses, ",")}
 		if report.Hostname != "" {
 			data["hostname"] = printable(report.Hostname, 253)
 		}
-		// An image deploy's last callback comes from the deployed OS, and
-		// operators read the event log to tell its two stages apart.
-		who := "installer"
-		if m.Run.Deploy != nil {
-			who = "deployed OS"
-			if report.Stage != "" {
-				data["stage"] = printable(report.Stage, 32)
-			}
-		}
-		why := who + " called back; run " + m.Run.ID + " complete"
-		if m.Status.Phase == model.PhaseFailed {
-			why = m.Status.LastError
+		if m.Run.Deploy != nil && report.Stage != "" {
+			data["stage"] = printable(report.Stage, 32)
 		}
 		return []model.Event{
-			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: who + " called back", Data: data},
+			{Type: string(model.SignalCallbackReceived), Phase: m.Status.Phase, Step: m.Status.Step, Message: callbackWho(m.Run) + " called back", Data: data},
 			{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: why, Data: phaseEvent(before, "", "", "").Data},
 		}
 	}
-	out, _, err := r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+	out, _, err := r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
 		if reject = tokenProblem(m, token); reject != "" {
 			return false, nil, errRejected
 		}
@@ -228,46 +218,27 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 		run := *m.Run
 		b.Run = &run
 		before = &b
-		if evs, handled := cleanCallback(m, report, now); handled {
-			return false, evs, nil
-		}
-		if evs, handled := deployCallback(m, report, now, &reject); handled {
-			if reject != "" {
-				return false, nil, errRejected
-			}
-			return false, evs, nil
+		p := decideCallback(m, report)
+		switch {
+		case p.Refuse != "":
+			reject = p.Refuse
+			return false, nil, errRejected
+		case p.Kind == callbackClean:
+			return false, cleanCallback(m, report, p.plan, now), nil
+		case p.Kind == callbackImageWritten:
+			return false, imageWritten(m, report, p.plan, now), nil
 		}
 		m.Run.TokenUsed = true
 		m.Run.CallbackAt = now
 		m.Run.AddStep(model.BootStep{Signal: model.SignalCallbackReceived, At: now})
 		m.Status.Addresses = cleanAddresses(report.Addresses)
-		if st := strings.ToLower(report.Status); st != "" && st != "ok" {
-			// "failed", or a status nobody defined: an installer that does not
-			// say ok did not succeed as far as anyone can tell.
-			setPhase(m, model.PhaseFailed, model.StepNone, now)
-			m.Status.LastError = fmt.Sprintf("installer reported failure (run %s, profile %s)", m.Run.ID, m.Run.Profile)
-			if st != "failed" {
-				m.Status.LastError = fmt.Sprintf("installer reported status %q (run %s, profile %s)", printable(report.Status, 32), m.Run.ID, m.Run.Profile)
-			}
-			if tail := cleanLogTail(report.LogTail); tail != "" {
-				m.Status.LastError += ": " + tail
-			}
-			if m.Run.RenderError != "" {
-				// The installer failed on a template the agent could not
-				// render: that, not the installer's symptom, is what an
-				// operator fixes.
-				m.Status.LastError = fmt.Sprintf("run %s: rendering failed: %s; then %s", m.Run.ID, m.Run.RenderError, m.Status.LastError)
-			}
-			return false, events(m), nil
-		}
+		setPhase(m, p.Phase, p.Step, now)
 		m.Status.LastError = ""
-		if m.Status.Phase == model.PhaseDeprovisioning {
-			setPhase(m, model.PhaseDeprovisioning, model.StepPoweringOff, now)
-		} else {
-			setPhase(m, model.PhaseProvisioning, model.StepFinishing, now)
+		if p.Fail {
+			m.Status.LastError = p.Reason
 		}
-		return false, events(m), nil
-	})
+		return false, events(m, p.Reason), nil
+	}))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		r.met.callbacks.WithLabelValues("rejected").Inc()
@@ -503,6 +474,12 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 	return nil
 }
 
+// provisionAction is the operator's provision action's plan: a new run,
+// from whatever phase the machine is in.
+func provisionAction() plan {
+	return to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
+}
+
 func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 	l := r.machineLock(name)
 	l.Lock()
@@ -533,8 +510,8 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	p := to(model.PhaseProvisioning, model.StepSettingBoot, "provision action: new run")
-	_, _, err = r.st.UpdateMachineRecording(ctx, name, func(x *model.Machine) (bool, []model.Event, error) {
+	p := provisionAction()
+	_, _, err = r.st.UpdateMachineRecording(ctx, name, r.guarded(func(x *model.Machine) (bool, []model.Event, error) {
 		spec := x.State != model.StateProvisioned
 		x.State = model.StateProvisioned
 		if x.Run != nil {
@@ -555,7 +532,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 				Message: fmt.Sprintf("run %s with profile %s v%d", run.ID, run.Profile, run.ProfileVersion),
 				Data:    map[string]string{"run": run.ID, "profile": run.Profile, "profile_version": fmt.Sprint(run.ProfileVersion), "operator": "true"}},
 		}, nil
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", name, err)
 	}

@@ -154,39 +154,16 @@ type Reconciler struct {
 	met  *metrics
 
 	mu sync.Mutex
-	// locks serialise a machine's reconcile with operator power actions.
-	locks map[string]*sync.Mutex
-	// writeLocks make a machine's status write and the events describing it
-	// one unit for every writer (reconcile, Callback, Signal), so the event
-	// log shows the machine's transitions in the order they happened.
-	writeLocks map[string]*sync.Mutex
-	// failures counts consecutive BMC failures of a machine's current step;
-	// notBefore holds its backoff. In memory on purpose: a restart resets
-	// the backoff, which only means one earlier retry.
-	failures  map[string]failure
-	notBefore map[string]time.Time
-	// lastPoll is when each machine's power was last read for drift;
-	// pollSlot is the drift-poll slot a machine holds from the limiter.
-	lastPoll map[string]time.Time
-	pollSlot map[string]time.Time
-	// powerIntent holds, per machine, the run whose power-on this agent
-	// issued (see powerOn).
-	powerIntent map[string]string
-	// onNotDone holds, per machine, the run whose last On attempt did not
-	// bring the machine on: if it is on at the next try, that On came in
-	// late, and a restart now would be a second power cycle.
-	onNotDone map[string]string
-	// clusterOf maps machine → cluster, so a member's change also wakes the
-	// cluster (its gates and status depend on every member).
-	clusterOf map[string]string
+	// machines is the in-memory state of each machine (see machineState),
+	// guarded by mu.
+	machines map[string]*machineState
 	// slotWait lists, oldest first, the machines that found every
-	// max-active slot taken; slotWaiting holds the ones still waiting (a
-	// name that got a slot or was forgotten stays in the list until popped).
-	// A released slot wakes the oldest waiter, so a backlog of thousands of
-	// machines costs nothing while it waits instead of each one re-reading
-	// its record every few hundred milliseconds.
-	slotWait    []string
-	slotWaiting map[string]bool
+	// max-active slot taken; machineState.slotWaiting marks the ones still
+	// waiting (a name that got a slot or was forgotten stays in the list
+	// until popped). A released slot wakes the oldest waiter, so a backlog
+	// of thousands of machines costs nothing while it waits instead of each
+	// one re-reading its record every few hundred milliseconds.
+	slotWait []string
 	// clusterLocks order run starts and completions within a cluster, so
 	// two members never both see the same free rollout slot.
 	clusterLocks map[string]*sync.Mutex
@@ -197,6 +174,48 @@ type Reconciler struct {
 type failure struct {
 	key string // phase/step/run the failures belong to
 	n   int
+}
+
+// machineState is what the reconciler keeps in memory about one machine;
+// forget drops it with the machine. In memory on purpose: a restart
+// resets it, which costs at most an earlier retry or power poll.
+type machineState struct {
+	// lock serialises the machine's reconcile with operator power actions.
+	lock sync.Mutex
+	// write makes the machine's status write and the events describing it
+	// one unit for every writer (reconcile, Callback, Signal), so the event
+	// log shows its transitions in the order they happened.
+	write sync.Mutex
+	// failure counts consecutive BMC failures of the current step;
+	// notBefore holds its backoff.
+	failure   failure
+	notBefore time.Time
+	// lastPoll is when the power was last read for drift; pollSlot is the
+	// drift-poll slot held from the limiter (zero: none).
+	lastPoll time.Time
+	pollSlot time.Time
+	// powerIntent is the run whose power-on this agent issued (see powerOn).
+	powerIntent string
+	// onNotDone is the run whose last On attempt did not bring the machine
+	// on: if it is on at the next try, that On came in late, and a restart
+	// now would be a second power cycle.
+	onNotDone string
+	// cluster is the machine's cluster, so a member's change also wakes
+	// the cluster (its gates and status depend on every member).
+	cluster string
+	// slotWaiting: the machine is in slotWait, still waiting for a slot.
+	slotWaiting bool
+}
+
+// stateOf returns name's state, creating it on first use; r.mu must be
+// held.
+func (r *Reconciler) stateOf(name string) *machineState {
+	s, ok := r.machines[name]
+	if !ok {
+		s = &machineState{}
+		r.machines[name] = s
+	}
+	return s
 }
 
 // New builds a Reconciler; nothing runs until Run.
@@ -211,16 +230,7 @@ func New(cfg Config, st store.Store, b BMC) *Reconciler {
 		sem:          make(chan struct{}, cfg.MaxActive),
 		poll:         newLimiter(cfg.PowerPollRate),
 		met:          newMetrics(cfg.Registerer),
-		locks:        map[string]*sync.Mutex{},
-		writeLocks:   map[string]*sync.Mutex{},
-		failures:     map[string]failure{},
-		notBefore:    map[string]time.Time{},
-		powerIntent:  map[string]string{},
-		onNotDone:    map[string]string{},
-		lastPoll:     map[string]time.Time{},
-		pollSlot:     map[string]time.Time{},
-		clusterOf:    map[string]string{},
-		slotWaiting:  map[string]bool{},
+		machines:     map[string]*machineState{},
 		clusterLocks: map[string]*sync.Mutex{},
 		unknownMACs:  map[string]time.Time{},
 	}
@@ -281,8 +291,11 @@ func (r *Reconciler) onChange(ctx context.Context, ch store.Change) {
 			return
 		}
 		r.q.add(ch.Name)
+		var c string
 		r.mu.Lock()
-		c := r.clusterOf[ch.Name]
+		if s := r.machines[ch.Name]; s != nil {
+			c = s.cluster
+		}
 		r.mu.Unlock()
 		if c != "" {
 			r.q.add(clusterKeyPrefix + c)
@@ -327,16 +340,7 @@ func (r *Reconciler) forget(name string) {
 	r.q.forget(name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.failures, name)
-	delete(r.notBefore, name)
-	delete(r.powerIntent, name)
-	delete(r.onNotDone, name)
-	delete(r.lastPoll, name)
-	delete(r.pollSlot, name)
-	delete(r.clusterOf, name)
-	delete(r.slotWaiting, name)
-	delete(r.locks, name)
-	delete(r.writeLocks, name)
+	delete(r.machines, name)
 }
 
 func (r *Reconciler) work(ctx context.Context) {
@@ -357,20 +361,26 @@ func (r *Reconciler) work(ctx context.Context) {
 	}
 }
 
-func (r *Reconciler) machineLock(name string) *sync.Mutex { return r.lockIn(r.locks, name) }
-
-func (r *Reconciler) writeLock(name string) *sync.Mutex { return r.lockIn(r.writeLocks, name) }
-
-func (r *Reconciler) clusterLock(name string) *sync.Mutex { return r.lockIn(r.clusterLocks, name) }
-
-// lockIn returns the mutex for name in locks, creating it on first use.
-func (r *Reconciler) lockIn(locks map[string]*sync.Mutex, name string) *sync.Mutex {
+func (r *Reconciler) machineLock(name string) *sync.Mutex {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l, ok := locks[name]
+	return &r.stateOf(name).lock
+}
+
+func (r *Reconciler) writeLock(name string) *sync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &r.stateOf(name).write
+}
+
+// clusterLock returns the cluster's mutex, creating it on first use.
+func (r *Reconciler) clusterLock(name string) *sync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.clusterLocks[name]
 	if !ok {
 		l = &sync.Mutex{}
-		locks[name] = l
+		r.clusterLocks[name] = l
 	}
 	return l
 }

@@ -22,7 +22,7 @@ func TestSlotWaitersWakeOldestFirst(t *testing.T) {
 	}
 	r.forget("a")
 	r.mu.Lock()
-	delete(r.slotWaiting, "c") // c got a slot on its own
+	r.stateOf("c").slotWaiting = false // c got a slot on its own
 	r.mu.Unlock()
 	ready := func() []string {
 		r.q.mu.Lock()
@@ -43,7 +43,13 @@ func TestSlotWaitersWakeOldestFirst(t *testing.T) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.slotWait) != 0 || len(r.slotWaiting) != 0 {
-		t.Fatalf("waiters left behind: %v %v", r.slotWait, r.slotWaiting)
+	var waiting []string
+	for name, s := range r.machines {
+		if s.slotWaiting {
+			waiting = append(waiting, name)
+		}
+	}
+	if len(r.slotWait) != 0 || len(waiting) != 0 {
+		t.Fatalf("waiters left behind: %v %v", r.slotWait, waiting)
 	}
 }

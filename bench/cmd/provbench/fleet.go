@@ -266,7 +266,7 @@ func parallel(n, workers int, do func(i int)) {
 const apiWorkers = 16
 
 // machineRequest registers lab machine e with the bench profile.
-func machineRequest(e lab.InventoryEntry, state string) api.MachineRequest {
+func machineRequest(e lab.InventoryEntry, state api.DesiredState) api.MachineRequest {
 	req := api.MachineRequest{
 		Name:        e.Name,
 		BMC:         api.BMCRequest{Endpoint: e.Endpoint, Username: e.Username, Password: e.Password},
@@ -301,7 +301,7 @@ type phaseWait struct {
 // from the machines' records, not from when the list noticed.
 // With minVersion > 0 a provisioned machine counts only once it was
 // provisioned with at least that version of the boot profile.
-func (f *fleet) waitPhase(ctx context.Context, names []string, want string, minVersion uint64, gets, lists *latencies) (phaseWait, error) {
+func (f *fleet) waitPhase(ctx context.Context, names []string, want api.MachinePhase, minVersion uint64, gets, lists *latencies) (phaseWait, error) {
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -349,13 +349,13 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want string, minV
 				case m.Phase == want:
 					w.reached++
 					at := m.UpdatedAt
-					if want == "provisioned" && !m.ProvisionedAt.IsZero() {
+					if want == api.PhaseProvisioned && !m.ProvisionedAt.IsZero() {
 						at = m.ProvisionedAt
 					}
 					if at.After(w.last) {
 						w.last = at
 					}
-				case m.Phase == "failed":
+				case m.Phase == api.PhaseFailed:
 					w.failed++
 					if w.firstError == "" {
 						w.firstError = m.Name + ": " + m.LastError
