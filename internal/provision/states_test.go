@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -123,7 +124,7 @@ func TestStateTableHasNoDeadEntries(t *testing.T) {
 
 func allPhases() []model.Phase {
 	out := []model.Phase{""}
-	for _, ph := range model.Phases {
+	for _, ph := range api.MachinePhases {
 		out = append(out, model.Phase(ph))
 	}
 	return out
@@ -247,9 +248,9 @@ func TestCheckTransition(t *testing.T) {
 
 func TestStateTableNamesKnownPhases(t *testing.T) {
 	for from, tos := range allowed {
-		require.Contains(t, model.Phases, string(from))
+		require.Contains(t, api.MachinePhases, api.MachinePhase(from))
 		for _, to := range tos {
-			require.Contains(t, model.Phases, string(to), "from %s", from)
+			require.Contains(t, api.MachinePhases, api.MachinePhase(to), "from %s", from)
 			require.NotEqual(t, from, to, "staying in a phase needs no entry")
 		}
 	}
