@@ -112,6 +112,14 @@ func TestValidators(t *testing.T) {
 		{"url no host", urlScheme("https"), "https:///x", false},
 		{"url credentials", urlScheme("https"), "https://root:calvin@bmc", false},
 		{"url relative", urlScheme("https"), "bmc.example.net", false},
+		{"bmc host", bmcEndpoint(), "https://10.0.0.5:443", true},
+		{"bmc system", bmcEndpoint(), "https://10.0.0.5:443/redfish/v1/Systems/1", true},
+		{"bmc http", bmcEndpoint(), "http://bmc", true},
+		{"bmc wrong path", bmcEndpoint(), "https://bmc/wrong/path", false},
+		{"bmc port", bmcEndpoint(), "https://bmc:70000", false},
+		{"bmc query", bmcEndpoint(), "https://bmc/?x=1", false},
+		{"bmc credentials", bmcEndpoint(), "https://root:calvin@bmc", false},
+		{"bmc ftp", bmcEndpoint(), "ftp://bmc", false},
 	}
 	for _, tc := range cases {
 		if got := run(tc.v, tc.in); got != tc.ok {
@@ -119,7 +127,7 @@ func TestValidators(t *testing.T) {
 		}
 	}
 	// Unknown and null values are left to Terraform.
-	for _, v := range []validator.String{validName(), validMAC(), urlScheme("https")} {
+	for _, v := range []validator.String{validName(), validMAC(), urlScheme("https"), bmcEndpoint()} {
 		for _, val := range []types.String{types.StringNull(), types.StringUnknown()} {
 			var resp validator.StringResponse
 			v.ValidateString(ctx, validator.StringRequest{Path: path.Root("x"), ConfigValue: val}, &resp)

@@ -86,7 +86,7 @@ func (p *baremetalProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 			},
 			"ca_cert_pem": schema.StringAttribute{
 				MarkdownDescription: "PEM-encoded CA certificate(s) to trust for the agent's TLS certificate, e.g. the " +
-					"self-signed `tls.crt` from the agent's data directory. May also be set with the `" + EnvCACertPEM + "` environment variable.",
+					"self-signed `api-cert.pem` from the agent's data directory. May also be set with the `" + EnvCACertPEM + "` environment variable.",
 				Optional: true,
 			},
 			"insecure": schema.BoolAttribute{

@@ -152,7 +152,13 @@ resource "baremetal_machine" "m" {
     endpoint = "ftp://10.0.0.5"
     username = "admin"
     password = "secret"
-  }`), `scheme "ftp" is not allowed`},
+  }`), `(?s)Invalid BMC Endpoint.*must start with http:// or https://`},
+		{"bmc path", machine(`name = "m1"
+  bmc = {
+    endpoint = "https://bmc/wrong/path"
+    username = "admin"
+    password = "secret"
+  }`), `(?s)Invalid BMC Endpoint.*is not /redfish/v1/Systems/<id>`},
 		{"no password", machine(`name = "m1"
   bmc = {
     endpoint = "https://10.0.0.5"

@@ -141,7 +141,7 @@ func (r *machineResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 							"Redfish login sends the username and password in the clear (in the session request's body, then as basic " +
 							"auth), and everything the BMC answers can be read and altered on the way; the agent records a `bmc_insecure` event too.",
 						Required:   true,
-						Validators: []validator.String{urlScheme("https", "http")},
+						Validators: []validator.String{bmcEndpoint()},
 					},
 					"username": schema.StringAttribute{
 						MarkdownDescription: "BMC user name.",

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 )
 
 // nameValidator accepts what the agent accepts as an object name; the rule
@@ -58,6 +59,31 @@ func (v macValidator) ValidateString(_ context.Context, req validator.StringRequ
 	case norm != s:
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid MAC Address",
 			fmt.Sprintf("%q must be written in lower-case colon form: %q.", s, norm))
+	}
+}
+
+// bmcEndpointValidator applies the agent's own BMC endpoint rule at plan,
+// so an endpoint that plans is one the agent accepts and its BMC client can
+// use.
+type bmcEndpointValidator struct{}
+
+func bmcEndpoint() validator.String { return bmcEndpointValidator{} }
+
+func (bmcEndpointValidator) Description(context.Context) string {
+	return "must be " + endpoint.Form
+}
+
+func (v bmcEndpointValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (bmcEndpointValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	// The error never quotes the value, which may hold a password.
+	if _, err := endpoint.ParseBMC(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid BMC Endpoint", "The BMC "+err.Error()+".")
 	}
 }
 

@@ -274,7 +274,7 @@ func (a *Agent) build(o options) error {
 		},
 		Logger:     log.With("component", "boot"),
 		Registerer: a.metrics,
-	}, a.store, a.reconciler)
+	}, a.store, boot.StoreSecrets(a.store), a.reconciler)
 	if err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func (a *Agent) services() []service {
 	svcs := []service{
 		{name: "api server", run: func(ctx context.Context) error { return serveTLS(ctx, a.log, srv, a.apiLn) }},
 		{name: "token reload", run: func(ctx context.Context) error { return a.reloadTokens(ctx, a.hup) }},
-		{name: "boot http", run: func(ctx context.Context) error { return a.boot.ServeHTTP(ctx, a.bootLn) }},
+		{name: "boot http", run: func(ctx context.Context) error { return a.boot.ServeHTTPListener(ctx, a.bootLn) }},
 		{name: "tftp", run: func(ctx context.Context) error { return a.boot.ServeTFTP(ctx, a.tftpConn) }},
 		{name: "reconciler", run: a.reconciler.Run},
 		// Sessions a killed agent left open count against the BMCs' small

@@ -1,11 +1,13 @@
-// Package api defines the agent's REST API v1: the wire types and
-// vocabulary shared by the server (internal/apiserver, which converts them
-// from internal/model) and the typed client (internal/client). It imports
-// none of the agent's packages, so the provider can depend on it alone.
+// Package api defines the agent's REST API v1: the paths, wire types and
+// vocabulary shared by the server (internal/apiserver, which holds the
+// handlers and the OpenAPI document and converts to and from
+// internal/model) and the typed client (internal/client). It imports none
+// of the agent's packages, so the provider can depend on it alone.
 //
 // JSON field names are snake_case and match the Terraform provider's
-// attribute names. Secrets go in, never out: BMC passwords are accepted on
-// create/update and never returned.
+// attribute names. Secrets go in, not out: BMC passwords and secret params
+// are accepted on create/update and only their names are returned; a
+// generated secret's value is read on its own path, with a read-write token.
 package api
 
 import "time"

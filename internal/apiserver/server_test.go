@@ -93,6 +93,8 @@ func TestMachineValidation(t *testing.T) {
 		{"endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
 		{"ftp endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "ftp://root:" + bmcPassword + "@10.0.0.5" }, 422, "bmc.endpoint"},
 		{"unparsable endpoint with credentials", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://root:" + bmcPassword + "@[::1" }, 422, "bmc.endpoint"},
+		{"endpoint with a path the BMC client refuses", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://bmc/wrong/path" }, 422, "bmc.endpoint"},
+		{"endpoint port out of range", func(r *api.MachineRequest) { r.BMC.Endpoint = "https://bmc:70000" }, 422, "bmc.endpoint"},
 		{"missing username", func(r *api.MachineRequest) { r.BMC.Username = "" }, 422, "bmc.username"},
 		{"missing password", func(r *api.MachineRequest) { r.BMC.Password = "" }, 422, "bmc.password"},
 		{"bad ca", func(r *api.MachineRequest) { r.BMC.CACertPEM = "not a pem" }, 422, "bmc.ca_cert_pem"},

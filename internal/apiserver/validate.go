@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -160,20 +161,10 @@ func validateBMC(b *api.BMCRequest, create bool) error {
 	if b.Endpoint == "" {
 		return invalid("bmc.endpoint", "bmc.endpoint is required (https://host[:port] or a Redfish system URL)")
 	}
-	// The endpoint is echoed only once it is known to hold no credentials:
-	// it is returned by the API and logged.
-	u, err := url.Parse(b.Endpoint)
-	if err != nil {
-		return invalid("bmc.endpoint", "bmc.endpoint is not a URL (want https://host[:port] or a Redfish system URL)")
-	}
-	if u.User != nil {
-		return invalid("bmc.endpoint", "bmc.endpoint must not contain credentials; set bmc.username and bmc.password")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return invalid("bmc.endpoint", "bmc.endpoint %q must be an http:// or https:// URL with a host", b.Endpoint)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return invalid("bmc.endpoint", "bmc.endpoint must not have a query or fragment")
+	// The BMC client's own rule, so an endpoint accepted here is one it can
+	// use. Its errors never quote the endpoint, which may hold a password.
+	if _, err := endpoint.ParseBMC(b.Endpoint); err != nil {
+		return invalid("bmc.endpoint", "bmc.%s", err)
 	}
 	if strings.TrimSpace(b.Username) == "" {
 		return invalid("bmc.username", "bmc.username is required")
@@ -300,7 +291,7 @@ func (s *Server) validateCluster(ctx context.Context, req *api.ClusterRequest) (
 		}
 	}
 	if req.Rollout != nil && req.Rollout.MaxUnavailable < 0 {
-		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must be at least 1 (default 1)")
+		return nil, invalid("rollout.max_unavailable", "rollout.max_unavailable must not be negative (0 or unset means 1)")
 	}
 	if err := validateSecretParams("secret_params", req.SecretParams); err != nil {
 		return nil, err

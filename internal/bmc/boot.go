@@ -11,6 +11,7 @@ import (
 
 	"github.com/stmcginnis/gofish/schemas"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/backoff"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -101,7 +102,7 @@ func (m *Manager) setBoot(ctx context.Context, t *target, c model.BMC, src schem
 		}
 		if s := statusOf(err); (s == http.StatusConflict || s == http.StatusPreconditionFailed) && attempt < m.cfg.MaxRetries {
 			m.log.Info("BMC rejected boot override as stale; re-reading", "endpoint", c.Endpoint, "status", s)
-			if err := sleepCtx(ctx, backoff(m.cfg.RetryBase, m.cfg.RetryMax, attempt)); err != nil {
+			if err := sleepCtx(ctx, backoff.Exponential(m.cfg.RetryBase, m.cfg.RetryMax, attempt)); err != nil {
 				return err
 			}
 			continue

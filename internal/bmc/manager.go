@@ -21,6 +21,7 @@ import (
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -32,9 +33,34 @@ type Config struct {
 	GracefulTimeout  time.Duration // GracefulShutdown falls back to ForceOff after this (default 2m)
 	PowerWaitTimeout time.Duration // wait for the observed PowerState after an action (default 2m)
 	PollInterval     time.Duration // power-state polling (default 2s)
-	MaxRetries       int           // retries of one HTTP request on transient failure (default 5)
-	RetryBase        time.Duration // backoff base (default 500ms)
-	RetryMax         time.Duration // backoff cap, also caps Retry-After (default 30s)
+	// MaxRetries, RetryBase and RetryMax are the BMC retry policy, capped
+	// end to end at three levels:
+	//
+	//   - One Redfish request: at most MaxRetries retries (default 5) of a
+	//     transient failure: 5xx but 501 and 505, 429, timeouts, connection
+	//     errors. An action such as a reset is retried only on 429 or when
+	//     its request never reached the BMC: after any other failure it may
+	//     have been carried out. Each attempt gets
+	//     RequestTimeout; between attempts the wait is backoff.Exponential
+	//     from RetryBase (default 500ms), or the BMC's Retry-After when
+	//     longer, both capped at RetryMax (default 30s). A wait that would
+	//     outlast the caller's deadline is not started.
+	//   - One operation (power, boot override, inventory): the caller's
+	//     context. The reconciler gives every BMC call a timeout (its step's
+	//     in provision.StepTimeouts; Inspect's for polls), which bounds all
+	//     the requests and retries inside it, the boot override's conflict
+	//     retries included.
+	//   - One step: the reconciler retries a failed call --step-retries
+	//     times (default 3), with its own backoff capped at
+	//     provision.Config.RetryMax (default 1m), then fails the machine.
+	//     So a BMC step ends within (retries+1) x step timeout + retries x
+	//     that cap. The one exception is ErrSessionLimit, which is waited
+	//     out without a limit: a full session table empties by itself.
+	//
+	// Refused logins are spaced by LoginBackoff instead (below).
+	MaxRetries int
+	RetryBase  time.Duration
+	RetryMax   time.Duration
 	// LoginBackoff and LoginBackoffMax space out logins to a BMC+user whose
 	// password was refused: the wait doubles per refusal from LoginBackoff
 	// up to LoginBackoffMax (defaults 30s and 15m), so a wrong password
@@ -185,10 +211,10 @@ type conn struct {
 	gen       uint64 // bumped per login, so one 401 triggers one re-login
 }
 
-func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
+func (m *Manager) connFor(ep endpoint.BMC, c model.BMC) (*conn, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%t\x00%s", c.Password, c.Insecure, c.CACertPEM)
-	key := connKey{base: ep.base, user: c.Username}
+	key := connKey{base: ep.Base, user: c.Username}
 	copy(key.secret[:], h.Sum(nil))
 
 	m.mu.Lock()
@@ -200,7 +226,7 @@ func (m *Manager) connFor(ep endpoint, c model.BMC) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{base: ep.base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
+	cn := &conn{base: ep.Base, user: c.Username, pass: c.Password, secret: key.secret, insecure: c.Insecure, caPEM: c.CACertPEM, hc: hc}
 	m.conns[key] = cn
 	return cn, nil
 }
@@ -510,9 +536,9 @@ func (t *target) system() (*schemas.ComputerSystem, error) {
 
 // resolveSystem returns the system an endpoint means: the one it names, or
 // the only one the service has.
-func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, systems string, ep endpoint, lk *epLock) (string, error) {
-	if ep.system != "" {
-		return ep.system, nil
+func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, systems string, ep endpoint.BMC, lk *epLock) (string, error) {
+	if ep.System != "" {
+		return ep.System, nil
 	}
 	if lk.system != "" {
 		return lk.system, nil
@@ -546,7 +572,7 @@ func (m *Manager) resolveSystem(ctx context.Context, api *gofish.APIClient, syst
 		ids = append(ids, mb.ID)
 	}
 	return "", &Error{Msg: fmt.Sprintf("the BMC manages %d systems (%s): name one with a full system URL such as %s%s",
-		len(coll.Members), strings.Join(ids, ", "), ep.base, coll.Members[0].ID), Err: errInvalidEndpoint}
+		len(coll.Members), strings.Join(ids, ", "), ep.Base, coll.Members[0].ID), Err: errInvalidEndpoint}
 }
 
 // do runs one operation against a BMC: per-endpoint serialisation, the
@@ -703,7 +729,7 @@ func (m *Manager) loginAccepted(cn *conn) {
 }
 
 // shape turns any failure into an *Error naming the BMC and the operation.
-func (m *Manager) shape(ep endpoint, op, what string, c model.BMC, tr *opTrace, err error) error {
+func (m *Manager) shape(ep endpoint.BMC, op, what string, c model.BMC, tr *opTrace, err error) error {
 	e := &Error{Endpoint: scrub(ep.String(), c.Password), Op: op}
 	var inner *Error
 	status := statusOf(err)

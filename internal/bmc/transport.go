@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/backoff"
 )
 
 // newHTTPClient builds the client for one BMC: verified TLS unless the BMC is
@@ -76,7 +77,7 @@ func traceFrom(ctx context.Context) *opTrace {
 }
 
 // retryTransport retries transient failures of single HTTP requests with
-// capped exponential backoff and full jitter: 5xx (except 501), 429,
+// capped exponential backoff and jitter (the policy is on Config.MaxRetries): 5xx (except 501), 429,
 // timeouts and connection errors. It honours Retry-After (iDRAC answers
 // 503 "retry in 30 seconds" while busy) and never sleeps past the caller's
 // deadline. 4xx answers are returned at once: conflicts on PATCH need a fresh
@@ -161,7 +162,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// a 429 does.
 			retry = false
 		}
-		wait := backoff(cfg.RetryBase, cfg.RetryMax, attempt)
+		wait := backoff.Exponential(cfg.RetryBase, cfg.RetryMax, attempt)
 		if ra, ok := retryAfter(resp, cfg.RetryMax); ok && ra > wait {
 			wait = ra
 		}
@@ -225,46 +226,13 @@ func (t *retryTransport) retryable(ctx context.Context, resp *http.Response, err
 	return false, ""
 }
 
-// backoff is capped exponential backoff with full jitter, so many agents
-// retrying one struggling BMC do not hammer it in lockstep.
-func backoff(base, maxWait time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < maxWait; i++ {
-		d *= 2
-	}
-	if d > maxWait {
-		d = maxWait
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// retryAfter reads Retry-After (seconds or an HTTP date), capped.
+// retryAfter is the response's Retry-After, capped at maxWait.
 func retryAfter(resp *http.Response, maxWait time.Duration) (time.Duration, bool) {
 	if resp == nil {
 		return 0, false
 	}
-	v := resp.Header.Get("Retry-After")
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		d = time.Duration(secs) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		d = time.Until(at)
-	} else {
-		return 0, false
-	}
-	if d < 0 {
-		d = 0
-	}
-	if d > maxWait {
-		d = maxWait
-	}
-	return d, true
+	d, ok := backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return min(d, maxWait), ok
 }
 
 // fitsDeadline: waiting longer than the caller has left only turns a clear

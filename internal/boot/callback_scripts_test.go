@@ -246,7 +246,7 @@ func TestNoCloudCmdlineWithCloudInit(t *testing.T) {
 			st := openTestStore(t)
 			ts := httptest.NewUnstartedServer(nil)
 			srv, err := New(Config{BootURL: "http://" + ts.Listener.Addr().String(), AssetsDir: t.TempDir(), TFTPRoot: t.TempDir(), Logger: quietLogger()},
-				st, newRecordingLifecycle(st))
+				st, StoreSecrets(st), newRecordingLifecycle(st))
 			require.NoError(t, err)
 			ts.Config.Handler = srv.HTTPHandler()
 			ts.Start()

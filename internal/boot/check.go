@@ -30,7 +30,7 @@ const RedactedToken = "<token>"
 var ErrNoProfile = errors.New("no boot profile (neither the machine nor its cluster role names one)")
 
 type loader struct {
-	st   store.Store
+	st   Reader
 	prop Proposed
 }
 
@@ -155,7 +155,7 @@ func redactedSecrets(in renderInput) *secretSource {
 // them now (site < profile < cluster < machine), with the layer each came
 // from, and the names of its effective secret params. A machine without a
 // usable profile gets the layers it has.
-func EffectiveParams(ctx context.Context, st store.Store, m *model.Machine) (params, sources map[string]string, secrets []string, err error) {
+func EffectiveParams(ctx context.Context, st Reader, m *model.Machine) (params, sources map[string]string, secrets []string, err error) {
 	in, err := loadInput(ctx, loader{st: st}, m, m.Run.Serving())
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrNoProfile) {
 		return nil, nil, nil, fmt.Errorf("machine %q: %w", m.Name, err)
@@ -187,7 +187,7 @@ func (e *CheckError) Unwrap() error { return e.Err }
 // A render failure is a *CheckError naming the machine, the profile, the
 // template (or snippet), its line and column and a missing or refused
 // param; other errors are the store's.
-func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine, prop Proposed) error {
+func Check(ctx context.Context, st Reader, bootURL string, m *model.Machine, prop Proposed) error {
 	l := loader{st: st, prop: prop}
 	if m.Cluster == "" && m.BootProfile == "" {
 		return nil
@@ -223,7 +223,7 @@ func Check(ctx context.Context, st store.Store, bootURL string, m *model.Machine
 // with the run token and every secret redacted. It returns the profile's name, and found
 // false when the profile has no such template. A render failure is a
 // *CheckError.
-func Preview(ctx context.Context, st store.Store, bootURL string, m *model.Machine, name string) (out, profile string, found bool, err error) {
+func Preview(ctx context.Context, st Reader, bootURL string, m *model.Machine, name string) (out, profile string, found bool, err error) {
 	in, err := loadInput(ctx, loader{st: st}, m, m.Run.Serving())
 	if err != nil {
 		return "", "", false, fmt.Errorf("machine %q: %w", m.Name, err)

@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,6 +67,9 @@ func (l *recordingLifecycle) Callback(ctx context.Context, machine, token string
 		m.Status.Addresses = report.Addresses
 		return false, nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
+	}
 	if err != nil {
 		l.Signal(ctx, machine, model.SignalCallbackRejected, nil)
 		return err

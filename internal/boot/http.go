@@ -359,8 +359,7 @@ func (s *Server) liveSecrets(ctx context.Context, in renderInput) *secretSource 
 	params, _ := in.secretLayers().Effective()
 	machine := in.machine.Name
 	return &secretSource{params: params, generate: func(name string) (string, error) {
-		v, _, err := store.EnsureGeneratedSecret(ctx, s.st, machine, name)
-		return v, err
+		return s.generate(ctx, machine, name)
 	}}
 }
 
@@ -403,8 +402,6 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, model.ErrTokenRejected):
 		s.log.Warn("callback refused", "machine", name, "remote", remoteIP(r))
 		http.Error(w, "forbidden", http.StatusForbidden)
-	case errors.Is(err, store.ErrNotFound):
-		http.NotFound(w, r)
 	default:
 		s.log.Error("callback failed", "machine", name, "error", err.Error())
 		http.Error(w, "internal error", http.StatusInternalServerError)

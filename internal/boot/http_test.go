@@ -42,7 +42,7 @@ func newHTTPFixture(t *testing.T, mod func(*Config)) *httpFixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := New(cfg, st, lc)
+	srv, err := New(cfg, st, StoreSecrets(st), lc)
 	must(t, err)
 	ts := httptest.NewServer(srv.HTTPHandler())
 	t.Cleanup(ts.Close)

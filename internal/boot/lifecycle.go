@@ -15,7 +15,9 @@ type Lifecycle interface {
 	// while a PXE client waits.
 	Signal(ctx context.Context, machine string, sig model.Signal, data map[string]string)
 	// Callback consumes a run's one-time token. It returns an error wrapping
-	// model.ErrTokenRejected for a wrong, replayed or foreign token.
+	// model.ErrTokenRejected for a wrong, replayed or foreign token, and for
+	// a machine that does not exist: the boot edge is unauthenticated, and
+	// must not tell which machine names exist.
 	Callback(ctx context.Context, machine, token string, report model.CallbackReport) error
 	// DeployDisks answers a deploy ramdisk's disks with what to write,
 	// or an error wrapping model.ErrTokenRejected or model.ErrDeployRefused.

@@ -96,12 +96,12 @@ func TestOVMFNetworkBoot(t *testing.T) {
 				TFTPTimeout: time.Second,
 				TFTPRetries: 2,
 				Logger:      slog.New(logTap),
-			}, st, lc)
+			}, st, StoreSecrets(st), lc)
 			must(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			served := make(chan error, 2)
 			go func() { served <- srv.ServeTFTP(ctx, tftpPC) }()
-			go func() { served <- srv.ServeHTTP(ctx, httpLn) }()
+			go func() { served <- srv.ServeHTTPListener(ctx, httpLn) }()
 			t.Cleanup(func() {
 				cancel()
 				for range 2 {

@@ -94,7 +94,7 @@ func TestProxyDHCPServer(t *testing.T) {
 	lc := newRecordingLifecycle(st)
 	mustCreateMachine(t, st, &model.Machine{Name: "m1", MACs: []string{testMAC.String()}, State: model.StateProvisioned})
 	s, err := New(Config{BootURL: "http://127.0.0.1:8081", TFTPRoot: t.TempDir(), Logger: quietLogger(),
-		ProxyDHCP: ProxyDHCPConfig{Enabled: true, ServerIP: net.IPv4(127, 0, 0, 1)}}, st, lc)
+		ProxyDHCP: ProxyDHCPConfig{Enabled: true, ServerIP: net.IPv4(127, 0, 0, 1)}}, st, StoreSecrets(st), lc)
 	must(t, err)
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	must(t, err)

@@ -53,11 +53,11 @@ func TestQEMUNetworkBoot(t *testing.T) {
 		AssetsDir: dir,
 		TFTPRoot:  t.TempDir(), // QEMU's ROM is iPXE already: only the virtual boot.ipxe is needed
 		Logger:    testLogger(t),
-	}, st, lc)
+	}, st, StoreSecrets(st), lc)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 2)
-	go func() { errs <- srv.ServeHTTP(ctx, httpLn) }()
+	go func() { errs <- srv.ServeHTTPListener(ctx, httpLn) }()
 	go func() { errs <- srv.ServeTFTP(ctx, tftpPC) }()
 	t.Cleanup(func() {
 		cancel()

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/imagecache"
-	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
 // DefaultTFTPRoot is where Debian's ipxe package installs undionly.kpxe,
@@ -101,7 +100,8 @@ type Server struct {
 	cfg      Config
 	bootURL  string // BootURL without a trailing slash
 	tftpRoot string // "" when there is no root: only the virtual files exist
-	st       store.Store
+	st       Reader
+	generate GenerateSecret
 	lc       Lifecycle
 	log      *slog.Logger
 	metrics  *metrics
@@ -117,10 +117,11 @@ type Server struct {
 	tftpVirtual map[string][]byte
 }
 
-// New validates cfg and builds a Server. Nothing listens until Run or Serve*.
-func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
-	if st == nil || lc == nil {
-		return nil, errors.New("boot: a store and a lifecycle are required")
+// New validates cfg and builds a Server. Nothing listens until a Serve*
+// method is called.
+func New(cfg Config, st Reader, generate GenerateSecret, lc Lifecycle) (*Server, error) {
+	if st == nil || generate == nil || lc == nil {
+		return nil, errors.New("boot: a store reader, a secret generator and a lifecycle are required")
 	}
 	u, err := url.Parse(cfg.BootURL)
 	if cfg.BootURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -139,6 +140,7 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 		cfg:        cfg,
 		bootURL:    strings.TrimRight(cfg.BootURL, "/"),
 		st:         st,
+		generate:   generate,
 		lc:         lc,
 		log:        cfg.Logger.With("component", "boot"),
 		unknown:    newRateLimiter(time.Minute, 4096),
@@ -190,9 +192,10 @@ func New(cfg Config, st store.Store, lc Lifecycle) (*Server, error) {
 // callback), for embedding or httptest.
 func (s *Server) HTTPHandler() http.Handler { return s.handler }
 
-// ServeHTTP serves the boot endpoints on ln until ctx ends, then drains
-// in-flight requests for up to 10 s.
-func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener) error {
+// ServeHTTPListener serves the boot endpoints on ln until ctx ends, then
+// drains in-flight requests for up to 10 s. It is not named ServeHTTP, which
+// would read as http.Handler's method: HTTPHandler is the handler.
+func (s *Server) ServeHTTPListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
@@ -19,9 +21,29 @@ func TestNewValidatesConfig(t *testing.T) {
 		{Config{BootURL: "http://h", TFTPRoot: "/nonexistent/root"}, "TFTP root"},
 		{Config{BootURL: "http://h", TFTPRoot: t.TempDir(), AssetsDir: "/nonexistent/assets"}, "assets directory"},
 	} {
-		if _, err := New(tc.cfg, st, lc); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := New(tc.cfg, st, StoreSecrets(st), lc); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error about %s", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+func TestNewNeedsItsDependencies(t *testing.T) {
+	st := openTestStore(t)
+	cfg := Config{BootURL: "http://h", TFTPRoot: t.TempDir(), Logger: quietLogger()}
+	for _, tc := range []struct {
+		name     string
+		st       Reader
+		generate GenerateSecret
+		lc       Lifecycle
+	}{
+		{"no store", nil, StoreSecrets(st), newRecordingLifecycle(st)},
+		{"no secret generator", st, nil, newRecordingLifecycle(st)},
+		{"no lifecycle", st, StoreSecrets(st), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(cfg, tc.st, tc.generate, tc.lc)
+			require.ErrorContains(t, err, "are required")
+		})
 	}
 }
 

@@ -81,7 +81,7 @@ func TestTFTPUnacknowledgedRequestCost(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://127.0.0.1:1", Logger: quietLogger(),
-				TFTPTimeout: 50 * time.Millisecond, TFTPAnticipate: tc.window}, st, newRecordingLifecycle(st))
+				TFTPTimeout: 50 * time.Millisecond, TFTPAnticipate: tc.window}, st, StoreSecrets(st), newRecordingLifecycle(st))
 			require.NoError(t, err)
 			addr := startTFTP(t, s)
 			// 50ms, 100ms and 200ms gaps: everything is sent within 350ms.
@@ -98,7 +98,7 @@ func TestTFTPTransferCaps(t *testing.T) {
 	fx := newTFTPFixture(t)
 	st := openTestStore(t)
 	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://127.0.0.1:1", Logger: quietLogger(), TFTPTimeout: 2 * time.Second,
-		TFTPMaxTransfers: 4, TFTPMaxPerClient: 1}, st, newRecordingLifecycle(st))
+		TFTPMaxTransfers: 4, TFTPMaxPerClient: 1}, st, StoreSecrets(st), newRecordingLifecycle(st))
 	require.NoError(t, err)
 	addr := startTFTP(t, s)
 	to, err := net.ResolveUDPAddr("udp", addr)

@@ -91,7 +91,7 @@ func tftpGet(t *testing.T, addr, name string, blksize int) ([]byte, error) {
 func TestTFTPPathEscapesRefused(t *testing.T) {
 	fx := newTFTPFixture(t)
 	st := openTestStore(t)
-	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, StoreSecrets(st), newRecordingLifecycle(st))
 	must(t, err)
 	addr := startTFTP(t, s)
 	for _, name := range []string{
@@ -134,7 +134,7 @@ func TestTFTPServesRootAndVirtualScript(t *testing.T) {
 	st := openTestStore(t)
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081/", Logger: quietLogger(),
-		Registerer: reg, TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, newRecordingLifecycle(st))
+		Registerer: reg, TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, StoreSecrets(st), newRecordingLifecycle(st))
 	must(t, err)
 	addr := startTFTP(t, s)
 
@@ -178,7 +178,7 @@ func TestTFTPServesRootAndVirtualScript(t *testing.T) {
 func TestTFTPWriteRefused(t *testing.T) {
 	fx := newTFTPFixture(t)
 	st := openTestStore(t)
-	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, newRecordingLifecycle(st))
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081", Logger: quietLogger()}, st, StoreSecrets(st), newRecordingLifecycle(st))
 	must(t, err)
 	addr := startTFTP(t, s)
 	c, err := tftp.NewClient(addr)
@@ -300,7 +300,7 @@ func BenchmarkTFTPDownload(b *testing.B) {
 	st := openTestStore(b)
 	for _, win := range []uint{0, 8} {
 		b.Run(fmt.Sprintf("anticipate=%d", win), func(b *testing.B) {
-			s, err := New(Config{TFTPRoot: root, BootURL: "http://127.0.0.1:1", TFTPAnticipate: win, Logger: quietLogger()}, st, newRecordingLifecycle(st))
+			s, err := New(Config{TFTPRoot: root, BootURL: "http://127.0.0.1:1", TFTPAnticipate: win, Logger: quietLogger()}, st, StoreSecrets(st), newRecordingLifecycle(st))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -350,7 +350,7 @@ func TestTFTPBufferedReadAllBlockSizes(t *testing.T) {
 	st := openTestStore(t)
 	for _, win := range []uint{0, 16} {
 		s, err := New(Config{TFTPRoot: root, BootURL: "http://127.0.0.1:1", TFTPAnticipate: win, Logger: quietLogger(),
-			TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, newRecordingLifecycle(st))
+			TFTPTimeout: 2 * time.Second, TFTPRetries: 3}, st, StoreSecrets(st), newRecordingLifecycle(st))
 		must(t, err)
 		addr := startTFTP(t, s)
 		for _, blksize := range []int{0, 512, 1468} {
@@ -375,7 +375,7 @@ func TestTFTPSizeQueryIsNotAFailure(t *testing.T) {
 	fx := newTFTPFixture(t)
 	st := openTestStore(t)
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081/", Logger: quietLogger(), Registerer: reg}, st, newRecordingLifecycle(st))
+	s, err := New(Config{TFTPRoot: fx.root, BootURL: "http://10.0.2.2:8081/", Logger: quietLogger(), Registerer: reg}, st, StoreSecrets(st), newRecordingLifecycle(st))
 	must(t, err)
 	addr, err := net.ResolveUDPAddr("udp", startTFTP(t, s))
 	must(t, err)

@@ -16,16 +16,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/backoff"
 )
 
 // Defaults for Config fields left zero.
@@ -291,16 +290,13 @@ func (c *Client) do(ctx context.Context, r request) error {
 	}
 }
 
-// backoff is exponential with equal jitter, capped by maxWait; a server's
+// backoff is exponential with jitter, capped by maxWait; a server's
 // Retry-After takes precedence but is capped the same way.
 func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, c.maxWait)
 	}
-	d := c.baseWait << min(attempt, 16)
-	d = min(d, c.maxWait)
-	half := d / 2
-	return half + rand.N(half+1)
+	return backoff.Exponential(c.baseWait, c.maxWait, attempt)
 }
 
 // attempt sends r once. It returns the server's Retry-After, if any.
@@ -355,7 +351,8 @@ func (c *Client) attempt(ctx context.Context, r request, body []byte) (time.Dura
 			e.LeaseDuration = c.LeaseDuration()
 		}
 		e.redact(c.token)
-		return retryAfterOf(resp), e
+		wait, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return wait, e
 	}
 	if r.out == nil {
 		return 0, nil
@@ -364,21 +361,6 @@ func (c *Client) attempt(ctx context.Context, r request, body []byte) (time.Dura
 		return 0, fmt.Errorf("agent %s: %s %s: decoding %d response: %w", c.endpoint, r.method, r.path, resp.StatusCode, err)
 	}
 	return 0, nil
-}
-
-// retryAfterOf reads Retry-After in either of its forms (seconds or date).
-func retryAfterOf(resp *http.Response) time.Duration {
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }
 
 // retryable says whether err from one attempt is worth another: gateway

@@ -38,7 +38,7 @@ func agentTFTP(t *testing.T, dir string, anticipate uint, timeout time.Duration)
 	}
 	t.Cleanup(func() { st.Close() })
 	srv, err := boot.New(boot.Config{TFTPRoot: dir, BootURL: "http://127.0.0.1:1", TFTPAnticipate: anticipate, TFTPTimeout: timeout,
-		Logger: slog.New(slog.DiscardHandler)}, st, nopLifecycle{})
+		Logger: slog.New(slog.DiscardHandler)}, st, boot.StoreSecrets(st), nopLifecycle{})
 	if err != nil {
 		t.Fatal(err)
 	}
