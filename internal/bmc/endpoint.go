@@ -1,7 +1,6 @@
 package bmc
 
 import (
-	"net/url"
 	"strings"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
@@ -13,16 +12,4 @@ import (
 // rule, and a machine stored then must keep working.
 func parseEndpoint(raw string) (endpoint.BMC, error) {
 	return endpoint.ParseBMC(strings.TrimSpace(raw))
-}
-
-// displayEndpoint is how an endpoint that failed to parse is named in errors:
-// redacted of any password, or not at all.
-func displayEndpoint(raw string) string {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || u.Host == "" {
-		return "(invalid endpoint)"
-	}
-	u.User = nil
-	u.RawQuery, u.Fragment = "", ""
-	return u.String()
 }

@@ -584,7 +584,7 @@ func (m *Manager) do(ctx context.Context, op, what string, c model.BMC, fn func(
 
 	ep, perr := parseEndpoint(c.Endpoint)
 	if perr != nil {
-		return &Error{Endpoint: scrub(displayEndpoint(c.Endpoint), c.Password), Op: op,
+		return &Error{Endpoint: scrub(endpoint.Display(c.Endpoint), c.Password), Op: op,
 			Msg: scrub(perr.Error(), c.Password), Err: errInvalidEndpoint}
 	}
 	ctx, tr := withTrace(ctx)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stmcginnis/gofish/schemas"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 )
 
@@ -45,7 +46,7 @@ func wantedState(a PowerAction) schemas.PowerState {
 // that is Off powers it on.
 func (m *Manager) Power(ctx context.Context, c model.BMC, a PowerAction) error {
 	if _, ok := substitutes[a]; !ok {
-		return &Error{Endpoint: scrub(displayEndpoint(c.Endpoint), c.Password), Op: "power",
+		return &Error{Endpoint: scrub(endpoint.Display(c.Endpoint), c.Password), Op: "power",
 			Msg: fmt.Sprintf("unknown power action %q", a), Err: ErrUnsupported}
 	}
 	return m.do(ctx, "power", "power "+string(a), c, func(ctx context.Context, t *target) error {

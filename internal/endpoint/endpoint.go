@@ -81,3 +81,15 @@ func ParseBMC(raw string) (BMC, error) {
 	ep.System = SystemsPrefix + id
 	return ep, nil
 }
+
+// Display is how an endpoint is named in errors and logs: without any
+// password, query or fragment, or, when it does not parse, not at all.
+func Display(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return "(invalid endpoint)"
+	}
+	u.User = nil
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
+}

@@ -91,3 +91,16 @@ func FuzzParseBMC(f *testing.F) {
 		}
 	})
 }
+
+func TestDisplay(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{"https://admin:s3cret@10.0.0.5/redfish/v1/Systems/1?x=1#f", "https://10.0.0.5/redfish/v1/Systems/1"},
+		{" https://bmc.example:8443 ", "https://bmc.example:8443"},
+		{"not a url", "(invalid endpoint)"},
+		{"https://[::1", "(invalid endpoint)"},
+	} {
+		t.Run(tc.raw, func(t *testing.T) {
+			assert.Equal(t, tc.want, Display(tc.raw))
+		})
+	}
+}

@@ -396,19 +396,6 @@ func TestParamsHash(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for n := 1; n <= 10; n++ {
-		d := backoff(100*time.Millisecond, time.Second, n)
-		lo := 100 * time.Millisecond << (n - 1)
-		if lo > time.Second {
-			lo = time.Second
-		}
-		if d < lo/2 || d >= lo {
-			t.Fatalf("attempt %d: %s not in [%s, %s)", n, d, lo/2, lo)
-		}
-	}
-}
-
 func TestQueueDedupAndSerialises(t *testing.T) {
 	q := newQueue()
 	q.add("a")

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/backoff"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/endpoint"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
@@ -128,7 +129,7 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 		r.transition(ctx, m, fail(full))
 		return
 	}
-	d := backoff(r.cfg.RetryBase, r.cfg.RetryMax, f.n)
+	d := backoff.Exponential(r.cfg.RetryBase, r.cfg.RetryMax, f.n-1)
 	now := r.cfg.Now()
 	r.mu.Lock()
 	r.stateOf(m.Name).notBefore = now.Add(d)
@@ -145,41 +146,14 @@ func (r *Reconciler) stepFailed(ctx context.Context, m *model.Machine, what stri
 
 // describeBMCError makes sure the message names the BMC (the bmc package's
 // errors do; others get the endpoint, without any userinfo, prefixed).
-func describeBMCError(endpoint string, err error, timeout time.Duration) string {
+func describeBMCError(ep string, err error, timeout time.Duration) string {
 	s := err.Error()
 	var be *bmc.Error
 	if !errors.As(err, &be) {
-		s = "BMC " + displayEndpoint(endpoint) + ": " + s
+		s = "BMC " + endpoint.Display(ep) + ": " + s
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		s += fmt.Sprintf(" (no answer within %s)", timeout)
 	}
 	return s
-}
-
-func displayEndpoint(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(invalid endpoint)"
-	}
-	u.User = nil
-	u.RawQuery, u.Fragment = "", ""
-	return u.String()
-}
-
-// backoff is exponential from base, capped at limit, with jitter in
-// [d/2, d) so machines failing together do not retry together.
-func backoff(base, limit time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	if d > limit {
-		d = limit
-	}
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half)
 }
