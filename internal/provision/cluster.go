@@ -9,17 +9,18 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/boot"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
-// Cluster status phases (the API reports the same names).
+// Cluster status phases, as the API reports them.
 const (
-	ClusterPending    = "pending"
-	ClusterConverging = "converging"
-	ClusterReady      = "ready"
-	ClusterPaused     = "paused"
+	ClusterPending    = string(api.ClusterPending)
+	ClusterConverging = string(api.ClusterConverging)
+	ClusterReady      = string(api.ClusterReady)
+	ClusterPaused     = string(api.ClusterPaused)
 )
 
 // profileCache keeps the profiles read during one decision consistent and

@@ -10,19 +10,21 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/bmc"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
-// Machine actions (the api package's Action* values).
+// Machine actions, as the API names them; the reconciler takes them as
+// strings from apiserver's Actions interface.
 const (
-	ActionPowerOn     = "power_on"
-	ActionPowerOff    = "power_off"
-	ActionReset       = "reset"
-	ActionProvision   = "provision"
-	ActionDeprovision = "deprovision"
-	ActionInspect     = "inspect"
+	ActionPowerOn     = string(api.ActionPowerOn)
+	ActionPowerOff    = string(api.ActionPowerOff)
+	ActionReset       = string(api.ActionReset)
+	ActionProvision   = string(api.ActionProvision)
+	ActionDeprovision = string(api.ActionDeprovision)
+	ActionInspect     = string(api.ActionInspect)
 )
 
 const (
