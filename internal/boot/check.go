@@ -202,7 +202,7 @@ func Check(ctx context.Context, st Reader, bootURL string, m *model.Machine, pro
 	in.token = RedactedToken
 	in.secrets = redactedSecrets(in)
 	s := &Server{bootURL: strings.TrimRight(bootURL, "/")}
-	if _, err := s.renderIPXE(in); err != nil {
+	if _, err := s.renderIPXE(in); err != nil && !notYetKnown(err) {
 		return &CheckError{Machine: m.Name, Err: err}
 	}
 	names := make([]string, 0, len(in.profile.Templates))
@@ -211,11 +211,20 @@ func Check(ctx context.Context, st Reader, bootURL string, m *model.Machine, pro
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if _, _, err := s.renderTemplate(in, n); err != nil {
+		if _, _, err := s.renderTemplate(in, n); err != nil && !notYetKnown(err) {
 			return &CheckError{Machine: m.Name, Err: err}
 		}
 	}
 	return nil
+}
+
+// notYetKnown reports a render that required stopped: the template is
+// checked up to a value that only a later event supplies (a worker's
+// user-data before its control plane reports an address), which the
+// machine waits for, so a save is no place to refuse it.
+func notYetKnown(err error) bool {
+	var te *TemplateError
+	return errors.As(err, &te) && te.NotYetKnown
 }
 
 // Preview renders template name of machine m's profile exactly as the

@@ -377,3 +377,40 @@ func TestHTTPCallbackReportValidated(t *testing.T) {
 	defer f.lc.mu.Unlock()
 	require.Equal(t, "127.0.0.1", f.lc.callbacks[0].From)
 }
+
+// TestCheckWaitsForTheControlPlane: a worker whose user-data needs the
+// control plane's address (required) is not refused at save before the
+// control plane has reported one; it only renders later. Any other render
+// error in the same template still is.
+func TestCheckWaitsForTheControlPlane(t *testing.T) {
+	f := newHTTPFixture(t, nil)
+	ctx := context.Background()
+	worker := func(name, text string) *model.Machine {
+		mustCreateProfile(t, f.st, &model.BootProfile{Name: name, Kernel: "vmlinuz",
+			Templates: map[string]string{"user-data": text}})
+		_, err := f.st.CreateCluster(ctx, &model.Cluster{Name: "c-" + name,
+			Roles:   []model.ClusterRole{{Name: "control-plane", BootProfile: "p1"}, {Name: "worker", BootProfile: name}},
+			Members: []model.ClusterMember{{Machine: "cp-" + name, Role: "control-plane"}, {Machine: "w-" + name, Role: "worker"}}})
+		require.NoError(t, err)
+		return &model.Machine{Name: "w-" + name, MACs: []string{"52:54:00:00:01:0b"}, State: model.StateProvisioned, Cluster: "c-" + name, Role: "worker"}
+	}
+	for _, tc := range []struct {
+		name, text, refused string
+	}{
+		{"stock-etcd", StockPrefix + "cloud-init-etcd", ""},
+		{"required-then-ok", `{{ required "the control plane's address" .Cluster.ControlPlane }}`, ""},
+		{"missing-param", "{{ .Params.nosuch }}\n{{ required \"cp\" .Cluster.ControlPlane }}", `param "nosuch" is not set`},
+		{"syntax", "{{ required \"cp\" .Cluster.ControlPlane }", "template \"user-data\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check(ctx, f.st, "http://10.0.2.2:8081", worker(tc.name, tc.text), Proposed{})
+			if tc.refused == "" {
+				require.NoError(t, err)
+				return
+			}
+			var ce *CheckError
+			require.ErrorAs(t, err, &ce)
+			require.Contains(t, err.Error(), tc.refused)
+		})
+	}
+}

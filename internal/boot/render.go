@@ -289,7 +289,7 @@ func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) templ
 		// rather than serving a document that points nowhere.
 		"required": func(why string, v any) (any, error) {
 			if v == nil || reflect.ValueOf(v).IsZero() {
-				return nil, fmt.Errorf("required: %s", why)
+				return nil, requiredError(why)
 			}
 			return v, nil
 		},

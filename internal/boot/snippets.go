@@ -180,7 +180,20 @@ type TemplateError struct {
 	Line     int
 	Column   int // 0 when unknown
 	Message  string
+	// NotYetKnown marks a render stopped by required: a value the
+	// document needs is not known yet (a cluster's control plane has not
+	// reported its address), so the text is not wrong, only early.
+	NotYetKnown bool
 }
+
+// ErrNotYetKnown is what required stops a render with (errors.Is).
+var ErrNotYetKnown = errors.New("not known yet")
+
+// requiredError says which value required found missing.
+type requiredError string
+
+func (e requiredError) Error() string        { return "required: " + string(e) }
+func (e requiredError) Is(target error) bool { return target == ErrNotYetKnown }
 
 func (e *TemplateError) Error() string {
 	where := fmt.Sprintf("template %q", e.Template)
@@ -212,7 +225,7 @@ func templateError(name, text string, err error) error {
 	if m == nil {
 		return err
 	}
-	te := &TemplateError{Template: m[1], Message: m[4]}
+	te := &TemplateError{Template: m[1], Message: m[4], NotYetKnown: errors.Is(err, ErrNotYetKnown)}
 	te.Line, _ = strconv.Atoi(m[2])
 	// An unclosed action is reported where the text ends; where it starts
 	// is what an author needs.
@@ -231,6 +244,7 @@ func templateError(name, text string, err error) error {
 			// An error inside an included snippet is located there.
 			var inner *TemplateError
 			if errors.As(templateError("", "", errors.New(msg)), &inner) {
+				inner.NotYetKnown = errors.Is(err, ErrNotYetKnown)
 				return inner
 			}
 		}
