@@ -287,14 +287,14 @@ func benchDeploy(e *env, o deployOpts) (string, error) {
 		fmt.Fprintf(&b, "| **median** | **%s** | **%s** | **%s** | %s | | |\n\n", report.F(report.Median(dd), 1), report.F(report.Median(dep), 1),
 			report.F(med, 2), report.F(report.Median(hash), 1))
 		if !math.IsNaN(med) && med < 0.8 {
-			missed += fmt.Sprintf(" %s %.2f×", img.format, med)
+			missed += fmt.Sprintf(", %s %.2f×", img.format, med)
 		}
 	}
 	b.WriteString("Target (issue 16): the deploy's write throughput at least 0.8× plain dd's (median ratio). ")
 	if missed == "" {
 		b.WriteString("Met.\n")
 	} else {
-		fmt.Fprintf(&b, "**Missed** (%s).\n", strings.TrimSpace(missed))
+		fmt.Fprintf(&b, "**Missed** (%s).\n", strings.TrimPrefix(missed, ", "))
 	}
 	return b.String(), nil
 }
