@@ -9,10 +9,16 @@
 # Same construction as the lab image (scripts/build-lab-image.sh): Debian's
 # kernel, busybox-static, and the kernel's own NIC, disk and FAT modules,
 # fetched with `apt-get download` (no root install, no dpkg state touched) and
-# cached under OUTDIR/debs. Two tools busybox lacks come from Debian as well,
+# cached under OUTDIR/debs. Three tools come from Debian instead of busybox,
 # with exactly the shared libraries they need (resolved by the packaged
 # dynamic loader itself, so a missing one fails the build, not a deploy):
 #   zstd    (package zstd)  - zstd-compressed images;
+#   tee     (package coreutils) - the image stream's tees to the hasher and
+#                             the byte counter: busybox's tee copies 1 KiB
+#                             per read and write, coreutils' 8 KiB, and the
+#                             syscalls and process switches per KiB were
+#                             most of a deploy's time (BENCHMARKS.md,
+#                             "Deploy ramdisk write throughput");
 #   sfdisk  (package fdisk) - moving the GPT's backup header to the end of a
 #                             disk larger than the image, and adding the
 #                             config drive's partition to GPT or MBR.
@@ -72,7 +78,7 @@ fetch() {
 
 # The userland packages: busybox, then the two Debian tools and the libraries
 # they link (libc6 brings the dynamic loader).
-userland="busybox-static zstd fdisk libc6 libfdisk1 libsmartcols1 libblkid1 libuuid1 libreadline8 libtinfo6 zlib1g liblzma5 liblz4-1"
+userland="busybox-static zstd fdisk coreutils libc6 libfdisk1 libsmartcols1 libblkid1 libuuid1 libreadline8 libtinfo6 zlib1g liblzma5 liblz4-1"
 kdeb="$(fetch "$kpkg")"
 udebs=()
 for p in $userland; do udebs+=("$(fetch "$p")"); done
@@ -156,7 +162,7 @@ ldso="$work/user/lib64/ld-linux-x86-64.so.2"
 libpath="$work/user/lib/x86_64-linux-gnu:$work/user/usr/lib/x86_64-linux-gnu"
 mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu"
 cp -L "$ldso" "$root/lib64/ld-linux-x86-64.so.2"
-for bin in usr/bin/zstd sbin/sfdisk; do
+for bin in usr/bin/zstd sbin/sfdisk usr/bin/tee; do
 	[ -x "$work/user/$bin" ] || { echo "build-deploy-image: $bin missing from its package" >&2; exit 1; }
 	libs="$("$ldso" --library-path "$libpath" --list "$work/user/$bin")"
 	if grep -q 'not found' <<<"$libs"; then
@@ -175,6 +181,10 @@ done
 # zstd must really decompress here, with the libraries packed, not the host's.
 printf 'deploy-image zstd check\n' | zstd -q | "$root/lib64/ld-linux-x86-64.so.2" --library-path "$root/lib/x86_64-linux-gnu" "$root/usr/bin/zstd" -dc | grep -q 'deploy-image zstd check' ||
 	{ echo "build-deploy-image: the packed zstd does not decompress" >&2; exit 1; }
+
+# And tee must really copy to both its outputs.
+printf 'deploy-image tee check\n' | "$root/lib64/ld-linux-x86-64.so.2" --library-path "$root/lib/x86_64-linux-gnu" "$root/usr/bin/tee" "$work/tee.out" | grep -q 'deploy-image tee check' &&
+	grep -q 'deploy-image tee check' "$work/tee.out" || { echo "build-deploy-image: the packed tee does not copy" >&2; exit 1; }
 
 install -m 0755 "$here/deploy-image/init" "$root/init"
 install -m 0755 "$here/lab-image/udhcpc.script" "$root/etc/udhcpc.script"

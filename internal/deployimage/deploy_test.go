@@ -1,11 +1,9 @@
 package deployimage
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -13,14 +11,10 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -140,7 +134,7 @@ func TestDeployRamdisk(t *testing.T) {
 				for _, p := range mbr.table.Partitions {
 					requireZero(t, disk[p.Start*sector:p.Start*sector+mib], "partition "+p.Node+"'s first MiB")
 				}
-				assert.False(t, bytes.Contains(disk, []byte(userData)), "the user-data is still on the disk")
+				assert.False(t, bytes.Contains(disk, []byte(UserData)), "the user-data is still on the disk")
 			}},
 		{name: "qcow2 after a 503 then clean config-drive", served: qcow.data, format: "raw", checksum: qcow.checksum, size: int64(len(img.data)),
 			notReady: 1,
@@ -162,7 +156,7 @@ func TestDeployRamdisk(t *testing.T) {
 				}
 				// The config drive's 64 MiB below the backup GPT are zeros.
 				requireZero(t, disk[diskBytes-65*mib:diskBytes-mib], "the config drive's area")
-				assert.False(t, bytes.Contains(disk, []byte(userData)), "the user-data is still on the disk")
+				assert.False(t, bytes.Contains(disk, []byte(UserData)), "the user-data is still on the disk")
 				verify, err := exec.Command("sfdisk", "--verify", r.diskPath).CombinedOutput()
 				assert.NoError(t, err, "sfdisk --verify: %s", verify)
 			}},
@@ -179,10 +173,8 @@ func TestDeployRamdisk(t *testing.T) {
 				// The agent has failed the machine itself: the ramdisk
 				// shows why and stops, with nothing written or called back.
 				assert.Contains(t, r.console, "deploy: the agent refused the disks report (HTTP 409): no disk matches the root device hints {min_size_gb: 500}; disks seen: vda (128 MiB)")
-				r.agent.mu.Lock()
-				assert.Empty(t, r.agent.callbacks)
-				r.agent.mu.Unlock()
-				assert.Empty(t, r.agent.imageGets())
+				assert.Empty(t, r.agent.Callbacks())
+				assert.Empty(t, r.agent.ImageGets())
 				assert.Equal(t, previousDisk(), r.disk(t)[:mib])
 			}},
 		{name: "checksum mismatch", served: img.data, format: "raw", checksum: wrongSum, size: imageBytes,
@@ -199,7 +191,7 @@ func TestDeployRamdisk(t *testing.T) {
 			check: func(t *testing.T, r *deployRun) {
 				cb := r.requireFailed(t)
 				assert.Equal(t, fmt.Sprintf("image (%d bytes) is larger than disk vda (%d bytes)", 200*mib, diskBytes), cb.Message)
-				assert.Empty(t, r.agent.imageGets(), "the image was fetched although it cannot fit")
+				assert.Empty(t, r.agent.ImageGets(), "the image was fetched although it cannot fit")
 				assert.Equal(t, previousDisk(), r.disk(t)[:mib], "the disk was written before the image was refused")
 			}},
 		{name: "image URL 404", served: nil, format: "raw", checksum: sha256sum(img.data), size: imageBytes,
@@ -223,26 +215,26 @@ func TestDeployRamdisk(t *testing.T) {
 			defer func() { <-slots }()
 
 			agent := newFakeAgent(t)
-			agent.notReady = tt.notReady
+			agent.NotReady(tt.notReady)
 			name := "image." + tt.format
 			if tt.served != nil {
-				agent.serve("/images/"+name, tt.served, tt.throttle)
+				agent.Serve("/images/"+name, tt.served, tt.throttle)
 			}
-			r := &deployRun{agent: agent, imageURL: agent.guestURL + "/images/" + name}
+			r := &deployRun{agent: agent, imageURL: agent.GuestURL + "/images/" + name}
 			cd := map[string]string{
-				"user-data": agent.guestURL + "/config/user-data",
-				"meta-data": agent.guestURL + "/config/meta-data",
+				"user-data": agent.GuestURL + "/config/user-data",
+				"meta-data": agent.GuestURL + "/config/meta-data",
 			}
 			if tt.networkConfig {
-				cd["network-config"] = agent.guestURL + "/config/network-config"
+				cd["network-config"] = agent.GuestURL + "/config/network-config"
 			}
-			agent.setPlan(map[string]any{
+			agent.SetPlan(map[string]any{
 				"mode":         "deploy",
 				"device":       "vda",
 				"image":        map[string]any{"url": r.imageURL, "checksum": tt.checksum, "format": tt.format, "size_bytes": tt.size},
 				"config_drive": cd,
 			})
-			agent.refusal = tt.refuse
+			agent.Refuse(tt.refuse)
 			if !tt.cleanOnly {
 				r.boot(t, dir, agentBin, "deploy")
 				r.requireDisksReport(t, 1+tt.notReady)
@@ -251,8 +243,8 @@ func TestDeployRamdisk(t *testing.T) {
 			if tt.clean == "" {
 				return
 			}
-			agent.reset()
-			agent.setPlan(map[string]any{"mode": "clean", "device": "vda", "wipe": tt.clean})
+			agent.Reset()
+			agent.SetPlan(map[string]any{"mode": "clean", "device": "vda", "wipe": tt.clean})
 			r.boot(t, dir, agentBin, "clean")
 			r.requireDisksReport(t, 1)
 			cb := r.callback(t)
@@ -413,190 +405,18 @@ func previousDisk() []byte {
 	return bytes.Repeat([]byte("PREVIOUS-OS-BOOT-SECTOR "), mib/24+1)[:mib]
 }
 
-// The wire types of the ramdisk's protocol, as the agent reads them.
-type diskReport struct {
-	Name       string `json:"name"`
-	SizeBytes  int64  `json:"size_bytes"`
-	Model      string `json:"model"`
-	Serial     string `json:"serial"`
-	WWN        string `json:"wwn"`
-	Rotational *bool  `json:"rotational"`
-}
-
-type progressReport struct {
-	BytesWritten int64 `json:"bytes_written"`
-	ElapsedMS    int64 `json:"elapsed_ms"`
-}
-
-type callbackReport struct {
-	Status       string   `json:"status"`
-	Stage        string   `json:"stage"`
-	Message      string   `json:"message"`
-	Addresses    []string `json:"addresses"`
-	Hostname     string   `json:"hostname"`
-	LogTail      string   `json:"log_tail"`
-	Disk         string   `json:"disk"`
-	BytesWritten int64    `json:"bytes_written"`
-	DurationMS   int64    `json:"duration_ms"`
-}
-
-const (
-	userData      = "#cloud-config\nhostname: deploy-1\nruncmd:\n  - echo deployed\n"
-	metaData      = "instance-id: deploy-1-run-7\nlocal-hostname: deploy-1\n"
-	networkConfig = "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n"
-)
-
-// fakeAgent is the agent's side of the ramdisk protocol, on 127.0.0.1,
-// recording everything the ramdisk sends.
-type fakeAgent struct {
-	token    string
-	port     int
-	guestURL string // the agent as the VM reaches it, through the guest forward
-	mux      *http.ServeMux
-
-	mu        sync.Mutex
-	plan      map[string]any
-	disks     [][]diskReport
-	progress  []progressReport
-	callbacks []callbackReport
-	gets      []string
-	refusal   string // when set, the disks report is answered 409 with it
-	notReady  int    // disks reports still to answer 503
-}
-
-// reset forgets what the ramdisk sent, for its next boot.
-func (a *fakeAgent) reset() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.disks, a.progress, a.callbacks, a.gets = nil, nil, nil, nil
-}
-
-func newFakeAgent(t *testing.T) *fakeAgent {
-	tok := make([]byte, 16)
-	_, err := rand.Read(tok)
+// newFakeAgent starts the agent's side of the protocol for the test's
+// machine, stopped when the test ends.
+func newFakeAgent(t *testing.T) *FakeAgent {
+	a, err := NewFakeAgent(machine)
 	require.NoError(t, err)
-	a := &fakeAgent{token: hex.EncodeToString(tok), mux: http.NewServeMux()}
-	a.mux.HandleFunc("POST /machines/{name}/deploy/disks", a.authed(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Disks []diskReport `json:"disks"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, "bad disks report: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.disks = append(a.disks, req.Disks)
-		plan, refusal, notReady := a.plan, a.refusal, a.notReady > 0
-		if notReady {
-			a.notReady--
-		}
-		a.mu.Unlock()
-		if notReady {
-			http.Error(w, "converting the qcow2 image to raw; ask again", http.StatusServiceUnavailable)
-			return
-		}
-		if refusal != "" {
-			http.Error(w, refusal, http.StatusConflict)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(plan)
-	}))
-	a.mux.HandleFunc("POST /machines/{name}/deploy/progress", a.authed(func(w http.ResponseWriter, r *http.Request) {
-		var p progressReport
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.progress = append(a.progress, p)
-		a.mu.Unlock()
-	}))
-	a.mux.HandleFunc("POST /machines/{name}/callback", a.authed(func(w http.ResponseWriter, r *http.Request) {
-		var c callbackReport
-		if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		a.callbacks = append(a.callbacks, c)
-		a.mu.Unlock()
-	}))
-	for name, body := range map[string]string{"user-data": userData, "meta-data": metaData, "network-config": networkConfig} {
-		a.mux.HandleFunc("GET /config/"+name, func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, body)
-		})
-	}
-	a.mux.HandleFunc("GET /images/", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		a.gets = append(a.gets, r.URL.Path)
-		a.mu.Unlock()
-		http.NotFound(w, r)
-	})
-	srv := httptest.NewServer(a.mux)
-	t.Cleanup(srv.Close)
-	addr, ok := srv.Listener.Addr().(*net.TCPAddr)
-	if !ok {
-		t.Fatalf("httptest listens on a %T", srv.Listener.Addr())
-	}
-	a.port = addr.Port
-	a.guestURL = fmt.Sprintf("http://10.0.2.4:%d", a.port)
+	t.Cleanup(a.Close)
 	return a
-}
-
-func (a *fakeAgent) authed(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("name") != machine || r.URL.Query().Get("token") != a.token {
-			http.Error(w, "wrong machine or token", http.StatusForbidden)
-			return
-		}
-		h(w, r)
-	}
-}
-
-func (a *fakeAgent) setPlan(p map[string]any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.plan = p
-}
-
-// serve publishes body at path; throttled, at about 3 MiB/s.
-func (a *fakeAgent) serve(path string, body []byte, throttle bool) {
-	a.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		a.gets = append(a.gets, r.URL.Path)
-		a.mu.Unlock()
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		if !throttle {
-			_, _ = w.Write(body)
-			return
-		}
-		rc := http.NewResponseController(w)
-		tick := time.NewTicker(80 * time.Millisecond)
-		defer tick.Stop()
-		for off := 0; off < len(body); off += 256 * 1024 {
-			if _, err := w.Write(body[off:min(off+256*1024, len(body))]); err != nil {
-				return
-			}
-			_ = rc.Flush()
-			select {
-			case <-tick.C:
-			case <-r.Context().Done():
-				return
-			}
-		}
-	})
-}
-
-func (a *fakeAgent) imageGets() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.gets...)
 }
 
 // deployRun is one boot of the ramdisk and what came of it.
 type deployRun struct {
-	agent    *fakeAgent
+	agent    *FakeAgent
 	imageURL string
 	diskPath string
 	console  string
@@ -614,7 +434,6 @@ func (r *deployRun) boot(t *testing.T, dir, agentBin, mode string) {
 	}
 
 	a := r.agent
-	fwd := fmt.Sprintf("%s lab-forward 127.0.0.1:%d", agentBin, a.port)
 	// Give up before the test binary's own deadline: its panic would lose
 	// the console, which is what says where a stuck ramdisk stopped.
 	deadline := time.Now().Add(bootTimeout)
@@ -623,59 +442,15 @@ func (r *deployRun) boot(t *testing.T, dir, agentBin, mode string) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
-		"-serial", "stdio",
-		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
-		"-append", fmt.Sprintf("console=ttyS0 quiet baremetal.url=%s baremetal.machine=%s baremetal.token=%s baremetal.mode=%s",
-			a.guestURL, machine, a.token, mode),
-		// QEMU options split at commas; a doubled one is literal.
-		"-drive", "file="+strings.ReplaceAll(r.diskPath, ",", ",,")+",format=raw,if=none,id=d0",
-		"-device", "virtio-blk-pci,drive=d0,serial="+diskSerial,
-		// restrict=on: the VM reaches nothing but the fake agent, through
-		// the one guest forward.
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.4:%d-cmd:%s", a.port, strings.ReplaceAll(fwd, ",", ",,")),
-		"-device", "virtio-net-pci,netdev=n0,romfile=",
-	)
-	stdout, err := cmd.StdoutPipe()
+	vm := VM{KernelDir: dir, Forward: []string{agentBin, "lab-forward"}, DiskPath: r.diskPath, DiskSerial: diskSerial, Mode: mode}
+	console, elapsed, finished, err := vm.Boot(ctx, a)
 	require.NoError(t, err)
-	cmd.Stderr = cmd.Stdout
-	start := time.Now()
-	require.NoError(t, cmd.Start())
-
-	var console strings.Builder
-	stopped := make(chan struct{})
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := strings.TrimRight(sc.Text(), "\r")
-			console.WriteString(line + "\n")
-			if strings.HasPrefix(line, "deploy: stopped") {
-				once.Do(func() { close(stopped) })
-			}
-		}
-	}()
-	var finished bool
-	// QEMU ending early (a bad option, a crash) ends the wait too.
-	select {
-	case <-stopped:
-		finished = true
-	case <-scanned:
-	case <-ctx.Done():
-	}
-	r.elapsed = time.Since(start)
-	_ = cmd.Process.Kill()
-	<-scanned
-	_ = cmd.Wait()
-	r.console = console.String()
+	r.console, r.elapsed = console, elapsed
 	if !finished {
 		t.Fatalf("the ramdisk did not stop within %.0f s; console:\n%s", r.elapsed.Seconds(), r.console)
 	}
 	t.Logf("boot to stop: %.1f s", r.elapsed.Seconds())
-	assert.NotContains(t, r.console, a.token, "the console shows the token")
+	assert.NotContains(t, r.console, a.Token, "the console shows the token")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("console:\n%s", r.console)
@@ -691,28 +466,26 @@ func (r *deployRun) disk(t *testing.T) []byte {
 	return b
 }
 
-func (r *deployRun) callback(t *testing.T) callbackReport {
+func (r *deployRun) callback(t *testing.T) CallbackReport {
 	t.Helper()
-	r.agent.mu.Lock()
-	defer r.agent.mu.Unlock()
-	require.Len(t, r.agent.callbacks, 1, "callbacks")
-	return r.agent.callbacks[0]
+	cbs := r.agent.Callbacks()
+	require.Len(t, cbs, 1, "callbacks")
+	return cbs[0]
 }
 
 func (r *deployRun) requireDisksReport(t *testing.T, n int) {
 	t.Helper()
-	r.agent.mu.Lock()
-	defer r.agent.mu.Unlock()
-	require.Len(t, r.agent.disks, n, "disks reports")
-	require.Len(t, r.agent.disks[0], 1, "disks seen: %+v", r.agent.disks[0])
-	d := r.agent.disks[0][0]
+	disks := r.agent.Disks()
+	require.Len(t, disks, n, "disks reports")
+	require.Len(t, disks[0], 1, "disks seen: %+v", disks[0])
+	d := disks[0][0]
 	assert.Equal(t, "vda", d.Name)
 	assert.Equal(t, int64(diskBytes), d.SizeBytes)
 	assert.Equal(t, diskSerial, d.Serial)
 	assert.NotNil(t, d.Rotational, "rotational missing")
 }
 
-func (r *deployRun) requireFailed(t *testing.T) callbackReport {
+func (r *deployRun) requireFailed(t *testing.T) CallbackReport {
 	t.Helper()
 	cb := r.callback(t)
 	require.Equal(t, "failed", cb.Status, "callback %+v", cb)
@@ -785,9 +558,9 @@ func (r *deployRun) requireDeployed(t *testing.T, img testImage, withNetworkConf
 		require.NoError(t, err, "blkid %s", tag)
 		assert.Equal(t, map[string]string{"TYPE": "vfat", "LABEL": "CIDATA", "LABEL_FATBOOT": "CIDATA"}[tag], strings.TrimSpace(string(out)), tag)
 	}
-	files := map[string]string{"user-data": userData, "meta-data": metaData}
+	files := map[string]string{"user-data": UserData, "meta-data": MetaData}
 	if withNetworkConfig {
-		files["network-config"] = networkConfig
+		files["network-config"] = NetworkConfig
 	}
 	for name, want := range files {
 		got, err := mtools("mtype", "-i", fmt.Sprintf("%s@@%d", r.diskPath, off), "::"+name).Output()
@@ -803,9 +576,7 @@ func (r *deployRun) requireDeployed(t *testing.T, img testImage, withNetworkConf
 // stream and counted up to the image.
 func (r *deployRun) requireGrowingProgress(t *testing.T) {
 	t.Helper()
-	r.agent.mu.Lock()
-	progress := append([]progressReport(nil), r.agent.progress...)
-	r.agent.mu.Unlock()
+	progress := r.agent.Progress()
 	t.Logf("progress: %+v", progress)
 	require.GreaterOrEqual(t, len(progress), 2, "progress reports")
 	for i := 1; i < len(progress); i++ {

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/peers"
 	"github.com/openbaremetal/terraform-provider-baremetal/bench/internal/report"
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 )
 
 const probeFile = "probe.bin"
@@ -49,6 +51,14 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "lab-forward" {
+		// Run by QEMU for each guest connection of the deploy benchmark's VM.
+		if err := lab.RunForward(context.Background(), os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bootbench:", err)
 		os.Exit(1)
@@ -58,7 +68,7 @@ func main() {
 func run() error {
 	quick := flag.Bool("quick", false, "fewer sizes, clients and repetitions (about 5 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "file whose bench:tftp and bench:http sections are rewritten")
-	only := flag.String("only", "", "run only one benchmark: tftp, amplification, http or image")
+	only := flag.String("only", "", "run only one benchmark: tftp, amplification, http, image or deploy")
 	reps := flag.Int("reps", 0, "repetitions per row (default 3, or 2 with -quick); TFTP storms that move 1 GiB or more run at most -heavy-reps")
 	flag.IntVar(&heavyReps, "heavy-reps", heavyReps, "repetitions of the TFTP storms that move 1 GiB or more")
 	allRows := flag.Bool("all", false, "also run 200 clients fetching 32 MiB at blksize 512 (about 17 minutes more)")
@@ -71,9 +81,17 @@ func run() error {
 	note := flag.String("note", "", "a remark printed in the sections' headers (e.g. why the numbers are preliminary)")
 	imageClients := flag.Int("image-clients", 50, "clients of the image serving storm")
 	imageMiB := flag.Int("image-mib", 0, "size of the image in the image serving storm in MiB (default 1024, or 256 with -quick)")
+	deployDir := flag.String("deploy-image", ".cache/deploy-image", "the deploy ramdisk (make deploy-image) for the deploy section; without it, a run of every section skips that one")
+	deployMiB := flag.Int("deploy-mib", 0, "raw size of the deploy section's image in MiB (default 512, or 256 with -quick)")
+	deployFormats := flag.String("deploy-formats", "raw,zstd", "the deploy section's image formats, comma-separated: raw, zstd, gzip")
+	deployMem := flag.Int("deploy-mem", 512, "the deploy section's VM memory in MiB")
+	deployCPUs := flag.Int("deploy-cpus", 1, "the deploy section's VM vCPUs")
 	flag.Parse()
-	if *only != "" && *only != "tftp" && *only != "amplification" && *only != "http" && *only != "image" {
-		return fmt.Errorf("-only %q: want tftp, amplification, http or image", *only)
+	if *only != "" && *only != "tftp" && *only != "amplification" && *only != "http" && *only != "image" && *only != "deploy" {
+		return fmt.Errorf("-only %q: want tftp, amplification, http, image or deploy", *only)
+	}
+	if *deployMiB <= 0 {
+		*deployMiB = map[bool]int{true: 256, false: 512}[*quick]
 	}
 	if *imageMiB <= 0 {
 		*imageMiB = map[bool]int{true: 256, false: 1024}[*quick]
@@ -188,6 +206,26 @@ func run() error {
 			return err
 		}
 		logf("wrote the image serving section of %s", *out)
+	}
+	_, statErr := os.Stat(filepath.Join(*deployDir, "initrd.img"))
+	if *only == "deploy" || (*only == "" && statErr == nil) {
+		t0 := time.Now()
+		kdir, err := filepath.Abs(*deployDir)
+		if err != nil {
+			return err
+		}
+		body, err := benchDeploy(e, deployOpts{kernelDir: kdir, mib: *deployMiB, formats: strings.Split(*deployFormats, ","),
+			memMiB: *deployMem, cpus: *deployCPUs, reps: *reps})
+		if err != nil {
+			return err
+		}
+		body += fmt.Sprintf("\nThis section took %s to measure.\n", time.Since(t0).Round(time.Second))
+		if err := report.WriteSection(*out, "deploy", header+body); err != nil {
+			return err
+		}
+		logf("wrote the deploy section of %s", *out)
+	} else if *only == "" {
+		logf("deploy section skipped: no deploy ramdisk in %s (make deploy-image)", *deployDir)
 	}
 	logf("done in %s", time.Since(began).Round(time.Second))
 	return nil
