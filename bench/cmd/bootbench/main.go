@@ -232,24 +232,11 @@ func run() error {
 }
 
 func sectionHeader(note, profileDir string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), report.Machine())
-	args := []string{"go", "run", "./bench/cmd/bootbench"}
-	for _, a := range os.Args[1:] {
-		if strings.ContainsAny(a, " \t'\"$`\\|&;<>()*?") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		args = append(args, a)
-	}
-	fmt.Fprintf(&b, "Command: `%s`  \n", strings.Join(args, " "))
+	var extra []string
 	if profileDir != "" {
-		fmt.Fprintf(&b, "The agent's CPU profiles of this run: `go tool pprof -top %s/agent-*.pprof` (one per agent process; not committed).  \n", profileDir)
+		extra = append(extra, fmt.Sprintf("The agent's CPU profiles of this run: `go tool pprof -top %s/agent-*.pprof` (one per agent process; not committed).  \n", profileDir))
 	}
-	if note != "" {
-		fmt.Fprintf(&b, "**Note:** %s\n", note)
-	}
-	b.WriteString("\n")
-	return b.String()
+	return report.Header("./bench/cmd/bootbench", note, extra...)
 }
 
 func (e *env) startAgent(name string, args []string) (*peers.Proc, error) {

@@ -203,21 +203,7 @@ func contains(xs []string, x string) bool {
 }
 
 func sectionHeader(note string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), report.Machine())
-	args := []string{"go", "run", "./bench/cmd/provbench"}
-	for _, a := range os.Args[1:] {
-		if strings.ContainsAny(a, " \t'\"$`\\|&;<>()*?") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		args = append(args, a)
-	}
-	fmt.Fprintf(&b, "Command: `%s`  \n", strings.Join(args, " "))
-	if note != "" {
-		fmt.Fprintf(&b, "**Note:** %s\n", note)
-	}
-	b.WriteString("\n")
-	return b.String()
+	return report.Header("./bench/cmd/provbench", note)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Median returns the median of xs (the mean of the middle two for an even
@@ -155,4 +156,29 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s, %s/%s, %s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+// Header is the opening of a section that program (its package path, e.g.
+// ./bench/cmd/bootbench) writes: when and where it was measured, the
+// command that reproduces it, quoted for a POSIX shell, and any extra
+// lines (each ending in a Markdown line break) and note.
+func Header(program, note string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s.  \n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), Machine())
+	args := []string{"go", "run", program}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " \t'\"$`\\|&;<>()*?") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		args = append(args, a)
+	}
+	fmt.Fprintf(&b, "Command: `%s`  \n", strings.Join(args, " "))
+	for _, l := range extra {
+		b.WriteString(l)
+	}
+	if note != "" {
+		fmt.Fprintf(&b, "**Note:** %s\n", note)
+	}
+	b.WriteString("\n")
+	return b.String()
 }

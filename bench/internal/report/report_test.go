@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestMedianPercentileRatio(t *testing.T) {
@@ -154,4 +156,11 @@ func TestMachineNamesCPUsAndGo(t *testing.T) {
 	if !strings.Contains(m, "CPUs") || !strings.Contains(m, "go1") {
 		t.Fatalf("Machine() = %q", m)
 	}
+}
+
+func TestHeaderNamesTheCommandAndNote(t *testing.T) {
+	h := Header("./bench/cmd/x", "shared CPUs", "extra line.  \n")
+	assert.Contains(t, h, "Command: `go run ./bench/cmd/x")
+	assert.Contains(t, h, "extra line.  \n**Note:** shared CPUs\n")
+	assert.True(t, strings.HasSuffix(h, "\n\n"), "a blank line ends the header")
 }
