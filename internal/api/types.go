@@ -166,14 +166,18 @@ type Machine struct {
 	// PathMachineGeneratedSecret, with a read-write token).
 	GeneratedSecrets []string `json:"generated_secrets,omitempty"`
 
-	Phase           MachinePhase `json:"phase"`
-	Step            Step         `json:"step,omitempty"`
-	PowerState      string       `json:"power_state,omitempty"`
-	PowerDrift      bool         `json:"power_drift,omitempty"`
-	LastError       string       `json:"last_error,omitempty"`
-	Addresses       []string     `json:"addresses,omitempty"`
-	Inventory       *Inventory   `json:"inventory,omitempty"`
-	ObservedVersion uint64       `json:"observed_version,omitempty"`
+	Phase      MachinePhase `json:"phase"`
+	Step       Step         `json:"step,omitempty"`
+	PowerState string       `json:"power_state,omitempty"`
+	PowerDrift bool         `json:"power_drift,omitempty"`
+	LastError  string       `json:"last_error,omitempty"`
+	Addresses  []string     `json:"addresses,omitempty"`
+	Inventory  *Inventory   `json:"inventory,omitempty"`
+	// ObservedVersion is the spec Version the status reflects; Converged
+	// says the agent has acted on the current spec and the machine reached
+	// its desired state, so a client waits on it instead of deciding.
+	ObservedVersion uint64 `json:"observed_version,omitempty"`
+	Converged       bool   `json:"converged"`
 	// BMCStatus is ok, auth_failed or unreachable (empty before the first
 	// BMC call), since BMCStatusSince.
 	BMCStatus      string    `json:"bmc_status,omitempty"`
@@ -365,6 +369,11 @@ type ClusterMemberStatus struct {
 	Phase     MachinePhase `json:"phase"`
 	LastError string       `json:"last_error,omitempty"`
 	Addresses []string     `json:"addresses,omitempty"`
+	// Version and ObservedVersion are the member machine's: a failed
+	// member whose spec is ahead of what the agent observed is about to be
+	// retried, not paused for good.
+	Version         uint64 `json:"version,omitempty"`
+	ObservedVersion uint64 `json:"observed_version,omitempty"`
 }
 
 // Cluster is a cluster as the API returns it.
@@ -381,6 +390,10 @@ type Cluster struct {
 	Revision         uint64       `json:"revision"`
 	Phase            ClusterPhase `json:"phase"`
 	Message          string       `json:"message,omitempty"`
+	// Converged is phase ready with every member having acted on its
+	// current spec and installed with its role's profile: a ready phase
+	// from before a member's spec changed does not count.
+	Converged bool `json:"converged"`
 	// Endpoints maps each role to its members' reported addresses.
 	Endpoints map[string][]string `json:"endpoints"`
 	CreatedAt time.Time           `json:"created_at"`
