@@ -51,7 +51,10 @@ const (
 	QueryWait          = "wait"           // Go duration, long-poll up to this long (max 60s)
 	QueryAfterRevision = "after_revision" // long-poll until revision > this
 	QueryAfter         = "after"          // events cursor: Seq > after
-	QueryLimit         = "limit"
+	// QueryIfNoneMatch long-polls a list (with QueryWait) until its ETag
+	// differs from this one.
+	QueryIfNoneMatch = "if_none_match"
+	QueryLimit       = "limit"
 )
 
 // Query parameters of GET /v1/machines (filters) and DELETE
@@ -200,6 +203,10 @@ type Machine struct {
 // MachineList is the body of GET /v1/machines.
 type MachineList struct {
 	Items []Machine `json:"items"`
+	// ETag names this answer (which machines, at which revisions): a
+	// client waiting for the list to change passes it back as
+	// QueryIfNoneMatch instead of listing on a timer.
+	ETag string `json:"etag"`
 }
 
 // ActionResponse acknowledges a machine action.
