@@ -69,23 +69,25 @@ func (c *Cluster) Readiness(machines map[string]*Machine) ClusterReadiness {
 			}
 		}
 	}
-	var out ClusterReadiness
-	switch {
-	case len(c.Members) == 0:
-		out.Phase = api.ClusterPending
+	// Only the reconciler knows whether provisioned members run their
+	// current target; its verdict stands until a live phase contradicts it.
+	confirmed := 0
+	if api.ClusterPhase(c.Status.Phase) == api.ClusterReady {
+		confirmed = provisioned
+	}
+	out := ClusterReadiness{Phase: ClusterPhaseOf(len(c.Members), len(failed), confirmed)}
+	switch out.Phase {
+	case api.ClusterPending:
 		out.Message = "the cluster has no members"
-	case len(failed) > 0:
-		out.Phase = api.ClusterPaused
+	case api.ClusterPaused:
 		out.Message = fmt.Sprintf("rollout paused: member %s failed", failed[0])
 		if firstErr != "" {
 			out.Message += ": " + firstErr
 		}
-	case provisioned == len(c.Members) && api.ClusterPhase(c.Status.Phase) == api.ClusterReady:
-		out.Phase = api.ClusterReady
+	case api.ClusterReady:
 		out.Message = fmt.Sprintf("all %d members provisioned", provisioned)
 		out.Converged = current == len(c.Members)
 	default:
-		out.Phase = api.ClusterConverging
 		out.Message = fmt.Sprintf("%d of %d members provisioned", provisioned, len(c.Members))
 		switch {
 		case len(missing) > 0:
@@ -97,6 +99,23 @@ func (c *Cluster) Readiness(machines map[string]*Machine) ClusterReadiness {
 		}
 	}
 	return out
+}
+
+// ClusterPhaseOf is the one rule for a cluster's phase, from how many
+// members it has, how many failed and how many are ready. The reconciler
+// counts members running their current target; the API counts those its
+// verdict confirmed that are still provisioned.
+func ClusterPhaseOf(members, failed, ready int) api.ClusterPhase {
+	switch {
+	case members == 0:
+		return api.ClusterPending
+	case failed > 0:
+		return api.ClusterPaused
+	case ready == members:
+		return api.ClusterReady
+	default:
+		return api.ClusterConverging
+	}
 }
 
 // memberCurrent reports whether a provisioned member has acted on its

@@ -104,3 +104,22 @@ func TestClusterReadiness(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterPhaseOf(t *testing.T) {
+	cases := []struct {
+		name                   string
+		members, failed, ready int
+		want                   api.ClusterPhase
+	}{
+		{"no members", 0, 0, 0, api.ClusterPending},
+		{"a failure pauses even when the rest are ready", 3, 1, 2, api.ClusterPaused},
+		{"all ready", 3, 0, 3, api.ClusterReady},
+		{"some not ready", 3, 0, 2, api.ClusterConverging},
+		{"none ready", 3, 0, 0, api.ClusterConverging},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, ClusterPhaseOf(tc.members, tc.failed, tc.ready))
+		})
+	}
+}
