@@ -430,6 +430,11 @@ type Info struct {
 	LeaseSeconds float64 `json:"lease_seconds,omitempty"`
 }
 
+// CapabilityReadiness in Info.Capabilities says the agent publishes
+// Converged on machines and clusters: a client that waits on it would wait
+// forever on an agent that does not.
+const CapabilityReadiness = "readiness"
+
 // Error codes in ErrorBody.
 const (
 	CodeBadRequest   = "bad_request"
