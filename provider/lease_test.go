@@ -151,7 +151,7 @@ func testAwaitHoldsLease(t *testing.T, askInfo bool) {
 	r := &machineResource{client: ours}
 	var diags diag.Diagnostics
 	start := time.Now()
-	last := r.await(ctx, 20*time.Second, m, api.StateAvailable, false, "Create", &diags)
+	last := r.await(ctx, 20*time.Second, m, api.StateAvailable, "Create", &diags)
 	if diags.HasError() {
 		t.Fatalf("await: %v", diags)
 	}
@@ -209,7 +209,7 @@ func TestAwaitLeaseLost(t *testing.T) {
 	r := &machineResource{client: ours}
 	var diags diag.Diagnostics
 	start := time.Now()
-	r.await(ctx, 20*time.Second, m, api.StateAvailable, false, "Create", &diags)
+	r.await(ctx, 20*time.Second, m, api.StateAvailable, "Create", &diags)
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the wait went on for %s after losing the lease", took)
 	}

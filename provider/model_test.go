@@ -15,31 +15,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/client"
 )
 
-func TestConverged(t *testing.T) {
-	cases := []struct {
-		name           string
-		m              api.Machine
-		desired        api.DesiredState
-		clusterManaged bool
-		want           bool
-	}{
-		{"provisioned and on", api.Machine{Phase: "provisioned", PowerState: "On"}, "provisioned", false, true},
-		{"provisioned but powered off", api.Machine{Phase: "provisioned", PowerState: "Off"}, "provisioned", false, false},
-		{"still provisioning", api.Machine{Phase: "provisioning", PowerState: "On"}, "provisioned", false, false},
-		{"available waits for own profile", api.Machine{Phase: "available"}, "provisioned", false, false},
-		{"available is enough for a cluster member", api.Machine{Phase: "available"}, "provisioned", true, true},
-		{"off and off", api.Machine{Phase: "off", PowerState: "Off"}, "off", false, true},
-		{"off phase but power on", api.Machine{Phase: "off", PowerState: "On"}, "off", false, false},
-		{"available any power", api.Machine{Phase: "available", PowerState: "On"}, "available", false, true},
-		{"inspecting is not available", api.Machine{Phase: "inspecting"}, "available", false, false},
-	}
-	for _, tc := range cases {
-		if got := converged(&tc.m, tc.desired, tc.clusterManaged); got != tc.want {
-			t.Errorf("%s: converged = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestObservedStateAndRepair(t *testing.T) {
 	cases := []struct {
 		name       string

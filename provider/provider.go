@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -170,6 +171,12 @@ func (p *baremetalProvider) Configure(ctx context.Context, req provider.Configur
 		resp.Diagnostics.AddAttributeError(path.Root("endpoint"), "Unsupported Baremetal Agent API Version",
 			fmt.Sprintf("The agent at %s speaks API %q; this provider speaks %q. Upgrade the agent or the provider so they match.",
 				c.Endpoint(), info.APIVersion, api.APIVersion))
+		return
+	}
+	if !slices.Contains(info.Capabilities, api.CapabilityReadiness) {
+		resp.Diagnostics.AddAttributeError(path.Root("endpoint"), "Baremetal Agent Too Old",
+			fmt.Sprintf("The agent at %s (version %s) does not publish machine and cluster readiness (capability %q), which this provider waits on. Upgrade the agent.",
+				c.Endpoint(), info.Version, api.CapabilityReadiness))
 		return
 	}
 	tflog.Info(ctx, "connected to baremetal-agent", map[string]any{"endpoint": c.Endpoint(), "agent_version": info.Version})

@@ -23,14 +23,14 @@ func TestPendingWhy(t *testing.T) {
 		drift          bool
 		want           string
 	}{
-		{name: "converged", m: api.Machine{Phase: "provisioned", PowerState: "On", BMCStatus: "ok"}, desired: "provisioned"},
+		{name: "converged", m: api.Machine{Phase: "provisioned", PowerState: "On", BMCStatus: "ok", Converged: true}, desired: "provisioned"},
 		{name: "failed", m: api.Machine{Phase: "failed"}, desired: "provisioned", want: "the machine failed"},
 		{name: "failed cluster member: its cluster's plan shows it", m: api.Machine{Phase: "failed"}, desired: "provisioned", clusterManaged: true},
 		{name: "still installing after a timeout", m: api.Machine{Phase: "provisioning"}, desired: "provisioned", want: "phase provisioning has not reached state provisioned"},
-		{name: "cluster member waiting for its cluster", m: api.Machine{Phase: "available"}, desired: "provisioned", clusterManaged: true},
-		{name: "BMC refuses", m: api.Machine{Phase: "available", BMCStatus: "auth_failed"}, desired: "available", want: "bmc_status is auth_failed"},
-		{name: "BMC unreachable", m: api.Machine{Phase: "off", BMCStatus: "unreachable"}, desired: "off", want: "bmc_status is unreachable"},
-		{name: "hardware changed", m: api.Machine{Phase: "available", BMCStatus: "ok"}, desired: "available", drift: true, want: "the hardware fingerprint changed"},
+		{name: "cluster member waiting for its cluster", m: api.Machine{Phase: "available", Converged: true}, desired: "provisioned", clusterManaged: true},
+		{name: "BMC refuses", m: api.Machine{Phase: "available", BMCStatus: "auth_failed", Converged: true}, desired: "available", want: "bmc_status is auth_failed"},
+		{name: "BMC unreachable", m: api.Machine{Phase: "off", BMCStatus: "unreachable", Converged: true}, desired: "off", want: "bmc_status is unreachable"},
+		{name: "hardware changed", m: api.Machine{Phase: "available", BMCStatus: "ok", Converged: true}, desired: "available", drift: true, want: "the hardware fingerprint changed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

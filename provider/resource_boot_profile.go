@@ -261,9 +261,34 @@ func (r *bootProfileResource) ImportState(ctx context.Context, req resource.Impo
 	importByName(ctx, req, resp)
 }
 
-// rolloutPollInterval paces the rollout wait; a list of machines per tick
-// is cheap for the agent even at thousands of machines.
+// rolloutPollInterval is the least time between two lists of a rollout
+// wait: the agent answers a long-poll at once while a fleet is busy, and
+// an agent without list long-polls answers every one at once.
 const rolloutPollInterval = 2 * time.Second
+
+// machineWatch yields the provisioned machines each time the agent's list
+// of them changes, so a rollout wait sleeps in a long-poll instead of
+// listing on a timer.
+type machineWatch struct {
+	client *client.Client
+	etag   string
+	last   time.Time
+}
+
+func (w *machineWatch) next(ctx context.Context) ([]api.Machine, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Until(w.last.Add(rolloutPollInterval))):
+	}
+	w.last = time.Now()
+	list, err := w.client.WatchMachines(ctx, client.MachineFilter{State: api.StateProvisioned}, w.etag)
+	if err != nil {
+		return nil, err
+	}
+	w.etag = list.ETag
+	return list.Items, nil
+}
 
 // awaitRollout waits until every machine last installed with the profile is
 // provisioned again with at least version. A machine that fails after the
@@ -272,15 +297,20 @@ const rolloutPollInterval = 2 * time.Second
 // leaves the profile (re-assigned, deleted, no longer desired provisioned)
 // stops counting.
 func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, version uint64, since time.Time) error {
-	ticker := time.NewTicker(rolloutPollInterval)
-	defer ticker.Stop()
+	watch := &machineWatch{client: r.client}
 	lastPending := -1
+	var pending []string
 	for {
-		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
-		if err != nil && ctx.Err() == nil {
+		machines, err := watch.next(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("timed out waiting for %d machine(s) to re-provision with version %d: %s",
+				len(pending), version, strings.Join(pending, ", "))
+		}
+		if err != nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
-		var pending, failed []string
+		var failed []string
+		pending = nil
 		for _, m := range machines {
 			if m.ProvisionedProfile != name {
 				continue
@@ -304,12 +334,6 @@ func (r *bootProfileResource) awaitRollout(ctx context.Context, name string, ver
 			tflog.Info(ctx, "waiting for machines to re-provision with the new boot profile",
 				map[string]any{"boot_profile": name, "version": version, "pending": strings.Join(pending, ", ")})
 			lastPending = len(pending)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %d machine(s) to re-provision with version %d: %s",
-				len(pending), version, strings.Join(pending, ", "))
-		case <-ticker.C:
 		}
 	}
 }

@@ -287,7 +287,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		addAPIError(&resp.Diagnostics, err, fmt.Sprintf("Unable to Create Cluster %q", name), detail)
 		return
 	}
-	c = r.await(ctx, timeout, c, body, "Create", &resp.Diagnostics)
+	c = r.await(ctx, timeout, c, "Create", &resp.Diagnostics)
 	plan.fromAPI(c)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
@@ -333,7 +333,7 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
 		return
 	}
-	c = r.await(ctx, timeout, c, body, "Update", &resp.Diagnostics)
+	c = r.await(ctx, timeout, c, "Update", &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		// The rollout did not finish: the prior inputs stay in state, so
 		// the next plan still shows it.
@@ -386,15 +386,11 @@ func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportSt
 	importByName(ctx, req, resp)
 }
 
-// await waits for the cluster to be ready with every member installed with
-// its role's current profile; a paused cluster ends the wait with
-// the members' details.
-func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *api.Cluster, body api.ClusterRequest, op string, diags *diag.Diagnostics) *api.Cluster {
+// await waits for the agent to report the cluster converged (ready, every
+// member installed with its role's current spec); a paused cluster ends
+// the wait with the members' details.
+func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *api.Cluster, op string, diags *diag.Diagnostics) *api.Cluster {
 	name := c.Name
-	profileOf := map[string]string{}
-	for _, role := range body.Roles {
-		profileOf[role.Name] = role.BootProfile
-	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var lastPhase api.ClusterPhase
@@ -403,20 +399,12 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 			lastPhase = c.Phase
 			tflog.Info(ctx, "cluster phase changed", map[string]any{"cluster": name, "phase": c.Phase, "message": c.Message})
 		}
-		switch c.Phase {
-		case api.ClusterPaused:
-			// Writing the cluster retried its failed members: it is paused
-			// for good only once the agent acted on that and one failed again.
-			if retrying, err := r.retryPending(waitCtx, c); err != nil || !retrying {
-				return false, fmt.Errorf("the cluster is %s", c.Phase)
-			}
-			return false, nil
-		case api.ClusterReady:
-			// The cluster's phase may predate this change: ready counts
-			// only once every member runs its role's current spec.
-			return r.membersConverged(waitCtx, c, profileOf)
+		// Writing the cluster retried its failed members: it is paused
+		// for good only once the agent acted on that and one failed again.
+		if c.Phase == api.ClusterPaused && !retryPending(c) {
+			return false, fmt.Errorf("the cluster is %s", c.Phase)
 		}
-		return false, nil
+		return c.Converged, nil
 	})
 	if err == nil && last != nil {
 		return last
@@ -432,39 +420,13 @@ func (r *clusterResource) await(ctx context.Context, timeout time.Duration, c *a
 
 // retryPending reports whether a failed member has a spec version the
 // agent has not acted on yet (the retry this write asked for).
-func (r *clusterResource) retryPending(ctx context.Context, c *api.Cluster) (bool, error) {
+func retryPending(c *api.Cluster) bool {
 	for _, ms := range c.Members {
-		if ms.Phase != api.PhaseFailed {
-			continue
-		}
-		m, err := r.client.GetMachine(ctx, ms.Machine)
-		if err != nil {
-			return false, err
-		}
-		if m.ObservedVersion < m.Version {
-			return true, nil
+		if ms.Phase == api.PhaseFailed && ms.ObservedVersion < ms.Version {
+			return true
 		}
 	}
-	return false, nil
-}
-
-func (r *clusterResource) membersConverged(ctx context.Context, c *api.Cluster, profileOf map[string]string) (bool, error) {
-	for _, ms := range c.Members {
-		if ms.Phase != api.PhaseProvisioned {
-			return false, nil
-		}
-		m, err := r.client.GetMachine(ctx, ms.Machine)
-		if err != nil {
-			return false, err
-		}
-		if m.ObservedVersion < m.Version || m.Phase != api.PhaseProvisioned {
-			return false, nil
-		}
-		if want := profileOf[ms.Role]; want != "" && m.ProvisionedProfile != "" && m.ProvisionedProfile != want {
-			return false, nil
-		}
-	}
-	return true, nil
+	return false
 }
 
 func clusterSummary(c *api.Cluster) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -354,7 +355,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	// that only ran out of time while the run goes on is a warning: a
 	// tainted machine would be reinstalled by the next apply, which should
 	// wait on the same run instead (the plan shows the machine unfinished).
-	last, err := r.wait(ctx, timeout, m, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull())
+	last, err := r.wait(ctx, timeout, m)
 	switch {
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded) && stillRunning(r.fresh(name, last)):
@@ -367,6 +368,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	plan.fromAPI(last)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	saveConverged(ctx, resp.Private, last, &resp.Diagnostics)
 }
 
 // stillRunning reports whether m is in a provisioning run the agent is
@@ -416,6 +418,7 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 		state.State = types.StringValue(string(drifted))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+	saveConverged(ctx, resp.Private, m, &resp.Diagnostics)
 }
 
 func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -450,6 +453,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	keepPrior := func(m *api.Machine) {
 		if m != nil {
 			prior.fromAPIStatus(m)
+			saveConverged(ctx, resp.Private, m, &resp.Diagnostics)
 		}
 		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
 	}
@@ -488,7 +492,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	// Once the action is sent the trigger has done its part: a failure
 	// after it shows as the machine's phase, not as the trigger again.
 	prior.ReprovisionTrigger = plan.ReprovisionTrigger
-	m = r.await(ctx, timeout, m, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+	m = r.await(ctx, timeout, m, api.DesiredState(plan.State.ValueString()), "Update", &resp.Diagnostics)
 	if !resp.Diagnostics.HasError() && reboot {
 		acted, err := r.client.MachineAction(ctx, name, api.ActionReset)
 		if err != nil {
@@ -498,7 +502,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 			return
 		}
 		prior.RebootTrigger = plan.RebootTrigger
-		m = r.await(ctx, timeout, acted, api.DesiredState(plan.State.ValueString()), plan.BootProfile.IsNull(), "Update", &resp.Diagnostics)
+		m = r.await(ctx, timeout, acted, api.DesiredState(plan.State.ValueString()), "Update", &resp.Diagnostics)
 	}
 	if resp.Diagnostics.HasError() {
 		keepPrior(m)
@@ -506,6 +510,18 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	}
 	plan.fromAPI(m)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	saveConverged(ctx, resp.Private, m, &resp.Diagnostics)
+}
+
+// privateConverged is the private-state key holding the agent's converged
+// verdict at the last observation: a plan is made from state alone, and the
+// provider does not judge phases itself.
+const privateConverged = "converged"
+
+func saveConverged(ctx context.Context, p interface {
+	SetKey(context.Context, string, []byte) diag.Diagnostics
+}, m *api.Machine, diags *diag.Diagnostics) {
+	diags.Append(p.SetKey(ctx, privateConverged, []byte(strconv.FormatBool(m.Converged)))...)
 }
 
 // triggered reports whether a trigger attribute changed to a value: the
@@ -524,14 +540,14 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
 		return
 	}
-	var phase, power, bmcStatus, lastError, accepted, current, desired, profile types.String
+	var phase, power, bmcStatus, lastError, accepted, current, priorDesired, desired, profile types.String
 	for _, a := range []struct {
 		p   path.Path
 		dst *types.String
 	}{
 		{path.Root("phase"), &phase}, {path.Root("power_state"), &power}, {path.Root("bmc_status"), &bmcStatus},
 		{path.Root("last_error"), &lastError}, {path.Root("hardware_fingerprint"), &accepted},
-		{path.Root("inventory").AtName("fingerprint"), &current},
+		{path.Root("inventory").AtName("fingerprint"), &current}, {path.Root("state"), &priorDesired},
 	} {
 		resp.Diagnostics.Append(req.State.GetAttribute(ctx, a.p, a.dst)...)
 	}
@@ -540,7 +556,13 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() || phase.ValueString() == "" || desired.IsUnknown() {
 		return
 	}
-	observed := &api.Machine{Phase: api.MachinePhase(phase.ValueString()), PowerState: power.ValueString(), BMCStatus: bmcStatus.ValueString()}
+	verdict, d := req.Private.GetKey(ctx, privateConverged)
+	resp.Diagnostics.Append(d...)
+	// The agent's verdict is about the desired state it had; a changed one
+	// is not reached yet. State saved before the agent published a verdict
+	// has none, and plans nothing on that account.
+	converged := (verdict == nil || string(verdict) == "true") && desired.Equal(priorDesired)
+	observed := &api.Machine{Phase: api.MachinePhase(phase.ValueString()), PowerState: power.ValueString(), BMCStatus: bmcStatus.ValueString(), Converged: converged}
 	drift := current.ValueString() != "" && current.ValueString() != accepted.ValueString()
 	why := pendingWhy(observed, api.DesiredState(desired.ValueString()), profile.IsNull(), drift)
 	if why == "" {
@@ -559,8 +581,8 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 }
 
 // pendingWhy says why a machine as last observed still needs an apply
-// ("" when it does not): it failed, it has not reached desired, its BMC
-// refuses or does not answer, or its hardware drifted.
+// ("" when it does not): it failed, it has not converged on desired, its
+// BMC refuses or does not answer, or its hardware drifted.
 func pendingWhy(m *api.Machine, desired api.DesiredState, clusterManaged, hardwareDrift bool) string {
 	switch {
 	case m.Phase == api.PhaseFailed && clusterManaged:
@@ -568,7 +590,7 @@ func pendingWhy(m *api.Machine, desired api.DesiredState, clusterManaged, hardwa
 		return ""
 	case m.Phase == api.PhaseFailed:
 		return "the machine failed"
-	case !converged(m, desired, clusterManaged):
+	case !m.Converged:
 		return fmt.Sprintf("phase %s has not reached state %s", m.Phase, desired)
 	case bmcDown(m):
 		return "bmc_status is " + m.BMCStatus
@@ -663,8 +685,8 @@ func (r *machineResource) configPassword(ctx context.Context, cfg interface {
 // events) when it fails or the timeout passes. It renews the run's lease on
 // the machine while it waits and releases it once the machine converged. It
 // returns the last observation, which is never nil.
-func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired api.DesiredState, clusterManaged bool, op string, diags *diag.Diagnostics) *api.Machine {
-	last, err := r.wait(ctx, timeout, m, desired, clusterManaged)
+func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *api.Machine, desired api.DesiredState, op string, diags *diag.Diagnostics) *api.Machine {
+	last, err := r.wait(ctx, timeout, m)
 	if err != nil {
 		what := fmt.Sprintf("did not reach state %q", desired)
 		diags.AddError(fmt.Sprintf("Unable to %s Machine %q", op, m.Name), r.failureDetail(m.Name, what, timeout, last, err))
@@ -674,7 +696,7 @@ func (r *machineResource) await(ctx context.Context, timeout time.Duration, m *a
 
 // wait is await without the diagnostic: the last observation (never nil)
 // and why the wait ended early, if it did.
-func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *api.Machine, desired api.DesiredState, clusterManaged bool) (*api.Machine, error) {
+func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *api.Machine) (*api.Machine, error) {
 	name := m.Name
 	minVersion := m.Version
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
@@ -689,7 +711,7 @@ func (r *machineResource) wait(ctx context.Context, timeout time.Duration, m *ap
 		if m.Phase == api.PhaseFailed {
 			return false, errMachineFailed
 		}
-		if !converged(m, desired, clusterManaged) {
+		if !m.Converged {
 			return false, nil
 		}
 		if bmcDown(m) {
@@ -729,23 +751,6 @@ var (
 	errMachineFailed = errors.New("the agent marked the machine failed")
 	errBMCDown       = errors.New("its BMC refuses the agent's login or does not answer (bmc_status)")
 )
-
-// converged reports whether m has reached desired. A machine left to its
-// cluster (no boot profile of its own) is done once it is registered and
-// inventoried: its cluster provisions it in role order.
-func converged(m *api.Machine, desired api.DesiredState, clusterManaged bool) bool {
-	switch desired {
-	case api.StateProvisioned:
-		if clusterManaged && m.Phase == api.PhaseAvailable {
-			return true
-		}
-		return m.Phase == api.PhaseProvisioned && m.PowerState != api.PowerOff
-	case api.StateOff:
-		return m.Phase == api.PhaseOff && m.PowerState != api.PowerOn
-	default:
-		return m.Phase == api.MachinePhase(desired)
-	}
-}
 
 // observedState is the desired state as Terraform should see it: the
 // agent's desired state, unless the machine's power contradicts it.

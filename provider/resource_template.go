@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -191,15 +190,20 @@ func (r *templateResource) Update(ctx context.Context, req resource.UpdateReques
 // awaitRollout waits until every machine installed with a profile that
 // includes t is provisioned again after t's update.
 func (r *templateResource) awaitRollout(ctx context.Context, t *api.Template) error {
-	ticker := time.NewTicker(rolloutPollInterval)
-	defer ticker.Stop()
+	watch := &machineWatch{client: r.client}
 	lastPending := -1
+	var pending []string
 	for {
-		machines, err := r.client.ListMachines(ctx, client.MachineFilter{State: api.StateProvisioned})
-		if err != nil && ctx.Err() == nil {
+		machines, err := watch.next(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("timed out waiting for %d machine(s) to re-provision with template version %d: %s",
+				len(pending), t.Version, strings.Join(pending, ", "))
+		}
+		if err != nil {
 			return fmt.Errorf("listing machines to follow the rollout: %s", describeErr(err))
 		}
-		var pending, failed []string
+		var failed []string
+		pending = nil
 		for _, m := range machines {
 			if !slices.Contains(t.UsedBy, m.ProvisionedProfile) {
 				continue
@@ -223,12 +227,6 @@ func (r *templateResource) awaitRollout(ctx context.Context, t *api.Template) er
 			tflog.Info(ctx, "waiting for machines to re-provision with the new template",
 				map[string]any{"template": t.Name, "version": t.Version, "pending": strings.Join(pending, ", ")})
 			lastPending = len(pending)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %d machine(s) to re-provision with template version %d: %s",
-				len(pending), t.Version, strings.Join(pending, ", "))
-		case <-ticker.C:
 		}
 	}
 }

@@ -40,7 +40,7 @@ func TestAwaitShowsBootStall(t *testing.T) {
 	var logs bytes.Buffer
 	r := &machineResource{client: c}
 	var diags diag.Diagnostics
-	r.await(tflogtest.RootLogger(ctx, &logs), 3*time.Second, m, api.StateProvisioned, false, "Create", &diags)
+	r.await(tflogtest.RootLogger(ctx, &logs), 3*time.Second, m, api.StateProvisioned, "Create", &diags)
 
 	require.True(t, diags.HasError(), "the wait outlived its timeout")
 	assert.Contains(t, diags[0].Detail(), "within the timeout (3s)")

@@ -279,7 +279,7 @@ func (a *Agent) build(o options) error {
 		return err
 	}
 
-	caps := []string{"machines", "boot_profiles", "clusters", "events", "long_poll", "leases", "actions", "redfish", "tftp", "ipxe", "templates"}
+	caps := []string{"machines", "boot_profiles", "clusters", "events", "long_poll", "leases", "actions", "redfish", "tftp", "ipxe", "templates", api.CapabilityReadiness}
 	if cfg.ProxyDHCP {
 		caps = append(caps, "proxy_dhcp")
 	}

@@ -53,7 +53,10 @@ const (
 	QueryWait          = "wait"           // Go duration, long-poll up to this long (max 60s)
 	QueryAfterRevision = "after_revision" // long-poll until revision > this
 	QueryAfter         = "after"          // events cursor: Seq > after
-	QueryLimit         = "limit"
+	// QueryIfNoneMatch long-polls a list (with QueryWait) until its ETag
+	// differs from this one.
+	QueryIfNoneMatch = "if_none_match"
+	QueryLimit       = "limit"
 )
 
 // Query parameters of GET /v1/machines (filters) and DELETE
@@ -168,14 +171,18 @@ type Machine struct {
 	// PathMachineGeneratedSecret, with a read-write token).
 	GeneratedSecrets []string `json:"generated_secrets,omitempty"`
 
-	Phase           MachinePhase `json:"phase"`
-	Step            Step         `json:"step,omitempty"`
-	PowerState      string       `json:"power_state,omitempty"`
-	PowerDrift      bool         `json:"power_drift,omitempty"`
-	LastError       string       `json:"last_error,omitempty"`
-	Addresses       []string     `json:"addresses,omitempty"`
-	Inventory       *Inventory   `json:"inventory,omitempty"`
-	ObservedVersion uint64       `json:"observed_version,omitempty"`
+	Phase      MachinePhase `json:"phase"`
+	Step       Step         `json:"step,omitempty"`
+	PowerState string       `json:"power_state,omitempty"`
+	PowerDrift bool         `json:"power_drift,omitempty"`
+	LastError  string       `json:"last_error,omitempty"`
+	Addresses  []string     `json:"addresses,omitempty"`
+	Inventory  *Inventory   `json:"inventory,omitempty"`
+	// ObservedVersion is the spec Version the status reflects; Converged
+	// says the agent has acted on the current spec and the machine reached
+	// its desired state, so a client waits on it instead of deciding.
+	ObservedVersion uint64 `json:"observed_version,omitempty"`
+	Converged       bool   `json:"converged"`
 	// BMCStatus is ok, auth_failed or unreachable (empty before the first
 	// BMC call), since BMCStatusSince.
 	BMCStatus      string    `json:"bmc_status,omitempty"`
@@ -198,6 +205,10 @@ type Machine struct {
 // MachineList is the body of GET /v1/machines.
 type MachineList struct {
 	Items []Machine `json:"items"`
+	// ETag names this answer (which machines, at which revisions): a
+	// client waiting for the list to change passes it back as
+	// QueryIfNoneMatch instead of listing on a timer.
+	ETag string `json:"etag"`
 }
 
 // ActionResponse acknowledges a machine action.
@@ -367,6 +378,11 @@ type ClusterMemberStatus struct {
 	Phase     MachinePhase `json:"phase"`
 	LastError string       `json:"last_error,omitempty"`
 	Addresses []string     `json:"addresses,omitempty"`
+	// Version and ObservedVersion are the member machine's: a failed
+	// member whose spec is ahead of what the agent observed is about to be
+	// retried, not paused for good.
+	Version         uint64 `json:"version,omitempty"`
+	ObservedVersion uint64 `json:"observed_version,omitempty"`
 }
 
 // Cluster is a cluster as the API returns it.
@@ -383,6 +399,10 @@ type Cluster struct {
 	Revision         uint64       `json:"revision"`
 	Phase            ClusterPhase `json:"phase"`
 	Message          string       `json:"message,omitempty"`
+	// Converged is phase ready with every member having acted on its
+	// current spec and installed with its role's profile: a ready phase
+	// from before a member's spec changed does not count.
+	Converged bool `json:"converged"`
 	// Endpoints maps each role to its members' reported addresses.
 	Endpoints map[string][]string `json:"endpoints"`
 	CreatedAt time.Time           `json:"created_at"`
@@ -411,6 +431,11 @@ type Info struct {
 	// knows how often to renew it without spending a renewal to find out.
 	LeaseSeconds float64 `json:"lease_seconds,omitempty"`
 }
+
+// CapabilityReadiness in Info.Capabilities says the agent publishes
+// Converged on machines and clusters: a client that waits on it would wait
+// forever on an agent that does not.
+const CapabilityReadiness = "readiness"
 
 // Error codes in ErrorBody.
 const (

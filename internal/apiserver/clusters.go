@@ -92,7 +92,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) error {
 		return ch.Kind == store.KindMachine && c != nil &&
 			slices.ContainsFunc(c.Members, func(m model.ClusterMember) bool { return m.Machine == ch.Name })
 	}
-	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
+	if done, err := s.longPoll(r.Context(), wait, 0, relevant, poll); err != nil || !done {
 		return err
 	}
 	writeJSON(w, http.StatusOK, view)

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"fmt"
 	"maps"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -47,6 +46,7 @@ func machineToAPI(m *model.Machine) api.Machine {
 		Addresses:                 m.Status.Addresses,
 		Inventory:                 inventoryToAPI(m.Status.Inventory),
 		ObservedVersion:           m.Status.ObservedVersion,
+		Converged:                 m.Converged(),
 		BMCStatus:                 m.Status.BMCStatus,
 		BMCStatusSince:            m.Status.BMCStatusSince,
 		HardwareFingerprint:       m.Status.AcceptedFingerprint,
@@ -187,55 +187,20 @@ func clusterToAPI(c *model.Cluster, machines map[string]*model.Machine) api.Clus
 		out.Roles = append(out.Roles, api.ClusterRole{Name: r.Name, BootProfile: r.BootProfile})
 		out.Endpoints[r.Name] = []string{}
 	}
-	provisioned := 0
-	var failed, missing []string
-	firstErr := ""
 	for _, mem := range c.Members {
 		ms := api.ClusterMemberStatus{Machine: mem.Machine, Role: mem.Role}
 		if m := machines[mem.Machine]; m != nil {
 			ms.Phase = api.MachinePhase(m.Status.Phase)
 			ms.LastError = m.Status.LastError
 			ms.Addresses = m.Status.Addresses
+			ms.Version = m.Version
+			ms.ObservedVersion = m.Status.ObservedVersion
 			out.Endpoints[mem.Role] = append(out.Endpoints[mem.Role], m.Status.Addresses...)
-			switch m.Status.Phase {
-			case model.PhaseProvisioned:
-				provisioned++
-			case model.PhaseFailed:
-				failed = append(failed, mem.Machine)
-				if firstErr == "" {
-					firstErr = m.Status.LastError
-				}
-			}
-		} else {
-			missing = append(missing, mem.Machine)
 		}
 		out.Members = append(out.Members, ms)
 	}
-	switch {
-	case len(c.Members) == 0:
-		out.Phase = api.ClusterPending
-		out.Message = "the cluster has no members"
-	case len(failed) > 0:
-		out.Phase = api.ClusterPaused
-		out.Message = fmt.Sprintf("rollout paused: member %s failed", failed[0])
-		if firstErr != "" {
-			out.Message += ": " + firstErr
-		}
-	case provisioned == len(c.Members) && api.ClusterPhase(c.Status.Phase) == api.ClusterReady:
-		out.Phase = api.ClusterReady
-		out.Message = fmt.Sprintf("all %d members provisioned", provisioned)
-	default:
-		out.Phase = api.ClusterConverging
-		out.Message = fmt.Sprintf("%d of %d members provisioned", provisioned, len(c.Members))
-		switch {
-		case len(missing) > 0:
-			out.Message += fmt.Sprintf("; member machine %s is missing", missing[0])
-		case api.ClusterPhase(c.Status.Phase) == api.ClusterConverging && c.Status.Message != "":
-			out.Message = c.Status.Message
-		case provisioned == len(c.Members):
-			out.Message += "; waiting for the reconciler to confirm they run the current spec"
-		}
-	}
+	r := c.Readiness(machines)
+	out.Phase, out.Message, out.Converged = r.Phase, r.Message, r.Converged
 	return out
 }
 

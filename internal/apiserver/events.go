@@ -61,7 +61,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, machine string) 
 			// A deleted machine takes its events with it.
 			(machine != "" && c.Kind == store.KindMachine && c.Name == machine && c.Deleted)
 	}
-	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
+	if done, err := s.longPoll(r.Context(), wait, 0, relevant, poll); err != nil || !done {
 		return err
 	}
 	out := api.EventList{Events: eventsToAPI(evs), Next: after}

@@ -39,9 +39,12 @@ func parseLongPoll(r *http.Request) (time.Duration, uint64, error) {
 // it returns (false, nil) and the caller writes nothing. StopWaiting ends
 // it like the end of wait.
 //
+// With settle > 0 it re-polls at most once per settle, after the first
+// relevant change of each round, for polls that cost more than a change.
+//
 // It subscribes before the first poll, so a change that lands between the
 // poll and the wait cannot be missed.
-func (s *Server) longPoll(ctx context.Context, wait time.Duration, relevant func(store.Change) bool, poll func() (bool, error)) (bool, error) {
+func (s *Server) longPoll(ctx context.Context, wait, settle time.Duration, relevant func(store.Change) bool, poll func() (bool, error)) (bool, error) {
 	if wait <= 0 {
 		_, err := poll()
 		return err == nil, err
@@ -55,8 +58,14 @@ func (s *Server) longPoll(ctx context.Context, wait time.Duration, relevant func
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	var settled <-chan time.Time // non-nil while a round of changes settles
 	for {
 		select {
+		case <-settled:
+			settled = nil
+			if done, err := poll(); done || err != nil {
+				return err == nil, err
+			}
 		case <-ctx.Done():
 			return false, nil
 		case <-timer.C:
@@ -69,6 +78,12 @@ func (s *Server) longPoll(ctx context.Context, wait time.Duration, relevant func
 				return true, nil
 			}
 			if c.Kind != "" && !relevant(c) {
+				continue
+			}
+			if settle > 0 {
+				if settled == nil {
+					settled = time.After(settle)
+				}
 				continue
 			}
 			if done, err := poll(); done || err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
@@ -32,22 +34,42 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 		return badRequest(api.QueryState, "state %q is not one of %s", state, strings.Join(api.Strings(api.DesiredStates), ", "))
 	}
 	cluster, role := q.Get(api.QueryCluster), q.Get(api.QueryRole)
-	ms, err := s.store.ListMachines(r.Context())
+	wait, _, err := parseLongPoll(r)
 	if err != nil {
-		return fmt.Errorf("listing machines: %w", err)
+		return err
 	}
-	slices.SortFunc(ms, func(a, b *model.Machine) int { return strings.Compare(a.Name, b.Name) })
-	out := api.MachineList{Items: []api.Machine{}}
-	for _, m := range ms {
-		if (cluster != "" && m.Cluster != cluster) || (role != "" && m.Role != role) ||
-			(phase != "" && api.MachinePhase(m.Status.Phase) != phase) || (state != "" && api.DesiredState(m.State) != state) {
-			continue
+	notETag := q.Get(api.QueryIfNoneMatch)
+	var out api.MachineList
+	poll := func() (bool, error) {
+		ms, err := s.store.ListMachines(r.Context())
+		if err != nil {
+			return false, fmt.Errorf("listing machines: %w", err)
 		}
-		out.Items = append(out.Items, machineToAPI(m))
+		slices.SortFunc(ms, func(a, b *model.Machine) int { return strings.Compare(a.Name, b.Name) })
+		out = api.MachineList{Items: []api.Machine{}}
+		h := fnv.New64a()
+		for _, m := range ms {
+			if (cluster != "" && m.Cluster != cluster) || (role != "" && m.Role != role) ||
+				(phase != "" && api.MachinePhase(m.Status.Phase) != phase) || (state != "" && api.DesiredState(m.State) != state) {
+				continue
+			}
+			out.Items = append(out.Items, machineToAPI(m))
+			fmt.Fprintf(h, "%s\x00%d\x00", m.Name, m.Revision)
+		}
+		out.ETag = strconv.FormatUint(h.Sum64(), 16)
+		return out.ETag != notETag, nil
+	}
+	relevant := func(c store.Change) bool { return c.Kind == store.KindMachine }
+	if done, err := s.longPoll(r.Context(), wait, listSettle, relevant, poll); err != nil || !done {
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+// listSettle gathers a busy fleet's changes into one re-list: a rollout
+// writes many machines a second, and each re-list reads them all.
+const listSettle = time.Second
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
@@ -64,7 +86,7 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 		return m.Revision > after, nil
 	}
 	relevant := func(c store.Change) bool { return c.Kind == store.KindMachine && c.Name == name }
-	if done, err := s.longPoll(r.Context(), wait, relevant, poll); err != nil || !done {
+	if done, err := s.longPoll(r.Context(), wait, 0, relevant, poll); err != nil || !done {
 		return err
 	}
 	out := machineToAPI(m)

@@ -115,6 +115,17 @@ func describeMachine(m *api.Machine) string {
 
 // ListMachines lists the machines matching f.
 func (c *Client) ListMachines(ctx context.Context, f MachineFilter) ([]api.Machine, error) {
+	out, err := c.WatchMachines(ctx, f, "")
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+// WatchMachines long-polls the list of machines matching f: the agent
+// answers once the list's ETag differs from etag, or after the client's
+// poll wait with the list unchanged. An empty etag is a plain list.
+func (c *Client) WatchMachines(ctx context.Context, f MachineFilter, etag string) (*api.MachineList, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{api.QueryCluster: f.Cluster, api.QueryRole: f.Role, api.QueryPhase: string(f.Phase), api.QueryState: string(f.State)} {
 		if v != "" {
@@ -122,10 +133,16 @@ func (c *Client) ListMachines(ctx context.Context, f MachineFilter) ([]api.Machi
 		}
 	}
 	var out api.MachineList
-	if err := c.do(ctx, request{method: http.MethodGet, path: api.PathMachines, query: q, out: &out}); err != nil {
+	r := request{method: http.MethodGet, path: api.PathMachines, query: q, out: &out}
+	if etag != "" {
+		r.wait = min(c.pollWait, maxWatchWait)
+		q.Set(api.QueryWait, r.wait.String())
+		q.Set(api.QueryIfNoneMatch, etag)
+	}
+	if err := c.do(ctx, r); err != nil {
 		return nil, err
 	}
-	return out.Items, nil
+	return &out, nil
 }
 
 // UpdateMachine replaces a machine's spec. A non-zero req.Version must match

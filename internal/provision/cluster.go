@@ -15,14 +15,6 @@ import (
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/store"
 )
 
-// Cluster status phases, as the API reports them.
-const (
-	ClusterPending    = string(api.ClusterPending)
-	ClusterConverging = string(api.ClusterConverging)
-	ClusterReady      = string(api.ClusterReady)
-	ClusterPaused     = string(api.ClusterPaused)
-)
-
 // profileCache keeps the profiles read during one decision consistent and
 // read once.
 type profileCache map[string]*model.BootProfile
@@ -329,23 +321,22 @@ func (r *Reconciler) clusterStatus(ctx context.Context, c *model.Cluster) (model
 			waiting = append(waiting, m.Name)
 		}
 	}
-	if total == 0 {
-		return model.ClusterStatus{Phase: ClusterPending, Message: "the cluster has no members"}, waiting, nil
-	}
-	if len(failed) > 0 {
-		return model.ClusterStatus{Phase: ClusterPaused, Message: "rollout paused: " + strings.Join(failed, "; ")}, waiting, nil
-	}
-	if ready == total {
-		return model.ClusterStatus{Phase: ClusterReady, Message: fmt.Sprintf("all %d members provisioned", total)}, waiting, nil
+	switch phase := model.ClusterPhaseOf(total, len(failed), ready); phase {
+	case api.ClusterPending:
+		return model.ClusterStatus{Phase: string(phase), Message: "the cluster has no members"}, waiting, nil
+	case api.ClusterPaused:
+		return model.ClusterStatus{Phase: string(phase), Message: "rollout paused: " + strings.Join(failed, "; ")}, waiting, nil
+	case api.ClusterReady:
+		return model.ClusterStatus{Phase: string(phase), Message: fmt.Sprintf("all %d members provisioned", total)}, waiting, nil
 	}
 	for _, cr := range c.Roles {
 		rc := counts[cr.Name]
 		if rc.ready < rc.total {
-			return model.ClusterStatus{Phase: ClusterConverging, ActiveRole: cr.Name,
+			return model.ClusterStatus{Phase: string(api.ClusterConverging), ActiveRole: cr.Name,
 				Message: fmt.Sprintf("role %s: %d of %d members provisioned (max_unavailable %d)", cr.Name, rc.ready, rc.total, max(c.Rollout.MaxUnavailable, 1))}, waiting, nil
 		}
 	}
-	return model.ClusterStatus{Phase: ClusterConverging, Message: fmt.Sprintf("%d of %d members provisioned; some members have roles the cluster does not define", ready, total)}, waiting, nil
+	return model.ClusterStatus{Phase: string(api.ClusterConverging), Message: fmt.Sprintf("%d of %d members provisioned; some members have roles the cluster does not define", ready, total)}, waiting, nil
 }
 
 func truncate(s string, n int) string {

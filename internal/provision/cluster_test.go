@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbaremetal/terraform-provider-baremetal/internal/api"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/lab"
 	"github.com/openbaremetal/terraform-provider-baremetal/internal/model"
-	. "github.com/openbaremetal/terraform-provider-baremetal/internal/provision"
 )
 
 // outIntervals returns, per machine, the event Seq ranges during which it
@@ -127,7 +127,7 @@ func TestClusterRoleOrderAndRollout(t *testing.T) {
 	e.await("cluster ready", 10*time.Second, func() (bool, string) {
 		c, err := e.st.GetCluster(ctx, "k8s")
 		must(t, err)
-		return c.Status.Phase == ClusterReady, c.Status.Phase + ": " + c.Status.Message
+		return c.Status.Phase == string(api.ClusterReady), c.Status.Phase + ": " + c.Status.Message
 	})
 
 	// A workers' profile change rolls through them one at a time; the
@@ -200,7 +200,7 @@ func TestClusterRoleOrderAndRollout(t *testing.T) {
 	e.await("cluster paused", 10*time.Second, func() (bool, string) {
 		c, err := e.st.GetCluster(ctx, "k8s")
 		must(t, err)
-		return c.Status.Phase == ClusterPaused && strings.Contains(c.Status.Message, failed), c.Status.Phase + ": " + c.Status.Message
+		return c.Status.Phase == string(api.ClusterPaused) && strings.Contains(c.Status.Message, failed), c.Status.Phase + ": " + c.Status.Message
 	})
 	// Give the reconciler every chance to start another worker (it must not).
 	time.Sleep(300 * time.Millisecond)

@@ -291,7 +291,8 @@ type phaseWait struct {
 	last time.Time
 }
 
-// waitPhase polls until every machine is in phase want or failed. The
+// waitConverged polls until the agent reports every machine converged on
+// its desired state, or failed. The
 // polling itself is part of the measured API load: four pollers that GET a
 // random machine every 100 ms each (what Terraform resources waiting for
 // their machines do) and a list of all machines, which is how the
@@ -301,9 +302,9 @@ type phaseWait struct {
 // waits ten times as long as the last one took (between 500 ms and 5 s),
 // which keeps the listing near a tenth of the run. The end time is read
 // from the machines' records, not from when the list noticed.
-// With minVersion > 0 a provisioned machine counts only once it was
+// With minVersion > 0 a converged machine counts only once it was
 // provisioned with at least that version of the boot profile.
-func (f *fleet) waitPhase(ctx context.Context, names []string, want api.MachinePhase, minVersion uint64, gets, lists *latencies) (phaseWait, error) {
+func (f *fleet) waitConverged(ctx context.Context, names []string, minVersion uint64, gets, lists *latencies) (phaseWait, error) {
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -347,11 +348,11 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want api.MachineP
 					continue
 				}
 				switch {
-				case m.Phase == want && m.ProvisionedProfileVersion < minVersion:
-				case m.Phase == want:
+				case m.Converged && m.ProvisionedProfileVersion < minVersion:
+				case m.Converged:
 					w.reached++
 					at := m.UpdatedAt
-					if want == api.PhaseProvisioned && !m.ProvisionedAt.IsZero() {
+					if m.Phase == api.PhaseProvisioned && !m.ProvisionedAt.IsZero() {
 						at = m.ProvisionedAt
 					}
 					if at.After(w.last) {
@@ -370,7 +371,7 @@ func (f *fleet) waitPhase(ctx context.Context, names []string, want api.MachineP
 		}
 		select {
 		case <-ctx.Done():
-			return phaseWait{}, fmt.Errorf("waiting for %d machines to reach %s: %w", len(names), want, ctx.Err())
+			return phaseWait{}, fmt.Errorf("waiting for %d machines to converge: %w", len(names), ctx.Err())
 		case <-time.After(min(max(500*time.Millisecond, 10*took), 5*time.Second)):
 		}
 	}

@@ -42,7 +42,7 @@ func runProvision(ctx context.Context, f *fleet) (provisionResult, error) {
 			logf("create %s: %v", f.inventory[i].Name, err)
 		}
 	})
-	if r.wait, err = f.waitPhase(ctx, names, "provisioned", 0, &gets, &lists); err != nil {
+	if r.wait, err = f.waitConverged(ctx, names, 0, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.wall = until(start, r.wait.last)
@@ -98,7 +98,7 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 			logf("create %s: %v", f.inventory[i].Name, err)
 		}
 	})
-	if r.off, err = f.waitPhase(ctx, names, "provisioned", 0, &gets, &lists); err != nil {
+	if r.off, err = f.waitConverged(ctx, names, 0, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.register = until(start, r.off.last)
@@ -115,7 +115,7 @@ func runTwoPhase(ctx context.Context, f *fleet) (twoPhaseResult, error) {
 	if err != nil {
 		return r, fmt.Errorf("updating the boot profile: %w", err)
 	}
-	if r.wait, err = f.waitPhase(ctx, names, "provisioned", updated.Version, &gets, &lists); err != nil {
+	if r.wait, err = f.waitConverged(ctx, names, updated.Version, &gets, &lists); err != nil {
 		return r, err
 	}
 	r.powerOn = until(start, r.wait.last)
