@@ -33,29 +33,26 @@ func (r *Reconciler) commitErr(ctx context.Context, m *model.Machine, fn func(x 
 // commitIf is commitErr for a write that is also void unless still holds
 // on the stored machine (nil: no further condition).
 func (r *Reconciler) commitIf(ctx context.Context, m *model.Machine, still func(x *model.Machine) bool, fn func(x *model.Machine), evs ...model.Event) (*model.Machine, error) {
-	wl := r.writeLock(m.Name)
-	wl.Lock()
-	defer wl.Unlock()
-	out, _, err := r.st.UpdateMachineRecording(ctx, m.Name, func(x *model.Machine) (bool, []model.Event, error) {
-		if !samePlace(x, m) || (still != nil && !still(x)) {
-			return false, nil, errStale
-		}
-		from := x.Status.Phase
-		fn(x)
-		if err := r.guardTransition(from, x); err != nil {
-			return false, nil, err
-		}
-		if m.Version > x.Status.ObservedVersion {
-			x.Status.ObservedVersion = m.Version
-		}
-		events := make([]model.Event, len(evs))
-		for i, e := range evs {
-			if e.Phase == "" {
-				e.Phase, e.Step = x.Status.Phase, x.Status.Step
+	out, err := r.writeStatus(ctx, m.Name, statusWrite{
+		lock: lockWrite,
+		guard: func(x *model.Machine) error {
+			if !samePlace(x, m) || (still != nil && !still(x)) {
+				return errStale
 			}
-			events[i] = e
-		}
-		return false, events, nil
+			return nil
+		},
+		apply: func(x *model.Machine) (bool, []model.Event, error) {
+			fn(x)
+			events := make([]model.Event, len(evs))
+			for i, e := range evs {
+				if e.Phase == "" {
+					e.Phase, e.Step = x.Status.Phase, x.Status.Step
+				}
+				events[i] = e
+			}
+			return false, events, nil
+		},
+		observe: m.Version,
 	})
 	switch {
 	case err == nil:
@@ -78,6 +75,67 @@ func (r *Reconciler) commitIf(ctx context.Context, m *model.Machine, still func(
 	}
 	r.q.add(m.Name)
 	return out, nil
+}
+
+// lockMode says how a status write is serialised with the machine's
+// other status writes (the per-machine write lock).
+type lockMode int
+
+const (
+	// lockNone: the writer does not serialise with other status writes;
+	// its guard alone decides whether the write still applies.
+	lockNone lockMode = iota
+	// lockWrite: writeStatus holds the lock for the write.
+	lockWrite
+	// lockHeld: the caller already holds the lock, across more than the
+	// write (the lock is not reentrant, so writeStatus must not take it).
+	lockHeld
+)
+
+// statusWrite is one store write of a machine: the condition it needs on
+// the stored machine, its change and the events that explain it.
+type statusWrite struct {
+	lock lockMode
+	// guard voids the write, with its error, before apply runs; nil: none.
+	guard func(x *model.Machine) error
+	// apply changes the stored machine, reporting whether the spec changed
+	// and the events recorded in the same transaction.
+	apply func(x *model.Machine) (bool, []model.Event, error)
+	// observe, if above the stored ObservedVersion, replaces it: the spec
+	// version the write's decision was made on.
+	observe uint64
+}
+
+// writeStatus is the only path to the store's machine writes, so that
+// every write is checked against the state table (guardTransition) and
+// none bypasses the write lock by accident. Each caller handles the error
+// as its contract needs (a requeue, a refused callback, an operator error).
+func (r *Reconciler) writeStatus(ctx context.Context, name string, w statusWrite) (*model.Machine, error) {
+	if w.lock == lockWrite {
+		wl := r.writeLock(name)
+		wl.Lock()
+		defer wl.Unlock()
+	}
+	out, _, err := r.st.UpdateMachineRecording(ctx, name, func(x *model.Machine) (bool, []model.Event, error) {
+		if w.guard != nil {
+			if err := w.guard(x); err != nil {
+				return false, nil, err
+			}
+		}
+		from := x.Status.Phase
+		spec, evs, err := w.apply(x)
+		if err != nil {
+			return false, nil, err
+		}
+		if err := r.guardTransition(from, x); err != nil {
+			return false, nil, err
+		}
+		if w.observe > x.Status.ObservedVersion {
+			x.Status.ObservedVersion = w.observe
+		}
+		return spec, evs, nil
+	})
+	return out, err
 }
 
 // appendEvent records e. The write is not cancelled with ctx: an event

@@ -45,18 +45,20 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return out, fmt.Errorf("reading machine %s: %w", machine, err)
 	}
-	_, _, err = r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
+	_, err = r.writeStatus(ctx, machine, statusWrite{lock: lockHeld, guard: func(m *model.Machine) error {
 		if reject = tokenProblem(m, token); reject != "" {
-			return false, nil, errRejected
+			return errRejected
 		}
 		if m.Run.ID != runID {
 			reject = "the machine's run changed"
-			return false, nil, errRejected
+			return errRejected
 		}
 		if m.Run.Deploy != nil && !m.Run.Deploy.WrittenAt.IsZero() {
 			reject = "the image of this run is already written"
-			return false, nil, errRejected
+			return errRejected
 		}
+		return nil
+	}, apply: func(m *model.Machine) (bool, []model.Event, error) {
 		if refused == "" {
 			// A clean run finds the disk the image went to the way the
 			// deploy chose it: the same hints, the same rule.
@@ -107,7 +109,7 @@ func (r *Reconciler) DeployDisks(ctx context.Context, machine, token string, dis
 		m.Run.AddStep(model.BootStep{Signal: model.SignalDeployDisks, At: now})
 		return false, []model.Event{{Type: string(model.SignalDeployDisks), Phase: m.Status.Phase, Step: m.Status.Step,
 			Message: fmt.Sprintf("writing the image to %s", describeDisk(out.Disk)), Data: data}}, nil
-	}))
+	}})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return out, fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)
@@ -134,14 +136,16 @@ func (r *Reconciler) DeployProgress(ctx context.Context, machine, token string, 
 	defer wl.Unlock()
 	now := r.cfg.Now()
 	var reject string
-	_, _, err := r.st.UpdateMachineRecording(ctx, machine, func(m *model.Machine) (bool, []model.Event, error) {
+	_, err := r.writeStatus(ctx, machine, statusWrite{lock: lockHeld, guard: func(m *model.Machine) error {
 		if reject = tokenProblem(m, token); reject != "" {
-			return false, nil, errRejected
+			return errRejected
 		}
+		if d := m.Run.Deploy; d == nil || !d.WrittenAt.IsZero() || written <= d.BytesWritten {
+			return errStale
+		}
+		return nil
+	}, apply: func(m *model.Machine) (bool, []model.Event, error) {
 		d := m.Run.Deploy
-		if d == nil || !d.WrittenAt.IsZero() || written <= d.BytesWritten {
-			return false, nil, errStale
-		}
 		d.BytesWritten = written
 		step := model.BootStep{Signal: model.SignalDeployProgress, Name: fmt.Sprint(written / gib), At: now}
 		if !m.Run.AddStep(step) {
@@ -155,7 +159,7 @@ func (r *Reconciler) DeployProgress(ctx context.Context, machine, token string, 
 			msg += fmt.Sprintf(" (%.1f MiB/s)", rate)
 		}
 		return false, []model.Event{{Type: string(model.SignalDeployProgress), Phase: m.Status.Phase, Step: m.Status.Step, Message: msg, Data: data}}, nil
-	})
+	}})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%w: no machine %q", model.ErrTokenRejected, machine)

@@ -20,12 +20,17 @@ import (
 // that tells it may be followed by a status write on another basis.
 func (r *Reconciler) recordBMCStatus(ctx context.Context, name, status string) {
 	now := r.cfg.Now()
-	_, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
-		if x.Status.BMCStatus == status {
-			return false, errStale
-		}
-		setBMCStatus(x, status, now)
-		return false, nil
+	_, err := r.writeStatus(ctx, name, statusWrite{
+		guard: func(x *model.Machine) error {
+			if x.Status.BMCStatus == status {
+				return errStale
+			}
+			return nil
+		},
+		apply: func(x *model.Machine) (bool, []model.Event, error) {
+			setBMCStatus(x, status, now)
+			return false, nil, nil
+		},
 	})
 	if err != nil && !errors.Is(err, errStale) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 		r.log.Error("recording bmc_status failed", "machine", name, "err", err)

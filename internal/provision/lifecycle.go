@@ -79,11 +79,13 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 	if bootSignals[sig] {
 		now := r.cfg.Now()
 		step := model.BootStep{Signal: sig, Name: stepName(sig, data), At: now}
-		_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
-			run := m.Run
-			if run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
-				return false, errStale
+		_, err := r.writeStatus(ctx, machine, statusWrite{lock: lockHeld, guard: func(m *model.Machine) error {
+			if run := m.Run; run == nil || run.TokenUsed || (data["run"] != "" && data["run"] != run.ID) {
+				return errStale
 			}
+			return nil
+		}, apply: func(m *model.Machine) (bool, []model.Event, error) {
+			run := m.Run
 			// The first script fetch binds the run to its address (see
 			// callbackSource); it is recorded before the step check, as a
 			// later fetch by another address must not rebind it.
@@ -93,7 +95,7 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 				bound = true
 			}
 			if !run.AddStep(step) && !bound {
-				return false, errStale
+				return false, nil, errStale
 			}
 			if _, seen := run.Signals[sig]; !seen {
 				if run.Signals == nil {
@@ -101,8 +103,8 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 				}
 				run.Signals[sig] = now
 			}
-			return false, nil
-		})
+			return false, nil, nil
+		}})
 		if errors.Is(err, store.ErrNotFound) {
 			return
 		}
@@ -120,14 +122,16 @@ func (r *Reconciler) Signal(ctx context.Context, machine string, sig model.Signa
 // noteRenderError records a render failure on the machine's active run,
 // which decide then fails with it.
 func (r *Reconciler) noteRenderError(ctx context.Context, machine string, data map[string]string) {
-	_, err := r.st.UpdateMachine(ctx, machine, func(m *model.Machine) (bool, error) {
-		run := m.Run
-		if run == nil || run.TokenUsed || run.RenderError != "" || (data["run"] != "" && data["run"] != run.ID) {
-			return false, errStale
+	// Called under Signal's write lock.
+	_, err := r.writeStatus(ctx, machine, statusWrite{lock: lockHeld, guard: func(m *model.Machine) error {
+		if run := m.Run; run == nil || run.TokenUsed || run.RenderError != "" || (data["run"] != "" && data["run"] != run.ID) {
+			return errStale
 		}
-		run.RenderError = orDash(data["error"])
-		return false, nil
-	})
+		return nil
+	}, apply: func(m *model.Machine) (bool, []model.Event, error) {
+		m.Run.RenderError = orDash(data["error"])
+		return false, nil, nil
+	}})
 	if err != nil && !errors.Is(err, errStale) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 		r.log.Error("recording a render failure failed", "machine", machine, "err", err)
 	}
@@ -209,13 +213,15 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			{Type: model.EventPhaseChanged, Phase: m.Status.Phase, Step: m.Status.Step, Message: why, Data: phaseEvent(before, "", "", "").Data},
 		}
 	}
-	out, _, err := r.st.UpdateMachineRecording(ctx, machine, r.guarded(func(m *model.Machine) (bool, []model.Event, error) {
+	out, err := r.writeStatus(ctx, machine, statusWrite{lock: lockHeld, guard: func(m *model.Machine) error {
 		if reject = tokenProblem(m, token); reject != "" {
-			return false, nil, errRejected
+			return errRejected
 		}
 		if reject = r.sourceProblem(ctx, m, report.From); reject != "" {
-			return false, nil, errRejected
+			return errRejected
 		}
+		return nil
+	}, apply: func(m *model.Machine) (bool, []model.Event, error) {
 		b := *m
 		run := *m.Run
 		b.Run = &run
@@ -240,7 +246,7 @@ func (r *Reconciler) Callback(ctx context.Context, machine, token string, report
 			m.Status.LastError = p.Reason
 		}
 		return false, events(m, p.Reason), nil
-	}))
+	}})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		r.met.callbacks.WithLabelValues("rejected").Inc()
@@ -372,13 +378,13 @@ func (r *Reconciler) MachineAction(ctx context.Context, name, action string) err
 	case ActionProvision:
 		return r.provisionNow(ctx, name)
 	case ActionDeprovision:
-		m, err := r.st.UpdateMachine(ctx, name, func(m *model.Machine) (bool, error) {
+		m, err := r.writeStatus(ctx, name, statusWrite{apply: func(m *model.Machine) (bool, []model.Event, error) {
 			if m.State == model.StateAvailable {
-				return false, nil
+				return false, nil, nil
 			}
 			m.State = model.StateAvailable
-			return true, nil
-		})
+			return true, nil, nil
+		}})
 		if err != nil {
 			return fmt.Errorf("machine %s: %w", name, err)
 		}
@@ -454,13 +460,13 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 		return errors.New(msg)
 	}
 	now := r.cfg.Now()
-	out, err := r.st.UpdateMachine(ctx, name, func(x *model.Machine) (bool, error) {
+	out, err := r.writeStatus(ctx, name, statusWrite{apply: func(x *model.Machine) (bool, []model.Event, error) {
 		x.Status.PowerState = want
 		x.Status.PowerCheckedAt = now
 		exp := expectedPower(x)
 		x.Status.PowerDrift = exp != "" && exp != want
-		return false, nil
-	})
+		return false, nil, nil
+	}})
 	if err != nil {
 		return fmt.Errorf("machine %s: power %s done, recording it failed: %w", name, pa, err)
 	}
@@ -513,7 +519,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 		return err
 	}
 	p := provisionAction()
-	_, _, err = r.st.UpdateMachineRecording(ctx, name, r.guarded(func(x *model.Machine) (bool, []model.Event, error) {
+	_, err = r.writeStatus(ctx, name, statusWrite{apply: func(x *model.Machine) (bool, []model.Event, error) {
 		spec := x.State != model.StateProvisioned
 		x.State = model.StateProvisioned
 		if x.Run != nil {
@@ -534,7 +540,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 				Message: fmt.Sprintf("run %s with profile %s v%d", run.ID, run.Profile, run.ProfileVersion),
 				Data:    map[string]string{"run": run.ID, "profile": run.Profile, "profile_version": fmt.Sprint(run.ProfileVersion), "operator": "true"}},
 		}, nil
-	}))
+	}})
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", name, err)
 	}

@@ -94,13 +94,15 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 		}
 		if cur.Run.StepDeadline.IsZero() {
 			deadline := r.cfg.Now().Add(r.cfg.Timeouts.PowerOn)
-			if _, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+			if _, err := r.writeStatus(ctx, m.Name, statusWrite{guard: func(x *model.Machine) error {
 				if !samePlace(x, m) {
-					return false, errStale
+					return errStale
 				}
+				return nil
+			}, apply: func(x *model.Machine) (bool, []model.Event, error) {
 				x.Run.StepDeadline = deadline
-				return false, nil
-			}); err != nil {
+				return false, nil, nil
+			}}); err != nil {
 				return err
 			}
 		}
@@ -178,11 +180,13 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 	wl := r.writeLock(m.Name)
 	wl.Lock()
 	defer wl.Unlock()
-	_, err := r.st.UpdateMachine(ctx, m.Name, func(x *model.Machine) (bool, error) {
+	// The lock is held until the phase event below is recorded.
+	_, err := r.writeStatus(ctx, m.Name, statusWrite{lock: lockHeld, guard: func(x *model.Machine) error {
 		if runID(x) != m.Run.ID {
-			return false, errStale
+			return errStale
 		}
-		from := x.Status.Phase
+		return nil
+	}, apply: func(x *model.Machine) (bool, []model.Event, error) {
 		x.Run.PowerOns++
 		x.Run.PoweredOnAt = issued
 		if lost == nil {
@@ -197,8 +201,8 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 				x.Status.ObservedVersion = m.Version
 			}
 		}
-		return false, r.guardTransition(from, x)
-	})
+		return false, nil, nil
+	}})
 	if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
 		r.log.Error("recording power-on failed", "machine", m.Name, "err", err)
 	}

@@ -69,19 +69,3 @@ func (r *Reconciler) guardTransition(from model.Phase, x *model.Machine) error {
 	}
 	return err
 }
-
-// guarded wraps a store update that may change the machine's phase with
-// guardTransition, for the writes that do not go through commitIf.
-func (r *Reconciler) guarded(fn func(x *model.Machine) (bool, []model.Event, error)) func(x *model.Machine) (bool, []model.Event, error) {
-	return func(x *model.Machine) (bool, []model.Event, error) {
-		from := x.Status.Phase
-		spec, evs, err := fn(x)
-		if err != nil {
-			return spec, evs, err
-		}
-		if err := r.guardTransition(from, x); err != nil {
-			return false, nil, err
-		}
-		return spec, evs, nil
-	}
-}
