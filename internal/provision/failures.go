@@ -21,6 +21,7 @@ import (
 func (r *Reconciler) recordBMCStatus(ctx context.Context, name, status string) {
 	now := r.cfg.Now()
 	_, err := r.writeStatus(ctx, name, statusWrite{
+		lock: lockNone,
 		guard: func(x *model.Machine) error {
 			if x.Status.BMCStatus == status {
 				return errStale

@@ -378,7 +378,7 @@ func (r *Reconciler) MachineAction(ctx context.Context, name, action string) err
 	case ActionProvision:
 		return r.provisionNow(ctx, name)
 	case ActionDeprovision:
-		m, err := r.writeStatus(ctx, name, statusWrite{apply: func(m *model.Machine) (bool, []model.Event, error) {
+		m, err := r.writeStatus(ctx, name, statusWrite{lock: lockNone, apply: func(m *model.Machine) (bool, []model.Event, error) {
 			if m.State == model.StateAvailable {
 				return false, nil, nil
 			}
@@ -460,7 +460,7 @@ func (r *Reconciler) powerAction(ctx context.Context, name, action string) error
 		return errors.New(msg)
 	}
 	now := r.cfg.Now()
-	out, err := r.writeStatus(ctx, name, statusWrite{apply: func(x *model.Machine) (bool, []model.Event, error) {
+	out, err := r.writeStatus(ctx, name, statusWrite{lock: lockNone, apply: func(x *model.Machine) (bool, []model.Event, error) {
 		x.Status.PowerState = want
 		x.Status.PowerCheckedAt = now
 		exp := expectedPower(x)
@@ -519,7 +519,7 @@ func (r *Reconciler) provisionNow(ctx context.Context, name string) error {
 		return err
 	}
 	p := provisionAction()
-	_, err = r.writeStatus(ctx, name, statusWrite{apply: func(x *model.Machine) (bool, []model.Event, error) {
+	_, err = r.writeStatus(ctx, name, statusWrite{lock: lockNone, apply: func(x *model.Machine) (bool, []model.Event, error) {
 		spec := x.State != model.StateProvisioned
 		x.State = model.StateProvisioned
 		if x.Run != nil {

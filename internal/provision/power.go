@@ -94,7 +94,7 @@ func (r *Reconciler) powerOn(ctx context.Context, m *model.Machine, p plan) {
 		}
 		if cur.Run.StepDeadline.IsZero() {
 			deadline := r.cfg.Now().Add(r.cfg.Timeouts.PowerOn)
-			if _, err := r.writeStatus(ctx, m.Name, statusWrite{guard: func(x *model.Machine) error {
+			if _, err := r.writeStatus(ctx, m.Name, statusWrite{lock: lockNone, guard: func(x *model.Machine) error {
 				if !samePlace(x, m) {
 					return errStale
 				}
