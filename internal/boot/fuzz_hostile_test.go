@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -88,6 +89,14 @@ func FuzzRenderInstallTemplate(f *testing.F) {
 		m := provisioningMachine(map[string]string{"v": v})
 		m.Run.Token = token
 		got, ok, err := s.renderTemplate(renderInput{machine: m, profile: p, token: token}, "user-data")
+		if !utf8.ValidString(v) {
+			// Templates are text: bytes that are not UTF-8 are refused,
+			// naming the param, rather than rendered (or mangled).
+			if err == nil || !strings.Contains(err.Error(), `param "v" is not valid UTF-8`) {
+				t.Fatalf("a value that is not UTF-8: ok=%v err=%v", ok, err)
+			}
+			return
+		}
 		if err != nil || !ok {
 			t.Fatalf("render: ok=%v err=%v", ok, err)
 		}
