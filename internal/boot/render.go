@@ -325,9 +325,6 @@ func funcs(ctx *RenderContext, set **template.Template, sec *secretSource) templ
 // naming the template (or snippet), its line and column and the failing
 // param.
 func renderText(name, text string, ctx *RenderContext, snippets map[string]*model.Template, sec *secretSource) (string, error) {
-	if err := textParams(ctx); err != nil {
-		return "", err
-	}
 	var set *template.Template
 	t, err := parseWithSnippets(name, text, funcs(ctx, &set, sec), snippets)
 	if err != nil {
@@ -345,13 +342,15 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 	return buf.String(), nil
 }
 
-// textParams refuses a render whose params, in any scope, hold bytes that
-// are not UTF-8. Every format a template emits is text: JSON and YAML
-// encoders would silently swap such bytes for U+FFFD and kickstart or
-// preseed readers would choke, so the installer would not get the value as
-// given. The API cannot store such a value (JSON bodies are UTF-8), but a
-// store written by other means can hold one; the error names the param,
-// never the value.
+// textParams refuses an install template's render whose params, in any
+// scope, hold bytes that are not UTF-8. Every format an install template
+// emits is text: JSON and YAML encoders would silently swap such bytes for
+// U+FFFD and kickstart or preseed readers would choke, so the installer
+// would not get the value as given. (Boot scripts are not refused: iPXE
+// neutralisation and kernelArg already make any bytes inert there.) The
+// API cannot store such a value (JSON bodies are UTF-8), but a store
+// written by other means can hold one; the error names the param, never
+// the value.
 func textParams(ctx *RenderContext) error {
 	scopes := []struct {
 		name   string
@@ -584,6 +583,9 @@ func (s *Server) renderTemplate(in renderInput, name string) (string, bool, erro
 		}
 	} else {
 		ctx = s.newContext(in)
+	}
+	if err := textParams(ctx); err != nil {
+		return "", true, fmt.Errorf("profile %q: %w", in.profile.Name, err)
 	}
 	out, err := renderText(name, text, ctx, in.snippets, in.secrets)
 	if err != nil {
