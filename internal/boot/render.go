@@ -352,15 +352,13 @@ func renderText(name, text string, ctx *RenderContext, snippets map[string]*mode
 // written by other means can hold one; the error names the param, never
 // the value.
 func textParams(ctx *RenderContext) error {
-	scopes := []struct {
+	type scope struct {
 		name   string
 		params map[string]string
-	}{{"", ctx.Params}, {"machine ", ctx.Machine.Params}, {"profile ", ctx.Profile.Params}, {"site ", ctx.Site.Params}}
+	}
+	scopes := []scope{{"", ctx.Params}, {"machine ", ctx.Machine.Params}, {"profile ", ctx.Profile.Params}, {"site ", ctx.Site.Params}}
 	if ctx.Cluster != nil {
-		scopes = append(scopes, struct {
-			name   string
-			params map[string]string
-		}{"cluster ", ctx.Cluster.Params})
+		scopes = append(scopes, scope{"cluster ", ctx.Cluster.Params})
 	}
 	for _, sc := range scopes {
 		keys := make([]string, 0, len(sc.params))

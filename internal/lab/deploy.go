@@ -84,13 +84,19 @@ func simulateDeploy(ctx context.Context, hc *http.Client, res *PXEResult, base, 
 		report.BytesWritten = d.BytesWritten
 		report.DurationMS = time.Since(start).Milliseconds()
 	}
-	status, err = postCallback(ctx, hc, base+"/callback"+q, report)
+	return sendReport(ctx, hc, res, base, q, report, "deploy")
+}
+
+// sendReport posts the ramdisk's final callback; a report of failure, or a
+// refused callback, is the simulated boot's error.
+func sendReport(ctx context.Context, hc *http.Client, res *PXEResult, base, q string, report model.CallbackReport, what string) error {
+	status, err := postCallback(ctx, hc, base+"/callback"+q, report)
 	res.CallbackStatus = status
 	switch {
 	case err != nil:
 		return fmt.Errorf("callback: %w", err)
 	case report.Status != "ok":
-		return errors.New("deploy failed: " + report.Message)
+		return errors.New(what + " failed: " + report.Message)
 	case status < 200 || status > 299:
 		return fmt.Errorf("callback POST %s: HTTP %d", redact(base+"/callback"), status)
 	}
@@ -139,17 +145,7 @@ func simulateClean(ctx context.Context, hc *http.Client, res *PXEResult, base, q
 	if ans.Mode != "clean" {
 		report.Status, report.Message = "failed", fmt.Sprintf("the agent answered with a %q plan to a clean boot", ans.Mode)
 	}
-	status, err = postCallback(ctx, hc, base+"/callback"+q, report)
-	res.CallbackStatus = status
-	switch {
-	case err != nil:
-		return fmt.Errorf("callback: %w", err)
-	case report.Status != "ok":
-		return errors.New("clean failed: " + report.Message)
-	case status < 200 || status > 299:
-		return fmt.Errorf("callback POST %s: HTTP %d", redact(base+"/callback"), status)
-	}
-	return nil
+	return sendReport(ctx, hc, res, base, q, report, "clean")
 }
 
 // hashImage reads the whole image at raw and hashes it with the algorithm

@@ -61,6 +61,16 @@ func testDisk(t *testing.T, dir string) (string, []byte) {
 
 func convert(t *testing.T, path string) ([]byte, [32]byte, *Image) {
 	t.Helper()
+	out, sum, im := convertFile(t, path)
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	return got, sum, im
+}
+
+// convertFile writes the qcow2 image at path as a raw file (sparse where
+// the image reads as zeros) and returns its path and SHA-256.
+func convertFile(t *testing.T, path string) (string, [32]byte, *Image) {
+	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
@@ -75,11 +85,9 @@ func convert(t *testing.T, path string) ([]byte, [32]byte, *Image) {
 	h := sha256.New()
 	require.NoError(t, im.WriteRaw(dst, h))
 	require.NoError(t, dst.Truncate(im.Size()))
-	got, err := os.ReadFile(out)
-	require.NoError(t, err)
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))
-	return got, sum, im
+	return out, sum, im
 }
 
 func TestWriteRawMatchesQemuImg(t *testing.T) {
@@ -143,19 +151,10 @@ func TestWriteRawIsSparse(t *testing.T) {
 	q := filepath.Join(t.TempDir(), "big.qcow2")
 	run(t, "qemu-img", "create", "-q", "-f", "qcow2", q, "1G")
 	run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 512M 1M", q)
-	f, err := os.Open(q)
-	require.NoError(t, err)
-	defer f.Close()
-	fi, err := f.Stat()
-	require.NoError(t, err)
-	im, err := Open(f, fi.Size())
-	require.NoError(t, err)
-	out := filepath.Join(t.TempDir(), "out.raw")
-	dst, err := os.Create(out)
+	out, _, _ := convertFile(t, q)
+	dst, err := os.Open(out)
 	require.NoError(t, err)
 	defer dst.Close()
-	require.NoError(t, im.WriteRaw(dst, sha256.New()))
-	require.NoError(t, dst.Truncate(im.Size()))
 	st, err := dst.Stat()
 	require.NoError(t, err)
 	assert.Equal(t, int64(1<<30), st.Size())
